@@ -1,0 +1,86 @@
+# sagemake: train on Amazon SageMaker from this repository. `make help` lists everything.
+#
+# Settings come from .env (see .env.example), .env.$(ENV), then the environment;
+# any setting can also be passed on the command line: make train HP='max_depth=4'.
+
+.DEFAULT_GOAL := help
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3
+VENV ?= .venv
+export VENV
+export PYTHONPATH := $(CURDIR)/src
+PY := $(VENV)/bin/python
+RUNTIME_STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
+
+.PHONY: help
+help: ## list the targets and the variables they take
+	@echo "usage: make TARGET [ENV=local|prod|<name>] [HP='key=value ...'] [JOB=<job name>]"
+	@echo
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo
+	@echo "  ENV  where jobs run: local (default, no AWS needed) or an AWS environment (.env.<ENV>)"
+	@echo "  HP   hyperparameters, e.g. HP='n_estimators=200 learning_rate=0.05'"
+	@echo "  JOB  a job name for fetch and logs (default: the latest job)"
+	@echo
+	@echo "Every setting is documented in .env.example; \`make config\` shows the values in force."
+
+$(RUNTIME_STAMP): requirements.txt docker/requirements.txt
+	@scripts/setup_venv.sh "$(PYTHON)" requirements.txt
+	@touch "$@"
+
+$(DEV_STAMP): requirements-dev.txt $(RUNTIME_STAMP)
+	@scripts/setup_venv.sh "$(PYTHON)" requirements-dev.txt
+	@touch "$@"
+
+.PHONY: setup
+setup: $(RUNTIME_STAMP) ## create the virtualenv with the pinned dependencies (redone only when they change)
+
+.PHONY: config
+config: setup ## print every setting in force for ENV and where it came from
+	@$(PY) -m sagemake.config
+
+.PHONY: data
+data: setup ## write the example data set as channels under DATA_DIR (train/, validation/)
+	@scripts/make_data.sh
+
+.PHONY: build
+build: setup ## build the training image, tagged by content (skipped when no container engine)
+	@scripts/build_and_push_image.sh
+
+.PHONY: plan
+plan: setup ## print the training job request as JSON; sends nothing
+	@$(PY) scripts/run_sagemaker.py plan
+
+.PHONY: train
+train: setup data build ## build, submit, follow the job, then fetch its model into MODELS_DIR
+	@$(PY) scripts/run_sagemaker.py submit --fetch
+
+.PHONY: fetch
+fetch: setup ## fetch a finished job's model with its manifest (JOB=..., default latest)
+	@$(PY) scripts/fetch_model.py $(JOB)
+
+.PHONY: jobs
+jobs: setup ## list recent jobs: name, status, duration, main metric
+	@$(PY) scripts/run_sagemaker.py jobs
+
+.PHONY: logs
+logs: setup ## print a job's log, following it while it runs (JOB=..., default latest)
+	@$(PY) scripts/run_sagemaker.py logs $(JOB)
+
+.PHONY: test
+test: $(DEV_STAMP) ## lint every shell file and run the bats and pytest suites
+	@tests/run.sh
+
+.PHONY: bench
+bench: $(DEV_STAMP) ## measure warm `make train` and the local executor's overhead
+	@bench/run.sh
+
+.PHONY: clean
+clean: ## remove the virtualenv and caches (keeps data/, jobs/ and models/)
+	rm -rf "$(VENV)" .tools .pytest_cache
+	find src tests -name __pycache__ -type d -prune -exec rm -rf {} +

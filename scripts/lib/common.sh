@@ -1,0 +1,33 @@
+# shellcheck shell=bash
+# Shared by the scripts (sourced, not run): errors, progress, the venv's
+# Python and the resolved config, read from the one resolver in Python.
+
+SAGEMAKE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+PS4='+ ${BASH_SOURCE##*/}:${LINENO}: '
+if [[ -n "${DEBUG:-}" ]]; then set -x; fi
+
+# die MESSAGE...: the program's name and the message on stderr, exit 1.
+die() {
+  printf '%s: %s\n' "${0##*/}" "$*" >&2
+  exit 1
+}
+
+# say MESSAGE...: progress for a person, on stderr.
+say() {
+  printf '==> %s\n' "$*" >&2
+}
+
+# py ARGS...: the project's Python (the venv that `make setup` made), with src/ importable.
+py() {
+  local venv="${VENV:-.venv}"
+  [[ "$venv" == /* ]] || venv="$SAGEMAKE_ROOT/$venv"
+  [[ -x "$venv/bin/python" ]] || die "no virtualenv at $venv: run \`make setup\` first"
+  PYTHONPATH="$SAGEMAKE_ROOT/src" "$venv/bin/python" "$@"
+}
+
+# load_config: export every resolved setting (defaults < .env < .env.<ENV> < environment).
+load_config() {
+  local exports
+  exports="$(py -m sagemake.config --export)" || exit 2
+  eval "$exports"
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Summary: create the virtualenv (VENV, default .venv) and install a pinned requirements file into it.
+# Usage: scripts/setup_venv.sh PYTHON REQUIREMENTS_FILE
+#
+# `make setup` and `make test` call this only when a requirements file changed.
+set -euo pipefail
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+MIN_PYTHON="3.10"
+
+main() {
+  if [[ $# -ne 2 || "$1" == "-h" || "$1" == "--help" ]]; then
+    sed -n 's/^# \{0,1\}//;2,3p' "${BASH_SOURCE[0]}"
+    [[ $# -eq 2 ]] || exit 2
+    return 0
+  fi
+  local python="$1" requirements="$2" venv="${VENV:-.venv}"
+  [[ "$venv" == /* ]] || venv="$SAGEMAKE_ROOT/$venv"
+  if [[ ! -x "$venv/bin/python" ]]; then
+    command -v "$python" >/dev/null 2>&1 ||
+      die "$python not found: install Python $MIN_PYTHON or newer, or pass PYTHON=/path/to/python3"
+    "$python" -c "import sys; sys.exit(sys.version_info < (${MIN_PYTHON/./, }))" ||
+      die "$python is older than $MIN_PYTHON: install a newer Python, or pass PYTHON=/path/to/python3"
+    say "setup: creating the virtualenv in $venv"
+    "$python" -m venv "$venv" || die "could not create $venv: on Debian/Ubuntu, apt-get install python3-venv"
+  fi
+  say "setup: installing $requirements (pinned) into $venv"
+  "$venv/bin/python" -m pip install --disable-pip-version-check --quiet --progress-bar off \
+    -r "$SAGEMAKE_ROOT/$requirements" ||
+    die "pip could not install $requirements: check the network (or proxy) to PyPI and try again"
+}
+
+[[ "${BASH_SOURCE[0]}" != "$0" ]] || main "$@"

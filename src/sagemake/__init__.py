@@ -1,0 +1,1 @@
+"""sagemake: the glue between this repository and SageMaker training jobs."""

@@ -1,0 +1,172 @@
+"""The one config resolver: defaults < .env < .env.<ENV> < the shell's environment.
+
+Python imports `resolve()`; bash reads the same values through `--export`
+(scripts/lib/common.sh), so nothing else parses .env files.
+
+Usage: python -m sagemake.config [--export]
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from sagemake.cli import UserError, run
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Every setting with its default; .env.example documents each one.
+DEFAULTS = {
+    "PROJECT_NAME": "sagemake-example",
+    "AWS_REGION": "",
+    "SAGEMAKER_ROLE_ARN": "",
+    "S3_BUCKET": "",
+    "ECR_REPOSITORY": "",
+    "DATA_DIR": "data",
+    "CHANNELS": "train validation",
+    "HP": "",
+    "JOB_ENV": "",
+    "INSTANCE_TYPE": "ml.m5.large",
+    "INSTANCE_COUNT": "1",
+    "VOLUME_SIZE_GB": "30",
+    "MAX_RUNTIME_SECONDS": "3600",
+    "PRIMARY_METRIC": "validation:roc_auc",
+    "CONTAINER_ENGINE": "docker",
+    "LOCAL_RUNTIME": "auto",
+    "STOP_GRACE_SECONDS": "120",
+    "JOBS_DIR": "jobs",
+    "MODELS_DIR": "models",
+}
+AWS_REQUIRED = ("PROJECT_NAME", "AWS_REGION", "SAGEMAKER_ROLE_ARN", "S3_BUCKET", "ECR_REPOSITORY")
+DEFAULT_ENV = "local"
+CLOUD_ENV = "prod"  # known without a .env.prod file, so .env alone can configure it
+FIX = "edit .env (see .env.example) or pass it as make VAR=value"
+
+_ENV_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_PROJECT = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+_INTEGERS = {  # name: (lowest, highest)
+    "INSTANCE_COUNT": (1, 100),
+    "VOLUME_SIZE_GB": (1, 16384),
+    "MAX_RUNTIME_SECONDS": (1, 28 * 24 * 3600),
+    "STOP_GRACE_SECONDS": (0, 3600),
+}
+_CHOICES = {"CONTAINER_ENGINE": ("docker", "podman"), "LOCAL_RUNTIME": ("auto", "container", "process")}
+
+
+@dataclass(frozen=True)
+class Config:
+    env: str
+    root: Path
+    values: dict
+    sources: dict
+
+    def __getitem__(self, key: str) -> str:
+        return self.values[key]
+
+    def int(self, key: str) -> int:
+        return int(self.values[key])
+
+    def path(self, key: str) -> Path:
+        return self.root / self.values[key]
+
+    def words(self, key: str) -> list[str]:
+        return self.values[key].split()
+
+    @property
+    def local(self) -> bool:
+        return self.env == DEFAULT_ENV
+
+
+def resolve(env: str | None = None, root: Path = ROOT, environ=None) -> Config:
+    """Resolve every setting for ENV; all problems are reported in one UserError."""
+    environ = os.environ if environ is None else environ
+    env = env or environ.get("ENV") or DEFAULT_ENV
+    problems: list[str] = []
+    values = dict(DEFAULTS)
+    sources = {key: "default" for key in DEFAULTS}
+
+    layers = [root / ".env"]
+    if not _ENV_NAME.match(env):
+        problems.append(f"ENV '{env}' is not a valid name: use lower-case letters, digits, '-' or '_'")
+    elif env != DEFAULT_ENV:
+        env_file = root / f".env.{env}"
+        if env_file.exists() or env == CLOUD_ENV:
+            layers.append(env_file)
+        else:
+            problems.append(f"unknown ENV '{env}': use ENV={DEFAULT_ENV}, ENV={CLOUD_ENV}, or create .env.{env}")
+    for layer in layers:
+        for key, value in _read(layer, problems).items():
+            if key in DEFAULTS:
+                values[key], sources[key] = value, layer.name
+            elif not key.startswith("AWS_"):
+                problems.append(f"{layer.name}: unknown setting {key} (see .env.example for the names)")
+    for key in DEFAULTS:
+        if key in environ:
+            values[key], sources[key] = environ[key], "environment"
+
+    problems += _check(env, values)
+    if problems:
+        raise UserError(f"{len(problems)} config problem(s): " + "; ".join(problems))
+    return Config(env=env, root=root, values=values, sources=sources)
+
+
+def _read(path: Path, problems: list[str]) -> dict:
+    if not path.exists():
+        return {}
+    try:
+        return {k: v or "" for k, v in dotenv_values(path).items()}
+    except (OSError, UnicodeDecodeError) as err:
+        problems.append(f"cannot read {path.name} ({err.__class__.__name__}): check its permissions and encoding")
+        return {}
+
+
+def _check(env: str, values: dict) -> list[str]:
+    problems = []
+    if not _PROJECT.match(values["PROJECT_NAME"]):
+        problems.append("PROJECT_NAME must be 1-32 letters, digits or '-' (it starts every job name)")
+    for key, (low, high) in _INTEGERS.items():
+        text = values[key]
+        if not (text.isdigit() and low <= int(text) <= high):
+            problems.append(f"{key}={text!r} must be a whole number from {low} to {high}")
+    for key, choices in _CHOICES.items():
+        if values[key] not in choices:
+            problems.append(f"{key}={values[key]!r} must be one of: {', '.join(choices)}")
+    if not values["CHANNELS"].split():
+        problems.append("CHANNELS is empty: name at least one data channel, e.g. CHANNELS='train validation'")
+    if env != DEFAULT_ENV:
+        missing = [key for key in AWS_REQUIRED if not values[key]]
+        if missing:
+            problems.append(f"{', '.join(missing)} required for ENV={env}: {FIX}")
+        arn = values["SAGEMAKER_ROLE_ARN"]
+        if arn and not _ROLE_ARN.match(arn):
+            problems.append(
+                f"SAGEMAKER_ROLE_ARN={arn!r} is not an IAM role ARN: use arn:aws:iam::<12-digit account>:role/<name>"
+            )
+    return problems
+
+
+def main(argv: list[str]) -> int:
+    config = resolve()
+    if argv[:1] == ["--export"]:
+        print(f"export ENV={shlex.quote(config.env)}")
+        for key, value in config.values.items():
+            print(f"export {key}={shlex.quote(value)}")
+        return 0
+    if argv:
+        raise UserError(f"unknown argument {argv[0]!r}: usage: python -m sagemake.config [--export]")
+    width = max(map(len, DEFAULTS))
+    print(f"# ENV={config.env}")
+    for key, value in config.values.items():
+        print(f"{key:<{width}} = {value!r:<40} # {config.sources[key]}")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main, "config")

@@ -1,0 +1,116 @@
+"""Downloads a finished job's model into MODELS_DIR/<job>/ with its provenance.
+
+Usage: scripts/fetch_model.py [JOB]   (default: the latest job)
+
+Writes MODELS_DIR/<job>/manifest.json: job, status, git commit (and whether
+the tree was dirty), image, runtime, hyperparameters, metrics, and the
+artefact's sha256, so a model file can always be traced to what made it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+import tarfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sagemake.cli import UserError, run, say
+from sagemake.config import Config, resolve
+from sagemake.local import LocalJobs, uri_path
+from sagemake.request import tags
+
+MANIFEST = "manifest.json"
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def metrics(record: dict) -> dict[str, float]:
+    return {m["MetricName"]: m["Value"] for m in record.get("FinalMetricDataList", [])}
+
+
+def manifest(record: dict, request: dict, artifact: Path, env: str) -> dict:
+    tagged = tags(request)
+    return {
+        "job_name": record["TrainingJobName"],
+        "status": record["TrainingJobStatus"],
+        "env": env,
+        "project": tagged.get("project"),
+        "git_sha": tagged.get("git-sha"),
+        "git_dirty": tagged.get("git-dirty") == "true",
+        "image": record["AlgorithmSpecification"]["TrainingImage"],
+        "runtime": record.get("LocalRuntime", "sagemaker"),
+        "created": record.get("CreationTime"),
+        "ended": record.get("TrainingEndTime"),
+        "training_seconds": record.get("TrainingTimeInSeconds"),
+        "hyperparameters": record.get("HyperParameters", {}),
+        "metrics": metrics(record),
+        "artifact": {
+            "uri": record["ModelArtifacts"]["S3ModelArtifacts"],
+            "sha256": sha256(artifact),
+            "bytes": artifact.stat().st_size,
+        },
+        "fetched": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def extract(archive: Path, destination: Path) -> None:
+    """Unpack into a fresh folder beside the destination, then swap it in: never half a model."""
+    partial = destination.with_name(f".{destination.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    with tarfile.open(archive) as tar:
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(partial, filter="data")
+        else:  # Python before 3.10.12 / 3.11.4 has no extraction filters
+            tar.extractall(partial)
+    if (partial / MANIFEST).exists():
+        raise UserError(f"the model archive holds its own {MANIFEST}: rename that file in your trainer")
+    shutil.rmtree(destination, ignore_errors=True)
+    partial.rename(destination)
+
+
+def fetch(config: Config, name: str | None = None) -> Path:
+    """Fetch the job's model; returns MODELS_DIR/<job>/."""
+    jobs = LocalJobs(config.path("JOBS_DIR"))
+    name = name or jobs.latest()
+    record = jobs.describe(name)
+    status = record["TrainingJobStatus"]
+    if status != "Completed":
+        why = f": {record['FailureReason']}" if record.get("FailureReason") else ""
+        raise UserError(f"job {name} is {status}{why}; only a Completed job has a model to fetch (`make logs JOB={name}`)")
+    if "ModelArtifacts" not in record:
+        raise UserError(f"job {name} has no ModelArtifacts in its record: nothing to fetch")
+    artifact = uri_path(record["ModelArtifacts"]["S3ModelArtifacts"])
+    if not artifact.is_file():
+        raise UserError(f"the model of job {name} is missing ({artifact}): run `make train` again")
+    destination = config.path("MODELS_DIR") / name
+    extract(artifact, destination)
+    details = manifest(record, jobs.request(name), artifact, config.env)
+    (destination / MANIFEST).write_text(json.dumps(details, indent=2) + "\n")
+    say(f"model of {name} in {destination} (sha256 {details['artifact']['sha256'][:12]}...)")
+    for metric, value in details["metrics"].items():
+        print(f"  {metric:<22} {value:.4f}")
+    return destination
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__.strip())
+        return 0
+    if len(argv) > 1:
+        raise UserError("usage: fetch_model.py [JOB]")
+    fetch(resolve(), argv[0] if argv else None)
+    return 0
+
+
+if __name__ == "__main__":
+    run(main, "fetch_model")

@@ -1,0 +1,147 @@
+"""The one CreateTrainingJob request, built from config; both executors take it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sagemake.cli import UserError
+from sagemake.config import Config
+from sagemake.contract import TrainingError, parse_hyperparameters
+from trainer.hyperparameters import Hyperparameters
+from trainer.metrics import METRICS
+
+# What goes into the training image: its tag is a hash of these.
+IMAGE_INPUTS = ("docker", "src")
+TAG_PREFIX = "sagemake:"
+NO_GIT = "nogit"
+METRIC_VALUE = r"([-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?|nan)"
+
+
+def git_state(root: Path) -> tuple[str, bool]:
+    """(short commit, whether the tree has uncommitted changes); NO_GIT outside a repository."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=False)
+
+    head = git("rev-parse", "--short=7", "HEAD")
+    if head.returncode != 0:
+        return NO_GIT, False
+    return head.stdout.strip(), bool(git("status", "--porcelain").stdout.strip())
+
+
+def job_name(project: str, sha: str, now: datetime | None = None) -> str:
+    """<project>-<git sha>-<UTC timestamp with milliseconds>: unique, sortable, at most 63 characters."""
+    now = now or datetime.now(timezone.utc)
+    return f"{project}-{sha}-{now:%Y%m%d-%H%M%S}-{now.microsecond // 1000:03d}"
+
+
+def image_tag(root: Path) -> str:
+    """A hash of every file that goes into the image: same content, same tag."""
+    digest = hashlib.sha256()
+    for top in IMAGE_INPUTS:
+        for path in sorted((root / top).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def image_uri(config: Config) -> str:
+    return f"{config['PROJECT_NAME'].lower()}:{image_tag(config.root)}"
+
+
+def parse_pairs(text: str, setting: str) -> dict[str, str]:
+    """'key=value key2="a b"' into a dict; a word without '=' is a UserError naming the setting."""
+    pairs = {}
+    try:
+        words = shlex.split(text)
+    except ValueError as err:
+        raise UserError(f"{setting} cannot be read ({err}): quote values like {setting}='key=\"a b\"'") from None
+    for word in words:
+        key, sep, value = word.partition("=")
+        if not sep or not key:
+            raise UserError(f"{setting}: '{word}' is not key=value: write {setting}='key=value key2=value2'")
+        pairs[key] = value
+    return pairs
+
+
+def hyperparameters(config: Config) -> dict[str, str]:
+    """HP validated by the trainer's own model, every value as SageMaker's string."""
+    try:
+        validated = parse_hyperparameters(parse_pairs(config["HP"], "HP"), Hyperparameters)
+    except TrainingError as err:
+        raise UserError(f"{err}: fix HP='key=value ...'") from None
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in validated.model_dump().items()}
+
+
+def metric_definitions() -> list[dict]:
+    """Regexes matching the `name=value` lines the container prints."""
+    return [{"Name": name, "Regex": f"{re.escape(name)}={METRIC_VALUE}"} for name in METRICS]
+
+
+def check_channels(config: Config) -> dict[str, Path]:
+    """Every configured channel must be a folder with at least one file, before anything starts."""
+    channels, problems = {}, []
+    for name in config.words("CHANNELS"):
+        folder = config.path("DATA_DIR") / name
+        if not folder.is_dir():
+            problems.append(f"data channel '{name}' is missing: create {config['DATA_DIR']}/{name}/ (or run `make data`)")
+        elif not any(p.is_file() for p in folder.rglob("*")):
+            problems.append(f"data channel '{name}' is empty: put its files in {config['DATA_DIR']}/{name}/")
+        channels[name] = folder
+    if problems:
+        raise UserError("; ".join(problems))
+    return channels
+
+
+def build_request(config: Config, name: str, image: str, channel_uris: dict[str, str], output_uri: str,
+                  git: tuple[str, bool]) -> dict:
+    request = {
+        "TrainingJobName": name,
+        "AlgorithmSpecification": {
+            "TrainingImage": image,
+            "TrainingInputMode": "File",
+            "MetricDefinitions": metric_definitions(),
+        },
+        "HyperParameters": hyperparameters(config),
+        "InputDataConfig": [
+            {
+                "ChannelName": channel,
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": uri,
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+                "InputMode": "File",
+            }
+            for channel, uri in channel_uris.items()
+        ],
+        "OutputDataConfig": {"S3OutputPath": output_uri},
+        "ResourceConfig": {
+            "InstanceType": config["INSTANCE_TYPE"],
+            "InstanceCount": config.int("INSTANCE_COUNT"),
+            "VolumeSizeInGB": config.int("VOLUME_SIZE_GB"),
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds": config.int("MAX_RUNTIME_SECONDS")},
+        "Environment": parse_pairs(config["JOB_ENV"], "JOB_ENV"),
+        "Tags": [
+            {"Key": f"{TAG_PREFIX}project", "Value": config["PROJECT_NAME"]},
+            {"Key": f"{TAG_PREFIX}git-sha", "Value": git[0]},
+            {"Key": f"{TAG_PREFIX}git-dirty", "Value": json.dumps(git[1])},
+            {"Key": f"{TAG_PREFIX}env", "Value": config.env},
+        ],
+    }
+    if config["SAGEMAKER_ROLE_ARN"]:
+        request["RoleArn"] = config["SAGEMAKER_ROLE_ARN"]
+    return request
+
+
+def tags(request: dict) -> dict[str, str]:
+    """This tool's tags, without their prefix: project, git-sha, git-dirty, env."""
+    return {t["Key"][len(TAG_PREFIX):]: t["Value"] for t in request.get("Tags", []) if t["Key"].startswith(TAG_PREFIX)}

@@ -1,0 +1,107 @@
+"""Trains the example model (replace with yours).
+
+The container contract (sagemake.contract) calls `train()` with validated
+hyperparameters and a folder per channel, and publishes what it returns as
+the job's metrics. Anything raised fails the job with its message as reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import joblib
+import numpy as np
+from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.metrics import accuracy_score, average_precision_score, f1_score, roc_auc_score
+
+from trainer.hyperparameters import Hyperparameters
+
+MODEL_FILE = "model.joblib"
+
+
+def load_channel(directory: Path, target: str):
+    """Every CSV file of a channel, as features, labels and feature names."""
+    files = sorted(directory.rglob("*.csv"))
+    if not files:
+        raise ValueError(f"channel '{directory.name}' has no .csv file: run `make data` or add your CSV files")
+    header, rows = None, []
+    for path in files:
+        with path.open(newline="") as handle:
+            reader = csv.reader(handle)
+            this_header = next(reader, None)
+            if header is not None and this_header != header:
+                raise ValueError(f"{path.name} has other columns than the first file of channel '{directory.name}'")
+            header = this_header
+            rows += [row for row in reader if row]
+    if not header or target not in header:
+        raise ValueError(
+            f"label column '{target}' not found in channel '{directory.name}': set hyperparameter target=<column>"
+        )
+    if not rows:
+        raise ValueError(f"channel '{directory.name}' has a header but no rows")
+    label_at = header.index(target)
+    try:
+        table = np.array(rows, dtype=float)
+    except ValueError as err:
+        raise ValueError(f"channel '{directory.name}' has a value that is not a number ({err})") from None
+    features = np.delete(table, label_at, axis=1)
+    names = [name for i, name in enumerate(header) if i != label_at]
+    return features, table[:, label_at].astype(int), names
+
+
+def train(hp: Hyperparameters, channels: dict[str, Path], model_dir: Path, output_dir: Path) -> dict[str, float]:
+    for needed in ("train", "validation"):
+        if needed not in channels:
+            raise ValueError(f"the example model needs a '{needed}' channel: add it to CHANNELS")
+    x_train, y_train, names = load_channel(channels["train"], hp.target)
+    x_val, y_val, val_names = load_channel(channels["validation"], hp.target)
+    if val_names != names:
+        raise ValueError("channels 'train' and 'validation' have different columns")
+    print(f"training on {len(y_train)} rows x {len(names)} features, validating on {len(y_val)} rows", flush=True)
+
+    model = GradientBoostingClassifier(
+        n_estimators=hp.n_estimators,
+        learning_rate=hp.learning_rate,
+        max_depth=hp.max_depth,
+        subsample=hp.subsample,
+        random_state=hp.seed,
+    )
+    model.fit(x_train, y_train)
+    scores = model.predict_proba(x_val)[:, 1]
+    predicted = (scores >= 0.5).astype(int)
+    metrics = {
+        "train:accuracy": accuracy_score(y_train, model.predict(x_train)),
+        "validation:accuracy": accuracy_score(y_val, predicted),
+        "validation:f1": f1_score(y_val, predicted),
+        "validation:roc_auc": roc_auc_score(y_val, scores),
+        "validation:pr_auc": average_precision_score(y_val, scores),
+    }
+
+    joblib.dump(model, model_dir / MODEL_FILE)
+    (model_dir / "features.json").write_text(json.dumps({"features": names, "target": hp.target}, indent=2) + "\n")
+    _plot_curves(y_val, scores, metrics, model_dir)
+    return {name: float(value) for name, value in metrics.items()}
+
+
+def _plot_curves(labels, scores, metrics, model_dir: Path) -> None:
+    """ROC and precision-recall curves on the validation channel, saved beside the model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    fpr, tpr, _ = roc_curve(labels, scores)
+    precision, recall, _ = precision_recall_curve(labels, scores)
+    for name, x, y, xlabel, ylabel, title in (
+        ("roc.png", fpr, tpr, "false positive rate", "true positive rate", f"ROC (AUC {metrics['validation:roc_auc']:.3f})"),
+        ("pr.png", recall, precision, "recall", "precision", f"PR (AP {metrics['validation:pr_auc']:.3f})"),
+    ):
+        figure, axes = plt.subplots(figsize=(4, 4), dpi=100)
+        axes.plot(x, y)
+        axes.set(xlabel=xlabel, ylabel=ylabel, title=title, xlim=(0, 1), ylim=(0, 1.02))
+        figure.tight_layout()
+        figure.savefig(model_dir / name, metadata={"Software": None})
+        plt.close(figure)
