@@ -10,11 +10,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 MIN_PYTHON="3.10"
 
 main() {
-  if [[ $# -ne 2 || "$1" == "-h" || "$1" == "--help" ]]; then
+  if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
     sed -n 's/^# \{0,1\}//;2,3p' "${BASH_SOURCE[0]}"
-    [[ $# -eq 2 ]] || exit 2
     return 0
   fi
+  [[ $# -eq 2 ]] || die "usage: scripts/setup_venv.sh PYTHON REQUIREMENTS_FILE"
   local python="$1" requirements="$2" venv="${VENV:-.venv}"
   [[ "$venv" == /* ]] || venv="$SAGEMAKE_ROOT/$venv"
   if [[ ! -x "$venv/bin/python" ]]; then

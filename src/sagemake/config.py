@@ -121,7 +121,8 @@ def _read(path: Path, problems: list[str]) -> dict:
     if not path.exists():
         return {}
     try:
-        return {k: v or "" for k, v in dotenv_values(path).items()}
+        with path.open(encoding="utf-8") as stream:
+            return {k: v or "" for k, v in dotenv_values(stream=stream).items()}
     except (OSError, UnicodeDecodeError) as err:
         problems.append(f"cannot read {path.name} ({err.__class__.__name__}): check its permissions and encoding")
         return {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sys
 import tarfile
@@ -72,6 +73,8 @@ def extract(archive: Path, destination: Path) -> None:
             tar.extractall(partial, filter="data")
         else:  # Python before 3.10.12 / 3.11.4 has no extraction filters
             tar.extractall(partial)
+    for path in partial.rglob("*"):  # archives carry no real times (they are byte-reproducible)
+        os.utime(path)
     if (partial / MANIFEST).exists():
         raise UserError(f"the model archive holds its own {MANIFEST}: rename that file in your trainer")
     shutil.rmtree(destination, ignore_errors=True)

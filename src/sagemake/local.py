@@ -197,8 +197,9 @@ class LocalJobs:
 class Runtime:
     """How `train` runs: in a container engine with the image, or as a local process."""
 
-    def __init__(self, engine: str | None, image: str, run_flags: list[str] | None = None):
-        self.engine, self.image, self.run_flags = engine, image, run_flags or []
+    def __init__(self, engine: str | None, image: str, run_flags: list[str] | None = None,
+                 program: Path = TRAIN_PROGRAM):
+        self.engine, self.image, self.run_flags, self.program = engine, image, run_flags or [], program
 
     @property
     def name(self) -> str:
@@ -210,7 +211,7 @@ class Runtime:
             return [self.engine, "run", "--rm", "--name", job, "-v", f"{base}:{DEFAULT_BASE_DIR}",
                     *self.run_flags, *flags, self.image, "train"], {**_host_env(), **env}
         process_env = {**_host_env(), **env, BASE_DIR_VARIABLE: str(base), "PYTHONPATH": str(ROOT / "src")}
-        return [sys.executable, str(TRAIN_PROGRAM)], process_env
+        return [sys.executable, str(self.program)], process_env
 
     def base(self, tree: Path) -> str:
         """Where the /opt/ml tree is as the training code sees it."""

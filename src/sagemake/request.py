@@ -16,8 +16,8 @@ from sagemake.contract import TrainingError, parse_hyperparameters
 from trainer.hyperparameters import Hyperparameters
 from trainer.metrics import METRICS
 
-# What goes into the training image: its tag is a hash of these.
-IMAGE_INPUTS = ("docker", "src")
+# What docker/Dockerfile copies into the training image: its tag is a hash of these.
+IMAGE_INPUTS = ("docker", "src/trainer", "src/sagemake/__init__.py", "src/sagemake/contract.py")
 TAG_PREFIX = "sagemake:"
 NO_GIT = "nogit"
 METRIC_VALUE = r"([-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?|nan)"
@@ -44,7 +44,7 @@ def image_tag(root: Path) -> str:
     """A hash of every file that goes into the image: same content, same tag."""
     digest = hashlib.sha256()
     for top in IMAGE_INPUTS:
-        for path in sorted((root / top).rglob("*")):
+        for path in sorted([root / top, *(root / top).rglob("*")]):
             if path.is_file() and "__pycache__" not in path.parts:
                 digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:12]

@@ -1,0 +1,207 @@
+#!/usr/bin/env bats
+# The Make targets as a user runs them, in a copy of the repository.
+# shellcheck disable=SC2030,SC2031 # each @test runs in its own subshell: PATH changes are meant to stay there
+
+setup() {
+  load test_helper
+  common_setup
+  in_copy
+}
+
+@test "make with no target prints help naming every target" {
+  run make
+  assert_success
+  local target
+  while IFS= read -r target; do
+    assert_line --regexp "^  $target +[a-z]"
+  done < <(sed -n 's/^\([a-z][a-z-]*\):.*## .*/\1/p' Makefile)
+  assert_output --partial "ENV"
+  assert_output --partial "HP"
+  assert_output --partial "JOB"
+}
+
+@test "every target in the Makefile has a help line" {
+  run bash -c "grep -E '^[a-z][a-z-]*:' Makefile | grep -v '## '"
+  assert_failure
+  refute_output
+}
+
+@test "make config shows each value and where it came from" {
+  printf 'PROJECT_NAME=from-dotenv\nINSTANCE_TYPE=ml.c5.xlarge\n' >.env
+  printf 'INSTANCE_TYPE=ml.g5.xlarge\nAWS_REGION=eu-west-1\nSAGEMAKER_ROLE_ARN=arn:aws:iam::123456789012:role/train\nS3_BUCKET=b\nECR_REPOSITORY=r\n' >.env.dev
+  run env MAX_RUNTIME_SECONDS=60 make config ENV=dev
+  assert_success
+  assert_line --regexp "^PROJECT_NAME +=  *'from-dotenv' +# \.env$"
+  assert_line --regexp "^INSTANCE_TYPE +=  *'ml.g5.xlarge' +# \.env\.dev$"
+  assert_line --regexp "^MAX_RUNTIME_SECONDS += '60' +# environment$"
+  assert_line --regexp "^DATA_DIR +=  *'data' +# default$"
+}
+
+@test "an unknown ENV is one clear error and a non-zero exit" {
+  run make config ENV=staging
+  assert_failure
+  assert_output --partial "unknown ENV 'staging': use ENV=local, ENV=prod, or create .env.staging"
+}
+
+@test "config problems are listed together in one line" {
+  printf 'INSTANCE_COUNT=zero\nLOCAL_RUNTIME=vm\nINSTNACE_TYPE=x\n' >.env
+  run make config
+  assert_failure
+  assert_output --partial "3 config problem(s)"
+  assert_output --partial "INSTANCE_COUNT='zero' must be a whole number"
+  assert_output --partial "LOCAL_RUNTIME='vm' must be one of"
+  assert_output --partial ".env: unknown setting INSTNACE_TYPE"
+}
+
+@test "ENV=prod without the AWS settings names each missing one" {
+  run make config ENV=prod
+  assert_failure
+  assert_output --partial "AWS_REGION, SAGEMAKER_ROLE_ARN, S3_BUCKET, ECR_REPOSITORY required for ENV=prod"
+}
+
+@test "make plan prints the request as JSON and starts nothing" {
+  make data
+  run --separate-stderr make plan HP='n_estimators=7 learning_rate=0.5'
+  assert_success
+  printf '%s' "$output" >request.json
+  run python -c '
+import json; r = json.load(open("request.json"))
+assert r["HyperParameters"]["n_estimators"] == "7", r["HyperParameters"]
+assert r["HyperParameters"]["learning_rate"] == "0.5"
+assert [c["ChannelName"] for c in r["InputDataConfig"]] == ["train", "validation"]
+assert r["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600}
+assert r["ResourceConfig"]["InstanceType"] == "ml.m5.large"
+print(r["TrainingJobName"])'
+  assert_success
+  assert_output --regexp '^sagemake-example-nogit-[0-9]{8}-[0-9]{6}-[0-9]{3}$'
+  [[ ! -e jobs ]]
+}
+
+@test "a hyperparameter of the wrong type is refused before the job starts, naming the field" {
+  make data
+  run make train HP='max_depth=deep'
+  assert_failure
+  assert_output --partial "hyperparameter max_depth='deep': input should be a valid integer"
+  [[ ! -e jobs ]]
+}
+
+@test "a hyperparameter out of range is refused, naming the field" {
+  make data
+  run make plan HP='learning_rate=3'
+  assert_failure
+  assert_output --partial "hyperparameter learning_rate='3': input should be less than or equal to 1"
+}
+
+@test "an unknown hyperparameter is refused, naming it and the known ones" {
+  make data
+  run make plan HP='n_trees=5'
+  assert_failure
+  assert_output --partial "unknown hyperparameter 'n_trees' (known: n_estimators, learning_rate"
+}
+
+@test "a missing or an empty data channel is refused before the job starts" {
+  make data
+  mkdir -p data/test
+  run make plan CHANNELS='train validation test extra'
+  assert_failure
+  assert_output --partial "data channel 'test' is empty: put its files in data/test/"
+  assert_output --partial "data channel 'extra' is missing: create data/extra/"
+}
+
+@test "a training script that raises: job Failed, reason printed, job folder kept" {
+  run make train HP='target=label'
+  assert_failure
+  assert_output --partial "Failed: AlgorithmError: ValueError: label column 'label' not found in channel 'train'"
+  local job
+  job="$(latest_job)"
+  run python -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["TrainingJobStatus"], r["FailureReason"])' "jobs/$job/job.json"
+  assert_output --partial "Failed AlgorithmError: ValueError: label column 'label'"
+  [[ -s "jobs/$job/ml/output/failure" ]]
+  [[ -s "jobs/$job/train.log" ]]
+  run make fetch JOB="$job"
+  assert_failure
+  assert_output --partial "job $job is Failed"
+}
+
+@test "make fetch of a job that does not exist says so" {
+  run make fetch JOB=no-such-job
+  assert_failure
+  assert_output --partial "no local job named 'no-such-job'"
+  run make logs JOB=no-such-job
+  assert_failure
+  assert_output --partial "no local job named 'no-such-job'"
+}
+
+@test "make jobs, make logs and make fetch work on a finished job" {
+  make train HP='n_estimators=20'
+  local job
+  job="$(latest_job)"
+  run make jobs
+  assert_success
+  assert_line --index 0 --regexp '^JOB +STATUS +DURATION +validation:roc_auc$'
+  assert_line --index 1 --regexp "^$job +Completed +[0-9]+s +0\.[0-9]{4}$"
+  run make logs
+  assert_success
+  assert_output --partial "validation:roc_auc="
+  rm -rf models
+  run make fetch JOB="$job"
+  assert_success
+  [[ -f "models/$job/model.joblib" && -f "models/$job/roc.png" && -f "models/$job/pr.png" ]]
+}
+
+@test "make build without a container engine skips the build with a notice" {
+  export PATH="$BATS_TEST_TMPDIR/no-engine:$PATH"
+  mkdir -p "$BATS_TEST_TMPDIR/no-engine"
+  printf '#!/bin/sh\necho "Cannot connect to the Docker daemon" >&2\nexit 1\n' >"$BATS_TEST_TMPDIR/no-engine/docker"
+  chmod +x "$BATS_TEST_TMPDIR/no-engine/docker"
+  run make build
+  assert_success
+  assert_output --partial "build: skipped: no docker engine is reachable"
+}
+
+@test "make build with an engine builds the image once, tagged by content (engine calls asserted)" {
+  # No engine runs here for this test: a stand-in records each call exactly.
+  local bin="$BATS_TEST_TMPDIR/engine"
+  mkdir -p "$bin"
+  cat >"$bin/docker" <<'STUB'
+#!/bin/sh
+printf '%s\n' "$*" >>"$ENGINE_CALLS"
+case "$1 $2" in
+  "info "*) exit 0 ;;
+  "image inspect") [ -f "$ENGINE_CALLS.built" ] ;;
+  "build "*) touch "$ENGINE_CALLS.built" ;;
+  *) exit 99 ;;
+esac
+STUB
+  chmod +x "$bin/docker"
+  export ENGINE_CALLS="$BATS_TEST_TMPDIR/calls" PATH="$bin:$PATH"
+  local image
+  image="$(scripts/run_sagemaker.py image)"
+  [[ "$image" =~ ^sagemake-example:[0-9a-f]{12}$ ]]
+  run make build
+  assert_success
+  assert_output --partial "build: $image"
+  run make build
+  assert_success
+  assert_output --partial "build: $image is up to date"
+  run cat "$ENGINE_CALLS"
+  assert_output "info
+image inspect $image
+build -f $PROJECT/docker/Dockerfile -t $image $PROJECT
+info
+image inspect $image"
+}
+
+@test "the scripts print their usage with --help and exit 0" {
+  local script
+  for script in scripts/*.sh; do
+    run "$script" --help
+    assert_success
+    assert_output --partial "Usage: $script"
+  done
+  for script in scripts/*.py; do
+    run "$script" --help
+    assert_success
+    assert_output --partial "Usage: scripts/${script##*/}"
+  done
+}

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Summary: run every check: shellcheck on each shell file, then bats, then pytest.
+# Usage: tests/run.sh   (what `make test` runs, in a hermetic environment)
+#
+# Hermetic: HOME is a temporary folder, and no AWS_* variable, no sagemake
+# setting and no make variable of the caller leaks into the tests.
+set -euo pipefail
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/common.sh"
+
+BATS_SUPPORT_VERSION="0.3.0"
+BATS_ASSERT_VERSION="2.2.4"
+
+# bats_libraries: prints a BATS_LIB_PATH holding bats-support and bats-assert, installing them if needed.
+bats_libraries() {
+  local dir
+  for dir in "${BATS_LIB_PATH:-}" /usr/lib/bats /usr/local/lib/bats /opt/homebrew/lib; do
+    if [[ -n "$dir" && -f "$dir/bats-assert/load.bash" && -f "$dir/bats-support/load.bash" ]]; then
+      printf '%s\n' "$dir"
+      return 0
+    fi
+  done
+  dir="$SAGEMAKE_ROOT/.tools/node_modules"
+  if [[ ! -f "$dir/bats-assert/load.bash" ]]; then
+    command -v npm >/dev/null 2>&1 ||
+      die "bats-assert and bats-support are missing: install npm (they come from its registry) or Debian's bats-assert, or set BATS_LIB_PATH"
+    say "test: installing bats-support $BATS_SUPPORT_VERSION and bats-assert $BATS_ASSERT_VERSION into .tools/"
+    npm install --prefix "$SAGEMAKE_ROOT/.tools" --no-audit --no-fund --silent \
+      "bats-support@$BATS_SUPPORT_VERSION" "bats-assert@$BATS_ASSERT_VERSION" >&2 ||
+      die "npm could not install bats-assert: check the network to the npm registry"
+  fi
+  printf '%s\n' "$dir"
+}
+
+# shell_files: every tracked or new shell file, by extension or by shebang.
+shell_files() {
+  local file
+  git -C "$SAGEMAKE_ROOT" ls-files --cached --others --exclude-standard | while IFS= read -r file; do
+    [[ -f "$SAGEMAKE_ROOT/$file" ]] || continue
+    case "$file" in
+      *.sh | *.bash | *.bats) printf '%s\n' "$file" ;;
+      *) if head -n1 "$SAGEMAKE_ROOT/$file" | grep -qE '^#!.*(bash|sh|bats)$'; then printf '%s\n' "$file"; fi ;;
+    esac
+  done
+}
+
+hermetic() {
+  local name
+  while IFS= read -r name; do unset "$name"; done < <(env | sed -n 's/^\(AWS_[A-Za-z0-9_]*\)=.*/\1/p')
+  # shellcheck disable=SC2046 # word splitting of the setting names is intended
+  unset ENV JOB MAKEFLAGS MAKELEVEL MFLAGS DEBUG $(py -c 'from sagemake.config import DEFAULTS; print(*DEFAULTS)')
+  PIP_CACHE_DIR="$(py -m pip cache dir 2>/dev/null || true)"
+  export PIP_CACHE_DIR
+  HOME="$(mktemp -d)"
+  export HOME
+}
+
+main() {
+  cd "$SAGEMAKE_ROOT"
+  local results="$SAGEMAKE_ROOT/build/test-results" venv="${VENV:-.venv}" file files=()
+  [[ "$venv" == /* ]] || venv="$SAGEMAKE_ROOT/$venv"
+  BATS_LIB_PATH="$(bats_libraries)"
+  export BATS_LIB_PATH
+  hermetic
+  trap 'rm -rf "$HOME"' EXIT
+  rm -rf "$results"
+  mkdir -p "$results"
+
+  say "test: shellcheck"
+  while IFS= read -r file; do files+=("$file"); done < <(shell_files)
+  "$venv/bin/shellcheck" -x "${files[@]}"
+
+  say "test: bats"
+  "$venv/bin/bats" --report-formatter junit --output "$results" tests/
+
+  say "test: pytest"
+  "$venv/bin/python" -m pytest -q --junitxml="$results/pytest.xml" tests/
+}
+
+[[ "${BASH_SOURCE[0]}" != "$0" ]] || main "$@"

@@ -1,0 +1,99 @@
+"""The one config resolver: layers, sources, and every problem in one error."""
+
+import pytest
+
+from sagemake.cli import UserError
+from sagemake.config import DEFAULTS, resolve
+
+AWS = {
+    "AWS_REGION": "eu-central-1",
+    "SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/sagemaker-train",
+    "S3_BUCKET": "my-bucket",
+    "ECR_REPOSITORY": "my-train",
+}
+
+
+def write(path, **values):
+    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+
+
+def test_defaults_alone_make_a_local_config(tmp_path):
+    config = resolve(root=tmp_path, environ={})
+    assert config.env == "local" and config.local
+    assert config.values == DEFAULTS
+    assert set(config.sources.values()) == {"default"}
+
+
+def test_layers_in_order_defaults_dotenv_env_file_environment(tmp_path):
+    write(tmp_path / ".env", PROJECT_NAME="dotenv", INSTANCE_TYPE="ml.c5.xlarge", VOLUME_SIZE_GB="50", **AWS)
+    write(tmp_path / ".env.dev", INSTANCE_TYPE="ml.g5.xlarge", VOLUME_SIZE_GB="60")
+    config = resolve(root=tmp_path, environ={"ENV": "dev", "VOLUME_SIZE_GB": "70"})
+    assert config.env == "dev"
+    assert (config["PROJECT_NAME"], config.sources["PROJECT_NAME"]) == ("dotenv", ".env")
+    assert (config["INSTANCE_TYPE"], config.sources["INSTANCE_TYPE"]) == ("ml.g5.xlarge", ".env.dev")
+    assert (config["VOLUME_SIZE_GB"], config.sources["VOLUME_SIZE_GB"]) == ("70", "environment")
+    assert (config["DATA_DIR"], config.sources["DATA_DIR"]) == ("data", "default")
+
+
+def test_env_file_of_another_env_is_not_read(tmp_path):
+    write(tmp_path / ".env.dev", PROJECT_NAME="dev-only")
+    assert resolve(root=tmp_path, environ={})["PROJECT_NAME"] == "sagemake-example"
+
+
+def test_dotenv_quoting_and_comments_are_parsed_by_python_dotenv(tmp_path):
+    (tmp_path / ".env").write_text("# comment\nHP='n_estimators=5 target=\"a b\"'  # trailing\nCHANNELS=train\n")
+    config = resolve(root=tmp_path, environ={})
+    assert config["HP"] == 'n_estimators=5 target="a b"'
+    assert config.words("CHANNELS") == ["train"]
+
+
+def test_prod_is_known_without_its_own_file(tmp_path):
+    write(tmp_path / ".env", **AWS)
+    assert resolve(root=tmp_path, environ={"ENV": "prod"}).env == "prod"
+
+
+def test_unknown_env_names_the_fix(tmp_path):
+    with pytest.raises(UserError, match=r"unknown ENV 'stagign': use ENV=local, ENV=prod, or create \.env\.stagign"):
+        resolve(root=tmp_path, environ={"ENV": "stagign"})
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    write(tmp_path / ".env", INSTANCE_COUNT="0", CONTAINER_ENGINE="rkt", PROJECT_NAME="has space", TYPO="1")
+    with pytest.raises(UserError) as caught:
+        resolve(root=tmp_path, environ={"ENV": "prod", "MAX_RUNTIME_SECONDS": "forever"})
+    message = str(caught.value)
+    assert message.startswith("6 config problem(s): ")
+    for expected in (
+        ".env: unknown setting TYPO",
+        "INSTANCE_COUNT='0' must be a whole number from 1 to 100",
+        "MAX_RUNTIME_SECONDS='forever' must be a whole number",
+        "CONTAINER_ENGINE='rkt' must be one of: docker, podman",
+        "PROJECT_NAME must be 1-32 letters, digits or '-'",
+        "AWS_REGION, SAGEMAKER_ROLE_ARN, S3_BUCKET, ECR_REPOSITORY required for ENV=prod",
+    ):
+        assert expected in message
+    assert "\n" not in message
+
+
+def test_aws_variables_in_dotenv_are_allowed(tmp_path):
+    write(tmp_path / ".env", AWS_PROFILE="training")
+    assert resolve(root=tmp_path, environ={}).env == "local"
+
+
+def test_malformed_role_arn_is_refused(tmp_path):
+    write(tmp_path / ".env", **{**AWS, "SAGEMAKER_ROLE_ARN": "sagemaker-train"})
+    with pytest.raises(UserError, match=r"SAGEMAKER_ROLE_ARN='sagemaker-train' is not an IAM role ARN"):
+        resolve(root=tmp_path, environ={"ENV": "prod"})
+
+
+def test_unreadable_file_is_a_problem_not_a_crash(tmp_path):
+    dotenv = tmp_path / ".env"
+    dotenv.write_bytes(b"PROJECT_NAME=\xff\xfe\n")
+    with pytest.raises(UserError, match=r"cannot read \.env \(UnicodeDecodeError\)"):
+        resolve(root=tmp_path, environ={})
+
+
+def test_a_file_that_cannot_be_opened_is_a_problem_not_a_crash(tmp_path):
+    (tmp_path / ".env").mkdir()  # even root cannot read a folder as a file
+    with pytest.raises(UserError, match=r"cannot read \.env \(IsADirectoryError\)"):
+        resolve(root=tmp_path, environ={})
