@@ -13,6 +13,7 @@ train.log, ml/ (the /opt/ml tree) and output/ (the artefacts).
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -139,15 +140,14 @@ def input_data_config(request: dict) -> dict:
 
 def pack(folder: Path, archive: Path) -> None:
     """A gzipped tar of the folder's contents, byte-identical for identical contents."""
-    import gzip
-
     archive.parent.mkdir(parents=True, exist_ok=True)
 
     def normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
         info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
         return info
 
-    with gzip.GzipFile(archive, "wb", mtime=0) as raw, tarfile.open(fileobj=raw, mode="w") as tar:
+    with archive.open("wb") as file, gzip.GzipFile(filename="", mode="wb", fileobj=file, mtime=0) as raw, \
+            tarfile.open(fileobj=raw, mode="w") as tar:
         for path in sorted(folder.rglob("*")):
             tar.add(path, arcname=path.relative_to(folder).as_posix(), recursive=False, filter=normalise)
 

@@ -1,0 +1,74 @@
+"""The example model end to end through the local executor, then fetched with its manifest."""
+
+import json
+import time
+
+import pytest
+
+from sagemake.cli import UserError
+from sagemake.config import resolve
+from sagemake.fetch_model import fetch
+from sagemake.local import LocalJobs, Runtime
+from sagemake.run_sagemaker import plan
+
+
+@pytest.fixture
+def config(tmp_path, example_data):
+    return resolve(root=tmp_path, environ={"DATA_DIR": str(example_data), "HP": "n_estimators=25"})
+
+
+def train(config):
+    request = plan(config)
+    record = LocalJobs(config.path("JOBS_DIR")).run(request, Runtime(None, "unused:tag"), grace_seconds=5)
+    return request["TrainingJobName"], record
+
+
+def test_fetch_extracts_the_model_and_writes_the_manifest(config):
+    name, record = train(config)
+    assert record["TrainingJobStatus"] == "Completed"
+    folder = fetch(config)  # the latest job
+    assert folder == config.path("MODELS_DIR") / name
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "features.json", "manifest.json", "model.joblib", "pr.png", "roc.png"]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["job_name"] == name and manifest["status"] == "Completed"
+    assert (manifest["git_sha"], manifest["git_dirty"], manifest["env"]) == ("nogit", False, "local")
+    assert manifest["project"] == "sagemake-example"
+    assert manifest["image"] == record["AlgorithmSpecification"]["TrainingImage"]
+    assert manifest["image"].startswith("sagemake-example:") and manifest["runtime"] == "process"
+    assert manifest["hyperparameters"]["n_estimators"] == "25"
+    assert set(manifest["metrics"]) >= {"validation:accuracy", "validation:f1", "validation:roc_auc"}
+    assert manifest["metrics"]["validation:roc_auc"] > 0.95
+    assert len(manifest["artifact"]["sha256"]) == 64
+
+
+def test_same_inputs_give_the_same_model_bytes(config):
+    first, _ = train(config)
+    time.sleep(0.01)
+    second, _ = train(config)
+    digests = {json.loads((fetch(config, name) / "manifest.json").read_text())["artifact"]["sha256"]
+               for name in (first, second)}
+    assert len(digests) == 1
+
+
+def test_only_a_completed_job_is_fetched(config):
+    name, _ = train(resolve(root=config.root, environ={**{"DATA_DIR": config["DATA_DIR"]}, "HP": "target=nope"}))
+    with pytest.raises(UserError, match=rf"job {name} is Failed: AlgorithmError: ValueError: label column 'nope'"):
+        fetch(config, name)
+    assert not (config.path("MODELS_DIR") / name).exists()
+
+
+def test_a_missing_artefact_is_named(config):
+    name, record = train(config)
+    (config.path("JOBS_DIR") / name / "output/model.tar.gz").unlink()
+    with pytest.raises(UserError, match=rf"the model of job {name} is missing"):
+        fetch(config, name)
+
+
+def test_refetch_replaces_the_folder_whole(config):
+    name, _ = train(config)
+    folder = fetch(config, name)
+    (folder / "stale.txt").write_text("from before")
+    fetch(config, name)
+    assert not (folder / "stale.txt").exists()
+    assert (folder / "model.joblib").is_file()

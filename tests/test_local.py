@@ -1,0 +1,224 @@
+"""The local executor, run for real: a training program under the /opt/ml contract.
+
+The program here stands in for a user's `train` so that each behaviour of the
+executor (stop, kill, failure, crash) can be produced on demand; the example
+model itself runs through the executor in test_fetch.py and the bats suites.
+"""
+
+import json
+import tarfile
+import threading
+import time
+
+import pytest
+
+from sagemake.cli import UserError
+from sagemake.local import LocalJobs, Runtime, choose_runtime, pack
+
+PROGRAM = """
+import json, os, signal, sys, time
+from pathlib import Path
+base = Path(os.environ["SAGEMAKER_BASE_DIR"])
+mode = json.loads((base / "input/config/hyperparameters.json").read_text()).get("mode", "ok")
+(base / "model/env.json").write_text(json.dumps(dict(os.environ)))
+(base / "model/seen.txt").write_text((base / "input/data/train/rows.csv").read_text())
+(base / "output/data/extra.txt").write_text("kept")
+if mode == "ignore-term":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+print("loss=0.5", flush=True)
+print("loss=0.25", flush=True)
+if mode in ("sleep", "ignore-term"):
+    print("sleeping", flush=True)
+    for _ in range(600):
+        time.sleep(0.1)
+if mode == "fail":
+    (base / "output/failure").write_text("bad data in row 7\\n")
+    sys.exit(255)
+if mode == "crash":
+    sys.exit(3)
+"""
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "must-not-leak")
+    program = tmp_path / "train"
+    program.write_text(PROGRAM)
+    data = tmp_path / "my data" / "train"
+    data.mkdir(parents=True)
+    (data / "rows.csv").write_text("x,y\n1,0\n")
+    jobs = LocalJobs(tmp_path / "my jobs")
+    runtime = Runtime(None, "img:tag", program=program)
+
+    def request(name="job-1", mode="ok", max_runtime=60):
+        return {
+            "TrainingJobName": name,
+            "AlgorithmSpecification": {
+                "TrainingImage": "img:tag",
+                "TrainingInputMode": "File",
+                "MetricDefinitions": [{"Name": "loss", "Regex": r"loss=([0-9.]+)"}],
+            },
+            "HyperParameters": {"mode": mode, "depth": "3"},
+            "InputDataConfig": [{
+                "ChannelName": "train",
+                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": data.as_uri()}},
+                "InputMode": "File",
+            }],
+            "OutputDataConfig": {"S3OutputPath": jobs.jobs_dir.as_uri()},
+            "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30},
+            "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime},
+            "Environment": {"MODE": "test"},
+        }
+
+    return jobs, runtime, request
+
+
+def members(archive):
+    with tarfile.open(archive) as tar:
+        return sorted(tar.getnames())
+
+
+def test_completed_job_answers_like_describe_training_job(setup, capfd):
+    jobs, runtime, request = setup
+    record = jobs.run(request(), runtime, grace_seconds=5)
+    assert record == jobs.describe("job-1")
+    assert record["TrainingJobStatus"] == "Completed" and record["SecondaryStatus"] == "Completed"
+    assert [t["Status"] for t in record["SecondaryStatusTransitions"]] == [
+        "Starting", "Downloading", "Training", "Uploading", "Completed"]
+    assert all("EndTime" in t for t in record["SecondaryStatusTransitions"][:-1])
+    assert record["FinalMetricDataList"][0]["MetricName"] == "loss"
+    assert record["FinalMetricDataList"][0]["Value"] == 0.25  # the last match, as SageMaker reports
+    assert isinstance(record["TrainingTimeInSeconds"], int)
+    folder = jobs.folder("job-1")
+    model = folder / "output/model.tar.gz"
+    assert record["ModelArtifacts"] == {"S3ModelArtifacts": model.as_uri()}
+    assert members(model) == ["env.json", "seen.txt"]
+    assert members(folder / "output/output.tar.gz") == ["extra.txt"]
+    assert json.loads((folder / "request.json").read_text())["TrainingJobName"] == "job-1"
+    assert "loss=0.25" in (folder / "train.log").read_text()
+    assert "loss=0.25" in capfd.readouterr().out  # streamed to the terminal as well
+
+
+def test_the_contract_environment_and_tree(setup):
+    jobs, runtime, request = setup
+    jobs.run(request(), runtime, grace_seconds=5)
+    tree = jobs.folder("job-1") / "ml"
+    env = json.loads((tree / "model/env.json").read_text())
+    assert env["TRAINING_JOB_NAME"] == "job-1"
+    assert env["TRAINING_JOB_ARN"].endswith(":training-job/job-1")
+    assert env["MODE"] == "test"
+    assert env["SM_MODEL_DIR"] == f"{tree}/model"
+    assert env["SM_CHANNELS"] == '["train"]'
+    assert env["SM_CHANNEL_TRAIN"] == f"{tree}/input/data/train"
+    assert env["SM_HPS"] == '{"depth":3,"mode":"ok"}'
+    assert (env["SM_HP_DEPTH"], env["SM_HP_MODE"]) == ("3", "ok")
+    assert env["SM_USER_ARGS"] == '["--depth","3","--mode","ok"]'
+    assert env["SM_CURRENT_HOST"] == "algo-1" and env["SM_HOSTS"] == '["algo-1"]'
+    assert env["SM_OUTPUT_DATA_DIR"] == f"{tree}/output/data"
+    assert json.loads(env["SM_TRAINING_ENV"])["job_name"] == "job-1"
+    assert "AWS_SECRET_ACCESS_KEY" not in env
+    assert (tree / "model/seen.txt").read_text() == "x,y\n1,0\n"
+    resource = json.loads((tree / "input/config/resourceconfig.json").read_text())
+    assert (resource["current_host"], resource["hosts"]) == ("algo-1", ["algo-1"])
+    assert json.loads((tree / "input/config/inputdataconfig.json").read_text())["train"]["TrainingInputMode"] == "File"
+    assert json.loads((tree / "input/config/hyperparameters.json").read_text()) == {"mode": "ok", "depth": "3"}
+
+
+def test_record_says_in_progress_while_training(setup):
+    jobs, runtime, request = setup
+    worker = threading.Thread(target=jobs.run, args=(request(mode="sleep", max_runtime=3), runtime, 5))
+    worker.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            record = jobs.describe("job-1")
+        except UserError:
+            record = {}
+        if record.get("SecondaryStatus") == "Training":
+            break
+        time.sleep(0.05)
+    assert record["TrainingJobStatus"] == "InProgress"
+    worker.join()
+
+
+def test_max_runtime_stops_the_job_with_sigterm(setup):
+    jobs, runtime, request = setup
+    started = time.monotonic()
+    record = jobs.run(request(mode="sleep", max_runtime=1), runtime, grace_seconds=30)
+    assert time.monotonic() - started < 15  # the program obeyed SIGTERM well before the grace ran out
+    assert (record["TrainingJobStatus"], record["SecondaryStatus"]) == ("Stopped", "MaxRuntimeExceeded")
+    assert "ModelArtifacts" in record  # a stopped job keeps what it saved
+
+
+def test_a_job_that_ignores_sigterm_is_killed_after_the_grace_period(setup):
+    jobs, runtime, request = setup
+    started = time.monotonic()
+    record = jobs.run(request(mode="ignore-term", max_runtime=1), runtime, grace_seconds=1)
+    assert time.monotonic() - started < 15
+    assert (record["TrainingJobStatus"], record["SecondaryStatus"]) == ("Stopped", "MaxRuntimeExceeded")
+    assert "sleeping" in (jobs.folder("job-1") / "train.log").read_text()
+
+
+def test_failure_file_becomes_the_failure_reason(setup):
+    jobs, runtime, request = setup
+    record = jobs.run(request(mode="fail"), runtime, grace_seconds=5)
+    assert record["TrainingJobStatus"] == "Failed"
+    assert record["FailureReason"] == "AlgorithmError: bad data in row 7"
+    assert "ModelArtifacts" not in record
+    assert (jobs.folder("job-1") / "ml/output/failure").is_file()  # the job folder is kept
+
+
+def test_a_crash_without_failure_file_still_says_why(setup):
+    jobs, runtime, request = setup
+    record = jobs.run(request(mode="crash"), runtime, grace_seconds=5)
+    assert record["FailureReason"] == "AlgorithmError: train exited with code 3"
+
+
+def test_job_names_are_unique_and_existing_jobs_untouched(setup):
+    jobs, runtime, request = setup
+    jobs.run(request(), runtime, grace_seconds=5)
+    before = (jobs.folder("job-1") / "job.json").read_text()
+    with pytest.raises(UserError, match="job job-1 exists already"):
+        jobs.run(request(), runtime, grace_seconds=5)
+    assert (jobs.folder("job-1") / "job.json").read_text() == before
+
+
+def test_jobs_are_listed_newest_first_and_unknown_ones_refused(setup):
+    jobs, runtime, request = setup
+    with pytest.raises(UserError, match="no local jobs in .* yet: run `make train` first"):
+        jobs.latest()
+    jobs.run(request("job-a"), runtime, grace_seconds=5)
+    jobs.run(request("job-b"), runtime, grace_seconds=5)
+    assert jobs.names() == ["job-b", "job-a"] and jobs.latest() == "job-b"
+    with pytest.raises(UserError, match="no local job named 'job-c'"):
+        jobs.describe("job-c")
+
+
+def test_pack_is_byte_reproducible(tmp_path):
+    folder = tmp_path / "model"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text("a")
+    (folder / "sub/b.bin").write_bytes(b"\0\1")
+    pack(folder, tmp_path / "one.tar.gz")
+    time.sleep(1.1)
+    (folder / "a.txt").touch()
+    pack(folder, tmp_path / "two.tar.gz")
+    assert (tmp_path / "one.tar.gz").read_bytes() == (tmp_path / "two.tar.gz").read_bytes()
+    assert members(tmp_path / "one.tar.gz") == ["a.txt", "sub", "sub/b.bin"]
+
+
+def test_container_command_passes_variables_by_name_only(tmp_path):
+    runtime = Runtime("docker", "img:tag", ["--network", "host"])
+    command, env = runtime.command("job-1", tmp_path / "ml", {"SECRET_TOKEN": "s3cr3t", "SM_MODEL_DIR": "/opt/ml/model"})
+    assert command == ["docker", "run", "--rm", "--name", "job-1", "-v", f"{tmp_path}/ml:/opt/ml",
+                       "--network", "host", "-e", "SECRET_TOKEN", "-e", "SM_MODEL_DIR", "img:tag", "train"]
+    assert env["SECRET_TOKEN"] == "s3cr3t"  # the value travels in the environment, never on the command line
+    assert runtime.base(tmp_path / "ml") == "/opt/ml"
+
+
+def test_runtime_choice(tmp_path):
+    runtime, why = choose_runtime("auto", "no-such-engine", "img:tag", [])
+    assert runtime.name == "process" and "no no-such-engine engine" in why
+    assert choose_runtime("process", "docker", "img:tag", [])[0].name == "process"
+    with pytest.raises(UserError, match="LOCAL_RUNTIME=container but no-such-engine has no image img:tag"):
+        choose_runtime("container", "no-such-engine", "img:tag", [])
