@@ -78,7 +78,7 @@ test: $(DEV_STAMP) ## lint every shell file and run the bats and pytest suites
 
 .PHONY: bench
 bench: $(DEV_STAMP) ## measure warm `make train` and the local executor's overhead
-	@bench/run.sh
+	@$(PY) bench/bench.py
 
 .PHONY: clean
 clean: ## remove the virtualenv and caches (keeps data/, jobs/ and models/)
