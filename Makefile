@@ -52,12 +52,20 @@ data: setup ## write the example data set as channels under DATA_DIR (train/, va
 build: setup ## build the training image, tagged by content (skipped when no container engine)
 	@scripts/build_and_push_image.sh
 
+.PHONY: upload
+upload: setup ## sync the data channels to S3 by content (ENV other than local)
+	@scripts/upload_data.sh
+
+.PHONY: doctor
+doctor: setup ## check credentials, bucket, region and repository before spending anything
+	@$(PY) -m sagemake.doctor
+
 .PHONY: plan
 plan: setup ## print the training job request as JSON; sends nothing
 	@$(PY) scripts/run_sagemaker.py plan
 
 .PHONY: train
-train: setup data build ## build, submit, follow the job, then fetch its model into MODELS_DIR
+train: setup data build upload ## build, upload, submit, follow the job, then fetch its model into MODELS_DIR
 	@$(PY) scripts/run_sagemaker.py submit --fetch
 
 .PHONY: fetch
@@ -71,6 +79,10 @@ jobs: setup ## list recent jobs: name, status, duration, main metric
 .PHONY: logs
 logs: setup ## print a job's log, following it while it runs (JOB=..., default latest)
 	@$(PY) scripts/run_sagemaker.py logs $(JOB)
+
+.PHONY: stop
+stop: setup ## stop a running SageMaker job (JOB=...)
+	@$(PY) scripts/run_sagemaker.py stop $(JOB)
 
 .PHONY: test
 test: $(DEV_STAMP) ## lint every shell file and run the bats and pytest suites

@@ -1,12 +1,62 @@
 #!/usr/bin/env bash
-# Summary: build the training image, tagged by its content (built only when that tag is missing).
+# Summary: build the training image, tagged by its content, and (for AWS) push it to ECR.
 # Usage: scripts/build_and_push_image.sh
 #
-# With no reachable container engine (or LOCAL_RUNTIME=process) the build is
-# skipped with a notice, and local jobs run `docker/train` as a process.
+# Nothing is built or pushed when the tag exists already (locally for ENV=local,
+# in ECR otherwise). ENV=local with no reachable engine (or LOCAL_RUNTIME=process)
+# skips the build with a notice: local jobs then run `docker/train` as a process.
 set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+# build IMAGE: build docker/Dockerfile as IMAGE, with CONTAINER_BUILD_FLAGS.
+build() {
+  local flags=()
+  # shellcheck disable=SC2206 # the flags are words, split on purpose
+  [[ -z "$CONTAINER_BUILD_FLAGS" ]] || flags=($CONTAINER_BUILD_FLAGS)
+  say "build: $1"
+  "$CONTAINER_ENGINE" build ${flags[@]+"${flags[@]}"} -f "$SAGEMAKE_ROOT/docker/Dockerfile" -t "$1" "$SAGEMAKE_ROOT" ||
+    die "the image build failed (its output is above): fix docker/Dockerfile or what it copies"
+}
+
+engine_reachable() {
+  "$CONTAINER_ENGINE" info >/dev/null 2>&1
+}
+
+build_local() {
+  local image="$1"
+  if [[ "$LOCAL_RUNTIME" == process ]]; then
+    say "build: skipped (LOCAL_RUNTIME=process)"
+  elif ! engine_reachable; then
+    say "build: skipped: no $CONTAINER_ENGINE engine is reachable, so the job will run as a local process under the same contract"
+  elif "$CONTAINER_ENGINE" image inspect "$image" >/dev/null 2>&1; then
+    say "build: $image is up to date"
+  else
+    build "$image"
+  fi
+}
+
+build_and_push() {
+  local image="$1" registry="${1%%/*}" tag="${1##*:}"
+  local aws
+  aws=("$(venv_bin)/aws" --region "$AWS_REGION")
+  if "${aws[@]}" ecr describe-images --repository-name "$ECR_REPOSITORY" --image-ids "imageTag=$tag" >/dev/null 2>&1; then
+    say "build: $image is in ECR already: nothing to build or push"
+    return 0
+  fi
+  if ! "${aws[@]}" ecr describe-repositories --repository-names "$ECR_REPOSITORY" >/dev/null 2>&1; then
+    say "build: creating ECR repository $ECR_REPOSITORY"
+    "${aws[@]}" ecr create-repository --repository-name "$ECR_REPOSITORY" >/dev/null ||
+      die "could not create ECR repository $ECR_REPOSITORY: check your credentials' ecr:CreateRepository permission"
+  fi
+  engine_reachable || die "no $CONTAINER_ENGINE engine is reachable: start it (or set CONTAINER_ENGINE) to build the image"
+  build "$image"
+  "${aws[@]}" ecr get-login-password |
+    "$CONTAINER_ENGINE" login --username AWS --password-stdin "$registry" >/dev/null ||
+    die "could not log in to $registry: check your AWS credentials"
+  say "push: $image"
+  "$CONTAINER_ENGINE" push "$image" || die "pushing $image failed (see above): nothing was submitted"
+}
 
 main() {
   if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
@@ -14,23 +64,13 @@ main() {
     return 0
   fi
   load_config
-  [[ "$ENV" == local ]] || die "ENV=$ENV: pushing to ECR is not available yet; use ENV=local"
-  local engine="$CONTAINER_ENGINE" image
-  image="$(py "$SAGEMAKE_ROOT/scripts/run_sagemaker.py" image)"
-  if [[ "$LOCAL_RUNTIME" == process ]]; then
-    say "build: skipped (LOCAL_RUNTIME=process)"
-    return 0
+  local image
+  image="$(py "$SAGEMAKE_ROOT/scripts/run_sagemaker.py" image)" || exit 2
+  if [[ "$ENV" == local ]]; then
+    build_local "$image"
+  else
+    build_and_push "$image"
   fi
-  if ! "$engine" info >/dev/null 2>&1; then
-    say "build: skipped: no $engine engine is reachable, so the job will run as a local process under the same contract"
-    return 0
-  fi
-  if "$engine" image inspect "$image" >/dev/null 2>&1; then
-    say "build: $image is up to date"
-    return 0
-  fi
-  say "build: $image"
-  "$engine" build -f "$SAGEMAKE_ROOT/docker/Dockerfile" -t "$image" "$SAGEMAKE_ROOT"
 }
 
 [[ "${BASH_SOURCE[0]}" != "$0" ]] || main "$@"

@@ -17,3 +17,31 @@ def example_data(tmp_path_factory) -> Path:
     data = tmp_path_factory.mktemp("data set")
     write_channels(data)
     return data
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """moto's server on 127.0.0.1 (a free port), for the whole session."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_endpoint, monkeypatch):
+    """A clean emulated AWS for one test, reached through AWS_ENDPOINT_URL with dummy credentials."""
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")).read()
+    for name, value in {
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(name, value)
+    return moto_endpoint

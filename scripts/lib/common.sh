@@ -17,12 +17,19 @@ say() {
   printf '==> %s\n' "$*" >&2
 }
 
-# py ARGS...: the project's Python (the venv that `make setup` made), with src/ importable.
-py() {
+# venv_bin: the bin folder of the project's virtualenv (VENV, default .venv), which `make setup` made.
+venv_bin() {
   local venv="${VENV:-.venv}"
   [[ "$venv" == /* ]] || venv="$SAGEMAKE_ROOT/$venv"
   [[ -x "$venv/bin/python" ]] || die "no virtualenv at $venv: run \`make setup\` first"
-  PYTHONPATH="$SAGEMAKE_ROOT/src" "$venv/bin/python" "$@"
+  printf '%s\n' "$venv/bin"
+}
+
+# py ARGS...: the project's Python, with src/ importable.
+py() {
+  local bin
+  bin="$(venv_bin)"
+  PYTHONPATH="$SAGEMAKE_ROOT/src" "$bin/python" "$@"
 }
 
 # load_config: export every resolved setting (defaults < .env < .env.<ENV> < environment).

@@ -28,6 +28,8 @@ DEFAULTS = {
     "SAGEMAKER_ROLE_ARN": "",
     "S3_BUCKET": "",
     "ECR_REPOSITORY": "",
+    "S3_PREFIX": "",
+    "IMAGE_REGISTRY": "",
     "DATA_DIR": "data",
     "CHANNELS": "train validation",
     "HP": "",
@@ -36,8 +38,17 @@ DEFAULTS = {
     "INSTANCE_COUNT": "1",
     "VOLUME_SIZE_GB": "30",
     "MAX_RUNTIME_SECONDS": "3600",
+    "INPUT_MODES": "",
+    "USE_SPOT": "false",
+    "MAX_WAIT_SECONDS": "0",
+    "CHECKPOINT_S3_URI": "",
+    "SUBNETS": "",
+    "SECURITY_GROUP_IDS": "",
+    "POLL_SECONDS": "10",
     "PRIMARY_METRIC": "validation:roc_auc",
     "CONTAINER_ENGINE": "docker",
+    "CONTAINER_BUILD_FLAGS": "",
+    "CONTAINER_RUN_FLAGS": "",
     "LOCAL_RUNTIME": "auto",
     "STOP_GRACE_SECONDS": "120",
     "JOBS_DIR": "jobs",
@@ -56,8 +67,14 @@ _INTEGERS = {  # name: (lowest, highest)
     "VOLUME_SIZE_GB": (1, 16384),
     "MAX_RUNTIME_SECONDS": (1, 28 * 24 * 3600),
     "STOP_GRACE_SECONDS": (0, 3600),
+    "MAX_WAIT_SECONDS": (0, 28 * 24 * 3600),
+    "POLL_SECONDS": (1, 600),
 }
-_CHOICES = {"CONTAINER_ENGINE": ("docker", "podman"), "LOCAL_RUNTIME": ("auto", "container", "process")}
+_CHOICES = {
+    "CONTAINER_ENGINE": ("docker", "podman"),
+    "LOCAL_RUNTIME": ("auto", "container", "process"),
+    "USE_SPOT": ("true", "false"),
+}
 
 
 @dataclass(frozen=True)
@@ -145,6 +162,14 @@ def _check(env: str, values: dict) -> list[str]:
         missing = [key for key in AWS_REQUIRED if not values[key]]
         if missing:
             problems.append(f"{', '.join(missing)} required for ENV={env}: {FIX}")
+        if values["USE_SPOT"] == "true":
+            if not values["CHECKPOINT_S3_URI"].startswith("s3://"):
+                problems.append("USE_SPOT=true needs CHECKPOINT_S3_URI=s3://... so an interrupted job can resume")
+            wait, runtime = values["MAX_WAIT_SECONDS"], values["MAX_RUNTIME_SECONDS"]
+            if wait.isdigit() and runtime.isdigit() and int(wait) < int(runtime):
+                problems.append(f"USE_SPOT=true needs MAX_WAIT_SECONDS >= MAX_RUNTIME_SECONDS ({wait} < {runtime})")
+        if bool(values["SUBNETS"].split()) != bool(values["SECURITY_GROUP_IDS"].split()):
+            problems.append("a VPC needs both SUBNETS and SECURITY_GROUP_IDS (or neither)")
         arn = values["SAGEMAKER_ROLE_ARN"]
         if arn and not _ROLE_ARN.match(arn):
             problems.append(

@@ -21,7 +21,6 @@ from pathlib import Path
 from sagemake.cli import UserError, run, say
 from sagemake.config import Config, resolve
 from sagemake.local import LocalJobs, uri_path
-from sagemake.request import tags
 
 MANIFEST = "manifest.json"
 
@@ -38,12 +37,11 @@ def metrics(record: dict) -> dict[str, float]:
     return {m["MetricName"]: m["Value"] for m in record.get("FinalMetricDataList", [])}
 
 
-def manifest(record: dict, request: dict, artifact: Path, env: str) -> dict:
-    tagged = tags(request)
-    return {
+def manifest(record: dict, tagged: dict, artifact: Path, config: Config) -> dict:
+    details = {
         "job_name": record["TrainingJobName"],
         "status": record["TrainingJobStatus"],
-        "env": env,
+        "env": config.env,
         "project": tagged.get("project"),
         "git_sha": tagged.get("git-sha"),
         "git_dirty": tagged.get("git-dirty") == "true",
@@ -61,6 +59,19 @@ def manifest(record: dict, request: dict, artifact: Path, env: str) -> dict:
         },
         "fetched": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if not config.local:
+        details["region"] = config["AWS_REGION"]
+        details["billable_seconds"] = record.get("BillableTimeInSeconds")
+    return details
+
+
+def jobs_for(config: Config):
+    """The jobs of ENV: LocalJobs for local, SageMakerJobs for AWS."""
+    if config.local:
+        return LocalJobs(config.path("JOBS_DIR"))
+    from sagemake.aws import SageMakerJobs
+
+    return SageMakerJobs(config)
 
 
 def extract(archive: Path, destination: Path) -> None:
@@ -83,21 +94,36 @@ def extract(archive: Path, destination: Path) -> None:
 
 def fetch(config: Config, name: str | None = None) -> Path:
     """Fetch the job's model; returns MODELS_DIR/<job>/."""
-    jobs = LocalJobs(config.path("JOBS_DIR"))
+    jobs = jobs_for(config)
     name = name or jobs.latest()
     record = jobs.describe(name)
     status = record["TrainingJobStatus"]
     if status != "Completed":
         why = f": {record['FailureReason']}" if record.get("FailureReason") else ""
-        raise UserError(f"job {name} is {status}{why}; only a Completed job has a model to fetch (`make logs JOB={name}`)")
+        raise UserError(f"job {name} is {status}{why}; only a Completed job has a model to fetch "
+                        f"(`make logs ENV={config.env} JOB={name}`)")
     if "ModelArtifacts" not in record:
         raise UserError(f"job {name} has no ModelArtifacts in its record: nothing to fetch")
-    artifact = uri_path(record["ModelArtifacts"]["S3ModelArtifacts"])
-    if not artifact.is_file():
-        raise UserError(f"the model of job {name} is missing ({artifact}): run `make train` again")
+    uri = record["ModelArtifacts"]["S3ModelArtifacts"]
     destination = config.path("MODELS_DIR") / name
-    extract(artifact, destination)
-    details = manifest(record, jobs.request(name), artifact, config.env)
+    if config.local:
+        artifact = uri_path(uri)
+        if not artifact.is_file():
+            raise UserError(f"the model of job {name} is missing ({artifact}): run `make train` again")
+        extract(artifact, destination)
+        details = manifest(record, jobs.tags(name), artifact, config)
+    else:
+        from sagemake.aws import download, image_digest
+
+        download_to = destination.with_name(f".{name}.model.tar.gz")
+        download(jobs.aws, uri, download_to)
+        try:
+            extract(download_to, destination)
+            details = manifest(record, jobs.tags(name), download_to, config)
+        finally:
+            download_to.unlink(missing_ok=True)
+        if not config["IMAGE_REGISTRY"]:
+            details["image_digest"] = image_digest(jobs.aws, details["image"])
     (destination / MANIFEST).write_text(json.dumps(details, indent=2) + "\n")
     say(f"model of {name} in {destination} (sha256 {details['artifact']['sha256'][:12]}...)")
     for metric, value in details["metrics"].items():

@@ -30,6 +30,7 @@ from urllib.parse import unquote, urlparse
 
 from sagemake.cli import UserError, say
 from sagemake.contract import BASE_DIR_VARIABLE, DEFAULT_BASE_DIR
+from sagemake.request import tags
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN_PROGRAM = ROOT / "docker" / "train"
@@ -167,26 +168,39 @@ class LocalJobs:
             raise UserError(f"no local job named '{name}' in {self.jobs_dir}: `make jobs` lists them")
         return json.loads(record.read_text())
 
-    def request(self, name: str) -> dict:
+    def tags(self, name: str) -> dict[str, str]:
         self.describe(name)
-        return json.loads((self.folder(name) / REQUEST).read_text())
+        return tags(json.loads((self.folder(name) / REQUEST).read_text()))
 
-    def log(self, name: str) -> Path:
-        self.describe(name)
-        return self.folder(name) / LOG
-
-    def names(self) -> list[str]:
-        """Job names, newest first (the names end in their creation time)."""
+    def names(self, limit: int | None = None) -> list[str]:
+        """Job names, newest first."""
         if not self.jobs_dir.is_dir():
             return []
         found = [p.parent for p in self.jobs_dir.glob(f"*/{RECORD}")]
-        return [f.name for f in sorted(found, key=lambda f: (f / RECORD).stat().st_mtime, reverse=True)]
+        return [f.name for f in sorted(found, key=lambda f: (f / RECORD).stat().st_mtime, reverse=True)][:limit]
 
     def latest(self) -> str:
         names = self.names()
         if not names:
             raise UserError(f"no local jobs in {self.jobs_dir} yet: run `make train` first")
         return names[0]
+
+    def print_log(self, name: str) -> None:
+        """Print the job's log; while the job runs, keep following it."""
+        path = self.folder(name) / LOG
+        offset = 0
+        while True:
+            running = self.describe(name)["TrainingJobStatus"] == "InProgress"
+            if path.is_file():
+                with path.open("rb") as log:
+                    log.seek(offset)
+                    chunk = log.read()
+                offset += len(chunk)
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
+            if not running:
+                return
+            time.sleep(1)
 
     def run(self, request: dict, runtime: "Runtime", grace_seconds: int) -> dict:
         """Run the job to its end, streaming its log; return the final record."""

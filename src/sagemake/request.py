@@ -50,8 +50,17 @@ def image_tag(root: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-def image_uri(config: Config) -> str:
-    return f"{config['PROJECT_NAME'].lower()}:{image_tag(config.root)}"
+def image_uri(config: Config, registry: str | None = None) -> str:
+    """Local: <project>:<tag>; AWS: <registry>/<ECR_REPOSITORY>:<tag>."""
+    if registry is None:
+        return f"{config['PROJECT_NAME'].lower()}:{image_tag(config.root)}"
+    return f"{registry}/{config['ECR_REPOSITORY']}:{image_tag(config.root)}"
+
+
+def s3_uri(config: Config, *parts: str) -> str:
+    """s3://S3_BUCKET/S3_PREFIX/<parts>; S3_PREFIX defaults to PROJECT_NAME."""
+    prefix = config["S3_PREFIX"].strip("/") or config["PROJECT_NAME"]
+    return "/".join([f"s3://{config['S3_BUCKET']}", prefix, *parts])
 
 
 def parse_pairs(text: str, setting: str) -> dict[str, str]:
@@ -98,8 +107,25 @@ def check_channels(config: Config) -> dict[str, Path]:
     return channels
 
 
+INPUT_MODES = ("File", "FastFile", "Pipe")
+
+
+def input_modes(config: Config) -> dict[str, str]:
+    """Each channel's input mode: File unless INPUT_MODES names another."""
+    channels = config.words("CHANNELS")
+    modes = dict.fromkeys(channels, "File")
+    for channel, mode in parse_pairs(config["INPUT_MODES"], "INPUT_MODES").items():
+        if channel not in modes:
+            raise UserError(f"INPUT_MODES names '{channel}', which is not in CHANNELS: use one of {', '.join(channels)}")
+        if mode not in INPUT_MODES:
+            raise UserError(f"INPUT_MODES: '{mode}' for {channel} is not an input mode: use {', '.join(INPUT_MODES)}")
+        modes[channel] = mode
+    return modes
+
+
 def build_request(config: Config, name: str, image: str, channel_uris: dict[str, str], output_uri: str,
                   git: tuple[str, bool]) -> dict:
+    modes = input_modes(config)
     request = {
         "TrainingJobName": name,
         "AlgorithmSpecification": {
@@ -118,7 +144,7 @@ def build_request(config: Config, name: str, image: str, channel_uris: dict[str,
                         "S3DataDistributionType": "FullyReplicated",
                     }
                 },
-                "InputMode": "File",
+                "InputMode": modes[channel],
             }
             for channel, uri in channel_uris.items()
         ],
@@ -139,6 +165,12 @@ def build_request(config: Config, name: str, image: str, channel_uris: dict[str,
     }
     if config["SAGEMAKER_ROLE_ARN"]:
         request["RoleArn"] = config["SAGEMAKER_ROLE_ARN"]
+    if config["USE_SPOT"] == "true":
+        request["EnableManagedSpotTraining"] = True
+        request["StoppingCondition"]["MaxWaitTimeInSeconds"] = config.int("MAX_WAIT_SECONDS")
+        request["CheckpointConfig"] = {"S3Uri": config["CHECKPOINT_S3_URI"]}
+    if config["SUBNETS"]:
+        request["VpcConfig"] = {"Subnets": config.words("SUBNETS"), "SecurityGroupIds": config.words("SECURITY_GROUP_IDS")}
     return request
 
 

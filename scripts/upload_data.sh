@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Summary: sync each data channel to s3://S3_BUCKET/S3_PREFIX/data/<channel>/, uploading only what changed.
+# Usage: scripts/upload_data.sh
+#
+# Checks first that the bucket is in AWS_REGION; with ENV=local there is nothing to upload.
+# The sync itself is src/sagemake/upload_data.py.
+set -euo pipefail
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+main() {
+  if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
+    sed -n 's/^# \{0,1\}//;2,3p' "${BASH_SOURCE[0]}"
+    return 0
+  fi
+  py -m sagemake.upload_data
+}
+
+[[ "${BASH_SOURCE[0]}" != "$0" ]] || main "$@"

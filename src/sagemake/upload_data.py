@@ -1,0 +1,105 @@
+"""Syncs each data channel to s3://S3_BUCKET/S3_PREFIX/data/<channel>/, by content.
+
+Usage: scripts/upload_data.sh   (ENV=local: nothing to upload)
+
+A file is uploaded only when its content differs from the object's (S3's
+ETag, computed locally the way S3 computes it for our part size); objects no
+longer in the channel folder are deleted, so a job reads exactly DATA_DIR.
+The bucket must be in AWS_REGION: that is checked before anything is sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config as ClientConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sagemake.aws import Progress, call, check_bucket, explain, session
+from sagemake.cli import UserError, run, say
+from sagemake.config import Config, resolve
+from sagemake.request import check_channels, s3_uri
+
+PART = 64 * 1024 * 1024  # multipart threshold and part size, so local ETags match S3's
+WORKERS = 16
+TRANSFER = TransferConfig(multipart_threshold=PART, multipart_chunksize=PART, max_concurrency=4)
+
+
+def etag(path: Path) -> str:
+    """S3's ETag for this file uploaded with our part size: an MD5, or an MD5 of part MD5s."""
+    parts = []
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(PART), b""):
+            parts.append(hashlib.md5(block, usedforsecurity=False).digest())
+    if path.stat().st_size < PART:
+        return (parts[0] if parts else hashlib.md5(b"", usedforsecurity=False).digest()).hex()
+    return f"{hashlib.md5(b''.join(parts), usedforsecurity=False).hexdigest()}-{len(parts)}"
+
+
+def remote_etags(s3, bucket: str, prefix: str) -> dict[str, str]:
+    found = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            found[item["Key"]] = item["ETag"].strip('"')
+    return found
+
+
+def sync_channel(s3, folder: Path, uri: str) -> tuple[int, int, int, int]:
+    """(uploaded, unchanged, deleted, bytes uploaded) for one channel folder."""
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    try:
+        remote = remote_etags(s3, bucket, prefix)
+    except (BotoCoreError, ClientError) as err:
+        raise UserError(explain(err)) from None
+    files = {prefix + p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file()}
+    with ThreadPoolExecutor(WORKERS) as pool:
+        digests = dict(zip(files, pool.map(etag, files.values())))
+        changed = [key for key in files if remote.get(key) != digests[key]]
+        total = sum(files[key].stat().st_size for key in changed)
+        progress = Progress(f"upload {uri}", total)
+        def upload(key):
+            s3.upload_file(str(files[key]), bucket, key, Config=TRANSFER, Callback=progress)
+        try:
+            list(pool.map(upload, changed))
+        except (BotoCoreError, ClientError) as err:
+            raise UserError(explain(err)) from None
+    if changed:
+        progress.done()
+    stale = sorted(set(remote) - set(files))
+    for start in range(0, len(stale), 1000):
+        call(s3.delete_objects, Bucket=bucket,
+             Delete={"Objects": [{"Key": key} for key in stale[start:start + 1000]], "Quiet": True})
+    return len(changed), len(files) - len(changed), len(stale), total
+
+
+def sync(config: Config, aws=None) -> dict[str, tuple[int, int, int, int]]:
+    aws = aws or session(config)
+    channels = check_channels(config)
+    check_bucket(config, aws)
+    s3 = aws.client("s3", config=ClientConfig(max_pool_connections=WORKERS * 4))
+    results = {}
+    for channel, folder in channels.items():
+        uri = s3_uri(config, "data", channel) + "/"
+        results[channel] = uploaded, unchanged, deleted, size = sync_channel(s3, folder, uri)
+        say(f"upload: {channel}: {uploaded} uploaded ({size / 1e6:.1f} MB), {unchanged} unchanged, "
+            f"{deleted} deleted -> {uri}")
+    return results
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__.strip())
+        return 0
+    config = resolve()
+    if config.local:
+        say("upload: skipped (ENV=local reads DATA_DIR directly)")
+        return 0
+    sync(config)
+    return 0
+
+
+if __name__ == "__main__":
+    run(main, "upload_data")
