@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from sagemake.config import resolve  # noqa: E402
-from sagemake.local import LocalJobs, Runtime, TRAIN_PROGRAM, _host_env  # noqa: E402
+from sagemake.local import TRAIN_PROGRAM, LocalJobs, Runtime, _host_env  # noqa: E402
 from sagemake.run_sagemaker import plan  # noqa: E402
 
 RUNS = 7
@@ -47,14 +47,14 @@ def executor_against_direct(scratch: Path) -> tuple[list[float], list[float]]:
     for _ in range(RUNS):
         request = plan(config)
         with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
-            through.append(timed(lambda: jobs.run(request, Runtime(None, "bench"), grace_seconds=5)))
+            through.append(timed(lambda r=request: jobs.run(r, Runtime(None, "bench"), grace_seconds=5)))
         tree = scratch / "direct" / request["TrainingJobName"]
         shutil.copytree(jobs.folder(request["TrainingJobName"]) / "ml" / "input", tree / "input")
         (tree / "model").mkdir()
         (tree / "output").mkdir()
         env = {**_host_env(), "SAGEMAKER_BASE_DIR": str(tree), "PYTHONPATH": str(ROOT / "src")}
-        direct.append(timed(lambda: subprocess.run([sys.executable, str(TRAIN_PROGRAM)], env=env, check=True,
-                                                    capture_output=True)))
+        direct.append(timed(lambda e=env: subprocess.run([sys.executable, str(TRAIN_PROGRAM)], env=e, check=True,
+                                                      capture_output=True)))
     return through, direct
 
 
@@ -63,7 +63,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as scratch:
         make_times = warm_make_train(Path(scratch))
         through, direct = executor_against_direct(Path(scratch))
-    overhead = statistics.median(t - d for t, d in zip(through, direct))  # paired: runs alternate
+    overhead = statistics.median(t - d for t, d in zip(through, direct, strict=True))  # paired: runs alternate
     print(f"| measure ({RUNS} runs, median) | result | target |")
     print("|---|---|---|")
     print(f"| warm `make train` wall time | {statistics.median(make_times):.2f} s | at most 15 s |")

@@ -5,8 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from sagemake.fetch_model import main  # noqa: E402
 from sagemake.cli import run  # noqa: E402
+from sagemake.fetch_model import main  # noqa: E402
 
 if __name__ == "__main__":
     run(main, "fetch_model")

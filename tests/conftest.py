@@ -45,3 +45,17 @@ def aws(moto_endpoint, monkeypatch):
     }.items():
         monkeypatch.setenv(name, value)
     return moto_endpoint
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory, example_data) -> bytes:
+    """A real model.tar.gz from the example trainer, as a SageMaker job would upload it."""
+    root = tmp_path_factory.mktemp("local")
+    from sagemake.config import resolve
+    from sagemake.local import LocalJobs, Runtime
+    from sagemake.run_sagemaker import plan
+
+    config = resolve(root=root, environ={"DATA_DIR": str(example_data), "HP": "n_estimators=10"})
+    request = plan(config)
+    LocalJobs(config.path("JOBS_DIR")).run(request, Runtime(None, "x"), grace_seconds=5)
+    return (config.path("JOBS_DIR") / request["TrainingJobName"] / "output/model.tar.gz").read_bytes()

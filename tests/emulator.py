@@ -46,7 +46,8 @@ def register_image(image: str) -> None:
     except ecr.exceptions.RepositoryAlreadyExistsException:
         pass
     manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-                "config": {"digest": "sha256:" + "0" * 64, "size": 1, "mediaType": "application/vnd.docker.container.image.v1+json"},
+                "config": {"digest": "sha256:" + "0" * 64, "size": 1,
+                           "mediaType": "application/vnd.docker.container.image.v1+json"},
                 "layers": []}
     ecr.put_image(repositoryName=repository, imageManifest=json.dumps(manifest), imageTag=tag)
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Summary: run every check: shellcheck on each shell file, then bats, then pytest.
+# Summary: run every check: shellcheck on each shell file, ruff on the Python, then bats, then pytest.
 # Usage: tests/run.sh   (what `make test` runs, in a hermetic environment)
 #
 # Hermetic: HOME is a temporary folder, and no AWS_* variable, no sagemake
@@ -69,6 +69,9 @@ main() {
   say "test: shellcheck"
   while IFS= read -r file; do files+=("$file"); done < <(shell_files)
   "$venv/bin/shellcheck" -x "${files[@]}"
+
+  say "test: ruff"
+  "$venv/bin/ruff" check --no-cache src tests scripts bench docker/train
 
   say "test: bats"
   "$venv/bin/bats" --report-formatter junit --output "$results" tests/

@@ -10,6 +10,7 @@ import sys
 import time
 
 from conftest import ROOT
+
 from sagemake.request import metric_definitions
 from trainer.metrics import METRICS
 
@@ -83,7 +84,8 @@ def test_an_exception_in_training_becomes_the_failure_reason(tmp_path, example_d
     (base / "input/data/train/train.csv").write_text("a,b,target\n1,x,0\n")
     code, output = run_train(base)
     assert code == 255
-    assert (base / "output/failure").read_text().startswith("ValueError: channel 'train' has a value that is not a number")
+    failure = (base / "output/failure").read_text()
+    assert failure.startswith("ValueError: channel 'train' has a value that is not a number")
     assert "Traceback" in output  # the full story stays in the log
 
 

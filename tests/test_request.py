@@ -6,8 +6,8 @@ import subprocess
 from datetime import datetime, timezone
 
 import pytest
-
 from conftest import ROOT
+
 from sagemake.cli import UserError
 from sagemake.config import resolve
 from sagemake.request import build_request, git_state, image_tag, job_name, parse_pairs, tags
@@ -83,7 +83,8 @@ def test_request_carries_every_setting(tmp_path):
     assert request["AlgorithmSpecification"]["TrainingImage"] == "churn:tag"
     hps = request["HyperParameters"]
     assert all(isinstance(v, str) for v in hps.values())
-    assert (hps["max_depth"], hps["learning_rate"], hps["n_estimators"], hps["target"]) == ("5", "0.25", "100", "target")
+    assert (hps["max_depth"], hps["learning_rate"]) == ("5", "0.25")
+    assert (hps["n_estimators"], hps["target"]) == ("100", "target")
     assert request["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == "file:///d/train"
     assert request["OutputDataConfig"] == {"S3OutputPath": "file:///jobs"}
     assert request["ResourceConfig"] == {"InstanceType": "ml.c5.2xlarge", "InstanceCount": 1, "VolumeSizeInGB": 80}

@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import tarfile
 from datetime import datetime, timezone
 from pathlib import Path

@@ -98,7 +98,8 @@ def check_channels(config: Config) -> dict[str, Path]:
     for name in config.words("CHANNELS"):
         folder = config.path("DATA_DIR") / name
         if not folder.is_dir():
-            problems.append(f"data channel '{name}' is missing: create {config['DATA_DIR']}/{name}/ (or run `make data`)")
+            problems.append(
+                f"data channel '{name}' is missing: create {config['DATA_DIR']}/{name}/ (or run `make data`)")
         elif not any(p.is_file() for p in folder.rglob("*")):
             problems.append(f"data channel '{name}' is empty: put its files in {config['DATA_DIR']}/{name}/")
         channels[name] = folder
@@ -116,7 +117,8 @@ def input_modes(config: Config) -> dict[str, str]:
     modes = dict.fromkeys(channels, "File")
     for channel, mode in parse_pairs(config["INPUT_MODES"], "INPUT_MODES").items():
         if channel not in modes:
-            raise UserError(f"INPUT_MODES names '{channel}', which is not in CHANNELS: use one of {', '.join(channels)}")
+            raise UserError(
+                f"INPUT_MODES names '{channel}', which is not in CHANNELS: use one of {', '.join(channels)}")
         if mode not in INPUT_MODES:
             raise UserError(f"INPUT_MODES: '{mode}' for {channel} is not an input mode: use {', '.join(INPUT_MODES)}")
         modes[channel] = mode
@@ -170,7 +172,10 @@ def build_request(config: Config, name: str, image: str, channel_uris: dict[str,
         request["StoppingCondition"]["MaxWaitTimeInSeconds"] = config.int("MAX_WAIT_SECONDS")
         request["CheckpointConfig"] = {"S3Uri": config["CHECKPOINT_S3_URI"]}
     if config["SUBNETS"]:
-        request["VpcConfig"] = {"Subnets": config.words("SUBNETS"), "SecurityGroupIds": config.words("SECURITY_GROUP_IDS")}
+        request["VpcConfig"] = {
+            "Subnets": config.words("SUBNETS"),
+            "SecurityGroupIds": config.words("SECURITY_GROUP_IDS"),
+        }
     return request
 
 

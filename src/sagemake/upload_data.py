@@ -56,7 +56,7 @@ def sync_channel(s3, folder: Path, uri: str) -> tuple[int, int, int, int]:
         raise UserError(explain(err)) from None
     files = {prefix + p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file()}
     with ThreadPoolExecutor(WORKERS) as pool:
-        digests = dict(zip(files, pool.map(etag, files.values())))
+        digests = dict(zip(files, pool.map(etag, files.values()), strict=True))
         changed = [key for key in files if remote.get(key) != digests[key]]
         total = sum(files[key].stat().st_size for key in changed)
         progress = Progress(f"upload {uri}", total)

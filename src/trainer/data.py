@@ -17,7 +17,7 @@ LABEL = "target"
 
 def _csv(header, features, labels) -> bytes:
     lines = [",".join(header)]
-    lines += [",".join([*(f"{v:.6g}" for v in row), str(label)]) for row, label in zip(features, labels)]
+    lines += [",".join([*(f"{v:.6g}" for v in row), str(label)]) for row, label in zip(features, labels, strict=True)]
     return ("\n".join(lines) + "\n").encode()
 
 

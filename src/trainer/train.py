@@ -95,9 +95,11 @@ def _plot_curves(labels, scores, metrics, model_dir: Path) -> None:
 
     fpr, tpr, _ = roc_curve(labels, scores)
     precision, recall, _ = precision_recall_curve(labels, scores)
+    roc_title = f"ROC (AUC {metrics['validation:roc_auc']:.3f})"
+    pr_title = f"PR (AP {metrics['validation:pr_auc']:.3f})"
     for name, x, y, xlabel, ylabel, title in (
-        ("roc.png", fpr, tpr, "false positive rate", "true positive rate", f"ROC (AUC {metrics['validation:roc_auc']:.3f})"),
-        ("pr.png", recall, precision, "recall", "precision", f"PR (AP {metrics['validation:pr_auc']:.3f})"),
+        ("roc.png", fpr, tpr, "false positive rate", "true positive rate", roc_title),
+        ("pr.png", recall, precision, "recall", "precision", pr_title),
     ):
         figure, axes = plt.subplots(figsize=(4, 4), dpi=100)
         axes.plot(x, y)
