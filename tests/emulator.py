@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
 import tarfile
 import threading
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import boto3
 
@@ -52,6 +55,13 @@ def register_image(image: str) -> None:
     ecr.put_image(repositoryName=repository, imageManifest=json.dumps(manifest), imageTag=tag)
 
 
+def repository_image(env: dict) -> str:
+    """The image URI the scripts compute for this repository with these settings."""
+    script = Path(__file__).resolve().parents[1] / "scripts/run_sagemaker.py"
+    return subprocess.run([str(script), "image"], env={**os.environ, **env}, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
 def model_archive(files: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
@@ -75,6 +85,7 @@ class SageMakerDriver:
         self.outcome, self.model, self.step = outcome, model, step_seconds
         self.job = None
         self.error: BaseException | None = None
+        self.halt = threading.Event()  # set on exit: the play ends where it is
         self._original = None
 
     def __enter__(self):
@@ -98,6 +109,7 @@ class SageMakerDriver:
     def __exit__(self, *exc):
         from moto.sagemaker.models import FakeTrainingJob
 
+        self.halt.set()
         self.thread.join(timeout=60)
         FakeTrainingJob.__init__ = self._original
         if self.error:
@@ -106,8 +118,8 @@ class SageMakerDriver:
     def _play(self):
         try:
             deadline = time.monotonic() + 60
-            while self.job is None and time.monotonic() < deadline:
-                time.sleep(0.05)
+            while self.job is None and time.monotonic() < deadline and not self.halt.wait(0.05):
+                pass
             if self.job is None:
                 return
             job, logs = self.job, client("logs")
@@ -120,11 +132,13 @@ class SageMakerDriver:
             for stream in streams:
                 logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
             self._transition(job, "Downloading", "Downloading input data")
-            time.sleep(self.step)
+            if self.halt.wait(self.step):
+                return
             self._transition(job, "Training", "Training image download completed. Training in progress.")
             self._log(logs, streams[0], ["epoch 1", "validation:roc_auc=0.912345"])
             self._log(logs, streams[1], ["worker ready"])
-            time.sleep(self.step)
+            if self.halt.wait(self.step):
+                return
             self._log(logs, streams[0], ["epoch 2", "validation:roc_auc=0.987654"])
             if self.model is not None:
                 bucket, _, key = job.model_artifacts["S3ModelArtifacts"][len("s3://"):].partition("/")

@@ -2,12 +2,23 @@
 
 import json
 import os
+import signal
 import subprocess
 
 import boto3
 import pytest
 from conftest import ROOT
-from emulator import ACCOUNT, REGION, ROLE, SageMakerDriver, client, make_bucket, register_image, settings
+from emulator import (
+    ACCOUNT,
+    REGION,
+    ROLE,
+    SageMakerDriver,
+    client,
+    make_bucket,
+    register_image,
+    repository_image,
+    settings,
+)
 
 from sagemake import aws as cloud
 from sagemake.cli import UserError
@@ -55,12 +66,15 @@ def test_plan_carries_every_configured_field(aws, tmp_path, example_data):
 
 
 def test_sagemaker_receives_the_request_as_planned(ready):
-    request = plan(ready)
-    cloud.SageMakerJobs(ready).submit(request)
+    config = prod_config(ready.root, ready["DATA_DIR"], USE_SPOT="true", MAX_WAIT_SECONDS="7200",
+                         CHECKPOINT_S3_URI="s3://train-bucket/checkpoints", SUBNETS="subnet-1",
+                         SECURITY_GROUP_IDS="sg-1 sg-2", HP="max_depth=4")
+    request = plan(config)
+    cloud.SageMakerJobs(config).submit(request)
     sent = client("sagemaker").describe_training_job(TrainingJobName=request["TrainingJobName"])
     # moto keeps neither Environment nor MetricDefinitions (it writes its own): the plan test covers those.
     for field in ("RoleArn", "HyperParameters", "InputDataConfig", "OutputDataConfig", "ResourceConfig",
-                  "StoppingCondition"):
+                  "StoppingCondition", "VpcConfig", "EnableManagedSpotTraining", "CheckpointConfig"):
         assert sent[field] == request[field], field
     assert sent["AlgorithmSpecification"]["TrainingImage"] == request["AlgorithmSpecification"]["TrainingImage"]
     tags = client("sagemaker").list_tags(ResourceArn=sent["TrainingJobArn"])["Tags"]
@@ -217,8 +231,7 @@ def test_build_and_push_creates_the_repository_once_and_skips_a_pushed_tag(aws, 
                                    'if [ "$1" = login ]; then cat >"' + str(tmp_path / "password") + '"; fi\n')
     (engine / "docker").chmod(0o755)
     env = {"ENV": "prod", **settings(CONTAINER_BUILD_FLAGS="--network host")}
-    image = subprocess.run([str(ROOT / "scripts/run_sagemaker.py"), "image"], env={**os.environ, **env},
-                           capture_output=True, text=True, check=True).stdout.strip()
+    image = repository_image(env)
     registry = image.split("/")[0]
 
     first = run_script("build_and_push_image.sh", env, engine, tmp_path)
@@ -233,9 +246,35 @@ def test_build_and_push_creates_the_repository_once_and_skips_a_pushed_tag(aws, 
     assert (tmp_path / "password").read_text().strip()  # the password went through stdin, not argv
     assert [r["repositoryName"] for r in client("ecr").describe_repositories()["repositories"]] == ["train-image"]
 
+    # Another repository that exists already is used as it is.
+    client("ecr").create_repository(repositoryName="existing-repo")
+    calls.unlink()
+    existing = run_script("build_and_push_image.sh", {**env, "ECR_REPOSITORY": "existing-repo"}, engine, tmp_path)
+    assert existing.returncode == 0, existing.stderr
+    assert "creating ECR repository" not in existing.stderr
+    assert [line.split()[0] for line in calls.read_text().splitlines()] == ["info", "build", "login", "push"]
+
     register_image(image)  # what the push did in a real ECR
     calls.unlink()
     again = run_script("build_and_push_image.sh", env, engine, tmp_path)
     assert again.returncode == 0, again.stderr
     assert f"{image} is in ECR already: nothing to build or push" in again.stderr
     assert not calls.exists()
+
+
+def test_ctrl_c_while_following_leaves_the_job_running(ready):
+    env = {**os.environ, "ENV": "prod", "DATA_DIR": ready["DATA_DIR"], **settings()}
+    register_image(repository_image(env))  # the scripts hash this repository's files, not the test root's
+    with SageMakerDriver(step_seconds=30) as driver:
+        follower = subprocess.Popen([str(ROOT / "scripts/run_sagemaker.py"), "submit"], cwd=ready.root, env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for line in follower.stderr:
+            if "/ Downloading:" in line:
+                break
+        follower.send_signal(signal.SIGINT)
+        _, err = follower.communicate(timeout=30)
+        assert follower.returncode == 130
+        name = driver.job.training_job_name
+        assert f"job {name} keeps running on SageMaker. Follow it again: make logs ENV=prod JOB={name}" in err
+        assert f"stop it: make stop ENV=prod JOB={name}" in err
+        assert client("sagemaker").describe_training_job(TrainingJobName=name)["TrainingJobStatus"] == "InProgress"

@@ -5,7 +5,7 @@ import os
 import subprocess
 
 from conftest import ROOT
-from emulator import REGION, SageMakerDriver, client, make_bucket, register_image, settings
+from emulator import REGION, SageMakerDriver, client, make_bucket, register_image, repository_image, settings
 
 
 def make(target, env, tmp_path):
@@ -17,8 +17,7 @@ def make(target, env, tmp_path):
 
 def test_make_train_env_prod_end_to_end(aws, tmp_path, trained_model):
     make_bucket()
-    image = subprocess.run([str(ROOT / "scripts/run_sagemaker.py"), "image"], capture_output=True, text=True,
-                           env={**os.environ, "ENV": "prod", **settings()}, check=True).stdout.strip()
+    image = repository_image({"ENV": "prod", **settings()})
     register_image(image)  # pushed earlier: no container engine is needed for this run
     with SageMakerDriver(model=trained_model):
         result = make("train", {}, tmp_path)
