@@ -89,8 +89,9 @@ test: $(DEV_STAMP) ## lint the shell and Python files, then run the bats and pyt
 	@tests/run.sh
 
 .PHONY: bench
-bench: $(DEV_STAMP) ## measure warm `make train` and the local executor's overhead
+bench: $(DEV_STAMP) ## measure `make train` (local and against the AWS emulator) and the S3 sync
 	@$(PY) bench/bench.py
+	@$(PY) bench/bench_aws.py
 
 .PHONY: clean
 clean: ## remove the virtualenv and caches (keeps data/, jobs/ and models/)

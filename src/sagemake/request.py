@@ -12,8 +12,6 @@ from pathlib import Path
 
 from sagemake.cli import UserError
 from sagemake.config import Config
-from sagemake.contract import TrainingError, parse_hyperparameters
-from trainer.hyperparameters import Hyperparameters
 from trainer.metrics import METRICS
 
 # What docker/Dockerfile copies into the training image: its tag is a hash of these.
@@ -80,6 +78,9 @@ def parse_pairs(text: str, setting: str) -> dict[str, str]:
 
 def hyperparameters(config: Config) -> dict[str, str]:
     """HP validated by the trainer's own model, every value as SageMaker's string."""
+    from sagemake.contract import TrainingError, parse_hyperparameters  # pydantic: only when a request is built
+    from trainer.hyperparameters import Hyperparameters
+
     try:
         validated = parse_hyperparameters(parse_pairs(config["HP"], "HP"), Hyperparameters)
     except TrainingError as err:
