@@ -97,3 +97,10 @@ def test_a_file_that_cannot_be_opened_is_a_problem_not_a_crash(tmp_path):
     (tmp_path / ".env").mkdir()  # even root cannot read a folder as a file
     with pytest.raises(UserError, match=r"cannot read \.env \(IsADirectoryError\)"):
         resolve(root=tmp_path, environ={})
+
+
+def test_env_example_documents_every_setting_with_its_default():
+    from conftest import ROOT
+    from dotenv import dotenv_values
+
+    assert dict(dotenv_values(ROOT / ".env.example")) == DEFAULTS
