@@ -38,6 +38,7 @@ HOST = "algo-1"
 ARN_PREFIX = "arn:aws:sagemaker:local:000000000000:training-job/"
 # Host variables a local process keeps: enough to run Python, nothing secret (no AWS_*).
 KEPT_VARIABLES = re.compile(r"^(PATH|HOME|LANG|LC_\w+|TZ|TMPDIR|SYSTEMROOT|OPENBLAS_\w+|OMP_\w+|MKL_\w+)$")
+ENGINE_ERRORS = (125, 126, 127)  # `docker run`'s own failures, not the training's
 RECORD = "job.json"
 REQUEST = "request.json"
 LOG = "train.log"
@@ -220,10 +221,11 @@ class Runtime:
         return "container" if self.engine else "process"
 
     def command(self, job: str, base: Path, env: dict) -> tuple[list[str], dict | None]:
+        """The command and its environment; a container gets only the job's variables, by name."""
         if self.engine:
             flags = [f for key in sorted(env) for f in ("-e", key)]
             return [self.engine, "run", "--rm", "--name", job, "-v", f"{base}:{DEFAULT_BASE_DIR}",
-                    *self.run_flags, *flags, self.image, "train"], {**_host_env(), **env}
+                    *self.run_flags, *flags, self.image, "train"], {**os.environ, **env}
         process_env = {**_host_env(), **env, BASE_DIR_VARIABLE: str(base), "PYTHONPATH": str(ROOT / "src")}
         return [sys.executable, str(self.program)], process_env
 
@@ -370,6 +372,8 @@ class _Job:
             status, secondary, message = "Completed", "Completed", "Training job completed"
         else:
             status, secondary = "Failed", "Failed"
+            if reason is None and not failure.is_file() and self.runtime.engine and code in ENGINE_ERRORS:
+                reason = f"ClientError: {self.runtime.engine} could not run the image (exit {code}): see the job's log"
             if reason is None:
                 text = failure.read_text().strip() if failure.is_file() else f"train exited with code {code}"
                 reason = f"AlgorithmError: {text}"
