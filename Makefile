@@ -48,8 +48,12 @@ config: setup ## print every setting in force for ENV and where it came from
 data: setup ## write the example data set as channels under DATA_DIR (train/, validation/)
 	@scripts/make_data.sh
 
+.PHONY: prepare
+prepare: setup ## build the private dependencies (PRIVATE_DEPS) into wheels under build/wheels/
+	@scripts/prepare.sh
+
 .PHONY: build
-build: setup ## build the training image, tagged by content (skipped when no container engine)
+build: setup ## build (and for AWS push) the training image, tagged by content; skipped locally without an engine
 	@scripts/build_and_push_image.sh
 
 .PHONY: upload

@@ -9,14 +9,24 @@ set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
-# build IMAGE: build docker/Dockerfile as IMAGE, with CONTAINER_BUILD_FLAGS.
+# build IMAGE: the private wheels, then docker/Dockerfile as IMAGE (with CONTAINER_BUILD_FLAGS), then a check of it.
 build() {
-  local flags=()
+  local image="$1" build_flags=() run_flags=()
   # shellcheck disable=SC2206 # the flags are words, split on purpose
-  [[ -z "$CONTAINER_BUILD_FLAGS" ]] || flags=($CONTAINER_BUILD_FLAGS)
-  say "build: $1"
-  "$CONTAINER_ENGINE" build ${flags[@]+"${flags[@]}"} -f "$SAGEMAKE_ROOT/docker/Dockerfile" -t "$1" "$SAGEMAKE_ROOT" ||
-    die "the image build failed (its output is above): fix docker/Dockerfile or what it copies"
+  build_flags=($CONTAINER_BUILD_FLAGS)
+  # shellcheck disable=SC2206
+  run_flags=($CONTAINER_RUN_FLAGS)
+  "$SAGEMAKE_ROOT/scripts/prepare.sh"
+  say "build: $image"
+  "$CONTAINER_ENGINE" build ${build_flags[@]+"${build_flags[@]}"} -f "$SAGEMAKE_ROOT/docker/Dockerfile" \
+    -t "$image" "$SAGEMAKE_ROOT" ||
+    die "the image build failed at the step shown above: fix docker/Dockerfile or what it copies"
+  # SageMaker starts the image as `docker run IMAGE train`: an image without it must not go anywhere.
+  if ! "$CONTAINER_ENGINE" run --rm ${run_flags[@]+"${run_flags[@]}"} --entrypoint sh "$image" \
+    -c 'command -v train' >/dev/null 2>&1; then
+    "$CONTAINER_ENGINE" rmi "$image" >/dev/null 2>&1 || true
+    die "image $image has no executable 'train' on its PATH (SageMaker runs \`docker run IMAGE train\`): copy docker/train to /usr/local/bin/train in docker/Dockerfile"
+  fi
 }
 
 engine_reachable() {

@@ -240,6 +240,7 @@ def test_build_and_push_creates_the_repository_once_and_skips_a_pushed_tag(aws, 
     assert calls.read_text().splitlines() == [
         "info",
         f"build --network host -f {ROOT}/docker/Dockerfile -t {image} {ROOT}",
+        f"run --rm --entrypoint sh {image} -c command -v train",
         f"login --username AWS --password-stdin {registry}",
         f"push {image}",
     ]
@@ -252,7 +253,7 @@ def test_build_and_push_creates_the_repository_once_and_skips_a_pushed_tag(aws, 
     existing = run_script("build_and_push_image.sh", {**env, "ECR_REPOSITORY": "existing-repo"}, engine, tmp_path)
     assert existing.returncode == 0, existing.stderr
     assert "creating ECR repository" not in existing.stderr
-    assert [line.split()[0] for line in calls.read_text().splitlines()] == ["info", "build", "login", "push"]
+    assert [line.split()[0] for line in calls.read_text().splitlines()] == ["info", "build", "run", "login", "push"]
 
     register_image(image)  # what the push did in a real ECR
     calls.unlink()

@@ -45,6 +45,7 @@ DEFAULTS = {
     "SECURITY_GROUP_IDS": "",
     "POLL_SECONDS": "10",
     "PRIMARY_METRIC": "validation:roc_auc",
+    "PRIVATE_DEPS": "",
     "CONTAINER_ENGINE": "docker",
     "CONTAINER_BUILD_FLAGS": "",
     "CONTAINER_RUN_FLAGS": "",

@@ -38,9 +38,9 @@ def job_name(project: str, sha: str, now: datetime | None = None) -> str:
     return f"{project}-{sha}-{now:%Y%m%d-%H%M%S}-{now.microsecond // 1000:03d}"
 
 
-def image_tag(root: Path) -> str:
-    """A hash of every file that goes into the image: same content, same tag."""
-    digest = hashlib.sha256()
+def image_tag(root: Path, private_deps: str = "") -> str:
+    """A hash of every file that goes into the image and of the pinned private dependencies."""
+    digest = hashlib.sha256(private_deps.encode() + b"\0")
     for top in IMAGE_INPUTS:
         for path in sorted([root / top, *(root / top).rglob("*")]):
             if path.is_file() and "__pycache__" not in path.parts:
@@ -50,9 +50,10 @@ def image_tag(root: Path) -> str:
 
 def image_uri(config: Config, registry: str | None = None) -> str:
     """Local: <project>:<tag>; AWS: <registry>/<ECR_REPOSITORY>:<tag>."""
+    tag = image_tag(config.root, config["PRIVATE_DEPS"])
     if registry is None:
-        return f"{config['PROJECT_NAME'].lower()}:{image_tag(config.root)}"
-    return f"{registry}/{config['ECR_REPOSITORY']}:{image_tag(config.root)}"
+        return f"{config['PROJECT_NAME'].lower()}:{tag}"
+    return f"{registry}/{config['ECR_REPOSITORY']}:{tag}"
 
 
 def s3_uri(config: Config, *parts: str) -> str:
