@@ -59,3 +59,37 @@ def trained_model(tmp_path_factory, example_data) -> bytes:
     request = plan(config)
     LocalJobs(config.path("JOBS_DIR")).run(request, Runtime(None, "x"), grace_seconds=5)
     return (config.path("JOBS_DIR") / request["TrainingJobName"] / "output/model.tar.gz").read_bytes()
+
+
+def copy_repo(destination: Path) -> Path:
+    """The working tree's tracked and new files, as a user's checkout has them."""
+    import shutil
+    import subprocess
+
+    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = ROOT / name
+        if source.is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+    return destination
+
+
+def private_package(folder: Path, name: str = "acme_features", version: str = "1.0.0") -> Path:
+    """A git repository holding a small Python package, tagged v<version>: a private dependency."""
+    import subprocess
+
+    (folder / name).mkdir(parents=True)
+    (folder / "pyproject.toml").write_text(
+        f'[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n\n'
+        f'[project]\nname = "{name}"\nversion = "{version}"\n')
+    (folder / name / "__init__.py").write_text(f'VERSION = "{version}"\n')
+    def git(*args):
+        subprocess.run(["git", "-C", str(folder), "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+                       check=True, capture_output=True)
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "release")
+    git("tag", f"v{version}")
+    return folder

@@ -1,0 +1,93 @@
+"""scripts/prepare.sh: private dependencies fetched at a pinned ref and built into wheels, outside any image."""
+
+import base64
+import http.server
+import os
+import subprocess
+import threading
+import zipfile
+
+import pytest
+from conftest import ROOT, copy_repo, private_package
+
+VENV = os.environ.get("VENV", str(ROOT / ".venv"))
+
+
+@pytest.fixture
+def repo(tmp_path):
+    return copy_repo(tmp_path / "my project")
+
+
+def prepare(repo, deps, **env):
+    everything = {**os.environ, "VENV": VENV if os.path.isabs(VENV) else str(ROOT / VENV),
+                  "PRIVATE_DEPS": deps, **env}
+    return subprocess.run([str(repo / "scripts/prepare.sh")], env=everything, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_a_pinned_dependency_becomes_a_wheel_listed_for_the_image(repo, tmp_path):
+    package = private_package(tmp_path / "features")
+    result = prepare(repo, f"file://{package}@v1.0.0")
+    assert result.returncode == 0, result.stderr
+    wheels = repo / "build/wheels"
+    (wheel,) = wheels.glob("*.whl")
+    assert wheel.name.startswith("acme_features-1.0.0-")
+    assert (wheels / "private.txt").read_text() == f"/opt/program/wheels/{wheel.name}\n"
+    assert "acme_features/__init__.py" in zipfile.ZipFile(wheel).namelist()
+    assert not [p for p in wheels.rglob("*") if ".git" in p.parts]
+    first = wheel.read_bytes()
+
+    again = prepare(repo, f"file://{package}@v1.0.0")
+    assert "build/wheels/ is up to date" in again.stderr
+    (wheels / "pinned.txt").unlink()  # forces a rebuild: the same ref gives the same bytes
+    assert prepare(repo, f"file://{package}@v1.0.0").returncode == 0
+    assert next(wheels.glob("*.whl")).read_bytes() == first
+
+
+def test_a_ref_that_does_not_exist_is_named_and_nothing_is_replaced(repo, tmp_path):
+    package = private_package(tmp_path / "features")
+    assert prepare(repo, f"file://{package}@v1.0.0").returncode == 0
+    before = sorted(p.name for p in (repo / "build/wheels").iterdir())
+    result = prepare(repo, f"file://{package}@v9.9.9")
+    assert result.returncode != 0
+    assert f"cannot fetch v9.9.9 from file://{package}: check that the repository and the ref exist" in result.stderr
+    assert sorted(p.name for p in (repo / "build/wheels").iterdir()) == before
+
+
+def test_a_repository_that_cannot_be_cloned_is_named(repo, tmp_path):
+    result = prepare(repo, f"file://{tmp_path}/nowhere.git@v1")
+    assert result.returncode != 0
+    assert f"cannot fetch v1 from file://{tmp_path}/nowhere.git" in result.stderr
+
+
+@pytest.mark.parametrize("dep", ["git@github.com:acme/features.git", "https://example.com/acme/features.git"])
+def test_an_unpinned_dependency_is_refused(repo, dep):
+    result = prepare(repo, dep)
+    assert result.returncode != 0
+    assert f"PRIVATE_DEPS: '{dep}' is not URL@REF: pin it to a tag or commit" in result.stderr
+
+
+def test_an_https_token_goes_in_a_header_and_never_in_the_output(repo):
+    seen = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the name http.server calls
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        token = "ghs_s3cr3tT0ken"
+        result = prepare(repo, f"http://127.0.0.1:{server.server_port}/acme/features.git@v1", GIT_HTTPS_TOKEN=token)
+    finally:
+        server.shutdown()
+    assert result.returncode != 0
+    expected = "Basic " + base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    assert seen and seen[0] == expected
+    assert token not in result.stdout + result.stderr
+    assert "cannot fetch v1 from http://127.0.0.1:" in result.stderr
