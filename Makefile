@@ -89,7 +89,7 @@ stop: setup ## stop a running SageMaker job (JOB=...)
 	@$(PY) scripts/run_sagemaker.py stop $(JOB)
 
 .PHONY: test
-test: $(DEV_STAMP) ## lint the shell and Python files, then run the bats and pytest suites
+test: $(DEV_STAMP) ## lint (shell, Python, Dockerfile, CircleCI config), then run the bats and pytest suites
 	@tests/run.sh
 
 .PHONY: bench

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Summary: run every check: shellcheck on each shell file, ruff on the Python, then bats, then pytest.
+# Summary: run every check: shellcheck, ruff, hadolint and the CircleCI schema, then bats, then pytest.
 # Usage: tests/run.sh   (what `make test` runs, in a hermetic environment)
 #
 # Hermetic: HOME is a temporary folder, and no AWS_* variable, no sagemake
@@ -72,6 +72,10 @@ main() {
 
   say "test: ruff"
   "$venv/bin/ruff" check --no-cache src tests scripts bench docker/train
+
+  say "test: hadolint, CircleCI schema"
+  "$venv/bin/hadolint" docker/Dockerfile*
+  "$venv/bin/check-jsonschema" --builtin-schema vendor.circle-ci .circleci/config.yml
 
   say "test: bats"
   "$venv/bin/bats" --report-formatter junit --output "$results" tests/

@@ -16,6 +16,9 @@ common_setup() {
   mkdir -p "$HOME"
   local name
   while IFS= read -r name; do unset "$name"; done < <(env | sed -n 's/^\(AWS_[A-Za-z0-9_]*\)=.*/\1/p')
+  # These suites are about Make and the scripts, on a machine without a container engine;
+  # tests/test_container.py covers the image with a real one.
+  export DOCKER_HOST="unix://$BATS_TEST_TMPDIR/no-engine.sock"
   # The project's own venv, shared by the copies (the fresh-machine test makes its own).
   export VENV="$MAIN_VENV"
   export PATH="$MAIN_VENV/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"

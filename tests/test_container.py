@@ -1,0 +1,171 @@
+"""The real image with a real engine: built from docker/Dockerfile, run by the local executor,
+pushed to a real registry standing in for ECR's.
+
+They run wherever an engine answers (a laptop with Docker, CircleCI). Without
+one they are skipped, unless REQUIRE_CONTAINER_TESTS=1 (as .ci/run sets after
+starting an engine), where a missing engine fails them. TEST_CONTAINER_FLAGS
+holds extra engine flags the machine needs (e.g. --network host); TEST_REGISTRY
+a registry's host:port.
+"""
+
+import json
+import os
+import subprocess
+import urllib.error
+import urllib.request
+
+import pytest
+from conftest import ROOT, copy_repo, private_package
+from emulator import make_bucket, settings
+
+ENGINE = "docker"
+REQUIRED = os.environ.get("REQUIRE_CONTAINER_TESTS") == "1"
+FLAGS = os.environ.get("TEST_CONTAINER_FLAGS", "")
+TOKEN = "ghs_n0tInAnyLayer"
+
+
+def engine_answers() -> bool:
+    try:
+        return subprocess.run([ENGINE, "info"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="module")
+def engine():
+    if not engine_answers():
+        message = f"no {ENGINE} engine answers (DOCKER_HOST={os.environ.get('DOCKER_HOST', 'unset')})"
+        if REQUIRED:
+            pytest.fail(f"REQUIRE_CONTAINER_TESTS=1 but {message}")
+        pytest.skip(message)
+    return ENGINE
+
+
+@pytest.fixture(scope="module")
+def registry(engine):
+    address = os.environ.get("TEST_REGISTRY")
+    if not address:
+        if REQUIRED:
+            pytest.fail("REQUIRE_CONTAINER_TESTS=1 but TEST_REGISTRY is not set")
+        pytest.skip("no TEST_REGISTRY")
+    return address
+
+
+@pytest.fixture(scope="module")
+def project(engine, tmp_path_factory):
+    """A checkout with a private dependency, its image built once for the module."""
+    base = tmp_path_factory.mktemp("container")
+    package = private_package(base / "features")
+    repo = copy_repo(base / "my project")
+    env = {"PRIVATE_DEPS": f"file://{package}@v1.0.0", "LOCAL_RUNTIME": "container"}
+    result = make(repo, "build", env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return repo, env
+
+
+def make(repo, target, env, *args):
+    venv = os.environ.get("VENV", str(ROOT / ".venv"))
+    everything = {**os.environ, "VENV": venv if os.path.isabs(venv) else str(ROOT / venv),
+                  "CONTAINER_BUILD_FLAGS": FLAGS, "CONTAINER_RUN_FLAGS": FLAGS, "GIT_HTTPS_TOKEN": TOKEN, **env}
+    return subprocess.run(["make", "-s", target, *args], cwd=repo, env=everything, capture_output=True, text=True,
+                          timeout=900)
+
+
+def image_of(repo, env) -> str:
+    return subprocess.run([str(repo / "scripts/run_sagemaker.py"), "image"], env={**os.environ, **env},
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def in_image(image, *command) -> str:
+    flags = FLAGS.split()
+    return subprocess.run([ENGINE, "run", "--rm", *flags, "--entrypoint", command[0], image, *command[1:]],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def registry_tags(registry, repository) -> list[str]:
+    try:
+        with urllib.request.urlopen(f"http://{registry}/v2/{repository}/tags/list") as answer:
+            return json.load(answer).get("tags") or []
+    except urllib.error.HTTPError as err:
+        if err.code == 404:
+            return []
+        raise
+
+
+def test_the_image_has_train_the_private_wheel_and_no_secrets(project):
+    repo, env = project
+    image = image_of(repo, env)
+    again = make(repo, "build", env)
+    assert f"build: {image} is up to date" in again.stderr
+    assert in_image(image, "sh", "-c", "command -v train").strip() == "/usr/local/bin/train"
+    assert in_image(image, "python", "-c", "import acme_features; print(acme_features.VERSION)").strip() == "1.0.0"
+    assert in_image(image, "sh", "-c", "find / -xdev -name .git -print") == ""
+    history = subprocess.run([ENGINE, "history", "--no-trunc", image], capture_output=True, text=True).stdout
+    config = subprocess.run([ENGINE, "image", "inspect", image], capture_output=True, text=True).stdout
+    assert TOKEN not in history + config
+    layers = subprocess.run(f"{ENGINE} save {image} | grep -a -c {TOKEN} || true", shell=True,
+                            capture_output=True, text=True).stdout.strip()
+    assert layers == "0"
+
+
+def test_make_train_runs_the_image_under_the_local_executor(project):
+    repo, env = project
+    result = make(repo, "train", env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "runtime container (docker, image" in result.stderr
+    (job,) = [p.name for p in (repo / "models").iterdir()]
+    manifest = json.loads((repo / "models" / job / "manifest.json").read_text())
+    assert manifest["runtime"] == "container" and manifest["image"] == image_of(repo, env)
+    assert manifest["metrics"]["validation:roc_auc"] > 0.95
+    assert (repo / "models" / job / "model.joblib").is_file()
+
+
+def test_max_runtime_stops_the_container(project):
+    repo, env = project
+    result = make(repo, "train", {**env, "MAX_RUNTIME_SECONDS": "4", "STOP_GRACE_SECONDS": "60"},
+                  "HP=n_estimators=5000 learning_rate=0.001")
+    assert result.returncode != 0
+    assert "Stopped: MaxRuntimeExceeded" in result.stderr
+    jobs = sorted((repo / "jobs").iterdir())
+    record = json.loads((jobs[-1] / "job.json").read_text())
+    assert (record["TrainingJobStatus"], record["SecondaryStatus"]) == ("Stopped", "MaxRuntimeExceeded")
+    assert record["TrainingTimeInSeconds"] < 60  # train obeyed SIGTERM: no SIGKILL was needed
+
+
+def prod(registry, **extra):
+    return {"ENV": "prod", **settings(IMAGE_REGISTRY=registry), **extra}
+
+
+def test_build_and_push_to_a_real_registry(project, registry, aws):
+    repo, env = project
+    make_bucket()
+    prod_env = {**env, **prod(registry)}
+    result = make(repo, "build", prod_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    image = image_of(repo, prod_env)
+    assert f"push: {image}" in result.stderr
+    assert image.rsplit(":", 1)[1] in registry_tags(registry, "train-image")
+
+
+def test_an_image_without_train_is_never_pushed(engine, registry, aws, tmp_path):
+    repo = copy_repo(tmp_path / "no train")
+    dockerfile = repo / "docker/Dockerfile"
+    dockerfile.write_text(dockerfile.read_text().replace("COPY docker/train /usr/local/bin/train\n", ""))
+    env = prod(registry, ECR_REPOSITORY="no-train")
+    result = make(repo, "build", env)
+    assert result.returncode != 0
+    assert "has no executable 'train' on its PATH" in result.stderr
+    assert registry_tags(registry, "no-train") == []
+
+
+def test_a_failing_build_shows_the_step_and_pushes_nothing(engine, registry, aws, tmp_path):
+    repo = copy_repo(tmp_path / "broken")
+    dockerfile = repo / "docker/Dockerfile"
+    dockerfile.write_text(dockerfile.read_text().replace(
+        "WORKDIR /opt/program", "RUN echo 'compiling the features' && exit 3\nWORKDIR /opt/program"))
+    env = prod(registry, ECR_REPOSITORY="broken")
+    result = make(repo, "build", env)
+    assert result.returncode != 0
+    assert "compiling the features" in result.stdout + result.stderr
+    assert "the image build failed at the step shown above" in result.stderr
+    assert registry_tags(registry, "broken") == []
