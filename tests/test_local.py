@@ -12,8 +12,9 @@ import time
 
 import pytest
 
+from sagemake.archive import pack, tree
 from sagemake.cli import UserError
-from sagemake.local import LocalJobs, Runtime, choose_runtime, pack
+from sagemake.local import LocalJobs, Runtime, choose_runtime
 
 PROGRAM = """
 import json, os, signal, sys, time
@@ -199,10 +200,10 @@ def test_pack_is_byte_reproducible(tmp_path):
     (folder / "sub").mkdir(parents=True)
     (folder / "a.txt").write_text("a")
     (folder / "sub/b.bin").write_bytes(b"\0\1")
-    pack(folder, tmp_path / "one.tar.gz")
+    pack(tree(folder), tmp_path / "one.tar.gz")
     time.sleep(1.1)
     (folder / "a.txt").touch()
-    pack(folder, tmp_path / "two.tar.gz")
+    pack(tree(folder), tmp_path / "two.tar.gz")
     assert (tmp_path / "one.tar.gz").read_bytes() == (tmp_path / "two.tar.gz").read_bytes()
     assert members(tmp_path / "one.tar.gz") == ["a.txt", "sub", "sub/b.bin"]
 

@@ -324,3 +324,25 @@ class Progress:
 
 def _size(count: int) -> str:
     return f"{count / 1e6:.1f} MB"
+
+
+def upload_code(aws: boto3.Session, root, uri: str) -> None:
+    """Script mode: sourcedir.tar.gz to its content-named place in S3, unless it is there already."""
+    import tempfile
+    from pathlib import Path
+
+    from sagemake import sourcedir
+
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    s3 = aws.client("s3")
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+        say(f"code: {uri} is there already: nothing to upload")
+        return
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey"):
+            raise UserError(explain(err)) from None
+    with tempfile.TemporaryDirectory() as scratch:
+        archive = sourcedir.write(Path(root), Path(scratch) / sourcedir.ARCHIVE)
+        call(s3.upload_file, Filename=str(archive), Bucket=bucket, Key=key)
+        say(f"code: uploaded {uri} ({archive.stat().st_size / 1e3:.0f} kB)")

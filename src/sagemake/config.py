@@ -45,6 +45,7 @@ DEFAULTS = {
     "SECURITY_GROUP_IDS": "",
     "POLL_SECONDS": "10",
     "PRIMARY_METRIC": "validation:roc_auc",
+    "CODE_MODE": "image",
     "PRIVATE_DEPS": "",
     "CONTAINER_ENGINE": "docker",
     "CONTAINER_BUILD_FLAGS": "",
@@ -74,6 +75,7 @@ _CHOICES = {
     "CONTAINER_ENGINE": ("docker", "podman"),
     "LOCAL_RUNTIME": ("auto", "container", "process"),
     "USE_SPOT": ("true", "false"),
+    "CODE_MODE": ("image", "script"),
 }
 
 

@@ -13,10 +13,10 @@ import hashlib
 import json
 import os
 import shutil
-import tarfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from sagemake.archive import unpack
 from sagemake.cli import UserError, run, say
 from sagemake.config import Config, resolve
 from sagemake.local import LocalJobs, uri_path
@@ -78,11 +78,7 @@ def extract(archive: Path, destination: Path) -> None:
     partial = destination.with_name(f".{destination.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    with tarfile.open(archive) as tar:
-        if hasattr(tarfile, "data_filter"):
-            tar.extractall(partial, filter="data")
-        else:  # Python before 3.10.12 / 3.11.4 has no extraction filters
-            tar.extractall(partial)
+    unpack(archive, partial)
     for path in partial.rglob("*"):  # archives carry no real times (they are byte-reproducible)
         os.utime(path)
     if (partial / MANIFEST).exists():

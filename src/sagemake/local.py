@@ -13,7 +13,6 @@ train.log, ml/ (the /opt/ml tree) and output/ (the artefacts).
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import re
@@ -21,13 +20,14 @@ import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from sagemake import sourcedir
+from sagemake.archive import pack, tree, unpack
 from sagemake.cli import UserError, say
 from sagemake.contract import BASE_DIR_VARIABLE, DEFAULT_BASE_DIR
 from sagemake.request import tags
@@ -140,20 +140,6 @@ def input_data_config(request: dict) -> dict:
     }
 
 
-def pack(folder: Path, archive: Path) -> None:
-    """A gzipped tar of the folder's contents, byte-identical for identical contents."""
-    archive.parent.mkdir(parents=True, exist_ok=True)
-
-    def normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
-        info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
-        return info
-
-    with archive.open("wb") as file, gzip.GzipFile(filename="", mode="wb", fileobj=file, mtime=0) as raw, \
-            tarfile.open(fileobj=raw, mode="w") as tar:
-        for path in sorted(folder.rglob("*")):
-            tar.add(path, arcname=path.relative_to(folder).as_posix(), recursive=False, filter=normalise)
-
-
 class LocalJobs:
     """Local training jobs: run them, and answer for them as SageMaker would."""
 
@@ -221,13 +207,19 @@ class Runtime:
         return "container" if self.engine else "process"
 
     def command(self, job: str, base: Path, env: dict) -> tuple[list[str], dict | None]:
-        """The command and its environment; a container gets only the job's variables, by name."""
+        """The command and its environment; a container gets only the job's variables, by name.
+
+        As a process, script mode (the code in base/code, from sourcedir.tar.gz) runs the program
+        from there, as the toolkit would; otherwise docker/train runs with this repository's src/.
+        """
         if self.engine:
             flags = [f for key in sorted(env) for f in ("-e", key)]
             return [self.engine, "run", "--rm", "--name", job, "-v", f"{base}:{DEFAULT_BASE_DIR}",
                     *self.run_flags, *flags, self.image, "train"], {**os.environ, **env}
-        process_env = {**_host_env(), **env, BASE_DIR_VARIABLE: str(base), "PYTHONPATH": str(ROOT / "src")}
-        return [sys.executable, str(self.program)], process_env
+        code = base / "code"
+        program, path = (code / sourcedir.PROGRAM, code) if code.is_dir() else (self.program, ROOT / "src")
+        process_env = {**_host_env(), **env, BASE_DIR_VARIABLE: str(base), "PYTHONPATH": str(path)}
+        return [sys.executable, str(program)], process_env
 
     def base(self, tree: Path) -> str:
         """Where the /opt/ml tree is as the training code sees it."""
@@ -320,7 +312,13 @@ class _Job:
         config.mkdir(parents=True)
         (self.tree / "model").mkdir()
         (self.tree / "output/data").mkdir(parents=True)
-        (config / "hyperparameters.json").write_text(json.dumps(self.request.get("HyperParameters", {})))
+        hyperparameters = dict(self.request.get("HyperParameters", {}))
+        code = hyperparameters.get(sourcedir.DIRECTORY_KEY, "")
+        if code.startswith("file://"):  # script mode: the code in /opt/ml/code, as SageMaker's local mode has it
+            unpack(uri_path(code), self.tree / "code")
+            hyperparameters[sourcedir.DIRECTORY_KEY] = f"{self.runtime.base(self.tree)}/code"
+            self.request = {**self.request, "HyperParameters": hyperparameters}
+        (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
         (config / "resourceconfig.json").write_text(json.dumps(resource_config(self.request)))
         (config / "inputdataconfig.json").write_text(json.dumps(input_data_config(self.request)))
         for channel in self.request["InputDataConfig"]:
@@ -363,8 +361,8 @@ class _Job:
     def _finish(self, code: int | None, reason: str | None, seconds: float) -> None:
         packed = (self.tree / "model").is_dir() and (self.tree / "output/data").is_dir()
         if packed:
-            pack(self.tree / "model", self.output / "model.tar.gz")
-            pack(self.tree / "output/data", self.output / "output.tar.gz")
+            pack(tree(self.tree / "model"), self.output / "model.tar.gz")
+            pack(tree(self.tree / "output/data"), self.output / "output.tar.gz")
         failure = self.tree / "output/failure"
         if self.stopped_by:
             status, secondary, message = "Stopped", self.stopped_by, "The job was stopped"

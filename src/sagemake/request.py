@@ -10,12 +10,18 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
+from sagemake import sourcedir
 from sagemake.cli import UserError
 from sagemake.config import Config
 from trainer.metrics import METRICS
 
-# What docker/Dockerfile copies into the training image: its tag is a hash of these.
-IMAGE_INPUTS = ("docker", "src/trainer", "src/sagemake/__init__.py", "src/sagemake/contract.py")
+# What each Dockerfile puts into its image: the tag is a hash of these. In script
+# mode the code travels beside the image (sagemake.sourcedir), so it is not here.
+IMAGE_INPUTS = {
+    "image": ("docker/Dockerfile", "docker/requirements.txt", "docker/train", "src/trainer",
+              "src/sagemake/__init__.py", "src/sagemake/contract.py"),
+    "script": ("docker/Dockerfile.script", "docker/requirements.txt", "docker/requirements-toolkit.txt"),
+}
 TAG_PREFIX = "sagemake:"
 NO_GIT = "nogit"
 METRIC_VALUE = r"([-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?|nan)"
@@ -38,10 +44,10 @@ def job_name(project: str, sha: str, now: datetime | None = None) -> str:
     return f"{project}-{sha}-{now:%Y%m%d-%H%M%S}-{now.microsecond // 1000:03d}"
 
 
-def image_tag(root: Path, private_deps: str = "") -> str:
+def image_tag(root: Path, private_deps: str = "", code_mode: str = "image") -> str:
     """A hash of every file that goes into the image and of the pinned private dependencies."""
     digest = hashlib.sha256(private_deps.encode() + b"\0")
-    for top in IMAGE_INPUTS:
+    for top in IMAGE_INPUTS[code_mode]:
         for path in sorted([root / top, *(root / top).rglob("*")]):
             if path.is_file() and "__pycache__" not in path.parts:
                 digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
@@ -50,7 +56,7 @@ def image_tag(root: Path, private_deps: str = "") -> str:
 
 def image_uri(config: Config, registry: str | None = None) -> str:
     """Local: <project>:<tag>; AWS: <registry>/<ECR_REPOSITORY>:<tag>."""
-    tag = image_tag(config.root, config["PRIVATE_DEPS"])
+    tag = image_tag(config.root, config["PRIVATE_DEPS"], config["CODE_MODE"])
     if registry is None:
         return f"{config['PROJECT_NAME'].lower()}:{tag}"
     return f"{registry}/{config['ECR_REPOSITORY']}:{tag}"
@@ -128,7 +134,8 @@ def input_modes(config: Config) -> dict[str, str]:
 
 
 def build_request(config: Config, name: str, image: str, channel_uris: dict[str, str], output_uri: str,
-                  git: tuple[str, bool]) -> dict:
+                  git: tuple[str, bool], code_uri: str | None = None) -> dict:
+    """The CreateTrainingJob request; code_uri (script mode) is where sourcedir.tar.gz will be."""
     modes = input_modes(config)
     request = {
         "TrainingJobName": name,
@@ -167,6 +174,8 @@ def build_request(config: Config, name: str, image: str, channel_uris: dict[str,
             {"Key": f"{TAG_PREFIX}env", "Value": config.env},
         ],
     }
+    if code_uri:
+        request["HyperParameters"].update({sourcedir.PROGRAM_KEY: sourcedir.PROGRAM, sourcedir.DIRECTORY_KEY: code_uri})
     if config["SAGEMAKER_ROLE_ARN"]:
         request["RoleArn"] = config["SAGEMAKER_ROLE_ARN"]
     if config["USE_SPOT"] == "true":

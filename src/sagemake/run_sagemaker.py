@@ -19,10 +19,11 @@ import json
 import time
 from datetime import datetime
 
+from sagemake import sourcedir
 from sagemake.cli import UserError, run, say
 from sagemake.config import Config, resolve
 from sagemake.fetch_model import fetch, jobs_for, metrics
-from sagemake.local import LocalJobs, choose_runtime
+from sagemake.local import LocalJobs, choose_runtime, uri_path
 from sagemake.request import build_request, check_channels, git_state, image_uri, job_name, s3_uri
 from trainer.metrics import METRICS
 
@@ -37,17 +38,20 @@ def plan(config: Config, aws=None) -> dict:
     channels = check_channels(config)
     git = git_state(config.root)
     name = job_name(config["PROJECT_NAME"], git[0])
+    code = (sourcedir.tag(config.root), sourcedir.ARCHIVE) if config["CODE_MODE"] == "script" else None
     if config.local:
         image = image_uri(config)
         channel_uris = {channel: folder.as_uri() for channel, folder in channels.items()}
         output_uri = config.path("JOBS_DIR").as_uri()
+        code_uri = config.path("JOBS_DIR").joinpath("code", *code).as_uri() if code else None
     else:
         from sagemake import aws as cloud
 
         image = image_uri(config, cloud.registry(config, aws or cloud.session(config)))
         channel_uris = {channel: s3_uri(config, "data", channel) + "/" for channel in channels}
         output_uri = s3_uri(config, "output")
-    return build_request(config, name, image, channel_uris, output_uri, git)
+        code_uri = s3_uri(config, "code", *code) if code else None
+    return build_request(config, name, image, channel_uris, output_uri, git, code_uri)
 
 
 def submit(config: Config, then_fetch: bool) -> int:
@@ -58,6 +62,8 @@ def submit(config: Config, then_fetch: bool) -> int:
                                       request["AlgorithmSpecification"]["TrainingImage"],
                                       config.words("CONTAINER_RUN_FLAGS"))
         say(f"job {name}: runtime {why}")
+        if sourcedir.DIRECTORY_KEY in request["HyperParameters"]:
+            sourcedir.write(config.root, uri_path(request["HyperParameters"][sourcedir.DIRECTORY_KEY]))
         record = LocalJobs(config.path("JOBS_DIR")).run(request, runtime, config.int("STOP_GRACE_SECONDS"))
     else:
         from sagemake import aws as cloud
@@ -67,6 +73,8 @@ def submit(config: Config, then_fetch: bool) -> int:
         request = plan(config, jobs.aws)
         name = request["TrainingJobName"]
         cloud.check_inputs(config, jobs.aws, request)
+        if sourcedir.DIRECTORY_KEY in request["HyperParameters"]:
+            cloud.upload_code(jobs.aws, config.root, request["HyperParameters"][sourcedir.DIRECTORY_KEY])
         jobs.submit(request)
         try:
             record = jobs.follow(name)
