@@ -2,6 +2,7 @@
 # Summary: build the training image, tagged by its content, and (for AWS) push it to ECR.
 # Usage: scripts/build_and_push_image.sh
 #
+# The image is docker/Dockerfile, or docker/Dockerfile.script with CODE_MODE=script.
 # Nothing is built or pushed when the tag exists already (locally for ENV=local,
 # in ECR otherwise). ENV=local with no reachable engine (or LOCAL_RUNTIME=process)
 # skips the build with a notice: local jobs then run `docker/train` as a process.
@@ -16,10 +17,11 @@ build() {
   build_flags=($CONTAINER_BUILD_FLAGS)
   # shellcheck disable=SC2206
   run_flags=($CONTAINER_RUN_FLAGS)
+  local dockerfile="$SAGEMAKE_ROOT/docker/Dockerfile"
+  if [[ "$CODE_MODE" == script ]]; then dockerfile+=".script"; fi
   "$SAGEMAKE_ROOT/scripts/prepare.sh"
-  say "build: $image"
-  "$CONTAINER_ENGINE" build ${build_flags[@]+"${build_flags[@]}"} -f "$SAGEMAKE_ROOT/docker/Dockerfile" \
-    -t "$image" "$SAGEMAKE_ROOT" ||
+  say "build: $image (${dockerfile#"$SAGEMAKE_ROOT"/})"
+  "$CONTAINER_ENGINE" build ${build_flags[@]+"${build_flags[@]}"} -f "$dockerfile" -t "$image" "$SAGEMAKE_ROOT" ||
     die "the image build failed at the step shown above: fix docker/Dockerfile or what it copies"
   # SageMaker starts the image as `docker run IMAGE train`: an image without it must not go anywhere.
   if ! "$CONTAINER_ENGINE" run --rm ${run_flags[@]+"${run_flags[@]}"} --entrypoint sh "$image" \

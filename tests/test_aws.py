@@ -1,9 +1,11 @@
 """The production path against moto's server: real boto3 and aws CLI calls over HTTP on 127.0.0.1."""
 
+import io
 import json
 import os
 import signal
 import subprocess
+import tarfile
 
 import boto3
 import pytest
@@ -21,6 +23,7 @@ from emulator import (
 )
 
 from sagemake import aws as cloud
+from sagemake import sourcedir
 from sagemake.cli import UserError
 from sagemake.config import resolve
 from sagemake.fetch_model import fetch
@@ -279,3 +282,25 @@ def test_ctrl_c_while_following_leaves_the_job_running(ready):
         assert f"job {name} keeps running on SageMaker. Follow it again: make logs ENV=prod JOB={name}" in err
         assert f"stop it: make stop ENV=prod JOB={name}" in err
         assert client("sagemaker").describe_training_job(TrainingJobName=name)["TrainingJobStatus"] == "InProgress"
+
+
+def test_script_mode_uploads_the_code_once_and_names_it_in_the_request(aws, tmp_path, example_data, trained_model,
+                                                                        capsys):
+    config = resolve(root=ROOT, environ={"ENV": "prod", "DATA_DIR": str(example_data), "CODE_MODE": "script",
+                                         "MODELS_DIR": str(tmp_path / "models"), **settings()})
+    make_bucket()
+    sync(config)
+    request = plan(config)
+    register_image(request["AlgorithmSpecification"]["TrainingImage"])
+    code = f"s3://train-bucket/sagemake-example/code/{sourcedir.tag(ROOT)}/sourcedir.tar.gz"
+    assert request["HyperParameters"]["sagemaker_submit_directory"] == code
+    assert request["HyperParameters"]["sagemaker_program"] == "train"
+    for _ in range(2):
+        with SageMakerDriver(model=trained_model):
+            assert submit(config, then_fetch=False) == 0
+    err = capsys.readouterr().err
+    assert err.count(f"code: uploaded {code}") == 1
+    assert f"code: {code} is there already: nothing to upload" in err
+    body = client("s3").get_object(Bucket="train-bucket", Key=code.split("/", 3)[3])["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        assert "train" in tar.getnames() and "trainer/train.py" in tar.getnames()

@@ -169,3 +169,27 @@ def test_a_failing_build_shows_the_step_and_pushes_nothing(engine, registry, aws
     assert "compiling the features" in result.stdout + result.stderr
     assert "the image build failed at the step shown above" in result.stderr
     assert registry_tags(registry, "broken") == []
+
+
+def test_script_mode_runs_the_code_through_sagemakers_toolkit(engine, tmp_path):
+    repo = copy_repo(tmp_path / "script mode")
+    env = {"CODE_MODE": "script", "LOCAL_RUNTIME": "container"}
+    subprocess.run([ENGINE, "rmi", "-f", image_of(repo, env)], capture_output=True)  # built here, from scratch
+    built = make(repo, "build", env)
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert "docker/Dockerfile.script" in built.stderr
+    image = image_of(repo, env)
+    first = make(repo, "train", env, "HP=n_estimators=20")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "sagemaker-training-toolkit INFO     Reporting training SUCCESS" in first.stdout
+    assert "validation:roc_auc=" in first.stdout
+
+    # A code-only change: the same image, new code beside it.
+    with (repo / "src/trainer/train.py").open("a") as handle:
+        handle.write("\nprint('code changed, image kept', flush=True)\n")
+    assert image_of(repo, env) == image
+    second = make(repo, "train", env, "HP=n_estimators=20")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert f"build: {image} is up to date" in second.stderr
+    assert "code changed, image kept" in second.stdout
+    assert len(list((repo / "jobs/code").iterdir())) == 2

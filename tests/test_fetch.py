@@ -4,7 +4,9 @@ import json
 import time
 
 import pytest
+from conftest import ROOT
 
+from sagemake import sourcedir
 from sagemake.cli import UserError
 from sagemake.config import resolve
 from sagemake.fetch_model import fetch
@@ -72,3 +74,22 @@ def test_refetch_replaces_the_folder_whole(config):
     fetch(config, name)
     assert not (folder / "stale.txt").exists()
     assert (folder / "model.joblib").is_file()
+
+
+def test_script_mode_ships_the_code_beside_the_image(tmp_path, example_data):
+    config = resolve(root=ROOT, environ={"DATA_DIR": str(example_data), "HP": "n_estimators=15",
+                                         "CODE_MODE": "script", "JOBS_DIR": str(tmp_path / "jobs"),
+                                         "MODELS_DIR": str(tmp_path / "models")})
+    request = plan(config)
+    hps = request["HyperParameters"]
+    code = config.path("JOBS_DIR") / "code" / sourcedir.tag(ROOT) / "sourcedir.tar.gz"
+    assert (hps["sagemaker_program"], hps["sagemaker_submit_directory"]) == ("train", code.as_uri())
+    sourcedir.write(ROOT, code)
+    record = LocalJobs(config.path("JOBS_DIR")).run(request, Runtime(None, "unused:tag"), grace_seconds=5)
+    assert record["TrainingJobStatus"] == "Completed", record.get("FailureReason")
+    tree = config.path("JOBS_DIR") / request["TrainingJobName"] / "ml"
+    assert sorted(p.name for p in (tree / "code").iterdir()) == ["sagemake", "train", "trainer"]
+    sent = json.loads((tree / "input/config/hyperparameters.json").read_text())
+    assert sent["sagemaker_submit_directory"] == f"{tree}/code"  # where the toolkit finds the code
+    assert "hyperparameters: {\"n_estimators\":15" in (tree.parent / "train.log").read_text()
+    assert fetch(config, request["TrainingJobName"]).joinpath("model.joblib").is_file()

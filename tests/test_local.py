@@ -213,7 +213,8 @@ def test_container_command_passes_variables_by_name_only(tmp_path):
     variables = {"SECRET_TOKEN": "s3cr3t", "SM_MODEL_DIR": "/opt/ml/model"}
     command, env = runtime.command("job-1", tmp_path / "ml", variables)
     assert command == ["docker", "run", "--rm", "--name", "job-1", "-v", f"{tmp_path}/ml:/opt/ml",
-                       "--network", "host", "-e", "SECRET_TOKEN", "-e", "SM_MODEL_DIR", "img:tag", "train"]
+                       "--add-host", "algo-1:127.0.0.1", "--network", "host",
+                       "-e", "SECRET_TOKEN", "-e", "SM_MODEL_DIR", "img:tag", "train"]
     assert env["SECRET_TOKEN"] == "s3cr3t"  # the value travels in the environment, never on the command line
     assert runtime.base(tmp_path / "ml") == "/opt/ml"
 

@@ -3,11 +3,13 @@
 import re
 import shutil
 import subprocess
+import tarfile
 from datetime import datetime, timezone
 
 import pytest
 from conftest import ROOT
 
+from sagemake import sourcedir
 from sagemake.cli import UserError
 from sagemake.config import resolve
 from sagemake.request import build_request, git_state, image_tag, job_name, parse_pairs, tags
@@ -92,3 +94,32 @@ def test_request_carries_every_setting(tmp_path):
     assert request["Environment"] == {"MODE": "fast", "TOKEN_FILE": "/x"}
     assert tags(request) == {"project": "churn", "git-sha": "abc1234", "git-dirty": "true", "env": "local"}
     assert "RoleArn" not in request  # none configured: local jobs need none
+
+
+def test_in_script_mode_a_code_change_keeps_the_image_and_changes_the_code(tmp_path):
+    root = copy_image_inputs(tmp_path)
+    image, code = image_tag(root, code_mode="script"), sourcedir.tag(root)
+    assert image != image_tag(root)  # another Dockerfile, another image
+    with (root / "src/trainer/train.py").open("a") as handle:
+        handle.write("# a code change\n")
+    assert image_tag(root, code_mode="script") == image
+    assert sourcedir.tag(root) != code
+    (root / "docker/requirements-toolkit.txt").write_text("sagemaker-training==0\n")
+    assert image_tag(root, code_mode="script") != image
+
+
+def test_sourcedir_is_reproducible_and_holds_the_program(tmp_path):
+    root = copy_image_inputs(tmp_path / "root")
+    one = sourcedir.write(root, tmp_path / "one" / "sourcedir.tar.gz")
+    two = sourcedir.write(root, tmp_path / "two" / "sourcedir.tar.gz")
+    assert one.read_bytes() == two.read_bytes()
+    with tarfile.open(one) as tar:
+        names = tar.getnames()
+        assert tar.getmember("train").mode & 0o111  # the toolkit runs it as ./train
+    assert {"train", "sagemake/contract.py", "trainer/train.py", "trainer/hyperparameters.py"} <= set(names)
+    assert not [n for n in names if "__pycache__" in n]
+
+
+def test_private_dependencies_are_part_of_the_image_tag(tmp_path):
+    root = copy_image_inputs(tmp_path)
+    assert image_tag(root, "git@x:a/b.git@v1") != image_tag(root, "git@x:a/b.git@v2") != image_tag(root)

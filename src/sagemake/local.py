@@ -214,8 +214,10 @@ class Runtime:
         """
         if self.engine:
             flags = [f for key in sorted(env) for f in ("-e", key)]
+            # The toolkit waits until every host in resourceconfig.json resolves: this one is the container.
             return [self.engine, "run", "--rm", "--name", job, "-v", f"{base}:{DEFAULT_BASE_DIR}",
-                    *self.run_flags, *flags, self.image, "train"], {**os.environ, **env}
+                    "--add-host", f"{HOST}:127.0.0.1", *self.run_flags, *flags, self.image, "train"], \
+                {**os.environ, **env}
         code = base / "code"
         program, path = (code / sourcedir.PROGRAM, code) if code.is_dir() else (self.program, ROOT / "src")
         process_env = {**_host_env(), **env, BASE_DIR_VARIABLE: str(base), "PYTHONPATH": str(path)}
