@@ -93,9 +93,10 @@ test: $(DEV_STAMP) ## lint (shell, Python, Dockerfile, CircleCI config), then ru
 	@tests/run.sh
 
 .PHONY: bench
-bench: $(DEV_STAMP) ## measure `make train` (local and against the AWS emulator) and the S3 sync
+bench: $(DEV_STAMP) ## measure `make train` (local, against the AWS emulator), the S3 sync and image builds
 	@$(PY) bench/bench.py
 	@$(PY) bench/bench_aws.py
+	@$(PY) bench/bench_images.py
 
 .PHONY: clean
 clean: ## remove the virtualenv and caches (keeps data/, jobs/ and models/)
