@@ -71,10 +71,7 @@ build_and_push() {
 }
 
 main() {
-  if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-    sed -n 's/^# \{0,1\}//;2,3p' "${BASH_SOURCE[0]}"
-    return 0
-  fi
+  help_if_asked "$@"
   load_config
   local image
   image="$(py "$SAGEMAKE_ROOT/scripts/run_sagemaker.py" image)" || exit 2

@@ -40,10 +40,7 @@ fetch_pinned() {
 }
 
 main() {
-  if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-    sed -n 's/^# \{0,1\}//;2,3p' "${BASH_SOURCE[0]}"
-    return 0
-  fi
+  help_if_asked "$@"
   load_config
   local build="$SAGEMAKE_ROOT/build" dep url ref name wheel count=0
   # Pinned refs name fixed content: the same list needs no new wheels.

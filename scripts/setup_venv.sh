@@ -10,10 +10,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 MIN_PYTHON="3.10"
 
 main() {
-  if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-    sed -n 's/^# \{0,1\}//;2,3p' "${BASH_SOURCE[0]}"
-    return 0
-  fi
+  help_if_asked "$@"
   [[ $# -eq 2 ]] || die "usage: scripts/setup_venv.sh PYTHON REQUIREMENTS_FILE"
   local python="$1" requirements="$2" venv="${VENV:-.venv}"
   [[ "$venv" == /* ]] || venv="$SAGEMAKE_ROOT/$venv"

@@ -9,10 +9,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 main() {
-  if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-    sed -n 's/^# \{0,1\}//;2,3p' "${BASH_SOURCE[0]}"
-    return 0
-  fi
+  help_if_asked "$@"
   py -m sagemake.upload_data
 }
 

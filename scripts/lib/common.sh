@@ -12,6 +12,14 @@ die() {
   exit 1
 }
 
+# help_if_asked ARGS...: with -h or --help, print the script's Summary and Usage lines and exit 0.
+help_if_asked() {
+  if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
+    sed -n 's/^# \{0,1\}//;2,3p' "$0"
+    exit 0
+  fi
+}
+
 # say MESSAGE...: progress for a person, on stderr.
 say() {
   printf '==> %s\n' "$*" >&2

@@ -15,6 +15,10 @@ def say(message: str) -> None:
 
 
 def run(main, prog: str) -> None:
+    """Run main(argv); -h or --help prints the docstring of main's module instead."""
+    if sys.argv[1:2] in (["-h"], ["--help"]):
+        print(sys.modules[main.__module__].__doc__.strip())
+        sys.exit(0)
     try:
         code = main(sys.argv[1:])
     except UserError as err:

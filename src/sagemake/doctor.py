@@ -56,9 +56,6 @@ def checks(config):
 
 
 def main(argv: list[str]) -> int:
-    if argv[:1] in (["-h"], ["--help"]):
-        print(__doc__.strip())
-        return 0
     config = resolve()
     if config.local:
         print("doctor: ENV=local needs no AWS: settings ok (`make doctor ENV=prod` checks an AWS environment)")

@@ -127,9 +127,6 @@ def fetch(config: Config, name: str | None = None) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    if argv[:1] in (["-h"], ["--help"]):
-        print(__doc__.strip())
-        return 0
     if len(argv) > 1:
         raise UserError("usage: fetch_model.py [JOB]")
     fetch(resolve(), argv[0] if argv else None)

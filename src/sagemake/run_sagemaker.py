@@ -119,9 +119,6 @@ def show_image(config: Config) -> str:
 
 def main(argv: list[str]) -> int:
     command, args = (argv[0], argv[1:]) if argv else ("", [])
-    if command in ("-h", "--help"):
-        print(__doc__.strip())
-        return 0
     if command == "plan" and not args:
         print(json.dumps(plan(resolve()), indent=2))
         return 0

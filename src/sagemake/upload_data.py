@@ -137,9 +137,6 @@ def sync(config: Config, aws=None) -> dict[str, tuple[int, int, int, int]]:
 
 
 def main(argv: list[str]) -> int:
-    if argv[:1] in (["-h"], ["--help"]):
-        print(__doc__.strip())
-        return 0
     config = resolve()
     if config.local:
         say("upload: skipped (ENV=local reads DATA_DIR directly)")
