@@ -7,6 +7,8 @@
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DELETE_ON_ERROR:
+# The steps of `make train` run in order, even under -j.
+.NOTPARALLEL:
 MAKEFLAGS += --no-print-directory
 
 PYTHON ?= python3
@@ -65,7 +67,7 @@ doctor: setup ## check credentials, bucket, region and repository before spendin
 	@$(PY) -m sagemake.doctor
 
 .PHONY: plan
-plan: setup ## print the training job request as JSON; sends nothing
+plan: setup ## print the training job request as JSON; submits nothing
 	@$(PY) scripts/run_sagemaker.py plan
 
 .PHONY: train

@@ -10,6 +10,8 @@ set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
+AWS=() # the aws CLI of the project's virtualenv, with --region
+
 # build IMAGE: the private wheels, then docker/Dockerfile as IMAGE (with CONTAINER_BUILD_FLAGS), then a check of it.
 build() {
   local image="$1" build_flags=() run_flags=()
@@ -48,24 +50,40 @@ build_local() {
   fi
 }
 
+# ecr_lookup NAME ARGS...: run `aws ecr ARGS`; 0 when found, 1 when ECR says NAME is not found, else die.
+ecr_lookup() {
+  local what="$1" answer
+  shift
+  if answer="$("${AWS[@]}" ecr "$@" 2>&1 >/dev/null)"; then
+    return 0
+  elif [[ "$answer" == *NotFoundException* ]]; then
+    return 1
+  fi
+  die "could not look up $what in ECR: $(printf '%s' "$answer" | tr '\n' ' ')"
+}
+
+# build_and_push IMAGE: to the account's ECR (created when missing), or to IMAGE_REGISTRY, where you log in yourself.
 build_and_push() {
   local image="$1" registry="${1%%/*}" tag="${1##*:}"
-  local aws
-  aws=("$(venv_bin)/aws" --region "$AWS_REGION")
-  if "${aws[@]}" ecr describe-images --repository-name "$ECR_REPOSITORY" --image-ids "imageTag=$tag" >/dev/null 2>&1; then
-    say "build: $image is in ECR already: nothing to build or push"
-    return 0
-  fi
-  if ! "${aws[@]}" ecr describe-repositories --repository-names "$ECR_REPOSITORY" >/dev/null 2>&1; then
-    say "build: creating ECR repository $ECR_REPOSITORY"
-    "${aws[@]}" ecr create-repository --repository-name "$ECR_REPOSITORY" >/dev/null ||
-      die "could not create ECR repository $ECR_REPOSITORY: check your credentials' ecr:CreateRepository permission"
+  AWS=("$(venv_bin)/aws" --region "$AWS_REGION")
+  if [[ -z "$IMAGE_REGISTRY" ]]; then
+    if ecr_lookup "image $tag" describe-images --repository-name "$ECR_REPOSITORY" --image-ids "imageTag=$tag"; then
+      say "build: $image is in ECR already: nothing to build or push"
+      return 0
+    fi
+    if ! ecr_lookup "repository $ECR_REPOSITORY" describe-repositories --repository-names "$ECR_REPOSITORY"; then
+      say "build: creating ECR repository $ECR_REPOSITORY"
+      "${AWS[@]}" ecr create-repository --repository-name "$ECR_REPOSITORY" >/dev/null ||
+        die "could not create ECR repository $ECR_REPOSITORY (the aws CLI said why above)"
+    fi
   fi
   engine_reachable || die "no $CONTAINER_ENGINE engine is reachable: start it (or set CONTAINER_ENGINE) to build the image"
   build "$image"
-  "${aws[@]}" ecr get-login-password |
-    "$CONTAINER_ENGINE" login --username AWS --password-stdin "$registry" >/dev/null ||
-    die "could not log in to $registry: check your AWS credentials"
+  if [[ -z "$IMAGE_REGISTRY" ]]; then
+    "${AWS[@]}" ecr get-login-password |
+      "$CONTAINER_ENGINE" login --username AWS --password-stdin "$registry" >/dev/null ||
+      die "could not log in to $registry: check your AWS credentials"
+  fi
   say "push: $image"
   "$CONTAINER_ENGINE" push "$image" || die "pushing $image failed (see above): nothing was submitted"
 }

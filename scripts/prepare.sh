@@ -2,8 +2,8 @@
 # Summary: build the private dependencies (PRIVATE_DEPS) into wheels under build/wheels/, outside the image.
 # Usage: scripts/prepare.sh
 #
-# Each PRIVATE_DEPS word is a git URL pinned to a tag or commit: URL@REF, e.g.
-# git@github.com:acme/features.git@v1.4.0 or https://github.com/acme/features.git@3f2c1ab.
+# Each PRIVATE_DEPS word is a git URL pinned to a tag or a full commit hash: URL@REF, e.g.
+# git@github.com:acme/features.git@v1.4.0 or https://github.com/acme/features.git@<40-hex commit>.
 # Each is fetched shallowly at that ref, built with `pip wheel`, and listed in
 # build/wheels/private.txt, which the Dockerfile installs. Only wheels reach
 # the image: no .git folder, no key, no token. SSH uses your agent or keys
@@ -16,23 +16,30 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 IMAGE_WHEELS="/opt/program/wheels"  # where docker/Dockerfile copies build/wheels/
 WORK=""                             # the temporary folder, removed on exit
 
-# git_with_token ARGS...: git, with GIT_HTTPS_TOKEN as an HTTP header given through git's environment.
-git_with_token() {
-  if [[ -n "${GIT_HTTPS_TOKEN:-}" ]]; then
-    local header
-    header="Authorization: Basic $(printf 'x-access-token:%s' "$GIT_HTTPS_TOKEN" | base64 | tr -d '\n')"
-    GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=http.extraHeader GIT_CONFIG_VALUE_0="$header" \
-      GIT_TERMINAL_PROMPT=0 git "$@"
-  else
+# fetch_with_token URL ARGS...: git ARGS, with GIT_HTTPS_TOKEN as an HTTP header for URL's host alone,
+# given through git's environment (git 2.31 or newer). Tracing is off here: DEBUG=1 must not show it.
+fetch_with_token() {
+  local url="$1" host
+  shift
+  if [[ -z "${GIT_HTTPS_TOKEN:-}" || "$url" != http* ]]; then
     GIT_TERMINAL_PROMPT=0 git "$@"
+    return
   fi
+  { local tracing="$-"; set +x; } 2>/dev/null
+  host="$(printf '%s' "$url" | sed -E 's|^(https?://[^/]+/).*|\1|')"
+  GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0="http.$host.extraHeader" \
+    GIT_CONFIG_VALUE_0="Authorization: Basic $(printf 'x-access-token:%s' "$GIT_HTTPS_TOKEN" | base64 | tr -d '\n')" \
+    GIT_TERMINAL_PROMPT=0 git "$@"
+  local status=$?
+  if [[ "$tracing" == *x* ]]; then set -x; fi
+  return "$status"
 }
 
 # fetch_pinned URL REF DEST: the tree of REF alone (depth 1), without its history.
 fetch_pinned() {
   local url="$1" ref="$2" dest="$3"
   git init -q "$dest"
-  if ! git_with_token -C "$dest" fetch -q --depth 1 "$url" "$ref" 2>"$dest.err"; then
+  if ! fetch_with_token "$url" -C "$dest" fetch -q --depth 1 "$url" "$ref" 2>"$dest.err"; then
     sed 's/^/    /' "$dest.err" >&2
     die "cannot fetch $ref from $url: check that the repository and the ref exist and that your SSH key or GIT_HTTPS_TOKEN can read it"
   fi
@@ -58,6 +65,9 @@ main() {
     ref="${dep##*@}"
     if [[ "$dep" != *@* || -z "$url" || ! "$ref" =~ ^[A-Za-z0-9._/-]+$ ]]; then
       die "PRIVATE_DEPS: '$dep' is not URL@REF: pin it to a tag or commit, e.g. git@github.com:acme/lib.git@v1.0.0"
+    fi
+    if [[ "$ref" =~ ^[0-9a-f]{7,39}$ ]]; then
+      die "PRIVATE_DEPS: '$ref' looks like a short commit hash, which git cannot fetch alone: use the full 40-character hash or a tag"
     fi
     name="$(basename "$url" .git)"
     say "prepare: $name at $ref"

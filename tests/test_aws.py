@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import tarfile
+import time
 
 import boto3
 import pytest
@@ -118,17 +119,20 @@ def test_a_failed_job_says_why_with_its_last_lines_and_links(ready, capsys):
 
 def test_jobs_lists_this_projects_jobs_newest_first(ready, trained_model, capsys):
     other = prod_config(ready.root, ready["DATA_DIR"], PROJECT_NAME="other")
-    client("sagemaker").create_training_job(**{**plan(ready), "TrainingJobName": "other-abc-1"})
+    sagemaker = client("sagemaker")
+    for stranger in ("other-abc1234-20261122-000000-000", "sagemake-example-v2-abc1234-20261122-000000-000"):
+        sagemaker.create_training_job(**{**plan(ready), "TrainingJobName": stranger})
     first = plan(ready)
     cloud.SageMakerJobs(ready).submit(first)
-    second = {**plan(ready), "TrainingJobName": first["TrainingJobName"] + "9"}
+    time.sleep(0.01)
+    second = plan(ready)
     cloud.SageMakerJobs(ready).submit(second)
     capsys.readouterr()
     list_jobs(ready, 10)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["JOB", "STATUS", "DURATION", "validation:roc_auc"]
     assert [line.split()[0] for line in lines[1:]] == [second["TrainingJobName"], first["TrainingJobName"]]
-    assert cloud.SageMakerJobs(other).names() == ["other-abc-1"]
+    assert cloud.SageMakerJobs(other).names() == ["other-abc1234-20261122-000000-000"]
 
 
 def test_sync_uploads_only_what_changed_and_mirrors_the_folder(aws, tmp_path, example_data):

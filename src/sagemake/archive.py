@@ -6,6 +6,8 @@ import gzip
 import tarfile
 from pathlib import Path
 
+from sagemake.cli import UserError
+
 
 def tree(folder: Path, under: str = "") -> list[tuple[str, Path]]:
     """(name in the archive, path) for everything in folder, caches left out."""
@@ -32,5 +34,11 @@ def unpack(archive: Path, folder: Path) -> None:
     with tarfile.open(archive) as tar:
         if hasattr(tarfile, "data_filter"):
             tar.extractall(folder, filter="data")
-        else:  # Python before 3.10.12 / 3.11.4 has no extraction filters
-            tar.extractall(folder)
+            return
+        # Python before 3.10.12 / 3.11.4 has no extraction filters: the same refusal by hand.
+        inside = folder.resolve()
+        for member in tar.getmembers():
+            target = (inside / member.name).resolve()
+            if inside not in (target, *target.parents) or member.issym() or member.islnk() or member.isdev():
+                raise UserError(f"{archive.name}: refusing {member.name!r}, a link, a device or outside the folder")
+        tar.extractall(folder)

@@ -9,6 +9,7 @@ times as ISO 8601 strings, the same shape the local executor writes.
 from __future__ import annotations
 
 import collections
+import re
 import sys
 import threading
 import time
@@ -24,6 +25,7 @@ from sagemake.request import TAG_PREFIX
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 TERMINAL = ("Completed", "Failed", "Stopped")
 LAST_LINES = 20
+LOST_CONTACT = 5  # failed polls in a row before following gives up (the job itself goes on)
 
 
 def session(config: Config) -> boto3.Session:
@@ -138,8 +140,8 @@ class SageMakerJobs:
         answer = call(self.sagemaker.list_training_jobs, NameContains=f"{self.config['PROJECT_NAME']}-",
                       SortBy="CreationTime", SortOrder="Descending", MaxResults=100)
         summaries = sorted(answer["TrainingJobSummaries"], key=lambda s: s["CreationTime"], reverse=True)
-        prefix = f"{self.config['PROJECT_NAME']}-"
-        return [s["TrainingJobName"] for s in summaries if s["TrainingJobName"].startswith(prefix)][:limit]
+        ours = re.compile(rf"{re.escape(self.config['PROJECT_NAME'])}-[0-9a-z]+-\d{{8}}-\d{{6}}-\d{{3}}")
+        return [s["TrainingJobName"] for s in summaries if ours.fullmatch(s["TrainingJobName"])][:limit]
 
     def latest(self) -> str:
         names = self.names(1)
@@ -167,19 +169,30 @@ class SageMakerJobs:
         seen_transitions = 0
         tail: collections.deque = collections.deque(maxlen=LAST_LINES)
         reader = LogReader(self.logs, name)
+        failures = 0
         try:
             while True:
-                record = self.describe(name)
+                try:
+                    record = self.describe(name)
+                    lines = reader.new_lines() if show_logs else []
+                    failures = 0
+                except UserError as err:  # a network blip or expiring credentials must not lose the job
+                    failures += 1
+                    if failures >= LOST_CONTACT:
+                        raise UserError(f"lost contact with job {name} ({err}); it keeps running on SageMaker: "
+                                        f"make logs ENV={self.config.env} JOB={name}, then make fetch") from None
+                    say(f"job {name}: {err}; trying again in {poll} s")
+                    time.sleep(poll)
+                    continue
                 transitions = record.get("SecondaryStatusTransitions", [])
                 for transition in transitions[seen_transitions:]:
                     elapsed = _clock(time.monotonic() - started)
                     say(f"job {name}: [{elapsed}] {record['TrainingJobStatus']} / {transition['Status']}: "
                         f"{transition.get('StatusMessage', '')}")
                 seen_transitions = len(transitions)
-                if show_logs:
-                    for line in reader.new_lines():
-                        tail.append(line)
-                        print(line, flush=True)
+                for line in lines:
+                    tail.append(line)
+                    print(line, flush=True)
                 if record["TrainingJobStatus"] in TERMINAL:
                     break
                 time.sleep(poll)
@@ -231,6 +244,8 @@ class LogReader:
         except ClientError as err:
             if err.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
                 return []  # no log group before the first job writes to it
+            raise UserError(explain(err)) from None
+        except BotoCoreError as err:
             raise UserError(explain(err)) from None
         for stream in sorted(s["logStreamName"] for s in streams.get("logStreams", [])):
             host = stream[len(self.job) + 1:]

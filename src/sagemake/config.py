@@ -85,6 +85,7 @@ class Config:
     root: Path
     values: dict
     sources: dict
+    aws: dict  # AWS_* variables from the files (AWS_PROFILE, ...), for boto3 and the aws CLI
 
     def __getitem__(self, key: str) -> str:
         return self.values[key]
@@ -111,6 +112,7 @@ def resolve(env: str | None = None, root: Path = ROOT, environ=None) -> Config:
     values = dict(DEFAULTS)
     sources = {key: "default" for key in DEFAULTS}
 
+    aws: dict[str, str] = {}
     layers = [root / ".env"]
     if not _ENV_NAME.match(env):
         problems.append(f"ENV '{env}' is not a valid name: use lower-case letters, digits, '-' or '_'")
@@ -124,7 +126,9 @@ def resolve(env: str | None = None, root: Path = ROOT, environ=None) -> Config:
         for key, value in _read(layer, problems).items():
             if key in DEFAULTS:
                 values[key], sources[key] = value, layer.name
-            elif not key.startswith("AWS_"):
+            elif key.startswith("AWS_"):
+                aws[key] = value
+            else:
                 problems.append(f"{layer.name}: unknown setting {key} (see .env.example for the names)")
     for key in DEFAULTS:
         if key in environ:
@@ -133,7 +137,10 @@ def resolve(env: str | None = None, root: Path = ROOT, environ=None) -> Config:
     problems += _check(env, values)
     if problems:
         raise UserError(f"{len(problems)} config problem(s): " + "; ".join(problems))
-    return Config(env=env, root=root, values=values, sources=sources)
+    aws = {key: value for key, value in aws.items() if key not in environ}  # the shell's own win
+    if environ is os.environ:
+        os.environ.update(aws)
+    return Config(env=env, root=root, values=values, sources=sources, aws=aws)
 
 
 def _read(path: Path, problems: list[str]) -> dict:
@@ -184,7 +191,7 @@ def main(argv: list[str]) -> int:
     config = resolve()
     if argv[:1] == ["--export"]:
         print(f"export ENV={shlex.quote(config.env)}")
-        for key, value in config.values.items():
+        for key, value in {**config.aws, **config.values}.items():
             print(f"export {key}={shlex.quote(value)}")
         return 0
     if argv:

@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parents[2]
 TRAIN_PROGRAM = ROOT / "docker" / "train"
 HOST = "algo-1"
 ARN_PREFIX = "arn:aws:sagemaker:local:000000000000:training-job/"
-# Host variables a local process keeps: enough to run Python, nothing secret (no AWS_*).
-KEPT_VARIABLES = re.compile(r"^(PATH|HOME|LANG|LC_\w+|TZ|TMPDIR|SYSTEMROOT|OPENBLAS_\w+|OMP_\w+|MKL_\w+)$")
+# Host variables a local process keeps: enough to run Python, nothing secret (no AWS_*, not HOME).
+KEPT_VARIABLES = re.compile(r"^(PATH|LANG|LC_\w+|TZ|TMPDIR|SYSTEMROOT|OPENBLAS_\w+|OMP_\w+|MKL_\w+)$")
 ENGINE_ERRORS = (125, 126, 127)  # `docker run`'s own failures, not the training's
 RECORD = "job.json"
 REQUEST = "request.json"
@@ -220,7 +220,9 @@ class Runtime:
                 {**os.environ, **env}
         code = base / "code"
         program, path = (code / sourcedir.PROGRAM, code) if code.is_dir() else (self.program, ROOT / "src")
-        process_env = {**_host_env(), **env, BASE_DIR_VARIABLE: str(base), "PYTHONPATH": str(path)}
+        home = base.parent / "home"  # not the user's: ~/.aws and other dotfiles stay out of the job
+        home.mkdir(exist_ok=True)
+        process_env = {**_host_env(), **env, BASE_DIR_VARIABLE: str(base), "PYTHONPATH": str(path), "HOME": str(home)}
         return [sys.executable, str(program)], process_env
 
     def base(self, tree: Path) -> str:
@@ -271,6 +273,18 @@ class _Job:
         self.record: dict = {}
 
     def run(self) -> dict:
+        """The whole job; SIGTERM or SIGHUP to this process (a closed terminal, a cancelled CI run)
+        stop it as Ctrl-C does, so the record always ends."""
+        if threading.current_thread() is not threading.main_thread():
+            return self._run()
+        previous = {number: signal.signal(number, _interrupt) for number in (signal.SIGTERM, signal.SIGHUP)}
+        try:
+            return self._run()
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+    def _run(self) -> dict:
         if self.folder.exists():
             raise UserError(f"job {self.name} exists already in {self.folder.parent}: job names must be unique")
         self.folder.mkdir(parents=True)
@@ -397,7 +411,10 @@ class _Job:
             matches = re.findall(definition["Regex"], text)
             if matches:
                 last = matches[-1] if isinstance(matches[-1], str) else matches[-1][0]
-                found.append({"MetricName": definition["Name"], "Value": float(last), "Timestamp": now()})
+                try:
+                    found.append({"MetricName": definition["Name"], "Value": float(last), "Timestamp": now()})
+                except ValueError:  # a user's regex that matched something else: no metric, as on SageMaker
+                    pass
         return found
 
     def _status(self, secondary: str, message: str) -> None:
@@ -412,6 +429,10 @@ class _Job:
         temporary.write_text(json.dumps(self.record, indent=2) + "\n")
         temporary.replace(path)
         say(f"job {self.name}: {self.record['TrainingJobStatus']} / {secondary}: {message}")
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _copy_lines(stream, log) -> None:

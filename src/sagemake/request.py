@@ -24,7 +24,7 @@ IMAGE_INPUTS = {
 }
 TAG_PREFIX = "sagemake:"
 NO_GIT = "nogit"
-METRIC_VALUE = r"([-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?|nan)"
+METRIC_VALUE = r"([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|nan|[-+]?inf)"
 
 
 def git_state(root: Path) -> tuple[str, bool]:
@@ -32,10 +32,13 @@ def git_state(root: Path) -> tuple[str, bool]:
     def git(*args):
         return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=False)
 
-    head = git("rev-parse", "--short=7", "HEAD")
-    if head.returncode != 0:
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return NO_GIT, False
+        return head.stdout.strip()[:7], bool(git("status", "--porcelain").stdout.strip())
+    except OSError:  # no git installed
         return NO_GIT, False
-    return head.stdout.strip(), bool(git("status", "--porcelain").stdout.strip())
 
 
 def job_name(project: str, sha: str, now: datetime | None = None) -> str:

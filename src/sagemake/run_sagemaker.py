@@ -1,7 +1,7 @@
 """Builds the training job request from config and runs it, locally or on SageMaker.
 
 Usage: scripts/run_sagemaker.py COMMAND
-  plan              print the CreateTrainingJob request as JSON; sends nothing
+  plan              print the CreateTrainingJob request as JSON; submits nothing
   submit [--fetch]  submit the job, follow it to its end, then (--fetch) fetch its model
   jobs [N]          the N most recent jobs (default 10): name, status, duration, main metric
   logs [JOB]        a job's log, followed while it runs (default: the latest job)
@@ -96,8 +96,10 @@ def list_jobs(config: Config, limit: int) -> int:
     for name in jobs.names(limit):
         record = jobs.describe(name)
         seconds = record.get("TrainingTimeInSeconds")
-        if seconds is None:  # still running
-            seconds = round(time.time() - datetime.fromisoformat(record["CreationTime"]).timestamp())
+        if seconds is None:  # still running, or ended before training (then its last change is its end)
+            running = record["TrainingJobStatus"] == "InProgress"
+            end = time.time() if running else datetime.fromisoformat(record["LastModifiedTime"]).timestamp()
+            seconds = round(end - datetime.fromisoformat(record["CreationTime"]).timestamp())
         value = metrics(record).get(primary)
         rows.append((name, record["TrainingJobStatus"], f"{seconds}s", "-" if value is None else f"{value:.4f}"))
     if len(rows) == 1:
