@@ -19,18 +19,17 @@ WORK=""                             # the temporary folder, removed on exit
 # fetch_with_token URL ARGS...: git ARGS, with GIT_HTTPS_TOKEN as an HTTP header for URL's host alone,
 # given through git's environment (git 2.31 or newer). Tracing is off here: DEBUG=1 must not show it.
 fetch_with_token() {
-  local url="$1" host
-  shift
-  if [[ -z "${GIT_HTTPS_TOKEN:-}" || "$url" != http* ]]; then
-    GIT_TERMINAL_PROMPT=0 git "$@"
-    return
-  fi
   { local tracing="$-"; set +x; } 2>/dev/null
-  host="$(printf '%s' "$url" | sed -E 's|^(https?://[^/]+/).*|\1|')"
-  GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0="http.$host.extraHeader" \
-    GIT_CONFIG_VALUE_0="Authorization: Basic $(printf 'x-access-token:%s' "$GIT_HTTPS_TOKEN" | base64 | tr -d '\n')" \
-    GIT_TERMINAL_PROMPT=0 git "$@"
-  local status=$?
+  local url="$1" host status=0
+  shift
+  if [[ -n "${GIT_HTTPS_TOKEN:-}" && "$url" == http* ]]; then
+    host="$(printf '%s' "$url" | sed -E 's|^(https?://[^/]+/).*|\1|')"
+    GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0="http.$host.extraHeader" \
+      GIT_CONFIG_VALUE_0="Authorization: Basic $(printf 'x-access-token:%s' "$GIT_HTTPS_TOKEN" | base64 | tr -d '\n')" \
+      GIT_TERMINAL_PROMPT=0 git "$@" || status=$?
+  else
+    GIT_TERMINAL_PROMPT=0 git "$@" || status=$?
+  fi
   if [[ "$tracing" == *x* ]]; then set -x; fi
   return "$status"
 }

@@ -5,8 +5,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from sagemake.cli import run  # noqa: E402
-from sagemake.run_sagemaker import main  # noqa: E402
+from sagemake.cli import script  # noqa: E402
 
-if __name__ == "__main__":
-    run(main, "run_sagemaker")
+script("run_sagemaker")

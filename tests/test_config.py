@@ -75,11 +75,6 @@ def test_every_problem_is_reported_at_once(tmp_path):
     assert "\n" not in message
 
 
-def test_aws_variables_in_dotenv_are_allowed(tmp_path):
-    write(tmp_path / ".env", AWS_PROFILE="training")
-    assert resolve(root=tmp_path, environ={}).env == "local"
-
-
 def test_malformed_role_arn_is_refused(tmp_path):
     write(tmp_path / ".env", **{**AWS, "SAGEMAKER_ROLE_ARN": "sagemaker-train"})
     with pytest.raises(UserError, match=r"SAGEMAKER_ROLE_ARN='sagemaker-train' is not an IAM role ARN"):
@@ -104,3 +99,16 @@ def test_env_example_documents_every_setting_with_its_default():
     from dotenv import dotenv_values
 
     assert dict(dotenv_values(ROOT / ".env.example")) == DEFAULTS
+
+
+def test_aws_variables_in_dotenv_reach_boto3_and_the_shell_ones_win(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.setenv("AWS_PROFILE", "restored-after-the-test")
+    monkeypatch.delenv("AWS_PROFILE")
+    monkeypatch.setenv("AWS_DEFAULT_OUTPUT", "from-shell")
+    write(tmp_path / ".env", AWS_PROFILE="training", AWS_DEFAULT_OUTPUT="from-dotenv")
+    config = resolve(root=tmp_path, environ=os.environ)
+    assert os.environ["AWS_PROFILE"] == "training"
+    assert os.environ["AWS_DEFAULT_OUTPUT"] == "from-shell"
+    assert config.aws == {"AWS_PROFILE": "training"}

@@ -6,13 +6,17 @@ model itself runs through the executor in test_fetch.py and the bats suites.
 """
 
 import json
+import os
+import signal
+import subprocess
 import tarfile
 import threading
 import time
 
 import pytest
+from conftest import ROOT
 
-from sagemake.archive import pack, tree
+from sagemake.archive import pack, tree, unpack
 from sagemake.cli import UserError
 from sagemake.local import LocalJobs, Runtime, choose_runtime
 
@@ -225,3 +229,30 @@ def test_runtime_choice(tmp_path):
     assert choose_runtime("process", "docker", "img:tag", [])[0].name == "process"
     with pytest.raises(UserError, match="LOCAL_RUNTIME=container but no-such-engine has no image img:tag"):
         choose_runtime("container", "no-such-engine", "img:tag", [])
+
+
+def test_unpack_refuses_members_outside_the_folder_even_without_extraction_filters(tmp_path, monkeypatch):
+    evil = tmp_path / "evil.tar.gz"
+    (tmp_path / "payload").write_text("x")
+    with tarfile.open(evil, "w:gz") as tar:
+        tar.add(tmp_path / "payload", arcname="../outside.txt")
+    monkeypatch.delattr(tarfile, "data_filter")
+    with pytest.raises(UserError, match="refusing '../outside.txt'"):
+        unpack(evil, tmp_path / "into")
+    assert not (tmp_path / "outside.txt").exists()
+
+
+def test_sigterm_to_the_executor_stops_the_job_and_ends_its_record(tmp_path, example_data):
+    env = {**os.environ, "DATA_DIR": str(example_data), "JOBS_DIR": str(tmp_path / "jobs"), "LOCAL_RUNTIME": "process",
+           "HP": "n_estimators=5000 learning_rate=0.001"}
+    executor = subprocess.Popen([str(ROOT / "scripts/run_sagemaker.py"), "submit"], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+    for line in executor.stderr:
+        if "/ Training:" in line:
+            break
+    time.sleep(1)
+    executor.send_signal(signal.SIGTERM)
+    _, err = executor.communicate(timeout=60)
+    assert executor.returncode != 0
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "jobs").glob("*/job.json")]
+    assert (record["TrainingJobStatus"], record["SecondaryStatus"]) == ("Stopped", "Stopped")

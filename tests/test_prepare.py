@@ -67,6 +67,12 @@ def test_an_unpinned_dependency_is_refused(repo, dep):
     assert f"PRIVATE_DEPS: '{dep}' is not URL@REF: pin it to a tag or commit" in result.stderr
 
 
+def test_a_short_commit_hash_is_refused_before_fetching(repo, tmp_path):
+    result = prepare(repo, f"file://{tmp_path}/features.git@3f2c1ab")
+    assert result.returncode != 0
+    assert "'3f2c1ab' looks like a short commit hash" in result.stderr
+
+
 def test_an_https_token_goes_in_a_header_and_never_in_the_output(repo):
     seen = []
 
@@ -83,11 +89,13 @@ def test_an_https_token_goes_in_a_header_and_never_in_the_output(repo):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         token = "ghs_s3cr3tT0ken"
-        result = prepare(repo, f"http://127.0.0.1:{server.server_port}/acme/features.git@v1", GIT_HTTPS_TOKEN=token)
+        result = prepare(repo, f"http://127.0.0.1:{server.server_port}/acme/features.git@v1", GIT_HTTPS_TOKEN=token,
+                         DEBUG="1")  # even traced
     finally:
         server.shutdown()
     assert result.returncode != 0
     expected = "Basic " + base64.b64encode(f"x-access-token:{token}".encode()).decode()
     assert seen and seen[0] == expected
-    assert token not in result.stdout + result.stderr
+    assert "+ " in result.stderr  # the trace is on
+    assert token not in result.stdout + result.stderr and expected.split()[1] not in result.stderr
     assert "cannot fetch v1 from http://127.0.0.1:" in result.stderr

@@ -12,7 +12,7 @@ from conftest import ROOT
 from sagemake import sourcedir
 from sagemake.cli import UserError
 from sagemake.config import resolve
-from sagemake.request import build_request, git_state, image_tag, job_name, parse_pairs, tags
+from sagemake.request import build_request, git_state, image_tag, job_name, metric_definitions, parse_pairs, tags
 
 SAGEMAKER_JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
@@ -123,3 +123,23 @@ def test_sourcedir_is_reproducible_and_holds_the_program(tmp_path):
 def test_private_dependencies_are_part_of_the_image_tag(tmp_path):
     root = copy_image_inputs(tmp_path)
     assert image_tag(root, "git@x:a/b.git@v1") != image_tag(root, "git@x:a/b.git@v2") != image_tag(root)
+
+
+def test_git_state_without_git_installed(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert git_state(ROOT) == ("nogit", False)
+
+
+@pytest.mark.parametrize("line, value", [
+    ("validation:f1=0.98.", 0.98), ("validation:f1=1e-3", 0.001), ("validation:f1=.5", 0.5),
+    ("validation:f1=-2", -2.0), ("validation:f1=nan", "nan"), ("validation:f1=...", None),
+])
+def test_metric_regexes_read_numbers_only(line, value):
+    (definition,) = [d for d in metric_definitions() if d["Name"] == "validation:f1"]
+    found = re.findall(definition["Regex"], line)
+    if value is None:
+        assert found == []
+    elif value == "nan":
+        assert found == ["nan"]
+    else:
+        assert float(found[-1]) == value

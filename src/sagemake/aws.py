@@ -16,7 +16,7 @@ import time
 from datetime import datetime
 
 import boto3
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError, ProfileNotFound
 
 from sagemake.cli import UserError, say
 from sagemake.config import Config
@@ -29,13 +29,18 @@ LOST_CONTACT = 5  # failed polls in a row before following gives up (the job its
 
 
 def session(config: Config) -> boto3.Session:
-    return boto3.Session(region_name=config["AWS_REGION"])
+    try:
+        return boto3.Session(region_name=config["AWS_REGION"])
+    except BotoCoreError as err:  # an AWS_PROFILE that does not exist, say
+        raise UserError(explain(err)) from None
 
 
 def explain(err: Exception) -> str:
     """An AWS error as one line that says what to do."""
     if isinstance(err, NoCredentialsError):
         return "no AWS credentials found: run `aws configure` or `aws sso login`, or set AWS_PROFILE"
+    if isinstance(err, ProfileNotFound):
+        return f"AWS profile '{err.kwargs.get('profile')}' not found: fix AWS_PROFILE, or `aws configure --profile` it"
     if isinstance(err, NoRegionError):
         return "no AWS region: set AWS_REGION in .env"
     if isinstance(err, ClientError):
@@ -116,8 +121,11 @@ class SageMakerJobs:
         self.config = config
         self.region = config["AWS_REGION"]
         self.aws = aws or session(config)
-        self.sagemaker = self.aws.client("sagemaker")
-        self.logs = self.aws.client("logs")
+        try:
+            self.sagemaker = self.aws.client("sagemaker")
+            self.logs = self.aws.client("logs")
+        except BotoCoreError as err:
+            raise UserError(explain(err)) from None
 
     def describe(self, name: str) -> dict:
         try:

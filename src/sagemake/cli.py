@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+import os
 import sys
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -27,3 +30,16 @@ def run(main, prog: str) -> None:
     except KeyboardInterrupt:
         code = 130
     sys.exit(code)
+
+
+def script(name: str) -> None:
+    """What scripts/<name>.py runs: sagemake.<name>'s main, with the project's Python.
+
+    Run by hand with another Python (the system's, say), it starts again with the virtualenv's,
+    which `make setup` made (VENV, default .venv), so the dependencies are there.
+    """
+    venv = Path(__file__).resolve().parents[2] / os.environ.get("VENV", ".venv")  # an absolute VENV stays
+    python = venv / "bin" / "python"
+    if Path(sys.prefix).resolve() != venv.resolve() and python.exists():
+        os.execv(python, [str(python), sys.argv[0], *sys.argv[1:]])
+    run(importlib.import_module(f"sagemake.{name}").main, name)
