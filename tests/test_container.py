@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 from conftest import ROOT, copy_repo, private_package
-from emulator import make_bucket, settings
+from emulator import SageMakerDriver, make_bucket, settings
 
 ENGINE = "docker"
 REQUIRED = os.environ.get("REQUIRE_CONTAINER_TESTS") == "1"
@@ -136,15 +136,20 @@ def prod(registry, **extra):
     return {"ENV": "prod", **settings(IMAGE_REGISTRY=registry), **extra}
 
 
-def test_build_and_push_to_a_real_registry(project, registry, aws):
+def test_make_train_env_prod_pushes_to_a_real_registry(project, registry, aws, trained_model):
+    """End to end: the image built and pushed to a real registry (in place of ECR's), the AWS side emulated."""
     repo, env = project
     make_bucket()
     prod_env = {**env, **prod(registry)}
-    result = make(repo, "build", prod_env)
+    with SageMakerDriver(model=trained_model) as driver:
+        result = make(repo, "train", prod_env)
     assert result.returncode == 0, result.stdout + result.stderr
     image = image_of(repo, prod_env)
     assert f"push: {image}" in result.stderr
     assert image.rsplit(":", 1)[1] in registry_tags(registry, "train-image")
+    assert driver.job.algorithm_specification["TrainingImage"] == image  # the job runs what was pushed
+    assert "Completed / Completed" in result.stderr
+    assert (repo / "models" / driver.job.training_job_name / "manifest.json").is_file()
 
 
 def test_an_image_without_train_is_never_pushed(engine, registry, aws, tmp_path):
