@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Summary: start or stop a private Docker engine and image registry, for the container tests.
+# Summary: start or stop a private Docker engine, podman and an image registry, for the container tests.
 # Usage: tests/container_engine.sh start DIR | stop DIR
 #
-# start: installs Debian's docker.io and docker-registry when they are missing
-# (as root), starts dockerd with its socket, data and pid file under DIR and a
-# registry on 127.0.0.1 (standing in for ECR's registry), makes an offline
-# stand-in for the base image python:3.11-slim when no registry can provide
-# it, and writes DIR/env with DOCKER_HOST and TEST_REGISTRY, to be sourced.
+# start: installs Debian's docker.io, podman and docker-registry when they are
+# missing (as root), starts dockerd with its socket, data and pid file under DIR
+# and a registry on 127.0.0.1 (standing in for ECR's registry), gives podman its
+# configuration and storage under DIR, makes an offline stand-in for the base
+# image python:3.11-slim when no registry can provide it, and writes DIR/env
+# (DOCKER_HOST, TEST_REGISTRY, CONTAINERS_*) to be sourced.
 # stop: stops both by their pid files. Nothing else on the machine is touched.
 set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
@@ -20,6 +21,8 @@ install_missing() {
   command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
   command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
   command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+  command -v podman >/dev/null 2>&1 || missing+=(podman)
+  command -v runc >/dev/null 2>&1 || missing+=(runc)
   [[ ${#missing[@]} -gt 0 ]] || return 0
   [[ "$(id -u)" -eq 0 ]] || die "needs ${missing[*]}: install them (apt-get install ${missing[*]}) or run as root"
   say "engine: installing ${missing[*]}"
@@ -92,16 +95,32 @@ stand_in_base() {
   say "engine: $BASE_IMAGE is the offline stand-in (Debian's Python 3.11)"
 }
 
+# configure_podman DIR: runc, cgroupfs and storage under DIR; the test registry is plain HTTP on loopback.
+configure_podman() {
+  local dir="$1"
+  printf '[containers]\ndefault_ulimits = ["nproc=32768:32768", "nofile=20000:20000"]\n[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\n' \
+    >"$dir/containers.conf"
+  printf '[storage]\ndriver = "overlay"\ngraphroot = "%s/podman/storage"\nrunroot = "%s/podman/run"\n' "$dir" "$dir" \
+    >"$dir/storage.conf"
+  printf '[[registry]]\nlocation = "%s"\ninsecure = true\n' "$TEST_REGISTRY" >"$dir/registries.conf"
+  export CONTAINERS_CONF="$dir/containers.conf" CONTAINERS_STORAGE_CONF="$dir/storage.conf" \
+    CONTAINERS_REGISTRIES_CONF="$dir/registries.conf"
+}
+
 start() {
   local dir="$1"
   mkdir -p "$dir" "$CACHE"
   install_missing
   start_engine "$dir"
   start_registry "$dir"
+  configure_podman "$dir"
   if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 && ! timeout 60 docker pull -q "$BASE_IMAGE" >/dev/null 2>&1; then
     stand_in_base
   fi
-  printf 'export DOCKER_HOST=%q\nexport TEST_REGISTRY=%q\n' "$DOCKER_HOST" "$TEST_REGISTRY" >"$dir/env"
+  # podman gets the same base image as docker.
+  docker save "$BASE_IMAGE" | podman load -q >/dev/null
+  printf 'export %s=%q\n' DOCKER_HOST "$DOCKER_HOST" TEST_REGISTRY "$TEST_REGISTRY" CONTAINERS_CONF "$CONTAINERS_CONF" \
+    CONTAINERS_STORAGE_CONF "$CONTAINERS_STORAGE_CONF" CONTAINERS_REGISTRIES_CONF "$CONTAINERS_REGISTRIES_CONF" >"$dir/env"
   say "engine: ready; source $dir/env"
 }
 
@@ -121,6 +140,10 @@ stop_pid() {
 
 stop() {
   local dir="$1"
+  if [[ -f "$dir/storage.conf" ]]; then
+    CONTAINERS_STORAGE_CONF="$dir/storage.conf" CONTAINERS_CONF="$dir/containers.conf" \
+      podman system reset -f >/dev/null 2>&1 || true
+  fi
   stop_pid "$dir/registry.pid"
   stop_pid "$dir/docker.pid"
   if [[ -d "$dir/exec/netns" ]] && mountpoint -q "$dir/exec/netns/default" 2>/dev/null; then

@@ -198,3 +198,31 @@ def test_script_mode_runs_the_code_through_sagemakers_toolkit(engine, tmp_path):
     assert f"build: {image} is up to date" in second.stderr
     assert "code changed, image kept" in second.stdout
     assert len(list((repo / "jobs/code").iterdir())) == 2
+
+
+@pytest.fixture(scope="module")
+def podman(engine):
+    try:
+        answers = subprocess.run(["podman", "info"], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        answers = False
+    if not answers:
+        if REQUIRED:
+            pytest.fail("REQUIRE_CONTAINER_TESTS=1 but podman does not answer (tests/container_engine.sh sets it up)")
+        pytest.skip("podman does not answer")
+    return "podman"
+
+
+def test_podman_builds_runs_and_pushes_the_image(podman, registry, aws, tmp_path, trained_model):
+    repo = copy_repo(tmp_path / "with podman")
+    local = {"CONTAINER_ENGINE": "podman", "LOCAL_RUNTIME": "container"}
+    result = make(repo, "train", {**local, "HP": "n_estimators=20"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "runtime container (podman, image" in result.stderr
+    assert "validation:roc_auc=" in result.stdout
+
+    make_bucket()
+    prod_env = {**local, **prod(registry, ECR_REPOSITORY="with-podman")}
+    pushed = make(repo, "build", prod_env)
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    assert image_of(repo, prod_env).rsplit(":", 1)[1] in registry_tags(registry, "with-podman")
