@@ -94,7 +94,7 @@ def main() -> int:
                             "at most 5 s"))
     finally:
         server.stop()
-    print("| measure (engine and registry on this machine, AWS emulated) | result | target |")
+    print("| measure (local engine and registry, AWS emulated) | result | target |")
     print("|---|---|---|")
     for name, seconds, target in results:
         print(f"| {name} | {seconds:.1f} s | {target} |")

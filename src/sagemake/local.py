@@ -1,4 +1,4 @@
-"""The local executor: runs a CreateTrainingJob request on this machine.
+"""The local executor: runs a CreateTrainingJob request on your machine.
 
 It honours the request as SageMaker would: a fresh /opt/ml tree per job, the
 channels copied in, TRAINING_JOB_NAME and the SM_* variables set, MaxRuntime

@@ -8,7 +8,7 @@ Usage: scripts/run_sagemaker.py COMMAND
   stop JOB          stop a running job on SageMaker
   image             the training image's URI, tagged by content
 
-ENV=local (the default) runs jobs on this machine; any other ENV on SageMaker.
+ENV=local (the default) runs jobs on your machine; any other ENV on SageMaker.
 Everything is checked before a job starts: config, hyperparameters, data
 channels and, on AWS, credentials, the bucket's region, the image and the data.
 """
