@@ -27,7 +27,7 @@ help: ## list the targets and the variables they take
 	@echo
 	@echo "  ENV  where jobs run: local (default, no AWS needed) or an AWS environment (.env.<ENV>)"
 	@echo "  HP   hyperparameters, e.g. HP='n_estimators=200 learning_rate=0.05'"
-	@echo "  JOB  a job name for fetch and logs (default: the latest job)"
+	@echo "  JOB  a job name for fetch, logs and stop (fetch and logs default to the latest job)"
 	@echo
 	@echo "Every setting is documented in .env.example; \`make config\` shows the values in force."
 
