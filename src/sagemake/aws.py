@@ -11,13 +11,16 @@ from __future__ import annotations
 import collections
 import re
 import sys
+import tempfile
 import threading
 import time
 from datetime import datetime
+from pathlib import Path
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError, ProfileNotFound
 
+from sagemake import sourcedir
 from sagemake.cli import UserError, say
 from sagemake.config import Config
 from sagemake.request import TAG_PREFIX
@@ -349,13 +352,8 @@ def _size(count: int) -> str:
     return f"{count / 1e6:.1f} MB"
 
 
-def upload_code(aws: boto3.Session, root, uri: str) -> None:
+def upload_code(aws: boto3.Session, root: Path, uri: str) -> None:
     """Script mode: sourcedir.tar.gz to its content-named place in S3, unless it is there already."""
-    import tempfile
-    from pathlib import Path
-
-    from sagemake import sourcedir
-
     bucket, _, key = uri[len("s3://"):].partition("/")
     s3 = aws.client("s3")
     try:
@@ -366,6 +364,6 @@ def upload_code(aws: boto3.Session, root, uri: str) -> None:
         if err.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey"):
             raise UserError(explain(err)) from None
     with tempfile.TemporaryDirectory() as scratch:
-        archive = sourcedir.write(Path(root), Path(scratch) / sourcedir.ARCHIVE)
+        archive = sourcedir.write(root, Path(scratch) / sourcedir.ARCHIVE)
         call(s3.upload_file, Filename=str(archive), Bucket=bucket, Key=key)
         say(f"code: uploaded {uri} ({archive.stat().st_size / 1e3:.0f} kB)")

@@ -82,6 +82,7 @@ def extract(archive: Path, destination: Path) -> None:
     for path in partial.rglob("*"):  # archives carry no real times (they are byte-reproducible)
         os.utime(path)
     if (partial / MANIFEST).exists():
+        shutil.rmtree(partial)
         raise UserError(f"the model archive holds its own {MANIFEST}: rename that file in your trainer")
     shutil.rmtree(destination, ignore_errors=True)
     partial.rename(destination)
