@@ -31,11 +31,11 @@ help: ## list the targets and the variables they take
 	@echo
 	@echo "Every setting is documented in .env.example; \`make config\` shows the values in force."
 
-$(RUNTIME_STAMP): requirements.txt docker/requirements.txt
+$(RUNTIME_STAMP): requirements.txt
 	@scripts/setup_venv.sh "$(PYTHON)" requirements.txt
 	@touch "$@"
 
-$(DEV_STAMP): requirements-dev.txt $(RUNTIME_STAMP)
+$(DEV_STAMP): requirements-dev.txt docker/requirements.txt $(RUNTIME_STAMP)
 	@scripts/setup_venv.sh "$(PYTHON)" requirements-dev.txt
 	@touch "$@"
 
@@ -47,7 +47,7 @@ config: setup ## print every setting in force for ENV and where it came from
 	@$(PY) -m sagemake.config
 
 .PHONY: data
-data: setup ## write the example data set as channels under DATA_DIR (train/, validation/)
+data: setup ## run the trainer's data step (src/trainer/data.py) to write the channels under DATA_DIR
 	@scripts/make_data.sh
 
 .PHONY: prepare
@@ -71,8 +71,8 @@ plan: setup ## print the training job request as JSON; submits nothing
 	@$(PY) scripts/run_sagemaker.py plan
 
 .PHONY: train
-train: setup data build upload ## build, upload, submit, follow the job, then fetch its model into MODELS_DIR
-	@$(PY) scripts/run_sagemaker.py submit --fetch
+train: setup ## data (if missing), build, upload, submit and follow the job, then fetch its model into MODELS_DIR
+	@$(PY) scripts/run_sagemaker.py train
 
 .PHONY: fetch
 fetch: setup ## fetch a finished job's model with its manifest (JOB=..., default latest)

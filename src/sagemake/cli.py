@@ -1,15 +1,40 @@
-"""How every command ends: bad input becomes one line on stderr and a non-zero exit."""
+"""How every command ends: bad input becomes one line on stderr and a named exit status."""
 
 from __future__ import annotations
 
+import enum
 import importlib
 import os
 import sys
 from pathlib import Path
 
 
+class Exit(enum.IntEnum):
+    """The exit statuses of every sagemake command (the README lists them)."""
+
+    OK = 0
+    JOB_FAILED = 1  # the job ran and ended Failed or Stopped: its record and log are kept
+    BAD_INPUT = 2  # config, arguments, data or image refused before anything ran: fix and run again
+    AWS_ERROR = 3  # AWS refused or could not be reached (credentials, permissions, network)
+    INTERRUPTED = 130  # Ctrl-C, a closed terminal or SIGTERM
+
+
 class UserError(Exception):
     """Input that cannot work; the message names the problem and the fix."""
+
+    status = Exit.BAD_INPUT
+
+
+class JobFailed(UserError):
+    """A job that ran and did not complete."""
+
+    status = Exit.JOB_FAILED
+
+
+class AwsError(UserError):
+    """An AWS error, said in one line (sagemake.aws.explain)."""
+
+    status = Exit.AWS_ERROR
 
 
 def say(message: str) -> None:
@@ -21,15 +46,15 @@ def run(main, prog: str) -> None:
     """Run main(argv); -h or --help prints the docstring of main's module instead."""
     if sys.argv[1:2] in (["-h"], ["--help"]):
         print(sys.modules[main.__module__].__doc__.strip())
-        sys.exit(0)
+        sys.exit(Exit.OK)
     try:
         code = main(sys.argv[1:])
     except UserError as err:
         print(f"{prog}: {err}", file=sys.stderr)
-        code = 2
+        code = err.status
     except KeyboardInterrupt:
-        code = 130
-    sys.exit(code)
+        code = Exit.INTERRUPTED
+    sys.exit(int(code))
 
 
 def script(name: str) -> None:

@@ -30,7 +30,7 @@ DEFAULTS = {
     "S3_PREFIX": "",
     "IMAGE_REGISTRY": "",
     "DATA_DIR": "data",
-    "CHANNELS": "train validation",
+    "CHANNELS": "",
     "HP": "",
     "JOB_ENV": "",
     "INSTANCE_TYPE": "ml.m5.large",
@@ -44,8 +44,14 @@ DEFAULTS = {
     "SUBNETS": "",
     "SECURITY_GROUP_IDS": "",
     "POLL_SECONDS": "10",
-    "PRIMARY_METRIC": "validation:roc_auc",
+    "METRICS": "",
+    "PRIMARY_METRIC": "",
     "CODE_MODE": "image",
+    "DOCKERFILE": "",
+    "BUILD_CONTEXT": ".",
+    "TRAINING_IMAGE": "",
+    "CONTAINER_ENTRYPOINT": "",
+    "CONTAINER_ARGUMENTS": "",
     "PRIVATE_DEPS": "",
     "CONTAINER_ENGINE": "docker",
     "CONTAINER_BUILD_FLAGS": "",
@@ -56,6 +62,7 @@ DEFAULTS = {
     "MODELS_DIR": "models",
 }
 AWS_REQUIRED = ("PROJECT_NAME", "AWS_REGION", "SAGEMAKER_ROLE_ARN", "S3_BUCKET", "ECR_REPOSITORY")
+OWN_DOCKERFILES = {"image": "docker/Dockerfile", "script": "docker/Dockerfile.script"}  # by CODE_MODE
 DEFAULT_ENV = "local"
 CLOUD_ENV = "prod"  # known without a .env.prod file, so .env alone can configure it
 FIX = "edit .env (see .env.example) or pass it as make VAR=value"
@@ -100,8 +107,17 @@ class Config:
         return self.values[key].split()
 
     @property
-    def local(self) -> bool:
-        return self.env == DEFAULT_ENV
+    def dockerfile(self) -> Path:
+        """DOCKERFILE, or sagemake's own: docker/Dockerfile (docker/Dockerfile.script with CODE_MODE=script)."""
+        return self.root / (self.values["DOCKERFILE"] or OWN_DOCKERFILES[self.values["CODE_MODE"]])
+
+    @property
+    def sagemake_image(self) -> bool:
+        """Whether the image is sagemake's own, running src/trainer/ under sagemake's contract (not a user's
+        Dockerfile or prebuilt image): only then do the trainer's schema, metrics and data step apply, and can
+        a local job run as a process."""
+        own = {self.root / path for path in OWN_DOCKERFILES.values()}
+        return not self.values["TRAINING_IMAGE"] and self.dockerfile in own
 
 
 def resolve(env: str | None = None, root: Path = ROOT, environ=None) -> Config:
@@ -165,8 +181,8 @@ def _check(env: str, values: dict) -> list[str]:
     for key, choices in _CHOICES.items():
         if values[key] not in choices:
             problems.append(f"{key}={values[key]!r} must be one of: {', '.join(choices)}")
-    if not values["CHANNELS"].split():
-        problems.append("CHANNELS is empty: name at least one data channel, e.g. CHANNELS='train validation'")
+    if values["TRAINING_IMAGE"] and values["DOCKERFILE"]:
+        problems.append("TRAINING_IMAGE and DOCKERFILE are both set: use a prebuilt image or a Dockerfile, not both")
     if env != DEFAULT_ENV:
         missing = [key for key in AWS_REQUIRED if not values[key]]
         if missing:

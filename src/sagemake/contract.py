@@ -1,11 +1,11 @@
 """The container side of SageMaker's training contract; docker/train runs main().
 
-Reads /opt/ml (or $SAGEMAKER_BASE_DIR): hyperparameters.json (all strings)
-into the trainer's validated Hyperparameters, and the channels named in
-inputdataconfig.json from input/data/<channel>/. Writes the model to model/,
-metrics to output/data/metrics.json and as `name=value` log lines. Any error
-writes a one-sentence reason to output/failure and exits 255; SIGTERM (a stop,
-MaxRuntime, a spot interruption) stops the training cleanly.
+Reads /opt/ml (or $SAGEMAKER_BASE_DIR, see sagemake.layout): hyperparameters.json
+(all strings) into the trainer's validated Hyperparameters, and the channels
+named in inputdataconfig.json from input/data/<channel>/. Writes the model to
+model/, metrics to output/data/metrics.json and as `name=value` log lines. Any
+error writes a one-sentence reason to output/failure and exits 255; SIGTERM (a
+stop, MaxRuntime, a spot interruption) stops the training cleanly.
 
 Imports only the standard library and pydantic: it runs inside the image.
 """
@@ -13,20 +13,16 @@ Imports only the standard library and pydantic: it runs inside the image.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import traceback
 from pathlib import Path
 
-from pydantic import ValidationError
+from sagemake import layout
 
-BASE_DIR_VARIABLE = "SAGEMAKER_BASE_DIR"
-DEFAULT_BASE_DIR = "/opt/ml"
 RESERVED_PREFIX = "sagemaker_"  # SageMaker's own hyperparameters, not the model's
 FAILURE_EXIT = 255
 STOPPED_EXIT = 128 + signal.SIGTERM
-FAILURE_LIMIT = 1024  # SageMaker keeps this many characters as FailureReason
 
 
 class Stopped(BaseException):
@@ -37,11 +33,7 @@ class TrainingError(Exception):
     """Input the training cannot use; the message is the job's failure reason."""
 
 
-def base_dir() -> Path:
-    return Path(os.environ.get(BASE_DIR_VARIABLE, DEFAULT_BASE_DIR))
-
-
-def describe_validation_error(err: ValidationError) -> str:
+def describe_validation_error(err) -> str:
     """One line naming each bad hyperparameter, what is wrong and what was given."""
     parts = []
     for problem in err.errors():
@@ -53,9 +45,22 @@ def describe_validation_error(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def _decoded(model, key: str, value):
+    """SageMaker's strings back into lists and dicts (they travel as JSON) for fields that are not text."""
+    field = model.model_fields.get(key)
+    if isinstance(value, str) and value[:1] in "[{" and field is not None and field.annotation is not str:
+        try:
+            return json.loads(value)
+        except ValueError:
+            pass
+    return value
+
+
 def parse_hyperparameters(raw: dict, model):
     """Validate SageMaker's string hyperparameters with the trainer's model."""
-    own = {key: value for key, value in raw.items() if not key.startswith(RESERVED_PREFIX)}
+    from pydantic import ValidationError
+
+    own = {key: _decoded(model, key, value) for key, value in raw.items() if not key.startswith(RESERVED_PREFIX)}
     try:
         return model(**own)
     except ValidationError as err:
@@ -63,21 +68,27 @@ def parse_hyperparameters(raw: dict, model):
         raise TrainingError(f"{describe_validation_error(err)} (known: {names})") from None
 
 
+def as_strings(hyperparameters) -> dict[str, str]:
+    """A validated model as SageMaker's strings: text as it is, anything else as JSON; unset (None) left out."""
+    return {key: value if isinstance(value, str) else json.dumps(value)
+            for key, value in hyperparameters.model_dump(mode="json").items() if value is not None}
+
+
 def read_channels(base: Path) -> dict[str, Path]:
-    config = json.loads((base / "input/config/inputdataconfig.json").read_text())
+    config = json.loads((base / layout.INPUT_DATA_CONFIG).read_text())
     channels = {}
     for name in config:
-        folder = base / "input/data" / name
+        folder = layout.channel_dir(base, name)
         if not folder.is_dir() or not any(p.is_file() for p in folder.rglob("*")):
-            raise TrainingError(f"channel '{name}' is empty: put its files in input/data/{name}/")
+            raise TrainingError(f"channel '{name}' is empty: put its files in {layout.DATA_DIR}/{name}/")
         channels[name] = folder
     return channels
 
 
 def write_failure(base: Path, reason: str) -> None:
-    failure = base / "output/failure"
+    failure = base / layout.FAILURE
     failure.parent.mkdir(parents=True, exist_ok=True)
-    failure.write_text(reason[:FAILURE_LIMIT] + "\n")
+    failure.write_text(reason[:layout.FAILURE_LIMIT] + "\n")
 
 
 def _on_sigterm(signum, frame):
@@ -85,20 +96,20 @@ def _on_sigterm(signum, frame):
 
 
 def main() -> int:
-    # Imported here so that the host can use this module's helpers without the model's dependencies.
-    from trainer.hyperparameters import Hyperparameters
-    from trainer.train import train
-
     signal.signal(signal.SIGTERM, _on_sigterm)
-    base = base_dir()
+    base = layout.base_dir()
     try:
-        raw = json.loads((base / "input/config/hyperparameters.json").read_text())
+        # Imported here so that the host can use this module's helpers without the model's dependencies.
+        from trainer.hyperparameters import Hyperparameters
+        from trainer.train import train
+
+        raw = json.loads((base / layout.HYPERPARAMETERS).read_text())
         hyperparameters = parse_hyperparameters(raw, Hyperparameters)
         print(f"hyperparameters: {hyperparameters.model_dump_json()}", flush=True)
         channels = read_channels(base)
-        output_data = base / "output/data"
+        output_data = base / layout.OUTPUT_DATA_DIR
         output_data.mkdir(parents=True, exist_ok=True)
-        metrics = train(hyperparameters, channels, base / "model", output_data)
+        metrics = train(hyperparameters, channels, base / layout.MODEL_DIR, output_data)
         (output_data / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         for name, value in sorted(metrics.items()):
             print(f"{name}={value:.6f}", flush=True)
@@ -111,6 +122,8 @@ def main() -> int:
         if not isinstance(err, TrainingError):
             traceback.print_exc()
         reason = str(err) if isinstance(err, TrainingError) else f"{type(err).__name__}: {err}"
+        if isinstance(err, ModuleNotFoundError):
+            reason += ": the image lacks it; add it to docker/requirements.txt"
         write_failure(base, reason)
         print(f"train: failed: {reason}", file=sys.stderr, flush=True)
         return FAILURE_EXIT

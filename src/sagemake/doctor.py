@@ -8,21 +8,21 @@ is non-zero when any check fails.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import sys
 
-from sagemake.cli import UserError, run
+from sagemake.cli import AwsError, Exit, UserError, run
 from sagemake.config import resolve
+from sagemake.executors import for_config
+from sagemake.image import Engine
 
 OPTIONAL = {"container engine"}  # needed only when a new image must be built
 
 
-def checks(config):
-    """(name, function) pairs; a function returns a detail for `ok` or raises UserError."""
+def aws_checks(executor):
+    """The SageMaker executor's checks: credentials, bucket, repository, engine."""
     from sagemake import aws as cloud
 
-    aws = cloud.session(config)
+    config, aws = executor.config, executor.aws
 
     def credentials():
         identity = cloud.call(aws.client("sts").get_caller_identity)
@@ -39,29 +39,29 @@ def checks(config):
         except ecr.exceptions.RepositoryNotFoundException:
             return f"{config['ECR_REPOSITORY']} does not exist yet: `make build ENV={config.env}` creates it"
         except Exception as err:  # noqa: BLE001 - any AWS error is reported as one line
-            raise UserError(cloud.explain(err)) from None
+            raise AwsError(cloud.explain(err)) from None
         return answer["repositories"][0]["repositoryUri"]
-
-    def engine():
-        name = config["CONTAINER_ENGINE"]
-        if not shutil.which(name):
-            raise UserError(f"{name} is not installed: install it to build images, or set CONTAINER_ENGINE")
-        if subprocess.run([name, "info"], capture_output=True, check=False).returncode != 0:
-            raise UserError(f"{name} is installed but no engine answers: start it (needed only to build a new image)")
-        return f"{name} engine reachable"
 
     return [("settings", lambda: "every required setting present, role ARN well formed"),
             ("credentials", credentials), ("bucket", bucket), ("ECR repository", repository),
-            ("container engine", engine)]
+            ("container engine", lambda: engine(config))]
+
+
+def engine(config) -> str:
+    found = Engine(config)
+    if not found.reachable():
+        raise UserError(f"no {found.name} engine answers: start it (needed only to build a new image)")
+    return f"{found.name} engine reachable"
 
 
 def main(argv: list[str]) -> int:
     config = resolve()
-    if config.local:
-        print("doctor: ENV=local needs no AWS: settings ok (`make doctor ENV=prod` checks an AWS environment)")
-        return 0
+    checks = for_config(config).checks()
+    if not checks:
+        print(f"doctor: ENV={config.env} needs no AWS: settings ok (`make doctor ENV=prod` checks an AWS environment)")
+        return Exit.OK
     failed = 0
-    for name, check in checks(config):
+    for name, check in checks:
         try:
             print(f"ok    {name}: {check()}")
         except UserError as err:
@@ -70,9 +70,9 @@ def main(argv: list[str]) -> int:
             print(f"{'warn' if optional else 'FAIL'}  {name}: {err}", file=sys.stderr)
     if failed:
         print(f"doctor: {failed} check(s) failed for ENV={config.env}", file=sys.stderr)
-        return 1
+        return Exit.BAD_INPUT
     print(f"doctor: ENV={config.env} is ready to train")
-    return 0
+    return Exit.OK
 
 
 if __name__ == "__main__":

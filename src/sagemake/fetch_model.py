@@ -3,8 +3,9 @@
 Usage: scripts/fetch_model.py [JOB]   (default: the latest job)
 
 Writes MODELS_DIR/<job>/manifest.json: job, status, git commit (and whether
-the tree was dirty), image, runtime, hyperparameters, metrics, and the
-artefact's sha256, so a model file can always be traced to what made it.
+the tree was dirty), image, runtime, hyperparameters, metrics, each channel's
+data, and the artefact's sha256, so a model file can always be traced to what
+made it. What the job wrote to /opt/ml/output/data/ lands in MODELS_DIR/<job>/output/.
 """
 
 from __future__ import annotations
@@ -13,15 +14,18 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from sagemake import layout
 from sagemake.archive import unpack
-from sagemake.cli import UserError, run, say
+from sagemake.cli import AwsError, UserError, run, say
 from sagemake.config import Config, resolve
-from sagemake.local import LocalJobs, uri_path
+from sagemake.executors import Executor, for_config
 
 MANIFEST = "manifest.json"
+OUTPUT = "output"  # MODELS_DIR/<job>/output/: the job's /opt/ml/output/data/
 
 
 def sha256(path: Path) -> str:
@@ -36,11 +40,17 @@ def metrics(record: dict) -> dict[str, float]:
     return {m["MetricName"]: m["Value"] for m in record.get("FinalMetricDataList", [])}
 
 
-def manifest(record: dict, tagged: dict, artifact: Path, config: Config) -> dict:
-    details = {
+def manifest(record: dict, tagged: dict, artifact: Path, executor: Executor) -> dict:
+    uris = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in record.get("InputDataConfig", [])}
+    channels = {}
+    for channel, uri in uris.items():
+        words = dict(word.split("=", 1) for word in tagged.get(f"data:{channel}", "").split() if "=" in word)
+        channels[channel] = {"uri": uri, **{k: int(v) if v.isdigit() else v for k, v in words.items()}}
+    return {
         "job_name": record["TrainingJobName"],
         "status": record["TrainingJobStatus"],
-        "env": config.env,
+        "env": executor.config.env,
+        "executor": executor.kind,
         "project": tagged.get("project"),
         "git_sha": tagged.get("git-sha"),
         "git_dirty": tagged.get("git-dirty") == "true",
@@ -51,75 +61,54 @@ def manifest(record: dict, tagged: dict, artifact: Path, config: Config) -> dict
         "training_seconds": record.get("TrainingTimeInSeconds"),
         "hyperparameters": record.get("HyperParameters", {}),
         "metrics": metrics(record),
+        "data": channels,
         "artifact": {
             "uri": record["ModelArtifacts"]["S3ModelArtifacts"],
             "sha256": sha256(artifact),
             "bytes": artifact.stat().st_size,
         },
         "fetched": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **executor.provenance(record),
     }
-    if not config.local:
-        details["region"] = config["AWS_REGION"]
-        details["billable_seconds"] = record.get("BillableTimeInSeconds")
-    return details
 
 
-def jobs_for(config: Config):
-    """The jobs of ENV: LocalJobs for local, SageMakerJobs for AWS."""
-    if config.local:
-        return LocalJobs(config.path("JOBS_DIR"))
-    from sagemake.aws import SageMakerJobs
-
-    return SageMakerJobs(config)
-
-
-def extract(archive: Path, destination: Path) -> None:
+def extract(archive: Path, destination: Path, output: Path | None = None) -> None:
     """Unpack into a fresh folder beside the destination, then swap it in: never half a model."""
     partial = destination.with_name(f".{destination.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     unpack(archive, partial)
+    if (partial / MANIFEST).exists() or (output and (partial / OUTPUT).exists()):
+        shutil.rmtree(partial)
+        raise UserError(f"the model archive holds its own {MANIFEST} or {OUTPUT}/: rename it in your trainer")
+    if output:
+        unpack(output, partial / OUTPUT)
     for path in partial.rglob("*"):  # archives carry no real times (they are byte-reproducible)
         os.utime(path)
-    if (partial / MANIFEST).exists():
-        shutil.rmtree(partial)
-        raise UserError(f"the model archive holds its own {MANIFEST}: rename that file in your trainer")
     shutil.rmtree(destination, ignore_errors=True)
     partial.rename(destination)
 
 
-def fetch(config: Config, name: str | None = None) -> Path:
-    """Fetch the job's model; returns MODELS_DIR/<job>/."""
-    jobs = jobs_for(config)
-    name = name or jobs.latest()
-    record = jobs.describe(name)
+def fetch(config: Config, executor: Executor, name: str | None = None) -> Path:
+    """Fetch the job's model (and its output data); returns MODELS_DIR/<job>/."""
+    name = name or executor.latest()
+    record = executor.describe(name)
     status = record["TrainingJobStatus"]
     if status != "Completed":
         why = f": {record['FailureReason']}" if record.get("FailureReason") else ""
         raise UserError(f"job {name} is {status}{why}; only a Completed job has a model to fetch "
-                        f"(`make logs ENV={config.env} JOB={name}`)")
+                        f"(`make logs{executor.env_flag()} JOB={name}`)")
     if "ModelArtifacts" not in record:
         raise UserError(f"job {name} has no ModelArtifacts in its record: nothing to fetch")
     uri = record["ModelArtifacts"]["S3ModelArtifacts"]
+    output_uri = record.get("OutputDataArtifacts") or uri.rsplit("/", 1)[0] + "/" + layout.OUTPUT_ARCHIVE
     destination = config.path("MODELS_DIR") / name
-    if config.local:
-        artifact = uri_path(uri)
-        if not artifact.is_file():
-            raise UserError(f"the model of job {name} is missing ({artifact}): run `make train` again")
-        extract(artifact, destination)
-        details = manifest(record, jobs.tags(name), artifact, config)
-    else:
-        from sagemake.aws import download, image_digest
-
-        download_to = destination.with_name(f".{name}.model.tar.gz")
-        download(jobs.aws, uri, download_to)
-        try:
-            extract(download_to, destination)
-            details = manifest(record, jobs.tags(name), download_to, config)
-        finally:
-            download_to.unlink(missing_ok=True)
-        if not config["IMAGE_REGISTRY"]:
-            details["image_digest"] = image_digest(jobs.aws, details["image"])
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=destination.parent, prefix=f".{name}.") as scratch:
+        artifact = executor.artifact(uri, Path(scratch))
+        output = _optional(executor, output_uri, Path(scratch))
+        extract(artifact, destination, output)
+        details = manifest(record, executor.tags(name), artifact, executor)
     (destination / MANIFEST).write_text(json.dumps(details, indent=2) + "\n")
     say(f"model of {name} in {destination} (sha256 {details['artifact']['sha256'][:12]}...)")
     for metric, value in details["metrics"].items():
@@ -127,10 +116,21 @@ def fetch(config: Config, name: str | None = None) -> Path:
     return destination
 
 
+def _optional(executor: Executor, uri: str, scratch: Path) -> Path | None:
+    """output.tar.gz, which a job that wrote nothing to output/data/ may not have."""
+    try:
+        return executor.artifact(uri, scratch)
+    except AwsError:
+        raise
+    except UserError:
+        return None
+
+
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise UserError("usage: fetch_model.py [JOB]")
-    fetch(resolve(), argv[0] if argv else None)
+    config = resolve()
+    fetch(config, for_config(config), argv[0] if argv else None)
     return 0
 
 

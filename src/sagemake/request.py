@@ -1,8 +1,11 @@
-"""The one CreateTrainingJob request, built from config; both executors take it."""
+"""The one CreateTrainingJob request, built from config; every executor takes it as it is.
+
+Where things live (the image, the channels, the output, the code) is the
+executor's answer: nothing here knows where a job runs.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shlex
@@ -13,18 +16,17 @@ from pathlib import Path
 from sagemake import sourcedir
 from sagemake.cli import UserError
 from sagemake.config import Config
-from trainer.metrics import METRICS
 
-# What each Dockerfile puts into its image: the tag is a hash of these. In script
-# mode the code travels beside the image (sagemake.sourcedir), so it is not here.
-IMAGE_INPUTS = {
-    "image": ("docker/Dockerfile", "docker/requirements.txt", "docker/train", "src/trainer",
-              "src/sagemake/__init__.py", "src/sagemake/contract.py"),
-    "script": ("docker/Dockerfile.script", "docker/requirements.txt", "docker/requirements-toolkit.txt"),
-}
 TAG_PREFIX = "sagemake:"
 NO_GIT = "nogit"
 METRIC_VALUE = r"([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|nan|[-+]?inf)"
+# A metric's name stands alone: `rmse` does not match `val_rmse=`, `train:rmse=` or `rmse.std=`.
+METRIC_START = r"(?:^|[^\w:./-])"
+METRIC_LINE = re.compile(r"^\s*([A-Za-z_][\w:./-]*)=" + METRIC_VALUE + r"\s*$")
+# SageMaker's limits on CreateTrainingJob's HyperParameters.
+MAX_HYPERPARAMETERS, MAX_KEY, MAX_VALUE = 100, 256, 2500
+RESERVED_PREFIX = "sagemaker_"
+INPUT_MODES = ("File", "FastFile")  # Pipe streams from S3: no local twin, so it is refused before paying
 
 
 def git_state(root: Path) -> tuple[str, bool]:
@@ -47,38 +49,10 @@ def job_name(project: str, sha: str, now: datetime | None = None) -> str:
     return f"{project}-{sha}-{now:%Y%m%d-%H%M%S}-{now.microsecond // 1000:03d}"
 
 
-def image_tag(root: Path, private_deps: str = "", code_mode: str = "image") -> str:
-    """A hash of every file that goes into the image and of the pinned private dependencies."""
-    digest = hashlib.sha256(private_deps.encode() + b"\0")
-    for top in IMAGE_INPUTS[code_mode]:
-        for path in sorted([root / top, *(root / top).rglob("*")]):
-            if path.is_file() and "__pycache__" not in path.parts:
-                digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:12]
-
-
-def image_uri(config: Config, registry: str | None = None) -> str:
-    """Local: <project>:<tag>; AWS: <registry>/<ECR_REPOSITORY>:<tag>."""
-    tag = image_tag(config.root, config["PRIVATE_DEPS"], config["CODE_MODE"])
-    if registry is None:
-        return f"{config['PROJECT_NAME'].lower()}:{tag}"
-    return f"{registry}/{config['ECR_REPOSITORY']}:{tag}"
-
-
-def s3_uri(config: Config, *parts: str) -> str:
-    """s3://S3_BUCKET/S3_PREFIX/<parts>; S3_PREFIX defaults to PROJECT_NAME."""
-    prefix = config["S3_PREFIX"].strip("/") or config["PROJECT_NAME"]
-    return "/".join([f"s3://{config['S3_BUCKET']}", prefix, *parts])
-
-
 def parse_pairs(text: str, setting: str) -> dict[str, str]:
     """'key=value key2="a b"' into a dict; a word without '=' is a UserError naming the setting."""
     pairs = {}
-    try:
-        words = shlex.split(text)
-    except ValueError as err:
-        raise UserError(f"{setting} cannot be read ({err}): quote values like {setting}='key=\"a b\"'") from None
-    for word in words:
+    for word in words(text, setting):
         key, sep, value = word.partition("=")
         if not sep or not key:
             raise UserError(f"{setting}: '{word}' is not key=value: write {setting}='key=value key2=value2'")
@@ -86,67 +60,157 @@ def parse_pairs(text: str, setting: str) -> dict[str, str]:
     return pairs
 
 
-def hyperparameters(config: Config) -> dict[str, str]:
-    """HP validated by the trainer's own model, every value as SageMaker's string."""
-    from sagemake.contract import TrainingError, parse_hyperparameters  # pydantic: only when a request is built
-    from trainer.hyperparameters import Hyperparameters
-
+def words(text: str, setting: str) -> list[str]:
+    """Shell words, quotes honoured."""
     try:
-        validated = parse_hyperparameters(parse_pairs(config["HP"], "HP"), Hyperparameters)
-    except TrainingError as err:
-        raise UserError(f"{err}: fix HP='key=value ...'") from None
-    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in validated.model_dump().items()}
+        return shlex.split(text)
+    except ValueError as err:
+        raise UserError(f"{setting} cannot be read ({err}): quote values like {setting}='key=\"a b\"'") from None
 
 
-def metric_definitions() -> list[dict]:
-    """Regexes matching the `name=value` lines the container prints."""
-    return [{"Name": name, "Regex": f"{re.escape(name)}={METRIC_VALUE}"} for name in METRICS]
+def hyperparameters(config: Config) -> dict[str, str]:
+    """HP as SageMaker's strings: checked by the trainer's schema with sagemake's image, as given otherwise."""
+    given = parse_pairs(config["HP"], "HP")
+    reserved = sorted(key for key in given if key.startswith(RESERVED_PREFIX))
+    if reserved:
+        raise UserError(f"hyperparameter {', '.join(reserved)}: names starting with '{RESERVED_PREFIX}' are "
+                        "SageMaker's own (its toolkit reads them and hides them from your code): rename it")
+    values = given
+    if config.sagemake_image:
+        from sagemake.contract import TrainingError, as_strings, parse_hyperparameters  # pydantic: only here
+        from trainer.hyperparameters import Hyperparameters
+
+        try:
+            values = as_strings(parse_hyperparameters(given, Hyperparameters))
+        except TrainingError as err:
+            raise UserError(f"{err}: fix HP='key=value ...'") from None
+    check_limits(values)
+    return values
 
 
-def check_channels(config: Config) -> dict[str, Path]:
-    """Every configured channel must be a folder with at least one file, before anything starts."""
-    channels, problems = {}, []
-    for name in config.words("CHANNELS"):
-        folder = config.path("DATA_DIR") / name
-        if not folder.is_dir():
-            problems.append(
-                f"data channel '{name}' is missing: create {config['DATA_DIR']}/{name}/ (or run `make data`)")
+def check_limits(values: dict[str, str]) -> None:
+    """SageMaker refuses more than 100 hyperparameters, keys over 256 and values over 2,500 characters."""
+    if len(values) > MAX_HYPERPARAMETERS:
+        raise UserError(f"{len(values)} hyperparameters: SageMaker takes at most {MAX_HYPERPARAMETERS}: "
+                        "pass fewer (a list or a file in a channel can hold the rest)")
+    for key, value in values.items():
+        if len(key) > MAX_KEY:
+            raise UserError(f"hyperparameter name {key[:40]}... has {len(key)} characters: SageMaker takes at most "
+                            f"{MAX_KEY}: shorten it")
+        if len(value) > MAX_VALUE:
+            raise UserError(f"hyperparameter {key} has a value of {len(value)} characters: SageMaker takes at most "
+                            f"{MAX_VALUE}: put long values in a file in a data channel")
+
+
+def metrics(config: Config) -> list[str]:
+    """The declared metrics: METRICS, else the trainer's (src/trainer/metrics.py) with sagemake's image."""
+    if config["METRICS"]:
+        return config.words("METRICS")
+    if config.sagemake_image:
+        from trainer.metrics import METRICS
+
+        return list(METRICS)
+    return []
+
+
+def primary_metric(config: Config) -> str | None:
+    """PRIMARY_METRIC, which must be declared; by default the first declared metric."""
+    declared = metrics(config)
+    chosen = config["PRIMARY_METRIC"]
+    if chosen and chosen not in declared:
+        raise UserError(f"PRIMARY_METRIC={chosen!r} is not a declared metric: use one of "
+                        f"{', '.join(declared) or '(none: declare them with METRICS)'}")
+    return chosen or (declared[0] if declared else None)
+
+
+def metric_definitions(names: list[str]) -> list[dict]:
+    """Regexes matching the `name=value` lines a job prints, the name standing alone."""
+    return [{"Name": name, "Regex": METRIC_START + re.escape(name) + "=" + METRIC_VALUE} for name in names]
+
+
+def metric_values(definitions: list[dict], lines: list[str]) -> dict[str, float]:
+    """Each definition applied to each log line, as SageMaker does: the last match wins."""
+    found = {}
+    for definition in definitions:
+        pattern = re.compile(definition["Regex"])
+        for line in lines:
+            for match in pattern.finditer(line):
+                value = match.group(1) if pattern.groups else match.group(0)
+                try:
+                    found[definition["Name"]] = float(value)
+                except ValueError:  # a user's regex that matched something else: no metric, as on SageMaker
+                    pass
+    return found
+
+
+def metric_warnings(definitions: list[dict], found: dict, lines: list[str]) -> list[str]:
+    """Declared metrics the job never printed, and `name=value` lines whose name is not declared."""
+    declared = {d["Name"] for d in definitions}
+    warnings = []
+    missing = sorted(declared - set(found))
+    if missing:
+        warnings.append(f"declared metric(s) {', '.join(missing)} never printed as name=<number>: "
+                        "fix METRICS (or src/trainer/metrics.py), or print them")
+    printed = {m.group(1) for line in lines if (m := METRIC_LINE.match(line))}
+    undeclared = sorted(printed - declared)
+    if undeclared:
+        warnings.append(f"printed but not declared, so not recorded: {', '.join(undeclared)}: "
+                        "add them to METRICS (or src/trainer/metrics.py) to keep them")
+    return warnings
+
+
+def channels(config: Config) -> dict[str, Path]:
+    """CHANNELS, or every folder of DATA_DIR, each a folder with at least one file."""
+    data = config.path("DATA_DIR")
+    names = config.words("CHANNELS") or sorted(p.name for p in data.glob("*") if p.is_dir()
+                                               and not p.name.startswith("."))
+    if not names:
+        raise UserError(f"no data channels: put one folder per channel in {config['DATA_DIR']}/ "
+                        "(or set DATA_DIR, or CHANNELS)")
+    found, problems = {}, []
+    for name in names:
+        folder = data / name
+        if not re.fullmatch(r"[A-Za-z0-9\.\-_]{1,64}", name):
+            problems.append(f"'{name}' is not a SageMaker channel name: use 1-64 letters, digits, '.', '-' or '_'")
+        elif not folder.is_dir():
+            problems.append(f"data channel '{name}' is missing: create {config['DATA_DIR']}/{name}/")
         elif not any(p.is_file() for p in folder.rglob("*")):
             problems.append(f"data channel '{name}' is empty: put its files in {config['DATA_DIR']}/{name}/")
-        channels[name] = folder
+        found[name] = folder
     if problems:
         raise UserError("; ".join(problems))
-    return channels
+    return found
 
 
-INPUT_MODES = ("File", "FastFile", "Pipe")
-
-
-def input_modes(config: Config) -> dict[str, str]:
+def input_modes(config: Config, names: list[str]) -> dict[str, str]:
     """Each channel's input mode: File unless INPUT_MODES names another."""
-    channels = config.words("CHANNELS")
-    modes = dict.fromkeys(channels, "File")
+    modes = dict.fromkeys(names, "File")
     for channel, mode in parse_pairs(config["INPUT_MODES"], "INPUT_MODES").items():
         if channel not in modes:
-            raise UserError(
-                f"INPUT_MODES names '{channel}', which is not in CHANNELS: use one of {', '.join(channels)}")
+            raise UserError(f"INPUT_MODES names '{channel}', which is not a channel: use one of {', '.join(names)}")
         if mode not in INPUT_MODES:
-            raise UserError(f"INPUT_MODES: '{mode}' for {channel} is not an input mode: use {', '.join(INPUT_MODES)}")
+            raise UserError(f"INPUT_MODES: '{mode}' for {channel} is not supported: use {' or '.join(INPUT_MODES)}")
         modes[channel] = mode
     return modes
 
 
-def build_request(config: Config, name: str, image: str, channel_uris: dict[str, str], output_uri: str,
-                  git: tuple[str, bool], code_uri: str | None = None) -> dict:
-    """The CreateTrainingJob request; code_uri (script mode) is where sourcedir.tar.gz will be."""
-    modes = input_modes(config)
+def plan(config: Config, executor) -> dict:
+    """The request, after every check that can be made before anything is sent."""
+    found = channels(config)
+    git = git_state(config.root)
+    name = job_name(config["PROJECT_NAME"], git[0])
+    declared = metrics(config)
+    primary_metric(config)
+    modes = input_modes(config, list(found))
+    algorithm = {"TrainingImage": executor.image(), "TrainingInputMode": "File",
+                 "MetricDefinitions": metric_definitions(declared)}
+    if config["CONTAINER_ENTRYPOINT"]:
+        algorithm["ContainerEntrypoint"] = words(config["CONTAINER_ENTRYPOINT"], "CONTAINER_ENTRYPOINT")
+    if config["CONTAINER_ARGUMENTS"]:
+        algorithm["ContainerArguments"] = words(config["CONTAINER_ARGUMENTS"], "CONTAINER_ARGUMENTS")
     request = {
         "TrainingJobName": name,
-        "AlgorithmSpecification": {
-            "TrainingImage": image,
-            "TrainingInputMode": "File",
-            "MetricDefinitions": metric_definitions(),
-        },
+        "AlgorithmSpecification": algorithm,
         "HyperParameters": hyperparameters(config),
         "InputDataConfig": [
             {
@@ -154,15 +218,15 @@ def build_request(config: Config, name: str, image: str, channel_uris: dict[str,
                 "DataSource": {
                     "S3DataSource": {
                         "S3DataType": "S3Prefix",
-                        "S3Uri": uri,
+                        "S3Uri": executor.channel_uri(channel),
                         "S3DataDistributionType": "FullyReplicated",
                     }
                 },
                 "InputMode": modes[channel],
             }
-            for channel, uri in channel_uris.items()
+            for channel in found
         ],
-        "OutputDataConfig": {"S3OutputPath": output_uri},
+        "OutputDataConfig": {"S3OutputPath": executor.output_uri()},
         "ResourceConfig": {
             "InstanceType": config["INSTANCE_TYPE"],
             "InstanceCount": config.int("INSTANCE_COUNT"),
@@ -177,8 +241,11 @@ def build_request(config: Config, name: str, image: str, channel_uris: dict[str,
             {"Key": f"{TAG_PREFIX}env", "Value": config.env},
         ],
     }
-    if code_uri:
-        request["HyperParameters"].update({sourcedir.PROGRAM_KEY: sourcedir.PROGRAM, sourcedir.DIRECTORY_KEY: code_uri})
+    if config["CODE_MODE"] == "script":
+        code = {sourcedir.PROGRAM_KEY: sourcedir.PROGRAM,
+                sourcedir.DIRECTORY_KEY: executor.code_uri(sourcedir.tag(config.root))}
+        request["HyperParameters"].update(code)
+        check_limits(request["HyperParameters"])
     if config["SAGEMAKER_ROLE_ARN"]:
         request["RoleArn"] = config["SAGEMAKER_ROLE_ARN"]
     if config["USE_SPOT"] == "true":

@@ -25,6 +25,7 @@ def entries(root: Path) -> list[tuple[str, Path]]:
         (PROGRAM, root / "docker/train"),
         ("sagemake", root / "src/sagemake"),
         ("sagemake/__init__.py", root / "src/sagemake/__init__.py"),
+        ("sagemake/layout.py", root / "src/sagemake/layout.py"),
         ("sagemake/contract.py", root / "src/sagemake/contract.py"),
         ("trainer", root / "src/trainer"),
         *tree(root / "src/trainer", "trainer/"),

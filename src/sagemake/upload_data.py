@@ -1,6 +1,6 @@
 """Syncs each data channel to s3://S3_BUCKET/S3_PREFIX/data/<channel>/, by content.
 
-Usage: scripts/upload_data.sh   (ENV=local: nothing to upload)
+The SageMaker executor's sync_data (`make upload`, and `make train` before submitting).
 
 A file is uploaded only when its content differs from the object's (S3's
 ETag, computed locally the way S3 computes it for our part size, and kept in
@@ -11,9 +11,6 @@ The bucket must be in AWS_REGION: that is checked before anything is sent.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,26 +18,14 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as ClientConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sagemake.aws import Progress, call, check_bucket, explain, session
-from sagemake.cli import UserError, run, say
-from sagemake.config import Config, resolve
-from sagemake.request import check_channels, s3_uri
+from sagemake.aws import Progress, call, check_bucket, explain, s3_uri, session
+from sagemake.cli import AwsError, say
+from sagemake.config import Config
+from sagemake.data import CACHE, PART, EtagCache
+from sagemake.request import channels
 
-PART = 64 * 1024 * 1024  # multipart threshold and part size, so local ETags match S3's
 WORKERS = 16
-CACHE = "build/etags.json"  # local files' ETags, by size and modification time
 TRANSFER = TransferConfig(multipart_threshold=PART, multipart_chunksize=PART, max_concurrency=4)
-
-
-def etag(path: Path) -> str:
-    """S3's ETag for this file uploaded with our part size: an MD5, or an MD5 of part MD5s."""
-    parts = []
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(PART), b""):
-            parts.append(hashlib.md5(block, usedforsecurity=False).digest())
-    if path.stat().st_size < PART:
-        return (parts[0] if parts else hashlib.md5(b"", usedforsecurity=False).digest()).hex()
-    return f"{hashlib.md5(b''.join(parts), usedforsecurity=False).hexdigest()}-{len(parts)}"
 
 
 def remote_etags(s3, bucket: str, prefix: str) -> dict[str, str]:
@@ -51,40 +36,13 @@ def remote_etags(s3, bucket: str, prefix: str) -> dict[str, str]:
     return found
 
 
-class EtagCache:
-    """ETags of local files by (size, mtime): an unchanged file is not read again on the next sync."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        try:
-            self.known = json.loads(path.read_text())
-        except (OSError, ValueError):
-            self.known = {}
-        self.lock = threading.Lock()
-
-    def etag(self, file: Path) -> str:
-        stat = file.stat()
-        stamp = [stat.st_size, stat.st_mtime_ns]
-        entry = self.known.get(str(file))
-        if entry and entry[:2] == stamp:
-            return entry[2]
-        value = etag(file)
-        with self.lock:
-            self.known[str(file)] = [*stamp, value]
-        return value
-
-    def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(self.known))
-
-
 def sync_channel(s3, folder: Path, uri: str, cache: EtagCache) -> tuple[int, int, int, int]:
     """(uploaded, unchanged, deleted, bytes uploaded) for one channel folder."""
     bucket, _, prefix = uri[len("s3://"):].partition("/")
     try:
         remote = remote_etags(s3, bucket, prefix)
     except (BotoCoreError, ClientError) as err:
-        raise UserError(explain(err)) from None
+        raise AwsError(explain(err)) from None
     files = {prefix + p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file()}
     progress = Progress(f"upload {uri}", sum(p.stat().st_size for p in files.values()))
 
@@ -108,7 +66,7 @@ def sync_channel(s3, folder: Path, uri: str, cache: EtagCache) -> tuple[int, int
         with ThreadPoolExecutor(WORKERS) as pool:
             sent = list(pool.map(put, files))
     except (BotoCoreError, ClientError) as err:
-        raise UserError(explain(err)) from None
+        raise AwsError(explain(err)) from None
     progress.done()
     stale = sorted(set(remote) - set(files))
     for start in range(0, len(stale), 1000):
@@ -120,12 +78,12 @@ def sync_channel(s3, folder: Path, uri: str, cache: EtagCache) -> tuple[int, int
 
 def sync(config: Config, aws=None) -> dict[str, tuple[int, int, int, int]]:
     aws = aws or session(config)
-    channels = check_channels(config)
+    found = channels(config)
     check_bucket(config, aws)
     s3 = aws.client("s3", config=ClientConfig(max_pool_connections=WORKERS * 4))
     cache = EtagCache(config.root / CACHE)
     results = {}
-    for channel, folder in channels.items():
+    for channel, folder in found.items():
         uri = s3_uri(config, "data", channel) + "/"
         try:
             results[channel] = uploaded, unchanged, deleted, size = sync_channel(s3, folder, uri, cache)
@@ -134,16 +92,3 @@ def sync(config: Config, aws=None) -> dict[str, tuple[int, int, int, int]]:
         say(f"upload: {channel}: {uploaded} uploaded ({size / 1e6:.1f} MB), {unchanged} unchanged, "
             f"{deleted} deleted -> {uri}")
     return results
-
-
-def main(argv: list[str]) -> int:
-    config = resolve()
-    if config.local:
-        say("upload: skipped (ENV=local reads DATA_DIR directly)")
-        return 0
-    sync(config)
-    return 0
-
-
-if __name__ == "__main__":
-    run(main, "upload_data")

@@ -1,8 +1,8 @@
-"""Writes the example data set as train/validation CSV channels (replace with yours).
+"""The example's data step (replace with yours): main(data_dir) writes one folder per channel.
 
-Usage: python -m trainer.data DATA_DIR
-Nothing is done while the files are newer than this module; files are
-rewritten only when their content changes, so uploads stay incremental.
+sagemake runs it with the job's Python (the image's requirements): `make data`
+always, `make train` only when a channel is missing. It writes only files that
+are absent, so files you put in DATA_DIR are never overwritten.
 """
 
 import sys
@@ -14,24 +14,21 @@ LABEL = "target"
 CHANNELS = ("train", "validation")
 
 
-def channel_files(data_dir: Path) -> list[Path]:
-    return [data_dir / channel / f"{channel}.csv" for channel in CHANNELS]
-
-
-def up_to_date(data_dir: Path) -> bool:
-    """Every file is there and newer than this module: no need to load scikit-learn (about a second)."""
-    made = [path.stat().st_mtime for path in channel_files(data_dir) if path.is_file()]
-    return len(made) == len(CHANNELS) and min(made) >= Path(__file__).stat().st_mtime
-
-
 def _csv(header, features, labels) -> bytes:
     lines = [",".join(header)]
     lines += [",".join([*(f"{v:.6g}" for v in row), str(label)]) for row, label in zip(features, labels, strict=True)]
     return ("\n".join(lines) + "\n").encode()
 
 
-def write_channels(data_dir: Path) -> list[Path]:
-    from sklearn.datasets import load_breast_cancer
+def main(data_dir: Path) -> list[Path]:
+    """Write DATA_DIR/train/train.csv and DATA_DIR/validation/validation.csv where absent; returns what it wrote."""
+    targets = [Path(data_dir) / channel / f"{channel}.csv" for channel in CHANNELS]
+    kept = [path for path in targets if path.exists()]
+    for path in kept:
+        print(f"==> data: {path} exists: left as it is", file=sys.stderr)
+    if len(kept) == len(targets):
+        return []
+    from sklearn.datasets import load_breast_cancer  # about a second: only when something is to be written
     from sklearn.model_selection import train_test_split
 
     data = load_breast_cancer()
@@ -40,28 +37,16 @@ def write_channels(data_dir: Path) -> list[Path]:
         data.data, data.target, test_size=VALIDATION_SHARE, random_state=SPLIT_SEED, stratify=data.target
     )
     written = []
-    parts = ((x_train, y_train), (x_val, y_val))
-    for path, (features, labels) in zip(channel_files(data_dir), parts, strict=True):
-        content = _csv(header, features, labels)
-        if not path.exists() or path.read_bytes() != content:
+    for path, (features, labels) in zip(targets, ((x_train, y_train), (x_val, y_val)), strict=True):
+        if path not in kept:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(content)
+            path.write_bytes(_csv(header, features, labels))
             written.append(path)
-        else:
-            path.touch()  # checked against this module: up to date from now on
+    print(f"==> data: wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
     return written
 
 
-def main(argv):
-    if len(argv) != 1:
-        print("usage: python -m trainer.data DATA_DIR", file=sys.stderr)
-        return 2
-    data_dir = Path(argv[0])
-    written = [] if up_to_date(data_dir) else write_channels(data_dir)
-    state = f"wrote {len(written)} file(s)" if written else "up to date"
-    print(f"==> data: {data_dir} has channels train, validation ({state})", file=sys.stderr)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m trainer.data DATA_DIR")
+    main(Path(sys.argv[1]))

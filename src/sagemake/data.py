@@ -1,0 +1,123 @@
+"""The data channels on this machine: the trainer's data step, and what each channel holds.
+
+The data step is `main(data_dir)` in src/trainer/data.py, run with the job's
+Python (it may need the training requirements). `make data` runs it; `make
+train` runs it only when a channel is missing, so a user's own files in
+DATA_DIR are never touched. Each channel is summed up as its file count, bytes
+and a content digest, recorded with the job and in the model's manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import threading
+from pathlib import Path
+
+from sagemake.cli import UserError, say
+from sagemake.config import Config
+from sagemake.request import channels
+
+PART = 64 * 1024 * 1024  # S3's multipart part size as we upload: local ETags then match S3's
+CACHE = "build/etags.json"  # local files' ETags, by size and modification time
+STEP = "src/trainer/data.py"
+RUN_STEP = "import sys, pathlib; from trainer.data import main; main(pathlib.Path(sys.argv[1]))"
+
+
+def run_step(config: Config) -> None:
+    """Run the trainer's data step, then check it left every channel with files."""
+    if not config.sagemake_image:
+        raise UserError(f"there is no data step with your own image: put one folder per channel in "
+                        f"{config['DATA_DIR']}/ yourself")
+    if not (config.root / STEP).is_file():
+        raise UserError(f"no data step: write {STEP} with main(data_dir), or put one folder per channel in "
+                        f"{config['DATA_DIR']}/")
+    from sagemake.executors.runtimes import job_python
+
+    say(f"data: running {STEP} main({config['DATA_DIR']})")
+    env = {**os.environ, "PYTHONPATH": str(config.root / "src"), "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run([str(job_python(config)), "-c", RUN_STEP, str(config.path("DATA_DIR"))], env=env,
+                          cwd=config.root, check=False)
+    if done.returncode != 0:
+        raise UserError(f"the data step {STEP} failed (exit {done.returncode}, see above): fix it and run `make data`")
+    try:
+        channels(config)
+    except UserError as err:
+        raise UserError(f"the data step {STEP} ran but left the channels unusable ({err}): make its "
+                        f"main(data_dir) write one folder per channel") from None
+
+
+def ensure(config: Config) -> dict[str, Path]:
+    """The channels; the data step runs first only when one is missing or empty."""
+    try:
+        found = channels(config)
+    except UserError as err:
+        if not config.sagemake_image or not (config.root / STEP).is_file():
+            raise
+        say(f"data: {err}: running the data step")
+        run_step(config)
+        found = channels(config)
+    else:
+        say(f"data: {config['DATA_DIR']}/ has channels {', '.join(found)}: used as they are")
+    return found
+
+
+def summary(config: Config, folders: dict[str, Path]) -> dict[str, dict]:
+    """{channel: {files, bytes, digest}}: the digest covers every file's path and content."""
+    cache = EtagCache(config.root / CACHE)
+    result = {}
+    for name, folder in folders.items():
+        digest, count, size = hashlib.sha256(), 0, 0
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            stat = path.stat()
+            digest.update(f"{path.relative_to(folder).as_posix()}\0{stat.st_size}\0{cache.etag(path)}\n".encode())
+            count, size = count + 1, size + stat.st_size
+        result[name] = {"files": count, "bytes": size, "digest": digest.hexdigest()}
+    cache.save()
+    return result
+
+
+def etag(path: Path) -> str:
+    """S3's ETag for this file uploaded with our part size: an MD5, or an MD5 of part MD5s."""
+    parts = []
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(PART), b""):
+            parts.append(hashlib.md5(block, usedforsecurity=False).digest())
+    if path.stat().st_size < PART:
+        return (parts[0] if parts else hashlib.md5(b"", usedforsecurity=False).digest()).hex()
+    return f"{hashlib.md5(b''.join(parts), usedforsecurity=False).hexdigest()}-{len(parts)}"
+
+
+class EtagCache:
+    """ETags of local files by (size, mtime): an unchanged file is not read again."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self.known = json.loads(path.read_text())
+        except (OSError, ValueError):
+            self.known = {}
+        self.lock = threading.Lock()
+        self.changed = False
+
+    def etag(self, file: Path) -> str:
+        stat = file.stat()
+        stamp = [stat.st_size, stat.st_mtime_ns]
+        entry = self.known.get(str(file))
+        if entry and entry[:2] == stamp:
+            return entry[2]
+        value = etag(file)
+        with self.lock:
+            self.known[str(file)] = [*stamp, value]
+            self.changed = True
+        return value
+
+    def save(self) -> None:
+        if not self.changed:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(f"{self.path.name}.{os.getpid()}")
+        partial.write_text(json.dumps(self.known))
+        partial.replace(self.path)  # two runs at once: each writes whole, the last wins

@@ -1,0 +1,119 @@
+"""Where a job runs: one interface, two executors, chosen once.
+
+`for_config(config)` is the only place that looks at ENV: ENV=local gives the
+LocalExecutor (this machine, under SageMaker's container contract), any other
+ENV the SageMakerExecutor (boto3). Everything else (the request builders,
+`make train`, fetch, jobs, logs, doctor) holds an Executor and never asks which.
+
+Both answer in SageMaker's own shapes: a job is a CreateTrainingJob request in
+and a DescribeTrainingJob record out, with times as ISO 8601 strings.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from sagemake.cli import UserError
+from sagemake.config import DEFAULT_ENV, Config
+
+
+class Executor(ABC):
+    """A place that runs training jobs and answers for them."""
+
+    kind: str  # "local" or "sagemaker": recorded in manifests
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    # --- where things are: the request builders ask, and never branch on ENV ---
+    @abstractmethod
+    def image(self) -> str:
+        """The training image's URI, tagged by content (or TRAINING_IMAGE as it is)."""
+
+    @abstractmethod
+    def channel_uri(self, channel: str) -> str:
+        """Where the job reads a channel from."""
+
+    @abstractmethod
+    def output_uri(self) -> str:
+        """S3OutputPath: the job's artefacts go to <this>/<job>/output/."""
+
+    @abstractmethod
+    def code_uri(self, tag: str) -> str:
+        """Script mode: where sourcedir.tar.gz named by tag will be."""
+
+    # --- before a job ---
+    @abstractmethod
+    def ensure_image(self) -> None:
+        """Make the image available where jobs run (build, push) unless it is there already."""
+
+    @abstractmethod
+    def sync_data(self) -> None:
+        """Make every channel's data available where jobs read it."""
+
+    def checks(self) -> list[tuple[str, object]]:
+        """(name, function) pairs for `make doctor`; a function returns a detail or raises UserError."""
+        return []
+
+    # --- jobs ---
+    @abstractmethod
+    def run(self, request: dict) -> dict:
+        """Start the job, follow it to its end with its log, return its final record.
+        Ctrl-C raises KeyboardInterrupt after saying what became of the job."""
+
+    @abstractmethod
+    def describe(self, name: str) -> dict:
+        """DescribeTrainingJob's answer, or a UserError naming the job and how to list them."""
+
+    @abstractmethod
+    def tags(self, name: str) -> dict[str, str]:
+        """This tool's tags on the job, without their prefix."""
+
+    @abstractmethod
+    def names(self, limit: int = 10) -> list[str]:
+        """This project's jobs, newest first."""
+
+    def latest(self) -> str:
+        names = self.names(1)
+        if not names:
+            raise UserError(f"no jobs of {self.config['PROJECT_NAME']} yet ({self.where()}): "
+                            f"run `make train{self.env_flag()}` first")
+        return names[0]
+
+    @abstractmethod
+    def print_log(self, name: str) -> None:
+        """The job's log; while it runs, keep following it."""
+
+    @abstractmethod
+    def stop(self, name: str) -> None:
+        """Ask a running job to stop."""
+
+    # --- after a job ---
+    @abstractmethod
+    def artifact(self, uri: str, scratch: Path) -> Path:
+        """A local file holding the artefact at uri (downloaded into scratch when it is remote)."""
+
+    def provenance(self, record: dict) -> dict:
+        """What the manifest adds for this executor (region, billable time, image digest)."""
+        return {}
+
+    # --- words ---
+    @abstractmethod
+    def where(self) -> str:
+        """Where jobs run, for messages."""
+
+    def env_flag(self) -> str:
+        """The ENV=... words a command needs to reach these jobs again."""
+        return "" if self.config.env == DEFAULT_ENV else f" ENV={self.config.env}"
+
+
+def for_config(config: Config) -> Executor:
+    """The executor of ENV: this is the one place that chooses."""
+    if config.env == DEFAULT_ENV:
+        from sagemake.executors.local import LocalExecutor
+
+        return LocalExecutor(config)
+    from sagemake.executors.sagemaker import SageMakerExecutor
+
+    return SageMakerExecutor(config)

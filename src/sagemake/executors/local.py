@@ -1,0 +1,363 @@
+"""The local executor: runs a CreateTrainingJob request on this machine, as SageMaker would.
+
+A fresh /opt/ml tree per job with the channels copied in, MaxRuntime enforced
+(SIGTERM, then SIGKILL after STOP_GRACE_SECONDS), model/ and output/data/ packed
+as model.tar.gz and output.tar.gz under the output path, and a record in
+DescribeTrainingJob's shape. The image runs in Docker or podman; sagemake's own
+image can also run as a process under the same contract (runtimes.py).
+
+Job folder (JOBS_DIR/<job name>/): request.json, job.json (the record),
+train.log, ml/ (the /opt/ml tree) and output/ (the artefacts).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from sagemake import layout, sourcedir
+from sagemake.archive import pack, tree, unpack
+from sagemake.cli import UserError, say
+from sagemake.executors import Executor
+from sagemake.executors.runtimes import (
+    ARN_PREFIX,
+    ContainerRuntime,
+    ProcessRuntime,
+    input_data_config,
+    job_python,
+    resource_config,
+)
+from sagemake.image import Engine, tag
+from sagemake.request import metric_values, metric_warnings, tags
+
+RECORD = "job.json"
+REQUEST = "request.json"
+LOG = "train.log"
+CODE_FOLDER = "code"  # JOBS_DIR/code/<hash>/sourcedir.tar.gz: script mode's code, once per content
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def uri_path(uri: str) -> Path:
+    parsed = urlparse(uri)
+    if parsed.scheme != "file":
+        raise UserError(f"{uri} is not a file:// URI: the local executor reads and writes local folders only")
+    return Path(unquote(parsed.path))
+
+
+class LocalExecutor(Executor):
+    """Jobs on this machine; their folders under JOBS_DIR."""
+
+    kind = "local"
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.jobs_dir = config.path("JOBS_DIR")
+        self.engine = Engine(config)
+
+    def where(self) -> str:
+        return f"locally, in {self.config['JOBS_DIR']}/"
+
+    # --- where things are ---
+    def image(self) -> str:
+        return self.config["TRAINING_IMAGE"] or f"{self.config['PROJECT_NAME'].lower()}:{tag(self.config)}"
+
+    def channel_uri(self, channel: str) -> str:
+        return (self.config.path("DATA_DIR") / channel).as_uri()
+
+    def output_uri(self) -> str:
+        return self.jobs_dir.as_uri()
+
+    def code_uri(self, digest: str) -> str:
+        return (self.jobs_dir / CODE_FOLDER / digest / sourcedir.ARCHIVE).as_uri()
+
+    # --- before a job ---
+    def ensure_image(self) -> None:
+        """Build the image when a job will run it in the engine; sagemake's own image may run as a process."""
+        config, image = self.config, self.image()
+        process_possible = config.sagemake_image
+        if config["LOCAL_RUNTIME"] == "process":
+            if not process_possible:
+                raise UserError(_PROCESS_ONLY_OURS)
+            say("build: skipped (LOCAL_RUNTIME=process)")
+        elif not self.engine.reachable():
+            if not process_possible:
+                raise UserError(f"no {self.engine.name} engine is reachable, and {_whose(config)} runs only in one: "
+                                f"start it (or set CONTAINER_ENGINE)")
+            say(f"build: skipped: no {self.engine.name} engine is reachable, "
+                "so the job will run as a local process under the same contract")
+        elif self.engine.has(image):
+            self.engine.check_startable(image)
+            say(f"build: {image} is up to date")
+        elif config["TRAINING_IMAGE"]:
+            raise UserError(f"TRAINING_IMAGE={image} is not in the {self.engine.name} engine: pull or build it first")
+        else:
+            self.engine.build(image)
+
+    def sync_data(self) -> None:
+        say(f"upload: skipped (local jobs read {self.config['DATA_DIR']}/ directly)")
+
+    def runtime(self, request: dict) -> tuple[ContainerRuntime | ProcessRuntime, str]:
+        """The runtime and why: LOCAL_RUNTIME=auto takes the container when the engine has the image, else
+        (sagemake's own image only) a process."""
+        config, image = self.config, request["AlgorithmSpecification"]["TrainingImage"]
+        if config["LOCAL_RUNTIME"] == "process":
+            if not config.sagemake_image:
+                raise UserError(_PROCESS_ONLY_OURS)
+            return ProcessRuntime(config.root, job_python(config)), "LOCAL_RUNTIME=process"
+        if self.engine.has(image):
+            return ContainerRuntime(self.engine.name, image, self.engine.run_flags), "the engine has the image"
+        if config["LOCAL_RUNTIME"] == "container" or not config.sagemake_image:
+            why = "" if config.sagemake_image else f" ({_whose(config)} runs only in a container)"
+            raise UserError(f"{self.engine.name} has no image {image}{why}: start the engine and run `make build`")
+        return ProcessRuntime(config.root, job_python(config)), f"no {self.engine.name} engine with the image"
+
+    # --- jobs ---
+    def run(self, request: dict) -> dict:
+        runtime, why = self.runtime(request)
+        say(f"job {request['TrainingJobName']}: runtime {runtime.describe()}: {why}")
+        code = request["HyperParameters"].get(sourcedir.DIRECTORY_KEY)
+        if code:
+            sourcedir.write(self.config.root, uri_path(code))
+        return _Job(self, request, runtime, self.config.int("STOP_GRACE_SECONDS")).run()
+
+    def folder(self, name: str) -> Path:
+        return self.jobs_dir / name
+
+    def describe(self, name: str) -> dict:
+        record = self.folder(name) / RECORD
+        if not name or not record.is_file():
+            raise UserError(f"no local job named '{name}' in {self.config['JOBS_DIR']}/: `make jobs` lists them")
+        return json.loads(record.read_text())
+
+    def tags(self, name: str) -> dict[str, str]:
+        self.describe(name)
+        return tags(json.loads((self.folder(name) / REQUEST).read_text()))
+
+    def names(self, limit: int | None = 10) -> list[str]:
+        if not self.jobs_dir.is_dir():
+            return []
+        found = [p.parent for p in self.jobs_dir.glob(f"*/{RECORD}")]
+        return [f.name for f in sorted(found, key=lambda f: (f / RECORD).stat().st_mtime, reverse=True)][:limit]
+
+    def print_log(self, name: str) -> None:
+        path = self.folder(name) / LOG
+        offset = 0
+        while True:
+            running = self.describe(name)["TrainingJobStatus"] == "InProgress"
+            if path.is_file():
+                with path.open("rb") as log:
+                    log.seek(offset)
+                    chunk = log.read()
+                offset += len(chunk)
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
+            if not running:
+                return
+            time.sleep(1)
+
+    def stop(self, name: str) -> None:
+        raise UserError("local jobs stop with Ctrl-C in the terminal that runs them; `make stop` is for SageMaker")
+
+    # --- after a job ---
+    def artifact(self, uri: str, scratch: Path) -> Path:
+        path = uri_path(uri)
+        if not path.is_file():
+            raise UserError(f"{path} is missing: run the job again")
+        return path
+
+
+_PROCESS_ONLY_OURS = ("LOCAL_RUNTIME=process runs only sagemake's own images (docker/Dockerfile, "
+                      "docker/Dockerfile.script): use LOCAL_RUNTIME=auto or container with your DOCKERFILE or "
+                      "TRAINING_IMAGE")
+
+
+def _whose(config) -> str:
+    return f"TRAINING_IMAGE={config['TRAINING_IMAGE']}" if config["TRAINING_IMAGE"] else \
+        f"DOCKERFILE={config['DOCKERFILE']}"
+
+
+class _Job:
+    def __init__(self, executor: LocalExecutor, request: dict, runtime, grace: int):
+        self.request, self.runtime, self.grace = request, runtime, grace
+        self.name = request["TrainingJobName"]
+        self.folder = executor.folder(self.name)
+        self.tree = self.folder / "ml"
+        self.output = uri_path(request["OutputDataConfig"]["S3OutputPath"]) / self.name / "output"
+        self.stopped_by: str | None = None
+        self.record: dict = {}
+
+    def run(self) -> dict:
+        """The whole job; SIGTERM or SIGHUP to this process (a closed terminal, a cancelled CI run)
+        stop it as Ctrl-C does, so the record always ends."""
+        if threading.current_thread() is not threading.main_thread():
+            return self._run()
+        previous = {number: signal.signal(number, _interrupt) for number in (signal.SIGTERM, signal.SIGHUP)}
+        try:
+            return self._run()
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+    def _run(self) -> dict:
+        if self.folder.exists():
+            raise UserError(f"job {self.name} exists already in {self.folder.parent}: job names must be unique")
+        self.folder.mkdir(parents=True)
+        (self.folder / REQUEST).write_text(json.dumps(self.request, indent=2) + "\n")
+        spec = self.request["AlgorithmSpecification"]
+        self.record = {
+            "TrainingJobName": self.name,
+            "TrainingJobArn": ARN_PREFIX + self.name,
+            "TrainingJobStatus": "InProgress",
+            "SecondaryStatus": "Starting",
+            "AlgorithmSpecification": spec,
+            "HyperParameters": self.request.get("HyperParameters", {}),
+            "InputDataConfig": self.request["InputDataConfig"],
+            "OutputDataConfig": self.request["OutputDataConfig"],
+            "ResourceConfig": self.request["ResourceConfig"],
+            "StoppingCondition": self.request["StoppingCondition"],
+            "Environment": self.request.get("Environment", {}),
+            "CreationTime": now(),
+            "SecondaryStatusTransitions": [],
+            "LocalRuntime": self.runtime.name,
+        }
+        self._status("Starting", "Preparing the instances for training")
+        started = time.monotonic()
+        code, reason = None, None
+        try:
+            self._status("Downloading", "Copying the input data into the job's /opt/ml tree")
+            self._prepare_tree()
+            self.record["TrainingStartTime"] = now()
+            self._status("Training", f"Training with the {self.runtime.name} runtime")
+            code = self._train()
+        except KeyboardInterrupt:
+            self.stopped_by = "Stopped"
+        except (OSError, UserError) as err:  # the job fails, its folder and record stay
+            reason = f"ClientError: {err}"
+        self._status("Uploading", "Packing the model and output data")
+        self._finish(code, reason, time.monotonic() - started)
+        return self.record
+
+    def _prepare_tree(self) -> None:
+        """The tree SageMaker makes before `train` starts: config files, every mounted folder, the channels."""
+        for folder in (layout.CONFIG_DIR, layout.MODEL_DIR, layout.OUTPUT_DATA_DIR, layout.CHECKPOINT_DIR):
+            (self.tree / folder).mkdir(parents=True)
+        hyperparameters = dict(self.request.get("HyperParameters", {}))
+        code = hyperparameters.get(sourcedir.DIRECTORY_KEY, "")
+        if code.startswith("file://"):  # script mode: the code in /opt/ml/code, as SageMaker's local mode has it
+            unpack(uri_path(code), self.tree / layout.CODE)
+            hyperparameters[sourcedir.DIRECTORY_KEY] = f"{self.runtime.base or self.tree}/{layout.CODE}"
+        (self.tree / layout.HYPERPARAMETERS).write_text(json.dumps(hyperparameters))
+        (self.tree / layout.RESOURCE_CONFIG).write_text(json.dumps(resource_config(self.request)))
+        (self.tree / layout.INPUT_DATA_CONFIG).write_text(json.dumps(input_data_config(self.request)))
+        for channel in self.request["InputDataConfig"]:
+            source = uri_path(channel["DataSource"]["S3DataSource"]["S3Uri"])
+            if not source.is_dir():
+                raise UserError(f"channel {channel['ChannelName']}: {source} is not a folder")
+            shutil.copytree(source, layout.channel_dir(self.tree, channel["ChannelName"]))
+
+    def _train(self) -> int | None:
+        command, env = self.runtime.command(self.request, self.tree)
+        limit = self.request["StoppingCondition"]["MaxRuntimeInSeconds"]
+        with (self.folder / LOG).open("wb") as log:
+            process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
+            reader = threading.Thread(target=_copy_lines, args=(process.stdout, log), daemon=True)
+            reader.start()
+            try:
+                process.wait(timeout=limit)
+            except subprocess.TimeoutExpired:
+                self.stopped_by = "MaxRuntimeExceeded"
+                say(f"job {self.name}: MaxRuntimeInSeconds={limit} reached: stopping it (SIGTERM)")
+                self._stop(process)
+            except KeyboardInterrupt:
+                self.stopped_by = "Stopped"
+                say(f"job {self.name}: interrupted: stopping it (SIGTERM, then SIGKILL after {self.grace} s)")
+                self._stop(process)
+            reader.join()
+        return process.returncode
+
+    def _stop(self, process: subprocess.Popen) -> None:
+        self.runtime.stop(process, self.name, kill=False)
+        try:
+            process.wait(timeout=self.grace)
+        except subprocess.TimeoutExpired:
+            say(f"job {self.name}: still running {self.grace} s after SIGTERM: SIGKILL")
+            self.runtime.stop(process, self.name, kill=True)
+            process.wait()
+
+    def _finish(self, code: int | None, reason: str | None, seconds: float) -> None:
+        model, output_data = self.tree / layout.MODEL_DIR, self.tree / layout.OUTPUT_DATA_DIR
+        packed = model.is_dir() and output_data.is_dir()
+        if packed:
+            pack(tree(model), self.output / layout.MODEL_ARCHIVE)
+            pack(tree(output_data), self.output / layout.OUTPUT_ARCHIVE)
+        failure = self.tree / layout.FAILURE
+        if self.stopped_by:
+            status, secondary, message = "Stopped", self.stopped_by, "The job was stopped"
+        elif code == 0:
+            status, secondary, message = "Completed", "Completed", "Training job completed"
+        else:
+            status, secondary = "Failed", "Failed"
+            if reason is None and not failure.is_file() and code is not None:
+                reason = self.runtime.explain_exit(code)
+            if reason is None:
+                text = failure.read_text().strip() if failure.is_file() else f"train exited with code {code}"
+                reason = f"AlgorithmError: {text}"
+            message = self.record["FailureReason"] = reason[:layout.FAILURE_LIMIT]
+        if packed and status != "Failed":
+            self.record["ModelArtifacts"] = {"S3ModelArtifacts": (self.output / layout.MODEL_ARCHIVE).as_uri()}
+            self.record["OutputDataArtifacts"] = (self.output / layout.OUTPUT_ARCHIVE).as_uri()
+        self.record.update({
+            "TrainingJobStatus": status,
+            "TrainingEndTime": now(),
+            "TrainingTimeInSeconds": max(1, round(seconds)),
+            "FinalMetricDataList": self._metrics(),
+        })
+        self._status(secondary, message)
+
+    def _metrics(self) -> list[dict]:
+        log = self.folder / LOG
+        lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
+        definitions = self.request["AlgorithmSpecification"].get("MetricDefinitions", [])
+        found = metric_values(definitions, lines)
+        for warning in metric_warnings(definitions, found, lines):
+            say(f"job {self.name}: warning: {warning}")
+        stamp = now()
+        return [{"MetricName": name, "Value": value, "Timestamp": stamp} for name, value in found.items()]
+
+    def _status(self, secondary: str, message: str) -> None:
+        stamp = now()
+        transitions = self.record["SecondaryStatusTransitions"]
+        if transitions:
+            transitions[-1]["EndTime"] = stamp
+        transitions.append({"Status": secondary, "StartTime": stamp, "StatusMessage": message})
+        self.record.update({"SecondaryStatus": secondary, "LastModifiedTime": stamp})
+        path = self.folder / RECORD
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(self.record, indent=2) + "\n")
+        temporary.replace(path)
+        say(f"job {self.name}: {self.record['TrainingJobStatus']} / {secondary}: {message}")
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _copy_lines(stream, log) -> None:
+    """The job's output to the terminal and to train.log, line by line as it comes."""
+    for line in iter(stream.readline, b""):
+        log.write(line)
+        log.flush()
+        sys.stdout.buffer.write(line)
+        sys.stdout.flush()

@@ -1,0 +1,262 @@
+"""How a local job's container starts: in the engine with its image, or as a process.
+
+A container gets what SageMaker gives one: input/, model/, output/ and
+checkpoints/ mounted under /opt/ml (the rest of /opt/ml is the image's own),
+TRAINING_JOB_NAME, TRAINING_JOB_ARN and the request's Environment; the SM_*
+variables come from the training toolkit inside the image, where there is one.
+
+A process stands in for sagemake's own images when no engine has them: it runs
+with a Python made from the image's requirements alone (docker/requirements.txt
+and the private wheels), so an import the image lacks fails here too.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sagemake import layout, sourcedir
+from sagemake.cli import UserError, say
+from sagemake.config import Config
+
+HOST = "algo-1"
+ARN_PREFIX = "arn:aws:sagemaker:local:000000000000:training-job/"
+# Host variables a local process keeps: enough to run Python, nothing secret (no AWS_*, not HOME).
+KEPT_VARIABLES = re.compile(r"^(PATH|LANG|LC_\w+|TZ|TMPDIR|SYSTEMROOT|OPENBLAS_\w+|OMP_\w+|MKL_\w+)$")
+JOB_PYTHONS = "build/job-python"  # one virtualenv per set of image requirements, by their hash
+KEEP_JOB_PYTHONS = 2
+REQUIREMENTS = "docker/requirements.txt"
+PRIVATE_WHEELS = "build/wheels"
+
+
+def job_environment(request: dict) -> dict[str, str]:
+    """What SageMaker sets in every training container."""
+    name = request["TrainingJobName"]
+    return {**request.get("Environment", {}), "TRAINING_JOB_NAME": name, "TRAINING_JOB_ARN": ARN_PREFIX + name}
+
+
+def toolkit_environment(request: dict, base: str, cpus: int) -> dict[str, str]:
+    """The SM_* variables SageMaker's training toolkit sets for script mode (its Environment.to_env_vars)."""
+    def compact(value):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+    def decoded(text):  # the toolkit turns '100' into 100 and keeps other strings
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+
+    channels = [c["ChannelName"] for c in request["InputDataConfig"]]
+    hps = {k: decoded(v) for k, v in request.get("HyperParameters", {}).items()
+           if not k.startswith("sagemaker_")}
+    user_args = [item for key in sorted(hps) for item in (f"--{key}", str(request["HyperParameters"][key]))]
+    resource = resource_config(request)
+    data_config = input_data_config(request)
+    env = {
+        "SM_MODEL_DIR": f"{base}/{layout.MODEL_DIR}",
+        "SM_CHANNELS": compact(channels),
+        "SM_HPS": compact(hps),
+        "SM_OUTPUT_DATA_DIR": f"{base}/{layout.OUTPUT_DATA_DIR}",
+        "SM_OUTPUT_DIR": f"{base}/{layout.OUTPUT_DIR}",
+        "SM_INPUT_DIR": f"{base}/input",
+        "SM_INPUT_CONFIG_DIR": f"{base}/{layout.CONFIG_DIR}",
+        "SM_HOSTS": compact(resource["hosts"]),
+        "SM_CURRENT_HOST": HOST,
+        "SM_CURRENT_INSTANCE_TYPE": resource["current_instance_type"],
+        "SM_NUM_CPUS": str(cpus),
+        "SM_NUM_GPUS": "0",
+        "SM_LOG_LEVEL": "20",
+        "SM_USER_ARGS": compact(user_args),
+        "SM_RESOURCE_CONFIG": compact(resource),
+        "SM_INPUT_DATA_CONFIG": compact(data_config),
+        "SM_MODULE_DIR": f"{base}/{layout.CODE}",
+        "SM_USER_ENTRY_POINT": sourcedir.PROGRAM,
+    }
+    for channel in channels:
+        env[f"SM_CHANNEL_{channel.upper()}"] = f"{base}/{layout.DATA_DIR}/{channel}"
+    for key, value in hps.items():
+        env[f"SM_HP_{key.upper()}"] = value if isinstance(value, str) else compact(value)
+    env["SM_TRAINING_ENV"] = compact({
+        "channel_input_dirs": {c: env[f"SM_CHANNEL_{c.upper()}"] for c in channels},
+        "current_host": HOST,
+        "hosts": resource["hosts"],
+        "hyperparameters": hps,
+        "input_data_config": data_config,
+        "job_name": request["TrainingJobName"],
+        "model_dir": env["SM_MODEL_DIR"],
+        "num_cpus": cpus,
+        "num_gpus": 0,
+        "output_data_dir": env["SM_OUTPUT_DATA_DIR"],
+        "resource_config": resource,
+    })
+    return env
+
+
+def resource_config(request: dict) -> dict:
+    instance_type = request["ResourceConfig"]["InstanceType"]
+    return {
+        "current_host": HOST,
+        "current_instance_type": instance_type,
+        "current_group_name": "homogeneousCluster",
+        "hosts": [HOST],
+        "instance_groups": [{"instance_group_name": "homogeneousCluster", "instance_type": instance_type,
+                             "hosts": [HOST]}],
+        "network_interface_name": "eth0",
+    }
+
+
+def input_data_config(request: dict) -> dict:
+    return {
+        c["ChannelName"]: {
+            "TrainingInputMode": c.get("InputMode", request["AlgorithmSpecification"]["TrainingInputMode"]),
+            "S3DistributionType": c["DataSource"]["S3DataSource"].get("S3DataDistributionType", "FullyReplicated"),
+            "RecordWrapperType": c.get("RecordWrapperType", "None"),
+            **({"ContentType": c["ContentType"]} if "ContentType" in c else {}),
+        }
+        for c in request["InputDataConfig"]
+    }
+
+
+class ContainerRuntime:
+    """The image in Docker or podman, started as SageMaker starts it."""
+
+    name = "container"
+    base = layout.DEFAULT_BASE_DIR
+
+    def __init__(self, engine: str, image: str, run_flags: list[str] | None = None):
+        self.engine, self.image, self.run_flags = engine, image, run_flags or []
+
+    def describe(self) -> str:
+        return f"container ({self.engine}, image {self.image})"
+
+    def command(self, request: dict, tree: Path) -> tuple[list[str], dict]:
+        """`<engine> run` with SageMaker's mounts; the variables go by name, so no value is on a command line."""
+        env = job_environment(request)
+        mounts = [f for part in layout.MOUNTED for f in ("-v", f"{tree / part}:{self.base}/{part}")]
+        if (tree / layout.CODE).is_dir():  # script mode: the submit directory, unpacked as the toolkit does
+            mounts += ["-v", f"{tree / layout.CODE}:{self.base}/{layout.CODE}"]
+        spec = request["AlgorithmSpecification"]
+        entrypoint = spec.get("ContainerEntrypoint", [])
+        arguments = spec.get("ContainerArguments", [] if entrypoint else ["train"])
+        start = ["--entrypoint", entrypoint[0], self.image, *entrypoint[1:]] if entrypoint else [self.image]
+        # The toolkit waits until every host in resourceconfig.json resolves: this one is the container.
+        return [self.engine, "run", "--rm", "--name", request["TrainingJobName"], *mounts,
+                "--add-host", f"{HOST}:127.0.0.1", *self.run_flags, *(f for key in sorted(env) for f in ("-e", key)),
+                *start, *arguments], {**os.environ, **env}
+
+    def stop(self, process: subprocess.Popen, job: str, kill: bool) -> None:
+        args = ["kill", job] if kill else ["kill", "--signal", "TERM", job]
+        subprocess.run([self.engine, *args], capture_output=True, check=False)
+
+    def explain_exit(self, code: int) -> str | None:
+        if code in (125, 126, 127):  # `docker run`'s own failures, not the training's
+            return f"ClientError: {self.engine} could not start the image (exit {code}): see the job's log"
+        return None
+
+
+class ProcessRuntime:
+    """sagemake's own image stood in for by a process: docker/train (or, in script mode, the code's `train`
+    with the SM_* variables the toolkit would set), run by the job's Python."""
+
+    name = "process"
+
+    def __init__(self, root: Path, python: Path):
+        self.root, self.python = root, python
+        self.base = None  # the tree's own path, per job
+
+    def describe(self) -> str:
+        return f"process (the job's Python, from {REQUIREMENTS})"
+
+    def command(self, request: dict, tree: Path) -> tuple[list[str], dict]:
+        env = job_environment(request)
+        code = tree / layout.CODE
+        if code.is_dir():
+            program, path = code / sourcedir.PROGRAM, code
+            env.update(toolkit_environment(request, str(tree), os.cpu_count() or 1))
+        else:
+            program, path = self.root / "docker/train", self.root / "src"
+        home = tree.parent / "home"  # not the user's: ~/.aws and other dotfiles stay out of the job
+        home.mkdir(exist_ok=True)
+        host = {k: v for k, v in os.environ.items() if KEPT_VARIABLES.match(k)}
+        return [str(self.python), str(program)], {
+            **host, **env, layout.BASE_DIR_VARIABLE: str(tree), "PYTHONPATH": str(path), "HOME": str(home),
+            "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+
+    def stop(self, process: subprocess.Popen, job: str, kill: bool) -> None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    def explain_exit(self, code: int) -> str | None:
+        return None
+
+
+def job_python(config: Config) -> Path:
+    """The Python of local process jobs and of the data step: a virtualenv with the image's requirements and
+    nothing else, made once per change of them (build/job-python/<hash>/) and shared by concurrent runs."""
+    root = config.root
+    requirements = root / REQUIREMENTS
+    wheels = sorted((root / PRIVATE_WHEELS).glob("*.whl"))
+    digest = hashlib.sha256(requirements.read_bytes() if requirements.is_file() else b"")
+    digest.update(sys.version.encode())
+    for wheel in wheels:
+        digest.update(wheel.name.encode() + b"\0" + wheel.read_bytes())
+    home = root / JOB_PYTHONS / digest.hexdigest()[:12]
+    python = home / "bin/python"
+    if python.exists():
+        return python
+    home.parent.mkdir(parents=True, exist_ok=True)
+    with (home.parent / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a second run waits here, then finds it made
+        if python.exists():
+            return python
+        started = time.monotonic()
+        say(f"setup: making the job's Python from {REQUIREMENTS} (once per change of it; about a minute)")
+        partial = home.with_name(home.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        _install(partial, requirements, wheels)
+        partial.rename(home)
+        say(f"setup: the job's Python is ready ({time.monotonic() - started:.0f} s)")
+        for old in sorted(home.parent.iterdir(), key=lambda p: p.stat().st_mtime)[:-KEEP_JOB_PYTHONS]:
+            if old.is_dir():  # an older set of requirements: the newest few stay for jobs still running
+                shutil.rmtree(old, ignore_errors=True)
+    return python
+
+
+def _progress(command: list[str]) -> int:
+    """Run pip, showing what it collects and installs (its other lines only when it fails)."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith(("Collecting", "Installing", "Successfully")):
+            say(f"setup:   {line.strip()}")
+    code = process.wait()
+    if code != 0:
+        sys.stderr.writelines(lines[-30:])
+    return code
+
+
+def _install(venv: Path, requirements: Path, wheels: list[Path]) -> None:
+    base = getattr(sys, "_base_executable", sys.executable)
+    steps = [[base, "-m", "venv", str(venv)]]
+    pip = [str(venv / "bin/python"), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off"]
+    if requirements.is_file():
+        steps.append([*pip, "-r", str(requirements)])
+    if wheels:
+        steps.append([*pip, "--no-deps", *map(str, wheels)])
+    for step in steps:
+        if _progress(step) != 0:
+            shutil.rmtree(venv, ignore_errors=True)
+            raise UserError(f"could not make the job's Python ({' '.join(step[-2:])} failed, see above): "
+                            f"check {REQUIREMENTS} and the network to the package index")

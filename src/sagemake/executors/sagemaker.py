@@ -1,0 +1,302 @@
+"""The SageMaker executor: jobs on Amazon SageMaker through boto3, answering as the local one does.
+
+Records are DescribeTrainingJob answers with their times as ISO 8601 strings,
+the shape the local executor writes. Channels are synced to
+s3://S3_BUCKET/S3_PREFIX/data/<channel>/, the image pushed to ECR (or
+IMAGE_REGISTRY), and everything a paid job needs is checked before it starts.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import sys
+import time
+from pathlib import Path
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sagemake import aws as cloud
+from sagemake import sourcedir
+from sagemake.aws import LOG_GROUP, call, console_url, explain, logs_url, plain, s3_uri, session
+from sagemake.cli import AwsError, UserError, say
+from sagemake.config import Config
+from sagemake.executors import Executor
+from sagemake.image import Engine, tag
+from sagemake.request import METRIC_LINE, TAG_PREFIX, metric_warnings
+
+TERMINAL = ("Completed", "Failed", "Stopped")
+LAST_LINES = 20
+LOST_CONTACT = 5  # failed polls in a row before following gives up (the job itself goes on)
+ECR_HOST = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
+
+
+class SageMakerExecutor(Executor):
+    """This project's training jobs on SageMaker in AWS_REGION."""
+
+    kind = "sagemaker"
+
+    def __init__(self, config: Config, aws: boto3.Session | None = None):
+        super().__init__(config)
+        self.region = config["AWS_REGION"]
+        self.aws = aws or session(config)
+        try:
+            self.sagemaker = self.aws.client("sagemaker")
+            self.logs = self.aws.client("logs")
+        except BotoCoreError as err:
+            raise AwsError(explain(err)) from None
+        self._registry: str | None = None
+
+    def where(self) -> str:
+        return f"on SageMaker in {self.region}"
+
+    # --- where things are ---
+    def registry(self) -> str:
+        if self._registry is None:
+            self._registry = cloud.registry(self.config, self.aws)
+        return self._registry
+
+    def image(self) -> str:
+        return self.config["TRAINING_IMAGE"] or \
+            f"{self.registry()}/{self.config['ECR_REPOSITORY']}:{tag(self.config)}"
+
+    def channel_uri(self, channel: str) -> str:
+        return s3_uri(self.config, "data", channel) + "/"
+
+    def output_uri(self) -> str:
+        return s3_uri(self.config, "output")
+
+    def code_uri(self, digest: str) -> str:
+        return s3_uri(self.config, "code", digest, sourcedir.ARCHIVE)
+
+    # --- before a job ---
+    def ensure_image(self) -> None:
+        """The image in ECR (the repository created when missing) or in IMAGE_REGISTRY: built and pushed
+        unless its tag is there already. TRAINING_IMAGE is used as it is, and must be there."""
+        config, image = self.config, self.image()
+        if config["TRAINING_IMAGE"]:
+            self.check_image(image)
+            say(f"build: TRAINING_IMAGE {image} is used as it is")
+            return
+        engine = Engine(config)
+        if not config["IMAGE_REGISTRY"]:
+            if cloud.image_digest(self.aws, image) is not None:
+                say(f"build: {image} is in ECR already: nothing to build or push")
+                return
+            cloud.ensure_repository(self.aws, config["ECR_REPOSITORY"])
+        if not engine.reachable():
+            raise UserError(f"no {engine.name} engine is reachable: start it (or set CONTAINER_ENGINE) "
+                            "to build the image")
+        if engine.has(image):
+            engine.check_startable(image)
+        else:
+            engine.build(image)
+        if not config["IMAGE_REGISTRY"]:
+            engine.login(self.registry(), *cloud.ecr_credentials(self.aws))
+        engine.push(image)
+
+    def check_image(self, image: str) -> None:
+        """SageMaker pulls from ECR: the image must be there before a paid job starts."""
+        host = image.split("/", 1)[0]
+        if self.config["IMAGE_REGISTRY"] and host == self.config["IMAGE_REGISTRY"]:
+            return  # another registry: no API to ask, its login is the user's
+        if not ECR_HOST.match(host):
+            raise UserError(f"image {image} is not in an ECR registry, where SageMaker pulls images from: push it to "
+                            f"{self.registry()}/<repository> and set TRAINING_IMAGE to that")
+        if cloud.image_digest(self.aws, image) is None:
+            hint = "set TRAINING_IMAGE to an image that is there" if self.config["TRAINING_IMAGE"] else \
+                f"run `make build ENV={self.config.env}` first"
+            raise UserError(f"image {image} is not in ECR: {hint}")
+
+    def sync_data(self) -> None:
+        from sagemake.upload_data import sync
+
+        sync(self.config, self.aws)
+
+    def checks(self) -> list[tuple[str, object]]:
+        from sagemake.doctor import aws_checks
+
+        return aws_checks(self)
+
+    # --- jobs ---
+    def run(self, request: dict) -> dict:
+        """Check what a paid job needs, upload the code (script mode), submit, follow. Ctrl-C leaves it running."""
+        cloud.check_bucket(self.config, self.aws)
+        self.check_image(request["AlgorithmSpecification"]["TrainingImage"])
+        s3 = self.aws.client("s3")
+        for channel in request["InputDataConfig"]:
+            uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
+            bucket, _, prefix = uri[len("s3://"):].partition("/")
+            if not call(s3.list_objects_v2, Bucket=bucket, Prefix=prefix, MaxKeys=1).get("KeyCount"):
+                raise UserError(f"channel {channel['ChannelName']} has no data at {uri}: "
+                                f"run `make upload ENV={self.config.env}` first")
+        code = request["HyperParameters"].get(sourcedir.DIRECTORY_KEY)
+        if code:
+            cloud.upload_code(self.aws, self.config.root, code)
+        self.submit(request)
+        return self.follow(request["TrainingJobName"], definitions=request["AlgorithmSpecification"].get(
+            "MetricDefinitions", []))
+
+    def describe(self, name: str) -> dict:
+        try:
+            return plain(self.sagemaker.describe_training_job(TrainingJobName=name))
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") == "ValidationException":
+                raise UserError(f"no SageMaker job named '{name}' in {self.region}: "
+                                f"`make jobs ENV={self.config.env}` lists them") from None
+            raise AwsError(explain(err)) from None
+        except BotoCoreError as err:
+            raise AwsError(explain(err)) from None
+
+    def tags(self, name: str) -> dict[str, str]:
+        arn = self.describe(name)["TrainingJobArn"]
+        found = call(self.sagemaker.list_tags, ResourceArn=arn).get("Tags", [])
+        return {t["Key"][len(TAG_PREFIX):]: t["Value"] for t in found if t["Key"].startswith(TAG_PREFIX)}
+
+    def names(self, limit: int = 10) -> list[str]:
+        """This project's jobs, newest first."""
+        answer = call(self.sagemaker.list_training_jobs, NameContains=f"{self.config['PROJECT_NAME']}-",
+                      SortBy="CreationTime", SortOrder="Descending", MaxResults=100)
+        summaries = sorted(answer["TrainingJobSummaries"], key=lambda s: s["CreationTime"], reverse=True)
+        ours = re.compile(rf"{re.escape(self.config['PROJECT_NAME'])}-[0-9a-z]+-\d{{8}}-\d{{6}}-\d{{3}}")
+        return [s["TrainingJobName"] for s in summaries if ours.fullmatch(s["TrainingJobName"])][:limit]
+
+    def submit(self, request: dict) -> None:
+        call(self.sagemaker.create_training_job, **request)
+        say(f"job {request['TrainingJobName']}: submitted to SageMaker in {self.region}")
+        say(f"  console: {console_url(self.region, request['TrainingJobName'])}")
+
+    def stop(self, name: str) -> None:
+        status = self.describe(name)["TrainingJobStatus"]
+        if status in TERMINAL:
+            raise UserError(f"job {name} is {status} already: nothing to stop")
+        call(self.sagemaker.stop_training_job, TrainingJobName=name)
+        say(f"job {name}: stop requested (SageMaker sends SIGTERM, then SIGKILL after 120 s)")
+
+    def follow(self, name: str, definitions: list[dict] | None = None) -> dict:
+        """Follow a job to its end: status transitions with elapsed time, and every instance's log."""
+        poll = self.config.int("POLL_SECONDS")
+        started = time.monotonic()
+        seen_transitions = 0
+        tail: collections.deque = collections.deque(maxlen=LAST_LINES)
+        printed: list[str] = []  # the `name=value` lines, for the metric warnings
+        reader = LogReader(self.logs, name)
+        failures = 0
+        try:
+            while True:
+                try:
+                    record = self.describe(name)
+                    lines = reader.new_lines()
+                    failures = 0
+                except UserError as err:  # a network blip or expiring credentials must not lose the job
+                    failures += 1
+                    if failures >= LOST_CONTACT:
+                        raise UserError(f"lost contact with job {name} ({err}); it keeps running on SageMaker: "
+                                        f"make logs ENV={self.config.env} JOB={name}, then make fetch") from None
+                    say(f"job {name}: {err}; trying again in {poll} s")
+                    time.sleep(poll)
+                    continue
+                transitions = record.get("SecondaryStatusTransitions", [])
+                for transition in transitions[seen_transitions:]:
+                    elapsed = _clock(time.monotonic() - started)
+                    say(f"job {name}: [{elapsed}] {record['TrainingJobStatus']} / {transition['Status']}: "
+                        f"{transition.get('StatusMessage', '')}")
+                seen_transitions = len(transitions)
+                for line in lines:
+                    tail.append(line)
+                    print(line, flush=True)
+                    message = line.split("] ", 1)[-1]
+                    if METRIC_LINE.match(message):
+                        printed.append(message)
+                if record["TrainingJobStatus"] in TERMINAL:
+                    break
+                time.sleep(poll)
+        except KeyboardInterrupt:
+            say(f"job {name} keeps running on SageMaker. Follow it again: make logs ENV={self.config.env} JOB={name}; "
+                f"stop it: make stop ENV={self.config.env} JOB={name}")
+            raise
+        if definitions is not None:
+            found = {m["MetricName"]: m["Value"] for m in record.get("FinalMetricDataList", [])}
+            for warning in metric_warnings(definitions, found, printed):
+                say(f"job {name}: warning: {warning}")
+        self._summarise(record, list(tail))
+        return record
+
+    def _summarise(self, record: dict, tail: list[str]) -> None:
+        name, status = record["TrainingJobName"], record["TrainingJobStatus"]
+        billable, training = record.get("BillableTimeInSeconds"), record.get("TrainingTimeInSeconds")
+        if billable is not None and training:
+            saved = f", {100 * (1 - billable / training):.0f}% saved by spot" if billable < training else ""
+            say(f"job {name}: {status}: billable {billable} s of {training} s training{saved}")
+        if status == "Completed":
+            return
+        print(f"job {name} {status}: {record.get('FailureReason', record.get('SecondaryStatus', ''))}",
+              file=sys.stderr)
+        if tail:
+            print(f"last {len(tail)} log lines:", file=sys.stderr)
+            for line in tail:
+                print(f"  {line}", file=sys.stderr)
+        print(f"console: {console_url(self.region, name)}", file=sys.stderr)
+        print(f"logs:    {logs_url(self.region, name)}", file=sys.stderr)
+
+    # --- after a job ---
+    def artifact(self, uri: str, scratch: Path) -> Path:
+        path = scratch / uri.rsplit("/", 1)[-1]
+        cloud.download(self.aws, uri, path)
+        return path
+
+    def provenance(self, record: dict) -> dict:
+        details = {"region": self.region, "billable_seconds": record.get("BillableTimeInSeconds")}
+        if not self.config["IMAGE_REGISTRY"]:
+            details["image_digest"] = cloud.image_digest(self.aws, record["AlgorithmSpecification"]["TrainingImage"])
+        return details
+
+    def print_log(self, name: str) -> None:
+        """A job's log from every instance; while the job runs, keep following it."""
+        record = self.describe(name)
+        if record["TrainingJobStatus"] in TERMINAL:
+            for line in LogReader(self.logs, name).new_lines():
+                print(line, flush=True)
+        else:
+            self.follow(name)
+
+
+class LogReader:
+    """New lines of every CloudWatch stream of a job (one per instance), each prefixed with its stream."""
+
+    def __init__(self, logs, job: str):
+        self.logs, self.job = logs, job
+        self.tokens: dict[str, str | None] = {}
+
+    def new_lines(self) -> list[str]:
+        lines = []
+        try:
+            streams = self.logs.describe_log_streams(logGroupName=LOG_GROUP, logStreamNamePrefix=f"{self.job}/")
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                return []  # no log group before the first job writes to it
+            raise AwsError(explain(err)) from None
+        except BotoCoreError as err:
+            raise AwsError(explain(err)) from None
+        for stream in sorted(s["logStreamName"] for s in streams.get("logStreams", [])):
+            host = stream[len(self.job) + 1:]
+            while True:
+                kwargs = {"logGroupName": LOG_GROUP, "logStreamName": stream, "startFromHead": True}
+                if self.tokens.get(stream):
+                    kwargs["nextToken"] = self.tokens[stream]
+                answer = call(self.logs.get_log_events, **kwargs)
+                lines += [f"[{host}] {event['message'].rstrip()}" for event in answer.get("events", [])]
+                token = answer.get("nextForwardToken")
+                if not answer.get("events") or token == self.tokens.get(stream):
+                    self.tokens[stream] = token
+                    break
+                self.tokens[stream] = token
+        return lines
+
+
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
+
+
