@@ -8,15 +8,22 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from trainer.data import write_channels  # noqa: E402
+import trainer.data  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def example_data(tmp_path_factory) -> Path:
     """DATA_DIR with the example's train/ and validation/ channels."""
     data = tmp_path_factory.mktemp("data set")
-    write_channels(data)
+    trainer.data.main(data)
     return data
+
+
+def in_process(root: Path = ROOT):
+    """The process runtime with this test run's Python (which has the training requirements)."""
+    from sagemake.executors.runtimes import ProcessRuntime
+
+    return ProcessRuntime(root, Path(sys.executable))
 
 
 @pytest.fixture(scope="session")
@@ -50,15 +57,17 @@ def aws(moto_endpoint, monkeypatch):
 @pytest.fixture(scope="session")
 def trained_model(tmp_path_factory, example_data) -> bytes:
     """A real model.tar.gz from the example trainer, as a SageMaker job would upload it."""
-    root = tmp_path_factory.mktemp("local")
     from sagemake.config import resolve
-    from sagemake.local import LocalJobs, Runtime
-    from sagemake.run_sagemaker import plan
+    from sagemake.executors.local import LocalExecutor
+    from sagemake.request import plan
 
-    config = resolve(root=root, environ={"DATA_DIR": str(example_data), "HP": "n_estimators=10"})
-    request = plan(config)
-    LocalJobs(config.path("JOBS_DIR")).run(request, Runtime(None, "x"), grace_seconds=5)
-    return (config.path("JOBS_DIR") / request["TrainingJobName"] / "output/model.tar.gz").read_bytes()
+    jobs = tmp_path_factory.mktemp("local")
+    config = resolve(root=ROOT, environ={"DATA_DIR": str(example_data), "HP": "n_estimators=10",
+                                         "JOBS_DIR": str(jobs)})
+    executor = LocalExecutor(config)
+    request = plan(config, executor)
+    executor.run(request, in_process())
+    return (jobs / request["TrainingJobName"] / "output/model.tar.gz").read_bytes()
 
 
 def copy_repo(destination: Path) -> Path:

@@ -1,5 +1,6 @@
-"""The production path against moto's server: real boto3 and aws CLI calls over HTTP on 127.0.0.1."""
+"""The production path against moto's server: real boto3 calls over HTTP on 127.0.0.1."""
 
+import base64
 import io
 import json
 import os
@@ -10,7 +11,7 @@ import time
 
 import boto3
 import pytest
-from conftest import ROOT
+from conftest import ROOT, copy_repo
 from emulator import (
     ACCOUNT,
     REGION,
@@ -23,35 +24,57 @@ from emulator import (
     settings,
 )
 
-from sagemake import aws as cloud
 from sagemake import sourcedir
-from sagemake.cli import UserError
+from sagemake.cli import AwsError, Exit, JobFailed, UserError
 from sagemake.config import resolve
+from sagemake.executors import for_config
+from sagemake.executors.sagemaker import SageMakerExecutor
 from sagemake.fetch_model import fetch
-from sagemake.run_sagemaker import list_jobs, plan, submit
+from sagemake.request import plan
+from sagemake.run_sagemaker import list_jobs, train
 from sagemake.upload_data import sync
 
 
-def prod_config(root, data, **extra):
-    return resolve(root=root, environ={"ENV": "prod", "DATA_DIR": str(data), **settings(**extra)})
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory):
+    """A user's checkout of this repository (no .env, no git): the image tag and the code come from its files."""
+    return copy_repo(tmp_path_factory.mktemp("checkout"))
+
+
+def prod_config(root, data, folder, **extra):
+    """ENV=prod for the checkout at root, with DATA_DIR=data and the jobs and models under folder."""
+    return resolve(root=root, environ={"ENV": "prod", "DATA_DIR": str(data), "MODELS_DIR": str(folder / "models"),
+                                       "JOBS_DIR": str(folder / "jobs"), **settings(**extra)})
+
+
+def submit(config) -> dict:
+    """Plan the job and hand it to SageMaker, as `make train` does once the image and the data are there."""
+    executor = SageMakerExecutor(config)
+    return executor.run(plan(config, executor))
 
 
 @pytest.fixture
-def ready(aws, tmp_path, example_data):
+def ready(aws, checkout, tmp_path, example_data):
     """Bucket made, data uploaded, image in ECR: what `make build upload` leave behind."""
-    config = prod_config(tmp_path, example_data)
+    config = prod_config(checkout, example_data, tmp_path)
     make_bucket()
     sync(config)
-    register_image(plan(config)["AlgorithmSpecification"]["TrainingImage"])
+    register_image(SageMakerExecutor(config).image())
     return config
 
 
-def test_plan_carries_every_configured_field(aws, tmp_path, example_data):
-    config = prod_config(tmp_path, example_data, USE_SPOT="true", MAX_WAIT_SECONDS="7200",
+def test_for_config_picks_the_sagemaker_executor_for_an_aws_env(aws, checkout, tmp_path, example_data):
+    executor = for_config(prod_config(checkout, example_data, tmp_path))
+    assert isinstance(executor, SageMakerExecutor) and executor.kind == "sagemaker"
+    assert executor.where() == f"on SageMaker in {REGION}" and executor.env_flag() == " ENV=prod"
+
+
+def test_plan_carries_every_configured_field(aws, checkout, tmp_path, example_data):
+    config = prod_config(checkout, example_data, tmp_path, USE_SPOT="true", MAX_WAIT_SECONDS="7200",
                          CHECKPOINT_S3_URI="s3://train-bucket/checkpoints", SUBNETS="subnet-1 subnet-2",
                          SECURITY_GROUP_IDS="sg-1", INPUT_MODES="train=FastFile", JOB_ENV="MODE=full",
                          INSTANCE_TYPE="ml.g5.xlarge", INSTANCE_COUNT="2", VOLUME_SIZE_GB="100", S3_PREFIX="team/churn")
-    request = plan(config)
+    request = plan(config, SageMakerExecutor(config))
     spec = request["AlgorithmSpecification"]
     assert spec["TrainingImage"].startswith(f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/train-image:")
     assert [d["Name"] for d in spec["MetricDefinitions"]][:2] == ["train:accuracy", "validation:accuracy"]
@@ -69,12 +92,13 @@ def test_plan_carries_every_configured_field(aws, tmp_path, example_data):
     assert {t["Key"]: t["Value"] for t in request["Tags"]}["sagemake:env"] == "prod"
 
 
-def test_sagemaker_receives_the_request_as_planned(ready):
-    config = prod_config(ready.root, ready["DATA_DIR"], USE_SPOT="true", MAX_WAIT_SECONDS="7200",
+def test_sagemaker_receives_the_request_as_planned(ready, tmp_path):
+    config = prod_config(ready.root, ready["DATA_DIR"], tmp_path, USE_SPOT="true", MAX_WAIT_SECONDS="7200",
                          CHECKPOINT_S3_URI="s3://train-bucket/checkpoints", SUBNETS="subnet-1",
                          SECURITY_GROUP_IDS="sg-1 sg-2", HP="max_depth=4")
-    request = plan(config)
-    cloud.SageMakerJobs(config).submit(request)
+    executor = SageMakerExecutor(config)
+    request = plan(config, executor)
+    executor.submit(request)
     sent = client("sagemaker").describe_training_job(TrainingJobName=request["TrainingJobName"])
     # moto keeps neither Environment nor MetricDefinitions (it writes its own): the plan test covers those.
     for field in ("RoleArn", "HyperParameters", "InputDataConfig", "OutputDataConfig", "ResourceConfig",
@@ -86,10 +110,13 @@ def test_sagemaker_receives_the_request_as_planned(ready):
 
 
 def test_train_follows_to_completed_with_every_stream_then_fetches(ready, trained_model, capsys):
+    executor = SageMakerExecutor(ready)
     with SageMakerDriver(model=trained_model):
-        assert submit(ready, then_fetch=True) == 0
+        assert train(ready, executor) == Exit.OK
     out, err = capsys.readouterr()
-    name = cloud.SageMakerJobs(ready).latest()
+    name = executor.latest()
+    assert f"build: {executor.image()} is in ECR already: nothing to build or push" in err
+    assert "upload: train: 0 uploaded (0.0 MB), 1 unchanged" in err
     for status in ("Starting", "Downloading", "Training", "Uploading", "Completed"):
         assert f"/ {status}:" in err, status
     assert f"job {name}: [0:00:0" in err  # elapsed time on each transition
@@ -98,50 +125,67 @@ def test_train_follows_to_completed_with_every_stream_then_fetches(ready, traine
     assert "billable 100 s of 400 s training, 75% saved by spot" in err
     manifest = json.loads((ready.path("MODELS_DIR") / name / "manifest.json").read_text())
     assert manifest["status"] == "Completed" and manifest["region"] == REGION
+    assert manifest["executor"] == "sagemaker" and manifest["runtime"] == "sagemaker"
     assert manifest["image_digest"].startswith("sha256:")
     assert manifest["artifact"]["uri"] == f"s3://train-bucket/sagemake-example/output/{name}/output/model.tar.gz"
     assert manifest["metrics"] == {"validation:roc_auc": 0.987654}
+    assert manifest["data"]["train"]["uri"] == "s3://train-bucket/sagemake-example/data/train/"
+    assert manifest["data"]["train"]["files"] == 1
     assert (ready.path("MODELS_DIR") / name / "model.joblib").is_file()
 
 
 def test_a_failed_job_says_why_with_its_last_lines_and_links(ready, capsys):
+    executor = SageMakerExecutor(ready)
     with SageMakerDriver(outcome="Failed"):
-        with pytest.raises(UserError, match=r"Failed: AlgorithmError: label column 'label' not found"):
-            submit(ready, then_fetch=True)
+        with pytest.raises(JobFailed, match=r"Failed: AlgorithmError: label column 'label' not found") as failed:
+            train(ready, executor)
+    assert failed.value.status == Exit.JOB_FAILED
     err = capsys.readouterr().err
-    name = cloud.SageMakerJobs(ready).latest()
+    name = executor.latest()
+    assert f"(log: `make logs ENV=prod JOB={name}`)" in str(failed.value)
     assert "last 5 log lines:" in err and "[algo-1-1700000000] epoch 2" in err
     assert f"console: https://{REGION}.console.aws.amazon.com/sagemaker/home?region={REGION}#/jobs/{name}" in err
     assert f"logs:    https://{REGION}.console.aws.amazon.com/cloudwatch/home?region={REGION}" in err
     with pytest.raises(UserError, match=rf"job {name} is Failed: AlgorithmError"):
-        fetch(ready, name)
+        fetch(ready, executor, name)
+    assert not (ready.path("MODELS_DIR") / name).exists()
 
 
-def test_jobs_lists_this_projects_jobs_newest_first(ready, trained_model, capsys):
-    other = prod_config(ready.root, ready["DATA_DIR"], PROJECT_NAME="other")
+def test_jobs_lists_this_projects_jobs_newest_first(ready, tmp_path, capsys):
+    config = prod_config(ready.root, ready["DATA_DIR"], tmp_path, PRIMARY_METRIC="validation:roc_auc")
+    other = prod_config(ready.root, ready["DATA_DIR"], tmp_path, PROJECT_NAME="other")
+    executor = SageMakerExecutor(config)
     sagemaker = client("sagemaker")
     for stranger in ("other-abc1234-20261122-000000-000", "sagemake-example-v2-abc1234-20261122-000000-000"):
-        sagemaker.create_training_job(**{**plan(ready), "TrainingJobName": stranger})
-    first = plan(ready)
-    cloud.SageMakerJobs(ready).submit(first)
+        sagemaker.create_training_job(**{**plan(config, executor), "TrainingJobName": stranger})
+    first = plan(config, executor)
+    executor.submit(first)
     time.sleep(0.01)
-    second = plan(ready)
-    cloud.SageMakerJobs(ready).submit(second)
+    second = plan(config, executor)
+    executor.submit(second)
     capsys.readouterr()
-    list_jobs(ready, 10)
+    assert list_jobs(config, executor, 10) == Exit.OK
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["JOB", "STATUS", "DURATION", "validation:roc_auc"]
     assert [line.split()[0] for line in lines[1:]] == [second["TrainingJobName"], first["TrainingJobName"]]
-    assert cloud.SageMakerJobs(other).names() == ["other-abc1234-20261122-000000-000"]
+    assert SageMakerExecutor(other).names() == ["other-abc1234-20261122-000000-000"]
 
 
-def test_sync_uploads_only_what_changed_and_mirrors_the_folder(aws, tmp_path, example_data):
+def test_jobs_of_a_project_without_any(ready, capsys):
+    assert list_jobs(ready, SageMakerExecutor(ready), 10) == Exit.OK
+    assert f"no jobs of sagemake-example yet (on SageMaker in {REGION})" in capsys.readouterr().err
+    with pytest.raises(UserError, match=rf"no jobs of sagemake-example yet \(on SageMaker in {REGION}\): "
+                                        r"run `make train ENV=prod` first"):
+        SageMakerExecutor(ready).latest()
+
+
+def test_sync_uploads_only_what_changed_and_mirrors_the_folder(aws, checkout, tmp_path):
     data = tmp_path / "data"
     for channel in ("train", "validation"):
         (data / channel).mkdir(parents=True)
         (data / channel / "a.csv").write_text(f"{channel} a\n")
         (data / channel / "b.csv").write_text(f"{channel} b\n")
-    config = prod_config(tmp_path, data)
+    config = prod_config(checkout, data, tmp_path)
     make_bucket()
     assert sync(config) == {"train": (2, 0, 0, 16), "validation": (2, 0, 0, 26)}
     assert sync(config) == {"train": (0, 2, 0, 0), "validation": (0, 2, 0, 0)}
@@ -155,29 +199,31 @@ def test_sync_uploads_only_what_changed_and_mirrors_the_folder(aws, tmp_path, ex
         "sagemake-example/data/train/a.csv", "sagemake-example/data/train/sub/c.csv"]
 
 
-def test_a_bucket_in_another_region_is_refused_before_anything_is_sent(aws, tmp_path, example_data):
+def test_a_bucket_in_another_region_is_refused_before_anything_is_sent(aws, checkout, tmp_path, example_data):
     make_bucket("far-bucket", "us-west-2")
-    config = prod_config(tmp_path, example_data, S3_BUCKET="far-bucket")
+    config = prod_config(checkout, example_data, tmp_path, S3_BUCKET="far-bucket")
     with pytest.raises(UserError, match=rf"bucket far-bucket is in us-west-2, not in AWS_REGION={REGION}"):
-        sync(config)
+        SageMakerExecutor(config).sync_data()
     with pytest.raises(UserError, match="bucket far-bucket is in us-west-2"):
-        submit(config, then_fetch=False)
+        submit(config)
     assert "Contents" not in boto3.client("s3", region_name="us-west-2").list_objects_v2(Bucket="far-bucket")
     assert client("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
 
 
-def test_a_missing_bucket_is_named(aws, tmp_path, example_data):
+def test_a_missing_bucket_is_named(aws, checkout, tmp_path, example_data):
     with pytest.raises(UserError, match="bucket train-bucket does not exist: create it in your region or fix S3_"):
-        sync(prod_config(tmp_path, example_data))
+        sync(prod_config(checkout, example_data, tmp_path))
 
 
-def test_no_credentials_is_one_clear_line(aws, tmp_path, example_data, monkeypatch):
+def test_no_credentials_is_one_clear_line(aws, checkout, tmp_path, example_data, monkeypatch):
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    with pytest.raises(UserError, match=r"^no AWS credentials found: run `aws configure` or `aws sso login`"):
-        plan(prod_config(tmp_path, example_data))
+    config = prod_config(checkout, example_data, tmp_path)
+    with pytest.raises(AwsError, match=r"^no AWS credentials found: run `aws configure` or `aws sso login`") as error:
+        plan(config, SageMakerExecutor(config))
+    assert error.value.status == Exit.AWS_ERROR
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -187,41 +233,58 @@ def test_no_credentials_is_one_clear_line(aws, tmp_path, example_data, monkeypat
     ({"SAGEMAKER_ROLE_ARN": "arn:aws:iam::12:role/x"}, "is not an IAM role ARN"),
     ({"SUBNETS": "subnet-1"}, "a VPC needs both SUBNETS and SECURITY_GROUP_IDS"),
 ])
-def test_settings_that_would_fail_on_sagemaker_are_refused(tmp_path, example_data, extra, message):
+def test_settings_that_would_fail_on_sagemaker_are_refused(checkout, tmp_path, example_data, extra, message):
     with pytest.raises(UserError, match=message):
-        prod_config(tmp_path, example_data, **extra)
+        prod_config(checkout, example_data, tmp_path, **extra)
 
 
-def test_submit_refuses_an_image_not_in_ecr_or_data_not_uploaded(aws, tmp_path, example_data):
-    config = prod_config(tmp_path, example_data)
+def test_submit_refuses_an_image_not_in_ecr_or_data_not_uploaded(aws, checkout, tmp_path, example_data):
+    config = prod_config(checkout, example_data, tmp_path)
     make_bucket()
     with pytest.raises(UserError, match=r"image .*/train-image:[0-9a-f]{12} is not in ECR: run `make build ENV=prod`"):
-        submit(config, then_fetch=False)
-    register_image(plan(config)["AlgorithmSpecification"]["TrainingImage"])
+        submit(config)
+    register_image(SageMakerExecutor(config).image())
     with pytest.raises(UserError, match=r"channel train has no data at s3://train-bucket/sagemake-example/data/train/"):
-        submit(config, then_fetch=False)
+        submit(config)
+    assert client("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
+
+
+def test_a_training_image_must_be_in_ecr(aws, checkout, tmp_path, example_data):
+    make_bucket()
+    elsewhere = prod_config(checkout, example_data, tmp_path, TRAINING_IMAGE="docker.io/library/python:3.11-slim")
+    with pytest.raises(UserError, match=r"image docker.io/library/python:3.11-slim is not in an ECR registry"):
+        submit(elsewhere)
+    image = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/theirs:v1"
+    missing = prod_config(checkout, example_data, tmp_path, TRAINING_IMAGE=image)
+    with pytest.raises(UserError, match=rf"image {image} is not in ECR: set TRAINING_IMAGE to an image that is there"):
+        SageMakerExecutor(missing).ensure_image()
+    register_image(image)
+    SageMakerExecutor(missing).ensure_image()  # used as it is: nothing built, nothing pushed
     assert client("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
 
 
 def test_fetch_of_a_completed_job_without_its_model_is_named(ready):
-    request = plan(ready)
+    executor = SageMakerExecutor(ready)
+    request = plan(ready, executor)
     client("sagemaker").create_training_job(**request)  # moto completes it at once, with no model.tar.gz
-    with pytest.raises(UserError, match=rf"no model at s3://train-bucket/sagemake-example/output/{request['TrainingJobName']}/output/model.tar.gz"):
-        fetch(ready, request["TrainingJobName"])
+    with pytest.raises(UserError, match=rf"nothing at s3://train-bucket/sagemake-example/output/"
+                                        rf"{request['TrainingJobName']}/output/model.tar.gz: the job wrote none"):
+        fetch(ready, executor, request["TrainingJobName"])
 
 
 def test_logs_and_stop_of_an_unknown_job(ready):
-    jobs = cloud.SageMakerJobs(ready)
-    for action in (jobs.print_log, jobs.stop, lambda name: fetch(ready, name)):
+    executor = SageMakerExecutor(ready)
+    for action in (executor.print_log, executor.stop, lambda name: fetch(ready, executor, name)):
         with pytest.raises(UserError, match=rf"no SageMaker job named 'ghost' in {REGION}"):
             action("ghost")
 
 
 def test_stop_of_a_finished_job_is_refused(ready):
-    request = plan(ready)
+    executor = SageMakerExecutor(ready)
+    request = plan(ready, executor)
     client("sagemaker").create_training_job(**request)
     with pytest.raises(UserError, match="is Completed already: nothing to stop"):
-        cloud.SageMakerJobs(ready).stop(request["TrainingJobName"])
+        executor.stop(request["TrainingJobName"])
 
 
 def run_script(script, config_env, path_prefix, cwd):
@@ -229,79 +292,122 @@ def run_script(script, config_env, path_prefix, cwd):
     return subprocess.run([str(ROOT / "scripts" / script)], env=env, cwd=cwd, capture_output=True, text=True)
 
 
+# A stand-in for the container engine: it records each call's arguments (and a login's stdin), knows the images
+# it built, and answers `image inspect` (with --format: no ENTRYPOINT) for those alone.
+ENGINE_STUB = """#!/bin/sh
+printf '%s\\n' "$*" >>"{calls}"
+case "$1" in
+  build)
+    while [ $# -gt 0 ]; do if [ "$1" = -t ]; then printf '%s\\n' "$2" >>"{built}"; fi; shift; done ;;
+  image)
+    for image; do :; done
+    grep -qxF "$image" "{built}" 2>/dev/null || exit 1
+    if [ "$3" = --format ]; then echo null; fi ;;
+  login)
+    cat >"{password}" ;;
+esac
+exit 0
+"""
+
+
 def test_build_and_push_creates_the_repository_once_and_skips_a_pushed_tag(aws, tmp_path):
     """ECR is real (moto); the container engine is a stand-in that records its exact calls."""
     engine = tmp_path / "bin"
     engine.mkdir()
-    calls = tmp_path / "calls"
-    (engine / "docker").write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >>"{calls}"\n'
-                                   'if [ "$1" = login ]; then cat >"' + str(tmp_path / "password") + '"; fi\n')
+    calls, built, password = tmp_path / "calls", tmp_path / "built", tmp_path / "password"
+    (engine / "docker").write_text(ENGINE_STUB.format(calls=calls, built=built, password=password))
     (engine / "docker").chmod(0o755)
-    env = {"ENV": "prod", **settings(CONTAINER_BUILD_FLAGS="--network host")}
+    env = {"ENV": "prod", **settings(CONTAINER_BUILD_FLAGS="--network host", CONTAINER_RUN_FLAGS="--network host")}
     image = repository_image(env)
-    registry = image.split("/")[0]
+    ecr = client("ecr")
 
     first = run_script("build_and_push_image.sh", env, engine, tmp_path)
     assert first.returncode == 0, first.stderr
     assert "creating ECR repository train-image" in first.stderr
-    assert calls.read_text().splitlines() == [
-        "info",
-        f"build --network host -f {ROOT}/docker/Dockerfile -t {image} {ROOT}",
-        f"run --rm --entrypoint sh {image} -c command -v train",
-        f"login --username AWS --password-stdin {registry}",
-        f"push {image}",
-    ]
-    assert (tmp_path / "password").read_text().strip()  # the password went through stdin, not argv
-    assert [r["repositoryName"] for r in client("ecr").describe_repositories()["repositories"]] == ["train-image"]
+    assert calls.read_text().splitlines() == engine_calls(image)
+    # The password is ECR's, and it went through stdin, not argv.
+    token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
+    assert password.read_text() == base64.b64decode(token).decode().partition(":")[2] != ""
+    assert password.read_text() not in calls.read_text()
+    assert repositories() == ["train-image"]
+    assert ecr.describe_images(repositoryName="train-image")["imageDetails"] == []  # only a push puts one there
 
     # Another repository that exists already is used as it is.
-    client("ecr").create_repository(repositoryName="existing-repo")
+    ecr.create_repository(repositoryName="existing-repo")
     calls.unlink()
-    existing = run_script("build_and_push_image.sh", {**env, "ECR_REPOSITORY": "existing-repo"}, engine, tmp_path)
+    elsewhere = {**env, "ECR_REPOSITORY": "existing-repo"}
+    existing = run_script("build_and_push_image.sh", elsewhere, engine, tmp_path)
     assert existing.returncode == 0, existing.stderr
     assert "creating ECR repository" not in existing.stderr
-    assert [line.split()[0] for line in calls.read_text().splitlines()] == ["info", "build", "run", "login", "push"]
+    assert calls.read_text().splitlines() == engine_calls(repository_image(elsewhere))
+    assert repositories() == ["existing-repo", "train-image"]
+
+    # An image the engine has already (built, its push failed, say) is checked again, not rebuilt.
+    calls.unlink()
+    kept = run_script("build_and_push_image.sh", env, engine, tmp_path)
+    assert kept.returncode == 0, kept.stderr
+    assert calls.read_text().splitlines() == [call for call in engine_calls(image) if not call.startswith("build ")]
 
     register_image(image)  # what the push did in a real ECR
     calls.unlink()
     again = run_script("build_and_push_image.sh", env, engine, tmp_path)
     assert again.returncode == 0, again.stderr
     assert f"{image} is in ECR already: nothing to build or push" in again.stderr
-    assert not calls.exists()
+    assert not calls.exists()  # the engine is not even asked
+    assert repositories() == ["existing-repo", "train-image"]
+
+
+def engine_calls(image: str) -> list[str]:
+    """What building and pushing IMAGE asks of the engine, in order."""
+    return [
+        "info",
+        f"image inspect {image}",
+        f"build --network host -f {ROOT}/docker/Dockerfile -t {image} {ROOT}",
+        f"image inspect --format {{{{json .Config.Entrypoint}}}} {image}",  # no ENTRYPOINT: `train` must be on PATH
+        f"run --rm --network host --entrypoint sh {image} -c command -v train",
+        f"login --username AWS --password-stdin {image.split('/')[0]}",
+        f"push {image}",
+    ]
+
+
+def repositories() -> list[str]:
+    return sorted(r["repositoryName"] for r in client("ecr").describe_repositories()["repositories"])
 
 
 def test_ctrl_c_while_following_leaves_the_job_running(ready):
     env = {**os.environ, "ENV": "prod", "DATA_DIR": ready["DATA_DIR"], **settings()}
     register_image(repository_image(env))  # the scripts hash this repository's files, not the test root's
     with SageMakerDriver(step_seconds=30) as driver:
-        follower = subprocess.Popen([str(ROOT / "scripts/run_sagemaker.py"), "submit"], cwd=ready.root, env=env,
+        follower = subprocess.Popen([str(ROOT / "scripts/run_sagemaker.py"), "train"], cwd=ready.root, env=env,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for line in follower.stderr:
             if "/ Downloading:" in line:
                 break
         follower.send_signal(signal.SIGINT)
         _, err = follower.communicate(timeout=30)
-        assert follower.returncode == 130
+        assert follower.returncode == Exit.INTERRUPTED
         name = driver.job.training_job_name
         assert f"job {name} keeps running on SageMaker. Follow it again: make logs ENV=prod JOB={name}" in err
         assert f"stop it: make stop ENV=prod JOB={name}" in err
         assert client("sagemaker").describe_training_job(TrainingJobName=name)["TrainingJobStatus"] == "InProgress"
 
 
-def test_script_mode_uploads_the_code_once_and_names_it_in_the_request(aws, tmp_path, example_data, trained_model,
-                                                                        capsys):
-    config = resolve(root=ROOT, environ={"ENV": "prod", "DATA_DIR": str(example_data), "CODE_MODE": "script",
-                                         "MODELS_DIR": str(tmp_path / "models"), **settings()})
+def test_script_mode_uploads_the_code_once_and_names_it_in_the_request(aws, checkout, tmp_path, example_data,
+                                                                        trained_model, capsys):
+    config = prod_config(checkout, example_data, tmp_path, CODE_MODE="script")
     make_bucket()
     sync(config)
-    request = plan(config)
+    executor = SageMakerExecutor(config)
+    request = plan(config, executor)
+    assert request["AlgorithmSpecification"]["TrainingImage"] != SageMakerExecutor(
+        prod_config(checkout, example_data, tmp_path)).image()  # the toolkit's image, not the one with the code
     register_image(request["AlgorithmSpecification"]["TrainingImage"])
-    code = f"s3://train-bucket/sagemake-example/code/{sourcedir.tag(ROOT)}/sourcedir.tar.gz"
+    code = f"s3://train-bucket/sagemake-example/code/{sourcedir.tag(checkout)}/sourcedir.tar.gz"
     assert request["HyperParameters"]["sagemaker_submit_directory"] == code
     assert request["HyperParameters"]["sagemaker_program"] == "train"
     for _ in range(2):
         with SageMakerDriver(model=trained_model):
-            assert submit(config, then_fetch=False) == 0
+            assert submit(config)["TrainingJobStatus"] == "Completed"
     err = capsys.readouterr().err
     assert err.count(f"code: uploaded {code}") == 1
     assert f"code: {code} is there already: nothing to upload" in err

@@ -19,7 +19,7 @@ def write(path, **values):
 
 def test_defaults_alone_make_a_local_config(tmp_path):
     config = resolve(root=tmp_path, environ={})
-    assert config.env == "local" and config.local
+    assert config.env == "local"
     assert config.values == DEFAULTS
     assert set(config.sources.values()) == {"default"}
 

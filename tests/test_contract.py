@@ -55,7 +55,7 @@ def test_trains_writes_model_metrics_and_metric_lines(tmp_path, example_data):
     metrics = json.loads((base / "output/data/metrics.json").read_text())
     assert set(metrics) == set(METRICS)
     assert metrics["validation:roc_auc"] > 0.95
-    for definition in metric_definitions():  # what SageMaker's regexes will read from the log
+    for definition in metric_definitions(list(METRICS)):  # what SageMaker's regexes will read from the log
         found = re.findall(definition["Regex"], output)
         assert found and abs(float(found[-1]) - metrics[definition["Name"]]) < 1e-6, definition
     assert not (base / "output/failure").exists()
@@ -111,3 +111,49 @@ def test_sigterm_stops_training_cleanly(tmp_path, example_data):
     assert time.monotonic() - sent < 20
     assert (base / "output/failure").read_text() == "Training stopped by SIGTERM before it finished.\n"
     assert "Traceback" not in output
+
+
+class Schema:
+    """A trainer schema with a list, a dict, an Optional and a text field, as a user's may have."""
+
+    @staticmethod
+    def model():
+        from typing import Optional
+
+        from pydantic import BaseModel, ConfigDict
+
+        class Hyperparameters(BaseModel):
+            model_config = ConfigDict(extra="forbid")
+            features: Optional[list[str]] = None
+            weights: dict[str, float] = {}
+            cap: Optional[float] = None
+            note: str = "[not json]"
+
+        return Hyperparameters
+
+
+def test_lists_dicts_and_unset_optionals_travel_as_sagemaker_strings_and_parse_back():
+    from sagemake.contract import as_strings, parse_hyperparameters
+
+    model = Schema.model()
+    sent = as_strings(parse_hyperparameters({"features": '["bmi", "bp"]', "weights": '{"a": 1}'}, model))
+    assert sent == {"features": '["bmi", "bp"]', "weights": '{"a": 1.0}', "note": "[not json]"}  # cap unset: omitted
+    assert "null" not in sent.values()
+    back = parse_hyperparameters(sent, model)
+    assert back.features == ["bmi", "bp"] and back.weights == {"a": 1.0} and back.cap is None
+    assert parse_hyperparameters({"features": "bmi,bp"}, model).features == ["bmi", "bp"]  # shell-friendly lists
+    assert parse_hyperparameters({"note": '["kept as text"]'}, model).note == '["kept as text"]'
+
+
+def test_a_module_the_image_lacks_is_named_with_the_file_to_add_it_to(tmp_path, example_data):
+    base = make_tree(tmp_path / "ml", example_data)
+    code = tmp_path / "code"
+    shutil.copytree(ROOT / "src", code, ignore=shutil.ignore_patterns("__pycache__"))
+    with (code / "trainer/train.py").open("a") as handle:
+        handle.write("\nimport yaml_the_image_lacks  # noqa\n")
+    env = {"PATH": os.environ["PATH"], "SAGEMAKER_BASE_DIR": str(base), "PYTHONPATH": str(code)}
+    done = subprocess.run([sys.executable, str(TRAIN)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 255
+    assert (base / "output/failure").read_text().strip() == (
+        "ModuleNotFoundError: No module named 'yaml_the_image_lacks': the image lacks it; "
+        "add it to docker/requirements.txt")

@@ -4,25 +4,31 @@ import json
 import time
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, in_process
 
 from sagemake import sourcedir
 from sagemake.cli import UserError
 from sagemake.config import resolve
-from sagemake.fetch_model import fetch
-from sagemake.local import LocalJobs, Runtime
-from sagemake.run_sagemaker import plan
+from sagemake.executors.local import LocalExecutor
+from sagemake.fetch_model import fetch as fetch_model
+from sagemake.request import plan
 
 
 @pytest.fixture
 def config(tmp_path, example_data):
-    return resolve(root=tmp_path, environ={"DATA_DIR": str(example_data), "HP": "n_estimators=25"})
+    return resolve(root=ROOT, environ={"DATA_DIR": str(example_data), "HP": "n_estimators=25",
+                                       "JOBS_DIR": str(tmp_path / "jobs"), "MODELS_DIR": str(tmp_path / "models")})
 
 
 def train(config):
-    request = plan(config)
-    record = LocalJobs(config.path("JOBS_DIR")).run(request, Runtime(None, "unused:tag"), grace_seconds=5)
+    executor = LocalExecutor(config)
+    request = plan(config, executor)
+    record = executor.run(request, in_process())
     return request["TrainingJobName"], record
+
+
+def fetch(config, name=None):
+    return fetch_model(config, LocalExecutor(config), name)
 
 
 def test_fetch_extracts_the_model_and_writes_the_manifest(config):
@@ -31,10 +37,12 @@ def test_fetch_extracts_the_model_and_writes_the_manifest(config):
     folder = fetch(config)  # the latest job
     assert folder == config.path("MODELS_DIR") / name
     assert sorted(p.name for p in folder.iterdir()) == [
-        "features.json", "manifest.json", "model.joblib", "pr.png", "roc.png"]
+        "features.json", "manifest.json", "model.joblib", "output", "pr.png", "roc.png"]
+    assert json.loads((folder / "output/metrics.json").read_text()) == {  # what the job wrote to output/data/
+        m["MetricName"]: pytest.approx(m["Value"], abs=1e-6) for m in record["FinalMetricDataList"]}
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["job_name"] == name and manifest["status"] == "Completed"
-    assert (manifest["git_sha"], manifest["git_dirty"], manifest["env"]) == ("nogit", False, "local")
+    assert manifest["env"] == "local" and manifest["executor"] == "local"
     assert manifest["project"] == "sagemake-example"
     assert manifest["image"] == record["AlgorithmSpecification"]["TrainingImage"]
     assert manifest["image"].startswith("sagemake-example:") and manifest["runtime"] == "process"
@@ -54,7 +62,7 @@ def test_same_inputs_give_the_same_model_bytes(config):
 
 
 def test_only_a_completed_job_is_fetched(config):
-    name, _ = train(resolve(root=config.root, environ={**{"DATA_DIR": config["DATA_DIR"]}, "HP": "target=nope"}))
+    name, _ = train(resolve(root=config.root, environ={**config.values, "HP": "target=nope"}))
     with pytest.raises(UserError, match=rf"job {name} is Failed: AlgorithmError: ValueError: label column 'nope'"):
         fetch(config, name)
     assert not (config.path("MODELS_DIR") / name).exists()
@@ -63,7 +71,7 @@ def test_only_a_completed_job_is_fetched(config):
 def test_a_missing_artefact_is_named(config):
     name, record = train(config)
     (config.path("JOBS_DIR") / name / "output/model.tar.gz").unlink()
-    with pytest.raises(UserError, match=rf"the model of job {name} is missing"):
+    with pytest.raises(UserError, match=r"model.tar.gz is missing: run the job again"):
         fetch(config, name)
 
 
@@ -80,12 +88,12 @@ def test_script_mode_ships_the_code_beside_the_image(tmp_path, example_data):
     config = resolve(root=ROOT, environ={"DATA_DIR": str(example_data), "HP": "n_estimators=15",
                                          "CODE_MODE": "script", "JOBS_DIR": str(tmp_path / "jobs"),
                                          "MODELS_DIR": str(tmp_path / "models")})
-    request = plan(config)
+    executor = LocalExecutor(config)
+    request = plan(config, executor)
     hps = request["HyperParameters"]
     code = config.path("JOBS_DIR") / "code" / sourcedir.tag(ROOT) / "sourcedir.tar.gz"
     assert (hps["sagemaker_program"], hps["sagemaker_submit_directory"]) == ("train", code.as_uri())
-    sourcedir.write(ROOT, code)
-    record = LocalJobs(config.path("JOBS_DIR")).run(request, Runtime(None, "unused:tag"), grace_seconds=5)
+    record = executor.run(request, in_process())
     assert record["TrainingJobStatus"] == "Completed", record.get("FailureReason")
     tree = config.path("JOBS_DIR") / request["TrainingJobName"] / "ml"
     assert sorted(p.name for p in (tree / "code").iterdir()) == ["sagemake", "train", "trainer"]

@@ -9,16 +9,20 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import tarfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from conftest import ROOT
 
 from sagemake.archive import pack, tree, unpack
 from sagemake.cli import UserError
-from sagemake.local import LocalJobs, Runtime, choose_runtime
+from sagemake.config import resolve
+from sagemake.executors.local import LocalExecutor
+from sagemake.executors.runtimes import ContainerRuntime, ProcessRuntime, toolkit_environment
 
 PROGRAM = """
 import json, os, signal, sys, time
@@ -44,16 +48,31 @@ if mode == "crash":
 """
 
 
+class Jobs:
+    """A local executor whose process runtime runs PROGRAM in place of docker/train."""
+
+    def __init__(self, root):
+        self.executor = LocalExecutor(resolve(root=root, environ={"JOBS_DIR": "my jobs"}))
+        self.jobs_dir = self.executor.jobs_dir
+
+    def run(self, request, runtime, grace_seconds):
+        self.executor.config.values["STOP_GRACE_SECONDS"] = str(grace_seconds)
+        return self.executor.run(request, runtime)
+
+    def __getattr__(self, name):
+        return getattr(self.executor, name)
+
+
 @pytest.fixture
 def setup(tmp_path, monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "must-not-leak")
-    program = tmp_path / "train"
-    program.write_text(PROGRAM)
+    (tmp_path / "docker").mkdir()
+    (tmp_path / "docker/train").write_text(PROGRAM)
     data = tmp_path / "my data" / "train"
     data.mkdir(parents=True)
     (data / "rows.csv").write_text("x,y\n1,0\n")
-    jobs = LocalJobs(tmp_path / "my jobs")
-    runtime = Runtime(None, "img:tag", program=program)
+    jobs = Jobs(tmp_path)
+    runtime = ProcessRuntime(tmp_path, Path(sys.executable))
 
     def request(name="job-1", mode="ok", max_runtime=60):
         return {
@@ -112,6 +131,22 @@ def test_the_contract_environment_and_tree(setup):
     assert env["TRAINING_JOB_NAME"] == "job-1"
     assert env["TRAINING_JOB_ARN"].endswith(":training-job/job-1")
     assert env["MODE"] == "test"
+    assert env["PYTHONUNBUFFERED"] == "1"  # a long job's output shows as it comes
+    # No SM_* variables: on SageMaker only the training toolkit inside an image sets them.
+    assert not [name for name in env if name.startswith("SM_")]
+    assert "AWS_SECRET_ACCESS_KEY" not in env and env["HOME"] == str(jobs.folder("job-1") / "home")
+    assert (tree / "model/seen.txt").read_text() == "x,y\n1,0\n"
+    assert sorted(p.name for p in tree.iterdir()) == ["checkpoints", "input", "model", "output"]
+    resource = json.loads((tree / "input/config/resourceconfig.json").read_text())
+    assert (resource["current_host"], resource["hosts"]) == ("algo-1", ["algo-1"])
+    assert json.loads((tree / "input/config/inputdataconfig.json").read_text())["train"]["TrainingInputMode"] == "File"
+    assert json.loads((tree / "input/config/hyperparameters.json").read_text()) == {"mode": "ok", "depth": "3"}
+
+
+def test_script_mode_processes_get_the_toolkits_variables(setup):
+    jobs, runtime, request = setup
+    tree = jobs.jobs_dir / "job-1/ml"
+    env = toolkit_environment(request(), str(tree), 2)
     assert env["SM_MODEL_DIR"] == f"{tree}/model"
     assert env["SM_CHANNELS"] == '["train"]'
     assert env["SM_CHANNEL_TRAIN"] == f"{tree}/input/data/train"
@@ -121,12 +156,6 @@ def test_the_contract_environment_and_tree(setup):
     assert env["SM_CURRENT_HOST"] == "algo-1" and env["SM_HOSTS"] == '["algo-1"]'
     assert env["SM_OUTPUT_DATA_DIR"] == f"{tree}/output/data"
     assert json.loads(env["SM_TRAINING_ENV"])["job_name"] == "job-1"
-    assert "AWS_SECRET_ACCESS_KEY" not in env
-    assert (tree / "model/seen.txt").read_text() == "x,y\n1,0\n"
-    resource = json.loads((tree / "input/config/resourceconfig.json").read_text())
-    assert (resource["current_host"], resource["hosts"]) == ("algo-1", ["algo-1"])
-    assert json.loads((tree / "input/config/inputdataconfig.json").read_text())["train"]["TrainingInputMode"] == "File"
-    assert json.loads((tree / "input/config/hyperparameters.json").read_text()) == {"mode": "ok", "depth": "3"}
 
 
 def test_record_says_in_progress_while_training(setup):
@@ -190,7 +219,7 @@ def test_job_names_are_unique_and_existing_jobs_untouched(setup):
 
 def test_jobs_are_listed_newest_first_and_unknown_ones_refused(setup):
     jobs, runtime, request = setup
-    with pytest.raises(UserError, match="no local jobs in .* yet: run `make train` first"):
+    with pytest.raises(UserError, match=r"no jobs of sagemake-example yet \(locally, in my jobs/\): run `make train` first"):
         jobs.latest()
     jobs.run(request("job-a"), runtime, grace_seconds=5)
     jobs.run(request("job-b"), runtime, grace_seconds=5)
@@ -212,23 +241,38 @@ def test_pack_is_byte_reproducible(tmp_path):
     assert members(tmp_path / "one.tar.gz") == ["a.txt", "sub", "sub/b.bin"]
 
 
-def test_container_command_passes_variables_by_name_only(tmp_path):
-    runtime = Runtime("docker", "img:tag", ["--network", "host"])
-    variables = {"SECRET_TOKEN": "s3cr3t", "SM_MODEL_DIR": "/opt/ml/model"}
-    command, env = runtime.command("job-1", tmp_path / "ml", variables)
-    assert command == ["docker", "run", "--rm", "--name", "job-1", "-v", f"{tmp_path}/ml:/opt/ml",
+def test_container_command_mounts_what_sagemaker_mounts_and_passes_variables_by_name(setup):
+    jobs, _, request = setup
+    runtime = ContainerRuntime("docker", "img:tag", ["--network", "host"])
+    job = request()
+    job["Environment"] = {"SECRET_TOKEN": "s3cr3t"}
+    tree = jobs.jobs_dir / "job-1/ml"
+    command, env = runtime.command(job, tree)
+    assert command == ["docker", "run", "--rm", "--name", "job-1",
+                       "-v", f"{tree}/input:/opt/ml/input", "-v", f"{tree}/model:/opt/ml/model",
+                       "-v", f"{tree}/output:/opt/ml/output", "-v", f"{tree}/checkpoints:/opt/ml/checkpoints",
                        "--add-host", "algo-1:127.0.0.1", "--network", "host",
-                       "-e", "SECRET_TOKEN", "-e", "SM_MODEL_DIR", "img:tag", "train"]
+                       "-e", "SECRET_TOKEN", "-e", "TRAINING_JOB_ARN", "-e", "TRAINING_JOB_NAME", "img:tag", "train"]
     assert env["SECRET_TOKEN"] == "s3cr3t"  # the value travels in the environment, never on the command line
-    assert runtime.base(tmp_path / "ml") == "/opt/ml"
+    job["AlgorithmSpecification"].update(ContainerEntrypoint=["python3", "-m", "mine"], ContainerArguments=["--x"])
+    command, _ = runtime.command(job, tree)
+    assert command[-6:] == ["--entrypoint", "python3", "img:tag", "-m", "mine", "--x"]
 
 
 def test_runtime_choice(tmp_path):
-    runtime, why = choose_runtime("auto", "no-such-engine", "img:tag", [])
-    assert runtime.name == "process" and "no no-such-engine engine" in why
-    assert choose_runtime("process", "docker", "img:tag", [])[0].name == "process"
-    with pytest.raises(UserError, match="LOCAL_RUNTIME=container but no-such-engine has no image img:tag"):
-        choose_runtime("container", "no-such-engine", "img:tag", [])
+    def executor(**settings):
+        return LocalExecutor(resolve(root=ROOT, environ=settings))
+
+    request = {"AlgorithmSpecification": {"TrainingImage": "no-such-image:tag"}}
+    runtime, why = executor().runtime(request)
+    assert runtime.name == "process" and why == "no docker engine with the image"
+    assert executor(LOCAL_RUNTIME="process").runtime(request)[0].name == "process"
+    with pytest.raises(UserError, match="docker has no image no-such-image:tag: start the engine and run `make build`"):
+        executor(LOCAL_RUNTIME="container").runtime(request)
+    with pytest.raises(UserError, match=r"docker has no image no-such-image:tag \(DOCKERFILE=x/Dockerfile runs only in"):
+        executor(DOCKERFILE="x/Dockerfile").runtime(request)
+    with pytest.raises(UserError, match="LOCAL_RUNTIME=process runs only sagemake's own images"):
+        executor(LOCAL_RUNTIME="process", TRAINING_IMAGE="theirs:1").runtime(request)
 
 
 def test_unpack_refuses_members_outside_the_folder_even_without_extraction_filters(tmp_path, monkeypatch):
@@ -244,8 +288,8 @@ def test_unpack_refuses_members_outside_the_folder_even_without_extraction_filte
 
 def test_sigterm_to_the_executor_stops_the_job_and_ends_its_record(tmp_path, example_data):
     env = {**os.environ, "DATA_DIR": str(example_data), "JOBS_DIR": str(tmp_path / "jobs"), "LOCAL_RUNTIME": "process",
-           "HP": "n_estimators=5000 learning_rate=0.001"}
-    executor = subprocess.Popen([str(ROOT / "scripts/run_sagemaker.py"), "submit"], env=env, stdout=subprocess.DEVNULL,
+           "HP": "n_estimators=5000 learning_rate=0.001", "MODELS_DIR": str(tmp_path / "models")}
+    executor = subprocess.Popen([str(ROOT / "scripts/run_sagemaker.py"), "train"], env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)
     for line in executor.stderr:
         if "/ Training:" in line:

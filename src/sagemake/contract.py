@@ -16,6 +16,8 @@ import json
 import signal
 import sys
 import traceback
+import types
+import typing
 from pathlib import Path
 
 from sagemake import layout
@@ -46,14 +48,19 @@ def describe_validation_error(err) -> str:
 
 
 def _decoded(model, key: str, value):
-    """SageMaker's strings back into lists and dicts (they travel as JSON) for fields that are not text."""
+    """SageMaker's strings back into lists and dicts for fields that hold them: JSON text as sagemake sends
+    them, or for a list, comma-separated words as a shell writes them (HP='features=bmi,bp')."""
     field = model.model_fields.get(key)
-    if isinstance(value, str) and value[:1] in "[{" and field is not None and field.annotation is not str:
-        try:
-            return json.loads(value)
-        except ValueError:
-            pass
-    return value
+    if not isinstance(value, str) or field is None:
+        return value
+    union = typing.get_origin(field.annotation) in (typing.Union, types.UnionType)  # Optional[...] and X | None
+    kinds = {typing.get_origin(t) or t for t in (typing.get_args(field.annotation) if union else (field.annotation,))}
+    if not kinds & {list, dict, tuple, set}:
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value.split(",") if kinds & {list, tuple, set} else value
 
 
 def parse_hyperparameters(raw: dict, model):

@@ -123,8 +123,9 @@ class LocalExecutor(Executor):
         return ProcessRuntime(config.root, job_python(config)), f"no {self.engine.name} engine with the image"
 
     # --- jobs ---
-    def run(self, request: dict) -> dict:
-        runtime, why = self.runtime(request)
+    def run(self, request: dict, runtime: ContainerRuntime | ProcessRuntime | None = None) -> dict:
+        """The job to its end; runtime as chosen by LOCAL_RUNTIME unless given."""
+        runtime, why = (runtime, "given") if runtime else self.runtime(request)
         say(f"job {request['TrainingJobName']}: runtime {runtime.describe()}: {why}")
         code = request["HyperParameters"].get(sourcedir.DIRECTORY_KEY)
         if code:

@@ -32,7 +32,7 @@ HOST = "algo-1"
 ARN_PREFIX = "arn:aws:sagemaker:local:000000000000:training-job/"
 # Host variables a local process keeps: enough to run Python, nothing secret (no AWS_*, not HOME).
 KEPT_VARIABLES = re.compile(r"^(PATH|LANG|LC_\w+|TZ|TMPDIR|SYSTEMROOT|OPENBLAS_\w+|OMP_\w+|MKL_\w+)$")
-JOB_PYTHONS = "build/job-python"  # one virtualenv per set of image requirements, by their hash
+JOB_PYTHONS = "job-python"  # in the tool's virtualenv: one per set of image requirements, by their hash
 KEEP_JOB_PYTHONS = 2
 REQUIREMENTS = "docker/requirements.txt"
 PRIVATE_WHEELS = "build/wheels"
@@ -203,7 +203,8 @@ class ProcessRuntime:
 
 def job_python(config: Config) -> Path:
     """The Python of local process jobs and of the data step: a virtualenv with the image's requirements and
-    nothing else, made once per change of them (build/job-python/<hash>/) and shared by concurrent runs."""
+    nothing else, made once per change of them (<tool's virtualenv>/job-python/<hash>/) and shared by
+    concurrent runs and by every checkout that uses the same tool virtualenv."""
     root = config.root
     requirements = root / REQUIREMENTS
     wheels = sorted((root / PRIVATE_WHEELS).glob("*.whl"))
@@ -211,7 +212,7 @@ def job_python(config: Config) -> Path:
     digest.update(sys.version.encode())
     for wheel in wheels:
         digest.update(wheel.name.encode() + b"\0" + wheel.read_bytes())
-    home = root / JOB_PYTHONS / digest.hexdigest()[:12]
+    home = Path(sys.prefix) / JOB_PYTHONS / digest.hexdigest()[:12]
     python = home / "bin/python"
     if python.exists():
         return python
@@ -227,9 +228,9 @@ def job_python(config: Config) -> Path:
         _install(partial, requirements, wheels)
         partial.rename(home)
         say(f"setup: the job's Python is ready ({time.monotonic() - started:.0f} s)")
-        for old in sorted(home.parent.iterdir(), key=lambda p: p.stat().st_mtime)[:-KEEP_JOB_PYTHONS]:
-            if old.is_dir():  # an older set of requirements: the newest few stay for jobs still running
-                shutil.rmtree(old, ignore_errors=True)
+        made = sorted((p for p in home.parent.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+        for old in made[:-KEEP_JOB_PYTHONS]:  # older requirements: the newest few stay for jobs still running
+            shutil.rmtree(old, ignore_errors=True)
     return python
 
 
