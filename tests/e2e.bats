@@ -39,7 +39,7 @@ PY
   run make train
   assert_success
   refute_output --partial "setup:"
-  assert_output --partial "data: data has channels train, validation (up to date)"
+  assert_output --partial "data: data/ has channels train, validation: used as they are"
   job="$(latest_job)"
   run python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["artifact"]["sha256"])' "models/$job/manifest.json"
   assert_output "$first_sha"

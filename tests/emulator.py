@@ -1,4 +1,4 @@
-"""AWS for the tests: moto's server on 127.0.0.1, reached over real HTTP by boto3 and the aws CLI.
+"""AWS for the tests: moto's server on 127.0.0.1, reached over real HTTP by boto3.
 
 Where moto cannot act like SageMaker (it completes every job at once, runs no
 container, writes no logs and no model), `SageMakerDriver` plays SageMaker's
@@ -52,7 +52,10 @@ def register_image(image: str) -> None:
                 "config": {"digest": "sha256:" + "0" * 64, "size": 1,
                            "mediaType": "application/vnd.docker.container.image.v1+json"},
                 "layers": []}
-    ecr.put_image(repositoryName=repository, imageManifest=json.dumps(manifest), imageTag=tag)
+    try:
+        ecr.put_image(repositoryName=repository, imageManifest=json.dumps(manifest), imageTag=tag)
+    except ecr.exceptions.ImageAlreadyExistsException:  # pushed already: the same content has the same tag
+        pass
 
 
 def repository_image(env: dict) -> str:

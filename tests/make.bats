@@ -149,6 +149,63 @@ print(r["TrainingJobName"])'
   [[ -f "models/$job/model.joblib" && -f "models/$job/roc.png" && -f "models/$job/pr.png" ]]
 }
 
+@test "make train uses your own files in DATA_DIR as they are and never overwrites them" {
+  make data
+  head -n 200 data/train/train.csv >mine.csv && mv mine.csv data/train/train.csv
+  local before
+  before="$(sha256sum data/train/train.csv)"
+  run make train HP='n_estimators=10'
+  assert_success
+  assert_output --partial "data: data/ has channels train, validation: used as they are"
+  assert_output --partial "training on 199 rows"
+  [[ "$(sha256sum data/train/train.csv)" == "$before" ]]
+  run make data
+  assert_success
+  assert_output --partial "data/train/train.csv exists: left as it is"
+  [[ "$(sha256sum data/train/train.csv)" == "$before" ]]
+}
+
+@test "a data step that is missing, or that writes nothing, is named" {
+  mv src/trainer/data.py elsewhere.py
+  run make train
+  assert_failure
+  assert_output --partial "no data channels: put one folder per channel in data/"
+  run make data
+  assert_failure
+  assert_output --partial "no data step: write src/trainer/data.py with main(data_dir)"
+  printf 'def main(data_dir):\n    print("did nothing")\n' >src/trainer/data.py
+  run make train
+  assert_failure
+  assert_output --partial "the data step src/trainer/data.py ran but left the channels unusable (no data channels"
+}
+
+@test "a regression trainer dropped into src/trainer trains with nothing else changed (process runtime)" {
+  rm -rf src/trainer
+  cp -R examples/regression/trainer src/trainer
+  run make train HP='alpha=0.1 feature_subset=bmi,bp,s5'
+  assert_success
+  assert_output --partial "runtime process"
+  assert_output --regexp "validation:rmse +[0-9]+\.[0-9]{4}"
+  local job
+  job="$(latest_job)"
+  run python3 -c 'import json,sys; h=json.load(open(sys.argv[1]))["hyperparameters"]; print(h["feature_subset"], "clip_target" in h)' "models/$job/manifest.json"
+  assert_output '["bmi", "bp", "s5"] False'
+  run make jobs
+  assert_line --index 0 --regexp '^JOB +STATUS +DURATION +validation:rmse$'
+  run make plan HP='feature_subset=bmi,nope'
+  assert_success # the schema takes any names; the trainer checks them against the data
+  run make train HP='feature_subset=bmi,nope'
+  assert_failure
+  assert_output --partial "unknown feature"
+}
+
+@test "an import the image's requirements lack fails locally too, naming the file to add it to" {
+  printf '\nimport yaml  # in the tool, not in the image\n' >>src/trainer/train.py
+  run make train
+  assert_failure
+  assert_output --partial "No module named 'yaml': the image lacks it; add it to docker/requirements.txt"
+}
+
 @test "make build without a container engine skips the build with a notice" {
   export PATH="$BATS_TEST_TMPDIR/no-engine:$PATH"
   mkdir -p "$BATS_TEST_TMPDIR/no-engine"
@@ -189,6 +246,7 @@ STUB
   assert_output "info
 image inspect $image
 build -f $PROJECT/docker/Dockerfile -t $image $PROJECT
+image inspect --format {{json .Config.Entrypoint}} $image
 run --rm --entrypoint sh $image -c command -v train
 info
 image inspect $image"

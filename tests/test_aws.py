@@ -77,7 +77,7 @@ def test_plan_carries_every_configured_field(aws, checkout, tmp_path, example_da
     request = plan(config, SageMakerExecutor(config))
     spec = request["AlgorithmSpecification"]
     assert spec["TrainingImage"].startswith(f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/train-image:")
-    assert [d["Name"] for d in spec["MetricDefinitions"]][:2] == ["train:accuracy", "validation:accuracy"]
+    assert [d["Name"] for d in spec["MetricDefinitions"]][:2] == ["validation:roc_auc", "validation:accuracy"]
     assert request["RoleArn"] == ROLE
     channels = {c["ChannelName"]: c for c in request["InputDataConfig"]}
     assert channels["train"]["DataSource"]["S3DataSource"]["S3Uri"] == "s3://train-bucket/team/churn/data/train/"
@@ -152,21 +152,20 @@ def test_a_failed_job_says_why_with_its_last_lines_and_links(ready, capsys):
 
 
 def test_jobs_lists_this_projects_jobs_newest_first(ready, tmp_path, capsys):
-    config = prod_config(ready.root, ready["DATA_DIR"], tmp_path, PRIMARY_METRIC="validation:roc_auc")
     other = prod_config(ready.root, ready["DATA_DIR"], tmp_path, PROJECT_NAME="other")
-    executor = SageMakerExecutor(config)
+    executor = SageMakerExecutor(ready)
     sagemaker = client("sagemaker")
     for stranger in ("other-abc1234-20261122-000000-000", "sagemake-example-v2-abc1234-20261122-000000-000"):
-        sagemaker.create_training_job(**{**plan(config, executor), "TrainingJobName": stranger})
-    first = plan(config, executor)
+        sagemaker.create_training_job(**{**plan(ready, executor), "TrainingJobName": stranger})
+    first = plan(ready, executor)
     executor.submit(first)
     time.sleep(0.01)
-    second = plan(config, executor)
+    second = plan(ready, executor)
     executor.submit(second)
     capsys.readouterr()
-    assert list_jobs(config, executor, 10) == Exit.OK
+    assert list_jobs(ready, executor, 10) == Exit.OK
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["JOB", "STATUS", "DURATION", "validation:roc_auc"]
+    assert lines[0].split() == ["JOB", "STATUS", "DURATION", "validation:roc_auc"]  # the first declared metric
     assert [line.split()[0] for line in lines[1:]] == [second["TrainingJobName"], first["TrainingJobName"]]
     assert SageMakerExecutor(other).names() == ["other-abc1234-20261122-000000-000"]
 
@@ -376,7 +375,7 @@ def repositories() -> list[str]:
 
 def test_ctrl_c_while_following_leaves_the_job_running(ready):
     env = {**os.environ, "ENV": "prod", "DATA_DIR": ready["DATA_DIR"], **settings()}
-    register_image(repository_image(env))  # the scripts hash this repository's files, not the test root's
+    register_image(repository_image(env))  # the scripts hash this repository's files (the same content: the same tag)
     with SageMakerDriver(step_seconds=30) as driver:
         follower = subprocess.Popen([str(ROOT / "scripts/run_sagemaker.py"), "train"], cwd=ready.root, env=env,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

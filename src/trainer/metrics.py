@@ -1,13 +1,14 @@
 """The metrics train() returns (replace with yours).
 
 Each becomes a SageMaker metric definition matching the `name=value` line
-the container prints; this module stays light so the host can import it.
+the container prints; the first is the main one (`make jobs` shows it). This
+module stays light so the host can import it.
 """
 
 METRICS = (
-    "train:accuracy",
+    "validation:roc_auc",
     "validation:accuracy",
     "validation:f1",
-    "validation:roc_auc",
     "validation:pr_auc",
+    "train:accuracy",
 )

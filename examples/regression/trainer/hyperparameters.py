@@ -1,15 +1,14 @@
-"""Hyperparameters of the regression example.
+"""Hyperparameters of the regression example: a list and two optional values among them.
 
-SageMaker hands every value over as a string; the host sends lists and None as
-JSON text ('["bmi", "bp"]', 'null'), so those fields are JSON-decoded before
-pydantic checks them. Imports only pydantic and the standard library: the host
-validates with this module before a job starts.
+SageMaker hands every value over as a string; sagemake's contract turns a list
+back from JSON text (or from comma-separated words: HP='feature_subset=bmi,bp')
+before pydantic checks it, and leaves an unset optional value out. Imports only
+pydantic and the standard library: the host validates with this module too.
 """
 
-import json
 from typing import Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Hyperparameters(BaseModel):
@@ -21,14 +20,3 @@ class Hyperparameters(BaseModel):
     feature_subset: Optional[list[str]] = Field(None, min_length=1, description="feature names to use; None: all")
     clip_target: Optional[float] = Field(None, description="cap on the training target, against outliers; None: no cap")
     seed: int = Field(0, ge=0, description="random seed, for reproducible models")
-
-    @field_validator("feature_subset", "clip_target", mode="before")
-    @classmethod
-    def _json_text(cls, value):
-        """'["bmi", "bp"]' -> ["bmi", "bp"], 'null' -> None, '300' -> 300.0."""
-        if not isinstance(value, str):
-            return value
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            raise ValueError('expected JSON text, e.g. ["bmi", "bp"], 250 or null') from None

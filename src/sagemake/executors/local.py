@@ -97,7 +97,8 @@ class LocalExecutor(Executor):
             say(f"build: skipped: no {self.engine.name} engine is reachable, "
                 "so the job will run as a local process under the same contract")
         elif self.engine.has(image):
-            self.engine.check_startable(image)
+            if config["TRAINING_IMAGE"]:  # ours were checked when built
+                self.engine.check_startable(image)
             say(f"build: {image} is up to date")
         elif config["TRAINING_IMAGE"]:
             raise UserError(f"TRAINING_IMAGE={image} is not in the {self.engine.name} engine: pull or build it first")
@@ -323,16 +324,16 @@ class _Job:
             "TrainingJobStatus": status,
             "TrainingEndTime": now(),
             "TrainingTimeInSeconds": max(1, round(seconds)),
-            "FinalMetricDataList": self._metrics(),
+            "FinalMetricDataList": self._metrics(warn=status == "Completed"),
         })
         self._status(secondary, message)
 
-    def _metrics(self) -> list[dict]:
+    def _metrics(self, warn: bool) -> list[dict]:
         log = self.folder / LOG
         lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
         definitions = self.request["AlgorithmSpecification"].get("MetricDefinitions", [])
         found = metric_values(definitions, lines)
-        for warning in metric_warnings(definitions, found, lines):
+        for warning in metric_warnings(definitions, found, lines) if warn else []:
             say(f"job {self.name}: warning: {warning}")
         stamp = now()
         return [{"MetricName": name, "Value": value, "Timestamp": stamp} for name, value in found.items()]

@@ -88,7 +88,7 @@ class SageMakerExecutor(Executor):
         if not engine.reachable():
             raise UserError(f"no {engine.name} engine is reachable: start it (or set CONTAINER_ENGINE) "
                             "to build the image")
-        if engine.has(image):
+        if engine.has(image):  # kept from an earlier build, maybe one refused (never deleted): check it again
             engine.check_startable(image)
         else:
             engine.build(image)
