@@ -157,10 +157,19 @@ def test_an_image_without_train_is_never_pushed(engine, registry, aws, tmp_path)
     dockerfile = repo / "docker/Dockerfile"
     dockerfile.write_text(dockerfile.read_text().replace("COPY docker/train /usr/local/bin/train\n", ""))
     env = prod(registry, ECR_REPOSITORY="no-train")
+    image = image_of(repo, env)
     result = make(repo, "build", env)
     assert result.returncode != 0
-    assert "has no executable 'train' on its PATH" in result.stderr
+    assert f"image {image} has neither an executable 'train' on its PATH nor an ENTRYPOINT" in result.stderr
     assert registry_tags(registry, "no-train") == []
+    # The image is the user's: refused, never deleted; and refused again, not pushed, by the next build.
+    assert subprocess.run([ENGINE, "image", "inspect", image], capture_output=True).returncode == 0
+    again = make(repo, "build", env)
+    assert again.returncode != 0
+    assert "has neither an executable 'train' on its PATH nor an ENTRYPOINT" in again.stderr
+    assert f"push: {image}" not in again.stderr
+    assert registry_tags(registry, "no-train") == []
+    subprocess.run([ENGINE, "rmi", image], capture_output=True)  # made by this test
 
 
 def test_a_failing_build_shows_the_step_and_pushes_nothing(engine, registry, aws, tmp_path):

@@ -4,8 +4,13 @@ import json
 import os
 import subprocess
 
+import pytest
 from conftest import ROOT
 from emulator import REGION, SageMakerDriver, client, make_bucket, register_image, repository_image, settings
+
+from sagemake.cli import UserError
+from sagemake.config import resolve
+from sagemake.doctor import engine
 
 
 def make(target, env, tmp_path):
@@ -22,6 +27,7 @@ def test_make_train_env_prod_end_to_end(aws, tmp_path, trained_model):
     with SageMakerDriver(model=trained_model):
         result = make("train", {}, tmp_path)
     assert result.returncode == 0, result.stderr
+    assert "no data channels" in result.stderr and "running the data step" in result.stderr
     assert f"build: {image} is in ECR already: nothing to build or push" in result.stderr
     assert "upload: train: 1 uploaded" in result.stderr
     assert "[algo-2-1700000000] worker ready" in result.stdout
@@ -34,6 +40,7 @@ def test_make_train_env_prod_end_to_end(aws, tmp_path, trained_model):
     with SageMakerDriver(model=trained_model):
         again = make("train", {}, tmp_path)
     assert again.returncode == 0, again.stderr
+    assert "has channels train, validation: used as they are" in again.stderr  # the data step does not run again
     assert "upload: train: 0 uploaded (0.0 MB), 1 unchanged" in again.stderr
     assert "nothing to build or push" in again.stderr
     assert len(client("sagemaker").list_training_jobs()["TrainingJobSummaries"]) == 2
@@ -52,6 +59,26 @@ def test_make_doctor_env_prod(aws, tmp_path):
     assert f"ok    bucket: s3://train-bucket is in {REGION}" in ready.stdout
     assert "ok    ECR repository: train-image does not exist yet: `make build ENV=prod` creates it" in ready.stdout
     assert "doctor: ENV=prod is ready to train" in ready.stdout
+
+    # The engine is needed only to build a new image: without one the doctor warns, and still passes.
+    stub = tmp_path / "bin"
+    stub.mkdir()
+    (stub / "docker").write_text("#!/bin/sh\nexit 1\n")
+    (stub / "docker").chmod(0o755)
+    silent = make("doctor", {"PATH": f"{stub}:{os.environ['PATH']}"}, tmp_path)
+    assert silent.returncode == 0, silent.stderr
+    assert "warn  container engine: docker is installed but no engine answers: start it" in silent.stderr
+
+
+def test_doctor_tells_an_engine_not_installed_from_one_not_started(tmp_path, monkeypatch):
+    config = resolve(environ={"ENV": "prod", "CONTAINER_ENGINE": "podman", **settings()})
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(UserError, match="^podman is not installed: install it to build images, or set CONTAINER_ENGI"):
+        engine(config)
+    (tmp_path / "podman").write_text("#!/bin/sh\nexit 125\n")
+    (tmp_path / "podman").chmod(0o755)
+    with pytest.raises(UserError, match="^podman is installed but no engine answers: start it"):
+        engine(config)
 
 
 def test_make_doctor_with_missing_settings_lists_them(tmp_path):

@@ -8,6 +8,7 @@ is non-zero when any check fails.
 
 from __future__ import annotations
 
+import shutil
 import sys
 
 from sagemake.cli import AwsError, Exit, UserError, run
@@ -49,8 +50,10 @@ def aws_checks(executor):
 
 def engine(config) -> str:
     found = Engine(config)
+    if not shutil.which(found.name):
+        raise UserError(f"{found.name} is not installed: install it to build images, or set CONTAINER_ENGINE")
     if not found.reachable():
-        raise UserError(f"no {found.name} engine answers: start it (needed only to build a new image)")
+        raise UserError(f"{found.name} is installed but no engine answers: start it (needed only to build a new image)")
     return f"{found.name} engine reachable"
 
 

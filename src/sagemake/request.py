@@ -6,7 +6,9 @@ executor's answer: nothing here knows where a job runs.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -26,6 +28,7 @@ METRIC_LINE = re.compile(r"^\s*([A-Za-z_][\w:./-]*)=" + METRIC_VALUE + r"\s*$")
 # SageMaker's limits on CreateTrainingJob's HyperParameters.
 MAX_HYPERPARAMETERS, MAX_KEY, MAX_VALUE = 100, 256, 2500
 RESERVED_PREFIX = "sagemaker_"
+HYPERPARAMETER_CACHE = "build/hyperparameters.json"
 INPUT_MODES = ("File", "FastFile")  # Pipe streams from S3: no local twin, so it is refused before paying
 
 
@@ -75,16 +78,36 @@ def hyperparameters(config: Config) -> dict[str, str]:
     if reserved:
         raise UserError(f"hyperparameter {', '.join(reserved)}: names starting with '{RESERVED_PREFIX}' are "
                         "SageMaker's own (its toolkit reads them and hides them from your code): rename it")
-    values = given
-    if config.sagemake_image:
-        from sagemake.contract import TrainingError, as_strings, parse_hyperparameters  # pydantic: only here
-        from trainer.hyperparameters import Hyperparameters
-
-        try:
-            values = as_strings(parse_hyperparameters(given, Hyperparameters))
-        except TrainingError as err:
-            raise UserError(f"{err}: fix HP='key=value ...'") from None
+    values = _validated(config, given) if config.sagemake_image else given
     check_limits(values)
+    return values
+
+
+def _validated(config: Config, given: dict[str, str]) -> dict[str, str]:
+    """The trainer's schema applied to HP. Importing pydantic costs a third of a second, so an answer is kept
+    (build/hyperparameters.json) for the same HP, schema and contract: a re-run checks nothing twice."""
+    schema = config.root / "src/trainer/hyperparameters.py"
+    digest = hashlib.sha256(json.dumps(given, sort_keys=True).encode())
+    for path in (schema, config.root / "src/sagemake/contract.py"):
+        digest.update(path.read_bytes() if path.is_file() else b"")
+    cache = config.root / HYPERPARAMETER_CACHE
+    try:
+        known = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if digest.hexdigest() in known:
+        return known[digest.hexdigest()]
+    from sagemake.contract import TrainingError, as_strings, parse_hyperparameters  # pydantic: only here
+    from trainer.hyperparameters import Hyperparameters
+
+    try:
+        values = as_strings(parse_hyperparameters(given, Hyperparameters))
+    except TrainingError as err:
+        raise UserError(f"{err}: fix HP='key=value ...'") from None
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache.with_name(f"{cache.name}.{os.getpid()}")
+    partial.write_text(json.dumps({**dict(list(known.items())[-20:]), digest.hexdigest(): values}))
+    partial.replace(cache)
     return values
 
 
