@@ -29,6 +29,9 @@ help: ## list the targets and the variables they take
 	@echo "  HP   hyperparameters, e.g. HP='n_estimators=200 learning_rate=0.05'"
 	@echo "  JOB  a job name for fetch, logs and stop (fetch and logs default to the latest job)"
 	@echo
+	@echo "Your own project, by settings: replace src/trainer/ (sagemake's image), or DOCKERFILE=... BUILD_CONTEXT=..."
+	@echo "(your image), or TRAINING_IMAGE=... (prebuilt); DATA_DIR, CHANNELS, METRICS and HP work with all three."
+	@echo
 	@echo "Every setting is documented in .env.example; \`make config\` shows the values in force."
 
 $(RUNTIME_STAMP): requirements.txt

@@ -67,15 +67,29 @@ start_registry() {
   say "engine: registry on $TEST_REGISTRY"
 }
 
+# debian_mirror: the Debian archive this machine's apt already uses (a company mirror, say), from its sources.
+debian_mirror() {
+  local mirror file sources=()
+  for file in /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list; do
+    [[ -f "$file" ]] && sources+=("$file")
+  done
+  [[ ${#sources[@]} -gt 0 ]] || die "no apt sources in /etc/apt: debootstrap needs a Debian archive (add your mirror to apt)"
+  mirror="$(sed -nE 's/^(deb +(\[[^]]*\] +)?|URIs: +)([a-z]+:[^ ]*debian)\/? .*$/\3/p; s/^URIs: +([a-z]+:[^ ]*debian)\/?$/\1/p' \
+    "${sources[@]}" | head -n1 || true)"
+  [[ -n "$mirror" ]] || die "no Debian archive in /etc/apt/sources.list*: debootstrap needs one (add your mirror to apt)"
+  printf '%s\n' "$mirror"
+}
+
 # stand_in_base: python:3.11-slim from Debian bookworm (whose python3 is 3.11), for machines without a registry.
 stand_in_base() {
-  local rootfs_tar="$CACHE/bookworm-python3.11-rootfs.tar" root
+  local rootfs_tar="$CACHE/bookworm-python3.11-rootfs.tar" root mirror
   if [[ ! -f "$rootfs_tar" ]]; then
+    mirror="$(debian_mirror)"
     root="$(mktemp -d)"
     say "engine: building the stand-in for $BASE_IMAGE with debootstrap (about 90 s, cached in $CACHE)"
     debootstrap --variant=minbase \
       --include=python3,python3-pip,python3-venv,python-is-python3,ca-certificates,netbase \
-      bookworm "$root" http://deb.debian.org/debian >"$CACHE/debootstrap.log" 2>&1 ||
+      bookworm "$root" "$mirror" >"$CACHE/debootstrap.log" 2>&1 ||
       die "debootstrap failed: see $CACHE/debootstrap.log"
     chroot "$root" dpkg-divert --local --rename --add /usr/lib/python3.11/EXTERNALLY-MANAGED >/dev/null
     local tool
