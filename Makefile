@@ -12,6 +12,8 @@ SHELL := bash
 MAKEFLAGS += --no-print-directory
 
 PYTHON ?= python3
+# JOB reaches the scripts through the environment, so no name can break the recipe's quoting.
+export JOB
 VENV ?= .venv
 export VENV
 export PYTHONPATH := $(CURDIR)/src
@@ -79,7 +81,7 @@ train: setup ## data (if missing), build, upload, submit and follow the job, the
 
 .PHONY: fetch
 fetch: setup ## fetch a finished job's model with its manifest (JOB=..., default latest)
-	@$(PY) scripts/fetch_model.py $(JOB)
+	@$(PY) scripts/fetch_model.py $${JOB:+"$$JOB"}
 
 .PHONY: jobs
 jobs: setup ## list recent jobs: name, status, duration, main metric
@@ -87,11 +89,11 @@ jobs: setup ## list recent jobs: name, status, duration, main metric
 
 .PHONY: logs
 logs: setup ## print a job's log, following it while it runs (JOB=..., default latest)
-	@$(PY) scripts/run_sagemaker.py logs $(JOB)
+	@$(PY) scripts/run_sagemaker.py logs $${JOB:+"$$JOB"}
 
 .PHONY: stop
 stop: setup ## stop a running SageMaker job (JOB=...)
-	@$(PY) scripts/run_sagemaker.py stop $(JOB)
+	@$(PY) scripts/run_sagemaker.py stop $${JOB:+"$$JOB"}
 
 .PHONY: test
 test: $(DEV_STAMP) ## lint (shell, Python, Dockerfile, CircleCI config), then run the bats and pytest suites

@@ -132,6 +132,21 @@ print(r["TrainingJobName"])'
   assert_output --partial "no local job named 'no-such-job'"
 }
 
+@test "a JOB that is a path is refused, and nothing is deleted" {
+  make train HP='n_estimators=5'
+  local job before
+  job="$(latest_job)"
+  before="$(find "jobs/$job" | sort | wc -l)"
+  for given in "$PWD/jobs/$job/" "../jobs/$job" "jobs/$job"; do
+    run make fetch JOB="$given"
+    assert_failure
+    assert_output --partial "is not a job name (1-63 letters, digits or '-'): give the name alone"
+    run make logs JOB="$given"
+    assert_failure
+  done
+  [[ "$(find "jobs/$job" | sort | wc -l)" -eq "$before" && -f "jobs/$job/job.json" ]]
+}
+
 @test "make jobs, make logs and make fetch work on a finished job" {
   make train HP='n_estimators=20'
   local job

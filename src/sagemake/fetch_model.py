@@ -23,6 +23,7 @@ from sagemake.archive import unpack
 from sagemake.cli import AwsError, UserError, run, say
 from sagemake.config import Config, resolve
 from sagemake.executors import Executor, for_config
+from sagemake.request import job_named
 
 MANIFEST = "manifest.json"
 OUTPUT = "output"  # MODELS_DIR/<job>/output/: the job's /opt/ml/output/data/
@@ -130,7 +131,7 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise UserError("usage: fetch_model.py [JOB]")
     config = resolve()
-    fetch(config, for_config(config), argv[0] if argv else None)
+    fetch(config, for_config(config), job_named(argv[0]) if argv else None)
     return 0
 
 

@@ -28,6 +28,7 @@ METRIC_LINE = re.compile(r"^\s*([A-Za-z_][\w:./-]*)=" + METRIC_VALUE + r"\s*$")
 # SageMaker's limits on CreateTrainingJob's HyperParameters.
 MAX_HYPERPARAMETERS, MAX_KEY, MAX_VALUE = 100, 256, 2500
 RESERVED_PREFIX = "sagemaker_"
+JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")  # SageMaker's pattern for training job names
 HYPERPARAMETER_CACHE = "build/hyperparameters.json"
 INPUT_MODES = ("File", "FastFile")  # Pipe streams from S3: no local twin, so it is refused before paying
 
@@ -50,6 +51,14 @@ def job_name(project: str, sha: str, now: datetime | None = None) -> str:
     """<project>-<git sha>-<UTC timestamp with milliseconds>: unique, sortable, at most 63 characters."""
     now = now or datetime.now(timezone.utc)
     return f"{project}-{sha}-{now:%Y%m%d-%H%M%S}-{now.microsecond // 1000:03d}"
+
+
+def job_named(name: str) -> str:
+    """JOB as a user gives it: a SageMaker training job name, never a path."""
+    if not JOB_NAME.fullmatch(name):
+        raise UserError(f"JOB={name!r} is not a job name (1-63 letters, digits or '-'): give the name alone, "
+                        "as `make jobs` lists it")
+    return name
 
 
 def parse_pairs(text: str, setting: str) -> dict[str, str]:

@@ -29,7 +29,7 @@ from sagemake.cli import Exit, JobFailed, UserError, run, say
 from sagemake.config import Config, resolve
 from sagemake.executors import Executor, for_config
 from sagemake.fetch_model import fetch, metrics
-from sagemake.request import TAG_PREFIX, plan, primary_metric
+from sagemake.request import TAG_PREFIX, job_named, plan, primary_metric
 
 
 def train(config: Config, executor: Executor) -> int:
@@ -95,7 +95,7 @@ def main(argv: list[str]) -> int:
     if command == "jobs" and (not args or (len(args) == 1 and args[0].isdigit())):
         return list_jobs(config, executor, int(args[0]) if args else 10)
     if command == "logs" and len(args) <= 1:
-        name = args[0] if args else executor.latest()
+        name = job_named(args[0]) if args else executor.latest()
         executor.describe(name)
         try:
             executor.print_log(name)
@@ -105,7 +105,7 @@ def main(argv: list[str]) -> int:
     if command == "stop" and len(args) <= 1:
         if not args:
             raise UserError("which job? make stop ENV=... JOB=<job name> (`make jobs` lists them)")
-        executor.stop(args[0])
+        executor.stop(job_named(args[0]))
         return Exit.OK
     if command == "image" and not args:
         print(executor.image())
