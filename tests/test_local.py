@@ -219,7 +219,7 @@ def test_job_names_are_unique_and_existing_jobs_untouched(setup):
 
 def test_jobs_are_listed_newest_first_and_unknown_ones_refused(setup):
     jobs, runtime, request = setup
-    with pytest.raises(UserError, match=r"no jobs of sagemake-example yet \(locally, in my jobs/\): run `make train` first"):
+    with pytest.raises(UserError, match=r"no jobs of sagemake-example yet \(locally, in my jobs/\): run `make train`"):
         jobs.latest()
     jobs.run(request("job-a"), runtime, grace_seconds=5)
     jobs.run(request("job-b"), runtime, grace_seconds=5)
@@ -269,7 +269,7 @@ def test_runtime_choice(tmp_path):
     assert executor(LOCAL_RUNTIME="process").runtime(request)[0].name == "process"
     with pytest.raises(UserError, match="docker has no image no-such-image:tag: start the engine and run `make build`"):
         executor(LOCAL_RUNTIME="container").runtime(request)
-    with pytest.raises(UserError, match=r"docker has no image no-such-image:tag \(DOCKERFILE=x/Dockerfile runs only in"):
+    with pytest.raises(UserError, match=r"docker has no image no-such-image:tag \(DOCKERFILE=x/Dockerfile runs only"):
         executor(DOCKERFILE="x/Dockerfile").runtime(request)
     with pytest.raises(UserError, match="LOCAL_RUNTIME=process runs only sagemake's own images"):
         executor(LOCAL_RUNTIME="process", TRAINING_IMAGE="theirs:1").runtime(request)

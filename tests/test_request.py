@@ -14,8 +14,16 @@ from sagemake.cli import UserError
 from sagemake.config import resolve
 from sagemake.executors.local import LocalExecutor
 from sagemake.image import tag
-from sagemake.request import (git_state, job_name, metric_definitions, metric_values, metric_warnings, parse_pairs,
-                              plan, tags)
+from sagemake.request import (
+    git_state,
+    job_name,
+    metric_definitions,
+    metric_values,
+    metric_warnings,
+    parse_pairs,
+    plan,
+    tags,
+)
 from trainer.metrics import METRICS
 
 SAGEMAKER_JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")

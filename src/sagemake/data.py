@@ -18,6 +18,7 @@ from pathlib import Path
 
 from sagemake.cli import UserError, say
 from sagemake.config import Config
+from sagemake.job_python import job_python
 from sagemake.request import channels
 
 PART = 64 * 1024 * 1024  # S3's multipart part size as we upload: local ETags then match S3's
@@ -34,8 +35,6 @@ def run_step(config: Config) -> None:
     if not (config.root / STEP).is_file():
         raise UserError(f"no data step: write {STEP} with main(data_dir), or put one folder per channel in "
                         f"{config['DATA_DIR']}/")
-    from sagemake.executors.runtimes import job_python
-
     say(f"data: running {STEP} main({config['DATA_DIR']})")
     env = {**os.environ, "PYTHONPATH": str(config.root / "src"), "PYTHONUNBUFFERED": "1"}
     done = subprocess.run([str(job_python(config)), "-c", RUN_STEP, str(config.path("DATA_DIR"))], env=env,

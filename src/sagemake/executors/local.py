@@ -27,15 +27,9 @@ from sagemake import layout, sourcedir
 from sagemake.archive import pack, tree, unpack
 from sagemake.cli import UserError, say
 from sagemake.executors import Executor
-from sagemake.executors.runtimes import (
-    ARN_PREFIX,
-    ContainerRuntime,
-    ProcessRuntime,
-    input_data_config,
-    job_python,
-    resource_config,
-)
+from sagemake.executors.runtimes import ARN_PREFIX, ContainerRuntime, ProcessRuntime, input_data_config, resource_config
 from sagemake.image import Engine, tag
+from sagemake.job_python import job_python
 from sagemake.request import metric_values, metric_warnings, tags
 
 RECORD = "job.json"

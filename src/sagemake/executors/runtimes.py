@@ -12,30 +12,20 @@ and the private wheels), so an import the image lacks fails here too.
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 from sagemake import layout, sourcedir
-from sagemake.cli import UserError, say
-from sagemake.config import Config
+from sagemake.job_python import REQUIREMENTS
 
 HOST = "algo-1"
 ARN_PREFIX = "arn:aws:sagemaker:local:000000000000:training-job/"
 # Host variables a local process keeps: enough to run Python, nothing secret (no AWS_*, not HOME).
 KEPT_VARIABLES = re.compile(r"^(PATH|LANG|LC_\w+|TZ|TMPDIR|SYSTEMROOT|OPENBLAS_\w+|OMP_\w+|MKL_\w+)$")
-JOB_PYTHONS = "job-python"  # in the tool's virtualenv: one per set of image requirements, by their hash
-KEEP_JOB_PYTHONS = 2
-REQUIREMENTS = "docker/requirements.txt"
-PRIVATE_WHEELS = "build/wheels"
 
 
 def job_environment(request: dict) -> dict[str, str]:
@@ -199,65 +189,3 @@ class ProcessRuntime:
 
     def explain_exit(self, code: int) -> str | None:
         return None
-
-
-def job_python(config: Config) -> Path:
-    """The Python of local process jobs and of the data step: a virtualenv with the image's requirements and
-    nothing else, made once per change of them (<tool's virtualenv>/job-python/<hash>/) and shared by
-    concurrent runs and by every checkout that uses the same tool virtualenv."""
-    root = config.root
-    requirements = root / REQUIREMENTS
-    wheels = sorted((root / PRIVATE_WHEELS).glob("*.whl"))
-    digest = hashlib.sha256(requirements.read_bytes() if requirements.is_file() else b"")
-    digest.update(sys.version.encode())
-    for wheel in wheels:
-        digest.update(wheel.name.encode() + b"\0" + wheel.read_bytes())
-    home = Path(sys.prefix) / JOB_PYTHONS / digest.hexdigest()[:12]
-    python = home / "bin/python"
-    if python.exists():
-        return python
-    home.parent.mkdir(parents=True, exist_ok=True)
-    with (home.parent / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # a second run waits here, then finds it made
-        if python.exists():
-            return python
-        started = time.monotonic()
-        say(f"setup: making the job's Python from {REQUIREMENTS} (once per change of it; about a minute)")
-        partial = home.with_name(home.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        _install(partial, requirements, wheels)
-        partial.rename(home)
-        say(f"setup: the job's Python is ready ({time.monotonic() - started:.0f} s)")
-        made = sorted((p for p in home.parent.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
-        for old in made[:-KEEP_JOB_PYTHONS]:  # older requirements: the newest few stay for jobs still running
-            shutil.rmtree(old, ignore_errors=True)
-    return python
-
-
-def _progress(command: list[str]) -> int:
-    """Run pip, showing what it collects and installs (its other lines only when it fails)."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines = []
-    for line in process.stdout:
-        lines.append(line)
-        if line.startswith(("Collecting", "Installing", "Successfully")):
-            say(f"setup:   {line.strip()}")
-    code = process.wait()
-    if code != 0:
-        sys.stderr.writelines(lines[-30:])
-    return code
-
-
-def _install(venv: Path, requirements: Path, wheels: list[Path]) -> None:
-    base = getattr(sys, "_base_executable", sys.executable)
-    steps = [[base, "-m", "venv", str(venv)]]
-    pip = [str(venv / "bin/python"), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off"]
-    if requirements.is_file():
-        steps.append([*pip, "-r", str(requirements)])
-    if wheels:
-        steps.append([*pip, "--no-deps", *map(str, wheels)])
-    for step in steps:
-        if _progress(step) != 0:
-            shutil.rmtree(venv, ignore_errors=True)
-            raise UserError(f"could not make the job's Python ({' '.join(step[-2:])} failed, see above): "
-                            f"check {REQUIREMENTS} and the network to the package index")
