@@ -3,29 +3,37 @@
 # Usage: scripts/setup_venv.sh PYTHON REQUIREMENTS_FILE
 #
 # `make setup` and `make test` call this only when a requirements file changed.
+# A virtualenv left half-made (an interrupted first run) is made again; two
+# first runs at once take turns (where `flock` exists).
 set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
-MIN_PYTHON="3.10"
+MIN_PYTHON="3.11"
 
 main() {
   help_if_asked "$@"
   [[ $# -eq 2 ]] || die "usage: scripts/setup_venv.sh PYTHON REQUIREMENTS_FILE"
   local python="$1" requirements="$2" venv="${VENV:-.venv}"
   [[ "$venv" == /* ]] || venv="$SAGEMAKE_ROOT/$venv"
-  if [[ ! -x "$venv/bin/python" ]]; then
-    command -v "$python" >/dev/null 2>&1 ||
-      die "$python not found: install Python $MIN_PYTHON or newer, or pass PYTHON=/path/to/python3"
-    "$python" -c "import sys; sys.exit(sys.version_info < (${MIN_PYTHON/./, }))" ||
-      die "$python is older than $MIN_PYTHON: install a newer Python, or pass PYTHON=/path/to/python3"
+  command -v "$python" >/dev/null 2>&1 ||
+    die "$python not found: install Python $MIN_PYTHON or newer, or pass PYTHON=/path/to/python3"
+  "$python" -c "import sys; sys.exit(sys.version_info < (${MIN_PYTHON/./, }))" ||
+    die "$python is Python $("$python" -c 'import platform; print(platform.python_version())'), older than $MIN_PYTHON: install a newer one, or pass PYTHON=/path/to/python3"
+  mkdir -p "$(dirname "$venv")"
+  if command -v flock >/dev/null 2>&1; then
+    exec 9>"$venv.lock"
+    flock 9 # another first run is making it: wait, then find it made
+  fi
+  if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
+    rm -rf "$venv"
     say "setup: creating the virtualenv in $venv"
     "$python" -m venv "$venv" || die "could not create $venv: on Debian/Ubuntu, apt-get install python3-venv"
   fi
   say "setup: installing $requirements (pinned) into $venv"
   "$venv/bin/python" -m pip install --disable-pip-version-check --quiet --progress-bar off \
     -r "$SAGEMAKE_ROOT/$requirements" ||
-    die "pip could not install $requirements: check the network (or proxy) to PyPI and try again"
+    die "pip could not install $requirements (see its message above): check the network (or proxy) to the package index, then run make again"
 }
 
 [[ "${BASH_SOURCE[0]}" != "$0" ]] || main "$@"
