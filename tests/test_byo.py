@@ -1,0 +1,132 @@
+"""A project that is not ours: examples/byo-plain, a training image written with no sagemake code in it
+(its ENTRYPOINT takes `train`, its code in /opt/ml/code, one channel named `training`, CSV without a
+header, its own hyperparameters), trained by settings alone, as its own Dockerfile and as a prebuilt image.
+
+The image tests need a real engine, as in test_container.py (skipped without one unless
+REQUIRE_CONTAINER_TESTS=1); the checks before paying run against the AWS emulator.
+"""
+
+import json
+import subprocess
+
+import pytest
+from conftest import copy_repo
+from emulator import make_bucket, settings
+from test_container import ENGINE, engine, image_of, make  # noqa: F401 - engine is a fixture
+
+EXAMPLE = "examples/byo-plain"
+BYO = {"DOCKERFILE": f"{EXAMPLE}/Dockerfile", "BUILD_CONTEXT": EXAMPLE, "DATA_DIR": f"{EXAMPLE}/data",
+       "CHANNELS": "training", "METRICS": "rmse mae r2", "LOCAL_RUNTIME": "auto"}
+
+
+@pytest.fixture(scope="module")
+def repo(engine, tmp_path_factory):  # noqa: F811 - the fixture imported above
+    """A checkout; the byo-plain image built once for the module."""
+    repo = copy_repo(tmp_path_factory.mktemp("byo") / "my project")
+    subprocess.run([ENGINE, "rmi", "-f", image_of(repo, BYO)], capture_output=True)  # built here, from scratch
+    built = make(repo, "build", BYO)
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert f"{EXAMPLE}/Dockerfile, context {EXAMPLE}" in built.stderr
+    return repo
+
+
+def manifest(repo, job):
+    return json.loads((repo / "models" / job / "manifest.json").read_text())
+
+
+def latest(repo):
+    return max((p for p in (repo / "jobs").iterdir() if (p / "job.json").is_file()), key=lambda p: p.name).name
+
+
+def test_a_plain_image_trains_by_settings_alone(repo):
+    result = make(repo, "train", BYO, "HP=alpha=0.5")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "runtime container (docker, image" in result.stderr
+    printed = dict(line.split("=") for line in result.stdout.splitlines()
+                   if line.split("=")[0] in ("rmse", "train_rmse", "mae", "r2"))
+    job = latest(repo)
+    found = manifest(repo, job)
+    # rmse is the job's own rmse line, not train_rmse's, which is printed before it
+    assert found["metrics"] == pytest.approx({k: float(printed[k]) for k in ("rmse", "mae", "r2")})
+    assert float(printed["train_rmse"]) != found["metrics"]["rmse"]
+    assert "printed but not declared, so not recorded: train_rmse" in result.stderr
+    assert found["hyperparameters"] == {"alpha": "0.5"}  # as given: no schema of ours applies to their image
+    assert found["data"]["training"]["files"] == 2
+    assert (repo / "models" / job / "model.joblib").is_file()
+    written = json.loads((repo / "models" / job / "output/metrics.json").read_text())
+    assert written["rmse"] == pytest.approx(found["metrics"]["rmse"], abs=1e-5)
+    assert not (repo / EXAMPLE / "data/train").exists()  # no data step of ours ran in their data folder
+
+    jobs = make(repo, "jobs", BYO)
+    assert jobs.stdout.splitlines()[0].split() == ["JOB", "STATUS", "DURATION", "rmse"]
+
+
+def test_its_own_hyperparameter_errors_fail_the_job_with_its_reason(repo):
+    result = make(repo, "train", BYO, "HP=colour=red")
+    assert result.returncode != 0
+    assert "Failed: AlgorithmError: ValueError: unknown hyperparameter(s) colour (known: " in result.stderr
+
+
+def test_the_tag_follows_the_files_the_image_is_built_from(repo):
+    image = image_of(repo, BYO)
+    (repo / EXAMPLE / "README.md").write_text("edited; .dockerignore keeps it out of the context\n")
+    assert image_of(repo, BYO) == image
+    with (repo / EXAMPLE / "code/model.py").open("a") as handle:
+        handle.write("\n# a code change the Dockerfile COPYs from its own folder\n")
+    changed = image_of(repo, BYO)
+    assert changed != image
+    result = make(repo, "build", BYO)
+    assert result.returncode == 0, result.stderr
+    assert f"build: {changed} (" in result.stderr
+    assert subprocess.run([ENGINE, "image", "inspect", image], capture_output=True).returncode == 0  # kept
+
+
+def test_a_prebuilt_image_runs_as_it_is_with_its_own_entrypoint_or_one_given(repo):
+    image = image_of(repo, BYO)
+    prebuilt = {k: v for k, v in BYO.items() if k not in ("DOCKERFILE", "BUILD_CONTEXT")} | {"TRAINING_IMAGE": image}
+    result = make(repo, "train", prebuilt)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"build: {image} is up to date" in result.stderr and "build: " + image + " (" not in result.stderr
+    assert manifest(repo, latest(repo))["image"] == image
+
+    given = {**prebuilt, "CONTAINER_ENTRYPOINT": "python3 /opt/ml/code/entry.py", "CONTAINER_ARGUMENTS": "train"}
+    result = make(repo, "train", given, "HP=alpha=2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    request = json.loads((repo / "jobs" / latest(repo) / "request.json").read_text())
+    assert request["AlgorithmSpecification"]["ContainerEntrypoint"] == ["python3", "/opt/ml/code/entry.py"]
+
+    missing = make(repo, "train", {**prebuilt, "TRAINING_IMAGE": "nobody/none:1"})
+    assert missing.returncode != 0
+    assert "TRAINING_IMAGE=nobody/none:1 is not in the docker engine: pull or build it first" in missing.stderr
+    process = make(repo, "train", {**prebuilt, "LOCAL_RUNTIME": "process"})
+    assert "LOCAL_RUNTIME=process runs only sagemake's own images" in process.stderr
+
+
+def test_an_image_that_cannot_start_is_refused_and_kept(repo, tmp_path):
+    context = tmp_path / "no start"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM python:3.11-slim\nCMD [\"python3\"]\n")
+    settings = {**BYO, "DOCKERFILE": str(context / "Dockerfile"), "BUILD_CONTEXT": str(context)}
+    result = make(repo, "build", settings)
+    assert result.returncode != 0
+    assert "has neither an executable 'train' on its PATH nor an ENTRYPOINT" in result.stderr
+    image = image_of(repo, settings)
+    assert subprocess.run([ENGINE, "image", "inspect", image], capture_output=True).returncode == 0  # not deleted
+    subprocess.run([ENGINE, "rmi", image], capture_output=True)
+
+
+def test_a_prebuilt_image_not_in_ecr_is_refused_before_anything_is_sent(aws, tmp_path):
+    from emulator import client
+
+    repo = copy_repo(tmp_path / "prod")
+    make_bucket()
+    absent = "123456789012.dkr.ecr.eu-central-1.amazonaws.com/trainer:1.4"
+    env = {"ENV": "prod", **settings(), **{k: v for k, v in BYO.items() if k not in ("DOCKERFILE", "BUILD_CONTEXT")},
+           "TRAINING_IMAGE": absent}
+    result = make(repo, "train", env)
+    assert result.returncode != 0
+    assert f"image {absent} is not in ECR: set TRAINING_IMAGE to an image that is there" in result.stderr
+    assert client("s3").list_objects_v2(Bucket="train-bucket")["KeyCount"] == 0  # nothing uploaded
+    assert client("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
+    hub = make(repo, "train", {**env, "TRAINING_IMAGE": "my-team/trainer:1.4"})
+    assert "is not in an ECR registry, where SageMaker pulls images from" in hub.stderr
