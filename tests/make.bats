@@ -241,8 +241,10 @@ printf '%s\n' "$*" >>"$ENGINE_CALLS"
 case "$1 $2" in
   "info "*) exit 0 ;;
   "image inspect") [ -f "$ENGINE_CALLS.built" ] ;;
-  "build "*) touch "$ENGINE_CALLS.built" ;;
+  "build "*) ;;
   "run "*) exit 0 ;;
+  "tag "*) touch "$ENGINE_CALLS.built" ;;
+  "rmi "*) exit 0 ;;
   *) exit 99 ;;
 esac
 STUB
@@ -260,9 +262,11 @@ STUB
   run cat "$ENGINE_CALLS"
   assert_output "info
 image inspect $image
-build -f $PROJECT/docker/Dockerfile -t $image $PROJECT
-image inspect --format {{json .Config.Entrypoint}} $image
-run --rm --entrypoint sh $image -c command -v train
+build -f $PROJECT/docker/Dockerfile -t $image-unchecked $PROJECT
+image inspect --format {{json .Config.Entrypoint}} $image-unchecked
+run --rm --entrypoint sh $image-unchecked -c command -v train
+tag $image-unchecked $image
+rmi $image-unchecked
 info
 image inspect $image"
 }

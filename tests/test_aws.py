@@ -302,6 +302,8 @@ case "$1" in
     for image; do :; done
     grep -qxF "$image" "{built}" 2>/dev/null || exit 1
     if [ "$3" = --format ]; then echo null; fi ;;
+  tag)
+    printf '%s\\n' "$3" >>"{built}" ;;
   login)
     cat >"{password}" ;;
 esac
@@ -341,11 +343,11 @@ def test_build_and_push_creates_the_repository_once_and_skips_a_pushed_tag(aws, 
     assert calls.read_text().splitlines() == engine_calls(repository_image(elsewhere))
     assert repositories() == ["existing-repo", "train-image"]
 
-    # An image the engine has already (built, its push failed, say) is checked again, not rebuilt.
+    # An image the engine has already (built, its push failed, say) took its tag once checked: it is pushed as it is.
     calls.unlink()
     kept = run_script("build_and_push_image.sh", env, engine, tmp_path)
     assert kept.returncode == 0, kept.stderr
-    assert calls.read_text().splitlines() == [call for call in engine_calls(image) if not call.startswith("build ")]
+    assert calls.read_text().splitlines() == ["info", f"image inspect {image}", *engine_calls(image)[-2:]]
 
     register_image(image)  # what the push did in a real ECR
     calls.unlink()
@@ -361,9 +363,11 @@ def engine_calls(image: str) -> list[str]:
     return [
         "info",
         f"image inspect {image}",
-        f"build --network host -f {ROOT}/docker/Dockerfile -t {image} {ROOT}",
-        f"image inspect --format {{{{json .Config.Entrypoint}}}} {image}",  # no ENTRYPOINT: `train` must be on PATH
-        f"run --rm --network host --entrypoint sh {image} -c command -v train",
+        f"build --network host -f {ROOT}/docker/Dockerfile -t {image}-unchecked {ROOT}",
+        f"image inspect --format {{{{json .Config.Entrypoint}}}} {image}-unchecked",  # no ENTRYPOINT: `train` on PATH?
+        f"run --rm --network host --entrypoint sh {image}-unchecked -c command -v train",
+        f"tag {image}-unchecked {image}",  # its content tag, once it is shown to start
+        f"rmi {image}-unchecked",
         f"login --username AWS --password-stdin {image.split('/')[0]}",
         f"push {image}",
     ]

@@ -75,6 +75,7 @@ def test_the_tag_follows_the_files_the_image_is_built_from(repo):
         handle.write("\n# a code change the Dockerfile COPYs from its own folder\n")
     changed = image_of(repo, BYO)
     assert changed != image
+    subprocess.run([ENGINE, "rmi", "-f", changed], capture_output=True)  # from an earlier run of this test
     result = make(repo, "build", BYO)
     assert result.returncode == 0, result.stderr
     assert f"build: {changed} (" in result.stderr
@@ -110,9 +111,9 @@ def test_an_image_that_cannot_start_is_refused_and_kept(repo, tmp_path):
     result = make(repo, "build", settings)
     assert result.returncode != 0
     assert "has neither an executable 'train' on its PATH nor an ENTRYPOINT" in result.stderr
-    image = image_of(repo, settings)
-    assert subprocess.run([ENGINE, "image", "inspect", image], capture_output=True).returncode == 0  # not deleted
-    subprocess.run([ENGINE, "rmi", image], capture_output=True)
+    kept = image_of(repo, settings) + "-unchecked"
+    assert subprocess.run([ENGINE, "image", "inspect", kept], capture_output=True).returncode == 0  # not deleted
+    subprocess.run([ENGINE, "rmi", kept], capture_output=True)
 
 
 def test_a_prebuilt_image_not_in_ecr_is_refused_before_anything_is_sent(aws, tmp_path):

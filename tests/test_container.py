@@ -106,6 +106,10 @@ def test_the_image_has_train_the_private_wheel_and_no_secrets(project):
     layers = subprocess.run(f"{ENGINE} save {image} | grep -a -c {TOKEN} || true", shell=True,
                             capture_output=True, text=True).stdout.strip()
     assert layers == "0"
+    # Tools that run an image's CMD (the SDK's local mode) start training too.
+    cmd = subprocess.run([ENGINE, "image", "inspect", "--format", "{{json .Config.Cmd}}", image],
+                         capture_output=True, text=True).stdout
+    assert json.loads(cmd) == ["train"]
 
 
 def test_make_train_runs_the_image_under_the_local_executor(project):
@@ -160,16 +164,18 @@ def test_an_image_without_train_is_never_pushed(engine, registry, aws, tmp_path)
     image = image_of(repo, env)
     result = make(repo, "build", env)
     assert result.returncode != 0
-    assert f"image {image} has neither an executable 'train' on its PATH nor an ENTRYPOINT" in result.stderr
+    assert f"image {image}-unchecked has neither an executable 'train' on its PATH nor an ENTRYPOINT" in result.stderr
     assert registry_tags(registry, "no-train") == []
-    # The image is the user's: refused, never deleted; and refused again, not pushed, by the next build.
-    assert subprocess.run([ENGINE, "image", "inspect", image], capture_output=True).returncode == 0
+    # Refused, never deleted (kept under a name that says so), and never under its content tag: the next build
+    # does not take it for a good one; it builds again, is refused again, and pushes nothing.
+    assert subprocess.run([ENGINE, "image", "inspect", f"{image}-unchecked"], capture_output=True).returncode == 0
+    assert subprocess.run([ENGINE, "image", "inspect", image], capture_output=True).returncode != 0
     again = make(repo, "build", env)
     assert again.returncode != 0
     assert "has neither an executable 'train' on its PATH nor an ENTRYPOINT" in again.stderr
     assert f"push: {image}" not in again.stderr
     assert registry_tags(registry, "no-train") == []
-    subprocess.run([ENGINE, "rmi", image], capture_output=True)  # made by this test
+    subprocess.run([ENGINE, "rmi", f"{image}-unchecked"], capture_output=True)  # made by this test
 
 
 def test_a_failing_build_shows_the_step_and_pushes_nothing(engine, registry, aws, tmp_path):

@@ -222,7 +222,7 @@ def test_a_metric_matches_its_own_name_only():
 
 def test_metric_warnings_name_undeclared_and_missing_metrics():
     definitions = metric_definitions(["rmse", "mae"])
-    lines = ["rmse=0.5", "r2=0.9", "train_rmse=0.4", "progress 10%"]
+    lines = ["rmse=0.5", "r2=0.9", "train_rmse=0.4", "progress 10%", "SM_NUM_CPUS=2"]
     found = metric_values(definitions, lines)
     warnings = metric_warnings(definitions, found, lines)
     assert warnings == [

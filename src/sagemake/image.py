@@ -9,6 +9,7 @@ image gives a new tag, and nothing else does. No list of image inputs exists.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from sagemake.config import ROOT, Config
 # Build flags that change how a build runs, not what it makes: they stay out of the tag.
 NEUTRAL_WITH_VALUE = ("--network", "--progress", "--isolation", "--memory", "-m", "--cpu-shares", "--cpuset-cpus")
 NEUTRAL = ("--quiet", "-q", "--pull", "--no-cache", "--rm", "--force-rm")
+UNCHECKED = "-unchecked"  # a new build's tag until it is shown to start
 WHEELS = "build/wheels"  # made by scripts/prepare.sh from PRIVATE_DEPS, so PRIVATE_DEPS stands for them
 
 
@@ -74,17 +76,20 @@ class Engine:
         return answer is not None and answer.returncode == 0
 
     def build(self, image: str) -> None:
-        """Build the image from DOCKERFILE and BUILD_CONTEXT, then check SageMaker can start it."""
+        """Build the image from DOCKERFILE and BUILD_CONTEXT; it takes its content tag only once it is shown to
+        start as SageMaker starts it, so a tag in the engine always names an image that can run."""
         config = self.config
         if config.sagemake_image or config["PRIVATE_DEPS"]:
             self._step([str(config.root / "scripts/prepare.sh")],
                        "the private dependencies could not be prepared (see above)")
-        dockerfile = config.dockerfile
+        dockerfile, unchecked = config.dockerfile, f"{image}{UNCHECKED}"
         say(f"build: {image} ({_shown(dockerfile)}, context {_shown(config.path('BUILD_CONTEXT'))})")
-        self._step([self.name, "build", *config.words("CONTAINER_BUILD_FLAGS"), "-f", str(dockerfile), "-t", image,
-                    str(config.path("BUILD_CONTEXT"))],
+        self._step([self.name, "build", *config.words("CONTAINER_BUILD_FLAGS"), "-f", str(dockerfile), "-t",
+                    unchecked, str(config.path("BUILD_CONTEXT"))],
                    f"the image build failed at the step shown above: fix {_shown(dockerfile)} or what it copies")
-        self.check_startable(image)
+        self.check_startable(unchecked)
+        self._step([self.name, "tag", unchecked, image], f"could not tag {image}")
+        self._quiet("rmi", unchecked)  # the name only: the image stays, under its content tag
 
     def check_startable(self, image: str) -> None:
         """SageMaker starts an image as `docker run IMAGE train`: `train` on PATH, or an ENTRYPOINT that takes it.
@@ -101,7 +106,7 @@ class Engine:
         if found is None or found.returncode != 0:
             raise UserError(f"image {image} has neither an executable 'train' on its PATH nor an ENTRYPOINT "
                             "(SageMaker runs `docker run IMAGE train`): add one to the Dockerfile, "
-                            "or set CONTAINER_ENTRYPOINT")
+                            "or set CONTAINER_ENTRYPOINT (the image is kept for you to look into)")
 
     def login(self, registry: str, username: str, password: str) -> None:
         try:
@@ -125,6 +130,17 @@ class Engine:
                 from None
         if code != 0:
             raise UserError(failure)
+
+
+def check(config: Config) -> str:
+    """`make doctor`'s line about the engine: needed only to build a new image."""
+    engine = Engine(config)
+    if not shutil.which(engine.name):
+        raise UserError(f"{engine.name} is not installed: install it to build images, or set CONTAINER_ENGINE")
+    if not engine.reachable():
+        raise UserError(f"{engine.name} is installed but no engine answers: start it (needed only to build a new "
+                        "image)")
+    return f"{engine.name} engine reachable"
 
 
 def _shown(path: Path) -> str:

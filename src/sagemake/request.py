@@ -24,6 +24,7 @@ NO_GIT = "nogit"
 METRIC_VALUE = r"([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|nan|[-+]?inf)"
 # A metric's name stands alone: `rmse` does not match `val_rmse=`, `train:rmse=` or `rmse.std=`.
 METRIC_START = r"(?:^|[^\w:./-])"
+ENVIRONMENT = re.compile(r"[A-Z][A-Z0-9_]*")  # SM_NUM_CPUS=2 and the like: the toolkit prints its environment
 METRIC_LINE = re.compile(r"^\s*([A-Za-z_][\w:./-]*)=" + METRIC_VALUE + r"\s*$")
 # SageMaker's limits on CreateTrainingJob's HyperParameters.
 MAX_HYPERPARAMETERS, MAX_KEY, MAX_VALUE = 100, 256, 2500
@@ -183,7 +184,7 @@ def metric_warnings(definitions: list[dict], found: dict, lines: list[str]) -> l
     if missing:
         warnings.append(f"declared metric(s) {', '.join(missing)} never printed as name=<number>: "
                         "fix METRICS (or src/trainer/metrics.py), or print them")
-    printed = {m.group(1) for line in lines if (m := METRIC_LINE.match(line))}
+    printed = {m.group(1) for line in lines if (m := METRIC_LINE.match(line)) and not ENVIRONMENT.fullmatch(m.group(1))}
     undeclared = sorted(printed - declared)
     if undeclared:
         warnings.append(f"printed but not declared, so not recorded: {', '.join(undeclared)}: "

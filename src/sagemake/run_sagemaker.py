@@ -103,9 +103,7 @@ def main(argv: list[str]) -> int:
             return Exit.INTERRUPTED
         return Exit.OK
     if command == "stop" and len(args) <= 1:
-        if not args:
-            raise UserError("which job? make stop ENV=... JOB=<job name> (`make jobs` lists them)")
-        executor.stop(job_named(args[0]))
+        executor.stop(job_named(args[0]) if args else None)
         return Exit.OK
     if command == "image" and not args:
         print(executor.image())

@@ -86,8 +86,8 @@ class Executor(ABC):
         """The job's log; while it runs, keep following it."""
 
     @abstractmethod
-    def stop(self, name: str) -> None:
-        """Ask a running job to stop."""
+    def stop(self, name: str | None) -> None:
+        """Ask a running job to stop (None: JOB was not given)."""
 
     # --- after a job ---
     @abstractmethod

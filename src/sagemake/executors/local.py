@@ -91,7 +91,7 @@ class LocalExecutor(Executor):
             say(f"build: skipped: no {self.engine.name} engine is reachable, "
                 "so the job will run as a local process under the same contract")
         elif self.engine.has(image):
-            if config["TRAINING_IMAGE"]:  # ours were checked when built
+            if config["TRAINING_IMAGE"]:  # a built one took its tag only once it was shown to start
                 self.engine.check_startable(image)
             say(f"build: {image} is up to date")
         elif config["TRAINING_IMAGE"]:
@@ -162,7 +162,7 @@ class LocalExecutor(Executor):
                 return
             time.sleep(1)
 
-    def stop(self, name: str) -> None:
+    def stop(self, name: str | None) -> None:
         raise UserError("local jobs stop with Ctrl-C in the terminal that runs them; `make stop` is for SageMaker")
 
     # --- after a job ---

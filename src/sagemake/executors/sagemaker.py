@@ -24,6 +24,7 @@ from sagemake.cli import AwsError, UserError, say
 from sagemake.config import Config
 from sagemake.executors import Executor
 from sagemake.image import Engine, tag
+from sagemake.image import check as image_check
 from sagemake.request import METRIC_LINE, TAG_PREFIX, metric_warnings
 
 TERMINAL = ("Completed", "Failed", "Stopped")
@@ -88,9 +89,7 @@ class SageMakerExecutor(Executor):
         if not engine.reachable():
             raise UserError(f"no {engine.name} engine is reachable: start it (or set CONTAINER_ENGINE) "
                             "to build the image")
-        if engine.has(image):  # kept from an earlier build, maybe one refused (never deleted): check it again
-            engine.check_startable(image)
-        else:
+        if not engine.has(image):  # a tag in the engine names an image checked when it was built
             engine.build(image)
         if not config["IMAGE_REGISTRY"]:
             engine.login(self.registry(), *cloud.ecr_credentials(self.aws))
@@ -115,9 +114,29 @@ class SageMakerExecutor(Executor):
         sync(self.config, self.aws)
 
     def checks(self) -> list[tuple[str, object]]:
-        from sagemake.doctor import aws_checks
+        config, aws = self.config, self.aws
 
-        return aws_checks(self)
+        def credentials():
+            identity = call(aws.client("sts").get_caller_identity)
+            return f"account {identity['Account']} as {identity['Arn']}"
+
+        def bucket():
+            cloud.check_bucket(config, aws)
+            return f"s3://{config['S3_BUCKET']} is in {config['AWS_REGION']}"
+
+        def repository():
+            ecr = aws.client("ecr")
+            try:
+                answer = ecr.describe_repositories(repositoryNames=[config["ECR_REPOSITORY"]])
+            except ecr.exceptions.RepositoryNotFoundException:
+                return f"{config['ECR_REPOSITORY']} does not exist yet: `make build ENV={config.env}` creates it"
+            except (BotoCoreError, ClientError) as err:
+                raise AwsError(explain(err)) from None
+            return answer["repositories"][0]["repositoryUri"]
+
+        return [("settings", lambda: "every required setting present, role ARN well formed"),
+                ("credentials", credentials), ("bucket", bucket), ("ECR repository", repository),
+                ("container engine", lambda: image_check(config))]
 
     # --- jobs ---
     def run(self, request: dict) -> dict:
@@ -167,7 +186,10 @@ class SageMakerExecutor(Executor):
         say(f"job {request['TrainingJobName']}: submitted to SageMaker in {self.region}")
         say(f"  console: {console_url(self.region, request['TrainingJobName'])}")
 
-    def stop(self, name: str) -> None:
+    def stop(self, name: str | None) -> None:
+        if not name:
+            raise UserError(f"which job? make stop{self.env_flag()} JOB=<job name> (`make jobs{self.env_flag()}` "
+                            "lists them)")
         status = self.describe(name)["TrainingJobStatus"]
         if status in TERMINAL:
             raise UserError(f"job {name} is {status} already: nothing to stop")
