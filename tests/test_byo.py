@@ -131,3 +131,16 @@ def test_a_prebuilt_image_not_in_ecr_is_refused_before_anything_is_sent(aws, tmp
     assert client("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
     hub = make(repo, "train", {**env, "TRAINING_IMAGE": "my-team/trainer:1.4"})
     assert "is not in an ECR registry, where SageMaker pulls images from" in hub.stderr
+
+
+def test_bad_hyperparameters_stop_ENV_prod_before_anything_is_built_or_uploaded(aws, tmp_path):
+    from emulator import client
+
+    repo = copy_repo(tmp_path / "prod")
+    make_bucket()
+    result = make(repo, "train", {"ENV": "prod", **settings()}, "HP=max_depth=deep")
+    assert result.returncode != 0
+    assert "hyperparameter max_depth='deep': input should be a valid integer" in result.stderr
+    assert "build:" not in result.stderr and "upload:" not in result.stderr
+    assert client("ecr").describe_repositories()["repositories"] == []
+    assert client("s3").list_objects_v2(Bucket="train-bucket")["KeyCount"] == 0

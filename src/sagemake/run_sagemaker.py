@@ -33,11 +33,12 @@ from sagemake.request import TAG_PREFIX, job_named, plan, primary_metric
 
 
 def train(config: Config, executor: Executor) -> int:
-    """The whole pipeline in one process: each step with nothing to do costs next to nothing."""
+    """The whole pipeline in one process: each step with nothing to do costs next to nothing, and the request
+    is built (every check made) before anything is built, pushed or uploaded."""
     folders = data.ensure(config)
+    request = plan(config, executor)
     executor.ensure_image()
     executor.sync_data()
-    request = plan(config, executor)
     request["Tags"] += [{"Key": f"{TAG_PREFIX}data:{channel}", "Value": " ".join(f"{k}={v}" for k, v in s.items())}
                         for channel, s in data.summary(config, folders).items()]
     name = request["TrainingJobName"]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sagemake.cli import UserError
 from sagemake.config import DEFAULT_ENV, Config
+from sagemake.image import tag
 
 
 class Executor(ABC):
@@ -25,11 +26,19 @@ class Executor(ABC):
 
     def __init__(self, config: Config):
         self.config = config
+        self._image: str | None = None
 
     # --- where things are: the request builders ask, and never branch on ENV ---
-    @abstractmethod
     def image(self) -> str:
-        """The training image's URI, tagged by content (or TRAINING_IMAGE as it is)."""
+        """The training image's URI: TRAINING_IMAGE as it is, or where an image with the content tag lives
+        (worked out once: the tag hashes the whole build context)."""
+        if self._image is None:
+            self._image = self.config["TRAINING_IMAGE"] or self.image_for(tag(self.config))
+        return self._image
+
+    @abstractmethod
+    def image_for(self, tag: str) -> str:
+        """Where jobs take an image with this content tag from."""
 
     @abstractmethod
     def channel_uri(self, channel: str) -> str:

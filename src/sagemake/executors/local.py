@@ -28,7 +28,7 @@ from sagemake.archive import pack, tree, unpack
 from sagemake.cli import UserError, say
 from sagemake.executors import Executor
 from sagemake.executors.runtimes import ARN_PREFIX, ContainerRuntime, ProcessRuntime, input_data_config, resource_config
-from sagemake.image import Engine, tag
+from sagemake.image import Engine
 from sagemake.job_python import job_python
 from sagemake.request import metric_values, metric_warnings, tags
 
@@ -63,8 +63,8 @@ class LocalExecutor(Executor):
         return f"locally, in {self.config['JOBS_DIR']}/"
 
     # --- where things are ---
-    def image(self) -> str:
-        return self.config["TRAINING_IMAGE"] or f"{self.config['PROJECT_NAME'].lower()}:{tag(self.config)}"
+    def image_for(self, tag: str) -> str:
+        return f"{self.config['PROJECT_NAME'].lower()}:{tag}"
 
     def channel_uri(self, channel: str) -> str:
         return (self.config.path("DATA_DIR") / channel).as_uri()
@@ -79,13 +79,12 @@ class LocalExecutor(Executor):
     def ensure_image(self) -> None:
         """Build the image when a job will run it in the engine; sagemake's own image may run as a process."""
         config, image = self.config, self.image()
-        process_possible = config.sagemake_image
         if config["LOCAL_RUNTIME"] == "process":
-            if not process_possible:
+            if not config.sagemake_image:
                 raise UserError(_PROCESS_ONLY_OURS)
             say("build: skipped (LOCAL_RUNTIME=process)")
         elif not self.engine.reachable():
-            if not process_possible:
+            if not config.sagemake_image:
                 raise UserError(f"no {self.engine.name} engine is reachable, and {_whose(config)} runs only in one: "
                                 f"start it (or set CONTAINER_ENGINE)")
             say(f"build: skipped: no {self.engine.name} engine is reachable, "

@@ -23,7 +23,7 @@ from sagemake.aws import LOG_GROUP, call, console_url, explain, logs_url, plain,
 from sagemake.cli import AwsError, UserError, say
 from sagemake.config import Config
 from sagemake.executors import Executor
-from sagemake.image import Engine, tag
+from sagemake.image import Engine
 from sagemake.image import check as image_check
 from sagemake.request import METRIC_LINE, TAG_PREFIX, metric_warnings
 
@@ -58,9 +58,8 @@ class SageMakerExecutor(Executor):
             self._registry = cloud.registry(self.config, self.aws)
         return self._registry
 
-    def image(self) -> str:
-        return self.config["TRAINING_IMAGE"] or \
-            f"{self.registry()}/{self.config['ECR_REPOSITORY']}:{tag(self.config)}"
+    def image_for(self, tag: str) -> str:
+        return f"{self.registry()}/{self.config['ECR_REPOSITORY']}:{tag}"
 
     def channel_uri(self, channel: str) -> str:
         return s3_uri(self.config, "data", channel) + "/"
