@@ -71,10 +71,13 @@ main() {
   "$venv/bin/shellcheck" -x "${files[@]}"
 
   say "test: ruff"
-  "$venv/bin/ruff" check --no-cache src tests scripts bench docker/train
+  "$venv/bin/ruff" check --no-cache src tests scripts bench examples docker/train
 
   say "test: hadolint, CircleCI schema"
-  "$venv/bin/hadolint" docker/Dockerfile*
+  files=()
+  while IFS= read -r file; do files+=("$file"); done < <(git ls-files --cached --others --exclude-standard |
+    grep -E '(^|/)Dockerfile(\.[a-z]+)?$')
+  "$venv/bin/hadolint" "${files[@]}"
   "$venv/bin/check-jsonschema" --builtin-schema vendor.circle-ci .circleci/config.yml
 
   say "test: bats"
