@@ -10,7 +10,7 @@ from emulator import REGION, SageMakerDriver, client, make_bucket, register_imag
 
 from sagemake.cli import UserError
 from sagemake.config import resolve
-from sagemake.doctor import engine
+from sagemake.image import check as engine
 
 
 def make(target, env, tmp_path):
