@@ -76,7 +76,7 @@ def cold_make_train(scratch: Path) -> float:
 def main() -> int:
     with tempfile.TemporaryDirectory() as scratch:
         whole, alone = warm_against_training(Path(scratch))
-        cold = cold_make_train(Path(scratch)) if "--cold" in sys.argv else None
+        cold = cold_make_train(Path(scratch))
     overhead = statistics.median(w - a for w, a in zip(whole, alone, strict=True))
     ratio = statistics.median(w / a for w, a in zip(whole, alone, strict=True))
     print(f"| measure ({RUNS} runs each, alternating; median) | result | target |")
@@ -84,8 +84,7 @@ def main() -> int:
     print(f"| warm `make train`, wall time | {statistics.median(whole):.2f} s | at most 15 s |")
     print(f"| the training alone: `docker/train` on the same tree | {statistics.median(alone):.2f} s | |")
     print(f"| overhead of `make train` over the training | {overhead:+.2f} s ({ratio:.2f}x) | at most +0.3 s |")
-    if cold is not None:
-        print(f"| cold `make train` in a fresh clone (both virtualenvs made) | {cold:.0f} s | at most 90 s |")
+    print(f"| cold `make train` in a fresh clone (both virtualenvs made) | {cold:.0f} s | at most 90 s |")
     print(f"\nmachine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, {sys.platform}")
     return 0
 
