@@ -112,3 +112,52 @@ def test_aws_variables_in_dotenv_reach_boto3_and_the_shell_ones_win(tmp_path, mo
     assert os.environ["AWS_PROFILE"] == "training"
     assert os.environ["AWS_DEFAULT_OUTPUT"] == "from-shell"
     assert config.aws == {"AWS_PROFILE": "training"}
+
+
+def test_a_line_dotenv_cannot_read_stops_everything_naming_the_file_and_line(tmp_path):
+    (tmp_path / ".env").write_text("PROJECT_NAME=fine\nHP='max_depth=4\nINSTANCE_TYPE=ml.c5.xlarge\n")
+    with pytest.raises(UserError, match=r"\.env: line 2 cannot be read: check its quotes") as caught:
+        resolve(root=tmp_path, environ={})
+    assert "max_depth" not in str(caught.value)  # the line's text is not repeated: it may hold a secret
+
+
+def test_aws_credentials_in_a_settings_file_are_refused(tmp_path):
+    write(tmp_path / ".env", AWS_PROFILE="team", AWS_SECRET_ACCESS_KEY="wJalrXUtnFEMI-secret", AWS_SESSION_TOKEN="tok")
+    with pytest.raises(UserError) as caught:
+        resolve(root=tmp_path, environ={})
+    message = str(caught.value)
+    assert "2 config problem(s)" in message
+    assert ".env: AWS_SECRET_ACCESS_KEY is a credential" in message and "AWS_SESSION_TOKEN is a credential" in message
+    assert "use the standard AWS chain" in message and "wJalrXUtnFEMI" not in message
+
+
+@pytest.mark.parametrize("value", ["ml.m5.huge", "m5.large", "", "ml.m5", "ML.M5.LARGE"])
+def test_an_instance_type_sagemaker_does_not_have_is_refused(tmp_path, value):
+    with pytest.raises(UserError, match=f"INSTANCE_TYPE='{value}' is not a SageMaker instance type"):
+        resolve(root=tmp_path, environ={"INSTANCE_TYPE": value})
+
+
+@pytest.mark.parametrize("value", ["ml.m5.large", "ml.g5.12xlarge", "ml.p4d.24xlarge", "ml.trn1.32xlarge",
+                                   "ml.c5n.metal", "ml.t3.medium"])
+def test_real_instance_types_are_taken(tmp_path, value):
+    assert resolve(root=tmp_path, environ={"INSTANCE_TYPE": value})["INSTANCE_TYPE"] == value
+
+
+def test_project_name_counts_its_hyphens_so_every_job_name_fits(tmp_path):
+    from sagemake.request import JOB_NAME, job_name
+
+    longest = "a-" * 15 + "ab"  # 32 characters
+    assert JOB_NAME.fullmatch(job_name(resolve(root=tmp_path, environ={"PROJECT_NAME": longest})["PROJECT_NAME"],
+                                       "abc1234"))
+    with pytest.raises(UserError, match="PROJECT_NAME must be 1-32 letters, digits or '-'"):
+        resolve(root=tmp_path, environ={"PROJECT_NAME": "a-" * 31 + "a"})
+
+
+def test_a_credential_in_a_private_dependency_url_is_refused_without_repeating_it(tmp_path):
+    dep = "https://ci:ghp_s3cr3tT0ken@github.com/acme/features.git@v1.0.0"
+    with pytest.raises(UserError, match="PRIVATE_DEPS: github.com/acme/features.git is written with a user or token") \
+            as caught:
+        resolve(root=tmp_path, environ={"PRIVATE_DEPS": dep})
+    assert "ghp_s3cr3tT0ken" not in str(caught.value) and "set GIT_HTTPS_TOKEN" in str(caught.value)
+    ssh = "git@github.com:acme/features.git@v1.0.0"
+    assert resolve(root=tmp_path, environ={"PRIVATE_DEPS": ssh})["PRIVATE_DEPS"] == ssh

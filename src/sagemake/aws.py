@@ -8,6 +8,7 @@ here knows about tests.
 from __future__ import annotations
 
 import base64
+import os
 import sys
 import tempfile
 import threading
@@ -22,9 +23,14 @@ from sagemake.cli import AwsError, UserError, say
 from sagemake.config import Config
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+RETRIES = {"AWS_RETRY_MODE": "standard", "AWS_MAX_ATTEMPTS": "8"}
 
 
 def session(config: Config) -> boto3.Session:
+    """The standard chain's session. Every call retries transient faults with backoff (botocore's standard mode,
+    8 attempts) unless AWS_RETRY_MODE or AWS_MAX_ATTEMPTS say otherwise."""
+    for name, value in RETRIES.items():
+        os.environ.setdefault(name, value)
     try:
         return boto3.Session(region_name=config["AWS_REGION"])
     except BotoCoreError as err:  # an AWS_PROFILE that does not exist, say

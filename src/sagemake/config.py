@@ -8,6 +8,7 @@ Usage: python -m sagemake.config [--export]
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shlex
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 
 from sagemake.cli import UserError, run
 
@@ -69,6 +71,10 @@ FIX = "edit .env (see .env.example) or pass it as make VAR=value"
 
 _ENV_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _PROJECT = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$")
+PROJECT_LIMIT = 32  # <project>-<7-character commit>-<YYYYmmdd-HHMMSS-mmm> stays within SageMaker's 63 characters
+_INSTANCE_TYPE = re.compile(r"^ml\.[a-z][a-z0-9-]*\.[0-9]*(nano|micro|small|medium|large|xlarge|metal)$")
+_URL_CREDENTIAL = re.compile(r"^[a-z+]+://[^/@]*@")
+CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 _INTEGERS = {  # name: (lowest, highest)
     "INSTANCE_COUNT": (1, 100),
@@ -142,6 +148,10 @@ def resolve(env: str | None = None, root: Path = ROOT, environ=None) -> Config:
         for key, value in _read(layer, problems).items():
             if key in DEFAULTS:
                 values[key], sources[key] = value, layer.name
+            elif key in CREDENTIALS:
+                problems.append(f"{layer.name}: {key} is a credential, and files in a project get copied and "
+                                "committed: remove it and use the standard AWS chain (aws configure or AWS_PROFILE, "
+                                "aws sso login, or an assumed role)")
             elif key.startswith("AWS_"):
                 aws[key] = value
             else:
@@ -160,20 +170,35 @@ def resolve(env: str | None = None, root: Path = ROOT, environ=None) -> Config:
 
 
 def _read(path: Path, problems: list[str]) -> dict:
+    """The file's settings; a line python-dotenv cannot read is a problem naming the line (never its text,
+    which may hold a secret), not a setting silently left at its default."""
     if not path.exists():
         return {}
     try:
-        with path.open(encoding="utf-8") as stream:
-            return {k: v or "" for k, v in dotenv_values(stream=stream).items()}
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         problems.append(f"cannot read {path.name} ({err.__class__.__name__}): check its permissions and encoding")
         return {}
+    unreadable = [str(binding.original.line) for binding in parse_stream(io.StringIO(text)) if binding.error]
+    if unreadable:
+        problems.append(f"{path.name}: line {', '.join(unreadable)} cannot be read: check its quotes "
+                        "(KEY=value, or KEY='a value with spaces')")
+    return {k: v or "" for k, v in dotenv_values(stream=io.StringIO(text)).items()}
 
 
 def _check(env: str, values: dict) -> list[str]:
     problems = []
-    if not _PROJECT.match(values["PROJECT_NAME"]):
-        problems.append("PROJECT_NAME must be 1-32 letters, digits or '-' (it starts every job name)")
+    if not _PROJECT.match(values["PROJECT_NAME"]) or len(values["PROJECT_NAME"]) > PROJECT_LIMIT:
+        problems.append(f"PROJECT_NAME must be 1-{PROJECT_LIMIT} letters, digits or '-' (it starts every job name, "
+                        "which SageMaker limits to 63 characters)")
+    if not _INSTANCE_TYPE.match(values["INSTANCE_TYPE"]):
+        problems.append(f"INSTANCE_TYPE={values['INSTANCE_TYPE']!r} is not a SageMaker instance type: use "
+                        "ml.<family>.<size>, e.g. ml.m5.large")
+    for dep in values["PRIVATE_DEPS"].split():
+        if _URL_CREDENTIAL.match(dep):
+            problems.append(f"PRIVATE_DEPS: {_URL_CREDENTIAL.sub('', dep).split('@')[0]} is written with a user or "
+                            "token in its URL, which would reach files and logs: remove it and set GIT_HTTPS_TOKEN "
+                            "in the environment instead")
     for key, (low, high) in _INTEGERS.items():
         text = values[key]
         if not (text.isdigit() and low <= int(text) <= high):
