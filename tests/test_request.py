@@ -17,6 +17,7 @@ from sagemake.image import tag
 from sagemake.request import (
     git_state,
     job_name,
+    job_named,
     metric_definitions,
     metric_values,
     metric_warnings,
@@ -34,6 +35,13 @@ def test_job_name_is_project_sha_and_time_and_valid_for_sagemaker():
     assert job_name("fraud", "abc1234", when) == "fraud-abc1234-20261122-040506-789"
     longest = job_name("p" * 32, "abc1234", when)
     assert SAGEMAKER_JOB_NAME.match(longest) and len(longest) <= 63
+
+
+@pytest.mark.parametrize("given", ["/work/jobs/x-1/", "../jobs/x-1", "jobs/x-1", "x-1/", "", "-x", "x" * 64])
+def test_a_job_name_given_by_a_user_is_never_a_path(given):
+    with pytest.raises(UserError, match="is not a job name"):
+        job_named(given)
+    assert job_named("sagemake-example-abc1234-20261122-040506-789") == "sagemake-example-abc1234-20261122-040506-789"
 
 
 def test_job_names_differ_a_millisecond_apart():
