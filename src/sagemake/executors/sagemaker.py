@@ -237,7 +237,7 @@ class SageMakerExecutor(Executor):
             say(f"job {name} keeps running on SageMaker. Follow it again: make logs ENV={self.config.env} JOB={name}; "
                 f"stop it: make stop ENV={self.config.env} JOB={name}")
             raise
-        if definitions is not None:
+        if definitions is not None and record["TrainingJobStatus"] == "Completed":
             found = {m["MetricName"]: m["Value"] for m in record.get("FinalMetricDataList", [])}
             for warning in metric_warnings(definitions, found, printed):
                 say(f"job {name}: warning: {warning}")
