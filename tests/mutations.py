@@ -44,6 +44,12 @@ MUTATIONS = {
     "output data not fetched": (
         "src/sagemake/fetch_model.py", "    if output:\n        unpack(output, partial / OUTPUT)", "",
         "tests/test_fetch.py -k writes_the_manifest"),
+    "fetch without its lock": (
+        "src/sagemake/fetch_model.py", "        fcntl.flock(lock, fcntl.LOCK_EX)\n", "",
+        "tests/test_fetch.py -k concurrent"),
+    "a bad archive as a traceback": (
+        "src/sagemake/fetch_model.py", "except (tarfile.TarError, EOFError, zlib.error, OSError) as err:",
+        "except ZeroDivisionError as err:", "tests/test_fetch.py -k bad_archive"),
     "credentials in .env taken": (
         "src/sagemake/config.py", "            elif key in CREDENTIALS:", "            elif False:",
         "tests/test_config.py -k credentials"),

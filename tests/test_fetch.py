@@ -1,6 +1,8 @@
 """The example model end to end through the local executor, then fetched with its manifest."""
 
 import json
+import os
+import tarfile
 import time
 
 import pytest
@@ -101,3 +103,61 @@ def test_script_mode_ships_the_code_beside_the_image(tmp_path, example_data):
     assert sent["sagemaker_submit_directory"] == f"{tree}/code"  # where the toolkit finds the code
     assert "hyperparameters: {\"n_estimators\":15" in (tree.parent / "train.log").read_text()
     assert fetch(config, request["TrainingJobName"]).joinpath("model.joblib").is_file()
+
+
+def test_concurrent_fetches_of_one_job_all_end_with_the_whole_folder(config):
+    import subprocess
+    import sys
+
+    name, _ = train(config)
+    fetch(config, name)
+    env = {**config.values, "PATH": os.environ["PATH"], "JOB": name}
+    fetchers = [subprocess.Popen([sys.executable, str(ROOT / "scripts/fetch_model.py"), name], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(10)]
+    for fetcher in fetchers:
+        _, err = fetcher.communicate(timeout=120)
+        assert fetcher.returncode == 0, err
+    # They take turns: a fetch waits while another holds the job's lock.
+    import fcntl
+
+    with (config.path("MODELS_DIR") / f".{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        waiting = subprocess.Popen([sys.executable, str(ROOT / "scripts/fetch_model.py"), name], env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(3)
+        assert waiting.poll() is None
+    assert waiting.wait(timeout=60) == 0
+    folder = config.path("MODELS_DIR") / name
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "features.json", "manifest.json", "model.joblib", "output", "pr.png", "roc.png"]
+    assert json.loads((folder / "manifest.json").read_text())["job_name"] == name
+    assert [p.name for p in folder.parent.iterdir() if p.name.startswith(".") and p.is_dir()] == []
+
+
+@pytest.mark.parametrize("kind", ["garbage", "truncated", "outside", "symlink out"])
+def test_a_bad_archive_is_one_line_and_keeps_the_previous_good_copy(config, kind, tmp_path):
+    name, _ = train(config)
+    good = fetch(config, name)
+    before = sorted(p.name for p in good.iterdir())
+    archive = config.path("JOBS_DIR") / name / "output/model.tar.gz"
+    if kind == "garbage":
+        archive.write_bytes(b"not an archive at all" * 100)
+    elif kind == "truncated":
+        archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    else:
+        payload = tmp_path / "payload"
+        payload.write_text("x")
+        with tarfile.open(archive, "w:gz") as tar:
+            if kind == "outside":
+                tar.add(payload, arcname="../../escaped.txt")
+            else:
+                link = tarfile.TarInfo("evil")
+                link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+                tar.addfile(link)
+                tar.add(payload, arcname="evil")
+    with pytest.raises(UserError, match=rf"^the archive of job {name} cannot be unpacked safely \(") as caught:
+        fetch(config, name)
+    assert "\n" not in str(caught.value)
+    assert sorted(p.name for p in good.iterdir()) == before  # the previous good copy, whole
+    assert [p for p in good.parent.iterdir() if p.name.startswith(".") and p.is_dir()] == []  # nothing left behind
+    assert not (config.path("MODELS_DIR").parent / "escaped.txt").exists()

@@ -10,11 +10,13 @@ made it. What the job wrote to /opt/ml/output/data/ lands in MODELS_DIR/<job>/ou
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
-import shutil
+import tarfile
 import tempfile
+import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -73,25 +75,28 @@ def manifest(record: dict, tagged: dict, artifact: Path, executor: Executor) -> 
     }
 
 
-def extract(archive: Path, destination: Path, output: Path | None = None) -> None:
-    """Unpack into a fresh folder beside the destination, then swap it in: never half a model."""
-    partial = destination.with_name(f".{destination.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    unpack(archive, partial)
-    if (partial / MANIFEST).exists() or (output and (partial / OUTPUT).exists()):
-        shutil.rmtree(partial)
-        raise UserError(f"the model archive holds its own {MANIFEST} or {OUTPUT}/: rename it in your trainer")
-    if output:
-        unpack(output, partial / OUTPUT)
-    for path in partial.rglob("*"):  # archives carry no real times (they are byte-reproducible)
-        os.utime(path)
-    shutil.rmtree(destination, ignore_errors=True)
-    partial.rename(destination)
+def assemble(archive: Path, output: Path | None, folder: Path, job: str) -> None:
+    """The model (and the job's output data in output/) unpacked into folder; a bad archive is one line."""
+    try:
+        unpack(archive, folder)
+        if (folder / MANIFEST).exists() or (output and (folder / OUTPUT).exists()):
+            raise UserError(f"the model archive of job {job} holds its own {MANIFEST} or {OUTPUT}/: "
+                            "rename it in your trainer")
+        if output:
+            unpack(output, folder / OUTPUT)
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as err:  # truncated, not gzip, a hostile member
+        said = " ".join(str(err).split())[:200]
+        raise UserError(f"the archive of job {job} cannot be unpacked safely ({type(err).__name__}: {said}): "
+                        "nothing was fetched; run the job again, or look at its archive") from None
+    for path in folder.rglob("*"):  # archives carry no real times (they are byte-reproducible)
+        os.utime(path, follow_symlinks=False)
 
 
 def fetch(config: Config, executor: Executor, name: str | None = None) -> Path:
-    """Fetch the job's model (and its output data); returns MODELS_DIR/<job>/."""
+    """Fetch the job's model (and its output data); returns MODELS_DIR/<job>/.
+
+    Everything is put together in a scratch folder and swapped in whole, under a lock per job: a fetch that
+    fails leaves the previous good copy (or nothing), and fetches of one job at once take turns."""
     name = name or executor.latest()
     record = executor.describe(name)
     status = record["TrainingJobStatus"]
@@ -105,12 +110,18 @@ def fetch(config: Config, executor: Executor, name: str | None = None) -> Path:
     output_uri = record.get("OutputDataArtifacts") or uri.rsplit("/", 1)[0] + "/" + layout.OUTPUT_ARCHIVE
     destination = config.path("MODELS_DIR") / name
     destination.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=destination.parent, prefix=f".{name}.") as scratch:
-        artifact = executor.artifact(uri, Path(scratch))
-        output = _optional(executor, output_uri, Path(scratch))
-        extract(artifact, destination, output)
+    with (destination.parent / f".{name}.lock").open("w") as lock, \
+            tempfile.TemporaryDirectory(dir=destination.parent, prefix=f".{name}.") as scratch:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        scratch = Path(scratch)
+        artifact = executor.artifact(uri, scratch)
+        output = _optional(executor, output_uri, scratch)
+        assemble(artifact, output, scratch / "new", name)
         details = manifest(record, executor.tags(name), artifact, executor)
-    (destination / MANIFEST).write_text(json.dumps(details, indent=2) + "\n")
+        (scratch / "new" / MANIFEST).write_text(json.dumps(details, indent=2) + "\n")
+        if destination.exists():
+            destination.rename(scratch / "old")  # removed with the scratch folder
+        (scratch / "new").rename(destination)
     say(f"model of {name} in {destination} (sha256 {details['artifact']['sha256'][:12]}...)")
     for metric, value in details["metrics"].items():
         print(f"  {metric:<22} {value:.4f}")
