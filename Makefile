@@ -17,9 +17,12 @@ export JOB
 VENV ?= .venv
 export VENV
 export PYTHONPATH := $(CURDIR)/src
-PY := $(VENV)/bin/python
-RUNTIME_STAMP := $(VENV)/.installed
-DEV_STAMP := $(VENV)/.installed-dev
+PY := "$(VENV)/bin/python"
+# Stamps name files in VENV, whose path may hold spaces: escaped for make, whole again in $@.
+empty :=
+space := $(empty) $(empty)
+RUNTIME_STAMP := $(subst $(space),\$(space),$(VENV))/.installed
+DEV_STAMP := $(subst $(space),\$(space),$(VENV))/.installed-dev
 
 .PHONY: help
 help: ## list the targets and the variables they take
@@ -107,5 +110,5 @@ bench: $(DEV_STAMP) ## measure `make train` (local, against the AWS emulator), t
 
 .PHONY: clean
 clean: ## remove the virtualenv and caches (keeps data/, jobs/ and models/)
-	rm -rf "$(VENV)" .tools .pytest_cache
+	rm -rf "$(VENV)" .venv.lock .tools .pytest_cache
 	find src tests -name __pycache__ -type d -prune -exec rm -rf {} +
