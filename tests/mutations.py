@@ -45,7 +45,7 @@ MUTATIONS = {
         "src/sagemake/fetch_model.py", "    if output:\n        unpack(output, partial / OUTPUT)", "",
         "tests/test_fetch.py -k writes_the_manifest"),
     "fetch without its lock": (
-        "src/sagemake/fetch_model.py", "        fcntl.flock(lock, fcntl.LOCK_EX)\n", "",
+        "src/sagemake/fetch_model.py", "        fcntl.flock(descriptor, fcntl.LOCK_EX)\n", "",
         "tests/test_fetch.py -k concurrent"),
     "a bad archive as a traceback": (
         "src/sagemake/fetch_model.py", "except (tarfile.TarError, EOFError, zlib.error, OSError) as err:",

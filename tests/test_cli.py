@@ -30,7 +30,7 @@ def test_each_kind_of_ending_has_its_own_status(tmp_path, example_data):
     failed = run("train", **local, HP="target=nope n_estimators=5")
     assert failed.returncode == Exit.JOB_FAILED, failed.stderr
     assert "Failed: AlgorithmError: ValueError: label column 'nope'" in failed.stderr.splitlines()[-1]
-    unreachable = run("plan", ENV="prod", **settings(), AWS_ENDPOINT_URL=f"http://127.0.0.1:{closed_port()}",
+    unreachable = run("plan", ENV="prod", **settings(), DATA_DIR=str(example_data), AWS_ENDPOINT_URL=f"http://127.0.0.1:{closed_port()}",
                       AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_MAX_ATTEMPTS="1")
     assert unreachable.returncode == Exit.AWS_ERROR, unreachable.stderr
     assert unreachable.stderr.startswith("run_sagemaker: AWS call failed: Could not connect to the endpoint URL")

@@ -117,16 +117,20 @@ def test_concurrent_fetches_of_one_job_all_end_with_the_whole_folder(config):
     for fetcher in fetchers:
         _, err = fetcher.communicate(timeout=120)
         assert fetcher.returncode == 0, err
-    # They take turns: a fetch waits while another holds the job's lock.
+    # They take turns: a fetch waits while another holds the lock on MODELS_DIR.
     import fcntl
 
-    with (config.path("MODELS_DIR") / f".{name}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    held = os.open(config.path("MODELS_DIR"), os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)
         waiting = subprocess.Popen([sys.executable, str(ROOT / "scripts/fetch_model.py"), name], env=env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         time.sleep(3)
         assert waiting.poll() is None
+    finally:
+        os.close(held)
     assert waiting.wait(timeout=60) == 0
+    assert sorted(p.name for p in config.path("MODELS_DIR").iterdir()) == [name]  # no lock file, no scratch left
     folder = config.path("MODELS_DIR") / name
     assert sorted(p.name for p in folder.iterdir()) == [
         "features.json", "manifest.json", "model.joblib", "output", "pr.png", "roc.png"]

@@ -10,6 +10,7 @@ made it. What the job wrote to /opt/ml/output/data/ lands in MODELS_DIR/<job>/ou
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -95,8 +96,8 @@ def assemble(archive: Path, output: Path | None, folder: Path, job: str) -> None
 def fetch(config: Config, executor: Executor, name: str | None = None) -> Path:
     """Fetch the job's model (and its output data); returns MODELS_DIR/<job>/.
 
-    Everything is put together in a scratch folder and swapped in whole, under a lock per job: a fetch that
-    fails leaves the previous good copy (or nothing), and fetches of one job at once take turns."""
+    Everything is put together in a scratch folder and swapped in whole, under a lock on MODELS_DIR: a fetch that
+    fails leaves the previous good copy (or nothing), and fetches into one MODELS_DIR take turns."""
     name = name or executor.latest()
     record = executor.describe(name)
     status = record["TrainingJobStatus"]
@@ -110,9 +111,8 @@ def fetch(config: Config, executor: Executor, name: str | None = None) -> Path:
     output_uri = record.get("OutputDataArtifacts") or uri.rsplit("/", 1)[0] + "/" + layout.OUTPUT_ARCHIVE
     destination = config.path("MODELS_DIR") / name
     destination.parent.mkdir(parents=True, exist_ok=True)
-    with (destination.parent / f".{name}.lock").open("w") as lock, \
-            tempfile.TemporaryDirectory(dir=destination.parent, prefix=f".{name}.") as scratch:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _locked(destination.parent), tempfile.TemporaryDirectory(dir=destination.parent,
+                                                                   prefix=f".{name}.") as scratch:
         scratch = Path(scratch)
         artifact = executor.artifact(uri, scratch)
         output = _optional(executor, output_uri, scratch)
@@ -126,6 +126,17 @@ def fetch(config: Config, executor: Executor, name: str | None = None) -> Path:
     for metric, value in details["metrics"].items():
         print(f"  {metric:<22} {value:.4f}")
     return destination
+
+
+@contextlib.contextmanager
+def _locked(folder: Path):
+    """An exclusive lock on the folder itself: no lock file among the models."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
 
 
 def _optional(executor: Executor, uri: str, scratch: Path) -> Path | None:
