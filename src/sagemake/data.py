@@ -27,8 +27,8 @@ STEP = "src/trainer/data.py"
 RUN_STEP = "import sys, pathlib; from trainer.data import main; main(pathlib.Path(sys.argv[1]))"
 
 
-def run_step(config: Config) -> None:
-    """Run the trainer's data step, then check it left every channel with files."""
+def run_step(config: Config) -> dict[str, Path]:
+    """Run the trainer's data step; returns the channels, after checking it left each one with files."""
     if not config.sagemake_image:
         raise UserError(f"there is no data step with your own image: put one folder per channel in "
                         f"{config['DATA_DIR']}/ yourself")
@@ -42,7 +42,7 @@ def run_step(config: Config) -> None:
     if done.returncode != 0:
         raise UserError(f"the data step {STEP} failed (exit {done.returncode}, see above): fix it and run `make data`")
     try:
-        channels(config)
+        return channels(config)
     except UserError as err:
         raise UserError(f"the data step {STEP} ran but left the channels unusable ({err}): make its "
                         f"main(data_dir) write one folder per channel") from None
@@ -56,11 +56,10 @@ def ensure(config: Config) -> dict[str, Path]:
         if not config.sagemake_image or not (config.root / STEP).is_file():
             raise
         say(f"data: {err}: running the data step")
-        run_step(config)
-        found = channels(config)
+        return run_step(config)
     else:
         say(f"data: {config['DATA_DIR']}/ has channels {', '.join(found)}: used as they are")
-    return found
+        return found
 
 
 def summary(config: Config, folders: dict[str, Path]) -> dict[str, dict]:
