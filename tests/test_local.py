@@ -38,7 +38,7 @@ print("loss=0.5", flush=True)
 print("loss=0.25", flush=True)
 if mode in ("sleep", "ignore-term"):
     print("sleeping", flush=True)
-    for _ in range(600):
+    for _ in range(6000):  # ten minutes: every test stops it well before
         time.sleep(0.1)
 if mode == "fail":
     (base / "output/failure").write_text("bad data in row 7\\n")
@@ -300,3 +300,114 @@ def test_sigterm_to_the_executor_stops_the_job_and_ends_its_record(tmp_path, exa
     assert executor.returncode != 0
     (record,) = [json.loads(p.read_text()) for p in (tmp_path / "jobs").glob("*/job.json")]
     assert (record["TrainingJobStatus"], record["SecondaryStatus"]) == ("Stopped", "Stopped")
+
+
+# --- whatever ends the executor, the training ends with it and the record settles ---
+DRIVER = """
+import json, sys
+from pathlib import Path
+from sagemake.config import resolve
+from sagemake.executors.local import LocalExecutor
+from sagemake.executors.runtimes import ProcessRuntime
+root, request, grace = Path(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+executor = LocalExecutor(resolve(root=root, environ={"JOBS_DIR": "my jobs", "STOP_GRACE_SECONDS": grace}))
+record = executor.run(request, ProcessRuntime(root, Path(sys.executable)))
+print(record["TrainingJobStatus"], record["SecondaryStatus"])
+"""
+
+
+def executor_process(jobs, request, grace):
+    """An executor of its own, its job started and training: SIGINT works even if this test's SIGINT is ignored."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(jobs.config.root), json.dumps(request), str(grace)],
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    for line in process.stdout:
+        if line.startswith("sleeping"):
+            return process
+    raise AssertionError(f"the job never started training: {process.stderr.read()}")
+
+
+def training_processes(name):
+    """Processes of this machine that run the job: they have its TRAINING_JOB_NAME."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if f"\0TRAINING_JOB_NAME={name}\0".encode() in b"\0" + environ.read_bytes():
+                found.append(int(environ.parent.name))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.fixture
+def started():
+    """Executors started by a test, and their jobs' training processes, stopped by pid however the test ends."""
+    names, processes = [], []
+
+    def start(jobs, request, grace):
+        names.append(request["TrainingJobName"])
+        processes.append(executor_process(jobs, request, grace))
+        return processes[-1]
+
+    yield start
+    for process in processes:
+        process.kill()
+        process.communicate()
+    for pid in (pid for name in names for pid in training_processes(name)):
+        os.kill(pid, signal.SIGKILL)
+
+
+def until_gone(name, seconds):
+    deadline = time.monotonic() + seconds
+    while training_processes(name) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return training_processes(name)
+
+
+@pytest.mark.parametrize("mode", ["sleep", "ignore-term"])
+def test_kill_9_of_the_executor_ends_the_training_and_the_record_settles(setup, started, mode):
+    jobs, _, request = setup
+    name = f"killed-{mode}"
+    executor = started(jobs, request(name, mode=mode), grace=2)
+    assert training_processes(name)
+    executor.kill()
+    executor.communicate()
+    assert until_gone(name, 2 + 5) == []  # within the grace (SIGKILL for a job that ignores SIGTERM), plus 5 s
+    record = jobs.describe(name)
+    assert (record["TrainingJobStatus"], record["SecondaryStatus"]) == ("Failed", "Failed")
+    assert f"the executor (pid {executor.pid}) ended during Training" in record["FailureReason"]
+    assert jobs.describe(name) == record  # settled once, on disk
+    assert json.loads((jobs.folder(name) / "job.json").read_text())["TrainingJobStatus"] == "Failed"
+    jobs.print_log(name)  # returns: nothing waits on the dead job
+
+
+def test_a_record_whose_executor_runs_is_left_in_progress(setup, started):
+    jobs, _, request = setup
+    executor = started(jobs, request("alive", mode="sleep"), grace=2)
+    assert jobs.describe("alive")["TrainingJobStatus"] == "InProgress"
+    executor.terminate()
+    executor.communicate()
+    assert until_gone("alive", 2 + 5) == []
+
+
+def test_a_closed_terminal_stops_the_job(setup, started):
+    jobs, _, request = setup
+    executor = started(jobs, request("hung-up", mode="sleep"), grace=2)
+    executor.send_signal(signal.SIGHUP)
+    out, _ = executor.communicate(timeout=60)
+    assert out.split()[-2:] == ["Stopped", "Stopped"]
+    assert training_processes("hung-up") == []
+
+
+def test_a_second_ctrl_c_kills_at_once_and_the_first_waits_the_grace(setup, started):
+    jobs, _, request = setup
+    executor = started(jobs, request("impatient", mode="ignore-term"), grace=600)
+    executor.send_signal(signal.SIGINT)
+    time.sleep(1)
+    assert executor.poll() is None and training_processes("impatient")  # the grace runs: SIGTERM is ignored
+    executor.send_signal(signal.SIGINT)
+    out, err = executor.communicate(timeout=60)  # far less than the 600 s grace
+    assert "Ctrl-C again to kill it now" in err
+    assert out.split()[-2:] == ["Stopped", "Stopped"]
+    assert training_processes("impatient") == []

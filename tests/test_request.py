@@ -32,22 +32,24 @@ SAGEMAKER_JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
 def test_job_name_is_project_sha_and_time_and_valid_for_sagemaker():
     when = datetime(2026, 11, 22, 4, 5, 6, 789000, tzinfo=timezone.utc)
-    assert job_name("fraud", "abc1234", when) == "fraud-abc1234-20261122-040506-789"
+    assert job_name("fraud", "abc1234", when, tail="k3x9q") == "fraud-abc1234-261122-040506-789k3x9q"
     longest = job_name("p" * 32, "abc1234", when)
-    assert SAGEMAKER_JOB_NAME.match(longest) and len(longest) <= 63
+    assert SAGEMAKER_JOB_NAME.match(longest) and len(longest) == 63
 
 
 @pytest.mark.parametrize("given", ["/work/jobs/x-1/", "../jobs/x-1", "jobs/x-1", "x-1/", "", "-x", "x" * 64])
 def test_a_job_name_given_by_a_user_is_never_a_path(given):
     with pytest.raises(UserError, match="is not a job name"):
         job_named(given)
-    assert job_named("sagemake-example-abc1234-20261122-040506-789") == "sagemake-example-abc1234-20261122-040506-789"
+    name = "sagemake-example-abc1234-261122-040506-789k3x9q"
+    assert job_named(name) == name
 
 
-def test_job_names_differ_a_millisecond_apart():
+def test_job_names_sort_by_time_and_differ_within_one_millisecond():
     first = datetime(2026, 1, 1, tzinfo=timezone.utc)
     second = first.replace(microsecond=1000)
-    assert job_name("p", "s", first) != job_name("p", "s", second)
+    assert job_name("p", "s", first, tail="zzzzz") < job_name("p", "s", second, tail="00000")
+    assert len({job_name("p", "s", first) for _ in range(100)}) == 100  # 36**5 tails: a clash is 1 in 12,000 here
 
 
 def test_git_state_reads_commit_and_dirtiness(tmp_path):
@@ -132,7 +134,7 @@ def test_request_carries_every_setting(tmp_path, example_data):
     root = copy_image_inputs(tmp_path)
     config = resolve(root=root, environ={})
     request = plan(config, LocalExecutor(config))
-    assert re.fullmatch(r"churn-nogit-\d{8}-\d{6}-\d{3}", request["TrainingJobName"])
+    assert re.fullmatch(r"churn-nogit-\d{6}-\d{6}-\d{3}[a-z0-9]{5}", request["TrainingJobName"])
     spec = request["AlgorithmSpecification"]
     assert spec["TrainingImage"] == f"churn:{tag(config)}"
     assert (spec["ContainerEntrypoint"], spec["ContainerArguments"]) == (["python3", "-m", "mine"], ["--fast", "a b"])

@@ -39,18 +39,28 @@ class AwsError(UserError):
 
 def say(message: str) -> None:
     """Progress for a person: on stderr, so stdout stays for data (plan JSON, logs)."""
-    print(f"==> {message}", file=sys.stderr, flush=True)
+    try:
+        print(f"==> {message}", file=sys.stderr, flush=True)
+    except OSError:  # the terminal is gone (closed, a broken pipe): the work goes on, unseen
+        pass
 
 
 def run(main, prog: str) -> None:
-    """Run main(argv); -h or --help prints the docstring of main's module instead."""
+    """Run main(argv); -h or --help prints the docstring of main's module instead.
+
+    DEBUG=1 traces what the command does (each AWS call, each command it runs), DEBUG=2 adds botocore's own
+    debug log; credentials are masked in the trace and in the one-line error (sagemake.debug says how).
+    """
     if sys.argv[1:2] in (["-h"], ["--help"]):
         print(sys.modules[main.__module__].__doc__.strip())
         sys.exit(Exit.OK)
+    from sagemake import debug
+
+    debug.enable()
     try:
         code = main(sys.argv[1:])
     except UserError as err:
-        print(f"{prog}: {err}", file=sys.stderr)
+        print(f"{prog}: {debug.mask(str(err))}", file=sys.stderr)  # an AWS message can quote a signed request
         code = err.status
     except KeyboardInterrupt:
         code = Exit.INTERRUPTED

@@ -10,7 +10,9 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shlex
+import string
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
@@ -48,10 +50,12 @@ def git_state(root: Path) -> tuple[str, bool]:
         return NO_GIT, False
 
 
-def job_name(project: str, sha: str, now: datetime | None = None) -> str:
-    """<project>-<git sha>-<UTC timestamp with milliseconds>: unique, sortable, at most 63 characters."""
+def job_name(project: str, sha: str, now: datetime | None = None, tail: str | None = None) -> str:
+    """<project>-<git sha>-<UTC yymmdd-HHMMSS-milliseconds><5 random characters>: sortable by time, unique
+    even when many start in the same millisecond on many machines, at most 63 characters (PROJECT_NAME <= 32)."""
     now = now or datetime.now(timezone.utc)
-    return f"{project}-{sha}-{now:%Y%m%d-%H%M%S}-{now.microsecond // 1000:03d}"
+    tail = tail or "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(5))
+    return f"{project}-{sha}-{now:%y%m%d-%H%M%S}-{now.microsecond // 1000:03d}{tail}"
 
 
 def job_named(name: str) -> str:

@@ -13,8 +13,10 @@ train.log, ml/ (the /opt/ml tree) and output/ (the artefacts).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +34,7 @@ from sagemake.image import Engine
 from sagemake.job_python import job_python
 from sagemake.request import metric_values, metric_warnings, tags
 
+GUARD = Path(__file__).with_name("guard.py")
 RECORD = "job.json"
 REQUEST = "request.json"
 LOG = "train.log"
@@ -130,10 +133,24 @@ class LocalExecutor(Executor):
         return self.jobs_dir / name
 
     def describe(self, name: str) -> dict:
-        record = self.folder(name) / RECORD
-        if not name or not record.is_file():
+        """The job's record; one still InProgress whose executor and guard are gone (kill -9, a crash) is
+        settled now as Failed, saying so, so nothing waits on a job that no one runs."""
+        path = self.folder(name) / RECORD
+        if not name or not path.is_file():
             raise UserError(f"no local job named '{name}' in {self.config['JOBS_DIR']}/: `make jobs` lists them")
-        return json.loads(record.read_text())
+        record = json.loads(path.read_text())
+        owners = [record[key] for key in ("LocalExecutor", "LocalGuard") if key in record]
+        if record["TrainingJobStatus"] == "InProgress" and owners and all(running(o) is False for o in owners):
+            pid, stage, stamp = record["LocalExecutor"]["Pid"], record["SecondaryStatus"], now()
+            record["FailureReason"] = (f"ClientError: the executor (pid {pid}) ended during {stage} without ending "
+                                       "the job; its training was stopped with it: see train.log")
+            record["SecondaryStatusTransitions"][-1]["EndTime"] = stamp
+            record["SecondaryStatusTransitions"].append(
+                {"Status": "Failed", "StartTime": stamp, "StatusMessage": record["FailureReason"]})
+            record.update({"TrainingJobStatus": "Failed", "SecondaryStatus": "Failed", "TrainingEndTime": stamp,
+                           "LastModifiedTime": stamp})
+            save(path.parent, record)
+        return record
 
     def tags(self, name: str) -> dict[str, str]:
         self.describe(name)
@@ -205,9 +222,12 @@ class _Job:
                 signal.signal(number, handler)
 
     def _run(self) -> dict:
-        if self.folder.exists():
-            raise UserError(f"job {self.name} exists already in {self.folder.parent}: job names must be unique")
-        self.folder.mkdir(parents=True)
+        self.folder.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir()
+        except FileExistsError:
+            raise UserError(f"job {self.name} exists already in {self.folder.parent}: job names must be unique") \
+                from None
         (self.folder / REQUEST).write_text(json.dumps(self.request, indent=2) + "\n")
         spec = self.request["AlgorithmSpecification"]
         self.record = {
@@ -225,6 +245,7 @@ class _Job:
             "CreationTime": now(),
             "SecondaryStatusTransitions": [],
             "LocalRuntime": self.runtime.name,
+            "LocalExecutor": process_identity(os.getpid()),
         }
         self._status("Starting", "Preparing the instances for training")
         started = time.monotonic()
@@ -262,34 +283,41 @@ class _Job:
             shutil.copytree(source, layout.channel_dir(self.tree, channel["ChannelName"]))
 
     def _train(self) -> int | None:
+        """The runtime's command under the guard (guard.py), which stops it with this process, however this
+        process ends; here the guard is asked to stop it at MaxRuntime or on Ctrl-C (twice: at once)."""
         command, env = self.runtime.command(self.request, self.tree)
         limit = self.request["StoppingCondition"]["MaxRuntimeInSeconds"]
+        guarded = [sys.executable, str(GUARD), str(os.getpid()), str(self.grace),
+                   *self.runtime.guard_arguments(self.name), "--", *command]
         with (self.folder / LOG).open("wb") as log:
-            process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            process = subprocess.Popen(guarded, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, start_new_session=True)
+            self.record["LocalGuard"] = process_identity(process.pid)
+            save(self.folder, self.record)
             reader = threading.Thread(target=_copy_lines, args=(process.stdout, log), daemon=True)
             reader.start()
             try:
                 process.wait(timeout=limit)
             except subprocess.TimeoutExpired:
                 self.stopped_by = "MaxRuntimeExceeded"
-                say(f"job {self.name}: MaxRuntimeInSeconds={limit} reached: stopping it (SIGTERM)")
-                self._stop(process)
+                self._stop(process, f"MaxRuntimeInSeconds={limit} reached")
             except KeyboardInterrupt:
                 self.stopped_by = "Stopped"
-                say(f"job {self.name}: interrupted: stopping it (SIGTERM, then SIGKILL after {self.grace} s)")
-                self._stop(process)
+                self._stop(process, "interrupted")
             reader.join()
         return process.returncode
 
-    def _stop(self, process: subprocess.Popen) -> None:
-        self.runtime.stop(process, self.name, kill=False)
-        try:
-            process.wait(timeout=self.grace)
-        except subprocess.TimeoutExpired:
-            say(f"job {self.name}: still running {self.grace} s after SIGTERM: SIGKILL")
-            self.runtime.stop(process, self.name, kill=True)
-            process.wait()
+    def _stop(self, process: subprocess.Popen, why: str) -> None:
+        """SIGTERM to the training, SIGKILL after the grace; another Ctrl-C meanwhile kills it at once."""
+        process.send_signal(signal.SIGTERM)
+        say(f"job {self.name}: {why}: stopping it (SIGTERM, then SIGKILL after {self.grace} s; "
+            "Ctrl-C again to kill it now)")
+        while True:
+            try:
+                process.wait()
+                return
+            except KeyboardInterrupt:
+                process.send_signal(signal.SIGTERM)
 
     def _finish(self, code: int | None, reason: str | None, seconds: float) -> None:
         model, output_data = self.tree / layout.MODEL_DIR, self.tree / layout.OUTPUT_DATA_DIR
@@ -338,11 +366,45 @@ class _Job:
             transitions[-1]["EndTime"] = stamp
         transitions.append({"Status": secondary, "StartTime": stamp, "StatusMessage": message})
         self.record.update({"SecondaryStatus": secondary, "LastModifiedTime": stamp})
-        path = self.folder / RECORD
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(self.record, indent=2) + "\n")
-        temporary.replace(path)
+        save(self.folder, self.record)
         say(f"job {self.name}: {self.record['TrainingJobStatus']} / {secondary}: {message}")
+
+
+def save(folder: Path, record: dict) -> None:
+    """The record replaced whole, so a reader never sees half of one."""
+    temporary = folder / f".{RECORD}.{os.getpid()}.{threading.get_ident()}"
+    temporary.write_text(json.dumps(record, indent=2) + "\n")
+    temporary.replace(folder / RECORD)
+
+
+def process_identity(pid: int) -> dict:
+    """Enough to tell later whether this very process still runs: its host, pid and start time."""
+    fields = _stat(pid)
+    return {"Host": socket.gethostname(), "Pid": pid, "Start": fields[19] if fields else None}
+
+
+def running(identity: dict | None) -> bool | None:
+    """Whether that process still runs; None when this host cannot tell (it ran on another one)."""
+    if not identity or identity.get("Host") != socket.gethostname():
+        return None
+    try:
+        os.kill(identity["Pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    fields = _stat(identity["Pid"])
+    if fields is None:  # no /proc here: the pid alone has to do
+        return True
+    return fields[0] != "Z" and fields[19] == identity.get("Start")  # not a zombie, nor a newer process
+
+
+def _stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat's fields after the command's name (state first, start time 20th), on Linux."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
 
 
 def _interrupt(signum, frame):
@@ -350,9 +412,15 @@ def _interrupt(signum, frame):
 
 
 def _copy_lines(stream, log) -> None:
-    """The job's output to the terminal and to train.log, line by line as it comes."""
+    """The job's output to train.log and the terminal, line by line as it comes; to train.log alone once the
+    terminal is gone, so the job never blocks on a full pipe."""
+    terminal = True
     for line in iter(stream.readline, b""):
         log.write(line)
         log.flush()
-        sys.stdout.buffer.write(line)
-        sys.stdout.flush()
+        if terminal:
+            try:
+                sys.stdout.buffer.write(line)
+                sys.stdout.flush()
+            except OSError:
+                terminal = False

@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import subprocess
 from pathlib import Path
 
 from sagemake import layout, sourcedir
@@ -143,9 +141,9 @@ class ContainerRuntime:
                 "--add-host", f"{HOST}:127.0.0.1", *self.run_flags, *(f for key in sorted(env) for f in ("-e", key)),
                 *start, *arguments], {**os.environ, **env}
 
-    def stop(self, process: subprocess.Popen, job: str, kill: bool) -> None:
-        args = ["kill", job] if kill else ["kill", "--signal", "TERM", job]
-        subprocess.run([self.engine, *args], capture_output=True, check=False)
+    def guard_arguments(self, job: str) -> list[str]:
+        """What the guard (guard.py) needs to stop the container itself, not just its `run` client."""
+        return ["--container", self.engine, job]
 
     def explain_exit(self, code: int) -> str | None:
         if code in (125, 126, 127):  # `docker run`'s own failures, not the training's
@@ -181,11 +179,8 @@ class ProcessRuntime:
             **host, **env, layout.BASE_DIR_VARIABLE: str(tree), "PYTHONPATH": str(path), "HOME": str(home),
             "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 
-    def stop(self, process: subprocess.Popen, job: str, kill: bool) -> None:
-        try:
-            os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+    def guard_arguments(self, job: str) -> list[str]:
+        return []  # the guard stops the process's whole group
 
     def explain_exit(self, code: int) -> str | None:
         return None

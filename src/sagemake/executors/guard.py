@@ -1,0 +1,79 @@
+"""Keeps a local job's training from outliving the executor that started it.
+
+Usage: python guard.py EXECUTOR_PID GRACE_SECONDS [--container ENGINE NAME] -- COMMAND...
+
+Runs COMMAND in a session of its own (so a terminal's Ctrl-C reaches only the
+executor, which decides) and exits with its status (128 + N when signal N
+ended it). It stops the training, SIGTERM first and SIGKILL once GRACE_SECONDS
+have passed, when:
+- it is asked to: SIGTERM, SIGINT or SIGHUP to the guard (Ctrl-C, MaxRuntime);
+  a second request kills at once;
+- the executor is gone, whatever ended it (kill -9 included): its parent is
+  no longer EXECUTOR_PID.
+With --container, stopping also goes to the container named NAME through
+ENGINE (`kill --signal TERM`, then `rm --force`), as `docker run` alone would
+leave it running.
+
+A file of its own, standard library only: it runs as a separate process and
+imports nothing of sagemake. It writes nothing, since its output is the job's.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+POLL_SECONDS = 0.2
+
+
+def main(argv: list[str]) -> int:
+    executor, grace = int(argv[0]), float(argv[1])
+    rest = argv[2:]
+    container = None
+    if rest[0] == "--container":
+        container, rest = rest[1:3], rest[3:]
+    command = rest[1:]  # after "--"
+    requests: list[int] = []
+    for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(number, lambda signum, frame: requests.append(signum))
+    training = subprocess.Popen(command, start_new_session=True)
+    deadline = None
+    killed = False
+    while True:
+        try:
+            code = training.wait(timeout=POLL_SECONDS)
+            break
+        except subprocess.TimeoutExpired:
+            pass
+        orphaned = os.getppid() != executor
+        if deadline is None and (requests or orphaned):
+            _stop(training, container, kill=False)
+            deadline = time.monotonic() + grace
+        elif deadline is not None and not killed and (time.monotonic() >= deadline or len(requests) > 1):
+            _stop(training, container, kill=True)
+            killed = True
+    if container and deadline is not None:  # a stopped container may outlive its `run` client
+        _engine(container, "rm", "--force")
+    return code if code >= 0 else 128 - code
+
+
+def _stop(training: subprocess.Popen, container: list[str] | None, kill: bool) -> None:
+    if container:
+        _engine(container, *(("rm", "--force") if kill else ("kill", "--signal", "TERM")))
+    try:
+        os.killpg(training.pid, signal.SIGKILL if kill else signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _engine(container: list[str], *args: str) -> None:
+    engine, name = container
+    subprocess.run([engine, *args, name], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
