@@ -21,7 +21,7 @@ setup() {
   local job sha
   job="$(latest_job)"
   sha="$(git rev-parse --short=7 HEAD)"
-  [[ "$job" =~ ^sagemake-example-$sha-[0-9]{8}-[0-9]{6}-[0-9]{3}$ ]]
+  [[ "$job" =~ ^sagemake-example-$sha-[0-9]{6}-[0-9]{6}-[0-9]{3}[a-z0-9]{5}$ ]]
   run python3 - "models/$job/manifest.json" "$sha" <<'PY'
 import json, sys
 m = json.load(open(sys.argv[1]))

@@ -73,7 +73,7 @@ assert r["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600}
 assert r["ResourceConfig"]["InstanceType"] == "ml.m5.large"
 print(r["TrainingJobName"])'
   assert_success
-  assert_output --regexp '^sagemake-example-nogit-[0-9]{8}-[0-9]{6}-[0-9]{3}$'
+  assert_output --regexp '^sagemake-example-nogit-[0-9]{6}-[0-9]{6}-[0-9]{3}[a-z0-9]{5}$'
   [[ ! -e jobs ]]
 }
 
