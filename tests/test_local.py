@@ -31,6 +31,12 @@ base = Path(os.environ["SAGEMAKER_BASE_DIR"])
 mode = json.loads((base / "input/config/hyperparameters.json").read_text()).get("mode", "ok")
 (base / "model/env.json").write_text(json.dumps(dict(os.environ)))
 (base / "model/seen.txt").write_text((base / "input/data/train/rows.csv").read_text())
+if mode == "write-input":
+    try:
+        with (base / "input/data/train/rows.csv").open("a") as rows:
+            rows.write("9,9\\n")
+    except PermissionError:  # read-only, unless the job runs as root
+        pass
 (base / "output/data/extra.txt").write_text("kept")
 if mode == "ignore-term":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -247,15 +253,17 @@ def test_container_command_mounts_what_sagemaker_mounts_and_passes_variables_by_
     job = request()
     job["Environment"] = {"SECRET_TOKEN": "s3cr3t"}
     tree = jobs.jobs_dir / "job-1/ml"
-    command, env = runtime.command(job, tree)
+    copy = jobs.jobs_dir / ".channels/0123abcd"
+    command, env = runtime.command(job, tree, {"train": copy})
     assert command == ["docker", "run", "--rm", "--name", "job-1",
                        "-v", f"{tree}/input:/opt/ml/input", "-v", f"{tree}/model:/opt/ml/model",
                        "-v", f"{tree}/output:/opt/ml/output", "-v", f"{tree}/checkpoints:/opt/ml/checkpoints",
+                       "-v", f"{copy}:/opt/ml/input/data/train:ro",
                        "--add-host", "algo-1:127.0.0.1", "--network", "host",
                        "-e", "SECRET_TOKEN", "-e", "TRAINING_JOB_ARN", "-e", "TRAINING_JOB_NAME", "img:tag", "train"]
     assert env["SECRET_TOKEN"] == "s3cr3t"  # the value travels in the environment, never on the command line
     job["AlgorithmSpecification"].update(ContainerEntrypoint=["python3", "-m", "mine"], ContainerArguments=["--x"])
-    command, _ = runtime.command(job, tree)
+    command, _ = runtime.command(job, tree, {})
     assert command[-6:] == ["--entrypoint", "python3", "img:tag", "-m", "mine", "--x"]
 
 
@@ -411,3 +419,56 @@ def test_a_second_ctrl_c_kills_at_once_and_the_first_waits_the_grace(setup, star
     assert "Ctrl-C again to kill it now" in err
     assert out.split()[-2:] == ["Stopped", "Stopped"]
     assert training_processes("impatient") == []
+
+
+# --- channels: one read-only copy per content, shared by the jobs that read it ---
+def test_jobs_on_the_same_data_share_one_read_only_copy(setup):
+    jobs, runtime, request = setup
+    data = jobs.config.root / "my data/train"
+    for name in ("first", "second"):
+        assert jobs.run(request(name), runtime, 5)["TrainingJobStatus"] == "Completed"
+    rows = [jobs.folder(name) / "ml/input/data/train/rows.csv" for name in ("first", "second")]
+    assert rows[0].stat().st_ino == rows[1].stat().st_ino != (data / "rows.csv").stat().st_ino
+    assert rows[0].stat().st_mode & 0o777 == 0o444 and (data / "rows.csv").stat().st_mode & 0o200
+    (copy,) = [p for p in (jobs.jobs_dir / ".channels").iterdir() if p.is_dir()]
+    assert jobs.describe("second")["LocalChannels"] == {"train": copy.name}
+    (data / "rows.csv").write_text("x,y\n2,1\n")  # new data, a new copy; the old one stays for the old jobs
+    jobs.run(request("third"), runtime, 5)
+    assert (jobs.folder("third") / "ml/model/seen.txt").read_text() == "x,y\n2,1\n"
+    assert rows[0].read_text() == "x,y\n1,0\n"
+    assert len([p for p in (jobs.jobs_dir / ".channels").iterdir() if p.is_dir()]) == 2
+
+
+def test_a_job_that_writes_into_its_input_spoils_nothing(setup, capfd):
+    jobs, runtime, request = setup
+    assert jobs.run(request("writer", mode="write-input"), runtime, 5)["TrainingJobStatus"] == "Completed"
+    jobs.run(request("reader"), runtime, 5)
+    assert (jobs.folder("reader") / "ml/model/seen.txt").read_text() == "x,y\n1,0\n"
+    assert (jobs.config.root / "my data/train/rows.csv").read_text() == "x,y\n1,0\n"
+    if os.geteuid() == 0:  # root writes through file modes: the copy it changed was set aside
+        assert "the job wrote into its input channel train" in capfd.readouterr().err
+
+
+def test_clean_jobs_keeps_the_newest_and_the_running_and_their_data(setup, started, capfd):
+    jobs, runtime, request = setup
+    rows = jobs.config.root / "my data/train/rows.csv"
+    running = None
+    for index in range(4):
+        rows.write_text(f"x,y\n{index},0\n")  # each job its own data, so its own copy
+        jobs.run(request(f"old-{index}"), runtime, 5)
+        if index == 1:  # a job that runs on, older than the last two
+            running = started(jobs, request("running", mode="sleep"), grace=2)
+    with pytest.raises(UserError, match="KEEP=0: keep at least the newest job"):
+        jobs.prune(0)
+    jobs.prune(1)
+    assert jobs.names(None) == ["old-3", "running"]
+    assert "removed 3 job folder(s)" in capfd.readouterr().err
+    copies = sorted(p.name for p in (jobs.jobs_dir / ".channels").iterdir() if p.is_dir())
+    assert copies == sorted({*jobs.describe("old-3")["LocalChannels"].values(),
+                             *jobs.describe("running")["LocalChannels"].values()})
+    assert (jobs.folder("running") / "ml/input/data/train/rows.csv").read_text() == "x,y\n1,0\n"
+    running.terminate()
+    running.communicate()
+    jobs.prune(1)
+    assert jobs.names(None) == ["old-3"]  # the newest by creation, though "running" ended last
+    assert len([p for p in (jobs.jobs_dir / ".channels").iterdir() if p.is_dir()]) == 1

@@ -9,6 +9,8 @@ Usage: scripts/run_sagemaker.py COMMAND
   jobs [N]          the N most recent jobs (default 10): name, status, duration, main metric
   logs [JOB]        a job's log, followed while it runs (default: the latest job)
   stop JOB          stop a running job on SageMaker
+  clean-jobs [KEEP] remove local job folders but the KEEP newest (default 5) and any running one, and the
+                    data copies only they read
   image             the training image's URI, tagged by content
 
 ENV=local (the default) runs jobs on your machine; any other ENV on SageMaker.
@@ -105,6 +107,11 @@ def main(argv: list[str]) -> int:
         return Exit.OK
     if command == "stop" and len(args) <= 1:
         executor.stop(job_named(args[0]) if args else None)
+        return Exit.OK
+    if command == "clean-jobs" and len(args) <= 1:
+        if args and not args[0].isdigit():
+            raise UserError(f"KEEP={args[0]!r} is not a count of jobs: give a number, e.g. KEEP=5")
+        executor.prune(int(args[0]) if args else 5)
         return Exit.OK
     if command == "image" and not args:
         print(executor.image())

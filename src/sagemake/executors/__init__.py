@@ -98,6 +98,11 @@ class Executor(ABC):
     def stop(self, name: str | None) -> None:
         """Ask a running job to stop (None: JOB was not given)."""
 
+    def prune(self, keep: int) -> None:
+        """Remove the folders of all but the `keep` newest jobs, never a running one, and what only they used."""
+        raise UserError(f"jobs run {self.where()} leave no folders on this machine: `make clean-jobs` prunes "
+                        "local jobs (ENV=local)")
+
     # --- after a job ---
     @abstractmethod
     def artifact(self, uri: str, scratch: Path) -> Path:

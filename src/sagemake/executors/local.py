@@ -1,9 +1,10 @@
 """The local executor: runs a CreateTrainingJob request on this machine, as SageMaker would.
 
-A fresh /opt/ml tree per job with the channels copied in, MaxRuntime enforced
-(SIGTERM, then SIGKILL after STOP_GRACE_SECONDS), model/ and output/data/ packed
-as model.tar.gz and output.tar.gz under the output path, and a record in
-DescribeTrainingJob's shape. The image runs in Docker or podman; sagemake's own
+A fresh /opt/ml tree per job, its channels read from read-only copies shared by
+every job on the same data (channels.py), MaxRuntime enforced (SIGTERM, then
+SIGKILL after STOP_GRACE_SECONDS) by a guard that also outlives the executor
+(guard.py), model/ and output/data/ packed as model.tar.gz and output.tar.gz
+under the output path, and a record in DescribeTrainingJob's shape. The image runs in Docker or podman; sagemake's own
 image can also run as a process under the same contract (runtimes.py).
 
 Job folder (JOBS_DIR/<job name>/): request.json, job.json (the record),
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -28,7 +28,9 @@ from urllib.parse import unquote, urlparse
 from sagemake import layout, sourcedir
 from sagemake.archive import pack, tree, unpack
 from sagemake.cli import UserError, say
+from sagemake.data import summary
 from sagemake.executors import Executor
+from sagemake.executors.channels import copy_name, remove, shared_copy, unchanged, unused
 from sagemake.executors.runtimes import ARN_PREFIX, ContainerRuntime, ProcessRuntime, input_data_config, resource_config
 from sagemake.image import Engine
 from sagemake.job_python import job_python
@@ -157,10 +159,14 @@ class LocalExecutor(Executor):
         return tags(json.loads((self.folder(name) / REQUEST).read_text()))
 
     def names(self, limit: int | None = 10) -> list[str]:
-        if not self.jobs_dir.is_dir():
-            return []
-        found = [p.parent for p in self.jobs_dir.glob(f"*/{RECORD}")]
-        return [f.name for f in sorted(found, key=lambda f: (f / RECORD).stat().st_mtime, reverse=True)][:limit]
+        """Newest first, by when each job was created."""
+        created = {}
+        for path in self.jobs_dir.glob(f"*/{RECORD}") if self.jobs_dir.is_dir() else ():
+            try:
+                created[path.parent.name] = json.loads(path.read_text())["CreationTime"]
+            except (OSError, ValueError, KeyError):  # not a job's folder
+                pass
+        return sorted(created, key=lambda name: (created[name], name), reverse=True)[:limit]
 
     def print_log(self, name: str) -> None:
         path = self.folder(name) / LOG
@@ -180,6 +186,25 @@ class LocalExecutor(Executor):
 
     def stop(self, name: str | None) -> None:
         raise UserError("local jobs stop with Ctrl-C in the terminal that runs them; `make stop` is for SageMaker")
+
+    def prune(self, keep: int) -> None:
+        if keep < 1:
+            raise UserError(f"KEEP={keep}: keep at least the newest job (KEEP=1 or more)")
+        kept, removed, freed = [], 0, 0
+        for index, name in enumerate(self.names(None)):
+            record = self.describe(name)  # a job whose executor is gone is settled first
+            if index < keep or record["TrainingJobStatus"] == "InProgress":
+                kept.append(record)
+                continue
+            freed += _size(self.folder(name))
+            remove(self.folder(name))
+            removed += 1
+        used = {copy for record in kept for copy in record.get("LocalChannels", {}).values()}
+        for entry in unused(self.jobs_dir, used):
+            freed += _size(entry)
+            remove(entry)
+        say(f"clean-jobs: removed {removed} job folder(s) and the data copies only they read, "
+            f"{freed / 1e6:.1f} MB; kept the {len(kept)} newest or running in {self.config['JOBS_DIR']}/")
 
     # --- after a job ---
     def artifact(self, uri: str, scratch: Path) -> Path:
@@ -206,6 +231,8 @@ class _Job:
         self.folder = executor.folder(self.name)
         self.tree = self.folder / "ml"
         self.output = uri_path(request["OutputDataConfig"]["S3OutputPath"]) / self.name / "output"
+        self.config = executor.config
+        self.channels: dict[str, Path] = {}  # name: its shared read-only copy (channels.py)
         self.stopped_by: str | None = None
         self.record: dict = {}
 
@@ -260,6 +287,10 @@ class _Job:
             self.stopped_by = "Stopped"
         except (OSError, UserError) as err:  # the job fails, its folder and record stay
             reason = f"ClientError: {err}"
+        for name, copy in self.channels.items():
+            if not unchanged(copy):
+                say(f"job {self.name}: warning: the job wrote into its input channel {name}: the copy it read "
+                    "was set aside and the next job gets a fresh one")
         self._status("Uploading", "Packing the model and output data")
         self._finish(code, reason, time.monotonic() - started)
         return self.record
@@ -276,16 +307,21 @@ class _Job:
         (self.tree / layout.HYPERPARAMETERS).write_text(json.dumps(hyperparameters))
         (self.tree / layout.RESOURCE_CONFIG).write_text(json.dumps(resource_config(self.request)))
         (self.tree / layout.INPUT_DATA_CONFIG).write_text(json.dumps(input_data_config(self.request)))
-        for channel in self.request["InputDataConfig"]:
-            source = uri_path(channel["DataSource"]["S3DataSource"]["S3Uri"])
+        sources = {c["ChannelName"]: uri_path(c["DataSource"]["S3DataSource"]["S3Uri"])
+                   for c in self.request["InputDataConfig"]}
+        for name, source in sources.items():
             if not source.is_dir():
-                raise UserError(f"channel {channel['ChannelName']}: {source} is not a folder")
-            shutil.copytree(source, layout.channel_dir(self.tree, channel["ChannelName"]))
+                raise UserError(f"channel {name}: {source} is not a folder")
+        digests = {name: found["digest"] for name, found in summary(self.config, sources).items()}
+        self.record["LocalChannels"] = {name: copy_name(digest) for name, digest in digests.items()}
+        save(self.folder, self.record)  # before the copies are made: `make clean-jobs` keeps what a job reads
+        for name, source in sources.items():
+            self.channels[name] = shared_copy(self.folder.parent, source, digests[name])
 
     def _train(self) -> int | None:
         """The runtime's command under the guard (guard.py), which stops it with this process, however this
         process ends; here the guard is asked to stop it at MaxRuntime or on Ctrl-C (twice: at once)."""
-        command, env = self.runtime.command(self.request, self.tree)
+        command, env = self.runtime.command(self.request, self.tree, self.channels)
         limit = self.request["StoppingCondition"]["MaxRuntimeInSeconds"]
         guarded = [sys.executable, str(GUARD), str(os.getpid()), str(self.grace),
                    *self.runtime.guard_arguments(self.name), "--", *command]
@@ -405,6 +441,11 @@ def _stat(pid: int) -> list[str] | None:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
+
+
+def _size(path: Path) -> int:
+    """Bytes in a file or a folder, links not followed."""
+    return sum(p.lstat().st_size for p in (path, *(path.rglob("*") if path.is_dir() else ())))
 
 
 def _interrupt(signum, frame):

@@ -126,10 +126,14 @@ class ContainerRuntime:
     def describe(self) -> str:
         return f"container ({self.engine}, image {self.image})"
 
-    def command(self, request: dict, tree: Path) -> tuple[list[str], dict]:
-        """`<engine> run` with SageMaker's mounts; the variables go by name, so no value is on a command line."""
+    def command(self, request: dict, tree: Path, channels: dict[str, Path]) -> tuple[list[str], dict]:
+        """`<engine> run` with SageMaker's mounts, each channel's shared copy read-only on top of input/; the
+        variables go by name, so no value is on a command line."""
         env = job_environment(request)
         mounts = [f for part in layout.MOUNTED for f in ("-v", f"{tree / part}:{self.base}/{part}")]
+        for name, copy in channels.items():
+            layout.channel_dir(tree, name).mkdir(parents=True, exist_ok=True)  # the mount point
+            mounts += ["-v", f"{copy}:{layout.channel_dir(Path(self.base), name)}:ro"]
         if (tree / layout.CODE).is_dir():  # script mode: the submit directory, unpacked as the toolkit does
             mounts += ["-v", f"{tree / layout.CODE}:{self.base}/{layout.CODE}"]
         spec = request["AlgorithmSpecification"]
@@ -164,7 +168,12 @@ class ProcessRuntime:
     def describe(self) -> str:
         return f"process (the job's Python, from {REQUIREMENTS})"
 
-    def command(self, request: dict, tree: Path) -> tuple[list[str], dict]:
+    def command(self, request: dict, tree: Path, channels: dict[str, Path]) -> tuple[list[str], dict]:
+        """The program by the job's Python, each channel a link to its shared copy."""
+        for name, copy in channels.items():
+            link = layout.channel_dir(tree, name)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(copy, target_is_directory=True)
         env = job_environment(request)
         code = tree / layout.CODE
         if code.is_dir():

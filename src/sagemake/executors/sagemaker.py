@@ -12,15 +12,28 @@ import collections
 import re
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import boto3
-from botocore.exceptions import BotoCoreError, ClientError
 
 from sagemake import aws as cloud
 from sagemake import sourcedir
-from sagemake.aws import LOG_GROUP, call, console_url, explain, logs_url, plain, s3_uri, session
-from sagemake.cli import AwsError, UserError, say
+from sagemake.aws import (
+    ERRORS,
+    LOG_GROUP,
+    AwsUnavailable,
+    call,
+    console_url,
+    error_code,
+    failure,
+    logs_url,
+    plain,
+    s3_uri,
+    session,
+)
+from sagemake.cli import UserError, say
 from sagemake.config import Config
 from sagemake.executors import Executor
 from sagemake.image import Engine
@@ -28,6 +41,8 @@ from sagemake.image import check as image_check
 from sagemake.request import METRIC_LINE, TAG_PREFIX, metric_warnings
 
 TERMINAL = ("Completed", "Failed", "Stopped")
+MANIFESTS = ("application/vnd.docker.distribution.manifest.v2+json", "application/vnd.oci.image.manifest.v1+json",
+             "application/vnd.docker.distribution.manifest.list.v2+json", "application/vnd.oci.image.index.v1+json")
 LAST_LINES = 20
 LOST_CONTACT = 5  # failed polls in a row before following gives up (the job itself goes on)
 ECR_HOST = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
@@ -45,8 +60,8 @@ class SageMakerExecutor(Executor):
         try:
             self.sagemaker = self.aws.client("sagemaker")
             self.logs = self.aws.client("logs")
-        except BotoCoreError as err:
-            raise AwsError(explain(err)) from None
+        except ERRORS as err:
+            raise failure(err) from None
         self._registry: str | None = None
 
     def where(self) -> str:
@@ -124,18 +139,43 @@ class SageMakerExecutor(Executor):
             return f"s3://{config['S3_BUCKET']} is in {config['AWS_REGION']}"
 
         def repository():
-            ecr = aws.client("ecr")
             try:
-                answer = ecr.describe_repositories(repositoryNames=[config["ECR_REPOSITORY"]])
-            except ecr.exceptions.RepositoryNotFoundException:
-                return f"{config['ECR_REPOSITORY']} does not exist yet: `make build ENV={config.env}` creates it"
-            except (BotoCoreError, ClientError) as err:
-                raise AwsError(explain(err)) from None
+                answer = aws.client("ecr").describe_repositories(repositoryNames=[config["ECR_REPOSITORY"]])
+            except ERRORS as err:
+                if error_code(err) == "RepositoryNotFoundException":
+                    return f"{config['ECR_REPOSITORY']} does not exist yet: `make build ENV={config.env}` creates it"
+                raise failure(err) from None
             return answer["repositories"][0]["repositoryUri"]
 
         return [("settings", lambda: "every required setting present, role ARN well formed"),
                 ("credentials", credentials), ("bucket", bucket), ("ECR repository", repository),
-                ("container engine", lambda: image_check(config))]
+                ("training image", self.image_available), ("container engine", lambda: image_check(config))]
+
+    def image_available(self) -> str:
+        """`make doctor`: the image a job would run is where SageMaker pulls it from, or an engine is there to build
+        it (the content tag is looked up; TRAINING_IMAGE must be there already)."""
+        config, image = self.config, self.image()
+        other = config["IMAGE_REGISTRY"] and image.split("/", 1)[0] == config["IMAGE_REGISTRY"]
+        where = config["IMAGE_REGISTRY"] if other else "ECR"
+        if other:
+            found = registry_has(image)
+            if found is None:
+                return f"{image}: {where} asks for a login to look, so it is not checked (the engine's login is yours)"
+        elif config["TRAINING_IMAGE"]:
+            self.check_image(image)
+            found = True
+        else:
+            found = cloud.image_digest(self.aws, image) is not None
+        if found:
+            return f"{image} is in {where}"
+        if config["TRAINING_IMAGE"]:
+            raise UserError(f"image {image} is not in {where}: push it, or set TRAINING_IMAGE to an image that is")
+        engine = Engine(config)
+        if engine.reachable():
+            return f"{image} is not in {where} yet: `make build ENV={config.env}` builds it with {engine.name}"
+        raise UserError(f"image {image} is not in {where} and no {engine.name} engine is reachable to build it: start "
+                        f"{engine.name} (or set CONTAINER_ENGINE), or run `make build ENV={config.env}` on a machine "
+                        "with one")
 
     # --- jobs ---
     def run(self, request: dict) -> dict:
@@ -159,13 +199,11 @@ class SageMakerExecutor(Executor):
     def describe(self, name: str) -> dict:
         try:
             return plain(self.sagemaker.describe_training_job(TrainingJobName=name))
-        except ClientError as err:
-            if err.response.get("Error", {}).get("Code") == "ValidationException":
+        except ERRORS as err:
+            if error_code(err) == "ValidationException":
                 raise UserError(f"no SageMaker job named '{name}' in {self.region}: "
                                 f"`make jobs ENV={self.config.env}` lists them") from None
-            raise AwsError(explain(err)) from None
-        except BotoCoreError as err:
-            raise AwsError(explain(err)) from None
+            raise failure(err) from None
 
     def tags(self, name: str) -> dict[str, str]:
         arn = self.describe(name)["TrainingJobArn"]
@@ -177,13 +215,33 @@ class SageMakerExecutor(Executor):
         answer = call(self.sagemaker.list_training_jobs, NameContains=f"{self.config['PROJECT_NAME']}-",
                       SortBy="CreationTime", SortOrder="Descending", MaxResults=100)
         summaries = sorted(answer["TrainingJobSummaries"], key=lambda s: s["CreationTime"], reverse=True)
-        ours = re.compile(rf"{re.escape(self.config['PROJECT_NAME'])}-[0-9a-z]+-\d{{8}}-\d{{6}}-\d{{3}}")
+        # <project>-<sha>-<yymmdd-HHMMSS-ms><5 random>, and the earlier <project>-<sha>-<yyyymmdd-HHMMSS-ms>
+        ours = re.compile(rf"{re.escape(self.config['PROJECT_NAME'])}-[0-9a-z]+-"
+                          r"(\d{6}-\d{6}-\d{3}[0-9a-z]{5}|\d{8}-\d{6}-\d{3})")
         return [s["TrainingJobName"] for s in summaries if ours.fullmatch(s["TrainingJobName"])][:limit]
 
     def submit(self, request: dict) -> None:
-        call(self.sagemaker.create_training_job, **request)
+        try:
+            self.sagemaker.create_training_job(**request)
+        except ERRORS as err:
+            if not self._created_by_a_lost_attempt(err, request):
+                raise failure(err) from None
         say(f"job {request['TrainingJobName']}: submitted to SageMaker in {self.region}")
         say(f"  console: {console_url(self.region, request['TrainingJobName'])}")
+
+    def _created_by_a_lost_attempt(self, err: Exception, request: dict) -> bool:
+        """CreateTrainingJob is not idempotent: when an attempt created the job but its answer was lost, the retry
+        hears that the name is taken. The job is this one when it was a retry and the job is the one requested
+        (names are unique to the millisecond); a name taken by another job stays an error."""
+        retried = getattr(err, "response", {}).get("ResponseMetadata", {}).get("RetryAttempts", 0)
+        if error_code(err) != "ResourceInUse" or not retried:
+            return False
+        found = self.describe(request["TrainingJobName"])
+        same = all(found.get(field) == request.get(field) for field in ("RoleArn", "HyperParameters")) and \
+            found["AlgorithmSpecification"]["TrainingImage"] == request["AlgorithmSpecification"]["TrainingImage"]
+        if same:
+            say(f"job {request['TrainingJobName']}: an attempt whose answer was lost created it")
+        return same
 
     def stop(self, name: str | None) -> None:
         if not name:
@@ -213,7 +271,7 @@ class SageMakerExecutor(Executor):
                 except UserError as err:  # a network blip or expiring credentials must not lose the job
                     failures += 1
                     if failures >= LOST_CONTACT:
-                        raise UserError(f"lost contact with job {name} ({err}); it keeps running on SageMaker: "
+                        raise AwsUnavailable(f"lost contact with job {name} ({err}); it keeps running on SageMaker: "
                                         f"make logs ENV={self.config.env} JOB={name}, then make fetch") from None
                     say(f"job {name}: {err}; trying again in {poll} s")
                     time.sleep(poll)
@@ -283,6 +341,27 @@ class SageMakerExecutor(Executor):
             self.follow(name)
 
 
+def registry_has(image: str) -> bool | None:
+    """Whether a registry other than ECR holds <registry>/<repository>:<tag>, asked anonymously through the
+    registry API (over HTTP for a registry on this machine, as engines do); None when it wants a login first."""
+    host, _, rest = image.partition("/")
+    repository, _, tag = rest.rpartition(":")
+    local = host.split(":")[0] in ("localhost", "127.0.0.1", "::1") or host.startswith("127.")
+    request = urllib.request.Request(f"{'http' if local else 'https'}://{host}/v2/{repository}/manifests/{tag}",
+                                     method="HEAD", headers={"Accept": ", ".join(MANIFESTS)})
+    try:
+        with urllib.request.urlopen(request, timeout=30):
+            return True
+    except urllib.error.HTTPError as err:
+        if err.code in (401, 403):
+            return None
+        if err.code == 404:
+            return False
+        raise UserError(f"registry {host} answered {err.code} {err.reason} for {image}: check IMAGE_REGISTRY") from None
+    except (OSError, ValueError) as err:
+        raise UserError(f"registry {host} cannot be reached ({err}): check IMAGE_REGISTRY and the network") from None
+
+
 class LogReader:
     """New lines of every CloudWatch stream of a job (one per instance), each prefixed with its stream."""
 
@@ -294,12 +373,10 @@ class LogReader:
         lines = []
         try:
             streams = self.logs.describe_log_streams(logGroupName=LOG_GROUP, logStreamNamePrefix=f"{self.job}/")
-        except ClientError as err:
-            if err.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+        except ERRORS as err:
+            if error_code(err) == "ResourceNotFoundException":
                 return []  # no log group before the first job writes to it
-            raise AwsError(explain(err)) from None
-        except BotoCoreError as err:
-            raise AwsError(explain(err)) from None
+            raise failure(err) from None
         for stream in sorted(s["logStreamName"] for s in streams.get("logStreams", [])):
             host = stream[len(self.job) + 1:]
             while True:
