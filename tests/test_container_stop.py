@@ -1,0 +1,60 @@
+"""A local job in a real container: its channels mounted read-only, and the container gone with its executor.
+
+Runs where an engine answers, like test_container.py (whose image and fixtures it shares).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from conftest import copy_repo
+from test_container import ENGINE, FLAGS, engine  # noqa: F401 (a fixture)
+
+
+@pytest.fixture(scope="module")
+def project(engine, tmp_path_factory):  # noqa: F811
+    repo = copy_repo(tmp_path_factory.mktemp("stop") / "my project")
+    env = {**os.environ, "LOCAL_RUNTIME": "container", "CONTAINER_BUILD_FLAGS": FLAGS, "CONTAINER_RUN_FLAGS": FLAGS}
+    built = subprocess.run(["make", "-s", "build"], cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    assert built.returncode == 0, built.stdout + built.stderr
+    return repo, env
+
+
+def containers(name):
+    listed = subprocess.run([ENGINE, "ps", "--all", "--quiet", "--filter", f"name=^{name}$"], capture_output=True,
+                            text=True, check=True)
+    return listed.stdout.split()
+
+
+def test_kill_9_of_the_executor_removes_the_container_and_settles_the_record(project):
+    repo, env = project
+    everything = {**env, "STOP_GRACE_SECONDS": "3", "HP": "n_estimators=5000 learning_rate=0.001"}
+    executor = subprocess.Popen([str(repo / "scripts/run_sagemaker.py"), "train"], cwd=repo, env=everything,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in executor.stderr:
+            if "/ Training:" in line:
+                break
+        name = line.split()[2].rstrip(":")
+        deadline = time.monotonic() + 60
+        while not containers(name) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        inspected = json.loads(subprocess.run([ENGINE, "inspect", name], capture_output=True, text=True,
+                                              check=True).stdout)[0]
+        mounts = {m["Destination"]: m["RW"] for m in inspected["Mounts"]}
+        assert mounts["/opt/ml/input/data/train"] is False and mounts["/opt/ml/model"] is True
+    finally:
+        executor.send_signal(signal.SIGKILL)
+        executor.communicate()
+    deadline = time.monotonic() + 3 + 5  # the grace, plus 5 s
+    while containers(name) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert containers(name) == []
+    listed = subprocess.run([str(repo / "scripts/run_sagemaker.py"), "jobs"], cwd=repo, env=everything,
+                            capture_output=True, text=True, check=True).stdout
+    assert [line.split()[1] for line in listed.splitlines() if line.startswith(name)] == ["Failed"]
+    record = json.loads((repo / "jobs" / name / "job.json").read_text())
+    assert f"the executor (pid {executor.pid}) ended during Training" in record["FailureReason"]
