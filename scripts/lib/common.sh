@@ -3,8 +3,11 @@
 # Python and the resolved config, read from the one resolver in Python.
 
 SAGEMAKE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# DEBUG=1 (any value but empty or 0) traces each command, file:line first; the Python steps trace themselves
+# (src/sagemake/debug.py). No trace may show a credential: code that handles one runs with tracing off
+# (load_config below, fetch_with_token in prepare.sh).
 PS4='+ ${BASH_SOURCE##*/}:${LINENO}: '
-if [[ -n "${DEBUG:-}" ]]; then set -x; fi
+if [[ "${DEBUG:-0}" != 0 ]]; then set -x; fi
 
 # die MESSAGE...: the program's name and the message on stderr, exit 1.
 die() {
@@ -41,8 +44,11 @@ py() {
 }
 
 # load_config: export every resolved setting (defaults < .env < .env.<ENV> < environment).
+# Not traced: the AWS_* variables of the settings files come with them (`make config` shows the settings).
 load_config() {
+  { local tracing="$-"; set +x; } 2>/dev/null
   local exports
   exports="$(py -m sagemake.config --export)" || exit 2
   eval "$exports"
+  if [[ "$tracing" == *x* ]]; then set -x; fi
 }
