@@ -32,7 +32,8 @@ help: ## list the targets and the variables they take
 	@echo
 	@echo "  ENV  where jobs run: local (default, no AWS needed) or an AWS environment (.env.<ENV>)"
 	@echo "  HP   hyperparameters, e.g. HP='n_estimators=200 learning_rate=0.05'"
-	@echo "  JOB  a job name for fetch, logs and stop (fetch and logs default to the latest job)"
+	@echo "  JOB  a job name for fetch, logs, stop, serve and predict (all but stop default to the latest job)"
+	@echo "  FILE rows for predict, .csv or .json as /invocations takes them; SERVE_PORT the port of serve (8080)"
 	@echo
 	@echo "Your own project, by settings: replace src/trainer/ (sagemake's image), or DOCKERFILE=... BUILD_CONTEXT=..."
 	@echo "(your image), or TRAINING_IMAGE=... (prebuilt); DATA_DIR, CHANNELS, METRICS and HP work with all three."
@@ -98,15 +99,24 @@ logs: setup ## print a job's log, following it while it runs (JOB=..., default l
 stop: setup ## stop a running SageMaker job (JOB=...)
 	@$(PY) scripts/run_sagemaker.py stop $${JOB:+"$$JOB"}
 
+.PHONY: serve
+serve: setup ## serve a fetched model as SageMaker would, on SERVE_PORT (JOB=..., default latest); Ctrl-C stops it
+	@$(PY) scripts/serve_model.py serve $${JOB:+"$$JOB"}
+
+.PHONY: predict
+predict: setup ## print a fetched model's predictions for the rows in FILE=rows.csv or .json (JOB=..., default latest)
+	@$(PY) scripts/serve_model.py predict "$${FILE:-}" $${JOB:+"$$JOB"}
+
 .PHONY: test
 test: $(DEV_STAMP) ## lint (shell, Python, Dockerfile, CircleCI config), then run the bats and pytest suites
 	@tests/run.sh
 
 .PHONY: bench
-bench: $(DEV_STAMP) ## measure `make train` (local, against the AWS emulator), the S3 sync and image builds
+bench: $(DEV_STAMP) ## measure `make train` (local, against the AWS emulator), the S3 sync, image builds and serving
 	@$(PY) bench/bench.py
 	@$(PY) bench/bench_aws.py
 	@$(PY) bench/bench_images.py
+	@$(PY) bench/bench_serve.py
 
 .PHONY: clean
 clean: ## remove the virtualenv and caches (keeps data/, jobs/ and models/)

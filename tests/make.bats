@@ -285,3 +285,33 @@ image inspect $image"
     assert_output --partial "Usage: scripts/${script##*/}"
   done
 }
+
+@test "make serve and make predict without a fetched model name the make fetch to run" {
+  printf '1,2\n' >rows.csv
+  run make serve
+  assert_failure
+  assert_output --partial "serve_model: no fetched model in models/: run \`make fetch\` (the latest job's model) or \`make train\`"
+  local job=sagemake-example-abc1234-20261202-101500-123
+  run make predict FILE=rows.csv JOB="$job"
+  assert_failure
+  assert_output --partial "serve_model: no fetched model of job $job in models/: run \`make fetch JOB=$job\`"
+  run make serve JOB=../models
+  assert_failure
+  assert_output --partial "is not a job name (1-63 letters, digits or '-')"
+}
+
+@test "make predict without FILE, or with one it cannot send, and a bad SERVE_PORT are one line each" {
+  run make predict
+  assert_failure
+  assert_output --partial "serve_model: FILE is required: make predict FILE=rows.csv (or rows.json) [JOB=<job>]"
+  run make predict FILE=none.csv
+  assert_failure
+  assert_output --partial "serve_model: FILE=none.csv does not exist"
+  printf '1,2\n' >rows.txt
+  run make predict FILE=rows.txt
+  assert_failure
+  assert_output --partial "serve_model: FILE=rows.txt is neither .csv nor .json"
+  run make serve SERVE_PORT=80800
+  assert_failure
+  assert_output --partial "SERVE_PORT='80800' must be a whole number from 1 to 65535"
+}

@@ -62,6 +62,7 @@ DEFAULTS = {
     "STOP_GRACE_SECONDS": "120",
     "JOBS_DIR": "jobs",
     "MODELS_DIR": "models",
+    "SERVE_PORT": "8080",
 }
 AWS_REQUIRED = ("PROJECT_NAME", "AWS_REGION", "SAGEMAKER_ROLE_ARN", "S3_BUCKET", "ECR_REPOSITORY")
 OWN_DOCKERFILES = {"image": "docker/Dockerfile", "script": "docker/Dockerfile.script"}  # by CODE_MODE
@@ -83,6 +84,7 @@ _INTEGERS = {  # name: (lowest, highest)
     "STOP_GRACE_SECONDS": (0, 3600),
     "MAX_WAIT_SECONDS": (0, 28 * 24 * 3600),
     "POLL_SECONDS": (1, 600),
+    "SERVE_PORT": (1, 65535),
 }
 _CHOICES = {
     "CONTAINER_ENGINE": ("docker", "podman"),

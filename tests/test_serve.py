@@ -1,0 +1,425 @@
+"""Serving a trained model as SageMaker does: the real server over real HTTP, as a process and in a real
+container, and `make serve` / `make predict` as a user runs them.
+
+One real local `make train` of the example model, in a copy of the repository, is shared by the module; the
+answers are checked against that model's own predictions, loaded with joblib here. The container cases build
+that copy's image (the one its manifest names) and, like tests/test_container.py, are skipped without an engine
+unless REQUIRE_CONTAINER_TESTS=1; TEST_CONTAINER_FLAGS holds the engine flags this machine needs.
+"""
+
+import csv
+import http.client
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+from conftest import ROOT, copy_repo
+
+from sagemake.executors.serving_runtimes import ServingContainer, ServingProcess, model_files
+
+ENGINE = "docker"
+REQUIRED = os.environ.get("REQUIRE_CONTAINER_TESTS") == "1"
+FLAGS = os.environ.get("TEST_CONTAINER_FLAGS", "")
+LABEL = "target"
+
+
+def make(repo: Path, *args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    venv = os.environ.get("VENV", str(ROOT / ".venv"))
+    everything = {**os.environ, "VENV": venv if os.path.isabs(venv) else str(ROOT / venv), **(env or {})}
+    return subprocess.run(["make", "-s", *args], cwd=repo, env=everything, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def no_engine(tmp: Path) -> dict:
+    """A machine without a container engine: the process runtime."""
+    return {"DOCKER_HOST": f"unix://{tmp}/no-engine.sock"}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A checkout that trained the example with `make train` (process runtime) and fetched its model."""
+    repo = copy_repo(tmp_path_factory.mktemp("serving") / "my project")
+    result = make(repo, "train", "HP=n_estimators=20", env={"LOCAL_RUNTIME": "process"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    (job,) = [p.name for p in (repo / "models").iterdir()]
+    return repo, job
+
+
+class Reference:
+    """The validation rows (features only, as the file writes them) and the model's own predictions for them."""
+
+    def __init__(self, repo: Path, job: str):
+        folder = repo / "models" / job
+        with (repo / "data/validation/validation.csv").open(newline="") as handle:
+            header, *lines = list(csv.reader(handle))
+        keep = [i for i, name in enumerate(header) if name != LABEL]
+        self.features = [header[i] for i in keep]
+        assert self.features == json.loads((folder / "features.json").read_text())["features"]
+        self.cells = [[line[i] for i in keep] for line in lines]
+        table = np.array(self.cells, dtype=float)
+        model = joblib.load(folder / "model.joblib")  # the model itself, not through any code of ours
+        self.labels = model.predict(table).tolist()
+        self.probabilities = model.predict_proba(table)[:, 1].tolist()
+        assert len(self.labels) > 100 and set(self.labels) == {0, 1}
+
+    def csv(self, rows=None) -> bytes:
+        return "".join(",".join(cells) + "\n" for cells in (rows or self.cells)).encode()
+
+    def expected(self) -> list[dict]:
+        return [{"label": label, "probability": p} for label, p in zip(self.labels, self.probabilities, strict=True)]
+
+
+@pytest.fixture(scope="module")
+def reference(project) -> Reference:
+    return Reference(*project)
+
+
+def read_csv_predictions(body: bytes) -> list[dict]:
+    return [{"label": int(label), "probability": float(p)} for label, p in csv.reader(body.decode().splitlines())]
+
+
+@pytest.fixture(scope="module")
+def engine():
+    try:
+        answers = subprocess.run([ENGINE, "info"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        answers = False
+    if not answers:
+        message = f"no {ENGINE} engine answers (DOCKER_HOST={os.environ.get('DOCKER_HOST', 'unset')})"
+        if REQUIRED:
+            pytest.fail(f"REQUIRE_CONTAINER_TESTS=1 but {message}")
+        pytest.skip(message)
+    return ENGINE
+
+
+@pytest.fixture(scope="module")
+def image(project, engine) -> str:
+    """The copy's image, built with `make build`: the one the fetched model's manifest names."""
+    repo, job = project
+    flags = {"CONTAINER_BUILD_FLAGS": FLAGS, "CONTAINER_RUN_FLAGS": FLAGS}
+    result = make(repo, "build", env=flags, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    image = json.loads((repo / "models" / job / "manifest.json").read_text())["image"]
+    assert subprocess.run([ENGINE, "image", "inspect", image], capture_output=True).returncode == 0
+    return image
+
+
+@pytest.fixture(scope="module", params=["process", "container"])
+def runtime(request, project):
+    repo, _ = project
+    if request.param == "process":
+        return ServingProcess(repo, Path(sys.executable))  # this run's Python has the image's requirements
+    return ServingContainer(ENGINE, request.getfixturevalue("image"), FLAGS.split())
+
+
+def start(runtime, project, tmp_path_factory):
+    repo, job = project
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with log.open("wb") as output:
+        server = runtime.start(model_files(repo / "models" / job), free_port(), {}, output)
+    server.wait_ready(seconds=90, log=log)
+    server.log = log
+    return server
+
+
+@pytest.fixture(scope="module")
+def server(runtime, project, tmp_path_factory):
+    server = start(runtime, project, tmp_path_factory)
+    yield server
+    assert server.stop() == 0, server.log.read_text()
+
+
+def call(port: int, path="/invocations", body=b"", headers=None, method="POST"):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.request(method, path, body, headers or {})
+        answer = connection.getresponse()
+        return answer.status, answer.getheader("Content-Type"), answer.read()
+    finally:
+        connection.close()
+
+
+# --- the contract ---------------------------------------------------------------------------------------------
+
+
+def test_ping_answers_200(server):
+    assert call(server.port, "/ping", method="GET")[0] == 200
+
+
+def test_the_model_is_the_models_own_files_read_only(runtime, server, project):
+    repo, job = project
+    files = [p.name for p in model_files(repo / "models" / job)]
+    assert "manifest.json" not in files and "output" not in files and "model.joblib" in files
+    if runtime.name == "container":  # what the container sees in /opt/ml/model, and that it cannot write there
+        listing = subprocess.run([ENGINE, "exec", server.container, "ls", "/opt/ml/model"], capture_output=True,
+                                 text=True, check=True).stdout.split()
+        assert sorted(listing) == sorted(files)
+        touched = subprocess.run([ENGINE, "exec", server.container, "touch", "/opt/ml/model/model.joblib"],
+                                 capture_output=True, text=True)
+        assert touched.returncode != 0 and "Read-only" in touched.stderr
+
+
+def test_csv_rows_get_the_models_own_predictions(server, reference):
+    status, kind, body = call(server.port, body=reference.csv(), headers={"Content-Type": "text/csv"})
+    assert (status, kind) == (200, "text/csv")
+    assert read_csv_predictions(body) == reference.expected()
+
+
+def test_a_csv_header_naming_the_features_is_taken_in_any_order(server, reference):
+    order = list(reversed(range(len(reference.features))))
+    rows = [[reference.features[i] for i in order]] + [[cells[i] for i in order] for cells in reference.cells]
+    status, _, body = call(server.port, body=reference.csv(rows), headers={"Content-Type": "text/csv; charset=utf-8"})
+    assert status == 200
+    assert read_csv_predictions(body) == reference.expected()
+
+
+def test_json_in_its_shapes_and_answers_in_the_accept_type(server, reference):
+    rows = [[float(v) for v in cells] for cells in reference.cells]
+    expected = reference.expected()
+    objects = [dict(zip(reference.features, row, strict=True)) for row in rows]
+    for payload, want in (
+        (rows, expected),
+        ({"instances": rows}, expected),
+        ({"instances": objects}, expected),
+        (objects, expected),
+        (rows[0], expected[:1]),
+        (objects[0], expected[:1]),
+    ):
+        status, kind, body = call(server.port, body=json.dumps(payload).encode(),
+                                  headers={"Content-Type": "application/json"})
+        assert (status, kind) == (200, "application/json"), body
+        assert json.loads(body) == {"predictions": want}
+    # Accept chooses the answer's type, whatever the request's.
+    status, kind, body = call(server.port, body=json.dumps(rows).encode(),
+                              headers={"Content-Type": "application/json", "Accept": "text/csv"})
+    assert (status, kind) == (200, "text/csv") and read_csv_predictions(body) == expected
+    status, kind, body = call(server.port, body=reference.csv(),
+                              headers={"Content-Type": "text/csv", "Accept": "text/html;q=0.9, application/json"})
+    assert (status, kind) == (200, "application/json") and json.loads(body)["predictions"] == expected
+    status, kind, _ = call(server.port, body=reference.csv(), headers={"Content-Type": "text/csv", "Accept": "*/*"})
+    assert (status, kind) == (200, "text/csv")
+
+
+SIX_MB = 6 * 1024 * 1024
+
+
+def bad_requests(reference: Reference):
+    """(what, request, status, the sentence's start)"""
+    good = reference.csv().decode().splitlines()
+    short = ",".join(reference.cells[0][:-1])
+    return [
+        ("no content type", {"body": reference.csv()}, 415, "no Content-Type: send text/csv or application/json"),
+        ("text/plain", {"body": reference.csv(), "headers": {"Content-Type": "text/plain"}}, 415,
+         "content type text/plain: send text/csv or application/json"),
+        ("a short row", {"body": (good[0] + "\n" + short + "\n").encode(), "headers": {"Content-Type": "text/csv"}},
+         400, "line 2 has 29 values; the model takes 30 (mean radius, mean texture, mean perimeter, ...)"),
+        ("a word", {"body": (good[0] + "\n" + ",".join([*reference.cells[1][:3], "big", *reference.cells[1][4:]])
+                             + "\n").encode(), "headers": {"Content-Type": "text/csv"}},
+         400, "line 2, column 4: 'big' is not a number"),
+        ("nan", {"body": f"{good[0]}\n{'nan,' * 29}1\n".encode(), "headers": {"Content-Type": "text/csv"}}, 400,
+         "line 2, column 1: 'nan' is not a finite number"),
+        ("the label's column", {"body": (",".join([*reference.features, LABEL]) + "\n").encode(),
+                                "headers": {"Content-Type": "text/csv"}},
+         400, "line 1 is a header with columns the model does not take (target): send the features alone"),
+        ("an empty body", {"body": b"\n\n", "headers": {"Content-Type": "text/csv"}}, 400, "the body holds no rows"),
+        ("not JSON", {"body": b"[[1, 2", "headers": {"Content-Type": "application/json"}}, 400,
+         "the body is not JSON (Expecting ',' delimiter at line 1 column 7)"),
+        ("an object row lacking a feature", {"body": json.dumps([{"mean radius": 1.0}]).encode(),
+                                             "headers": {"Content-Type": "application/json"}},
+         400, "row 1 lacks 'mean texture' (and 28 more)"),
+        ("a string value", {"body": json.dumps([["1"] * 30]).encode(),
+                            "headers": {"Content-Type": "application/json"}}, 400,
+         "row 1, value 1: \"1\" is not a number"),
+        ("an odd object", {"body": b'{"rows": []}', "headers": {"Content-Type": "application/json"}}, 400,
+         'a JSON object must be {"instances": [rows]} or one row keyed by feature name'),
+        ("over 6 MB", {"body": b"1" * (SIX_MB + 1), "headers": {"Content-Type": "text/csv"}}, 413,
+         f"the payload of {SIX_MB + 1:,} bytes is over the limit of 6 MB ({SIX_MB:,} bytes)"),
+        ("an Accept it cannot answer", {"body": reference.csv(), "headers": {"Content-Type": "text/csv",
+                                                                             "Accept": "text/html"}},
+         406, "cannot answer in text/html: accept text/csv or application/json"),
+        ("an unknown path", {"path": "/predict"}, 404, "no such path /predict: use GET /ping or POST /invocations"),
+        ("GET /invocations", {"method": "GET"}, 405, "/invocations takes POST, not GET"),
+    ]
+
+
+def test_bad_requests_get_a_4xx_and_one_sentence_and_the_server_goes_on(server, reference):
+    for what, request, status, sentence in bad_requests(reference):
+        got, kind, body = call(server.port, **request)
+        text = body.decode()
+        assert (got, text.strip()[:len(sentence)]) == (status, sentence), what
+        assert kind.startswith("text/plain") and text.endswith("\n") and text.count("\n") == 1, what
+        assert "Traceback" not in text and len(text) < 300, what
+        assert call(server.port, "/ping", method="GET")[0] == 200, what  # still serving
+    status, _, body = call(server.port, body=reference.csv(), headers={"Content-Type": "text/csv"})
+    assert status == 200 and read_csv_predictions(body) == reference.expected()
+
+
+def test_a_chunked_body_over_the_limit_is_refused_too(server):
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    try:
+        chunks = (b"1" * (1 << 20) for _ in range(7))  # 7 MB, no Content-Length
+        connection.request("POST", "/invocations", chunks, {"Content-Type": "text/csv"}, encode_chunked=True)
+        answer = connection.getresponse()
+        assert answer.status == 413 and b"over the limit of 6 MB" in answer.read()
+    finally:
+        connection.close()
+    assert call(server.port, "/ping", method="GET")[0] == 200
+
+
+def test_sigterm_lets_the_request_in_flight_finish_then_stops(runtime, project, reference, tmp_path_factory):
+    server = start(runtime, project, tmp_path_factory)
+    body = reference.csv()
+    head = (f"POST /invocations HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/csv\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as client:
+        client.sendall(head + body[:len(body) // 2])
+        time.sleep(1)  # the worker is reading the body when SIGTERM comes
+        server.runtime.signal(server, kill=False)
+        time.sleep(1)
+        assert server.process.poll() is None  # draining, not gone
+        client.sendall(body[len(body) // 2:])
+        answer = b""
+        while chunk := client.recv(1 << 16):
+            answer += chunk
+    status, _, rest = answer.partition(b"\r\n")
+    assert status == b"HTTP/1.1 200 OK"
+    assert read_csv_predictions(rest.split(b"\r\n\r\n", 1)[1]) == reference.expected()
+    assert server.process.wait(timeout=30) == 0, server.log.read_text()
+    server.cleanup()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
+    assert "Handling signal: term" in server.log.read_text()
+
+
+# --- make serve / make predict ---------------------------------------------------------------------------------
+
+
+def test_make_predict_prints_the_models_predictions(project, reference, tmp_path):
+    repo, job = project
+    (tmp_path / "rows.csv").write_bytes(reference.csv())
+    result = make(repo, "predict", f"FILE={tmp_path / 'rows.csv'}", env=no_engine(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert read_csv_predictions(result.stdout.encode()) == reference.expected()
+    assert f"serve: model of {job}" in result.stderr and "runtime process (the job's Python" in result.stderr
+
+
+def test_make_predict_bad_input_is_one_line_and_a_non_zero_exit(project, reference, tmp_path):
+    repo, job = project
+    env = no_engine(tmp_path)
+    (tmp_path / "rows.txt").write_text("1,2\n")
+    (tmp_path / "short.csv").write_text("1,2,3\n")
+    for args, sentence in (
+        ((), "serve_model: FILE is required: make predict FILE=rows.csv (or rows.json) [JOB=<job>]"),
+        ((f"FILE={tmp_path}/none.csv",), f"serve_model: FILE={tmp_path}/none.csv does not exist"),
+        ((f"FILE={tmp_path}/rows.txt",), f"serve_model: FILE={tmp_path}/rows.txt is neither .csv nor .json"),
+        ((f"FILE={tmp_path}/short.csv", "JOB=sagemake-example-nope"),
+         "serve_model: no fetched model of job sagemake-example-nope in models/: "
+         "run `make fetch JOB=sagemake-example-nope`"),
+        ((f"FILE={tmp_path}/short.csv",), f"serve_model: the model server refused {tmp_path}/short.csv (400): "
+                                          "line 1 has 3 values; the model takes 30"),
+    ):
+        result = make(repo, "predict", *args, env=env)
+        assert result.returncode != 0, args
+        (said,) = [line for line in result.stderr.splitlines() if line.startswith("serve_model:")]
+        assert said.startswith(sentence), (args, result.stderr)
+    # A model whose image is not sagemake's, and that no engine has, is not served as a process.
+    result = make(repo, "predict", f"FILE={tmp_path}/short.csv", env={**env, "TRAINING_IMAGE": "theirs:1.0"})
+    assert result.returncode != 0
+    assert ("serve_model: docker has no image sagemake-example:" in result.stderr
+            and "(TRAINING_IMAGE=theirs:1.0 serves only in a container)" in result.stderr), result.stderr
+
+
+def test_make_serve_on_a_port_in_use_names_the_port(project, tmp_path):
+    repo, _ = project
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = make(repo, "serve", f"SERVE_PORT={port}", env=no_engine(tmp_path))
+    assert result.returncode != 0
+    assert f"serve_model: port {port} is in use (Address already in use): stop what listens there, or serve on " \
+           f"another port with SERVE_PORT={port + 1}" in result.stderr
+
+
+def test_make_serve_serves_until_ctrl_c_then_drains_and_stops(project, reference, tmp_path):
+    repo, job = project
+    port = free_port()
+    venv = os.environ.get("VENV", str(ROOT / ".venv"))
+    env = {**os.environ, "VENV": venv if os.path.isabs(venv) else str(ROOT / venv), **no_engine(tmp_path)}
+    serving = subprocess.Popen(["make", "-s", "serve", f"SERVE_PORT={port}"], cwd=repo, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    output = b""
+    try:
+        deadline = time.monotonic() + 120
+        while b"serve: Ctrl-C stops it" not in output and time.monotonic() < deadline:
+            ready, _, _ = select.select([serving.stdout], [], [], 1)
+            if ready:
+                chunk = os.read(serving.stdout.fileno(), 1 << 16)
+                assert chunk, output.decode()
+                output += chunk
+        text = output.decode()
+        assert f"serve: http://127.0.0.1:{port}" in text
+        assert f"curl -s -H 'Content-Type: text/csv' --data-binary @rows.csv http://127.0.0.1:{port}/invocations" \
+               in text
+        status, _, body = call(port, body=reference.csv(), headers={"Content-Type": "text/csv"})
+        assert status == 200 and read_csv_predictions(body) == reference.expected()
+        os.killpg(serving.pid, signal.SIGINT)  # Ctrl-C in the terminal: make and serve_model get it, the server not
+        rest, _ = serving.communicate(timeout=60)  # until every holder of the pipe, the server too, is gone
+        output += rest
+    finally:
+        if serving.poll() is None:
+            os.killpg(serving.pid, signal.SIGKILL)
+    text = output.decode()
+    assert "serve: stopping (SIGTERM: the requests in flight finish first)" in text
+    assert "serve: stopped" in text and "Handling signal: term" in text
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+
+def test_make_predict_runs_the_jobs_image_when_the_engine_has_it(project, reference, image, tmp_path):
+    repo, job = project
+    rows = [[float(v) for v in cells] for cells in reference.cells]
+    (tmp_path / "rows.json").write_text(json.dumps({"instances": rows}))
+    result = make(repo, "predict", f"FILE={tmp_path / 'rows.json'}", f"JOB={job}", env={"CONTAINER_RUN_FLAGS": FLAGS})
+    assert result.returncode == 0, result.stderr
+    assert f"runtime container (docker, image {image}): the engine has the image" in result.stderr
+    assert json.loads(result.stdout) == {"predictions": reference.expected()}
+
+
+def test_an_image_that_is_not_ours_and_has_no_serve_is_named(project, engine, tmp_path):
+    repo, job = project
+    plain = "python:3.11-slim"  # in the engine (the offline base image), with no `serve`
+    if subprocess.run([ENGINE, "image", "inspect", plain], capture_output=True).returncode != 0:
+        pytest.fail(f"{plain} is not in the engine (tests/container_engine.sh provides it)")
+    theirs = repo / "models" / f"{job}-theirs"
+    theirs.mkdir()
+    for path in model_files(repo / "models" / job):
+        if path.is_file():
+            (theirs / path.name).write_bytes(path.read_bytes())
+    manifest = json.loads((repo / "models" / job / "manifest.json").read_text())
+    (theirs / "manifest.json").write_text(json.dumps({**manifest, "job_name": theirs.name, "image": plain}))
+    try:
+        result = make(repo, "serve", f"JOB={theirs.name}", f"SERVE_PORT={free_port()}",
+                      env={"TRAINING_IMAGE": plain, "CONTAINER_RUN_FLAGS": FLAGS})
+    finally:
+        for path in theirs.iterdir():
+            path.unlink()
+        theirs.rmdir()
+    assert result.returncode != 0
+    assert f"serve_model: image {plain} is not sagemake's and has neither an executable 'serve' on its PATH nor " \
+           "an ENTRYPOINT (SageMaker runs `docker run IMAGE serve`): add one to its Dockerfile" in result.stderr
