@@ -42,7 +42,7 @@ MUTATIONS = {
         "src/sagemake/request.py", "    if not JOB_NAME.fullmatch(name):", "    if False:",
         "tests/test_request.py -k job_name"),
     "output data not fetched": (
-        "src/sagemake/fetch_model.py", "    if output:\n        unpack(output, partial / OUTPUT)", "",
+        "src/sagemake/fetch_model.py", "        if output:\n            unpack(output, folder / OUTPUT)\n", "",
         "tests/test_fetch.py -k writes_the_manifest"),
     "fetch without its lock": (
         "src/sagemake/fetch_model.py", "        fcntl.flock(descriptor, fcntl.LOCK_EX)\n", "",
@@ -56,6 +56,38 @@ MUTATIONS = {
     "failed job exits as bad input": (
         "src/sagemake/cli.py", "    status = Exit.JOB_FAILED", "    status = Exit.BAD_INPUT",
         "tests/test_cli.py"),
+    "expired credentials said as any error": (
+        "src/sagemake/aws.py", '        if code in ("ExpiredToken", "ExpiredTokenException", "RequestExpired"):',
+        "        if False:", "tests/test_train_prod.py -k credentials_have_expired"),
+    "access denied said as any error": (
+        "src/sagemake/aws.py", '        if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):',
+        "        if False:", "tests/test_train_prod.py -k aws_denied"),
+    "following gives up on the first failed poll": (
+        "src/sagemake/executors/sagemaker.py", "                    if failures >= LOST_CONTACT:",
+        "                    if failures >= 1:", "tests/test_train_prod.py -k failed_poll"),
+    "make stop a no-op": (
+        "src/sagemake/executors/sagemaker.py", "        call(self.sagemaker.stop_training_job, TrainingJobName=name)\n",
+        "", "tests/test_train_prod.py -k stop_env_prod"),
+    "upload progress hidden": (
+        "src/sagemake/aws.py", '        print(f"{prefix}==> {self.label}: {_size(self.moved)} done", file=sys.stderr, '
+        "flush=True)", "        pass", "tests/test_train_prod.py -k shows_its_progress"),
+    "no progress on a terminal": (
+        "src/sagemake/aws.py", "        if self.terminal and percent != self.shown:", "        if False:",
+        "tests/test_train_prod.py -k shows_its_progress"),
+    "archive extraction filter removed": (
+        "src/sagemake/archive.py", 'tar.extractall(folder, members=counted(tar), filter="data")',
+        "tar.extractall(folder, members=counted(tar))", "tests/test_fetch.py -k bad_archive"),
+    "no refusal by hand without extraction filters": (
+        "src/sagemake/archive.py",
+        "            if inside not in (target, *target.parents) or member.issym() or member.islnk() or member.isdev():",
+        "            if False:", "tests/test_fetch.py -k without_extraction_filters"),
+    "a model archive's own manifest let through": (
+        "src/sagemake/fetch_model.py",
+        "        if (folder / MANIFEST).exists() or (output and (folder / OUTPUT).exists()):", "        if False:",
+        "tests/test_fetch.py -k own_manifest"),
+    "manifest sha256 not of the archive": (
+        "src/sagemake/fetch_model.py", "            digest.update(block)", '            digest.update(b"")',
+        "tests/test_fetch.py -k writes_the_manifest"),
 }
 
 
@@ -65,13 +97,26 @@ def caught(name: str) -> bool:
     original = path.read_text()
     if original.count(before) != 1:
         raise SystemExit(f"mutations: '{name}' no longer matches {file} exactly once: update it")
-    path.write_text(original.replace(before, after))
+    mutated = original.replace(before, after)
+    path.write_text(mutated)
     try:
         done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", *tests.split()], cwd=ROOT,
                               capture_output=True, text=True)
     finally:
-        path.write_text(original)
+        restore(path, original, mutated, before, after)
     return done.returncode != 0
+
+
+def restore(path: Path, original: str, mutated: str, before: str, after: str) -> None:
+    """Put the file back. Someone may have saved it meanwhile (this is a shared working tree): then only the
+    mutation is undone in what they saved, and when that cannot be done exactly, nothing is overwritten."""
+    now = path.read_text()
+    if now == mutated:
+        path.write_text(original)
+    elif after and now.count(after) == 1 and now.count(before) == 0:
+        path.write_text(now.replace(after, before))
+    elif now != original:
+        raise SystemExit(f"mutations: {path} changed while it was mutated: put back {after!r} as {before!r} by hand")
 
 
 def main(names: list[str]) -> int:

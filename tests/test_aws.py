@@ -381,13 +381,25 @@ def test_ctrl_c_while_following_leaves_the_job_running(ready):
     env = {**os.environ, "ENV": "prod", "DATA_DIR": ready["DATA_DIR"], **settings()}
     register_image(repository_image(env))  # the scripts hash this repository's files (the same content: the same tag)
     with SageMakerDriver(step_seconds=30) as driver:
-        follower = subprocess.Popen([str(ROOT / "scripts/run_sagemaker.py"), "train"], cwd=ready.root, env=env,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for line in follower.stderr:
-            if "/ Downloading:" in line:
-                break
-        follower.send_signal(signal.SIGINT)
-        _, err = follower.communicate(timeout=30)
+        # Ctrl-C reaches the follower as from a terminal however pytest was started: a shell that runs it in the
+        # background (`pytest &`, nohup) ignores SIGINT, which a child inherits through exec and then never sees. A
+        # handler, unlike SIG_IGN, is reset to the default on exec (no preexec_fn: moto's threads are running).
+        ignored = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            follower = subprocess.Popen([str(ROOT / "scripts/run_sagemaker.py"), "train"], cwd=ready.root, env=env,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_DFL if ignored is None else ignored)
+        try:
+            for line in follower.stderr:
+                if "/ Downloading:" in line:
+                    break
+            follower.send_signal(signal.SIGINT)
+            _, err = follower.communicate(timeout=30)
+        finally:
+            if follower.poll() is None:  # it did not stop: nothing is left following the job
+                follower.kill()
+                follower.communicate()
         assert follower.returncode == Exit.INTERRUPTED
         name = driver.job.training_job_name
         assert f"job {name} keeps running on SageMaker. Follow it again: make logs ENV=prod JOB={name}" in err

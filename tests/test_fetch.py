@@ -1,16 +1,20 @@
 """The example model end to end through the local executor, then fetched with its manifest."""
 
+import hashlib
 import json
 import os
+import re
 import tarfile
 import time
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, in_process
 
 from sagemake import sourcedir
+from sagemake.archive import pack, tree
 from sagemake.cli import UserError
-from sagemake.config import resolve
+from sagemake.config import Config, resolve
 from sagemake.executors.local import LocalExecutor
 from sagemake.fetch_model import fetch as fetch_model
 from sagemake.request import plan
@@ -20,6 +24,26 @@ from sagemake.request import plan
 def config(tmp_path, example_data):
     return resolve(root=ROOT, environ={"DATA_DIR": str(example_data), "HP": "n_estimators=25",
                                        "JOBS_DIR": str(tmp_path / "jobs"), "MODELS_DIR": str(tmp_path / "models")})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, example_data) -> tuple[Path, str]:
+    """One job of the example, trained once for the tests that only fetch it: (JOBS_DIR, its name)."""
+    jobs = tmp_path_factory.mktemp("jobs")
+    name, _ = train(resolve(root=ROOT, environ={"DATA_DIR": str(example_data), "HP": "n_estimators=25",
+                                                "JOBS_DIR": str(jobs)}))
+    return jobs, name
+
+
+@pytest.fixture
+def job(trained, tmp_path, example_data) -> tuple[Config, str]:
+    """(config, name) of that job, with MODELS_DIR of this test's own; its model.tar.gz is put back afterwards."""
+    jobs, name = trained
+    archive = jobs / name / "output/model.tar.gz"
+    original = archive.read_bytes()
+    yield resolve(root=ROOT, environ={"DATA_DIR": str(example_data), "HP": "n_estimators=25", "JOBS_DIR": str(jobs),
+                                      "MODELS_DIR": str(tmp_path / "models")}), name
+    archive.write_bytes(original)
 
 
 def train(config):
@@ -51,7 +75,10 @@ def test_fetch_extracts_the_model_and_writes_the_manifest(config):
     assert manifest["hyperparameters"]["n_estimators"] == "25"
     assert set(manifest["metrics"]) >= {"validation:accuracy", "validation:f1", "validation:roc_auc"}
     assert manifest["metrics"]["validation:roc_auc"] > 0.95
-    assert len(manifest["artifact"]["sha256"]) == 64
+    archive = config.path("JOBS_DIR") / name / "output/model.tar.gz"
+    assert manifest["artifact"] == {"uri": record["ModelArtifacts"]["S3ModelArtifacts"],
+                                    "sha256": hashlib.sha256(archive.read_bytes()).hexdigest(),
+                                    "bytes": archive.stat().st_size}
 
 
 def test_same_inputs_give_the_same_model_bytes(config):
@@ -138,12 +165,10 @@ def test_concurrent_fetches_of_one_job_all_end_with_the_whole_folder(config):
     assert [p.name for p in folder.parent.iterdir() if p.name.startswith(".") and p.is_dir()] == []
 
 
-@pytest.mark.parametrize("kind", ["garbage", "truncated", "outside", "symlink out"])
-def test_a_bad_archive_is_one_line_and_keeps_the_previous_good_copy(config, kind, tmp_path):
-    name, _ = train(config)
-    good = fetch(config, name)
-    before = sorted(p.name for p in good.iterdir())
-    archive = config.path("JOBS_DIR") / name / "output/model.tar.gz"
+def hostile(archive, kind, tmp_path):
+    """Rewrite archive the way kind says; returns a file outside MODELS_DIR that a broken extraction would write."""
+    target = tmp_path / "outside.txt"
+    target.write_text("mine")
     if kind == "garbage":
         archive.write_bytes(b"not an archive at all" * 100)
     elif kind == "truncated":
@@ -152,16 +177,71 @@ def test_a_bad_archive_is_one_line_and_keeps_the_previous_good_copy(config, kind
         payload = tmp_path / "payload"
         payload.write_text("x")
         with tarfile.open(archive, "w:gz") as tar:
-            if kind == "outside":
+            if kind == "outside":  # after a member inside, so that nothing but a refusal stops the one outside
+                tar.add(payload, arcname="model.joblib")
                 tar.add(payload, arcname="../../escaped.txt")
-            else:
+            else:  # a link out, then a file written through it
                 link = tarfile.TarInfo("evil")
-                link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+                link.type, link.linkname = tarfile.SYMTYPE, str(target)
                 tar.addfile(link)
                 tar.add(payload, arcname="evil")
+    return target
+
+
+def nothing_escaped(target, tmp_path):
+    """Nothing outside MODELS_DIR was written: neither the file a link pointed at, nor a member named to land out."""
+    assert target.read_text() == "mine"
+    assert list(tmp_path.rglob("escaped.txt")) == []
+
+
+@pytest.mark.parametrize("kind", ["garbage", "truncated", "outside", "symlink out"])
+def test_a_bad_archive_is_one_line_and_keeps_the_previous_good_copy(job, kind, tmp_path):
+    config, name = job
+    good = fetch(config, name)
+    before = sorted(p.name for p in good.iterdir())
+    target = hostile(config.path("JOBS_DIR") / name / "output/model.tar.gz", kind, tmp_path)
     with pytest.raises(UserError, match=rf"^the archive of job {name} cannot be unpacked safely \(") as caught:
         fetch(config, name)
     assert "\n" not in str(caught.value)
     assert sorted(p.name for p in good.iterdir()) == before  # the previous good copy, whole
     assert [p for p in good.parent.iterdir() if p.name.startswith(".") and p.is_dir()] == []  # nothing left behind
-    assert not (config.path("MODELS_DIR").parent / "escaped.txt").exists()
+    nothing_escaped(target, tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["outside", "symlink out"])
+def test_without_extraction_filters_a_bad_archive_is_refused_all_the_same(job, kind, tmp_path, monkeypatch):
+    """Python before 3.10.12 / 3.11.4 has no tarfile extraction filters: the refusal is made by hand."""
+    monkeypatch.delattr(tarfile, "data_filter")
+    config, name = job
+    good = fetch(config, name)  # a good archive unpacks by hand too
+    before = sorted(p.name for p in good.iterdir())
+    assert "model.joblib" in before
+    target = hostile(config.path("JOBS_DIR") / name / "output/model.tar.gz", kind, tmp_path)
+    member = "../../escaped.txt" if kind == "outside" else "evil"
+    with pytest.raises(UserError, match=rf"refusing '{re.escape(member)}'") as caught:
+        fetch(config, name)
+    assert "\n" not in str(caught.value)
+    assert sorted(p.name for p in good.iterdir()) == before
+    assert [p for p in good.parent.iterdir() if p.name.startswith(".") and p.is_dir()] == []
+    nothing_escaped(target, tmp_path)
+
+
+@pytest.mark.parametrize("own", ["manifest.json", "output/metrics.json"])
+def test_a_model_archive_holding_its_own_manifest_or_output_is_refused(job, own, tmp_path):
+    """The manifest and output/ are what fetch writes beside the model: a model archive with its own is refused,
+    not overwritten or mixed with the job's."""
+    config, name = job
+    good = fetch(config, name)
+    manifest = (good / "manifest.json").read_text()
+    archive = config.path("JOBS_DIR") / name / "output/model.tar.gz"
+    model = tmp_path / "model"
+    with tarfile.open(archive) as tar:
+        tar.extractall(model, filter="data")
+    (model / own).parent.mkdir(exist_ok=True)
+    (model / own).write_text("{}\n")  # what a trainer writing its own manifest.json or output/ leaves in model_dir
+    pack(tree(model), archive)
+    with pytest.raises(UserError, match=rf"^the model archive of job {name} holds its own manifest.json or output/: "
+                                        "rename it in your trainer$"):
+        fetch(config, name)
+    assert (good / "manifest.json").read_text() == manifest  # the previous good copy, whole
+    assert [p for p in good.parent.iterdir() if p.name.startswith(".") and p.is_dir()] == []
