@@ -161,3 +161,9 @@ def test_a_credential_in_a_private_dependency_url_is_refused_without_repeating_i
     assert "ghp_s3cr3tT0ken" not in str(caught.value) and "set GIT_HTTPS_TOKEN" in str(caught.value)
     ssh = "git@github.com:acme/features.git@v1.0.0"
     assert resolve(root=tmp_path, environ={"PRIVATE_DEPS": ssh})["PRIVATE_DEPS"] == ssh
+
+
+def test_a_spot_drill_is_for_local_jobs_only(tmp_path):
+    assert resolve(root=tmp_path, environ={"SPOT_DRILL_SECONDS": "20"}).int("SPOT_DRILL_SECONDS") == 20
+    with pytest.raises(UserError, match="SPOT_DRILL_SECONDS interrupts local jobs only: on SageMaker, USE_SPOT=true"):
+        resolve(root=tmp_path, environ={"ENV": "prod", "SPOT_DRILL_SECONDS": "20"})

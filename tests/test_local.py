@@ -7,6 +7,7 @@ model itself runs through the executor in test_fetch.py and the bats suites.
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -472,3 +473,34 @@ def test_clean_jobs_keeps_the_newest_and_the_running_and_their_data(setup, start
     jobs.prune(1)
     assert jobs.names(None) == ["old-3"]  # the newest by creation, though "running" ended last
     assert len([p for p in (jobs.jobs_dir / ".channels").iterdir() if p.is_dir()]) == 1
+
+
+def test_a_spot_drill_interrupts_the_job_which_resumes_from_its_checkpoint_to_the_same_model(tmp_path, example_data):
+    def train(**extra):
+        env = {**os.environ, "DATA_DIR": str(example_data), "JOBS_DIR": str(tmp_path / "jobs"),
+               "MODELS_DIR": str(tmp_path / "models"), "LOCAL_RUNTIME": "process",
+               "HP": "n_estimators=1000 learning_rate=0.01", **extra}
+        done = subprocess.run([str(ROOT / "scripts/run_sagemaker.py"), "train"], env=env, capture_output=True,
+                              text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    plain = train()
+    drilled = train(SPOT_DRILL_SECONDS="8")
+    assert "spot drill: stopping it (SIGTERM" in drilled.stderr
+    models = {}
+    for path in (tmp_path / "models").glob("*/manifest.json"):
+        manifest = json.loads(path.read_text())
+        models[manifest["job_name"]] = manifest
+    (plain_job,) = [name for name in models if name in plain.stderr]
+    (drilled_job,) = [name for name in models if name in drilled.stderr]
+    record = json.loads((tmp_path / "jobs" / drilled_job / "job.json").read_text())
+    statuses = [t["Status"] for t in record["SecondaryStatusTransitions"]]
+    assert statuses[statuses.index("Interrupted"):] == ["Interrupted", "Restarting", "Training", "Uploading",
+                                                        "Completed"]
+    assert record["CheckpointConfig"]["S3Uri"].endswith(f"/{drilled_job}/ml/checkpoints")
+    log = (tmp_path / "jobs" / drilled_job / "train.log").read_text()
+    assert "train: stopped by SIGTERM" in log
+    resumed = re.search(r"resumed from the checkpoint at round (\d+) of 1000", log)
+    assert resumed and int(resumed.group(1)) >= 50  # it did not start again from nothing
+    assert models[drilled_job]["metrics"] == models[plain_job]["metrics"]  # the same predictions, to the last digit

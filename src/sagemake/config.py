@@ -43,6 +43,7 @@ DEFAULTS = {
     "USE_SPOT": "false",
     "MAX_WAIT_SECONDS": "0",
     "CHECKPOINT_S3_URI": "",
+    "SPOT_DRILL_SECONDS": "0",
     "SUBNETS": "",
     "SECURITY_GROUP_IDS": "",
     "POLL_SECONDS": "10",
@@ -83,6 +84,7 @@ _INTEGERS = {  # name: (lowest, highest)
     "MAX_RUNTIME_SECONDS": (1, 28 * 24 * 3600),
     "STOP_GRACE_SECONDS": (0, 3600),
     "MAX_WAIT_SECONDS": (0, 28 * 24 * 3600),
+    "SPOT_DRILL_SECONDS": (0, 28 * 24 * 3600),
     "POLL_SECONDS": (1, 600),
     "SERVE_PORT": (1, 65535),
 }
@@ -220,6 +222,9 @@ def _check(env: str, values: dict) -> list[str]:
             wait, runtime = values["MAX_WAIT_SECONDS"], values["MAX_RUNTIME_SECONDS"]
             if wait.isdigit() and runtime.isdigit() and int(wait) < int(runtime):
                 problems.append(f"USE_SPOT=true needs MAX_WAIT_SECONDS >= MAX_RUNTIME_SECONDS ({wait} < {runtime})")
+        if values["SPOT_DRILL_SECONDS"] not in ("", "0"):
+            problems.append("SPOT_DRILL_SECONDS interrupts local jobs only: on SageMaker, USE_SPOT=true "
+                            "(with CHECKPOINT_S3_URI) gives real interruptions")
         if bool(values["SUBNETS"].split()) != bool(values["SECURITY_GROUP_IDS"].split()):
             problems.append("a VPC needs both SUBNETS and SECURITY_GROUP_IDS (or neither)")
         arn = values["SAGEMAKER_ROLE_ARN"]

@@ -12,6 +12,7 @@ Imports only the standard library and pydantic: it runs inside the image.
 
 from __future__ import annotations
 
+import inspect
 import json
 import signal
 import sys
@@ -116,7 +117,10 @@ def main() -> int:
         channels = read_channels(base)
         output_data = base / layout.OUTPUT_DATA_DIR
         output_data.mkdir(parents=True, exist_ok=True)
-        metrics = train(hyperparameters, channels, base / layout.MODEL_DIR, output_data)
+        checkpoints = base / layout.CHECKPOINT_DIR  # there with a CheckpointConfig
+        resumable = "checkpoint_dir" in inspect.signature(train).parameters and checkpoints.is_dir()
+        extra = {"checkpoint_dir": checkpoints} if resumable else {}
+        metrics = train(hyperparameters, channels, base / layout.MODEL_DIR, output_data, **extra)
         (output_data / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         for name, value in sorted(metrics.items()):
             print(f"{name}={value:.6f}", flush=True)

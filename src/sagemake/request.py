@@ -17,7 +17,7 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sagemake import sourcedir
+from sagemake import layout, sourcedir
 from sagemake.cli import UserError
 from sagemake.config import Config
 
@@ -288,7 +288,9 @@ def plan(config: Config, executor) -> dict:
     if config["USE_SPOT"] == "true":
         request["EnableManagedSpotTraining"] = True
         request["StoppingCondition"]["MaxWaitTimeInSeconds"] = config.int("MAX_WAIT_SECONDS")
-        request["CheckpointConfig"] = {"S3Uri": config["CHECKPOINT_S3_URI"]}
+    if config["USE_SPOT"] == "true" or config["CHECKPOINT_S3_URI"] or config.int("SPOT_DRILL_SECONDS"):
+        request["CheckpointConfig"] = {"S3Uri": executor.checkpoint_uri(name),
+                                       "LocalPath": f"{layout.DEFAULT_BASE_DIR}/{layout.CHECKPOINT_DIR}"}
     if config["SUBNETS"]:
         request["VpcConfig"] = {
             "Subnets": config.words("SUBNETS"),

@@ -3,12 +3,18 @@
 The container contract (sagemake.contract) calls `train()` with validated
 hyperparameters and a folder per channel, and publishes what it returns as
 the job's metrics. Anything raised fails the job with its message as reason.
+A `checkpoint_dir` parameter (optional) gets /opt/ml/checkpoints when the job
+has a CheckpointConfig: this model saves itself there as it trains (after its
+first step of CHECKPOINT_ROUNDS rounds, then at most every CHECKPOINT_SECONDS,
+always between two steps) and, started again after an interruption, resumes
+from the last save to a model that predicts exactly as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 
 import joblib
@@ -19,6 +25,9 @@ from sklearn.metrics import accuracy_score, average_precision_score, f1_score, r
 from trainer.hyperparameters import Hyperparameters
 
 MODEL_FILE = "model.joblib"
+CHECKPOINT_FILE = "checkpoint.joblib"
+CHECKPOINT_ROUNDS = 50  # rounds per step, resumed or not: a resumed model is the same model
+CHECKPOINT_SECONDS = 5
 
 
 def load_channel(directory: Path, target: str):
@@ -51,7 +60,8 @@ def load_channel(directory: Path, target: str):
     return features, table[:, label_at].astype(int), names
 
 
-def train(hp: Hyperparameters, channels: dict[str, Path], model_dir: Path, output_dir: Path) -> dict[str, float]:
+def train(hp: Hyperparameters, channels: dict[str, Path], model_dir: Path, output_dir: Path,
+          checkpoint_dir: Path | None = None) -> dict[str, float]:
     for needed in ("train", "validation"):
         if needed not in channels:
             raise ValueError(f"the example model needs a '{needed}' channel: add it to CHANNELS")
@@ -61,14 +71,7 @@ def train(hp: Hyperparameters, channels: dict[str, Path], model_dir: Path, outpu
         raise ValueError("channels 'train' and 'validation' have different columns")
     print(f"training on {len(y_train)} rows x {len(names)} features, validating on {len(y_val)} rows", flush=True)
 
-    model = GradientBoostingClassifier(
-        n_estimators=hp.n_estimators,
-        learning_rate=hp.learning_rate,
-        max_depth=hp.max_depth,
-        subsample=hp.subsample,
-        random_state=hp.seed,
-    )
-    model.fit(x_train, y_train)
+    model = _fit(hp, x_train, y_train, checkpoint_dir)
     scores = model.predict_proba(x_val)[:, 1]
     predicted = (scores >= 0.5).astype(int)
     metrics = {
@@ -83,6 +86,38 @@ def train(hp: Hyperparameters, channels: dict[str, Path], model_dir: Path, outpu
     (model_dir / "features.json").write_text(json.dumps({"features": names, "target": hp.target}, indent=2) + "\n")
     _plot_curves(y_val, scores, metrics, model_dir)
     return {name: float(value) for name, value in metrics.items()}
+
+
+def _fit(hp: Hyperparameters, x, y, checkpoint_dir: Path | None) -> GradientBoostingClassifier:
+    """Boosting in steps of CHECKPOINT_ROUNDS rounds (warm start), each step saved to checkpoint_dir; a save
+    made with the same hyperparameters is taken up where it stopped."""
+    model = GradientBoostingClassifier(
+        n_estimators=hp.n_estimators,
+        learning_rate=hp.learning_rate,
+        max_depth=hp.max_depth,
+        subsample=hp.subsample,
+        random_state=hp.seed,
+        warm_start=True,
+    )
+    checkpoint = checkpoint_dir / CHECKPOINT_FILE if checkpoint_dir else None
+    if checkpoint and checkpoint.is_file():
+        saved = joblib.load(checkpoint)
+        if saved["hyperparameters"] == hp.model_dump():
+            model = saved["model"]
+            print(f"resumed from the checkpoint at round {model.n_estimators_} of {hp.n_estimators}", flush=True)
+        else:
+            print("a checkpoint with other hyperparameters is ignored: training from the start", flush=True)
+    done, saved_at = getattr(model, "n_estimators_", 0), -CHECKPOINT_SECONDS  # the first step is saved
+    while done < hp.n_estimators:
+        done = min(hp.n_estimators, done + CHECKPOINT_ROUNDS)
+        model.set_params(n_estimators=done)
+        model.fit(x, y)
+        if checkpoint and time.monotonic() - saved_at >= CHECKPOINT_SECONDS:
+            saved_at = time.monotonic()
+            partial = checkpoint.with_suffix(".partial")
+            joblib.dump({"hyperparameters": hp.model_dump(), "model": model}, partial)
+            partial.replace(checkpoint)  # a save is whole or absent, whenever SIGKILL comes
+    return model.set_params(warm_start=False)
 
 
 def _plot_curves(labels, scores, metrics, model_dir: Path) -> None:

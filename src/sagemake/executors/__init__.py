@@ -52,6 +52,11 @@ class Executor(ABC):
     def code_uri(self, tag: str) -> str:
         """Script mode: where sourcedir.tar.gz named by tag will be."""
 
+    @abstractmethod
+    def checkpoint_uri(self, job: str) -> str:
+        """Where the job's /opt/ml/checkpoints is saved while it runs and restored from when it starts again:
+        one place per job, so a new job never resumes another's state."""
+
     # --- before a job ---
     @abstractmethod
     def ensure_image(self) -> None:

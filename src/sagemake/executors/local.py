@@ -38,6 +38,7 @@ from sagemake.request import metric_values, metric_warnings, tags
 
 GUARD = Path(__file__).with_name("guard.py")
 RECORD = "job.json"
+TREE = "ml"  # the job's /opt/ml
 REQUEST = "request.json"
 LOG = "train.log"
 CODE_FOLDER = "code"  # JOBS_DIR/code/<hash>/sourcedir.tar.gz: script mode's code, once per content
@@ -79,6 +80,9 @@ class LocalExecutor(Executor):
 
     def code_uri(self, digest: str) -> str:
         return (self.jobs_dir / CODE_FOLDER / digest / sourcedir.ARCHIVE).as_uri()
+
+    def checkpoint_uri(self, job: str) -> str:
+        return (self.folder(job) / TREE / layout.CHECKPOINT_DIR).as_uri()  # kept when the job starts again
 
     # --- before a job ---
     def ensure_image(self) -> None:
@@ -229,7 +233,7 @@ class _Job:
         self.request, self.runtime, self.grace = request, runtime, grace
         self.name = request["TrainingJobName"]
         self.folder = executor.folder(self.name)
-        self.tree = self.folder / "ml"
+        self.tree = self.folder / TREE
         self.output = uri_path(request["OutputDataConfig"]["S3OutputPath"]) / self.name / "output"
         self.config = executor.config
         self.channels: dict[str, Path] = {}  # name: its shared read-only copy (channels.py)
@@ -269,6 +273,8 @@ class _Job:
             "ResourceConfig": self.request["ResourceConfig"],
             "StoppingCondition": self.request["StoppingCondition"],
             "Environment": self.request.get("Environment", {}),
+            **{key: self.request[key] for key in ("CheckpointConfig", "EnableManagedSpotTraining")
+               if key in self.request},
             "CreationTime": now(),
             "SecondaryStatusTransitions": [],
             "LocalRuntime": self.runtime.name,
@@ -320,28 +326,57 @@ class _Job:
 
     def _train(self) -> int | None:
         """The runtime's command under the guard (guard.py), which stops it with this process, however this
-        process ends; here the guard is asked to stop it at MaxRuntime or on Ctrl-C (twice: at once)."""
+        process ends; here the guard is asked to stop it at MaxRuntime or on Ctrl-C (twice: at once).
+        SPOT_DRILL_SECONDS interrupts it once, as a spot interruption does, and starts it again."""
         command, env = self.runtime.command(self.request, self.tree, self.channels)
         limit = self.request["StoppingCondition"]["MaxRuntimeInSeconds"]
+        drill = self.config.int("SPOT_DRILL_SECONDS") or None
+        started = time.monotonic()
+        with (self.folder / LOG).open("wb") as log:
+            while True:
+                code, interrupted = self._attempt(command, env, log, limit - (time.monotonic() - started), drill)
+                if not interrupted:
+                    if drill:
+                        say(f"job {self.name}: warning: it ended before SPOT_DRILL_SECONDS={drill}: no interruption")
+                    return code
+                drill = None
+                self._restart()
+
+    def _attempt(self, command: list[str], env: dict, log, limit: float, drill: int | None) -> tuple[int, bool]:
+        """One run of the training: (exit status, whether the drill interrupted it)."""
         guarded = [sys.executable, str(GUARD), str(os.getpid()), str(self.grace),
                    *self.runtime.guard_arguments(self.name), "--", *command]
-        with (self.folder / LOG).open("wb") as log:
-            process = subprocess.Popen(guarded, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)
-            self.record["LocalGuard"] = process_identity(process.pid)
-            save(self.folder, self.record)
-            reader = threading.Thread(target=_copy_lines, args=(process.stdout, log), daemon=True)
-            reader.start()
-            try:
-                process.wait(timeout=limit)
-            except subprocess.TimeoutExpired:
+        process = subprocess.Popen(guarded, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        self.record["LocalGuard"] = process_identity(process.pid)
+        save(self.folder, self.record)
+        reader = threading.Thread(target=_copy_lines, args=(process.stdout, log), daemon=True)
+        reader.start()
+        interrupted = False
+        try:
+            process.wait(timeout=max(0, min(limit, drill) if drill else limit))
+        except subprocess.TimeoutExpired:
+            if drill and drill < limit:
+                interrupted = True
+                self._status("Interrupted", f"SPOT_DRILL_SECONDS={drill}: interrupted as a spot instance can be")
+                self._stop(process, "spot drill")
+            else:
                 self.stopped_by = "MaxRuntimeExceeded"
-                self._stop(process, f"MaxRuntimeInSeconds={limit} reached")
-            except KeyboardInterrupt:
-                self.stopped_by = "Stopped"
-                self._stop(process, "interrupted")
-            reader.join()
-        return process.returncode
+                self._stop(process, f"MaxRuntimeInSeconds={self.request['StoppingCondition']['MaxRuntimeInSeconds']}")
+        except KeyboardInterrupt:
+            self.stopped_by = "Stopped"
+            self._stop(process, "interrupted")
+        reader.join()
+        return process.returncode, interrupted
+
+    def _restart(self) -> None:
+        """What a new spot instance has: fresh model/ and output/, the channels, and the job's checkpoints."""
+        for folder in (layout.MODEL_DIR, layout.OUTPUT_DIR):
+            remove(self.tree / folder)
+        for folder in (layout.MODEL_DIR, layout.OUTPUT_DATA_DIR):
+            (self.tree / folder).mkdir(parents=True)
+        self._status("Restarting", "Starting again on a new instance, from the job's checkpoints")
+        self._status("Training", f"Training with the {self.runtime.name} runtime, resumed")
 
     def _stop(self, process: subprocess.Popen, why: str) -> None:
         """SIGTERM to the training, SIGKILL after the grace; another Ctrl-C meanwhile kills it at once."""

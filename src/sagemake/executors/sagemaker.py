@@ -85,6 +85,9 @@ class SageMakerExecutor(Executor):
     def code_uri(self, digest: str) -> str:
         return s3_uri(self.config, "code", digest, sourcedir.ARCHIVE)
 
+    def checkpoint_uri(self, job: str) -> str:
+        return f"{self.config['CHECKPOINT_S3_URI'].rstrip('/')}/{job}"
+
     # --- before a job ---
     def ensure_image(self) -> None:
         """The image in ECR (the repository created when missing) or in IMAGE_REGISTRY: built and pushed
