@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 from conftest import ROOT, copy_repo
 
-from sagemake.executors.serving_runtimes import ServingContainer, ServingProcess, model_files
+from sagemake import serving
+from sagemake.executors.serving_runtimes import ServerFailed, ServingContainer, ServingProcess, model_files
 
 ENGINE = "docker"
 REQUIRED = os.environ.get("REQUIRE_CONTAINER_TESTS") == "1"
@@ -127,19 +128,22 @@ def runtime(request, project):
     return ServingContainer(ENGINE, request.getfixturevalue("image"), FLAGS.split())
 
 
-def start(runtime, project, tmp_path_factory):
+def start(runtime, project, tmp_path_factory, environment=None):
     repo, job = project
     log = tmp_path_factory.mktemp("server") / "server.log"
     with log.open("wb") as output:
-        server = runtime.start(model_files(repo / "models" / job), free_port(), {}, output)
+        server = runtime.start(model_files(repo / "models" / job), free_port(), environment or {}, output)
     server.wait_ready(seconds=90, log=log)
     server.log = log
     return server
 
 
+WORKERS = 3  # not this machine's CPU count: SAGEMAKER_MODEL_SERVER_WORKERS is obeyed
+
+
 @pytest.fixture(scope="module")
 def server(runtime, project, tmp_path_factory):
-    server = start(runtime, project, tmp_path_factory)
+    server = start(runtime, project, tmp_path_factory, {"SAGEMAKER_MODEL_SERVER_WORKERS": str(WORKERS)})
     yield server
     assert server.stop() == 0, server.log.read_text()
 
@@ -157,8 +161,42 @@ def call(port: int, path="/invocations", body=b"", headers=None, method="POST"):
 # --- the contract ---------------------------------------------------------------------------------------------
 
 
-def test_ping_answers_200(server):
+def test_ping_answers_200_once_the_model_is_loaded_by_the_workers_asked_for(server):
     assert call(server.port, "/ping", method="GET")[0] == 200
+    log = server.log.read_text()
+    assert "serve: model loaded from /" in log and f"{WORKERS} worker(s) on port {server.port}" in log
+    assert log.index("serve: model loaded") < log.index("Listening at:")  # nothing listens before the model loads
+    deadline = time.monotonic() + 30
+    while server.log.read_text().count("Booting worker") < WORKERS and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert server.log.read_text().count("Booting worker") == WORKERS
+
+
+def test_a_server_with_no_model_stops_with_one_line(tmp_path):
+    runtime = ServingProcess(ROOT, Path(sys.executable))
+    log = tmp_path / "server.log"
+    with log.open("wb") as output:
+        server = runtime.start([], free_port(), {}, output)
+    with pytest.raises(ServerFailed, match=r"the model server stopped before answering /ping \(exit 1\): "
+                                           r"serve: /\S+/model is empty: the model archive's files belong there"):
+        server.wait_ready(seconds=60, log=log)
+
+
+def test_the_servers_settings_come_from_sagemakers_variables(monkeypatch):
+    monkeypatch.setattr(serving, "cpu_count", lambda: 5)
+    settings = serving.options({})
+    assert (settings["bind"], settings["workers"], settings["timeout"]) == (["0.0.0.0:8080"], 5, 60)
+    assert settings["control_socket_disable"] is True
+    settings = serving.options({"SAGEMAKER_BIND_TO_PORT": "9000", "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
+                                "SAGEMAKER_MODEL_SERVER_TIMEOUT": "120", "SAGEMAKE_BIND_HOST": "127.0.0.1"})
+    assert (settings["bind"], settings["workers"], settings["timeout"]) == (["127.0.0.1:9000"], 2, 120)
+    assert serving.payload_limit({}) == 6 * 1024 * 1024
+    assert serving.payload_limit({"SAGEMAKER_MAX_PAYLOAD_IN_MB": "100"}) == 100 * 1024 * 1024
+    for read, name, value in ((serving.options, "SAGEMAKER_MODEL_SERVER_WORKERS", "0"),
+                              (serving.options, "SAGEMAKER_BIND_TO_PORT", "http"),
+                              (serving.payload_limit, "SAGEMAKER_MAX_PAYLOAD_IN_MB", "101")):
+        with pytest.raises(serving.ServeError, match=f"{name}='{value}' must be a whole number from"):
+            read({name: value})
 
 
 def test_the_model_is_the_models_own_files_read_only(runtime, server, project):

@@ -439,6 +439,8 @@ def payload_limit(environ) -> int:
 
 def load_model() -> Model:
     model_dir = layout.base_dir() / layout.MODEL_DIR
+    if not model_dir.is_dir() or not any(model_dir.iterdir()):
+        raise ServeError(f"{model_dir} is empty: the model archive's files belong there")
     try:
         from trainer import predict
     except ModuleNotFoundError as err:
@@ -446,8 +448,6 @@ def load_model() -> Model:
             raise ServeError("src/trainer/predict.py is missing: write load(model_dir) and predict(model, rows) "
                              "beside train.py") from None
         raise ServeError(f"{_one_line(err)}: the image lacks it; add it to docker/requirements.txt") from None
-    if not model_dir.is_dir() or not any(model_dir.iterdir()):
-        raise ServeError(f"{model_dir} is empty: the model archive's files belong there")
     try:
         return Model(predict, model_dir)
     except Exception as err:
