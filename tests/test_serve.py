@@ -454,6 +454,9 @@ def test_an_image_that_is_not_ours_and_has_no_serve_is_named(project, engine, tm
     try:
         result = make(repo, "serve", f"JOB={theirs.name}", f"SERVE_PORT={free_port()}",
                       env={"TRAINING_IMAGE": plain, "CONTAINER_RUN_FLAGS": FLAGS})
+        # With sagemake's own settings, an image of ours without `serve` (an older one, or script mode's).
+        ours = make(repo, "serve", f"JOB={theirs.name}", f"SERVE_PORT={free_port()}",
+                    env={"CONTAINER_RUN_FLAGS": FLAGS})
     finally:
         for path in theirs.iterdir():
             path.unlink()
@@ -461,3 +464,6 @@ def test_an_image_that_is_not_ours_and_has_no_serve_is_named(project, engine, tm
     assert result.returncode != 0
     assert f"serve_model: image {plain} is not sagemake's and has neither an executable 'serve' on its PATH nor " \
            "an ENTRYPOINT (SageMaker runs `docker run IMAGE serve`): add one to its Dockerfile" in result.stderr
+    assert ours.returncode != 0
+    assert f"serve_model: image {plain} has no 'serve' (built before sagemake served models, or a script-mode " \
+           "image, which does not serve yet): `make train` again" in ours.stderr
