@@ -8,15 +8,19 @@ holds extra engine flags the machine needs (e.g. --network host); TEST_REGISTRY
 a registry's host:port.
 """
 
+import base64
+import http.server
 import json
 import os
 import subprocess
+import threading
 import urllib.error
 import urllib.request
 
 import pytest
 from conftest import ROOT, copy_repo, private_package
 from emulator import SageMakerDriver, make_bucket, settings
+from test_secrets import FAKE, leaks, scan_image, scan_tree
 
 ENGINE = "docker"
 REQUIRED = os.environ.get("REQUIRE_CONTAINER_TESTS") == "1"
@@ -51,15 +55,80 @@ def registry(engine):
     return address
 
 
+class PrivateGit(http.server.BaseHTTPRequestHandler):
+    """A private git host: git's smart HTTP protocol (git http-backend) for the repositories under `root`, to a
+    request that carries the token as prepare.sh sends it, 401 to any other."""
+
+    root = None
+    token = ""
+    seen: list = []
+
+    def do_GET(self):  # noqa: N802 - the names http.server calls
+        self.serve()
+
+    def do_POST(self):  # noqa: N802
+        self.serve()
+
+    def serve(self):
+        expected = "Basic " + base64.b64encode(f"x-access-token:{self.token}".encode()).decode()
+        self.seen.append(self.headers.get("Authorization") == expected)
+        if self.headers.get("Authorization") != expected:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="private"')
+            self.end_headers()
+            return
+        path, _, query = self.path.partition("?")
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        env = {"PATH": os.environ["PATH"], "GIT_PROJECT_ROOT": str(self.root), "GIT_HTTP_EXPORT_ALL": "1",
+               "PATH_INFO": path, "QUERY_STRING": query, "REQUEST_METHOD": self.command, "REMOTE_USER": "ci",
+               "CONTENT_TYPE": self.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
+               "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
+               "GIT_PROTOCOL": self.headers.get("Git-Protocol", "")}
+        answer = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True, timeout=60).stdout
+        head, _, payload = answer.partition(b"\r\n\r\n")
+        status, headers = 200, []
+        for line in head.decode().splitlines():
+            name, _, value = line.partition(":")
+            if name.lower() == "status":
+                status = int(value.split()[0])
+            elif name:
+                headers.append((name, value.strip()))
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
 @pytest.fixture(scope="module")
-def project(engine, tmp_path_factory):
-    """A checkout with a private dependency, its image built once for the module."""
-    base = tmp_path_factory.mktemp("container")
+def private_host(tmp_path_factory):
+    """The private dependency acme_features, tagged v1.0.0, behind PrivateGit on 127.0.0.1: its URL."""
+    base = tmp_path_factory.mktemp("private host")
     package = private_package(base / "features")
-    repo = copy_repo(base / "my project")
-    env = {"PRIVATE_DEPS": f"file://{package}@v1.0.0", "LOCAL_RUNTIME": "container"}
-    result = make(repo, "build", env)
+    subprocess.run(["git", "clone", "-q", "--bare", str(package), str(base / "repos/acme/features.git")], check=True)
+    handler = type("Host", (PrivateGit,), {"root": base / "repos", "token": FAKE["GIT_HTTPS_TOKEN"], "seen": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/acme/features.git", handler.seen
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def project(engine, private_host, tmp_path_factory):
+    """A checkout with a private dependency fetched over HTTP with GIT_HTTPS_TOKEN, its image built once for the
+    module, traced (DEBUG=1), with the fake credentials of test_secrets in the environment."""
+    url, seen = private_host
+    repo = copy_repo(tmp_path_factory.mktemp("container") / "my project")
+    env = {"PRIVATE_DEPS": f"{url}@v1.0.0", "LOCAL_RUNTIME": "container", **FAKE}
+    result = make(repo, "build", {**env, "DEBUG": "1"})
     assert result.returncode == 0, result.stdout + result.stderr
+    assert seen and all(seen)  # the dependency came with the token, in a header
+    assert "+ prepare.sh:" in result.stderr and "+ sagemake.run: docker build " in result.stderr  # traced
+    assert leaks(result.stdout + result.stderr) == []
     return repo, env
 
 
@@ -100,16 +169,20 @@ def test_the_image_has_train_the_private_wheel_and_no_secrets(project):
     assert in_image(image, "sh", "-c", "command -v train").strip() == "/usr/local/bin/train"
     assert in_image(image, "python", "-c", "import acme_features; print(acme_features.VERSION)").strip() == "1.0.0"
     assert in_image(image, "sh", "-c", "find / -xdev -name .git -print") == ""
-    history = subprocess.run([ENGINE, "history", "--no-trunc", image], capture_output=True, text=True).stdout
-    config = subprocess.run([ENGINE, "image", "inspect", image], capture_output=True, text=True).stdout
-    assert TOKEN not in history + config
-    layers = subprocess.run(f"{ENGINE} save {image} | grep -a -c {TOKEN} || true", shell=True,
-                            capture_output=True, text=True).stdout.strip()
-    assert layers == "0"
     # Tools that run an image's CMD (the SDK's local mode) start training too.
     cmd = subprocess.run([ENGINE, "image", "inspect", "--format", "{{json .Config.Cmd}}", image],
                          capture_output=True, text=True).stdout
     assert json.loads(cmd) == ["train"]
+
+
+def test_no_credential_in_any_layer_of_the_image_nor_in_build(project, tmp_path):
+    """Built with AWS keys, a session token and GIT_HTTPS_TOKEN in the environment (the token used to fetch the
+    private dependency): none is in any file of any layer, in the image's config or history, or under build/."""
+    repo, env = project
+    files, found = scan_image(ENGINE, image_of(repo, env), tmp_path)
+    assert files > 1000 and found == {}, found  # the scan saw the image's files: it cannot pass on an empty tar
+    files, found = scan_tree(repo / "build")
+    assert files >= 3 and found == {}, found  # the wheel, private.txt, pinned.txt
 
 
 def test_make_train_runs_the_image_under_the_local_executor(project):
@@ -156,16 +229,31 @@ def test_make_train_env_prod_pushes_to_a_real_registry(project, registry, aws, t
     assert (repo / "models" / driver.job.training_job_name / "manifest.json").is_file()
 
 
+def without_train(dockerfile: str) -> str:
+    """The Dockerfile without docker/train in its COPY lines (a line left with nothing to copy goes)."""
+    lines = []
+    for line in dockerfile.splitlines(keepends=True):
+        words = line.split()
+        if words[:1] == ["COPY"] and "docker/train" in words:
+            words.remove("docker/train")
+            line = " ".join(words) + "\n" if len(words) > 2 else ""
+        lines.append(line)
+    return "".join(lines)
+
+
 def test_an_image_without_train_is_never_pushed(engine, registry, aws, tmp_path):
     repo = copy_repo(tmp_path / "no train")
     dockerfile = repo / "docker/Dockerfile"
-    dockerfile.write_text(dockerfile.read_text().replace("COPY docker/train /usr/local/bin/train\n", ""))
-    env = prod(registry, ECR_REPOSITORY="no-train")
+    text = dockerfile.read_text()
+    dockerfile.write_text(without_train(text))
+    assert dockerfile.read_text() != text
+    repository = f"no-train-{os.getpid()}"  # this run's own: the registry outlives the run
+    env = prod(registry, ECR_REPOSITORY=repository)
     image = image_of(repo, env)
     result = make(repo, "build", env)
     assert result.returncode != 0
     assert f"image {image}-unchecked has neither an executable 'train' on its PATH nor an ENTRYPOINT" in result.stderr
-    assert registry_tags(registry, "no-train") == []
+    assert registry_tags(registry, repository) == []
     # Refused, never deleted (kept under a name that says so), and never under its content tag: the next build
     # does not take it for a good one; it builds again, is refused again, and pushes nothing.
     assert subprocess.run([ENGINE, "image", "inspect", f"{image}-unchecked"], capture_output=True).returncode == 0
@@ -174,7 +262,7 @@ def test_an_image_without_train_is_never_pushed(engine, registry, aws, tmp_path)
     assert again.returncode != 0
     assert "has neither an executable 'train' on its PATH nor an ENTRYPOINT" in again.stderr
     assert f"push: {image}" not in again.stderr
-    assert registry_tags(registry, "no-train") == []
+    assert registry_tags(registry, repository) == []
     subprocess.run([ENGINE, "rmi", f"{image}-unchecked"], capture_output=True)  # made by this test
 
 
@@ -193,12 +281,14 @@ def test_a_failing_build_shows_the_step_and_pushes_nothing(engine, registry, aws
 
 def test_script_mode_runs_the_code_through_sagemakers_toolkit(engine, tmp_path):
     repo = copy_repo(tmp_path / "script mode")
-    env = {"CODE_MODE": "script", "LOCAL_RUNTIME": "container"}
+    env = {"CODE_MODE": "script", "LOCAL_RUNTIME": "container", **FAKE}
     subprocess.run([ENGINE, "rmi", "-f", image_of(repo, env)], capture_output=True)  # built here, from scratch
     built = make(repo, "build", env)
     assert built.returncode == 0, built.stdout + built.stderr
     assert "docker/Dockerfile.script" in built.stderr
     image = image_of(repo, env)
+    files, found = scan_image(ENGINE, image, tmp_path)  # built with the fake credentials in the environment
+    assert files > 1000 and found == {}, found
     first = make(repo, "train", env, "HP=n_estimators=20")
     assert first.returncode == 0, first.stdout + first.stderr
     assert "sagemaker-training-toolkit INFO     Reporting training SUCCESS" in first.stdout
