@@ -27,10 +27,9 @@ shapes above are masked whatever their length.
 from __future__ import annotations
 
 import base64
-import configparser
+import functools
 import os
 import re
-import shlex
 import sys
 import threading
 from pathlib import Path
@@ -66,25 +65,31 @@ def _field(found: re.Match) -> str:
 
 
 _FIELD = r"(?P<name>[A-Za-z0-9_-]*(?:secret|token|passw|credential)[A-Za-z0-9_-]*)"
-SHAPES = [  # (pattern, replacement): secrets recognised by where they stand, whatever their value
-    (re.compile(r"(x-amz-security-token['\"]?\s*[:=]\s*(?:b?['\"])?)[^\s'\",&}\\]+", re.I), rf"\1{MASK}"),
-    (re.compile(r"((?:x-amz-)?signature['\"]?\s*[:=]\s*(?:b?['\"])?)[0-9a-f]{16,}", re.I), rf"\1{MASK}"),
-    (re.compile(r"(authorization['\"]?\s*[:=]\s*(?:b?['\"])?\s*(?:basic|bearer|token)\s+)[^\s'\",]+", re.I),
-     rf"\1{MASK}"),
-    (re.compile(r"\b((?:Basic|Bearer)\s+)[A-Za-z0-9+/=._~-]{16,}"), rf"\1{MASK}"),
-    (re.compile(r"\b((?:aws_secret_access_key|aws_session_token|aws_security_token)\s*[=:]\s*)\S+", re.I),
-     rf"\1{MASK}"),
-    # JSON and Python reprs: "SecretAccessKey": "...", 'authorizationToken': b'...'
-    (re.compile(rf"(?P<head>(?P<q>['\"]){_FIELD}(?P=q)\s*:\s*b?(?P<v>['\"]))[^'\"]*(?P<tail>(?P=v))", re.I),
-     _field),
-    # XML: <SecretAccessKey>...</SecretAccessKey>, <SessionToken>...</SessionToken>
-    (re.compile(rf"(?P<head><{_FIELD}>)[^<]*(?P<tail></(?P=name)>)", re.I), _field),
-    # A query string or form body: ...&WebIdentityToken=eyJ...&...
-    (re.compile(rf"(?P<head>(?:^|(?<=[?&'\"\s])){_FIELD}=)[^&\s'\"]+(?P<tail>)", re.I), _field),
-    # A user or token in a URL: https://user:token@host, https://token@host (ssh's git@host stays).
-    (re.compile(r"\b([a-z][a-z0-9+.-]*://)[^/\s@:'\"]*:[^/\s@'\"]+@", re.I), rf"\1{MASK}@"),
-    (re.compile(r"\b(https?://)[^/\s@:'\"]+@", re.I), rf"\1{MASK}@"),
-]
+
+
+@functools.cache
+def shapes() -> list:
+    """(pattern, replacement) pairs: secrets recognised by where they stand, whatever their value (compiled on
+    first use, so that importing this module costs next to nothing)."""
+    return [
+        (re.compile(r"(x-amz-security-token['\"]?\s*[:=]\s*(?:b?['\"])?)[^\s'\",&}\\]+", re.I), rf"\1{MASK}"),
+        (re.compile(r"((?:x-amz-)?signature['\"]?\s*[:=]\s*(?:b?['\"])?)[0-9a-f]{16,}", re.I), rf"\1{MASK}"),
+        (re.compile(r"(authorization['\"]?\s*[:=]\s*(?:b?['\"])?\s*(?:basic|bearer|token)\s+)[^\s'\",]+", re.I),
+         rf"\1{MASK}"),
+        (re.compile(r"\b((?:Basic|Bearer)\s+)[A-Za-z0-9+/=._~-]{16,}"), rf"\1{MASK}"),
+        (re.compile(r"\b((?:aws_secret_access_key|aws_session_token|aws_security_token)\s*[=:]\s*)\S+", re.I),
+         rf"\1{MASK}"),
+        # JSON and Python reprs: "SecretAccessKey": "...", 'authorizationToken': b'...'
+        (re.compile(rf"(?P<head>(?P<q>['\"]){_FIELD}(?P=q)\s*:\s*b?(?P<v>['\"]))[^'\"]*(?P<tail>(?P=v))", re.I),
+         _field),
+        # XML: <SecretAccessKey>...</SecretAccessKey>, <SessionToken>...</SessionToken>
+        (re.compile(rf"(?P<head><{_FIELD}>)[^<]*(?P<tail></(?P=name)>)", re.I), _field),
+        # A query string or form body: ...&WebIdentityToken=eyJ...&...
+        (re.compile(rf"(?P<head>(?:^|(?<=[?&'\"\s])){_FIELD}=)[^&\s'\"]+(?P<tail>)", re.I), _field),
+        # A user or token in a URL: https://user:token@host, https://token@host (ssh's git@host stays).
+        (re.compile(r"\b([a-z][a-z0-9+.-]*://)[^/\s@:'\"]*:[^/\s@'\"]+@", re.I), rf"\1{MASK}@"),
+        (re.compile(r"\b(https?://)[^/\s@:'\"]+@", re.I), rf"\1{MASK}@"),
+    ]
 
 
 def level(environ=None) -> int:
@@ -147,6 +152,8 @@ class Masker:
             if not (environ.get(variable) or home):
                 continue
             path = Path(os.path.expanduser(environ.get(variable) or str(Path(home, default))))
+            import configparser
+
             parser = configparser.RawConfigParser(strict=False, interpolation=None)
             try:
                 parser.read_string(path.read_text(encoding="utf-8", errors="replace"))
@@ -192,7 +199,7 @@ class Masker:
         pattern, replacements = literal
         if pattern:
             text = pattern.sub(lambda found: replacements[found.group(0)], text)
-        for shape, replacement in SHAPES:
+        for shape, replacement in shapes():
             text = shape.sub(replacement, text)
         return text
 
@@ -245,6 +252,7 @@ def mask(text: str) -> str:
 def enable(environ=None) -> int:
     """Turn on this process's tracing for the level DEBUG asks (see the module's docstring); returns it."""
     import logging
+    import shlex
 
     wanted = level(environ)
     if not wanted:
