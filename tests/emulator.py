@@ -31,8 +31,9 @@ def settings(bucket="train-bucket", repository="train-image", **extra) -> dict:
             "POLL_SECONDS": "1", **extra}
 
 
-def client(service):
-    return boto3.client(service, region_name=REGION)
+def client(service, endpoint_url=None):
+    """A client of the emulator: at AWS_ENDPOINT_URL, or at endpoint_url (past a proxy the code under test uses)."""
+    return boto3.client(service, region_name=REGION, endpoint_url=endpoint_url)
 
 
 def make_bucket(name="train-bucket", region=REGION):
@@ -82,20 +83,36 @@ def backend():
 
 
 class SageMakerDriver:
-    """Plays SageMaker for the next job created: statuses, logs on two instances, model, outcome."""
+    """Plays SageMaker for the next job created: statuses, logs on two instances, model, outcome.
 
-    def __init__(self, outcome="Completed", model: bytes | None = None, step_seconds=1.2):
-        self.outcome, self.model, self.step = outcome, model, step_seconds
+    As SageMaker does (and moto does not), it refuses a job name that is taken (ResourceInUse). It reaches the
+    emulator at `endpoint` (default: AWS_ENDPOINT_URL), being on SageMaker's side of any network."""
+
+    def __init__(self, outcome="Completed", model: bytes | None = None, step_seconds=1.2, endpoint=None):
+        self.outcome, self.model, self.step, self.endpoint = outcome, model, step_seconds, endpoint
         self.job = None
         self.error: BaseException | None = None
         self.halt = threading.Event()  # set on exit: the play ends where it is
         self._original = None
+        self._create = None
 
     def __enter__(self):
-        from moto.sagemaker.models import FakeTrainingJob
+        from moto.sagemaker.exceptions import ResourceInUseException
+        from moto.sagemaker.models import FakeTrainingJob, SageMakerModelBackend
 
         driver = self
         self._original = original = FakeTrainingJob.__init__
+        self._create = create = SageMakerModelBackend.create_training_job
+
+        def unique_names(backend, *args, **kwargs):
+            name = kwargs.get("training_job_name", args[0] if args else None)
+            if name in backend.training_jobs:
+                raise ResourceInUseException(
+                    "Training job names must be unique within an AWS account and region, and a training job with "
+                    f"this name already exists ({backend.training_jobs[name].arn})")
+            return create(backend, *args, **kwargs)
+
+        SageMakerModelBackend.create_training_job = unique_names
 
         def held_in_progress(job, *args, **kwargs):
             original(job, *args, **kwargs)
@@ -110,11 +127,12 @@ class SageMakerDriver:
         return self
 
     def __exit__(self, *exc):
-        from moto.sagemaker.models import FakeTrainingJob
+        from moto.sagemaker.models import FakeTrainingJob, SageMakerModelBackend
 
         self.halt.set()
         self.thread.join(timeout=60)
         FakeTrainingJob.__init__ = self._original
+        SageMakerModelBackend.create_training_job = self._create
         if self.error:
             raise self.error
 
@@ -125,7 +143,7 @@ class SageMakerDriver:
                 pass
             if self.job is None:
                 return
-            job, logs = self.job, client("logs")
+            job, logs = self.job, client("logs", self.endpoint)
             name = job.training_job_name
             try:
                 logs.create_log_group(logGroupName=LOG_GROUP)
@@ -145,7 +163,7 @@ class SageMakerDriver:
             self._log(logs, streams[0], ["epoch 2", "validation:roc_auc=0.987654"])
             if self.model is not None:
                 bucket, _, key = job.model_artifacts["S3ModelArtifacts"][len("s3://"):].partition("/")
-                client("s3").put_object(Bucket=bucket, Key=key, Body=self.model)
+                client("s3", self.endpoint).put_object(Bucket=bucket, Key=key, Body=self.model)
             job.training_time_in_seconds, job.billable_time_in_seconds = 400, 100
             job.final_metric_data_list = [{"MetricName": "validation:roc_auc", "Value": 0.987654,
                                            "Timestamp": datetime.now(timezone.utc)}]

@@ -1,13 +1,18 @@
 """The production path against moto's server: real boto3 calls over HTTP on 127.0.0.1."""
 
 import base64
+import hashlib
 import io
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
+import sys
 import tarfile
 import time
+import urllib.request
 
 import boto3
 import pytest
@@ -86,7 +91,8 @@ def test_plan_carries_every_configured_field(aws, checkout, tmp_path, example_da
     assert request["ResourceConfig"] == {"InstanceType": "ml.g5.xlarge", "InstanceCount": 2, "VolumeSizeInGB": 100}
     assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200}
     assert request["EnableManagedSpotTraining"] is True
-    assert request["CheckpointConfig"] == {"S3Uri": "s3://train-bucket/checkpoints"}
+    assert request["CheckpointConfig"] == {"S3Uri": f"s3://train-bucket/checkpoints/{request['TrainingJobName']}",
+                                           "LocalPath": "/opt/ml/checkpoints"}
     assert request["VpcConfig"] == {"Subnets": ["subnet-1", "subnet-2"], "SecurityGroupIds": ["sg-1"]}
     assert request["Environment"] == {"MODE": "full"}
     assert {t["Key"]: t["Value"] for t in request["Tags"]}["sagemake:env"] == "prod"
@@ -155,7 +161,8 @@ def test_jobs_lists_this_projects_jobs_newest_first(ready, tmp_path, capsys):
     other = prod_config(ready.root, ready["DATA_DIR"], tmp_path, PROJECT_NAME="other")
     executor = SageMakerExecutor(ready)
     sagemaker = client("sagemaker")
-    for stranger in ("other-abc1234-20261122-000000-000", "sagemake-example-v2-abc1234-20261122-000000-000"):
+    for stranger in ("other-abc1234-261122-000000-000abcde", "sagemake-example-v2-abc1234-261122-000000-000abcde",
+                     "sagemake-example-v2-abc1234-20261122-000000-000"):  # the name shape before the random tail
         sagemaker.create_training_job(**{**plan(ready, executor), "TrainingJobName": stranger})
     first = plan(ready, executor)
     executor.submit(first)
@@ -167,7 +174,7 @@ def test_jobs_lists_this_projects_jobs_newest_first(ready, tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["JOB", "STATUS", "DURATION", "validation:roc_auc"]  # the first declared metric
     assert [line.split()[0] for line in lines[1:]] == [second["TrainingJobName"], first["TrainingJobName"]]
-    assert SageMakerExecutor(other).names() == ["other-abc1234-20261122-000000-000"]
+    assert SageMakerExecutor(other).names() == ["other-abc1234-261122-000000-000abcde"]
 
 
 def test_jobs_of_a_project_without_any(ready, capsys):
@@ -429,3 +436,118 @@ def test_script_mode_uploads_the_code_once_and_names_it_in_the_request(aws, chec
     body = client("s3").get_object(Bucket="train-bucket", Key=code.split("/", 3)[3])["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(body)) as tar:
         assert "train" in tar.getnames() and "trainer/train.py" in tar.getnames()
+
+
+def engine_on_path(folder, answers: bool) -> str:
+    """PATH with a `docker` first that answers (exit 0) or not: whether an engine is there to build is the point."""
+    folder.mkdir(exist_ok=True)
+    (folder / "docker").write_text(f"#!/bin/sh\nexit {0 if answers else 1}\n")
+    (folder / "docker").chmod(0o755)
+    return f"{folder}:{os.environ['PATH']}"
+
+
+def doctor(checkout, path, **extra):
+    """`make doctor ENV=prod` as its recipe runs it, in the checkout."""
+    env = {**os.environ, "ENV": "prod", "PYTHONPATH": str(checkout / "src"), "PATH": path, **settings(**extra)}
+    return subprocess.run([sys.executable, "-m", "sagemake.doctor"], cwd=checkout, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_doctor_checks_the_training_image_is_in_ecr_or_can_be_built(aws, checkout, tmp_path, example_data,
+                                                                       monkeypatch):
+    make_bucket()
+    image = SageMakerExecutor(prod_config(checkout, example_data, tmp_path)).image()
+    no_engine = engine_on_path(tmp_path / "silent", answers=False)
+
+    absent = doctor(checkout, no_engine)
+    assert absent.returncode == Exit.BAD_INPUT, absent.stderr
+    assert (f"FAIL  training image: image {image} is not in ECR and no docker engine is reachable to build it: start "
+            "docker (or set CONTAINER_ENGINE), or run `make build ENV=prod` on a machine with one") in absent.stderr
+    assert "doctor: 1 check(s) failed for ENV=prod" in absent.stderr
+
+    monkeypatch.setenv("PATH", engine_on_path(tmp_path / "engine", answers=True))
+    assert SageMakerExecutor(prod_config(checkout, example_data, tmp_path)).image_available() == \
+        f"{image} is not in ECR yet: `make build ENV=prod` builds it with docker"
+
+    register_image(image)  # pushed: no engine is needed any more
+    present = doctor(checkout, no_engine)
+    assert present.returncode == Exit.OK, present.stderr
+    assert f"ok    training image: {image} is in ECR" in present.stdout
+    assert "warn  container engine: docker is installed but no engine answers" in present.stderr
+
+
+def test_doctor_checks_a_training_image_is_in_ecr(aws, checkout, tmp_path, example_data, monkeypatch):
+    make_bucket()
+    monkeypatch.setenv("PATH", engine_on_path(tmp_path / "engine", answers=True))  # an engine does not help here
+    theirs = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/theirs:v1"
+    config = prod_config(checkout, example_data, tmp_path, TRAINING_IMAGE=theirs)
+    with pytest.raises(UserError, match=rf"^image {theirs} is not in ECR: set TRAINING_IMAGE to an image that is"):
+        SageMakerExecutor(config).image_available()
+    register_image(theirs)
+    assert SageMakerExecutor(config).image_available() == f"{theirs} is in ECR"
+    elsewhere = prod_config(checkout, example_data, tmp_path, TRAINING_IMAGE="docker.io/library/python:3.11-slim")
+    with pytest.raises(UserError, match=r"python:3.11-slim is not in an ECR registry, where SageMaker pulls images"):
+        SageMakerExecutor(elsewhere).image_available()
+
+
+@pytest.fixture
+def registry(tmp_path):
+    """A real registry (Debian's docker-registry) on 127.0.0.1, empty: IMAGE_REGISTRY for a test."""
+    binary = shutil.which("docker-registry") or shutil.which("registry")
+    if not binary:
+        pytest.skip("no docker-registry here (Debian's docker-registry package)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "registry.yml").write_text(
+        f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'registry'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n")
+    server = subprocess.Popen([binary, "serve", str(tmp_path / "registry.yml")], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    host = f"127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://{host}/v2/", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield host
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def push_manifest(host: str, repository: str, tag: str) -> None:
+    """What a push leaves in a registry: a config blob and a manifest naming it (no layers needed)."""
+    config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"config":{}}'
+    digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    upload = urllib.request.urlopen(urllib.request.Request(f"http://{host}/v2/{repository}/blobs/uploads/",
+                                                           method="POST", data=b""))
+    location = upload.headers["Location"]
+    location = location if location.startswith("http") else f"http://{host}{location}"
+    urllib.request.urlopen(urllib.request.Request(f"{location}{'&' if '?' in location else '?'}digest={digest}",
+                                                  method="PUT", data=config,
+                                                  headers={"Content-Type": "application/octet-stream"})).close()
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": len(config),
+                           "digest": digest}, "layers": []}
+    urllib.request.urlopen(urllib.request.Request(f"http://{host}/v2/{repository}/manifests/{tag}", method="PUT",
+                                                  data=json.dumps(manifest).encode(),
+                                                  headers={"Content-Type": manifest["mediaType"]})).close()
+
+
+def test_doctor_asks_another_registry_for_the_image(aws, checkout, tmp_path, example_data, registry, monkeypatch):
+    make_bucket()
+    monkeypatch.setenv("PATH", engine_on_path(tmp_path / "silent", answers=False))
+    image = f"{registry}/team/train:v1"
+    config = prod_config(checkout, example_data, tmp_path, IMAGE_REGISTRY=registry, TRAINING_IMAGE=image)
+    with pytest.raises(UserError, match=rf"^image {image} is not in {registry}: push it, or set TRAINING_IMAGE"):
+        SageMakerExecutor(config).image_available()
+    push_manifest(registry, "team/train", "v1")
+    assert SageMakerExecutor(config).image_available() == f"{image} is in {registry}"
+
+    built = prod_config(checkout, example_data, tmp_path, IMAGE_REGISTRY=registry)  # the content tag, not there
+    with pytest.raises(UserError, match=rf"^image {registry}/train-image:[0-9a-f]{{12}} is not in {registry} and no "
+                                        "docker engine is reachable to build it"):
+        SageMakerExecutor(built).image_available()

@@ -16,7 +16,16 @@ from datetime import datetime
 from pathlib import Path
 
 import boto3
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError, ProfileNotFound
+from boto3.exceptions import Boto3Error, RetriesExceededError, S3UploadFailedError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    HTTPClientError,
+    NoCredentialsError,
+    NoRegionError,
+    ProfileNotFound,
+)
+from botocore.exceptions import ConnectionError as NetworkError
 
 from sagemake import sourcedir
 from sagemake.cli import AwsError, UserError, say
@@ -24,21 +33,79 @@ from sagemake.config import Config
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 RETRIES = {"AWS_RETRY_MODE": "standard", "AWS_MAX_ATTEMPTS": "8"}
+ERRORS = (BotoCoreError, ClientError, Boto3Error)  # what boto3 raises: `except ERRORS as err: raise failure(err)`
+NETWORK = (NetworkError, HTTPClientError)  # refused, reset, closed, timed out, cut off in the middle of an answer
+THROTTLED = {"Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled", "RequestLimitExceeded",
+             "TooManyRequestsException", "SlowDown", "ProvisionedThroughputExceededException"}
+
+
+class AwsUnavailable(AwsError):
+    """AWS could not be reached, or answered only with its own faults (5xx, throttling), on every attempt:
+    nothing is wrong with the request, so the same command run again later carries on."""
 
 
 def session(config: Config) -> boto3.Session:
     """The standard chain's session. Every call retries transient faults with backoff (botocore's standard mode,
-    8 attempts) unless AWS_RETRY_MODE or AWS_MAX_ATTEMPTS say otherwise."""
+    8 attempts) unless AWS_RETRY_MODE or AWS_MAX_ATTEMPTS say otherwise; a call that still fails on the network
+    raises AwsUnavailable, from whichever client, thread or transfer it came."""
     for name, value in RETRIES.items():
         os.environ.setdefault(name, value)
     try:
-        return boto3.Session(region_name=config["AWS_REGION"])
+        aws = boto3.Session(region_name=config["AWS_REGION"])
     except BotoCoreError as err:  # an AWS_PROFILE that does not exist, say
-        raise AwsError(explain(err)) from None
+        raise failure(err) from None
+    aws.events.register("after-call-error", _failed_call, unique_id="sagemake-one-line")
+    return aws
 
 
-def explain(err: Exception) -> str:
-    """An AWS error as one line that says what to do."""
+def _failed_call(exception: Exception, event_name: str, context: dict | None = None, **_) -> None:
+    """botocore's after-call-error: a request that failed without an answer on its last attempt (the network, or
+    signing it). Made one line here, so that no client, paginator or transfer thread lets a traceback through."""
+    if isinstance(exception, BotoCoreError):
+        _, service, operation = (event_name.split(".", 2) + ["", ""])[:3]
+        attempts = ((context or {}).get("retries") or {}).get("attempt")
+        raise failure(exception, f"{service} {operation}".strip(), attempts) from None
+
+
+def failure(err: Exception, operation: str | None = None, attempts: int | None = None) -> AwsError:
+    """The one place an exception from boto3 becomes the one-line error a command ends with (exit status 3):
+    AwsUnavailable when the network or AWS itself failed every attempt, AwsError otherwise."""
+    if isinstance(err, AwsError):
+        return err
+    err = _underlying(err)
+    kind = AwsUnavailable if transient(err) else AwsError
+    return kind(explain(err, operation, attempts))
+
+
+def _underlying(err: Exception) -> Exception:
+    """boto3's transfers wrap what failed: S3UploadFailedError around a ClientError, RetriesExceededError around
+    the last network error of a download."""
+    if isinstance(err, RetriesExceededError) and isinstance(err.last_exception, Exception):
+        return err.last_exception
+    if isinstance(err, S3UploadFailedError) and isinstance(err.__context__, ClientError):
+        return err.__context__
+    return err
+
+
+def transient(err: Exception) -> bool:
+    """A fault of the network or of AWS, not of the request: worth the same command again later."""
+    if isinstance(err, NETWORK):
+        return True
+    if isinstance(err, ClientError):
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        return status >= 500 or err.response.get("Error", {}).get("Code") in THROTTLED
+    return False
+
+
+def explain(err: Exception, operation: str | None = None, attempts: int | None = None) -> str:
+    """An AWS error as one line that says what to do (operation and attempts, when known, for a network error)."""
+    err = _underlying(err)
+    if isinstance(err, NETWORK):
+        said = " ".join(str(err).split()).rstrip(".")
+        tried = f", {attempts} attempt{'s' if attempts != 1 else ''}" if attempts else ""
+        where = f" ({operation}{tried})" if operation else ""
+        return (f"cannot reach AWS{where}: {said}: check the network (and AWS_ENDPOINT_URL, if set), "
+                "then run the same command again")
     if isinstance(err, NoCredentialsError):
         return "no AWS credentials found: run `aws configure` or `aws sso login`, or set AWS_PROFILE"
     if isinstance(err, ProfileNotFound):
@@ -47,21 +114,30 @@ def explain(err: Exception) -> str:
         return "no AWS region: set AWS_REGION in .env"
     if isinstance(err, ClientError):
         code = err.response.get("Error", {}).get("Code", "")
-        message = err.response.get("Error", {}).get("Message", "")
+        message = " ".join(err.response.get("Error", {}).get("Message", "").split())  # one line, whatever AWS sent
         if code in ("ExpiredToken", "ExpiredTokenException", "RequestExpired"):
             return f"AWS credentials have expired ({code}): renew them (`aws sso login`, or assume the role again)"
         if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):
             return f"AWS denied {err.operation_name} ({message}): grant it to your credentials"
+        if transient(err):
+            tries = err.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) + 1
+            return (f"AWS {err.operation_name} failed {tries} time{'s' if tries != 1 else ''} ({code}: {message}): "
+                    "AWS is failing or throttling: run the same command again later")
         return f"AWS {err.operation_name} failed: {code}: {message}"
-    return f"AWS call failed: {err}"
+    return f"AWS call failed: {' '.join(str(err).split())}"
+
+
+def error_code(err: Exception) -> str:
+    """AWS's code for a refusal (NoSuchKey, RepositoryNotFoundException, ...); "" for any other failure."""
+    return err.response.get("Error", {}).get("Code", "") if isinstance(err, ClientError) else ""
 
 
 def call(function, **kwargs):
     """Call an AWS API; any AWS error becomes a UserError that says what to do."""
     try:
         return function(**kwargs)
-    except (BotoCoreError, ClientError) as err:
-        raise AwsError(explain(err)) from None
+    except ERRORS as err:
+        raise failure(err) from None
 
 
 def s3_uri(config: Config, *parts: str) -> str:
@@ -82,12 +158,10 @@ def registry(config: Config, aws: boto3.Session) -> str:
 def bucket_region(aws: boto3.Session, bucket: str) -> str:
     try:
         answer = aws.client("s3").get_bucket_location(Bucket=bucket)
-    except ClientError as err:
-        if err.response.get("Error", {}).get("Code") in ("NoSuchBucket", "404"):
+    except ERRORS as err:
+        if error_code(err) in ("NoSuchBucket", "404"):
             raise UserError(f"bucket {bucket} does not exist: create it in your region or fix S3_BUCKET") from None
-        raise AwsError(explain(err)) from None
-    except BotoCoreError as err:
-        raise AwsError(explain(err)) from None
+        raise failure(err) from None
     location = answer.get("LocationConstraint") or "us-east-1"
     return "eu-west-1" if location == "EU" else location
 
@@ -127,12 +201,10 @@ def image_digest(aws: boto3.Session, image: str) -> str | None:
     repository, _, tag = image.split("/", 1)[1].rpartition(":")
     try:
         answer = aws.client("ecr").describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])
-    except ClientError as err:
-        if err.response.get("Error", {}).get("Code") in ("ImageNotFoundException", "RepositoryNotFoundException"):
+    except ERRORS as err:
+        if error_code(err) in ("ImageNotFoundException", "RepositoryNotFoundException"):
             return None
-        raise AwsError(explain(err)) from None
-    except BotoCoreError as err:
-        raise AwsError(explain(err)) from None
+        raise failure(err) from None
     details = answer.get("imageDetails", [])
     return details[0].get("imageDigest") if details else None
 
@@ -143,13 +215,15 @@ def ensure_repository(aws: boto3.Session, name: str) -> None:
     try:
         ecr.describe_repositories(repositoryNames=[name])
         return
-    except ClientError as err:
-        if err.response.get("Error", {}).get("Code") != "RepositoryNotFoundException":
-            raise AwsError(explain(err)) from None
-    except BotoCoreError as err:
-        raise AwsError(explain(err)) from None
+    except ERRORS as err:
+        if error_code(err) != "RepositoryNotFoundException":
+            raise failure(err) from None
     say(f"build: creating ECR repository {name}")
-    call(ecr.create_repository, repositoryName=name)
+    try:
+        ecr.create_repository(repositoryName=name)
+    except ERRORS as err:  # there already: made meanwhile, or by an attempt whose answer was lost
+        if error_code(err) != "RepositoryAlreadyExistsException":
+            raise failure(err) from None
 
 
 def ecr_credentials(aws: boto3.Session) -> tuple[str, str]:
@@ -165,16 +239,13 @@ def download(aws: boto3.Session, uri: str, path) -> None:
     s3 = aws.client("s3")
     try:
         size = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
-    except ClientError as err:
-        if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+    except ERRORS as err:
+        if error_code(err) in ("404", "NoSuchKey"):
             raise UserError(f"nothing at {uri}: the job wrote none, or it was deleted") from None
-        raise AwsError(explain(err)) from None
+        raise failure(err) from None
     path.parent.mkdir(parents=True, exist_ok=True)
     progress = Progress(f"download {uri}", size)
-    try:
-        s3.download_file(bucket, key, str(path), Callback=progress)
-    except (BotoCoreError, ClientError) as err:
-        raise AwsError(explain(err)) from None
+    call(s3.download_file, Bucket=bucket, Key=key, Filename=str(path), Callback=progress)
     progress.done()
 
 
@@ -211,9 +282,9 @@ def upload_code(aws: boto3.Session, root: Path, uri: str) -> None:
         s3.head_object(Bucket=bucket, Key=key)
         say(f"code: {uri} is there already: nothing to upload")
         return
-    except ClientError as err:
-        if err.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey"):
-            raise AwsError(explain(err)) from None
+    except ERRORS as err:
+        if error_code(err) not in ("404", "NoSuchKey"):
+            raise failure(err) from None
     with tempfile.TemporaryDirectory() as scratch:
         archive = sourcedir.write(root, Path(scratch) / sourcedir.ARCHIVE)
         call(s3.upload_file, Filename=str(archive), Bucket=bucket, Key=key)

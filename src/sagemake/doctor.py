@@ -3,7 +3,8 @@
 Usage: make doctor [ENV=prod]
 
 Each check prints `ok` or what is wrong with its fix, one line each; the exit
-is non-zero when any check fails.
+is non-zero when any check fails. When AWS cannot be reached at all, that is
+the one line (exit 3): every other check would only say it again.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ def main(argv: list[str]) -> int:
         try:
             print(f"ok    {name}: {check()}")
         except UserError as err:
+            if _unreachable(err):  # every check after this one would fail the same way: one line, exit 3
+                raise
             optional = name in OPTIONAL
             failed += not optional
             print(f"{'warn' if optional else 'FAIL'}  {name}: {err}", file=sys.stderr)
@@ -36,6 +39,13 @@ def main(argv: list[str]) -> int:
         return Exit.BAD_INPUT
     print(f"doctor: ENV={config.env} is ready to train")
     return Exit.OK
+
+
+def _unreachable(err: UserError) -> bool:
+    """AWS could not be reached, or failed every attempt."""
+    from sagemake.aws import AwsUnavailable  # only an AWS environment has checks, and it has loaded boto3
+
+    return isinstance(err, AwsUnavailable)
 
 
 if __name__ == "__main__":

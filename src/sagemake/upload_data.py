@@ -7,19 +7,21 @@ ETag, computed locally the way S3 computes it for our part size, and kept in
 build/etags.json so an unchanged file is not read twice); objects no longer
 in the channel folder are deleted, so a job reads exactly DATA_DIR.
 The bucket must be in AWS_REGION: that is checked before anything is sent.
+A failure (after botocore's retries) stops the sync at once: the uploads
+under way end, the files not started are left, and the same command run
+again uploads only what did not arrive.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as ClientConfig
-from botocore.exceptions import BotoCoreError, ClientError
 
-from sagemake.aws import Progress, call, check_bucket, explain, s3_uri, session
-from sagemake.cli import AwsError, say
+from sagemake.aws import ERRORS, Progress, call, check_bucket, failure, s3_uri, session
+from sagemake.cli import say
 from sagemake.config import Config
 from sagemake.data import CACHE, PART, EtagCache
 from sagemake.request import channels
@@ -41,8 +43,8 @@ def sync_channel(s3, folder: Path, uri: str, cache: EtagCache) -> tuple[int, int
     bucket, _, prefix = uri[len("s3://"):].partition("/")
     try:
         remote = remote_etags(s3, bucket, prefix)
-    except (BotoCoreError, ClientError) as err:
-        raise AwsError(explain(err)) from None
+    except ERRORS as err:
+        raise failure(err) from None
     files = {prefix + p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file()}
     progress = Progress(f"upload {uri}", sum(p.stat().st_size for p in files.values()))
 
@@ -62,11 +64,17 @@ def sync_channel(s3, folder: Path, uri: str, cache: EtagCache) -> tuple[int, int
             s3.upload_file(str(path), bucket, key, Config=TRANSFER, Callback=progress)
         return size
 
-    try:
-        with ThreadPoolExecutor(WORKERS) as pool:
-            sent = list(pool.map(put, files))
-    except (BotoCoreError, ClientError) as err:
-        raise AwsError(explain(err)) from None
+    with ThreadPoolExecutor(WORKERS) as pool:
+        futures = [pool.submit(put, key) for key in files]
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+        finally:  # after a failure or Ctrl-C, the files not started yet are left for a re-run
+            for future in futures:
+                future.cancel()
+    failed = next((f.exception() for f in futures if not f.cancelled() and f.exception()), None)
+    if failed is not None:
+        raise failure(failed) if isinstance(failed, ERRORS) else failed
+    sent = [future.result() for future in futures]
     progress.done()
     stale = sorted(set(remote) - set(files))
     for start in range(0, len(stale), 1000):

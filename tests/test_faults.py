@@ -1,0 +1,240 @@
+"""The production path through a faulty network: tests/faultproxy.py between boto3 and moto's server.
+
+With a share of the requests failing (resets, lost answers, 500s, 503s, answers
+too slow), the path still ends whole, by botocore's retries alone; with every
+request failing, or no network at all, each command ends with one line and exit
+status 3; and a command cut off midway carries on where it stopped when run again.
+"""
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+
+import pytest
+from botocore.config import Config as ClientConfig
+from conftest import ROOT, copy_repo
+from emulator import SageMakerDriver, client, make_bucket, register_image, settings
+from faultproxy import KINDS, FaultProxy
+
+from sagemake import aws as cloud
+from sagemake import sourcedir
+from sagemake.cli import Exit
+from sagemake.config import resolve
+from sagemake.executors.sagemaker import SageMakerExecutor
+from sagemake.run_sagemaker import list_jobs, train
+
+FILES = 200  # small files in the train channel
+READ_TIMEOUT = 1  # seconds: the test's clients give up on a `slow` answer (held 2 s) after this long
+SLOW = 2.0
+NETWORK_DOWN = ("reset", "500", "closed", "503")  # what a subprocess meets (its read timeout is botocore's 60 s)
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory):
+    """A user's checkout of this repository: the commands run from its files (no one edits them meanwhile)."""
+    return copy_repo(tmp_path_factory.mktemp("checkout"))
+
+
+@pytest.fixture
+def data(tmp_path):
+    """DATA_DIR: a train channel of many small files, a validation channel of a few."""
+    folder = tmp_path / "data"
+    for channel, count in (("train", FILES), ("validation", 3)):
+        (folder / channel).mkdir(parents=True)
+        for i in range(count):
+            (folder / channel / f"part-{i:03d}.csv").write_text(f"{channel},{i}\n" * (1 + i % 9))
+    return folder
+
+
+def prod_config(root, data, folder, **extra):
+    return resolve(root=root, environ={"ENV": "prod", "DATA_DIR": str(data), "MODELS_DIR": str(folder / "models"),
+                                       "JOBS_DIR": str(folder / "jobs"), **settings(**extra)})
+
+
+def s3_objects(prefix: str) -> dict[str, bytes]:
+    """Every object under s3://train-bucket/<prefix>, read from the emulator directly (not through the proxy)."""
+    s3 = client("s3")
+    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket="train-bucket", Prefix=prefix)
+            for o in page.get("Contents", [])]
+    return {key: s3.get_object(Bucket="train-bucket", Key=key)["Body"].read() for key in keys}
+
+
+def assert_mirrored(data) -> None:
+    """S3 holds each channel exactly: every file, byte for byte, and nothing else."""
+    for channel in ("train", "validation"):
+        prefix = f"sagemake-example/data/{channel}/"
+        local = {prefix + p.name: p.read_bytes() for p in (data / channel).iterdir()}
+        assert s3_objects(prefix) == local, channel
+
+
+def test_the_prod_path_ends_whole_when_15_percent_of_requests_fail(aws, checkout, data, tmp_path, trained_model,
+                                                                    monkeypatch, capsys):
+    config = prod_config(checkout, data, tmp_path)
+    make_bucket()
+    register_image(SageMakerExecutor(config).image())  # pushed earlier: no engine needed
+    # CreateTrainingJob's first answer is lost once the job exists: the retry must not make it a failure.
+    with FaultProxy(aws, rate=0.15, seed=20261202, slow_seconds=SLOW, once={"CreateTrainingJob": "closed"}) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        for name in cloud.RETRIES:  # sagemake's own retry settings: standard mode, 8 attempts
+            monkeypatch.delenv(name, raising=False)
+        aws_session = cloud.session(config)
+        # botocore's read timeout is 60 s; a slow answer here is over in seconds.
+        aws_session._session.set_default_client_config(ClientConfig(read_timeout=READ_TIMEOUT))
+        executor = SageMakerExecutor(config, aws_session)
+        with SageMakerDriver(model=trained_model, step_seconds=0.5, endpoint=aws):  # SageMaker is past the network
+            assert train(config, executor) == Exit.OK
+        name = executor.latest()
+        assert list_jobs(config, executor, 10) == Exit.OK
+        executor.print_log(name)
+    out, err = capsys.readouterr()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws)
+
+    assert proxy.broken_total > 0 and set(proxy.broken) == set(KINDS), proxy.broken  # every kind of fault happened
+    assert proxy.forwarded > FILES
+    assert f"upload: train: {FILES} uploaded" in err and "upload: validation: 3 uploaded" in err
+    assert f"job {name}: an attempt whose answer was lost created it" in err
+    assert "Completed / Completed" in err and "Traceback" not in err
+    assert out.count("[algo-1-1700000000] epoch 2") == 2  # followed to the end, then printed again by `logs`
+    assert [line.split()[:2] for line in out.splitlines() if line.startswith(name)] == [[name, "Completed"]]
+    assert len(client("sagemaker").list_training_jobs()["TrainingJobSummaries"]) == 1  # one job, not two
+    assert_mirrored(data)
+
+    model = tmp_path / "models" / name
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert manifest["status"] == "Completed"
+    assert manifest["artifact"]["sha256"] == hashlib.sha256(trained_model).hexdigest()
+    assert manifest["artifact"]["bytes"] == len(trained_model)
+    assert manifest["data"]["train"]["files"] == FILES
+    with tarfile.open(fileobj=io.BytesIO(trained_model)) as archive:
+        members = [m for m in archive.getmembers() if m.isfile()]
+        assert members
+        for member in members:
+            assert (model / member.name).read_bytes() == archive.extractfile(member).read(), member.name
+
+
+def command_env(data, folder, endpoint, **extra) -> dict:
+    return {**os.environ, "ENV": "prod", "DATA_DIR": str(data), "MODELS_DIR": str(folder / "models"),
+            "VENV": str(ROOT / ".venv"), **settings(), "AWS_ENDPOINT_URL": endpoint, **extra}
+
+
+def commands(checkout) -> dict[str, list[str]]:
+    """What the make targets run, each with its own exit status (make itself exits 2 for any of them)."""
+    python, scripts = sys.executable, checkout / "scripts"
+    return {
+        "upload": [str(scripts / "upload_data.sh")],
+        "train": [python, str(scripts / "run_sagemaker.py"), "train"],
+        "jobs": [python, str(scripts / "run_sagemaker.py"), "jobs"],
+        "logs": [python, str(scripts / "run_sagemaker.py"), "logs"],
+        "fetch": [python, str(scripts / "fetch_model.py")],
+        "doctor": [python, "-m", "sagemake.doctor"],
+    }
+
+
+@pytest.mark.parametrize("network", ["failing", "gone"])
+def test_every_command_is_one_line_and_status_3_when_aws_cannot_be_reached(aws, checkout, data, tmp_path, network):
+    make_bucket()
+    attempts = 2  # AWS_MAX_ATTEMPTS is honoured: each command tries its first call this many times, then stops
+    proxies = {name: FaultProxy(aws, rate=1.0, kinds=NETWORK_DOWN).start() for name in commands(checkout)}
+    if network == "gone":
+        for proxy in proxies.values():
+            proxy.stop()
+    try:
+        running = {name: subprocess.Popen(command, cwd=checkout, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          text=True, env=command_env(data, tmp_path, proxies[name].url,
+                                                                     PYTHONPATH=str(checkout / "src"),
+                                                                     AWS_MAX_ATTEMPTS=str(attempts)))
+                   for name, command in commands(checkout).items()}
+        ended = {name: (process.wait(timeout=120), process.stderr.read()) for name, process in running.items()}
+    finally:
+        for proxy in proxies.values():
+            proxy.stop()
+    for name, (status, said) in ended.items():
+        assert status == Exit.AWS_ERROR, (name, said)
+        # One line names the problem; before it, only the progress of what was done (train's data step).
+        *progress, err = said.splitlines()
+        assert "Traceback" not in said and len(progress) == (name == "train"), (name, said)
+        assert all(line.startswith("==> data: ") for line in progress), (name, said)
+        prog = {"upload": "run_sagemaker", "fetch": "fetch_model", "doctor": "doctor"}.get(name, "run_sagemaker")
+        if network == "gone":
+            assert err.startswith(f"{prog}: cannot reach AWS (") and f", {attempts} attempts): Could not connect to " \
+                "the endpoint URL: " in err and err.endswith("then run the same command again"), (name, err)
+        else:  # a reset, then a 500: the last answer is AWS's error
+            assert err.startswith(f"{prog}: AWS ") and f" failed {attempts} times (Internal" in err, (name, err)
+            assert err.endswith("AWS is failing or throttling: run the same command again later"), err
+            assert proxies[name].broken_total == attempts and proxies[name].forwarded == 0, (name, proxies[name].broken)
+    assert client("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
+    assert "Contents" not in client("s3").list_objects_v2(Bucket="train-bucket")
+
+
+def test_an_upload_cut_off_midway_says_so_in_one_line_and_resumes(aws, checkout, data, tmp_path):
+    make_bucket()
+    upload = commands(checkout)["upload"]
+    attempts = 2
+    # Two listings, then 60 requests through; after that the network is down.
+    with FaultProxy(aws, kinds=NETWORK_DOWN, fail_after=62) as proxy:
+        env = command_env(data, tmp_path, proxy.url, AWS_MAX_ATTEMPTS=str(attempts))
+        cut = subprocess.run(upload, cwd=checkout, env=env, capture_output=True, text=True, timeout=120)
+        assert cut.returncode == Exit.AWS_ERROR, cut.stderr
+        assert "Traceback" not in cut.stderr and len(cut.stderr.splitlines()) == 1, cut.stderr
+        assert cut.stderr.startswith("run_sagemaker: ") and "run the same command again" in cut.stderr
+        arrived = len(s3_objects("sagemake-example/data/train/"))
+        assert 60 <= arrived < FILES  # `closed` faults forward the request: the object arrives, the answer does not
+        # Only the uploads under way when it failed went on failing (AWS_MAX_ATTEMPTS times each): the files not
+        # started were left for the re-run, not each tried in turn against a dead network.
+        assert 0 < proxy.broken_total < FILES - arrived, proxy.broken
+
+        proxy.heal()
+        again = subprocess.run(upload, cwd=checkout, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert f"upload: train: {FILES - arrived} uploaded" in again.stderr
+    assert f", {arrived} unchanged, 0 deleted" in again.stderr
+    assert_mirrored(data)
+
+
+@pytest.fixture
+def unreachable(aws, checkout, data, tmp_path, monkeypatch):
+    """A config and a session whose every request meets a dead network (one attempt each: no waiting)."""
+    config = prod_config(checkout, data, tmp_path)
+    make_bucket()
+    with FaultProxy(aws, rate=1.0, kinds=NETWORK_DOWN) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+        yield config, cloud.session(config), proxy
+
+
+@pytest.mark.parametrize("step", ["download", "upload_code", "sync", "describe", "names", "print_log", "bucket",
+                                  "any client"])
+def test_every_aws_step_fails_as_one_aws_error(unreachable, checkout, tmp_path, step):
+    config, aws_session, proxy = unreachable
+    executor = SageMakerExecutor(config, aws_session)
+    action = {
+        "download": lambda: cloud.download(aws_session, "s3://train-bucket/x/model.tar.gz", tmp_path / "m.tar.gz"),
+        "upload_code": lambda: cloud.upload_code(aws_session, checkout, "s3://train-bucket/code/sourcedir.tar.gz"),
+        "sync": executor.sync_data,
+        "describe": lambda: executor.describe("sagemake-example-abc1234-20261202-000000-000"),
+        "names": executor.names,
+        "print_log": lambda: executor.print_log("sagemake-example-abc1234-20261202-000000-000"),
+        "bucket": lambda: cloud.check_bucket(config, aws_session),
+        "any client": lambda: aws_session.client("ecr").describe_repositories(),  # no try around it: the session's
+    }[step]
+    with pytest.raises(cloud.AwsUnavailable) as failed:
+        action()
+    assert failed.value.status == Exit.AWS_ERROR and "\n" not in str(failed.value)
+    assert proxy.broken_total == 1
+
+
+def test_a_transfer_that_fails_is_one_line_too(aws, checkout, data, tmp_path, monkeypatch):
+    """boto3's upload_file wraps the ClientError of a failed PUT in its own S3UploadFailedError."""
+    config = prod_config(checkout, data, tmp_path)
+    make_bucket()
+    key = f"sagemake-example/code/{sourcedir.tag(checkout)}/sourcedir.tar.gz"
+    with FaultProxy(aws, once={f"PUT /train-bucket/{key}": "500"}) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+        with pytest.raises(cloud.AwsUnavailable, match=r"^AWS PutObject failed 1 time \(InternalError: "):
+            cloud.upload_code(cloud.session(config), checkout, f"s3://train-bucket/{key}")
+    assert proxy.broken == {"500": 1}
