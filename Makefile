@@ -12,8 +12,8 @@ SHELL := bash
 MAKEFLAGS += --no-print-directory
 
 PYTHON ?= python3
-# JOB reaches the scripts through the environment, so no name can break the recipe's quoting.
-export JOB
+# JOB (and KEEP) reach the scripts through the environment, so no name can break the recipe's quoting.
+export JOB KEEP
 VENV ?= .venv
 export VENV
 export PYTHONPATH := $(CURDIR)/src
@@ -28,7 +28,7 @@ DEV_STAMP := $(subst $(space),\$(space),$(VENV))/.installed-dev
 help: ## list the targets and the variables they take
 	@echo "usage: make TARGET [ENV=local|prod|<name>] [HP='key=value ...'] [JOB=<job name>]"
 	@echo
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo
 	@echo "  ENV  where jobs run: local (default, no AWS needed) or an AWS environment (.env.<ENV>)"
 	@echo "  HP   hyperparameters, e.g. HP='n_estimators=200 learning_rate=0.05'"
@@ -98,6 +98,10 @@ logs: setup ## print a job's log, following it while it runs (JOB=..., default l
 .PHONY: stop
 stop: setup ## stop a running SageMaker job (JOB=...)
 	@$(PY) scripts/run_sagemaker.py stop $${JOB:+"$$JOB"}
+
+.PHONY: clean-jobs
+clean-jobs: setup ## remove local job folders but the KEEP newest (default 5) and any running, with data only they read
+	@$(PY) scripts/run_sagemaker.py clean-jobs $${KEEP:+"$$KEEP"}
 
 .PHONY: serve
 serve: setup ## serve a fetched model as SageMaker would, on SERVE_PORT (JOB=..., default latest); Ctrl-C stops it

@@ -40,6 +40,7 @@ DEFAULTS = {
     "VOLUME_SIZE_GB": "30",
     "MAX_RUNTIME_SECONDS": "3600",
     "INPUT_MODES": "",
+    "DATA_DISTRIBUTION": "",
     "USE_SPOT": "false",
     "MAX_WAIT_SECONDS": "0",
     "CHECKPOINT_S3_URI": "",

@@ -34,6 +34,7 @@ RESERVED_PREFIX = "sagemaker_"
 JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")  # SageMaker's pattern for training job names
 HYPERPARAMETER_CACHE = "build/hyperparameters.json"
 INPUT_MODES = ("File", "FastFile")  # Pipe streams from S3: no local twin, so it is refused before paying
+DISTRIBUTIONS = ("FullyReplicated", "ShardedByS3Key")  # S3DataDistributionType: every file on every host, or a share
 
 
 def git_state(root: Path) -> tuple[str, bool]:
@@ -219,16 +220,16 @@ def channels(config: Config) -> dict[str, Path]:
     return found
 
 
-def input_modes(config: Config, names: list[str]) -> dict[str, str]:
-    """Each channel's input mode: File unless INPUT_MODES names another."""
-    modes = dict.fromkeys(names, "File")
-    for channel, mode in parse_pairs(config["INPUT_MODES"], "INPUT_MODES").items():
-        if channel not in modes:
-            raise UserError(f"INPUT_MODES names '{channel}', which is not a channel: use one of {', '.join(names)}")
-        if mode not in INPUT_MODES:
-            raise UserError(f"INPUT_MODES: '{mode}' for {channel} is not supported: use {' or '.join(INPUT_MODES)}")
-        modes[channel] = mode
-    return modes
+def per_channel(config: Config, setting: str, names: list[str], allowed: tuple[str, ...]) -> dict[str, str]:
+    """A per-channel setting ('train=FastFile ...'): each channel's value, the first allowed one unless named."""
+    values = dict.fromkeys(names, allowed[0])
+    for channel, value in parse_pairs(config[setting], setting).items():
+        if channel not in values:
+            raise UserError(f"{setting} names '{channel}', which is not a channel: use one of {', '.join(names)}")
+        if value not in allowed:
+            raise UserError(f"{setting}: '{value}' for {channel} is not supported: use {' or '.join(allowed)}")
+        values[channel] = value
+    return values
 
 
 def plan(config: Config, executor) -> dict:
@@ -238,7 +239,8 @@ def plan(config: Config, executor) -> dict:
     name = job_name(config["PROJECT_NAME"], git[0])
     declared = metrics(config)
     primary_metric(config)
-    modes = input_modes(config, list(found))
+    modes = per_channel(config, "INPUT_MODES", list(found), INPUT_MODES)
+    distributions = per_channel(config, "DATA_DISTRIBUTION", list(found), DISTRIBUTIONS)
     algorithm = {"TrainingImage": executor.image(), "TrainingInputMode": "File",
                  "MetricDefinitions": metric_definitions(declared)}
     if config["CONTAINER_ENTRYPOINT"]:
@@ -256,7 +258,7 @@ def plan(config: Config, executor) -> dict:
                     "S3DataSource": {
                         "S3DataType": "S3Prefix",
                         "S3Uri": executor.channel_uri(channel),
-                        "S3DataDistributionType": "FullyReplicated",
+                        "S3DataDistributionType": distributions[channel],
                     }
                 },
                 "InputMode": modes[channel],

@@ -13,8 +13,10 @@ train.log, ml/ (the /opt/ml tree) and output/ (the artefacts).
 
 from __future__ import annotations
 
+import filecmp
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -31,14 +33,24 @@ from sagemake.cli import UserError, say
 from sagemake.data import summary
 from sagemake.executors import Executor
 from sagemake.executors.channels import copy_name, remove, shared_copy, unchanged, unused
-from sagemake.executors.runtimes import ARN_PREFIX, ContainerRuntime, ProcessRuntime, input_data_config, resource_config
+from sagemake.executors.runtimes import (
+    ARN_PREFIX,
+    HOST,
+    ContainerRuntime,
+    ProcessRuntime,
+    hosts,
+    input_data_config,
+    resource_config,
+)
 from sagemake.image import Engine
 from sagemake.job_python import job_python
 from sagemake.request import metric_values, metric_warnings, tags
 
 GUARD = Path(__file__).with_name("guard.py")
 RECORD = "job.json"
-TREE = "ml"  # the job's /opt/ml
+TREE = "ml"  # the job's /opt/ml (algo-1's; other hosts' beside it: ml-algo-2, ...)
+POLL_SECONDS = 0.2  # how often the hosts are looked at while they train
+HOST_PREFIX = re.compile(r"^\[algo-\d+\] ")  # on each line of a job of several hosts
 REQUEST = "request.json"
 LOG = "train.log"
 CODE_FOLDER = "code"  # JOBS_DIR/code/<hash>/sourcedir.tar.gz: script mode's code, once per content
@@ -145,7 +157,7 @@ class LocalExecutor(Executor):
         if not name or not path.is_file():
             raise UserError(f"no local job named '{name}' in {self.config['JOBS_DIR']}/: `make jobs` lists them")
         record = json.loads(path.read_text())
-        owners = [record[key] for key in ("LocalExecutor", "LocalGuard") if key in record]
+        owners = [record["LocalExecutor"], *record.get("LocalGuards", [])] if "LocalExecutor" in record else []
         if record["TrainingJobStatus"] == "InProgress" and owners and all(running(o) is False for o in owners):
             pid, stage, stamp = record["LocalExecutor"]["Pid"], record["SecondaryStatus"], now()
             record["FailureReason"] = (f"ClientError: the executor (pid {pid}) ended during {stage} without ending "
@@ -233,7 +245,13 @@ class _Job:
         self.request, self.runtime, self.grace = request, runtime, grace
         self.name = request["TrainingJobName"]
         self.folder = executor.folder(self.name)
-        self.tree = self.folder / TREE
+        self.hosts = hosts(request)
+        self.limit = request["StoppingCondition"]["MaxRuntimeInSeconds"]
+        self.trees = {host: self.folder / (TREE if host == HOST else f"{TREE}-{host}") for host in self.hosts}
+        self.tree = self.trees[HOST]
+        self.host_channels: dict[str, dict[str, Path]] = {}  # host: {channel: what it reads}
+        self.codes: dict[str, int | None] = {}  # host: exit status
+        self.failed: str | None = None  # the first host seen to fail
         self.output = uri_path(request["OutputDataConfig"]["S3OutputPath"]) / self.name / "output"
         self.config = executor.config
         self.channels: dict[str, Path] = {}  # name: its shared read-only copy (channels.py)
@@ -302,17 +320,8 @@ class _Job:
         return self.record
 
     def _prepare_tree(self) -> None:
-        """The tree SageMaker makes before `train` starts: config files, every mounted folder, the channels."""
-        for folder in (layout.CONFIG_DIR, layout.MODEL_DIR, layout.OUTPUT_DATA_DIR, layout.CHECKPOINT_DIR):
-            (self.tree / folder).mkdir(parents=True)
-        hyperparameters = dict(self.request.get("HyperParameters", {}))
-        code = hyperparameters.get(sourcedir.DIRECTORY_KEY, "")
-        if code.startswith("file://"):  # script mode: the code in /opt/ml/code, as SageMaker's local mode has it
-            unpack(uri_path(code), self.tree / layout.CODE)
-            hyperparameters[sourcedir.DIRECTORY_KEY] = f"{self.runtime.base or self.tree}/{layout.CODE}"
-        (self.tree / layout.HYPERPARAMETERS).write_text(json.dumps(hyperparameters))
-        (self.tree / layout.RESOURCE_CONFIG).write_text(json.dumps(resource_config(self.request)))
-        (self.tree / layout.INPUT_DATA_CONFIG).write_text(json.dumps(input_data_config(self.request)))
+        """The tree SageMaker makes on each host before `train` starts: config files, every mounted folder, the
+        channels (the whole copy, or with ShardedByS3Key the host's share of its files)."""
         sources = {c["ChannelName"]: uri_path(c["DataSource"]["S3DataSource"]["S3Uri"])
                    for c in self.request["InputDataConfig"]}
         for name, source in sources.items():
@@ -323,80 +332,148 @@ class _Job:
         save(self.folder, self.record)  # before the copies are made: `make clean-jobs` keeps what a job reads
         for name, source in sources.items():
             self.channels[name] = shared_copy(self.folder.parent, source, digests[name])
+        sharded = [c["ChannelName"] for c in self.request["InputDataConfig"]
+                   if c["DataSource"]["S3DataSource"].get("S3DataDistributionType") == "ShardedByS3Key"]
+        shards = {name: self._shards(name) for name in sharded if len(self.hosts) > 1}
+        for host, base in self.trees.items():
+            for folder in (layout.CONFIG_DIR, layout.MODEL_DIR, layout.OUTPUT_DATA_DIR, layout.CHECKPOINT_DIR):
+                (base / folder).mkdir(parents=True)
+            hyperparameters = dict(self.request.get("HyperParameters", {}))
+            code = hyperparameters.get(sourcedir.DIRECTORY_KEY, "")
+            if code.startswith("file://"):  # script mode: the code in /opt/ml/code, as SageMaker's local mode has it
+                unpack(uri_path(code), base / layout.CODE)
+                hyperparameters[sourcedir.DIRECTORY_KEY] = f"{self.runtime.base or base}/{layout.CODE}"
+            (base / layout.HYPERPARAMETERS).write_text(json.dumps(hyperparameters))
+            (base / layout.RESOURCE_CONFIG).write_text(json.dumps(resource_config(self.request, host)))
+            (base / layout.INPUT_DATA_CONFIG).write_text(json.dumps(input_data_config(self.request)))
+            self.host_channels[host] = {name: shards[name][host] if name in shards else copy
+                                        for name, copy in self.channels.items()}
+
+    def _shards(self, channel: str) -> dict[str, Path]:
+        """ShardedByS3Key: host k of N gets every Nth of the channel's files in key order, starting at the kth,
+        as links to the shared copy's read-only files."""
+        copy = self.channels[channel]
+        files = sorted((p for p in copy.rglob("*") if p.is_file()), key=lambda p: p.relative_to(copy).as_posix())
+        shards = {}
+        for index, host in enumerate(self.hosts):
+            shard = self.folder / "shards" / host / channel
+            shard.mkdir(parents=True)
+            for path in files[index::len(self.hosts)]:
+                target = shard / path.relative_to(copy)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.link(path, target)
+            shards[host] = shard
+        idle = self.hosts[len(files):]
+        if idle:
+            say(f"job {self.name}: warning: channel {channel} has {len(files)} file(s) for {len(self.hosts)} hosts "
+                f"(ShardedByS3Key): {', '.join(idle)} {'gets' if len(idle) == 1 else 'get'} none")
+        return shards
 
     def _train(self) -> int | None:
-        """The runtime's command under the guard (guard.py), which stops it with this process, however this
-        process ends; here the guard is asked to stop it at MaxRuntime or on Ctrl-C (twice: at once).
-        SPOT_DRILL_SECONDS interrupts it once, as a spot interruption does, and starts it again."""
-        command, env = self.runtime.command(self.request, self.tree, self.channels)
-        limit = self.request["StoppingCondition"]["MaxRuntimeInSeconds"]
+        """Each host's command under a guard (guard.py), which stops it with this process, however this
+        process ends; here the guards are asked to stop them at MaxRuntime, on Ctrl-C (twice: at once) or
+        when a host fails. SPOT_DRILL_SECONDS interrupts the job once, as a spot interruption does, and
+        starts it again. The exit status: the first failed host's, else 0."""
+        commands = {host: self.runtime.command(self.request, self.trees[host], self.host_channels[host], host)
+                    for host in self.hosts}
         drill = self.config.int("SPOT_DRILL_SECONDS") or None
         started = time.monotonic()
-        with (self.folder / LOG).open("wb") as log:
-            while True:
-                code, interrupted = self._attempt(command, env, log, limit - (time.monotonic() - started), drill)
-                if not interrupted:
-                    if drill:
-                        say(f"job {self.name}: warning: it ended before SPOT_DRILL_SECONDS={drill}: no interruption")
-                    return code
-                drill = None
-                self._restart()
-
-    def _attempt(self, command: list[str], env: dict, log, limit: float, drill: int | None) -> tuple[int, bool]:
-        """One run of the training: (exit status, whether the drill interrupted it)."""
-        guarded = [sys.executable, str(GUARD), str(os.getpid()), str(self.grace),
-                   *self.runtime.guard_arguments(self.name), "--", *command]
-        process = subprocess.Popen(guarded, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
-        self.record["LocalGuard"] = process_identity(process.pid)
-        save(self.folder, self.record)
-        reader = threading.Thread(target=_copy_lines, args=(process.stdout, log), daemon=True)
-        reader.start()
-        interrupted = False
+        self.runtime.open(self.request)
         try:
-            process.wait(timeout=max(0, min(limit, drill) if drill else limit))
-        except subprocess.TimeoutExpired:
-            if drill and drill < limit:
-                interrupted = True
-                self._status("Interrupted", f"SPOT_DRILL_SECONDS={drill}: interrupted as a spot instance can be")
-                self._stop(process, "spot drill")
-            else:
-                self.stopped_by = "MaxRuntimeExceeded"
-                self._stop(process, f"MaxRuntimeInSeconds={self.request['StoppingCondition']['MaxRuntimeInSeconds']}")
+            with (self.folder / LOG).open("wb") as log:
+                while True:
+                    interrupted = self._attempt(commands, log, self.limit - (time.monotonic() - started), drill)
+                    if not interrupted:
+                        if drill:
+                            say(f"job {self.name}: warning: it ended before SPOT_DRILL_SECONDS={drill}: "
+                                "no interruption")
+                        return self.codes[self.failed] if self.failed else 0
+                    drill = None
+                    self._restart()
+        finally:
+            self.runtime.close(self.request)
+
+    def _attempt(self, commands: dict[str, tuple[list[str], dict]], log, limit: float, drill: int | None) -> bool:
+        """One run of the training on every host; whether the drill interrupted it."""
+        processes, readers, lock = {}, [], threading.Lock()
+        for host, (command, env) in commands.items():
+            guarded = [sys.executable, str(GUARD), str(os.getpid()), str(self.grace),
+                       *self.runtime.guard_arguments(self.request, host), "--", *command]
+            processes[host] = subprocess.Popen(guarded, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                               stdin=subprocess.DEVNULL, start_new_session=True)
+            prefix = f"[{host}] ".encode() if len(self.hosts) > 1 else b""
+            readers.append(threading.Thread(target=_copy_lines, args=(processes[host].stdout, log, prefix, lock),
+                                            daemon=True))
+            readers[-1].start()
+        self.record["LocalGuards"] = [process_identity(p.pid) for p in processes.values()]
+        save(self.folder, self.record)
+        started, interrupted = time.monotonic(), False
+        try:
+            while True:
+                self.codes = {host: process.poll() for host, process in processes.items()}
+                if None not in self.codes.values():
+                    break
+                self.failed = self.failed or next((h for h, c in self.codes.items() if c not in (None, 0)), None)
+                elapsed = time.monotonic() - started
+                if self.failed:
+                    self._stop(processes, f"host {self.failed} failed, so the job fails")
+                elif drill and elapsed >= drill and drill < limit:
+                    interrupted = True
+                    self._status("Interrupted", f"SPOT_DRILL_SECONDS={drill}: interrupted as a spot instance can be")
+                    self._stop(processes, "spot drill")
+                elif elapsed >= limit:
+                    self.stopped_by = "MaxRuntimeExceeded"
+                    self._stop(processes, f"MaxRuntimeInSeconds={self.limit} reached")
+                else:
+                    time.sleep(POLL_SECONDS)
         except KeyboardInterrupt:
             self.stopped_by = "Stopped"
-            self._stop(process, "interrupted")
-        reader.join()
-        return process.returncode, interrupted
+            self._stop(processes, "interrupted")
+        for reader in readers:
+            reader.join()
+        self.codes = {host: process.returncode for host, process in processes.items()}
+        self.failed = self.failed or next((h for h, c in self.codes.items() if c != 0), None)
+        return interrupted
 
     def _restart(self) -> None:
-        """What a new spot instance has: fresh model/ and output/, the channels, and the job's checkpoints."""
-        for folder in (layout.MODEL_DIR, layout.OUTPUT_DIR):
-            remove(self.tree / folder)
-        for folder in (layout.MODEL_DIR, layout.OUTPUT_DATA_DIR):
-            (self.tree / folder).mkdir(parents=True)
-        self._status("Restarting", "Starting again on a new instance, from the job's checkpoints")
+        """What new spot instances have: fresh model/ and output/, the channels, and the job's checkpoints."""
+        self.failed = None
+        for base in self.trees.values():
+            for folder in (layout.MODEL_DIR, layout.OUTPUT_DIR):
+                remove(base / folder)
+            for folder in (layout.MODEL_DIR, layout.OUTPUT_DATA_DIR):
+                (base / folder).mkdir(parents=True)
+        self._status("Restarting", "Starting again on new instances, from the job's checkpoints")
         self._status("Training", f"Training with the {self.runtime.name} runtime, resumed")
 
-    def _stop(self, process: subprocess.Popen, why: str) -> None:
-        """SIGTERM to the training, SIGKILL after the grace; another Ctrl-C meanwhile kills it at once."""
-        process.send_signal(signal.SIGTERM)
-        say(f"job {self.name}: {why}: stopping it (SIGTERM, then SIGKILL after {self.grace} s; "
+    def _stop(self, processes: dict[str, subprocess.Popen], why: str) -> None:
+        """SIGTERM to the training on every host, SIGKILL after the grace; another Ctrl-C kills them at once."""
+        for process in processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        which = "it" if len(processes) == 1 else "every host"
+        say(f"job {self.name}: {why}: stopping {which} (SIGTERM, then SIGKILL after {self.grace} s; "
             "Ctrl-C again to kill it now)")
         while True:
             try:
-                process.wait()
+                for process in processes.values():
+                    process.wait()
                 return
             except KeyboardInterrupt:
-                process.send_signal(signal.SIGTERM)
+                for process in processes.values():
+                    if process.poll() is None:
+                        process.send_signal(signal.SIGTERM)
 
     def _finish(self, code: int | None, reason: str | None, seconds: float) -> None:
-        model, output_data = self.tree / layout.MODEL_DIR, self.tree / layout.OUTPUT_DATA_DIR
-        packed = model.is_dir() and output_data.is_dir()
+        """The record's end; model/ and output/data/ of every host packed as one archive each (a file that
+        several hosts wrote is the last host's, as SageMaker keeps one: write the model on one host)."""
+        packed = all((base / layout.MODEL_DIR).is_dir() and (base / layout.OUTPUT_DATA_DIR).is_dir()
+                     for base in self.trees.values())
         if packed:
-            pack(tree(model), self.output / layout.MODEL_ARCHIVE)
-            pack(tree(output_data), self.output / layout.OUTPUT_ARCHIVE)
-        failure = self.tree / layout.FAILURE
+            pack(self._merged(layout.MODEL_DIR), self.output / layout.MODEL_ARCHIVE)
+            pack(self._merged(layout.OUTPUT_DATA_DIR), self.output / layout.OUTPUT_ARCHIVE)
+        failed_tree = self.trees[self.failed] if self.failed else self.tree
+        failure = failed_tree / layout.FAILURE
         if self.stopped_by:
             status, secondary, message = "Stopped", self.stopped_by, "The job was stopped"
         elif code == 0:
@@ -407,7 +484,8 @@ class _Job:
                 reason = self.runtime.explain_exit(code)
             if reason is None:
                 text = failure.read_text().strip() if failure.is_file() else f"train exited with code {code}"
-                reason = f"AlgorithmError: {text}"
+                where = f"({self.failed}) " if len(self.hosts) > 1 and self.failed else ""
+                reason = f"AlgorithmError: {where}{text}"
             message = self.record["FailureReason"] = reason[:layout.FAILURE_LIMIT]
         if packed and status != "Failed":
             self.record["ModelArtifacts"] = {"S3ModelArtifacts": (self.output / layout.MODEL_ARCHIVE).as_uri()}
@@ -420,9 +498,28 @@ class _Job:
         })
         self._status(secondary, message)
 
+    def _merged(self, folder: str) -> list[tuple[str, Path]]:
+        """Every host's folder as one list of archive entries, host by host, a later host's file replacing an
+        earlier one's of the same name (said once, when their contents differ)."""
+        entries: dict[str, Path] = {}
+        replaced = []
+        for base in self.trees.values():
+            for name, path in tree(base / folder):
+                earlier = entries.get(name)
+                if earlier and path.is_file() and not filecmp.cmp(earlier, path, shallow=False):
+                    replaced.append(name)
+                entries[name] = path
+        if replaced:
+            say(f"job {self.name}: warning: several hosts wrote {', '.join(sorted(set(replaced)))} in {folder}/: "
+                f"the last host's is kept, as on SageMaker; write it on one host (e.g. {HOST}) only")
+        return sorted(entries.items())
+
     def _metrics(self, warn: bool) -> list[dict]:
+        """The metric definitions applied to every host's lines, as SageMaker applies them to every log stream."""
         log = self.folder / LOG
         lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
+        if len(self.hosts) > 1:
+            lines = [HOST_PREFIX.sub("", line) for line in lines]
         definitions = self.request["AlgorithmSpecification"].get("MetricDefinitions", [])
         found = metric_values(definitions, lines)
         for warning in metric_warnings(definitions, found, lines) if warn else []:
@@ -487,16 +584,17 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _copy_lines(stream, log) -> None:
-    """The job's output to train.log and the terminal, line by line as it comes; to train.log alone once the
-    terminal is gone, so the job never blocks on a full pipe."""
+def _copy_lines(stream, log, prefix: bytes, lock: threading.Lock) -> None:
+    """A host's output to train.log and the terminal, line by line as it comes (after prefix, its name when
+    there are several); to train.log alone once the terminal is gone, so the job never blocks on a full pipe."""
     terminal = True
     for line in iter(stream.readline, b""):
-        log.write(line)
-        log.flush()
-        if terminal:
-            try:
-                sys.stdout.buffer.write(line)
-                sys.stdout.flush()
-            except OSError:
-                terminal = False
+        with lock:
+            log.write(prefix + line)
+            log.flush()
+            if terminal:
+                try:
+                    sys.stdout.buffer.write(prefix + line)
+                    sys.stdout.flush()
+                except OSError:
+                    terminal = False

@@ -15,12 +15,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 from pathlib import Path
 
 from sagemake import layout, sourcedir
+from sagemake.cli import UserError
 from sagemake.job_python import REQUIREMENTS
 
-HOST = "algo-1"
+HOST = "algo-1"  # the first host; a job of N instances has algo-1 ... algo-N
+LOOPBACK = "127.0.0.1"
 ARN_PREFIX = "arn:aws:sagemaker:local:000000000000:training-job/"
 # Host variables a local process keeps: enough to run Python, nothing secret (no AWS_*, not HOME).
 KEPT_VARIABLES = re.compile(r"^(PATH|LANG|LC_\w+|TZ|TMPDIR|SYSTEMROOT|OPENBLAS_\w+|OMP_\w+|MKL_\w+)$")
@@ -32,7 +35,12 @@ def job_environment(request: dict) -> dict[str, str]:
     return {**request.get("Environment", {}), "TRAINING_JOB_NAME": name, "TRAINING_JOB_ARN": ARN_PREFIX + name}
 
 
-def toolkit_environment(request: dict, base: str, cpus: int) -> dict[str, str]:
+def hosts(request: dict) -> list[str]:
+    """The job's hosts, named and ordered as SageMaker names them: algo-1, algo-2, ..."""
+    return [f"algo-{number}" for number in range(1, request["ResourceConfig"]["InstanceCount"] + 1)]
+
+
+def toolkit_environment(request: dict, base: str, cpus: int, host: str = HOST) -> dict[str, str]:
     """The SM_* variables SageMaker's training toolkit sets for script mode (its Environment.to_env_vars)."""
     def compact(value):
         return json.dumps(value, sort_keys=True, separators=(",", ":"))
@@ -47,7 +55,7 @@ def toolkit_environment(request: dict, base: str, cpus: int) -> dict[str, str]:
     hps = {k: decoded(v) for k, v in request.get("HyperParameters", {}).items()
            if not k.startswith("sagemaker_")}
     user_args = [item for key in sorted(hps) for item in (f"--{key}", str(request["HyperParameters"][key]))]
-    resource = resource_config(request)
+    resource = resource_config(request, host)
     data_config = input_data_config(request)
     env = {
         "SM_MODEL_DIR": f"{base}/{layout.MODEL_DIR}",
@@ -58,7 +66,7 @@ def toolkit_environment(request: dict, base: str, cpus: int) -> dict[str, str]:
         "SM_INPUT_DIR": f"{base}/input",
         "SM_INPUT_CONFIG_DIR": f"{base}/{layout.CONFIG_DIR}",
         "SM_HOSTS": compact(resource["hosts"]),
-        "SM_CURRENT_HOST": HOST,
+        "SM_CURRENT_HOST": host,
         "SM_CURRENT_INSTANCE_TYPE": resource["current_instance_type"],
         "SM_NUM_CPUS": str(cpus),
         "SM_NUM_GPUS": "0",
@@ -75,7 +83,7 @@ def toolkit_environment(request: dict, base: str, cpus: int) -> dict[str, str]:
         env[f"SM_HP_{key.upper()}"] = value if isinstance(value, str) else compact(value)
     env["SM_TRAINING_ENV"] = compact({
         "channel_input_dirs": {c: env[f"SM_CHANNEL_{c.upper()}"] for c in channels},
-        "current_host": HOST,
+        "current_host": host,
         "hosts": resource["hosts"],
         "hyperparameters": hps,
         "input_data_config": data_config,
@@ -89,15 +97,15 @@ def toolkit_environment(request: dict, base: str, cpus: int) -> dict[str, str]:
     return env
 
 
-def resource_config(request: dict) -> dict:
+def resource_config(request: dict, host: str = HOST) -> dict:
     instance_type = request["ResourceConfig"]["InstanceType"]
     return {
-        "current_host": HOST,
+        "current_host": host,
         "current_instance_type": instance_type,
         "current_group_name": "homogeneousCluster",
-        "hosts": [HOST],
+        "hosts": hosts(request),
         "instance_groups": [{"instance_group_name": "homogeneousCluster", "instance_type": instance_type,
-                             "hosts": [HOST]}],
+                             "hosts": hosts(request)}],
         "network_interface_name": "eth0",
     }
 
@@ -114,6 +122,24 @@ def input_data_config(request: dict) -> dict:
     }
 
 
+# Put on a local process's path when a job has several hosts: Python finds their names as on SageMaker.
+NAMES = """# Written by sagemake for a local job of several hosts: all run on this machine.
+import socket
+
+_HOSTS = set({hosts!r})
+_getaddrinfo, _gethostbyname, _gethostbyname_ex = socket.getaddrinfo, socket.gethostbyname, socket.gethostbyname_ex
+
+
+def _here(host):
+    return {address!r} if host in _HOSTS else host
+
+
+socket.getaddrinfo = lambda host, *args, **kwargs: _getaddrinfo(_here(host), *args, **kwargs)
+socket.gethostbyname = lambda host: _gethostbyname(_here(host))
+socket.gethostbyname_ex = lambda host: _gethostbyname_ex(_here(host))
+"""
+
+
 class ContainerRuntime:
     """The image in Docker or podman, started as SageMaker starts it."""
 
@@ -126,7 +152,31 @@ class ContainerRuntime:
     def describe(self) -> str:
         return f"container ({self.engine}, image {self.image})"
 
-    def command(self, request: dict, tree: Path, channels: dict[str, Path]) -> tuple[list[str], dict]:
+    def container(self, request: dict, host: str) -> str:
+        """The container of a host: the job's name, with the host's after it when there are several."""
+        job = request["TrainingJobName"]
+        return job if len(hosts(request)) == 1 else f"{job}-{host}"
+
+    def network(self, request: dict) -> str | None:
+        """The network a job of several hosts gets, where each host is found by its name; none when there is
+        one host, or CONTAINER_RUN_FLAGS chose the network (then every host name means this machine)."""
+        chosen = any(flag == "--network" or flag.startswith("--network=") for flag in self.run_flags)
+        return None if len(hosts(request)) == 1 or chosen else request["TrainingJobName"]
+
+    def open(self, request: dict) -> None:
+        network = self.network(request)
+        if network:
+            made = subprocess.run([self.engine, "network", "create", network], capture_output=True, text=True)
+            if made.returncode != 0:
+                raise UserError(f"{self.engine} could not make the job's network {network} "
+                                f"({made.stderr.strip()}): give one with CONTAINER_RUN_FLAGS='--network NAME'")
+
+    def close(self, request: dict) -> None:
+        network = self.network(request)
+        if network:
+            subprocess.run([self.engine, "network", "rm", network], capture_output=True, check=False)
+
+    def command(self, request: dict, tree: Path, channels: dict[str, Path], host: str = HOST) -> tuple[list[str], dict]:
         """`<engine> run` with SageMaker's mounts, each channel's shared copy read-only on top of input/; the
         variables go by name, so no value is on a command line."""
         env = job_environment(request)
@@ -140,14 +190,17 @@ class ContainerRuntime:
         entrypoint = spec.get("ContainerEntrypoint", [])
         arguments = spec.get("ContainerArguments", [] if entrypoint else ["train"])
         start = ["--entrypoint", entrypoint[0], self.image, *entrypoint[1:]] if entrypoint else [self.image]
-        # The toolkit waits until every host in resourceconfig.json resolves: this one is the container.
-        return [self.engine, "run", "--rm", "--name", request["TrainingJobName"], *mounts,
-                "--add-host", f"{HOST}:127.0.0.1", *self.run_flags, *(f for key in sorted(env) for f in ("-e", key)),
-                *start, *arguments], {**os.environ, **env}
+        # The toolkit waits until every host in resourceconfig.json resolves.
+        network = self.network(request)
+        names = ["--network", network, "--network-alias", host, "--hostname", host] if network else \
+            [f for name in hosts(request) for f in ("--add-host", f"{name}:{LOOPBACK}")]
+        return [self.engine, "run", "--rm", "--name", self.container(request, host), *mounts, *names,
+                *self.run_flags, *(f for key in sorted(env) for f in ("-e", key)), *start, *arguments], \
+            {**os.environ, **env}
 
-    def guard_arguments(self, job: str) -> list[str]:
+    def guard_arguments(self, request: dict, host: str) -> list[str]:
         """What the guard (guard.py) needs to stop the container itself, not just its `run` client."""
-        return ["--container", self.engine, job]
+        return ["--container", self.engine, self.container(request, host)]
 
     def explain_exit(self, code: int) -> str | None:
         if code in (125, 126, 127):  # `docker run`'s own failures, not the training's
@@ -168,8 +221,15 @@ class ProcessRuntime:
     def describe(self) -> str:
         return f"process (the job's Python, from {REQUIREMENTS})"
 
-    def command(self, request: dict, tree: Path, channels: dict[str, Path]) -> tuple[list[str], dict]:
-        """The program by the job's Python, each channel a link to its shared copy."""
+    def open(self, request: dict) -> None:
+        pass
+
+    def close(self, request: dict) -> None:
+        pass
+
+    def command(self, request: dict, tree: Path, channels: dict[str, Path], host: str = HOST) -> tuple[list[str], dict]:
+        """The program by the job's Python, each channel a link to its shared copy. Every host runs on this
+        machine: with several, their names resolve to it through a sitecustomize module on the job's path."""
         for name, copy in channels.items():
             link = layout.channel_dir(tree, name)
             link.parent.mkdir(parents=True, exist_ok=True)
@@ -178,17 +238,23 @@ class ProcessRuntime:
         code = tree / layout.CODE
         if code.is_dir():
             program, path = code / sourcedir.PROGRAM, code
-            env.update(toolkit_environment(request, str(tree), os.cpu_count() or 1))
+            env.update(toolkit_environment(request, str(tree), os.cpu_count() or 1, host))
         else:
             program, path = self.root / "docker/train", self.root / "src"
+        paths = [str(path)]
+        if len(hosts(request)) > 1:
+            names = tree.parent / "hosts"
+            names.mkdir(exist_ok=True)
+            (names / "sitecustomize.py").write_text(NAMES.format(hosts=hosts(request), address=LOOPBACK))
+            paths.insert(0, str(names))
         home = tree.parent / "home"  # not the user's: ~/.aws and other dotfiles stay out of the job
         home.mkdir(exist_ok=True)
-        host = {k: v for k, v in os.environ.items() if KEPT_VARIABLES.match(k)}
+        kept = {k: v for k, v in os.environ.items() if KEPT_VARIABLES.match(k)}
         return [str(self.python), str(program)], {
-            **host, **env, layout.BASE_DIR_VARIABLE: str(tree), "PYTHONPATH": str(path), "HOME": str(home),
-            "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+            **kept, **env, layout.BASE_DIR_VARIABLE: str(tree), "PYTHONPATH": os.pathsep.join(paths),
+            "HOME": str(home), "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 
-    def guard_arguments(self, job: str) -> list[str]:
+    def guard_arguments(self, request: dict, host: str) -> list[str]:
         return []  # the guard stops the process's whole group
 
     def explain_exit(self, code: int) -> str | None:
