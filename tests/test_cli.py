@@ -33,5 +33,5 @@ def test_each_kind_of_ending_has_its_own_status(tmp_path, example_data):
     unreachable = run("plan", ENV="prod", **settings(), DATA_DIR=str(example_data), AWS_ENDPOINT_URL=f"http://127.0.0.1:{closed_port()}",
                       AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_MAX_ATTEMPTS="1")
     assert unreachable.returncode == Exit.AWS_ERROR, unreachable.stderr
-    assert unreachable.stderr.startswith("run_sagemaker: AWS call failed: Could not connect to the endpoint URL")
+    assert unreachable.stderr.startswith("run_sagemaker: cannot reach AWS (sts GetCallerIdentity, 1 attempt)")
     assert "Traceback" not in unreachable.stderr and unreachable.stderr.count("\n") == 1

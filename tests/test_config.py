@@ -122,11 +122,12 @@ def test_a_line_dotenv_cannot_read_stops_everything_naming_the_file_and_line(tmp
 
 
 def test_aws_credentials_in_a_settings_file_are_refused(tmp_path):
-    write(tmp_path / ".env", AWS_PROFILE="team", AWS_SECRET_ACCESS_KEY="wJalrXUtnFEMI-secret", AWS_SESSION_TOKEN="tok")
+    write(tmp_path / ".env", AWS_PROFILE="team", AWS_SECRET_ACCESS_KEY="wJalrXUtnFEMI-secret", AWS_SESSION_TOKEN="tok",
+          AWS_SECURITY_TOKEN="old-name-tok")
     with pytest.raises(UserError) as caught:
         resolve(root=tmp_path, environ={})
     message = str(caught.value)
-    assert "2 config problem(s)" in message
+    assert "3 config problem(s)" in message and "AWS_SECURITY_TOKEN is a credential" in message
     assert ".env: AWS_SECRET_ACCESS_KEY is a credential" in message and "AWS_SESSION_TOKEN is a credential" in message
     assert "use the standard AWS chain" in message and "wJalrXUtnFEMI" not in message
 

@@ -56,6 +56,8 @@ def test_make_train_env_prod_end_to_end(aws, tmp_path, trained_model):
 
 
 def test_make_doctor_env_prod(aws, tmp_path):
+    image = repository_image({"ENV": "prod", **settings()})
+    register_image(image)  # pushed earlier: no engine is needed (a missing image is tested in test_aws.py)
     missing = make("doctor", {}, tmp_path)
     assert missing.returncode != 0
     assert "ok    credentials: account 123456789012" in missing.stdout
@@ -66,7 +68,8 @@ def test_make_doctor_env_prod(aws, tmp_path):
     ready = make("doctor", {}, tmp_path)
     assert ready.returncode == 0, ready.stderr
     assert f"ok    bucket: s3://train-bucket is in {REGION}" in ready.stdout
-    assert "ok    ECR repository: train-image does not exist yet: `make build ENV=prod` creates it" in ready.stdout
+    assert f"ok    ECR repository: {image.rsplit(':', 1)[0]}" in ready.stdout
+    assert f"ok    training image: {image} is in ECR" in ready.stdout
     assert "doctor: ENV=prod is ready to train" in ready.stdout
 
     # The engine is needed only to build a new image: without one the doctor warns, and still passes.

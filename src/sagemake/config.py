@@ -77,7 +77,7 @@ _PROJECT = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$")
 PROJECT_LIMIT = 32  # <project>-<7-character commit>-<YYYYmmdd-HHMMSS-mmm> stays within SageMaker's 63 characters
 _INSTANCE_TYPE = re.compile(r"^ml\.[a-z][a-z0-9-]*\.[0-9]*(nano|micro|small|medium|large|xlarge|metal)$")
 _URL_CREDENTIAL = re.compile(r"^[a-z+]+://[^/@]*@")
-CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 _INTEGERS = {  # name: (lowest, highest)
     "INSTANCE_COUNT": (1, 100),
