@@ -69,18 +69,18 @@ MUTATIONS = {
         "src/sagemake/executors/sagemaker.py", "        call(self.sagemaker.stop_training_job, TrainingJobName=name)\n",
         "", "tests/test_train_prod.py -k stop_env_prod"),
     "upload progress hidden": (
-        "src/sagemake/aws.py", '        print(f"{prefix}==> {self.label}: {_size(self.moved)} done", file=sys.stderr, '
+        "src/sagemake/cli.py", '        print(f"{prefix}==> {self.label}: {_size(self.moved)} done", file=sys.stderr, '
         "flush=True)", "        pass", "tests/test_train_prod.py -k shows_its_progress"),
     "no progress on a terminal": (
-        "src/sagemake/aws.py", "        if self.terminal and percent != self.shown:", "        if False:",
+        "src/sagemake/cli.py", "            if self.terminal and percent != self.shown:", "            if False:",
         "tests/test_train_prod.py -k shows_its_progress"),
     "archive extraction filter removed": (
         "src/sagemake/archive.py", 'tar.extractall(folder, members=counted(tar), filter="data")',
         "tar.extractall(folder, members=counted(tar))", "tests/test_fetch.py -k bad_archive"),
     "no refusal by hand without extraction filters": (
         "src/sagemake/archive.py",
-        "            if inside not in (target, *target.parents) or member.issym() or member.islnk() or member.isdev():",
-        "            if False:", "tests/test_fetch.py -k without_extraction_filters"),
+        "                if inside not in (target, *target.parents) or member.issym() or member.islnk() or "
+        "member.isdev():", "                if False:", "tests/test_fetch.py -k without_extraction_filters"),
     "a model archive's own manifest let through": (
         "src/sagemake/fetch_model.py",
         "        if (folder / MANIFEST).exists() or (output and (folder / OUTPUT).exists()):", "        if False:",

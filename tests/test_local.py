@@ -504,3 +504,22 @@ def test_a_spot_drill_interrupts_the_job_which_resumes_from_its_checkpoint_to_th
     resumed = re.search(r"resumed from the checkpoint at round (\d+) of 1000", log)
     assert resumed and int(resumed.group(1)) >= 50  # it did not start again from nothing
     assert models[drilled_job]["metrics"] == models[plain_job]["metrics"]  # the same predictions, to the last digit
+
+
+def test_large_archives_show_progress_and_small_ones_do_not(tmp_path, capfd, monkeypatch):
+    from sagemake.cli import Progress
+
+    big, small = tmp_path / "big", tmp_path / "small"
+    big.mkdir()
+    small.mkdir()
+    (big / "weights.bin").write_bytes(os.urandom(21_000_000))  # random: the archive stays as large
+    (small / "weights.bin").write_bytes(b"0" * 1000)
+    monkeypatch.setattr(Progress, "QUIET_SECONDS", 0)  # off a terminal: a line each time, not every 10 s
+    pack(tree(big), tmp_path / "big.tar.gz", "pack model.tar.gz")
+    unpack(tmp_path / "big.tar.gz", tmp_path / "out", "unpack model.tar.gz")
+    pack(tree(small), tmp_path / "small.tar.gz", "pack small.tar.gz")
+    err = capfd.readouterr().err
+    assert "==> pack model.tar.gz: 21.0 MB done" in err and "==> pack model.tar.gz: 100% of 21.0 MB" in err
+    assert "==> unpack model.tar.gz: 21.0 MB done" in err
+    assert "small" not in err
+    assert (tmp_path / "out/weights.bin").read_bytes() == (big / "weights.bin").read_bytes()

@@ -6,8 +6,9 @@ import gzip
 import tarfile
 from pathlib import Path
 
-from sagemake.cli import UserError
+from sagemake.cli import Progress, UserError
 
+SHOWN_FROM = 20_000_000  # bytes: smaller archives are packed and unpacked in a moment, without progress
 COMPRESS_LEVEL = 6  # gzip's own default: level 9 takes twice as long for a model a few percent smaller
 
 
@@ -17,10 +18,11 @@ def tree(folder: Path, under: str = "") -> list[tuple[str, Path]]:
             if "__pycache__" not in path.parts]
 
 
-def pack(entries: list[tuple[str, Path]], archive: Path, progress=None) -> None:
+def pack(entries: list[tuple[str, Path]], archive: Path, label: str | None = None) -> None:
     """Write the entries to archive with no times, owners or file name in it: same contents, same bytes.
-    progress, when given, is called with the count of each block of bytes read."""
+    With a label, a large one shows its progress."""
     archive.parent.mkdir(parents=True, exist_ok=True)
+    progress = _progress(label, sum(p.stat().st_size for _, p in entries if p.is_file() and not p.is_symlink()))
     with archive.open("wb") as file, gzip.GzipFile(filename="", mode="wb", fileobj=file, mtime=0,
                                                    compresslevel=COMPRESS_LEVEL) as raw, \
             tarfile.open(fileobj=raw, mode="w") as tar:
@@ -34,31 +36,39 @@ def pack(entries: list[tuple[str, Path]], archive: Path, progress=None) -> None:
                 tar.addfile(info)
 
 
-def size(entries: list[tuple[str, Path]]) -> int:
-    """The bytes pack will read."""
-    return sum(path.stat().st_size for _, path in entries if path.is_file() and not path.is_symlink())
+    if progress:
+        progress.done()
 
 
-def unpack(archive: Path, folder: Path, progress=None) -> None:
-    """Extract archive into folder, refusing members that would land outside it; progress, when given, is
-    called with each member's size."""
+def unpack(archive: Path, folder: Path, label: str | None = None) -> None:
+    """Extract archive into folder, refusing members that would land outside it. With a label, a large one
+    shows its progress (by the archive's bytes read)."""
+    progress = _progress(label, archive.stat().st_size)
     with tarfile.open(archive) as tar:
+        raw = getattr(tar.fileobj, "fileobj", tar.fileobj)  # under the decompression, when there is one
+
         def counted(members):
             for member in members:
-                if progress:
-                    progress(member.size)
                 yield member
+                if progress:  # the member is out: count what was read for it
+                    progress(raw.tell() - progress.moved)
 
         if hasattr(tarfile, "data_filter"):
             tar.extractall(folder, members=counted(tar), filter="data")
-            return
-        # Python before 3.10.12 / 3.11.4 has no extraction filters: the same refusal by hand.
-        inside = folder.resolve()
-        for member in tar.getmembers():
-            target = (inside / member.name).resolve()
-            if inside not in (target, *target.parents) or member.issym() or member.islnk() or member.isdev():
-                raise UserError(f"{archive.name}: refusing {member.name!r}, a link, a device or outside the folder")
-        tar.extractall(folder, members=counted(tar.getmembers()))
+        else:  # Python before 3.10.12 / 3.11.4 has no extraction filters: the same refusal by hand.
+            inside = folder.resolve()
+            for member in tar.getmembers():
+                target = (inside / member.name).resolve()
+                if inside not in (target, *target.parents) or member.issym() or member.islnk() or member.isdev():
+                    raise UserError(f"{archive.name}: refusing {member.name!r}, a link, a device or outside the "
+                                    "folder")
+            tar.extractall(folder, members=counted(tar.getmembers()))
+    if progress:
+        progress.done()
+
+
+def _progress(label: str | None, total: int) -> Progress | None:
+    return Progress(label, total) if label and total >= SHOWN_FROM else None
 
 
 class _Counted:

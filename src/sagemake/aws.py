@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
-import sys
 import tempfile
-import threading
 from datetime import datetime
 from pathlib import Path
 
@@ -28,7 +26,7 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as NetworkError
 
 from sagemake import sourcedir
-from sagemake.cli import AwsError, UserError, say
+from sagemake.cli import AwsError, Progress, UserError, say
 from sagemake.config import Config
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
@@ -247,31 +245,6 @@ def download(aws: boto3.Session, uri: str, path) -> None:
     progress = Progress(f"download {uri}", size)
     call(s3.download_file, Bucket=bucket, Key=key, Filename=str(path), Callback=progress)
     progress.done()
-
-
-class Progress:
-    """Bytes moved so far, on one line of stderr (rewritten in place on a terminal)."""
-
-    def __init__(self, label: str, total: int):
-        self.label, self.total, self.moved, self.shown = label, total, 0, -1
-        self.terminal = sys.stderr.isatty()
-        self.lock = threading.Lock()
-
-    def __call__(self, count: int) -> None:
-        with self.lock:  # boto3 calls this from its transfer threads
-            self.moved += count
-        percent = 100 * self.moved // self.total if self.total else 100
-        if self.terminal and percent != self.shown:
-            self.shown = percent
-            print(f"\r==> {self.label}: {percent}% of {_size(self.total)}", end="", file=sys.stderr, flush=True)
-
-    def done(self) -> None:
-        prefix = "\r" if self.terminal else ""
-        print(f"{prefix}==> {self.label}: {_size(self.moved)} done", file=sys.stderr, flush=True)
-
-
-def _size(count: int) -> str:
-    return f"{count / 1e6:.1f} MB"
 
 
 def upload_code(aws: boto3.Session, root: Path, uri: str) -> None:

@@ -6,6 +6,8 @@ import enum
 import importlib
 import os
 import sys
+import threading
+import time
 from pathlib import Path
 
 
@@ -43,6 +45,38 @@ def say(message: str) -> None:
         print(f"==> {message}", file=sys.stderr, flush=True)
     except OSError:  # the terminal is gone (closed, a broken pipe): the work goes on, unseen
         pass
+
+
+class Progress:
+    """Bytes moved so far, on stderr: one line rewritten in place on a terminal, else a line every
+    QUIET_SECONDS (so a CI log shows a long step moving), then the total once done."""
+
+    QUIET_SECONDS = 10
+
+    def __init__(self, label: str, total: int):
+        self.label, self.total, self.moved, self.shown = label, total, 0, -1
+        self.terminal = sys.stderr.isatty()
+        self.lock = threading.Lock()
+        self.last = time.monotonic()
+
+    def __call__(self, count: int) -> None:
+        with self.lock:  # boto3 calls this from its transfer threads
+            self.moved += count
+            percent = 100 * self.moved // self.total if self.total else 100
+            if self.terminal and percent != self.shown:
+                self.shown = percent
+                print(f"\r==> {self.label}: {percent}% of {_size(self.total)}", end="", file=sys.stderr, flush=True)
+            elif not self.terminal and time.monotonic() - self.last >= self.QUIET_SECONDS:
+                self.last = time.monotonic()
+                say(f"{self.label}: {percent}% of {_size(self.total)}")
+
+    def done(self) -> None:
+        prefix = "\r" if self.terminal else ""
+        print(f"{prefix}==> {self.label}: {_size(self.moved)} done", file=sys.stderr, flush=True)
+
+
+def _size(count: int) -> str:
+    return f"{count / 1e6:.1f} MB"
 
 
 def run(main, prog: str) -> None:

@@ -79,7 +79,7 @@ def manifest(record: dict, tagged: dict, artifact: Path, executor: Executor) -> 
 def assemble(archive: Path, output: Path | None, folder: Path, job: str) -> None:
     """The model (and the job's output data in output/) unpacked into folder; a bad archive is one line."""
     try:
-        unpack(archive, folder)
+        unpack(archive, folder, f"unpack {archive.name}")
         if (folder / MANIFEST).exists() or (output and (folder / OUTPUT).exists()):
             raise UserError(f"the model archive of job {job} holds its own {MANIFEST} or {OUTPUT}/: "
                             "rename it in your trainer")

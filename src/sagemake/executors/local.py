@@ -44,6 +44,7 @@ from sagemake.executors.runtimes import (
 )
 from sagemake.image import Engine
 from sagemake.job_python import job_python
+from sagemake.pricing import DEFAULT_REGION, Prices
 from sagemake.request import metric_values, metric_warnings, tags
 
 GUARD = Path(__file__).with_name("guard.py")
@@ -142,10 +143,19 @@ class LocalExecutor(Executor):
         """The job to its end; runtime as chosen by LOCAL_RUNTIME unless given."""
         runtime, why = (runtime, "given") if runtime else self.runtime(request)
         say(f"job {request['TrainingJobName']}: runtime {runtime.describe()}: {why}")
+        keep = request["ResourceConfig"].get("KeepAlivePeriodInSeconds")
+        if keep:
+            say(f"job {request['TrainingJobName']}: KEEP_ALIVE_SECONDS={keep} keeps SageMaker's instances warm after a "
+                "job; a local job has none to keep, so it is ignored here")
         code = request["HyperParameters"].get(sourcedir.DIRECTORY_KEY)
         if code:
             sourcedir.write(self.config.root, uri_path(code))
         return _Job(self, request, runtime, self.config.int("STOP_GRACE_SECONDS")).run()
+
+    def prices(self) -> Prices:
+        """What these jobs would have cost on SageMaker: AWS_REGION's prices (us-east-1's when unset), from the
+        cache or the shipped table; a local job asks AWS nothing."""
+        return Prices(self.config.root, self.config["AWS_REGION"] or DEFAULT_REGION, hypothetical=True)
 
     def folder(self, name: str) -> Path:
         return self.jobs_dir / name
@@ -470,8 +480,9 @@ class _Job:
         packed = all((base / layout.MODEL_DIR).is_dir() and (base / layout.OUTPUT_DATA_DIR).is_dir()
                      for base in self.trees.values())
         if packed:
-            pack(self._merged(layout.MODEL_DIR), self.output / layout.MODEL_ARCHIVE)
-            pack(self._merged(layout.OUTPUT_DATA_DIR), self.output / layout.OUTPUT_ARCHIVE)
+            pack(self._merged(layout.MODEL_DIR), self.output / layout.MODEL_ARCHIVE, f"pack {layout.MODEL_ARCHIVE}")
+            pack(self._merged(layout.OUTPUT_DATA_DIR), self.output / layout.OUTPUT_ARCHIVE,
+                 f"pack {layout.OUTPUT_ARCHIVE}")
         failed_tree = self.trees[self.failed] if self.failed else self.tree
         failure = failed_tree / layout.FAILURE
         if self.stopped_by:
