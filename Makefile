@@ -34,6 +34,7 @@ help: ## list the targets and the variables they take
 	@echo "  HP   hyperparameters, e.g. HP='n_estimators=200 learning_rate=0.05'"
 	@echo "  JOB  a job name for fetch, logs, stop, serve and predict (all but stop default to the latest job)"
 	@echo "  FILE rows for predict, .csv or .json as /invocations takes them; SERVE_PORT the port of serve (8080)"
+	@echo "  INPUT a folder of files for transform, one row a line"
 	@echo
 	@echo "Your own project, by settings: replace src/trainer/ (sagemake's image), or DOCKERFILE=... BUILD_CONTEXT=..."
 	@echo "(your image), or TRAINING_IMAGE=... (prebuilt); DATA_DIR, CHANNELS, METRICS and HP work with all three."
@@ -110,6 +111,10 @@ serve: setup ## serve a fetched model as SageMaker would, on SERVE_PORT (JOB=...
 .PHONY: predict
 predict: setup ## print a fetched model's predictions for the rows in FILE=rows.csv or .json (JOB=..., default latest)
 	@$(PY) scripts/serve_model.py predict "$${FILE:-}" $${JOB:+"$$JOB"}
+
+.PHONY: transform
+transform: setup ## batch transform: predictions for every line of the files in INPUT=<folder>, as <file>.out (JOB=...)
+	@$(PY) scripts/transform.py "$${INPUT:-}" $${JOB:+"$$JOB"}
 
 .PHONY: test
 test: $(DEV_STAMP) ## lint (shell, Python, Dockerfile, CircleCI config), then run the bats and pytest suites

@@ -65,6 +65,13 @@ DEFAULTS = {
     "JOBS_DIR": "jobs",
     "MODELS_DIR": "models",
     "SERVE_PORT": "8080",
+    "TRANSFORM_BATCH_STRATEGY": "MultiRecord",
+    "TRANSFORM_MAX_PAYLOAD_MB": "6",
+    "TRANSFORM_MAX_CONCURRENT": "1",
+    "TRANSFORM_INSTANCE_TYPE": "",
+    "ENDPOINT_NAME": "",
+    "ENDPOINT_INSTANCE_TYPE": "",
+    "ENDPOINT_INSTANCE_COUNT": "1",
 }
 AWS_REQUIRED = ("PROJECT_NAME", "AWS_REGION", "SAGEMAKER_ROLE_ARN", "S3_BUCKET", "ECR_REPOSITORY")
 OWN_DOCKERFILES = {"image": "docker/Dockerfile", "script": "docker/Dockerfile.script"}  # by CODE_MODE
@@ -76,6 +83,7 @@ _ENV_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _PROJECT = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$")
 PROJECT_LIMIT = 32  # <project>-<7-character commit>-<YYYYmmdd-HHMMSS-mmm> stays within SageMaker's 63 characters
 _INSTANCE_TYPE = re.compile(r"^ml\.[a-z][a-z0-9-]*\.[0-9]*(nano|micro|small|medium|large|xlarge|metal)$")
+_ENDPOINT = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _URL_CREDENTIAL = re.compile(r"^[a-z+]+://[^/@]*@")
 CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
@@ -88,12 +96,16 @@ _INTEGERS = {  # name: (lowest, highest)
     "SPOT_DRILL_SECONDS": (0, 28 * 24 * 3600),
     "POLL_SECONDS": (1, 600),
     "SERVE_PORT": (1, 65535),
+    "TRANSFORM_MAX_PAYLOAD_MB": (1, 100),  # CreateTransformJob's MaxPayloadInMB
+    "TRANSFORM_MAX_CONCURRENT": (1, 64),
+    "ENDPOINT_INSTANCE_COUNT": (1, 100),
 }
 _CHOICES = {
     "CONTAINER_ENGINE": ("docker", "podman"),
     "LOCAL_RUNTIME": ("auto", "container", "process"),
     "USE_SPOT": ("true", "false"),
     "CODE_MODE": ("image", "script"),
+    "TRANSFORM_BATCH_STRATEGY": ("MultiRecord", "SingleRecord"),
 }
 
 
@@ -196,9 +208,13 @@ def _check(env: str, values: dict) -> list[str]:
     if not _PROJECT.match(values["PROJECT_NAME"]) or len(values["PROJECT_NAME"]) > PROJECT_LIMIT:
         problems.append(f"PROJECT_NAME must be 1-{PROJECT_LIMIT} letters, digits or '-' (it starts every job name, "
                         "which SageMaker limits to 63 characters)")
-    if not _INSTANCE_TYPE.match(values["INSTANCE_TYPE"]):
-        problems.append(f"INSTANCE_TYPE={values['INSTANCE_TYPE']!r} is not a SageMaker instance type: use "
-                        "ml.<family>.<size>, e.g. ml.m5.large")
+    for key in ("INSTANCE_TYPE", "TRANSFORM_INSTANCE_TYPE", "ENDPOINT_INSTANCE_TYPE"):
+        if (values[key] or key == "INSTANCE_TYPE") and not _INSTANCE_TYPE.match(values[key]):
+            problems.append(f"{key}={values[key]!r} is not a SageMaker instance type: use "
+                            "ml.<family>.<size>, e.g. ml.m5.large")
+    if values["ENDPOINT_NAME"] and not _ENDPOINT.match(values["ENDPOINT_NAME"]):
+        problems.append(f"ENDPOINT_NAME={values['ENDPOINT_NAME']!r} is not a SageMaker endpoint name: use 1-63 "
+                        "letters, digits or '-'")
     for dep in values["PRIVATE_DEPS"].split():
         if _URL_CREDENTIAL.match(dep):
             problems.append(f"PRIVATE_DEPS: {_URL_CREDENTIAL.sub('', dep).split('@')[0]} is written with a user or "

@@ -78,15 +78,17 @@ def check_port(host: str, port: int) -> None:
                             f"another port with SERVE_PORT={port + 1 if port < 65535 else 8080}") from None
 
 
-def start(config: Config, folder: Path, manifest: dict, port: int, output=None, log: Path | None = None) -> Server:
-    """The model server for folder's model, answering /ping."""
+def start(config: Config, folder: Path, manifest: dict, port: int, output=None, log: Path | None = None,
+          environment: dict[str, str] | None = None) -> Server:
+    """The model server for folder's model, answering /ping; environment adds to the server's variables (batch
+    transform's)."""
     runtime, why = serving_runtime(config, manifest["image"])
     check_port(runtime.bind_host(), port)
     say(f"serve: model of {manifest['job_name']} (sha256 {manifest['artifact']['sha256'][:12]}...): "
         f"runtime {runtime.describe()}: {why}")
     # The server's own settings (workers, timeout, payload), as SageMaker takes them from CreateModel's Environment.
-    environment = {key: os.environ[key] for key in serving.SERVING_VARIABLES if key != serving.PORT_VARIABLE
-                   and os.environ.get(key)}
+    environment = {**{key: os.environ[key] for key in serving.SERVING_VARIABLES if key != serving.PORT_VARIABLE
+                      and os.environ.get(key)}, **(environment or {})}
     server = runtime.start(model_files(folder), port, environment, output)
     try:
         server.wait_ready(log=log)

@@ -41,6 +41,9 @@ PORT_VARIABLE = "SAGEMAKER_BIND_TO_PORT"
 WORKERS_VARIABLE = "SAGEMAKER_MODEL_SERVER_WORKERS"
 TIMEOUT_VARIABLE = "SAGEMAKER_MODEL_SERVER_TIMEOUT"
 PAYLOAD_VARIABLE = "SAGEMAKER_MAX_PAYLOAD_IN_MB"  # batch transform's MaxPayloadInMB
+BATCH_VARIABLE = "SAGEMAKER_BATCH"  # "true" in a batch transform's container, with the two below
+STRATEGY_VARIABLE = "SAGEMAKER_BATCH_STRATEGY"  # MULTI_RECORD or SINGLE_RECORD
+CONCURRENCY_VARIABLE = "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"
 HOST_VARIABLE = "SAGEMAKE_BIND_HOST"  # sagemake's own: a process on a workstation listens on loopback only
 SERVING_VARIABLES = (PORT_VARIABLE, WORKERS_VARIABLE, TIMEOUT_VARIABLE, PAYLOAD_VARIABLE)
 
@@ -502,6 +505,10 @@ def main() -> int:
         return 1
     print(f"serve: model loaded from {layout.base_dir() / layout.MODEL_DIR}; {settings['workers']} worker(s) "
           f"on port {settings['bind'][0].rsplit(':', 1)[1]}", file=sys.stderr, flush=True)
+    if os.environ.get(BATCH_VARIABLE) == "true":
+        print(f"serve: batch transform: payloads up to {limit // MB} MB, "
+              f"{os.environ.get(STRATEGY_VARIABLE, '?')}, {os.environ.get(CONCURRENCY_VARIABLE, '?')} concurrent "
+              "transform(s)", file=sys.stderr, flush=True)
     try:
         Server(App(model, limit), settings).run()
         code = 0
