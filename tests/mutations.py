@@ -88,6 +88,28 @@ MUTATIONS = {
     "manifest sha256 not of the archive": (
         "src/sagemake/fetch_model.py", "            digest.update(block)", '            digest.update(b"")',
         "tests/test_fetch.py -k writes_the_manifest"),
+    "the training outlives a killed executor": (
+        "src/sagemake/executors/guard.py", "        orphaned = os.getppid() != executor", "        orphaned = False",
+        "tests/test_local.py -k kill_9"),
+    "a second Ctrl-C waits the grace": (
+        "src/sagemake/executors/guard.py", " or len(requests) > 1):", "):",
+        "tests/test_local.py -k second_ctrl_c"),
+    "a dead executor's record never settled": (
+        "src/sagemake/executors/local.py", "owners and all(running(o) is False for o in owners):", "False:",
+        "tests/test_local.py -k kill_9"),
+    "a channel copy a job wrote into kept": (
+        "src/sagemake/executors/channels.py",
+        "        if json.loads(_stamp_file(copy).read_text()) == fingerprint(copy):\n            return True",
+        "        return True", "tests/test_local.py -k spoils"),
+    "clean-jobs removes a running job": (
+        "src/sagemake/executors/local.py", 'if index < keep or record["TrainingJobStatus"] == "InProgress":',
+        "if index < keep:", "tests/test_local.py -k clean_jobs"),
+    "one try per AWS call": (
+        "src/sagemake/aws.py", '"AWS_MAX_ATTEMPTS": "8"}', '"AWS_MAX_ATTEMPTS": "1"}',
+        "tests/test_faults.py -k 15_percent"),
+    "a lost CreateTrainingJob answer taken as a failure": (
+        "src/sagemake/executors/sagemaker.py", 'if error_code(err) != "ResourceInUse" or not retried:', "if True:",
+        "tests/test_faults.py -k 15_percent"),
 }
 
 
