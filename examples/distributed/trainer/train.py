@@ -10,8 +10,10 @@ same model, which the first host alone saves.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,7 @@ from trainer.hyperparameters import Hyperparameters
 
 MODEL_FILE = "model.json"
 WAIT_SECONDS = 600  # for the other hosts to join, and for each step of the collective
+PORTS = (20000, 10000)  # the tracker's port, when not given: the first of these plus the job name's hash
 
 
 def load(directory: Path, target: str):
@@ -86,11 +89,12 @@ def train(hp: Hyperparameters, channels: dict[str, Path], model_dir: Path, outpu
         booster = fit()
     else:
         leader = socket.gethostbyname(hosts[0])
+        port = hp.tracker_port or PORTS[0] + zlib.crc32(os.environ["TRAINING_JOB_NAME"].encode()) % PORTS[1]
         tracker = None
         if rank == 0:
-            tracker = _tracker(len(hosts), leader, hp.tracker_port)
+            tracker = _tracker(len(hosts), leader, port)
         with collective.CommunicatorContext(dmlc_communicator="rabit", dmlc_tracker_uri=leader,
-                                            dmlc_tracker_port=hp.tracker_port, dmlc_task_id=str(rank),
+                                            dmlc_tracker_port=port, dmlc_task_id=str(rank),
                                             dmlc_retry=60, dmlc_timeout=WAIT_SECONDS):
             print(f"{here}: joined the tracker on {hosts[0]} as rank {collective.get_rank()}", flush=True)
             booster = fit()
