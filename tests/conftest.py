@@ -38,13 +38,26 @@ def moto_endpoint():
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def price_list():
+    """The stand-in of the AWS Price List API (moto has none) on 127.0.0.1, for the whole session."""
+    from pricing_standin import PriceListStandIn
+
+    with PriceListStandIn() as standin:
+        yield standin
+
+
 @pytest.fixture
-def aws(moto_endpoint, monkeypatch):
-    """A clean emulated AWS for one test, reached through AWS_ENDPOINT_URL with dummy credentials."""
+def aws(moto_endpoint, price_list, monkeypatch, tmp_path_factory):
+    """A clean emulated AWS for one test, reached through AWS_ENDPOINT_URL with dummy credentials; the Price List
+    API is the stand-in's, and the price cache a folder of the test's own."""
     import urllib.request
 
     urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")).read()
+    price_list.reset()
     for name, value in {
+        "AWS_ENDPOINT_URL_PRICING": price_list.url,
+        "XDG_CACHE_HOME": str(tmp_path_factory.mktemp("cache")),
         "AWS_ENDPOINT_URL": moto_endpoint,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",

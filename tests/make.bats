@@ -153,8 +153,10 @@ print(r["TrainingJobName"])'
   job="$(latest_job)"
   run make jobs
   assert_success
-  assert_line --index 0 --regexp '^JOB +STATUS +DURATION +validation:roc_auc$'
-  assert_line --index 1 --regexp "^$job +Completed +[0-9]+s +0\.[0-9]{4}$"
+  assert_line --index 0 --regexp '^JOB +STATUS +DURATION +BILLABLE +COST +SPOT SAVED +validation:roc_auc$'
+  assert_line --index 1 --regexp "^$job +Completed +[0-9]+s +[0-9]+s +\\\$[0-9.]+ +- +0\.[0-9]{4}$"
+  assert_line --index 2 --regexp '^TOTAL +[0-9]+s +\$[0-9.]+ +\$0\.00$'
+  assert_output --partial "jobs: what they would have cost on SageMaker"
   run make logs
   assert_success
   assert_output --partial "validation:roc_auc="
@@ -206,7 +208,7 @@ print(r["TrainingJobName"])'
   run python3 -c 'import json,sys; h=json.load(open(sys.argv[1]))["hyperparameters"]; print(h["feature_subset"], "clip_target" in h)' "models/$job/manifest.json"
   assert_output '["bmi", "bp", "s5"] False'
   run make jobs
-  assert_line --index 0 --regexp '^JOB +STATUS +DURATION +validation:rmse$'
+  assert_line --index 0 --regexp '^JOB +STATUS +DURATION +BILLABLE +COST +SPOT SAVED +validation:rmse$'
   run make plan HP='feature_subset=bmi,nope'
   assert_success # the schema takes any names; the trainer checks them against the data
   run make train HP='feature_subset=bmi,nope'

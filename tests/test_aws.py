@@ -98,6 +98,18 @@ def test_plan_carries_every_configured_field(aws, checkout, tmp_path, example_da
     assert {t["Key"]: t["Value"] for t in request["Tags"]}["sagemake:env"] == "prod"
 
 
+def test_a_warm_pool_is_asked_for_in_the_request_sagemaker_receives(ready, tmp_path):
+    config = prod_config(ready.root, ready["DATA_DIR"], tmp_path, KEEP_ALIVE_SECONDS="1800", INSTANCE_COUNT="2")
+    executor = SageMakerExecutor(config)
+    request = plan(config, executor)
+    assert request["ResourceConfig"] == {"InstanceType": "ml.m5.large", "InstanceCount": 2, "VolumeSizeInGB": 30,
+                                         "KeepAlivePeriodInSeconds": 1800}
+    executor.submit(request)
+    sent = client("sagemaker").describe_training_job(TrainingJobName=request["TrainingJobName"])
+    assert sent["ResourceConfig"] == request["ResourceConfig"]
+    assert "KeepAlivePeriodInSeconds" not in plan(ready, executor)["ResourceConfig"]  # 0, the default: none
+
+
 def test_sagemaker_receives_the_request_as_planned(ready, tmp_path):
     config = prod_config(ready.root, ready["DATA_DIR"], tmp_path, USE_SPOT="true", MAX_WAIT_SECONDS="7200",
                          CHECKPOINT_S3_URI="s3://train-bucket/checkpoints", SUBNETS="subnet-1",
@@ -172,8 +184,9 @@ def test_jobs_lists_this_projects_jobs_newest_first(ready, tmp_path, capsys):
     capsys.readouterr()
     assert list_jobs(ready, executor, 10) == Exit.OK
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["JOB", "STATUS", "DURATION", "validation:roc_auc"]  # the first declared metric
-    assert [line.split()[0] for line in lines[1:]] == [second["TrainingJobName"], first["TrainingJobName"]]
+    assert lines[0].split() == ["JOB", "STATUS", "DURATION", "BILLABLE", "COST", "SPOT", "SAVED",
+                                "validation:roc_auc"]  # the first declared metric
+    assert [line.split()[0] for line in lines[1:]] == [second["TrainingJobName"], first["TrainingJobName"], "TOTAL"]
     assert SageMakerExecutor(other).names() == ["other-abc1234-261122-000000-000abcde"]
 
 
@@ -238,6 +251,10 @@ def test_no_credentials_is_one_clear_line(aws, checkout, tmp_path, example_data,
      r"USE_SPOT=true needs MAX_WAIT_SECONDS >= MAX_RUNTIME_SECONDS \(60 < 3600\)"),
     ({"SAGEMAKER_ROLE_ARN": "arn:aws:iam::12:role/x"}, "is not an IAM role ARN"),
     ({"SUBNETS": "subnet-1"}, "a VPC needs both SUBNETS and SECURITY_GROUP_IDS"),
+    ({"USE_SPOT": "true", "MAX_WAIT_SECONDS": "7200", "CHECKPOINT_S3_URI": "s3://b/c", "KEEP_ALIVE_SECONDS": "600"},
+     r"^1 config problem\(s\): KEEP_ALIVE_SECONDS=600 with USE_SPOT=true: SageMaker keeps no warm pool for spot jobs"),
+    ({"KEEP_ALIVE_SECONDS": "3601"}, r"^1 config problem\(s\): KEEP_ALIVE_SECONDS='3601' must be a whole number from 0 "
+                                     "to 3600$"),
 ])
 def test_settings_that_would_fail_on_sagemaker_are_refused(checkout, tmp_path, example_data, extra, message):
     with pytest.raises(UserError, match=message):

@@ -58,7 +58,8 @@ def test_a_plain_image_trains_by_settings_alone(repo):
     assert not (repo / EXAMPLE / "data/train").exists()  # no data step of ours ran in their data folder
 
     jobs = make(repo, "jobs", BYO)
-    assert jobs.stdout.splitlines()[0].split() == ["JOB", "STATUS", "DURATION", "rmse"]
+    assert jobs.stdout.splitlines()[0].split() == ["JOB", "STATUS", "DURATION", "BILLABLE", "COST", "SPOT", "SAVED",
+                                                   "rmse"]
 
 
 def test_its_own_hyperparameter_errors_fail_the_job_with_its_reason(repo):

@@ -45,6 +45,7 @@ DEFAULTS = {
     "MAX_WAIT_SECONDS": "0",
     "CHECKPOINT_S3_URI": "",
     "SPOT_DRILL_SECONDS": "0",
+    "KEEP_ALIVE_SECONDS": "0",
     "SUBNETS": "",
     "SECURITY_GROUP_IDS": "",
     "POLL_SECONDS": "10",
@@ -94,6 +95,7 @@ _INTEGERS = {  # name: (lowest, highest)
     "STOP_GRACE_SECONDS": (0, 3600),
     "MAX_WAIT_SECONDS": (0, 28 * 24 * 3600),
     "SPOT_DRILL_SECONDS": (0, 28 * 24 * 3600),
+    "KEEP_ALIVE_SECONDS": (0, 3600),  # SageMaker keeps a warm pool at most an hour after each job
     "POLL_SECONDS": (1, 600),
     "SERVE_PORT": (1, 65535),
     "TRANSFORM_MAX_PAYLOAD_MB": (1, 100),  # CreateTransformJob's MaxPayloadInMB
@@ -227,6 +229,9 @@ def _check(env: str, values: dict) -> list[str]:
     for key, choices in _CHOICES.items():
         if values[key] not in choices:
             problems.append(f"{key}={values[key]!r} must be one of: {', '.join(choices)}")
+    if values["USE_SPOT"] == "true" and values["KEEP_ALIVE_SECONDS"] not in ("", "0"):
+        problems.append(f"KEEP_ALIVE_SECONDS={values['KEEP_ALIVE_SECONDS']} with USE_SPOT=true: SageMaker keeps no "
+                        "warm pool for spot jobs: use one or the other (KEEP_ALIVE_SECONDS=0, or USE_SPOT=false)")
     if values["TRAINING_IMAGE"] and values["DOCKERFILE"]:
         problems.append("TRAINING_IMAGE and DOCKERFILE are both set: use a prebuilt image or a Dockerfile, not both")
     if env != DEFAULT_ENV:

@@ -293,6 +293,8 @@ def plan(config: Config, executor) -> dict:
     if config["USE_SPOT"] == "true" or config["CHECKPOINT_S3_URI"] or config.int("SPOT_DRILL_SECONDS"):
         request["CheckpointConfig"] = {"S3Uri": executor.checkpoint_uri(name),
                                        "LocalPath": f"{layout.DEFAULT_BASE_DIR}/{layout.CHECKPOINT_DIR}"}
+    if config.int("KEEP_ALIVE_SECONDS"):
+        request["ResourceConfig"]["KeepAlivePeriodInSeconds"] = config.int("KEEP_ALIVE_SECONDS")
     if config["SUBNETS"]:
         request["VpcConfig"] = {
             "Subnets": config.words("SUBNETS"),

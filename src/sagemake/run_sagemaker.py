@@ -6,7 +6,8 @@ Usage: scripts/run_sagemaker.py COMMAND
   build             make the training image available where jobs run (built and pushed unless it is there)
   upload            sync the channels to where jobs read them (S3 for AWS; nothing locally)
   plan              print the CreateTrainingJob request as JSON; submits nothing
-  jobs [N]          the N most recent jobs (default 10): name, status, duration, main metric
+  jobs [N]          the ledger of the N most recent jobs (default 10): status, duration, billable seconds, $,
+                    spot savings, main metric, warm pool; a total
   logs [JOB]        a job's log, followed while it runs (default: the latest job)
   stop JOB          stop a running job on SageMaker
   clean-jobs [KEEP] remove local job folders but the KEEP newest (default 5) and any running one, and the
@@ -23,6 +24,7 @@ Exit status: 0 done, 1 the job failed or stopped, 2 bad input, 3 an AWS error,
 from __future__ import annotations
 
 import json
+import sys
 import time
 from datetime import datetime
 
@@ -31,6 +33,7 @@ from sagemake.cli import Exit, JobFailed, UserError, run, say
 from sagemake.config import Config, resolve
 from sagemake.executors import Executor, for_config
 from sagemake.fetch_model import fetch, metrics
+from sagemake.pricing import ledger_entry, money, plan_line
 from sagemake.request import TAG_PREFIX, job_named, plan, primary_metric
 
 
@@ -57,8 +60,12 @@ def train(config: Config, executor: Executor) -> int:
 
 
 def list_jobs(config: Config, executor: Executor, limit: int) -> int:
+    """The ledger: each job's status, duration, billable seconds, $ and spot savings, main metric (and its warm
+    pool when it has one), then the totals; where the prices came from on stderr."""
     primary = primary_metric(config) or "METRIC"
-    rows = [("JOB", "STATUS", "DURATION", primary)]
+    prices = executor.prices()
+    rows, pools = [], []
+    billable, spent, saved, unknown = 0, 0.0, 0.0, 0
     for name in executor.names(limit):
         record = executor.describe(name)
         seconds = record.get("TrainingTimeInSeconds")
@@ -67,14 +74,50 @@ def list_jobs(config: Config, executor: Executor, limit: int) -> int:
             end = time.time() if running else datetime.fromisoformat(record["LastModifiedTime"]).timestamp()
             seconds = round(end - datetime.fromisoformat(record["CreationTime"]).timestamp())
         value = metrics(record).get(primary)
-        rows.append((name, record["TrainingJobStatus"], f"{seconds}s", "-" if value is None else f"{value:.4f}"))
-    if len(rows) == 1:
+        entry = ledger_entry(record, prices)
+        billable += entry.billable or 0
+        spent += entry.cost or 0
+        saved += entry.saved or 0
+        unknown += entry.billable is not None and not entry.known
+        rows.append([name, record["TrainingJobStatus"], f"{seconds}s", _seconds(entry.billable),
+                     money(entry.cost) if entry.billable is not None else "-",
+                     money(entry.saved) if entry.saved is not None else "-", "-" if value is None else f"{value:.4f}"])
+        pools.append(_pool(record.get("WarmPoolStatus")))
+    if not rows:
         say(f"no jobs of {config['PROJECT_NAME']} yet ({executor.where()}): `make train` runs one")
         return Exit.OK
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    for row in rows:
+    header = ["JOB", "STATUS", "DURATION", "BILLABLE", "COST", "SPOT SAVED", primary]
+    total = ["TOTAL", "", "", _seconds(billable), money(spent) + (f" + {unknown} unknown" if unknown else ""),
+             money(saved), ""]
+    if any(pools):  # a column only when a job has a warm pool
+        header.append("WARM POOL")
+        rows = [row + [pool or "-"] for row, pool in zip(rows, pools, strict=True)]
+        total.append("")
+    table = [header, *rows, total]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    sys.stdout.flush()  # the table before the words on stderr, where both reach one terminal or file
+    would = "what they would have cost on SageMaker (their instance type and count, for their duration); " \
+        if prices.hypothetical else ""
+    say(f"jobs: {would}{prices.sources()}")
     return Exit.OK
+
+
+def _seconds(value: int | None) -> str:
+    return "-" if value is None else f"{value}s"
+
+
+def _pool(status: dict | None) -> str:
+    """WarmPoolStatus in a few words: its status, the seconds it kept the instances, the job that took it."""
+    if not status:
+        return ""
+    words = [status["Status"]]
+    if status.get("ResourceRetainedBillableTimeInSeconds") is not None:
+        words.append(f"{status['ResourceRetainedBillableTimeInSeconds']}s kept")
+    if status.get("ReusedByJob"):
+        words.append(f"by {status['ReusedByJob']}")
+    return " ".join(words)
 
 
 def main(argv: list[str]) -> int:
@@ -87,7 +130,9 @@ def main(argv: list[str]) -> int:
     if command == "train" and not args:
         return train(config, executor)
     if command == "plan" and not args:
-        print(json.dumps(plan(config, executor), indent=2))
+        request = plan(config, executor)
+        print(json.dumps(request, indent=2))
+        say(plan_line(request, executor.prices()))
         return Exit.OK
     if command == "build" and not args:
         executor.ensure_image()

@@ -155,7 +155,7 @@ class LocalExecutor(Executor):
     def prices(self) -> Prices:
         """What these jobs would have cost on SageMaker: AWS_REGION's prices (us-east-1's when unset), from the
         cache or the shipped table; a local job asks AWS nothing."""
-        return Prices(self.config.root, self.config["AWS_REGION"] or DEFAULT_REGION, hypothetical=True)
+        return Prices(self.config["AWS_REGION"] or DEFAULT_REGION, hypothetical=True)
 
     def folder(self, name: str) -> Path:
         return self.jobs_dir / name

@@ -38,6 +38,7 @@ from sagemake.config import Config
 from sagemake.executors import Executor
 from sagemake.image import Engine
 from sagemake.image import check as image_check
+from sagemake.pricing import Prices
 from sagemake.request import METRIC_LINE, TAG_PREFIX, metric_warnings
 
 TERMINAL = ("Completed", "Failed", "Stopped")
@@ -66,6 +67,10 @@ class SageMakerExecutor(Executor):
 
     def where(self) -> str:
         return f"on SageMaker in {self.region}"
+
+    def prices(self) -> Prices:
+        """SageMaker's prices in AWS_REGION: the Price List API's (cached), else the shipped table."""
+        return Prices(self.region, self.aws)
 
     # --- where things are ---
     def registry(self) -> str:
@@ -265,6 +270,7 @@ class SageMakerExecutor(Executor):
         printed: list[str] = []  # the `name=value` lines, for the metric warnings
         reader = LogReader(self.logs, name)
         failures = 0
+        pool_checked = False
         try:
             while True:
                 try:
@@ -285,6 +291,9 @@ class SageMakerExecutor(Executor):
                     say(f"job {name}: [{elapsed}] {record['TrainingJobStatus']} / {transition['Status']}: "
                         f"{transition.get('StatusMessage', '')}")
                 seen_transitions = len(transitions)
+                if not pool_checked and record.get("SecondaryStatus") not in ("Pending", "Starting"):
+                    pool_checked = True  # a warm pool is taken as the job starts: asked once, past Starting
+                    self._say_reused_pool(name)
                 for line in lines:
                     tail.append(line)
                     print(line, flush=True)
@@ -305,12 +314,31 @@ class SageMakerExecutor(Executor):
         self._summarise(record, list(tail))
         return record
 
+    def _say_reused_pool(self, name: str) -> None:
+        """Say when the job started on the warm pool another job kept: that job's WarmPoolStatus is Reused, naming
+        this one (ListTrainingJobs filtered by WarmPoolStatusEquals). Only words: a failure here changes nothing."""
+        try:
+            answer = call(self.sagemaker.list_training_jobs, WarmPoolStatusEquals="Reused", SortBy="CreationTime",
+                          SortOrder="Descending", MaxResults=100)
+        except UserError:
+            return
+        for summary in answer.get("TrainingJobSummaries", []):
+            if (summary.get("WarmPoolStatus") or {}).get("ReusedByJob") == name:
+                say(f"job {name}: started on the warm pool of job {summary['TrainingJobName']} (reused: no new "
+                    "instances to wait for)")
+                return
+
     def _summarise(self, record: dict, tail: list[str]) -> None:
         name, status = record["TrainingJobName"], record["TrainingJobStatus"]
         billable, training = record.get("BillableTimeInSeconds"), record.get("TrainingTimeInSeconds")
         if billable is not None and training:
             saved = f", {100 * (1 - billable / training):.0f}% saved by spot" if billable < training else ""
             say(f"job {name}: {status}: billable {billable} s of {training} s training{saved}")
+        pool = record.get("WarmPoolStatus") or {}
+        if pool.get("Status") == "Available":
+            keep = record.get("ResourceConfig", {}).get("KeepAlivePeriodInSeconds")
+            say(f"job {name}: its instances stay warm{f' for {keep} s' if keep else ''} (warm pool Available, billed "
+                "while kept): the next job with the same instance type and count, volume, role and VPC starts on them")
         if status == "Completed":
             return
         print(f"job {name} {status}: {record.get('FailureReason', record.get('SecondaryStatus', ''))}",
