@@ -116,6 +116,18 @@ predict: setup ## print a fetched model's predictions for the rows in FILE=rows.
 transform: setup ## batch transform: predictions for every line of the files in INPUT=<folder>, as <file>.out (JOB=...)
 	@$(PY) scripts/transform.py "$${INPUT:-}" $${JOB:+"$$JOB"}
 
+.PHONY: deploy
+deploy: setup ## a SageMaker endpoint for a Completed job's model (ENV=prod, JOB=..., default latest); updated in place
+	@$(PY) scripts/deploy.py deploy $${JOB:+"$$JOB"}
+
+.PHONY: undeploy
+undeploy: setup ## delete the endpoint, its configs and models that sagemake made (ENV=prod), nothing else
+	@$(PY) scripts/deploy.py undeploy
+
+.PHONY: endpoints
+endpoints: setup ## what is deployed or was transformed: endpoint, job, model sha256, image (the deployment records)
+	@$(PY) scripts/deploy.py endpoints
+
 .PHONY: test
 test: $(DEV_STAMP) ## lint (shell, Python, Dockerfile, CircleCI config), then run the bats and pytest suites
 	@tests/run.sh

@@ -94,6 +94,16 @@ def test_make_transform_as_a_process_gives_the_models_own_predictions_line_by_li
     least = sum(math.ceil((folder / f).stat().st_size / 2**20) for f in files)
     assert least >= 4 and least <= posts(repo, name) <= least + len(files), log
     assert "runtime process" in result.stderr
+    # The deployment record has it, and `make endpoints` shows it.
+    manifest = json.loads((repo / "models" / job / "manifest.json").read_text())
+    (entry,) = [json.loads(line) for line in (repo / "models/deployments.jsonl").read_text().splitlines()
+                if json.loads(line).get("transform") == name]
+    assert (entry["event"], entry["job"], entry["sha256"], entry["image"]) == \
+        ("transform", job, manifest["artifact"]["sha256"], manifest["image"])
+    listed = make(repo, "endpoints")
+    assert listed.returncode == 0, listed.stderr
+    (row,) = [line.split() for line in listed.stdout.splitlines() if line.startswith(name)]
+    assert row[1:5] == ["local", "transform", job, manifest["artifact"]["sha256"][:12]]
 
 
 def test_single_record_sends_one_line_a_request_in_order(project, reference, tmp_path):

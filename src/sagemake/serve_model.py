@@ -101,6 +101,10 @@ def start(config: Config, folder: Path, manifest: dict, port: int, output=None, 
 def serve(config: Config, name: str | None) -> int:
     folder, manifest = fetched(config, name)
     server = start(config, folder, manifest, config.int("SERVE_PORT"))
+    from sagemake.deploy import record
+
+    record(config, "serve", url=server.url, job=manifest["job_name"], sha256=manifest["artifact"]["sha256"],
+           image=manifest["image"])
     say(f"serve: {server.url}  (GET /ping, POST /invocations with text/csv or application/json rows)")
     say(f"serve: curl -s -H 'Content-Type: text/csv' --data-binary @rows.csv {server.url}/invocations")
     say("serve: Ctrl-C stops it")

@@ -229,6 +229,9 @@ class LocalTransforms:
         self.folder, self.manifest = fetched(self.config, job)
         return self.manifest["job_name"]
 
+    def provenance(self) -> dict:
+        return {"sha256": self.manifest["artifact"]["sha256"], "image": self.manifest["image"]}
+
     def input_uri(self, folder: Path, name: str) -> str:
         return folder.resolve().as_uri() + "/"
 
@@ -294,6 +297,12 @@ class SageMakerTransforms:
         self._record = record
         self._ensure = lambda: ensure_model(self.executor, record)
         return record["TrainingJobName"]
+
+    def provenance(self) -> dict:
+        from sagemake.deploy import model_sha256
+
+        return {"sha256": model_sha256(self.config, self.executor, self._record),
+                "image": self._record["AlgorithmSpecification"]["TrainingImage"]}
 
     def input_uri(self, folder: Path, name: str) -> str:
         return s3_uri(self.config, "transform", name, "input") + "/"
@@ -376,6 +385,10 @@ def transform(config: Config, executor: Executor, given: str, job: str | None) -
     name = job_name(config["PROJECT_NAME"], NAME_PART)
     request = transform_request(config, name, model, place.input_uri(folder, name), place.output_uri(name))
     record = place.run(request, folder, files)
+    from sagemake.deploy import record as write_record
+
+    write_record(config, "transform", transform=name, job=model, **place.provenance(),
+                 output=str(output_folder(config, name)))
     say(f"transform {name}: Completed: {len(files)} .out file(s) in {output_folder(config, name)}")
     return record
 

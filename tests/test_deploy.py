@@ -1,0 +1,187 @@
+"""Endpoints on SageMaker against the emulator: deploy (model, configuration, endpoint, InService, a smoke request),
+a second deploy updating the endpoint in place, undeploy deleting what sagemake made and nothing else, the refusals,
+and the deployment record that `make endpoints` shows.
+
+moto has no UpdateEndpoint: the test plays it in moto's own state (the endpoint takes the new configuration) and
+records the calls. Its InvokeEndpoint answers canned data, so the test reads the request moto recorded.
+"""
+
+import hashlib
+import json
+
+import pytest
+from emulator import ACCOUNT, REGION, ROLE, backend, client, make_bucket, model_archive, settings
+
+from sagemake import deploy
+from sagemake.cli import UserError
+from sagemake.config import resolve
+
+IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/train-image:t1"
+JOBS = ("sagemake-example-abc1234-261202-101500-123k3x9q", "sagemake-example-def5678-261202-111500-456k3x9q")
+
+
+@pytest.fixture
+def prod(aws, example_data, tmp_path, monkeypatch):
+    """Two Completed training jobs with their model.tar.gz in S3, settings for ENV=prod, UpdateEndpoint played."""
+    from moto.sagemaker.responses import SageMakerResponse
+
+    make_bucket()
+    s3, sagemaker = client("s3"), client("sagemaker")
+    archives = {}
+    for job in JOBS:
+        archives[job] = model_archive({"model.joblib": job.encode()})
+        s3.put_object(Bucket="train-bucket", Key=f"sagemake-example/output/{job}/output/model.tar.gz",
+                      Body=archives[job])
+        sagemaker.create_training_job(
+            TrainingJobName=job, RoleArn=ROLE, HyperParameters={"target": "target"},
+            AlgorithmSpecification={"TrainingImage": IMAGE, "TrainingInputMode": "File"},
+            OutputDataConfig={"S3OutputPath": "s3://train-bucket/sagemake-example/output"},
+            ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30},
+            StoppingCondition={"MaxRuntimeInSeconds": 60})
+    updates = []
+
+    def update_endpoint(self):
+        params = json.loads(self.body)
+        updates.append(params)
+        sagemaker_backend = self.sagemaker_backend
+        endpoint = sagemaker_backend.endpoints[params["EndpointName"]]
+        configuration = sagemaker_backend.endpoint_configs[params["EndpointConfigName"]]
+        endpoint.endpoint_config_name = configuration.endpoint_config_name
+        endpoint.production_variants = endpoint._process_production_variants(configuration.production_variants)
+        return json.dumps({"EndpointArn": endpoint.arn})
+
+    monkeypatch.setattr(SageMakerResponse, "update_endpoint", update_endpoint, raising=False)
+    env = {**settings(), "ENV": "prod", "DATA_DIR": str(example_data), "MODELS_DIR": str(tmp_path / "models"),
+           "ENDPOINT_INSTANCE_TYPE": "ml.c5.xlarge", "ENDPOINT_INSTANCE_COUNT": "2"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    config = resolve(env="prod")
+    return config, archives, updates
+
+
+def executor(config):
+    from sagemake.executors.sagemaker import SageMakerExecutor
+
+    return SageMakerExecutor(config)
+
+
+INVOCATIONS: list[dict] = []
+
+
+@pytest.fixture(autouse=True)
+def recorded_invocations(monkeypatch):
+    """Every InvokeEndpoint request moto receives, with its path (moto answers canned data and keeps no name)."""
+    from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
+
+    original = SageMakerRuntimeResponse.invoke_endpoint
+    INVOCATIONS.clear()
+
+    def recording(self):
+        body = self.body.decode() if isinstance(self.body, bytes) else self.body
+        INVOCATIONS.append({"path": self.path, "ContentType": self.headers.get("Content-Type"),
+                            "Accept": self.headers.get("Accept"), "Body": body})
+        return original(self)
+
+    monkeypatch.setattr(SageMakerRuntimeResponse, "invoke_endpoint", recording)
+
+
+def invocations(endpoint: str) -> list[dict]:
+    """The InvokeEndpoint requests moto received for the endpoint."""
+    return [i for i in INVOCATIONS if i["path"] == f"/endpoints/{endpoint}/invocations"]
+
+
+def tags(sagemaker, arn) -> dict:
+    return {t["Key"]: t["Value"] for t in sagemaker.list_tags(ResourceArn=arn)["Tags"]}
+
+
+def test_deploy_then_update_in_place_then_undeploy_what_sagemake_made(prod, example_data, capsys):
+    config, archives, updates = prod
+    sagemaker = client("sagemaker")
+    foreign = "someone-elses-model"  # in the same account: undeploy must leave it
+    sagemaker.create_model(ModelName=foreign, ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE})
+
+    first = deploy.deploy(config, executor(config), JOBS[0])
+    endpoint = sagemaker.describe_endpoint(EndpointName="sagemake-example")
+    assert endpoint["EndpointStatus"] == "InService"
+    assert tags(sagemaker, endpoint["EndpointArn"])["sagemake:project"] == "sagemake-example"
+    configuration = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    (variant,) = configuration["ProductionVariants"]
+    assert (variant["ModelName"], variant["InstanceType"], variant["InitialInstanceCount"]) == \
+        (JOBS[0], "ml.c5.xlarge", 2)
+    model = sagemaker.describe_model(ModelName=JOBS[0])
+    assert model["PrimaryContainer"]["Image"] == IMAGE and model["ExecutionRoleArn"] == ROLE
+    assert model["PrimaryContainer"]["ModelDataUrl"] == \
+        f"s3://train-bucket/sagemake-example/output/{JOBS[0]}/output/model.tar.gz"
+    assert tags(sagemaker, model["ModelArn"])["sagemake:job"] == JOBS[0]
+    said = capsys.readouterr().err
+    assert "endpoint sagemake-example: 2 x ml.c5.xlarge, billed every hour" in said
+    assert "price per hour: unknown" in said
+    assert said.index("price per hour") < said.index("endpoint sagemake-example: created")
+    # One smoke request: the first validation rows, without the label column or a header.
+    (smoke,) = invocations("sagemake-example")
+    lines = (example_data / "validation/validation.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    label = header.index("target")
+    want = "".join(",".join(c for i, c in enumerate(line.split(",")) if i != label) + "\n" for line in lines[1:4])
+    assert (smoke["Body"], smoke["ContentType"], smoke["Accept"]) == (want, "text/csv", "text/csv")
+    assert first["sha256"] == hashlib.sha256(archives[JOBS[0]]).hexdigest() and first["image"] == IMAGE
+
+    second = deploy.deploy(config, executor(config), JOBS[1])
+    assert [u["EndpointName"] for u in updates] == ["sagemake-example"]
+    assert updates[0]["EndpointConfigName"] == second["endpoint_config"] != first["endpoint_config"]
+    endpoint = sagemaker.describe_endpoint(EndpointName="sagemake-example")
+    assert endpoint["EndpointConfigName"] == second["endpoint_config"]
+    names = [c["EndpointConfigName"] for c in sagemaker.list_endpoint_configs()["EndpointConfigs"]]
+    assert names == [second["endpoint_config"]]  # the old configuration went once the new one served
+    assert [i["Body"] for i in invocations("sagemake-example")] == [want, want]  # a smoke request after the update
+
+    deploy.undeploy(config, executor(config))
+    assert sagemaker.list_endpoints()["Endpoints"] == []
+    assert sagemaker.list_endpoint_configs()["EndpointConfigs"] == []
+    assert sorted(m["ModelName"] for m in sagemaker.list_models()["Models"]) == sorted([foreign, JOBS[0]])
+    # JOBS[0]'s model no longer served by the endpoint is left for its transforms; the foreign one is untouched.
+
+    events = [(e["event"], e.get("job")) for e in deploy.history(config)]
+    assert events == [("deploy", JOBS[0]), ("deploy", JOBS[1]), ("undeploy", None)]
+    deploy.endpoints(config, executor(config))
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["WHERE", "ENV", "EVENT", "JOB", "SHA256", "IMAGE", "SINCE"]
+    assert out[1].split()[:3] == ["sagemake-example", "prod", "undeploy"]
+
+
+def test_an_endpoint_that_is_not_ours_is_refused_before_anything_is_made(prod):
+    config, _, updates = prod
+    sagemaker = client("sagemaker")
+    sagemaker.create_model(ModelName="theirs", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE})
+    sagemaker.create_endpoint_config(EndpointConfigName="theirs", ProductionVariants=[
+        {"VariantName": "v", "ModelName": "theirs", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
+    sagemaker.create_endpoint(EndpointName="sagemake-example", EndpointConfigName="theirs")
+    with pytest.raises(UserError, match="endpoint sagemake-example exists and is not sagemake's"):
+        deploy.deploy(config, executor(config), JOBS[0])
+    with pytest.raises(UserError, match="endpoint sagemake-example exists and is not sagemake's"):
+        deploy.undeploy(config, executor(config))
+    assert [m["ModelName"] for m in sagemaker.list_models()["Models"]] == ["theirs"]
+    assert [c["EndpointConfigName"] for c in sagemaker.list_endpoint_configs()["EndpointConfigs"]] == ["theirs"]
+    assert sagemaker.describe_endpoint(EndpointName="sagemake-example")["EndpointConfigName"] == "theirs"
+    assert updates == [] and invocations("sagemake-example") == []
+
+
+def test_a_job_that_is_not_completed_is_refused(prod):
+    config, _, _ = prod
+    job = backend().training_jobs[JOBS[0]]
+    job.training_job_status, job.failure_reason = "Failed", "AlgorithmError: out of memory"
+    with pytest.raises(UserError, match=f"job {JOBS[0]} is Failed: AlgorithmError: out of memory; only a "
+                                        "Completed job has a model to serve"):
+        deploy.deploy(config, executor(config), JOBS[0])
+    assert client("sagemaker").list_endpoints()["Endpoints"] == []
+
+
+def test_undeploy_with_nothing_deployed_and_deploy_locally_say_so(prod, tmp_path):
+    config, _, _ = prod
+    with pytest.raises(UserError, match=f"no endpoint named sagemake-example in {REGION}: nothing to undeploy"):
+        deploy.undeploy(config, executor(config))
+    from sagemake.executors.local import LocalExecutor
+
+    local = resolve(env="local", environ={"JOBS_DIR": str(tmp_path)})
+    with pytest.raises(UserError, match="`make deploy` is for endpoints on SageMaker: use ENV=prod"):
+        deploy.deploy(local, LocalExecutor(local), None)
