@@ -89,7 +89,7 @@ fetch: setup ## fetch a finished job's model with its manifest (JOB=..., default
 	@$(PY) scripts/fetch_model.py $${JOB:+"$$JOB"}
 
 .PHONY: jobs
-jobs: setup ## list recent jobs: name, status, duration, main metric
+jobs: setup ## the ledger: recent jobs with status, duration, billable seconds, cost, warm pool, main metric
 	@$(PY) scripts/run_sagemaker.py jobs
 
 .PHONY: logs
