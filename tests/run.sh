@@ -71,7 +71,7 @@ main() {
   "$venv/bin/shellcheck" -x "${files[@]}"
 
   say "test: ruff"
-  "$venv/bin/ruff" check --no-cache src tests scripts bench examples docker/train docker/serve
+  "$venv/bin/ruff" check --no-cache src tests scripts bench examples docker/train docker/serve docker/train-script
 
   say "test: hadolint, CircleCI schema"
   files=()

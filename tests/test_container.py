@@ -304,6 +304,15 @@ def test_script_mode_runs_the_code_through_sagemakers_toolkit(engine, tmp_path):
     assert "code changed, image kept" in second.stdout
     assert len(list((repo / "jobs/code").iterdir())) == 2
 
+    # SIGTERM (here MaxRuntime's) reaches the code through the toolkit, long before the grace runs out.
+    stopped = make(repo, "train", {**env, "MAX_RUNTIME_SECONDS": "8", "STOP_GRACE_SECONDS": "90"},
+                   "HP=n_estimators=5000 learning_rate=0.001")
+    assert stopped.returncode != 0
+    assert "train: stopped by SIGTERM" in stopped.stdout + stopped.stderr
+    record = json.loads(max((repo / "jobs").glob("*/job.json"), key=lambda p: p.stat().st_mtime).read_text())
+    assert (record["TrainingJobStatus"], record["SecondaryStatus"]) == ("Stopped", "MaxRuntimeExceeded")
+    assert record["TrainingTimeInSeconds"] < 60  # the code obeyed SIGTERM: the 90 s grace never ran out
+
 
 @pytest.fixture(scope="module")
 def podman(engine):
