@@ -138,6 +138,7 @@ bench: $(DEV_STAMP) ## measure `make train` (local, against the AWS emulator), t
 	@$(PY) bench/bench_aws.py
 	@$(PY) bench/bench_images.py
 	@$(PY) bench/bench_serve.py
+	@$(PY) bench/bench_hosts.py
 
 .PHONY: clean
 clean: ## remove the virtualenv and caches (keeps data/, jobs/ and models/)

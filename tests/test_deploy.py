@@ -94,12 +94,13 @@ def tags(sagemaker, arn) -> dict:
     return {t["Key"]: t["Value"] for t in sagemaker.list_tags(ResourceArn=arn)["Tags"]}
 
 
-def test_deploy_then_update_in_place_then_undeploy_what_sagemake_made(prod, example_data, capsys):
+def test_deploy_then_update_in_place_then_undeploy_what_sagemake_made(prod, example_data, capsys, price_list):
     config, archives, updates = prod
     sagemaker = client("sagemaker")
     foreign = "someone-elses-model"  # in the same account: undeploy must leave it
     sagemaker.create_model(ModelName=foreign, ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE})
 
+    price_list.prices[("EU (Frankfurt)", "EUC1-Host:ml.c5.xlarge")] = "0.2380000000"  # the stand-in's own figure
     first = deploy.deploy(config, executor(config), JOBS[0])
     endpoint = sagemaker.describe_endpoint(EndpointName="sagemake-example")
     assert endpoint["EndpointStatus"] == "InService"
@@ -115,7 +116,9 @@ def test_deploy_then_update_in_place_then_undeploy_what_sagemake_made(prod, exam
     assert tags(sagemaker, model["ModelArn"])["sagemake:job"] == JOBS[0]
     said = capsys.readouterr().err
     assert "endpoint sagemake-example: 2 x ml.c5.xlarge, billed every hour" in said
-    assert "price per hour: unknown" in said
+    assert "price per hour: $0.238 per instance, $0.476 (prices for eu-central-1: AWS Price List API, " in said
+    assert price_list.requests[-1][1]["Filters"][1] == {"Type": "TERM_MATCH", "Field": "usagetype",
+                                                         "Value": "EUC1-Host:ml.c5.xlarge"}
     assert said.index("price per hour") < said.index("endpoint sagemake-example: created")
     # One smoke request: the first validation rows, without the label column or a header.
     (smoke,) = invocations("sagemake-example")

@@ -37,6 +37,7 @@ from sagemake.aws import ERRORS, call, failure, plain
 from sagemake.cli import Exit, JobFailed, UserError, run, say
 from sagemake.config import Config, resolve
 from sagemake.executors import Executor, for_config
+from sagemake.pricing import HOSTING, Prices, rate
 from sagemake.request import job_name, job_named
 
 RECORDS = "deployments.jsonl"  # in MODELS_DIR: one JSON object a line, appended
@@ -179,9 +180,11 @@ def deploy(config: Config, executor: Executor, job: str | None) -> dict:
         check_ours(executor, existing)
     instance_type = config["ENDPOINT_INSTANCE_TYPE"] or config["INSTANCE_TYPE"]
     count = config.int("ENDPOINT_INSTANCE_COUNT")
+    prices = Prices(config["AWS_REGION"], executor.aws, usage=HOSTING)
+    hourly = prices.hourly(instance_type).hourly
+    each = "unknown" if hourly is None else f"{rate(hourly)} per instance, {rate(hourly * count)}"
     say(f"endpoint {name}: {count} x {instance_type}, billed every hour until `make undeploy{executor.env_flag()}`; "
-        "price per hour: unknown (sagemake.pricing knows training prices only; hosting is priced apart: see the "
-        "SageMaker pricing page)")
+        f"price per hour: {each} ({prices.sources()})")
     model = ensure_model(executor, training)["ModelName"]
     job = training["TrainingJobName"]
     config_name = job_name(config["PROJECT_NAME"], CONFIG_PART)

@@ -28,6 +28,7 @@ CACHE_DAYS = 7
 PRICING_REGION = "us-east-1"  # the Price List API answers from us-east-1 (and a few others), for every region
 DEFAULT_REGION = "us-east-1"  # local jobs without AWS_REGION are priced as if there
 SERVICE = "AmazonSageMaker"
+TRAINING, HOSTING = "Train", "Host"  # the usage types: <location prefix>-Train:<type>, -Host:<type> (endpoints)
 
 # The Price List's name of each region (its `location` attribute) and the prefix of its usage types.
 LOCATIONS = {
@@ -80,8 +81,9 @@ class Prices:
     """Prices in one region, each asked for once. With `aws` (a boto3 session) the Price List API is asked for what
     the cache does not hold; without, only the cache and the table are read."""
 
-    def __init__(self, region: str, aws=None, hypothetical: bool = False, today: date | None = None):
-        self.region, self.aws, self.hypothetical = region, aws, hypothetical
+    def __init__(self, region: str, aws=None, hypothetical: bool = False, today: date | None = None,
+                 usage: str = TRAINING):
+        self.region, self.aws, self.hypothetical, self.usage = region, aws, hypothetical, usage
         self.today = today or date.today()
         self.cache_path = cache_path()
         self.problem: str | None = None  # why the API did not answer, once it failed
@@ -99,7 +101,7 @@ class Prices:
         return f"prices for {self.region}: {said}" + (f" (Price List API: {self.problem})" if self.problem else "")
 
     def _find(self, instance_type: str) -> Price:
-        key = f"{self.region} {instance_type}"
+        key = f"{self.region} {instance_type if self.usage == TRAINING else f'{self.usage}:{instance_type}'}"
         cache = self._read_cache()
         entry = cache.get(key)
         if entry and self.today - date.fromisoformat(entry["date"]) <= timedelta(days=CACHE_DAYS):
@@ -121,9 +123,13 @@ class Prices:
         return self._table(instance_type, None)
 
     def _table(self, instance_type: str, why: str | None) -> Price:
-        hourly = TABLE.get(self.region, {}).get(instance_type)
+        hourly = TABLE.get(self.region, {}).get(instance_type) if self.usage == TRAINING else None
         if hourly is not None:
             return Price(instance_type, self.region, hourly, f"the shipped table of {TABLE_DATE}")
+        if self.usage != TRAINING:
+            said = f"{why}, and" if why else "not asked (no AWS session), and"
+            return Price(instance_type, self.region, None, f"unknown: {said} the shipped table holds training prices "
+                                                           "only")
         regions = ", ".join(TABLE)
         said = f"{why}, and it is not in" if why else "not in"
         return Price(instance_type, self.region, None,
@@ -143,11 +149,11 @@ class Prices:
                 retries={"mode": "standard", "max_attempts": 2}, connect_timeout=5, read_timeout=15))
             answer = client.get_products(ServiceCode=SERVICE, FormatVersion="aws_v1", MaxResults=10, Filters=[
                 {"Type": "TERM_MATCH", "Field": "location", "Value": location},
-                {"Type": "TERM_MATCH", "Field": "usagetype", "Value": f"{prefix}-Train:{instance_type}"},
+                {"Type": "TERM_MATCH", "Field": "usagetype", "Value": f"{prefix}-{self.usage}:{instance_type}"},
             ])
         except ERRORS as err:
             raise failure(err) from None
-        return on_demand_hourly(answer.get("PriceList", []), f"{prefix}-Train:{instance_type}")
+        return on_demand_hourly(answer.get("PriceList", []), f"{prefix}-{self.usage}:{instance_type}")
 
     def _read_cache(self) -> dict:
         try:
