@@ -113,9 +113,13 @@ def test_a_warm_pool_is_asked_for_in_the_request_sagemaker_receives(ready, tmp_p
 def test_sagemaker_receives_the_request_as_planned(ready, tmp_path):
     config = prod_config(ready.root, ready["DATA_DIR"], tmp_path, USE_SPOT="true", MAX_WAIT_SECONDS="7200",
                          CHECKPOINT_S3_URI="s3://train-bucket/checkpoints", SUBNETS="subnet-1",
-                         SECURITY_GROUP_IDS="sg-1 sg-2", HP="max_depth=4")
+                         SECURITY_GROUP_IDS="sg-1 sg-2", HP="max_depth=4", INSTANCE_COUNT="3",
+                         DATA_DISTRIBUTION="train=ShardedByS3Key")
     executor = SageMakerExecutor(config)
     request = plan(config, executor)
+    assert request["ResourceConfig"]["InstanceCount"] == 3
+    assert {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3DataDistributionType"]
+            for c in request["InputDataConfig"]} == {"train": "ShardedByS3Key", "validation": "FullyReplicated"}
     executor.submit(request)
     sent = client("sagemaker").describe_training_job(TrainingJobName=request["TrainingJobName"])
     # moto keeps neither Environment nor MetricDefinitions (it writes its own): the plan test covers those.

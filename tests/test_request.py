@@ -182,6 +182,11 @@ def test_sagemakers_limits_on_hyperparameters_are_checked_before_submission(exam
 def test_pipe_mode_and_bad_channel_names_are_refused(tmp_path, example_data):
     with pytest.raises(UserError, match="INPUT_MODES: 'Pipe' for train is not supported: use File or FastFile"):
         local_plan(ROOT, example_data, INPUT_MODES="train=Pipe")
+    with pytest.raises(UserError, match="DATA_DISTRIBUTION: 'Sharded' for train is not supported: use "
+                                        "FullyReplicated or ShardedByS3Key"):
+        local_plan(ROOT, example_data, DATA_DISTRIBUTION="train=Sharded")
+    with pytest.raises(UserError, match="DATA_DISTRIBUTION names 'test', which is not a channel"):
+        local_plan(ROOT, example_data, DATA_DISTRIBUTION="test=ShardedByS3Key")
     (tmp_path / "bad name").mkdir()
     (tmp_path / "bad name/x.csv").write_text("1\n")
     with pytest.raises(UserError, match="'bad name' is not a SageMaker channel name"):
