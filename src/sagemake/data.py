@@ -67,14 +67,33 @@ def summary(config: Config, folders: dict[str, Path]) -> dict[str, dict]:
     cache = EtagCache(config.root / CACHE)
     result = {}
     for name, folder in folders.items():
-        digest, count, size = hashlib.sha256(), 0, 0
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            stat = path.stat()
-            digest.update(f"{path.relative_to(folder).as_posix()}\0{stat.st_size}\0{cache.etag(path)}\n".encode())
-            count, size = count + 1, size + stat.st_size
-        result[name] = {"files": count, "bytes": size, "digest": digest.hexdigest()}
+        found = contents(folder, files(folder), cache)
+        result[name] = {"files": len(found), "bytes": sum(size for _, size, _ in found), "digest": digest(found)}
     cache.save()
     return result
+
+
+def files(folder: Path) -> list[Path]:
+    """Every file under a channel folder, in the order its digest takes them."""
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def contents(folder: Path, paths: list[Path], cache: EtagCache) -> list[tuple[str, int, str]]:
+    """(path inside the folder, bytes, S3's ETag) of each file: what a channel's digest covers."""
+    found = []
+    for path in paths:
+        size = path.stat().st_size
+        found.append((path.relative_to(folder).as_posix(), size, cache.etag(path)))
+    return found
+
+
+def digest(found: list[tuple[str, int, str]]) -> str:
+    """A channel's content digest: sha256 over each file's path, size and ETag (data.summary's, and the sync
+    manifest's)."""
+    total = hashlib.sha256()
+    for name, size, tag in found:
+        total.update(f"{name}\0{size}\0{tag}\n".encode())
+    return total.hexdigest()
 
 
 def etag(path: Path) -> str:

@@ -1,0 +1,282 @@
+"""The sync's manifest against moto's server: an unchanged channel costs a constant few requests, whatever its size;
+every change, made locally or behind sagemake's back in S3, ends with S3 holding exactly the folder (or, where the
+unchanged check cannot see it, as its module's doc says); a sync cut off midway is followed by a whole one.
+
+Every HTTP request boto3 sends (retries included) is recorded by a botocore `before-send` hook on the session.
+Past the request counts, the unchanged check's pages are of SMALL keys instead of PAGE, so that a channel of 40
+files has a middle that no page covers without uploading thousands: the same code, at a tenth of the size.
+"""
+
+import hashlib
+import json
+import threading
+import urllib.parse
+
+import pytest
+from emulator import client, make_bucket, settings
+from faultproxy import FaultProxy
+
+from sagemake import aws as cloud
+from sagemake import data, upload_data
+from sagemake.config import resolve
+from sagemake.upload_data import PAGE, sync
+
+BUCKET = "train-bucket"
+EMULATOR = {}  # url: moto's server, for reading S3 past the proxy
+CHANNEL = "sagemake-example/data/train/"
+MANIFEST = "sagemake-example/sync-manifests/train.json"
+SMALL = 10  # keys per page of the unchanged check, in the tests of what it catches
+FILES = 40  # their channel: pages 0-9 (first), 30-39 (last) and one at random; 10-29 in none unless it falls there
+
+
+def write_channel(folder, count, start=0, text="row"):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(start, start + count):
+        (folder / f"part-{i:05d}.csv").write_text(f"{text},{i}\n" * (1 + i % 7))
+
+
+@pytest.fixture
+def small(project, monkeypatch):
+    """The project, with the unchanged check's pages of SMALL keys."""
+    monkeypatch.setattr(upload_data, "PAGE", SMALL)
+    return project
+
+
+@pytest.fixture
+def project(aws, tmp_path):
+    """ENV=prod with one channel, train, in DATA_DIR (empty for now), its ETag cache under the project's build/."""
+    make_bucket()
+    EMULATOR["url"] = aws
+    config = resolve(root=tmp_path / "project", environ={"ENV": "prod", "DATA_DIR": str(tmp_path / "data"),
+                                                         "CHANNELS": "train", **settings()})
+    return config, tmp_path / "data/train"
+
+
+class Recorder:
+    """Every HTTP request the session's clients send, as (method, path, query), in order of sending."""
+
+    def __init__(self, session):
+        self.sent, self.lock = [], threading.Lock()
+        session.events.register("before-send.s3", self)
+
+    def __call__(self, request, **_):
+        url = urllib.parse.urlsplit(request.url)
+        query = tuple(sorted(urllib.parse.parse_qsl(url.query, keep_blank_values=True)))
+        with self.lock:
+            self.sent.append((request.method, urllib.parse.unquote(url.path), query))
+
+
+def counted_sync(config):
+    """sync(config), and the requests it sent."""
+    session = cloud.session(config)
+    recorder = Recorder(session)
+    return sync(config, session)["train"], recorder.sent
+
+
+def s3_channel() -> dict[str, str]:
+    """{key: MD5 of its content} of the channel's objects (small ones: their ETag), from the emulator itself (past
+    any proxy the sync goes through)."""
+    s3 = client("s3", EMULATOR["url"])
+    return {o["Key"]: o["ETag"].strip('"') for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=BUCKET, Prefix=CHANNEL) for o in page.get("Contents", [])}
+
+
+def assert_mirrored(folder):
+    """S3 holds the channel exactly: every file, with its content, and nothing else."""
+    local = {CHANNEL + p.relative_to(folder).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
+             for p in folder.rglob("*") if p.is_file()}
+    assert s3_channel() == local
+
+
+def unchanged_check(sent, count):
+    """The requests of an unchanged re-sync: the bucket's region, the manifest's metadata, three pages."""
+    pages = [dict(query) for method, path, query in sent if method == "GET" and dict(query).get("list-type") == "2"]
+    others = sorted(request for request in sent if dict(request[2]).get("list-type") != "2")
+    assert others == [("GET", f"/{BUCKET}", (("location", ""),)), ("HEAD", f"/{BUCKET}/{MANIFEST}", ())]
+    assert len(pages) == 3 and all(page["prefix"] == CHANNEL for page in pages)
+    assert sorted(int(page["max-keys"]) for page in pages) == [PAGE, PAGE, PAGE + 1]
+    assert sorted(page.get("start-after", "") for page in pages)[0] == ""  # the first page
+    assert f"{CHANNEL}part-{count - PAGE - 1:05d}.csv" in [page.get("start-after") for page in pages]  # the last
+
+
+class Chance:
+    """upload_data.chance, with the random page where the test puts it."""
+
+    def __init__(self, start):
+        self.start = start
+
+    def randrange(self, stop):
+        assert 0 <= self.start < stop
+        return self.start
+
+
+def test_an_unchanged_resync_costs_five_requests_whatever_the_channel_size(project):
+    config, folder = project
+    for count in (300, 2000):
+        write_channel(folder, count - len(list(folder.glob("*"))), start=len(list(folder.glob("*"))))
+        first, _ = counted_sync(config)
+        assert first[0] == count - (300 if count == 2000 else 0)
+        again, sent = counted_sync(config)
+        assert again == (0, count, 0, 0)
+        assert len(sent) == 5, sent  # a full listing would be count / 1,000 pages: the same at any size
+        unchanged_check(sent, count)
+    assert_mirrored(folder)
+
+
+def test_the_manifest_is_beside_the_channel_and_says_what_s3_holds(small):
+    config, folder = small
+    write_channel(folder, 150)
+    (folder / "sub").mkdir()
+    (folder / "sub/more.csv").write_text("more\n")
+    counted_sync(config)
+    s3 = client("s3")
+    listed = {o["Key"]: o for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=CHANNEL, MaxKeys=1000)["Contents"]}
+    assert len(listed) == 151  # the job's prefix holds the folder's files and nothing else
+    head = s3.head_object(Bucket=BUCKET, Key=MANIFEST)
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=MANIFEST)["Body"].read())
+    digest = data.summary(config, {"train": folder})["train"]["digest"]  # the digest a job records
+    assert head["Metadata"] == {upload_data.DIGEST: digest} and manifest["digest"] == digest
+    assert manifest["channel"] == f"s3://{BUCKET}/{CHANNEL}" and manifest["files"] == 151
+    assert {CHANNEL + name: (size, tag) for name, size, tag in manifest["contents"]} == {
+        key: (o["Size"], o["ETag"].strip('"')) for key, o in listed.items()}
+    assert manifest["bytes"] == sum(o["Size"] for o in listed.values())
+
+
+@pytest.mark.parametrize("change", ["changed", "added", "deleted", "renamed"])
+def test_a_change_to_the_folder_syncs_only_it_then_costs_five_requests_again(small, monkeypatch, change):
+    config, folder = small
+    write_channel(folder, FILES)
+    counted_sync(config)
+    middle = folder / "part-00015.csv"  # in none of the pages the unchanged check lists (the random one is first)
+    if change == "changed":
+        middle.write_text("other content\n")
+    elif change == "added":
+        (folder / "part-00015b.csv").write_text("new\n")
+    elif change == "deleted":
+        middle.unlink()
+    else:
+        middle.rename(folder / "part-00015-renamed.csv")
+    monkeypatch.setattr(upload_data, "chance", Chance(0))
+    result, sent = counted_sync(config)
+    uploaded, deleted = {"changed": (1, 0), "added": (1, 0), "deleted": (0, 1), "renamed": (1, 1)}[change]
+    assert (result[0], result[2]) == (uploaded, deleted)
+    delete = sent.index(("DELETE", f"/{BUCKET}/{MANIFEST}", ()))
+    assert not [r for r in sent[:delete] if r[0] in ("PUT", "POST", "DELETE")]  # before anything changed in S3
+    assert sent[-1][:2] == ("PUT", f"/{BUCKET}/{MANIFEST}")  # the new manifest, last
+    assert_mirrored(folder)
+    again, sent = counted_sync(config)
+    assert again == (0, len(list(folder.glob("*"))), 0, 0) and len(sent) == 5
+
+
+def behind_our_back(where: str, how: str) -> str:
+    """Changes the channel in S3 as something other than sagemake would; returns the key it touched."""
+    s3 = client("s3", EMULATOR["url"])
+    key = CHANNEL + {"first": "part-00005.csv", "middle": "part-00015.csv", "last": "part-00037.csv",
+                     "after": "zz-extra.csv", "middle-added": "part-00015a.csv"}[where]
+    if how == "deleted":
+        s3.delete_object(Bucket=BUCKET, Key=key)
+    else:
+        s3.put_object(Bucket=BUCKET, Key=key, Body=b"written behind sagemake's back\n")
+    return key
+
+
+@pytest.mark.parametrize(("where", "how"), [("first", "deleted"), ("first", "overwritten"), ("last", "deleted"),
+                                            ("last", "overwritten"), ("after", "added"),
+                                            ("middle", "deleted"), ("middle", "overwritten"),
+                                            ("middle-added", "added")])
+def test_s3_changed_behind_our_back_is_caught_in_the_pages_checked(small, monkeypatch, capsys, where, how):
+    config, folder = small
+    write_channel(folder, FILES)
+    counted_sync(config)
+    key = behind_our_back(where, how)
+    # The random page: on the change when it is in the middle, else far from it.
+    monkeypatch.setattr(upload_data, "chance", Chance(12 if where.startswith("middle") else 10))
+    result, _ = counted_sync(config)
+    said = {"deleted": "is missing", "overwritten": "has other content", "added": "is not in the folder"}[how]
+    assert f"upload: s3://{BUCKET}/{key} {said} (S3 no longer matches the last sync's manifest): comparing every " \
+        "object" in capsys.readouterr().err
+    assert result == ((0, FILES, 1, 0) if how == "added" else (1, FILES - 1, 0, result[3]))
+    assert_mirrored(folder)
+    assert counted_sync(config)[0] == (0, FILES, 0, 0)
+
+
+def test_s3_changed_between_the_pages_is_not_seen_until_the_manifest_is_deleted(small, monkeypatch):
+    """What the unchanged check does not catch, as its module's doc says: a change in S3 outside its pages."""
+    config, folder = small
+    write_channel(folder, FILES)
+    counted_sync(config)
+    key = behind_our_back("middle", "deleted")
+    monkeypatch.setattr(upload_data, "chance", Chance(0))  # the random page is the first: part-00015 is in none
+    assert counted_sync(config)[0] == (0, FILES, 0, 0)
+    assert key not in s3_channel()
+    client("s3").delete_object(Bucket=BUCKET, Key=MANIFEST)  # what the doc says to do: every key compared once
+    assert counted_sync(config)[0][:3] == (1, FILES - 1, 0)
+    assert_mirrored(folder)
+
+
+def test_the_channel_emptied_in_s3_is_uploaded_again(small):
+    config, folder = small
+    write_channel(folder, FILES)
+    counted_sync(config)
+    client("s3").delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": k} for k in s3_channel()]})
+    assert counted_sync(config)[0][:3] == (FILES, 0, 0)
+    assert_mirrored(folder)
+
+
+def test_a_small_channel_is_compared_whole_in_one_page(small):
+    config, folder = small
+    write_channel(folder, SMALL)
+    counted_sync(config)
+    result, sent = counted_sync(config)
+    assert result == (0, SMALL, 0, 0) and len(sent) == 3  # the region, the manifest, one page
+    client("s3").delete_object(Bucket=BUCKET, Key=CHANNEL + f"part-{SMALL // 2:05d}.csv")
+    assert counted_sync(config)[0][:3] == (1, SMALL - 1, 0)
+    assert_mirrored(folder)
+
+
+def test_a_manifest_lost_or_of_other_data_costs_one_listing_and_uploads_nothing(small):
+    config, folder = small
+    write_channel(folder, FILES)
+    counted_sync(config)
+    s3 = client("s3")
+    s3.put_object(Bucket=BUCKET, Key=MANIFEST, Body=b"{}", Metadata={upload_data.DIGEST: "0" * 64})
+    result, sent = counted_sync(config)
+    assert result == (0, FILES, 0, 0) and not [s for s in sent if s[0] == "PUT" and s[1] != f"/{BUCKET}/{MANIFEST}"]
+    assert len(counted_sync(config)[1]) == 5  # the manifest written again holds
+    s3.delete_object(Bucket=BUCKET, Key=MANIFEST)
+    assert counted_sync(config)[0] == (0, FILES, 0, 0)
+    assert len(counted_sync(config)[1]) == 5
+
+
+@pytest.mark.parametrize("then", ["carried on", "reverted"])
+def test_a_sync_cut_off_midway_leaves_no_manifest_and_the_next_ends_whole(small, monkeypatch, then):
+    """Cut off after a few uploads of a change; then run again with the change, or with the folder put back as it
+    was at the last whole sync (where a manifest left in place would have said: unchanged)."""
+    config, folder = small
+    write_channel(folder, FILES)
+    counted_sync(config)
+    before = {p: p.read_bytes() for p in folder.iterdir()}
+    write_channel(folder, 20, start=10, text="changed")  # part-00010..00029: in no page the check lists
+    monkeypatch.setattr(upload_data, "chance", Chance(0))
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    # The region, the manifest's metadata, its deletion, the listing, then 5 uploads: then no network.
+    with FaultProxy(EMULATOR["url"], fail_after=9, kinds=("reset", "closed")) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        with pytest.raises(cloud.AwsUnavailable):
+            counted_sync(config)
+        changed = {CHANNEL + p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in folder.iterdir()
+                   if p.read_text().startswith("changed")}
+        arrived = [k for k, tag in s3_channel().items() if changed.get(k) == tag]
+        assert 5 <= len(arrived) < 20 and proxy.broken_total > 0
+        listed = client("s3", EMULATOR["url"]).list_objects_v2(Bucket=BUCKET).get("Contents", [])
+        assert MANIFEST not in {o["Key"] for o in listed}
+        if then == "reverted":
+            for path, content in before.items():
+                path.write_bytes(content)
+        proxy.heal()
+        result, sent = counted_sync(config)
+    assert result[:3] == ((len(arrived), FILES - len(arrived), 0) if then == "reverted" else
+                          (20 - len(arrived), FILES - 20 + len(arrived), 0))
+    assert_mirrored(folder)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", EMULATOR["url"])
+    assert len(counted_sync(config)[1]) == 5
