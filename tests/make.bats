@@ -155,7 +155,7 @@ print(r["TrainingJobName"])'
   assert_success
   assert_line --index 0 --regexp '^JOB +STATUS +DURATION +BILLABLE +COST +SPOT SAVED +validation:roc_auc$'
   assert_line --index 1 --regexp "^$job +Completed +[0-9]+s +[0-9]+s +\\\$[0-9.]+ +- +0\.[0-9]{4}$"
-  assert_line --index 2 --regexp '^TOTAL +[0-9]+s +\$[0-9.]+ +\$0\.00$'
+  assert_line --index 2 --regexp "^TOTAL +[0-9]+s +\\\$[0-9.]+ +\\\$0\\.00$"
   assert_output --partial "jobs: what they would have cost on SageMaker"
   run make logs
   assert_success
