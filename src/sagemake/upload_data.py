@@ -198,8 +198,11 @@ def sync_channel(s3, folder: Path, uri: str, cache: EtagCache, manifest: str | N
 def sync(config: Config, aws=None) -> dict[str, tuple[int, int, int, int]]:
     aws = aws or session(config)
     found = channels(config)
-    check_bucket(config, aws)
-    s3 = aws.client("s3", config=ClientConfig(max_pool_connections=WORKERS * 4))
+    try:
+        s3 = aws.client("s3", config=ClientConfig(max_pool_connections=WORKERS * 4))
+    except ERRORS as err:
+        raise failure(err) from None
+    check_bucket(config, aws, s3)
     cache = EtagCache(config.root / CACHE)
     results = {}
     for channel, folder in found.items():
