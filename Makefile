@@ -60,6 +60,10 @@ config: setup ## print every setting in force for ENV and where it came from
 data: setup ## run the trainer's data step (src/trainer/data.py) to write the channels under DATA_DIR
 	@scripts/make_data.sh
 
+.PHONY: preprocess
+preprocess: setup ## raw data (RAW_DIR) -> the channels in DATA_DIR, as a processing job (skipped when unchanged)
+	@$(PY) scripts/preprocess.py
+
 .PHONY: prepare
 prepare: setup ## build the private dependencies (PRIVATE_DEPS) into wheels under build/wheels/
 	@scripts/prepare.sh

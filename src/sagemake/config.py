@@ -73,6 +73,9 @@ DEFAULTS = {
     "ENDPOINT_NAME": "",
     "ENDPOINT_INSTANCE_TYPE": "",
     "ENDPOINT_INSTANCE_COUNT": "1",
+    "RAW_DIR": "raw",
+    "PREPROCESS_ARGS": "",
+    "PROCESSING_INSTANCE_TYPE": "",
 }
 AWS_REQUIRED = ("PROJECT_NAME", "AWS_REGION", "SAGEMAKER_ROLE_ARN", "S3_BUCKET", "ECR_REPOSITORY")
 OWN_DOCKERFILES = {"image": "docker/Dockerfile", "script": "docker/Dockerfile.script"}  # by CODE_MODE
@@ -210,7 +213,7 @@ def _check(env: str, values: dict) -> list[str]:
     if not _PROJECT.match(values["PROJECT_NAME"]) or len(values["PROJECT_NAME"]) > PROJECT_LIMIT:
         problems.append(f"PROJECT_NAME must be 1-{PROJECT_LIMIT} letters, digits or '-' (it starts every job name, "
                         "which SageMaker limits to 63 characters)")
-    for key in ("INSTANCE_TYPE", "TRANSFORM_INSTANCE_TYPE", "ENDPOINT_INSTANCE_TYPE"):
+    for key in ("INSTANCE_TYPE", "TRANSFORM_INSTANCE_TYPE", "ENDPOINT_INSTANCE_TYPE", "PROCESSING_INSTANCE_TYPE"):
         if (values[key] or key == "INSTANCE_TYPE") and not _INSTANCE_TYPE.match(values[key]):
             problems.append(f"{key}={values[key]!r} is not a SageMaker instance type: use "
                             "ml.<family>.<size>, e.g. ml.m5.large")

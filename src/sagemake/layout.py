@@ -39,3 +39,19 @@ def base_dir() -> Path:
 
 def channel_dir(base: Path, channel: str) -> Path:
     return base / DATA_DIR / channel
+
+# A processing job (CreateProcessingJob): no train/serve argument, its inputs and outputs under processing/,
+# its own config beside them. The root moves with SAGEMAKER_BASE_DIR too (a local process runs under a folder).
+PROCESSING_INPUT_DIR = "processing/input"  # each ProcessingInput's S3Input.LocalPath: <root>/processing/input/<name>
+PROCESSING_OUTPUT_DIR = "processing/output"  # each ProcessingOutput's S3Output.LocalPath
+PROCESSING_CONFIG_DIR = "config"
+PROCESSING_JOB_CONFIG = f"{PROCESSING_CONFIG_DIR}/processingjobconfig.json"
+PROCESSING_RESOURCE_CONFIG = f"{PROCESSING_CONFIG_DIR}/resourceconfig.json"
+
+
+def processing_input(base: Path, name: str) -> Path:
+    return base / PROCESSING_INPUT_DIR / name
+
+
+def processing_output(base: Path, name: str) -> Path:
+    return base / PROCESSING_OUTPUT_DIR / name

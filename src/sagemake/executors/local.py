@@ -126,7 +126,11 @@ class LocalExecutor(Executor):
     def runtime(self, request: dict) -> tuple[ContainerRuntime | ProcessRuntime, str]:
         """The runtime and why: LOCAL_RUNTIME=auto takes the container when the engine has the image, else
         (sagemake's own image only) a process."""
-        config, image = self.config, request["AlgorithmSpecification"]["TrainingImage"]
+        return self.runtime_for(request["AlgorithmSpecification"]["TrainingImage"])
+
+    def runtime_for(self, image: str) -> tuple[ContainerRuntime | ProcessRuntime, str]:
+        """The runtime of a job that runs image (a training or a processing job's), and why."""
+        config = self.config
         if config["LOCAL_RUNTIME"] == "process":
             if not config.sagemake_image:
                 raise UserError(_PROCESS_ONLY_OURS)
@@ -593,6 +597,44 @@ def _size(path: Path) -> int:
 
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
+
+
+def run_guarded(command: list[str], env: dict, guard_arguments: list[str], log: Path, limit: float,
+                grace: int) -> tuple[int, str | None]:
+    """One command under the guard (guard.py), so it dies with this process however it ends, its output to log and
+    the terminal: (exit status, None or why it was stopped: MaxRuntimeExceeded, Stopped). MaxRuntime, Ctrl-C,
+    SIGTERM and SIGHUP stop it (SIGTERM, SIGKILL after grace; a second Ctrl-C kills it at once)."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = {n: signal.signal(n, _interrupt) for n in (signal.SIGTERM, signal.SIGHUP)} if main else {}
+    stopped_by = None
+    try:
+        with log.open("wb") as handle:
+            process = subprocess.Popen([sys.executable, str(GUARD), str(os.getpid()), str(grace), *guard_arguments,
+                                        "--", *command], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
+            reader = threading.Thread(target=_copy_lines, args=(process.stdout, handle, b"", threading.Lock()),
+                                      daemon=True)
+            reader.start()
+            started = time.monotonic()
+            try:
+                while process.poll() is None:
+                    if time.monotonic() - started >= limit:
+                        stopped_by = "MaxRuntimeExceeded"
+                        break
+                    time.sleep(POLL_SECONDS)
+            except KeyboardInterrupt:
+                stopped_by = "Stopped"
+            while process.poll() is None:
+                process.send_signal(signal.SIGTERM)  # the guard's second request kills at once
+                try:
+                    process.wait()
+                except KeyboardInterrupt:
+                    pass
+            reader.join()
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    return process.returncode, stopped_by
 
 
 def _copy_lines(stream, log, prefix: bytes, lock: threading.Lock) -> None:

@@ -202,6 +202,27 @@ class ContainerRuntime:
         """What the guard (guard.py) needs to stop the container itself, not just its `run` client."""
         return ["--container", self.engine, self.container(request, host)]
 
+    def processing_command(self, request: dict, tree: Path, inputs: dict[str, Path],
+                           outputs: dict[str, Path]) -> tuple[list[str], dict]:
+        """A processing job's `<engine> run`, with what SageMaker mounts: each input read-only at
+        /opt/ml/processing/input/<name>, each output at /opt/ml/processing/output/<name>, the config in
+        /opt/ml/config; started with the request's ContainerEntrypoint and ContainerArguments (no `train`)."""
+        base = Path(self.base)
+        mounts = ["-v", f"{tree / layout.PROCESSING_CONFIG_DIR}:{base / layout.PROCESSING_CONFIG_DIR}"]
+        for name, copy in inputs.items():
+            mounts += ["-v", f"{copy}:{layout.processing_input(base, name)}:ro"]
+        for name, folder in outputs.items():
+            mounts += ["-v", f"{folder}:{layout.processing_output(base, name)}"]
+        spec, env = request["AppSpecification"], request.get("Environment", {})
+        entrypoint = spec.get("ContainerEntrypoint", [])
+        start = ["--entrypoint", entrypoint[0], self.image, *entrypoint[1:]] if entrypoint else [self.image]
+        return [self.engine, "run", "--rm", "--name", request["ProcessingJobName"], *mounts, *self.run_flags,
+                *(f for key in sorted(env) for f in ("-e", key)), *start, *spec.get("ContainerArguments", [])], \
+            {**os.environ, **env}
+
+    def processing_guard_arguments(self, request: dict) -> list[str]:
+        return ["--container", self.engine, request["ProcessingJobName"]]
+
     def explain_exit(self, code: int) -> str | None:
         if code in (125, 126, 127):  # `docker run`'s own failures, not the training's
             return f"ClientError: {self.engine} could not start the image (exit {code}): see the job's log"
@@ -256,6 +277,31 @@ class ProcessRuntime:
 
     def guard_arguments(self, request: dict, host: str) -> list[str]:
         return []  # the guard stops the process's whole group
+
+    def processing_command(self, request: dict, tree: Path, inputs: dict[str, Path],
+                           outputs: dict[str, Path]) -> tuple[list[str], dict]:
+        """A processing job's Python entrypoint (python3 -m ... or python3 file.py) by the job's Python, with the
+        same paths under tree (SAGEMAKER_BASE_DIR): each input a link to its shared read-only copy, each output a
+        link to its folder."""
+        spec = request["AppSpecification"]
+        entrypoint = spec.get("ContainerEntrypoint", [])
+        if not entrypoint or not re.fullmatch(r"python[0-9.]*", Path(entrypoint[0]).name):
+            raise UserError(f"a local process runs only a Python entrypoint of sagemake's own image, not "
+                            f"{entrypoint or 'the image default'}: run it in a container (start the engine)")
+        links = [(layout.processing_input(tree, n), c) for n, c in inputs.items()]
+        for link, folder in links + [(layout.processing_output(tree, n), f) for n, f in outputs.items()]:
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(folder, target_is_directory=True)
+        home = tree.parent / "home"  # not the user's: ~/.aws and other dotfiles stay out of the job
+        home.mkdir(exist_ok=True)
+        kept = {k: v for k, v in os.environ.items() if KEPT_VARIABLES.match(k)}
+        return [str(self.python), *entrypoint[1:], *spec.get("ContainerArguments", [])], {
+            **kept, **request.get("Environment", {}), layout.BASE_DIR_VARIABLE: str(tree),
+            "PYTHONPATH": str(self.root / "src"), "HOME": str(home), "PYTHONUNBUFFERED": "1",
+            "PYTHONDONTWRITEBYTECODE": "1"}
+
+    def processing_guard_arguments(self, request: dict) -> list[str]:
+        return []
 
     def explain_exit(self, code: int) -> str | None:
         return None
