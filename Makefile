@@ -13,7 +13,7 @@ MAKEFLAGS += --no-print-directory
 
 PYTHON ?= python3
 # JOB (and KEEP) reach the scripts through the environment, so no name can break the recipe's quoting.
-export JOB KEEP
+export JOB KEEP TUNING
 VENV ?= .venv
 export VENV
 export PYTHONPATH := $(CURDIR)/src
@@ -95,6 +95,18 @@ fetch: setup ## fetch a finished job's model with its manifest (JOB=..., default
 .PHONY: jobs
 jobs: setup ## the ledger: recent jobs with status, duration, billable seconds, cost, warm pool, main metric
 	@$(PY) scripts/run_sagemaker.py jobs
+
+.PHONY: tune-plan
+tune-plan: setup ## print the tuning job request (TUNE_RANGES, TUNE_OBJECTIVE, ...) as JSON; submits nothing
+	@$(PY) scripts/tune.py plan
+
+.PHONY: tune
+tune: setup ## tune hyperparameters over TUNE_RANGES: TUNE_MAX_JOBS trials, TUNE_PARALLEL at a time; fetch the best
+	@$(PY) scripts/tune.py run
+
+.PHONY: tune-jobs
+tune-jobs: setup ## the leaderboard of the latest tuning run (TUNING=<name> for another)
+	@$(PY) scripts/tune.py jobs $${TUNING:+"$$TUNING"}
 
 .PHONY: logs
 logs: setup ## print a job's log, following it while it runs (JOB=..., default latest)

@@ -76,6 +76,13 @@ DEFAULTS = {
     "RAW_DIR": "raw",
     "PREPROCESS_ARGS": "",
     "PROCESSING_INSTANCE_TYPE": "",
+    "TUNE_RANGES": "",
+    "TUNE_OBJECTIVE": "",
+    "TUNE_OBJECTIVE_TYPE": "",
+    "TUNE_MAX_JOBS": "10",
+    "TUNE_PARALLEL": "1",
+    "TUNE_STRATEGY": "Bayesian",
+    "TUNE_SEED": "0",
 }
 AWS_REQUIRED = ("PROJECT_NAME", "AWS_REGION", "SAGEMAKER_ROLE_ARN", "S3_BUCKET", "ECR_REPOSITORY")
 OWN_DOCKERFILES = {"image": "docker/Dockerfile", "script": "docker/Dockerfile.script"}  # by CODE_MODE
@@ -104,6 +111,9 @@ _INTEGERS = {  # name: (lowest, highest)
     "TRANSFORM_MAX_PAYLOAD_MB": (1, 100),  # CreateTransformJob's MaxPayloadInMB
     "TRANSFORM_MAX_CONCURRENT": (1, 64),
     "ENDPOINT_INSTANCE_COUNT": (1, 100),
+    "TUNE_MAX_JOBS": (1, 500),  # SageMaker's MaxNumberOfTrainingJobs
+    "TUNE_PARALLEL": (1, 100),  # MaxParallelTrainingJobs
+    "TUNE_SEED": (0, 2**32 - 1),
 }
 _CHOICES = {
     "CONTAINER_ENGINE": ("docker", "podman"),
@@ -111,6 +121,8 @@ _CHOICES = {
     "USE_SPOT": ("true", "false"),
     "CODE_MODE": ("image", "script"),
     "TRANSFORM_BATCH_STRATEGY": ("MultiRecord", "SingleRecord"),
+    "TUNE_STRATEGY": ("Bayesian", "Random"),
+    "TUNE_OBJECTIVE_TYPE": ("", "Maximize", "Minimize"),
 }
 
 

@@ -58,6 +58,7 @@ def manifest(record: dict, tagged: dict, artifact: Path, executor: Executor) -> 
         "project": tagged.get("project"),
         "git_sha": tagged.get("git-sha"),
         "git_dirty": tagged.get("git-dirty") == "true",
+        **({"tuning_job": tagged["tuning"]} if "tuning" in tagged else {}),  # a trial of `make tune`
         "image": record["AlgorithmSpecification"]["TrainingImage"],
         "runtime": record.get("LocalRuntime", "sagemaker"),
         "created": record.get("CreationTime"),

@@ -77,6 +77,8 @@ class LocalExecutor(Executor):
         super().__init__(config)
         self.jobs_dir = config.path("JOBS_DIR")
         self.engine = Engine(config)
+        # Set from another thread (a tuning run's Ctrl-C): its running jobs stop as Ctrl-C stops one, Stopped.
+        self.stopping = threading.Event()
 
     def where(self) -> str:
         return f"locally, in {self.config['JOBS_DIR']}/"
@@ -271,6 +273,7 @@ class _Job:
         self.channels: dict[str, Path] = {}  # name: its shared read-only copy (channels.py)
         self.stopped_by: str | None = None
         self.record: dict = {}
+        self.stopping = executor.stopping
 
     def run(self) -> dict:
         """The whole job; SIGTERM or SIGHUP to this process (a closed terminal, a cancelled CI run)
@@ -438,6 +441,9 @@ class _Job:
                 elif elapsed >= limit:
                     self.stopped_by = "MaxRuntimeExceeded"
                     self._stop(processes, f"MaxRuntimeInSeconds={self.limit} reached")
+                elif self.stopping.is_set():
+                    self.stopped_by = "Stopped"
+                    self._stop(processes, "asked to stop")
                 else:
                     time.sleep(POLL_SECONDS)
         except KeyboardInterrupt:

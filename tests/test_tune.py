@@ -1,0 +1,137 @@
+"""Tuning: ranges and objective checked against the trainer's schema, the CreateHyperParameterTuningJob request,
+and a real local tuning run (optuna choosing, every trial a normal local job under the process runtime)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT
+
+from sagemake.config import resolve
+from sagemake.executors.local import LocalExecutor
+from sagemake.fetch_model import metrics
+from sagemake.request import plan as training_plan
+from sagemake.tune import LEADERBOARD, PLOT, RECORD, objective, plan, tune_locally
+
+RANGES = "learning_rate=0.02:0.5:log max_depth=1:4 subsample=0.5:1"
+STATIC = "n_estimators=20"
+
+
+def settings(example_data, tmp_path, **more):
+    return {"DATA_DIR": str(example_data), "JOBS_DIR": str(tmp_path / "jobs"), "MODELS_DIR": str(tmp_path / "models"),
+            "LOCAL_RUNTIME": "process", "HP": STATIC, "TUNE_RANGES": RANGES, "STOP_GRACE_SECONDS": "5", **more}
+
+
+def test_the_request_is_typed_from_the_schema_and_built_from_the_training_request(example_data, tmp_path):
+    config = resolve(root=ROOT, environ=settings(example_data, tmp_path, TUNE_MAX_JOBS="6", TUNE_PARALLEL="2",
+                                                 TUNE_RANGES=RANGES + " target=target|label"))
+    executor = LocalExecutor(config)
+    request = plan(config, executor)
+    job = request["HyperParameterTuningJobConfig"]
+    assert job["ParameterRanges"] == {
+        "IntegerParameterRanges": [{"Name": "max_depth", "MinValue": "1", "MaxValue": "4", "ScalingType": "Linear"}],
+        "ContinuousParameterRanges": [
+            {"Name": "learning_rate", "MinValue": "0.02", "MaxValue": "0.5", "ScalingType": "Logarithmic"},
+            {"Name": "subsample", "MinValue": "0.5", "MaxValue": "1", "ScalingType": "Linear"}],
+        "CategoricalParameterRanges": [{"Name": "target", "Values": ["target", "label"]}],
+    }
+    assert job["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 6, "MaxParallelTrainingJobs": 2}
+    assert job["Strategy"] == "Bayesian"
+    assert job["HyperParameterTuningJobObjective"] == {"Type": "Maximize", "MetricName": "validation:roc_auc"}
+    assert len(request["HyperParameterTuningJobName"]) <= 32
+    training = training_plan(config, executor)
+    definition = request["TrainingJobDefinition"]
+    assert definition["StaticHyperParameters"] == {"n_estimators": "20", "seed": "0"}  # less the tuned ones
+    assert definition["AlgorithmSpecification"] == {k: training["AlgorithmSpecification"][k] for k in
+                                                    ("TrainingImage", "TrainingInputMode", "MetricDefinitions")}
+    assert definition["InputDataConfig"] == training["InputDataConfig"]
+    assert {"Key": "sagemake:tuning", "Value": request["HyperParameterTuningJobName"]} in request["Tags"]
+
+
+@pytest.mark.parametrize("more, expected", [
+    ({}, "Maximize"),
+    ({"TUNE_OBJECTIVE_TYPE": "Minimize"}, "Minimize"),
+    ({"METRICS": "validation:logloss accuracy"}, "Minimize"),
+    ({"METRICS": "rmse r2", "TUNE_OBJECTIVE": "r2"}, "Maximize"),
+])
+def test_the_objective_direction_is_inferred_from_its_name_or_set(more, expected, example_data, tmp_path):
+    assert objective(resolve(root=ROOT, environ=settings(example_data, tmp_path, **more)))["Type"] == expected
+
+
+@pytest.mark.parametrize("more, said", [
+    ({"TUNE_RANGES": "learning_rate=0.01:2"}, "learning_rate"),  # le=1
+    ({"TUNE_RANGES": "max_depth=0:4"}, "max_depth"),  # ge=1
+    ({"TUNE_RANGES": "max_depth=1.5:4"}, "integer"),
+    ({"TUNE_RANGES": "max_depth=a|b"}, "max_depth"),
+    ({"TUNE_RANGES": "depth=1:3"}, "not a hyperparameter"),
+    ({"TUNE_OBJECTIVE": "validation:nope"}, "not a declared metric"),
+    ({"TUNE_MAX_JOBS": "2", "TUNE_PARALLEL": "3"}, "TUNE_PARALLEL=3 is more than TUNE_MAX_JOBS=2"),
+    ({"TUNE_RANGES": "learning_rate=0:0.5:log"}, "learning_rate"),
+])
+def test_bad_input_is_one_line_and_exit_2(more, said, example_data, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUNE_")}
+    done = subprocess.run([sys.executable, str(ROOT / "scripts/tune.py"), "plan"], capture_output=True, text=True,
+                          env={**env, **settings(example_data, tmp_path, **more), "PYTHONPATH": str(ROOT / "src")})
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    assert len(done.stderr.strip().splitlines()) == 1 and said in done.stderr, done.stderr
+
+
+def test_a_local_tuning_run_of_6_trials_2_at_a_time(example_data, tmp_path, capsys):
+    environ = settings(example_data, tmp_path, TUNE_MAX_JOBS="6", TUNE_PARALLEL="2")
+    config = resolve(root=ROOT, environ=environ)
+    executor = LocalExecutor(config)
+    baseline = executor.run(training_plan(config, executor))  # the default values of the tuned hyperparameters
+    folder, record = tune_locally(config, executor)
+    name = record["HyperParameterTuningJobName"]
+    trials = record["TrainingJobSummaries"]
+    assert len(trials) == 6 and record["HyperParameterTuningJobStatus"] == "Completed"
+    assert record["TrainingJobStatusCounters"]["Completed"] == 6 and record["ObjectiveStatusCounters"]["Succeeded"] == 6
+    goal = "validation:roc_auc"
+    values = {}
+    for trial in trials:  # each a normal local job: its folder, its record, its metrics, its tag
+        job = executor.describe(trial["TrainingJobName"])
+        assert job["TrainingJobStatus"] == "Completed"
+        assert (executor.folder(trial["TrainingJobName"]) / "train.log").is_file()
+        assert executor.tags(trial["TrainingJobName"])["tuning"] == name
+        static = {"n_estimators": "20", "target": "target", "seed": "0"}
+        assert job["HyperParameters"] == {**static, **trial["TunedHyperParameters"]}
+        values[trial["TrainingJobName"]] = metrics(job)[goal]
+    assert len({json.dumps(t["TunedHyperParameters"], sort_keys=True) for t in trials}) == 6
+    assert set(values) <= set(executor.names(None))  # `make jobs` lists them
+    best = record["BestTrainingJob"]
+    assert best["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] == max(values.values())
+    assert best["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] >= metrics(baseline)[goal]
+    manifest = json.loads((tmp_path / "models" / best["TrainingJobName"] / "manifest.json").read_text())
+    assert manifest["tuning_job"] == name and manifest["hyperparameters"]["max_depth"] == \
+        best["TunedHyperParameters"]["max_depth"]
+    rows = (folder / LEADERBOARD).read_text().splitlines()
+    assert rows[0].split(",") == ["trial", "learning_rate", "max_depth", "subsample", goal, "DURATION", "STATUS"]
+    scores = [float(row.split(",")[4]) for row in rows[1:]]
+    assert len(scores) == 6 and scores == sorted(scores, reverse=True)
+    assert (folder / PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((folder / RECORD).read_text()) == record
+    assert best["TrainingJobName"] + " *" in capsys.readouterr().out  # the leaderboard, the best marked
+
+
+def test_ctrl_c_stops_the_running_trials_and_keeps_the_record(example_data, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUNE_")}
+    environ = settings(example_data, tmp_path, TUNE_MAX_JOBS="4", TUNE_PARALLEL="2", HP="n_estimators=3000")
+    process = subprocess.Popen([sys.executable, str(ROOT / "scripts/tune.py"), "run"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True,
+                               env={**env, **environ, "PYTHONPATH": str(ROOT / "src")})
+    jobs = tmp_path / "jobs"
+    while len([p for p in jobs.glob("*/job.json") if json.loads(p.read_text())["SecondaryStatus"] == "Training"]) < 2:
+        assert process.poll() is None, process.stderr.read()
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    record = json.loads(next(jobs.glob(f"*/{RECORD}")).read_text())
+    assert record["HyperParameterTuningJobStatus"] == "Stopped"
+    assert record["TrainingJobStatusCounters"]["Stopped"] == 2 and len(record["TrainingJobSummaries"]) == 2
+    assert all(json.loads(p.read_text())["TrainingJobStatus"] == "Stopped" for p in jobs.glob("*/job.json"))
