@@ -155,6 +155,7 @@ bench: $(DEV_STAMP) ## measure `make train` (local, against the AWS emulator), t
 	@$(PY) bench/bench_images.py
 	@$(PY) bench/bench_serve.py
 	@$(PY) bench/bench_hosts.py
+	@$(PY) bench/bench_tune.py
 
 .PHONY: clean
 clean: ## remove the virtualenv and caches (keeps data/, jobs/ and models/)
