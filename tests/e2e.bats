@@ -43,5 +43,5 @@ PY
   job="$(latest_job)"
   run python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["artifact"]["sha256"])' "models/$job/manifest.json"
   assert_output "$first_sha"
-  [[ "$(find jobs -mindepth 1 -maxdepth 1 -type d | wc -l)" -eq 2 ]]
+  [[ "$(find jobs -mindepth 2 -maxdepth 2 -name job.json | wc -l)" -eq 2 ]] # two jobs (beside them, the shared channel copies)
 }
