@@ -523,3 +523,22 @@ def test_large_archives_show_progress_and_small_ones_do_not(tmp_path, capfd, mon
     assert "==> unpack model.tar.gz: 21.0 MB done" in err
     assert "small" not in err
     assert (tmp_path / "out/weights.bin").read_bytes() == (big / "weights.bin").read_bytes()
+
+
+def test_clean_jobs_keeps_the_data_copy_a_running_processing_job_reads(setup):
+    jobs, runtime, request = setup
+    jobs.run(request("old"), runtime, 5)
+    (copy,) = jobs.describe("old")["LocalChannels"].values()
+    processing = jobs.jobs_dir / "preprocess-1"
+    processing.mkdir()
+    (processing / "processing.json").write_text(json.dumps({"ProcessingJobStatus": "InProgress",
+                                                            "LocalChannels": {"raw": copy}}))
+    jobs.run(request("new"), runtime, 5)
+    ((jobs.config.root / "my data/train/rows.csv")).write_text("x,y\n5,5\n")  # the newest job's data differs
+    jobs.run(request("newest"), runtime, 5)
+    jobs.prune(1)
+    assert (jobs.jobs_dir / ".channels" / copy).is_dir()  # read by the running processing job
+    (processing / "processing.json").write_text(json.dumps({"ProcessingJobStatus": "Completed",
+                                                            "LocalChannels": {"raw": copy}}))
+    jobs.prune(1)
+    assert not (jobs.jobs_dir / ".channels" / copy).exists()

@@ -232,6 +232,10 @@ class LocalExecutor(Executor):
             remove(self.folder(name))
             removed += 1
         used = {copy for record in kept for copy in record.get("LocalChannels", {}).values()}
+        for path in self.jobs_dir.glob("*/*.json"):  # other kinds of job (processing) read shared copies too
+            other = _read_json(path)
+            if other.get("ProcessingJobStatus") == "InProgress":
+                used.update(other.get("LocalChannels", {}).values())
         for entry in unused(self.jobs_dir, used):
             freed += _size(entry)
             remove(entry)
@@ -594,6 +598,14 @@ def _stat(pid: int) -> list[str] | None:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def _size(path: Path) -> int:
