@@ -280,3 +280,17 @@ def test_a_sync_cut_off_midway_leaves_no_manifest_and_the_next_ends_whole(small,
     assert_mirrored(folder)
     monkeypatch.setenv("AWS_ENDPOINT_URL", EMULATOR["url"])
     assert len(counted_sync(config)[1]) == 5
+
+
+def test_a_channels_files_are_walked_in_the_order_its_digest_takes_them(tmp_path):
+    """data.files walks with os.scandir for speed: the same files, in the same order, as sorted Path.rglob."""
+    folder = tmp_path / "channel"
+    for name in ["a/b", "a-c", "a.b", "a/z/y", "a/z0", "b", "B", ".hidden", "a/.x/y", "ü", "z/a b", "a/b2/c"]:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(name)
+    (folder / "link-to-folder").symlink_to(folder / "a")
+    (folder / "link-to-file").symlink_to(folder / "b")
+    (folder / "dangling").symlink_to(folder / "nothing")
+    walked = data.files(folder)
+    assert walked == sorted(p for p in folder.rglob("*") if p.is_file())
+    assert [p.relative_to(folder).as_posix() for p in walked][:5] == [".hidden", "B", "a/.x/y", "a/b", "a/b2/c"]
