@@ -32,6 +32,19 @@ MANIFEST = "manifest.json"
 OUTPUT = "output"  # MODELS_DIR/<job>/output/: the job's /opt/ml/output/data/
 
 
+def completed(executor: Executor, name: str, purpose: str) -> dict:
+    """The job's record; only a Completed job has a model to fetch, serve or deploy (purpose says which)."""
+    record = executor.describe(name)
+    status = record["TrainingJobStatus"]
+    if status != "Completed":
+        why = f": {record['FailureReason']}" if record.get("FailureReason") else ""
+        raise UserError(f"job {name} is {status}{why}; only a Completed job has a model to {purpose} "
+                        f"(`make logs{executor.env_flag()} JOB={name}`)")
+    if "ModelArtifacts" not in record:
+        raise UserError(f"job {name} has no ModelArtifacts in its record: nothing to {purpose}")
+    return record
+
+
 def sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -100,14 +113,7 @@ def fetch(config: Config, executor: Executor, name: str | None = None) -> Path:
     Everything is put together in a scratch folder and swapped in whole, under a lock on MODELS_DIR: a fetch that
     fails leaves the previous good copy (or nothing), and fetches into one MODELS_DIR take turns."""
     name = name or executor.latest()
-    record = executor.describe(name)
-    status = record["TrainingJobStatus"]
-    if status != "Completed":
-        why = f": {record['FailureReason']}" if record.get("FailureReason") else ""
-        raise UserError(f"job {name} is {status}{why}; only a Completed job has a model to fetch "
-                        f"(`make logs{executor.env_flag()} JOB={name}`)")
-    if "ModelArtifacts" not in record:
-        raise UserError(f"job {name} has no ModelArtifacts in its record: nothing to fetch")
+    record = completed(executor, name, "fetch")
     uri = record["ModelArtifacts"]["S3ModelArtifacts"]
     output_uri = record.get("OutputDataArtifacts") or uri.rsplit("/", 1)[0] + "/" + layout.OUTPUT_ARCHIVE
     destination = config.path("MODELS_DIR") / name

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sagemake.aws import ERRORS, call, error_code, failure
 from sagemake.cli import UserError, say
+from sagemake.fetch_model import completed
 from sagemake.request import TAG_PREFIX
 
 PROJECT_TAG = f"{TAG_PREFIX}project"
@@ -35,15 +36,7 @@ def missing(err: Exception) -> bool:
 
 def completed_job(executor, job: str) -> dict:
     """The training job's record; only a Completed job has a model to transform or deploy."""
-    record = executor.describe(job)
-    status = record["TrainingJobStatus"]
-    if status != "Completed":
-        why = f": {record['FailureReason']}" if record.get("FailureReason") else ""
-        raise UserError(f"job {job} is {status}{why}; only a Completed job has a model to serve "
-                        f"(`make jobs{executor.env_flag()}` lists the others)")
-    if "ModelArtifacts" not in record:
-        raise UserError(f"job {job} has no ModelArtifacts in its record: nothing to serve")
-    return record
+    return completed(executor, job, "serve")
 
 
 def ensure_model(executor, record: dict) -> dict:
