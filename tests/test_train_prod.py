@@ -247,6 +247,9 @@ def test_make_upload_env_prod_shows_its_progress(aws, tmp_path):
     assert "%" not in result.stderr  # not a terminal: no line rewritten in place
 
     # On a terminal the line is rewritten in place as the bytes go (the unchanged files count as they are checked).
+    # One file of each channel changes, or the re-sync would find its manifest true and move nothing.
+    for channel, size in (("train", 100_000), ("validation", 200_000)):
+        (tmp_path / "data" / channel / "part-0.csv").write_bytes(os.urandom(size))
     status, shown = on_a_terminal(["make", "-s", "upload"], environment({}, tmp_path))
     assert status == 0, shown
     for channel, size in (("train", "0.3 MB"), ("validation", "0.2 MB")):
