@@ -1,14 +1,18 @@
 """The local executor: runs a CreateTrainingJob request on this machine, as SageMaker would.
 
-A fresh /opt/ml tree per job, its channels read from read-only copies shared by
-every job on the same data (channels.py), MaxRuntime enforced (SIGTERM, then
-SIGKILL after STOP_GRACE_SECONDS) by a guard that also outlives the executor
-(guard.py), model/ and output/data/ packed as model.tar.gz and output.tar.gz
-under the output path, and a record in DescribeTrainingJob's shape. The image runs in Docker or podman; sagemake's own
-image can also run as a process under the same contract (runtimes.py).
+A fresh /opt/ml tree per host (algo-1 ... algo-N), its channels read from
+read-only copies shared by every job on the same data (channels.py), whole or,
+with ShardedByS3Key, each host's share; MaxRuntime enforced (SIGTERM, then
+SIGKILL after STOP_GRACE_SECONDS) by a guard per host that also outlives the
+executor (guard.py); a spot drill that interrupts and restarts the job on its
+checkpoints; every host's model/ and output/data/ packed as model.tar.gz and
+output.tar.gz under the output path; and a record in DescribeTrainingJob's
+shape. The image runs in Docker or podman; sagemake's own image can also run
+as a process under the same contract (runtimes.py).
 
 Job folder (JOBS_DIR/<job name>/): request.json, job.json (the record),
-train.log, ml/ (the /opt/ml tree) and output/ (the artefacts).
+train.log, ml/ (algo-1's /opt/ml tree; ml-algo-2/ ... beside it), shards/ (with
+ShardedByS3Key) and output/ (the artefacts).
 """
 
 from __future__ import annotations
