@@ -188,3 +188,121 @@ class SageMakerDriver:
         now = int(time.time() * 1000)
         logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=stream,
                             logEvents=[{"timestamp": now + i, "message": line} for i, line in enumerate(lines)])
+
+
+class ProcessingDriver:
+    """Plays SageMaker for the next processing job created, for real: it downloads the job's S3 inputs, runs its
+    ContainerEntrypoint and ContainerArguments with this Python from the checkout's src/ (what sagemake's image
+    holds) under SageMaker's processing paths, streams the output to CloudWatch, uploads each output and ends the
+    job Completed or Failed by the exit status. StopProcessingJob ends the process.
+
+    `start_seconds` is how long the instance takes to start (a StopProcessingJob then ends the job before it
+    runs)."""
+
+    GROUP = "/aws/sagemaker/ProcessingJobs"
+
+    def __init__(self, scratch: Path, endpoint=None, start_seconds=0.0):
+        self.scratch, self.endpoint, self.start = scratch, endpoint, start_seconds
+        self.job = None
+        self.error: BaseException | None = None
+        self.halt = threading.Event()
+
+    def __enter__(self):
+        from moto.sagemaker.models import FakeProcessingJob
+
+        driver = self
+        self._original = original = FakeProcessingJob.__init__
+
+        def held_in_progress(job, *args, **kwargs):
+            original(job, *args, **kwargs)
+            job.processing_job_status, job.processing_end_time = "InProgress", None
+            driver.job = job
+
+        FakeProcessingJob.__init__ = held_in_progress
+        self.thread = threading.Thread(target=self._play, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        from moto.sagemaker.models import FakeProcessingJob
+
+        self.halt.set()
+        self.thread.join(timeout=120)
+        FakeProcessingJob.__init__ = self._original
+        if self.error:
+            raise self.error
+
+    def _play(self):
+        try:
+            deadline = time.monotonic() + 120
+            while self.job is None and time.monotonic() < deadline and not self.halt.wait(0.05):
+                pass
+            if self.job is not None:
+                self._run(self.job)
+        except BaseException as err:  # noqa: BLE001 - reported to the test in __exit__
+            self.error = err
+
+    def _run(self, job):
+        import sys
+
+        root = Path(__file__).resolve().parents[1]
+        s3, logs = client("s3", self.endpoint), client("logs", self.endpoint)
+        try:
+            logs.create_log_group(logGroupName=self.GROUP)
+        except logs.exceptions.ResourceAlreadyExistsException:
+            pass
+        stream = f"{job.processing_job_name}/algo-1-1700000000"
+        logs.create_log_stream(logGroupName=self.GROUP, logStreamName=stream)
+        started = time.monotonic()
+        while time.monotonic() - started < self.start:  # StopProcessingJob ends it here; the end of the play too
+            if job.processing_job_status != "InProgress" or self.halt.wait(0.1):
+                return
+        base = self.scratch / job.processing_job_name
+        for entry in job.processing_inputs:
+            bucket, _, prefix = entry["S3Input"]["S3Uri"][len("s3://"):].partition("/")
+            target = base / entry["S3Input"]["LocalPath"].removeprefix("/opt/ml/")
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    (target / item["Key"][len(prefix):]).parent.mkdir(parents=True, exist_ok=True)
+                    s3.download_file(bucket, item["Key"], str(target / item["Key"][len(prefix):]))
+        outputs = job.processing_output_config["Outputs"]
+        for entry in outputs:
+            (base / entry["S3Output"]["LocalPath"].removeprefix("/opt/ml/")).mkdir(parents=True)
+        spec = job.app_specification
+        command = [sys.executable, *spec["ContainerEntrypoint"][1:], *spec.get("ContainerArguments", [])]
+        env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "PYTHONPATH": str(root / "src"),
+               "PYTHONUNBUFFERED": "1"}
+        process = subprocess.Popen(command, env=env, cwd=base, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   text=True)
+        lines = []
+        reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
+        reader.start()
+        sent = 0
+        while process.poll() is None:
+            if job.processing_job_status != "InProgress" or self.halt.wait(0.2):  # StopProcessingJob, or the end
+                process.terminate()
+                process.wait()
+                return
+            sent = self._log(logs, stream, lines, sent)
+        reader.join()
+        self._log(logs, stream, lines, sent)
+        if process.returncode == 0:
+            for entry in outputs:
+                folder = base / entry["S3Output"]["LocalPath"].removeprefix("/opt/ml/")
+                bucket, _, prefix = entry["S3Output"]["S3Uri"][len("s3://"):].partition("/")
+                for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+                    s3.upload_file(str(path), bucket, f"{prefix.rstrip('/')}/{path.relative_to(folder).as_posix()}")
+            job.processing_job_status = "Completed"
+        else:
+            job.failure_reason = "AlgorithmError: See job logs for more information"
+            job.exit_message = "".join(lines[-3:])
+            job.processing_job_status = "Failed"
+        job.processing_end_time = datetime.now(timezone.utc)
+
+    def _log(self, logs, stream, lines, sent):
+        fresh = [line.rstrip("\n") for line in lines[sent:]]
+        if fresh:
+            now = int(time.time() * 1000)
+            logs.put_log_events(logGroupName=self.GROUP, logStreamName=stream,
+                                logEvents=[{"timestamp": now + i, "message": line} for i, line in enumerate(fresh)])
+        return sent + len(fresh)

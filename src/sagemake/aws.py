@@ -30,6 +30,7 @@ from sagemake.cli import AwsError, Progress, UserError, say
 from sagemake.config import Config
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+PROCESSING_LOG_GROUP = "/aws/sagemaker/ProcessingJobs"
 RETRIES = {"AWS_RETRY_MODE": "standard", "AWS_MAX_ATTEMPTS": "8"}
 ERRORS = (BotoCoreError, ClientError, Boto3Error)  # what boto3 raises: `except ERRORS as err: raise failure(err)`
 NETWORK = (NetworkError, HTTPClientError)  # refused, reset, closed, timed out, cut off in the middle of an answer
@@ -174,12 +175,13 @@ def check_bucket(config: Config, aws: boto3.Session, s3=None) -> None:
                         f"use a bucket in {region}, or set AWS_REGION={found}")
 
 
-def console_url(region: str, name: str) -> str:
-    return f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/jobs/{name}"
+def console_url(region: str, name: str, page: str = "jobs") -> str:
+    """The job's page in the SageMaker console (page: jobs, processing-jobs, hyper-tuning-jobs)."""
+    return f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/{page}/{name}"
 
 
-def logs_url(region: str, name: str) -> str:
-    group = LOG_GROUP.replace("/", "$252F")
+def logs_url(region: str, name: str, group: str = LOG_GROUP) -> str:
+    group = group.replace("/", "$252F")
     return (f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
             f"#logsV2:log-groups/log-group/{group}$3FlogStreamNameFilter$3D{name}")
 

@@ -17,9 +17,12 @@ JOBS_DIR/<job>/ml/; under the guard, MaxRuntime enforced. The input is read
 from the shared read-only copy of RAW_DIR (channels.py); the record,
 processing.json, is in DescribeProcessingJob's shape.
 
-Any other ENV: RAW_DIR is uploaded to s3://S3_BUCKET/S3_PREFIX/processing/raw/
-<digest>/ (once per content), the job created and followed with its CloudWatch
-log, and the outputs downloaded.
+Any other ENV: RAW_DIR is uploaded to
+s3://S3_BUCKET/S3_PREFIX/processing/input/raw/<digest>/ (once per content: a
+manifest beside it makes an unchanged upload a few requests), the job created
+and followed with its CloudWatch log (/aws/sagemaker/ProcessingJobs), and the
+outputs, written to .../processing/output/<job>/<channel>/, downloaded. Ctrl-C
+stops the job.
 
 Either way each output lands whole in DATA_DIR/<channel>/, and
 DATA_DIR/.preprocessed.json records the cache key (the raw data's digest, the
@@ -95,7 +98,8 @@ def processing_request(config: Config, name: str, image: str, entrypoint: list[s
             "InstanceCount": 1,
             "InstanceType": config["PROCESSING_INSTANCE_TYPE"] or config["INSTANCE_TYPE"],
             "VolumeSizeInGB": config.int("VOLUME_SIZE_GB")}},
-        "AppSpecification": {"ImageUri": image, "ContainerEntrypoint": entrypoint, "ContainerArguments": arguments},
+        "AppSpecification": {"ImageUri": image, "ContainerEntrypoint": entrypoint,
+                             **({"ContainerArguments": arguments} if arguments else {})},  # SageMaker: none, or 1+
         "ProcessingInputs": [
             {"InputName": input_name, "AppManaged": False,
              "S3Input": {"S3Uri": uri, "LocalPath": str(layout.processing_input(base, input_name)),
@@ -241,6 +245,142 @@ class LocalProcessing:
         shutil.copytree(source, target, symlinks=False)
 
 
+class SageMakerProcessing:
+    """A processing job on SageMaker: each input uploaded once per content, the job created and followed with its
+    CloudWatch log, the outputs downloaded. Ctrl-C stops the job: only the command that started it collects its
+    outputs, so a job left running would be paid for and thrown away."""
+
+    def __init__(self, executor: Executor):
+        self.executor, self.config = executor, executor.config
+        self.uploads: dict[str, Path] = {}  # S3 URI -> the local folder to put there
+
+    def image(self) -> str:
+        self.executor.ensure_image()
+        return self.executor.image()
+
+    def input_uri(self, folder: Path, name: str, digest: str) -> str:
+        from sagemake.aws import s3_uri
+
+        uri = s3_uri(self.config, "processing", "input", name, digest) + "/"
+        self.uploads[uri] = folder
+        return uri
+
+    def output_uri(self, job: str, name: str) -> str:
+        from sagemake.aws import s3_uri
+
+        return s3_uri(self.config, "processing", "output", job, name) + "/"
+
+    def run(self, request: dict) -> dict:
+        """Check the bucket and image, upload the inputs, create the job, follow it to its end; its record."""
+        from sagemake.aws import call, check_bucket, console_url
+        from sagemake.data import CACHE, EtagCache
+        from sagemake.upload_data import sync_channel
+
+        executor, name = self.executor, request["ProcessingJobName"]
+        check_bucket(self.config, executor.aws)
+        executor.check_image(request["AppSpecification"]["ImageUri"])
+        s3 = executor.aws.client("s3")
+        cache = EtagCache(self.config.root / CACHE)
+        for entry in request["ProcessingInputs"]:
+            uri = entry["S3Input"]["S3Uri"]
+            try:  # content-named: the manifest beside the prefix makes an unchanged input a few requests
+                sent, kept, _, size = sync_channel(s3, self.uploads[uri], uri, cache, uri.rstrip("/") + ".json")
+            finally:
+                cache.save()
+            say(f"processing {name}: input {entry['InputName']}: {sent} uploaded ({size / 1e6:.1f} MB), "
+                f"{kept} there already -> {uri}")
+        self._create(request)
+        say(f"processing {name}: submitted to SageMaker in {executor.region}")
+        say(f"  console: {console_url(executor.region, name, 'processing-jobs')}")
+        try:
+            return self.follow(name)
+        except KeyboardInterrupt:
+            try:
+                call(executor.sagemaker.stop_processing_job, ProcessingJobName=name)
+                say(f"processing {name}: stop requested (Ctrl-C): its outputs would not be collected")
+            except UserError as err:
+                say(f"processing {name}: could not ask it to stop ({err}): make sure it stops in the console")
+            raise
+
+    def _create(self, request: dict) -> None:
+        """CreateProcessingJob. A retry that hears the name is taken met the job its lost first attempt created:
+        names end in random characters, so no other job has this one."""
+        from sagemake.aws import ERRORS, error_code, failure
+
+        try:
+            self.executor.sagemaker.create_processing_job(**request)
+        except ERRORS as err:
+            retried = getattr(err, "response", {}).get("ResponseMetadata", {}).get("RetryAttempts", 0)
+            if not retried or error_code(err) not in ("ResourceInUse", "ValidationException") or \
+                    self.describe(request["ProcessingJobName"]) is None:
+                raise failure(err) from None
+
+    def describe(self, name: str) -> dict | None:
+        from sagemake.aws import ERRORS, error_code, failure, plain
+
+        try:
+            return plain(self.executor.sagemaker.describe_processing_job(ProcessingJobName=name))
+        except ERRORS as err:
+            if error_code(err) == "ValidationException":
+                return None
+            raise failure(err) from None
+
+    def follow(self, name: str) -> dict:
+        """Status changes with the time taken, and the log of every instance, to the end."""
+        from sagemake.aws import PROCESSING_LOG_GROUP, AwsUnavailable
+        from sagemake.executors.sagemaker import LOST_CONTACT, LogReader, _clock
+
+        poll, started, seen, failures = self.config.int("POLL_SECONDS"), time.monotonic(), None, 0
+        reader = LogReader(self.executor.logs, name, PROCESSING_LOG_GROUP)
+        while True:
+            try:
+                record = self.describe(name)
+                if record is None:
+                    raise UserError(f"SageMaker does not know processing job {name}")
+                lines = reader.new_lines()
+                failures = 0
+            except UserError as err:  # a network blip must not lose the job
+                failures += 1
+                if failures >= LOST_CONTACT:
+                    raise AwsUnavailable(f"lost contact with processing job {name} ({err}): see it in the console"
+                                         ) from None
+                say(f"processing {name}: {err}; trying again in {poll} s")
+                time.sleep(poll)
+                continue
+            status = record["ProcessingJobStatus"]
+            if status != seen:
+                say(f"processing {name}: [{_clock(time.monotonic() - started)}] {status}")
+                seen = status
+            for line in lines:
+                print(line, flush=True)
+            if status in TERMINAL:
+                return record
+            time.sleep(poll)
+
+    def download(self, request: dict, output: str, target: Path) -> None:
+        """Every object under the output's S3 URI into target, by its key below it; a key that would land outside
+        target is refused."""
+        from sagemake.aws import ERRORS, call, failure
+
+        uri = next(o["S3Output"]["S3Uri"] for o in request["ProcessingOutputConfig"]["Outputs"]
+                   if o["OutputName"] == output)
+        bucket, _, prefix = uri[len("s3://"):].partition("/")
+        prefix = prefix.rstrip("/") + "/"
+        s3, root = self.executor.aws.client("s3"), target.resolve()
+        target.mkdir(parents=True)
+        try:
+            pages = list(s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix))
+        except ERRORS as err:
+            raise failure(err) from None
+        for item in (item for page in pages for item in page.get("Contents", [])):
+            path = (root / item["Key"][len(prefix):]).resolve()
+            if item["Key"].endswith("/") or not path.is_relative_to(root) or path == root:
+                raise ProcessingFailed(f"output {output}: the object s3://{bucket}/{item['Key']} would land outside "
+                                       f"{target}: not taken")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            call(s3.download_file, Bucket=bucket, Key=item["Key"], Filename=str(path))
+
+
 def record_config(request: dict) -> dict:
     """processingjobconfig.json: the job's own description, as SageMaker writes it into the container."""
     return {key: value for key, value in request.items() if key != "Tags"}
@@ -248,10 +388,7 @@ def record_config(request: dict) -> dict:
 
 def processing_for(executor: Executor):
     """The place of the executor: the one choice, made from the executor that ENV chose."""
-    places = {"local": LocalProcessing}
-    if executor.kind not in places:
-        raise UserError(f"processing {executor.where()} is not supported yet: run `make preprocess` with ENV=local")
-    return places[executor.kind](executor)
+    return {"local": LocalProcessing, "sagemaker": SageMakerProcessing}[executor.kind](executor)
 
 
 # --- make preprocess -------------------------------------------------------------------------------------------
@@ -352,8 +489,11 @@ def preprocess(config: Config, executor: Executor) -> dict:
                                  {c: place.output_uri(name, c) for c in CHANNELS})
     record = place.run(request)
     if record["ProcessingJobStatus"] != "Completed":
-        raise ProcessingFailed(f"processing {name} {record['ProcessingJobStatus']}: "
-                               f"{record.get('FailureReason') or record.get('ExitMessage') or 'no reason given'}")
+        reason = record.get("FailureReason") or "no reason given"
+        last = (record.get("ExitMessage") or "").strip().splitlines()[-1:]
+        if last and last[0] not in reason:  # SageMaker's reason can be a pointer to the log: its last line says more
+            reason += f" (last line: {last[0]})"
+        raise ProcessingFailed(f"processing {name} {record['ProcessingJobStatus']}: {reason}")
     install(config, place, request, data)
     written = {"key": key, "job": name, "raw": raw_digest, "arguments": arguments,
                "channels": channel_digests(config, data)}

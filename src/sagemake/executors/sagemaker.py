@@ -396,14 +396,14 @@ def registry_has(image: str) -> bool | None:
 class LogReader:
     """New lines of every CloudWatch stream of a job (one per instance), each prefixed with its stream."""
 
-    def __init__(self, logs, job: str):
-        self.logs, self.job = logs, job
+    def __init__(self, logs, job: str, group: str = LOG_GROUP):
+        self.logs, self.job, self.group = logs, job, group
         self.tokens: dict[str, str | None] = {}
 
     def new_lines(self) -> list[str]:
         lines = []
         try:
-            streams = self.logs.describe_log_streams(logGroupName=LOG_GROUP, logStreamNamePrefix=f"{self.job}/")
+            streams = self.logs.describe_log_streams(logGroupName=self.group, logStreamNamePrefix=f"{self.job}/")
         except ERRORS as err:
             if error_code(err) == "ResourceNotFoundException":
                 return []  # no log group before the first job writes to it
@@ -411,7 +411,7 @@ class LogReader:
         for stream in sorted(s["logStreamName"] for s in streams.get("logStreams", [])):
             host = stream[len(self.job) + 1:]
             while True:
-                kwargs = {"logGroupName": LOG_GROUP, "logStreamName": stream, "startFromHead": True}
+                kwargs = {"logGroupName": self.group, "logStreamName": stream, "startFromHead": True}
                 if self.tokens.get(stream):
                     kwargs["nextToken"] = self.tokens[stream]
                 answer = call(self.logs.get_log_events, **kwargs)
