@@ -327,26 +327,19 @@ class SageMakerProcessing:
 
     def follow(self, name: str) -> dict:
         """Status changes with the time taken, and the log of every instance, to the end."""
-        from sagemake.aws import PROCESSING_LOG_GROUP, AwsUnavailable
-        from sagemake.executors.sagemaker import LOST_CONTACT, LogReader, _clock
+        from sagemake.aws import PROCESSING_LOG_GROUP
+        from sagemake.executors.sagemaker import LogReader, _clock
 
-        poll, started, seen, failures = self.config.int("POLL_SECONDS"), time.monotonic(), None, 0
+        started, seen = time.monotonic(), None
         reader = LogReader(self.executor.logs, name, PROCESSING_LOG_GROUP)
-        while True:
-            try:
-                record = self.describe(name)
-                if record is None:
-                    raise UserError(f"SageMaker does not know processing job {name}")
-                lines = reader.new_lines()
-                failures = 0
-            except UserError as err:  # a network blip must not lose the job
-                failures += 1
-                if failures >= LOST_CONTACT:
-                    raise AwsUnavailable(f"lost contact with processing job {name} ({err}): see it in the console"
-                                         ) from None
-                say(f"processing {name}: {err}; trying again in {poll} s")
-                time.sleep(poll)
-                continue
+
+        def ask():
+            record = self.describe(name)
+            if record is None:
+                raise UserError(f"SageMaker does not know processing job {name}")
+            return record, reader.new_lines()
+
+        for record, lines in self.executor.watch(f"processing {name}", ask, "see it in the console"):
             status = record["ProcessingJobStatus"]
             if status != seen:
                 say(f"processing {name}: [{_clock(time.monotonic() - started)}] {status}")
@@ -355,7 +348,6 @@ class SageMakerProcessing:
                 print(line, flush=True)
             if status in TERMINAL:
                 return record
-            time.sleep(poll)
 
     def download(self, request: dict, output: str, target: Path) -> None:
         """Every object under the output's S3 URI into target, by its key below it; a key that would land outside

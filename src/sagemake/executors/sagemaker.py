@@ -188,21 +188,47 @@ class SageMakerExecutor(Executor):
     # --- jobs ---
     def run(self, request: dict) -> dict:
         """Check what a paid job needs, upload the code (script mode), submit, follow. Ctrl-C leaves it running."""
+        self.ready(request["AlgorithmSpecification"]["TrainingImage"], request["InputDataConfig"],
+                   request["HyperParameters"])
+        self.submit(request)
+        return self.follow(request["TrainingJobName"], definitions=request["AlgorithmSpecification"].get(
+            "MetricDefinitions", []))
+
+    def ready(self, image: str, channels: list[dict], hyperparameters: dict) -> None:
+        """What a paid training job needs before it is created: the bucket, the image in ECR, data in every channel,
+        and, in script mode, the code uploaded (a tuning job's trials need the same)."""
         cloud.check_bucket(self.config, self.aws)
-        self.check_image(request["AlgorithmSpecification"]["TrainingImage"])
+        self.check_image(image)
         s3 = self.aws.client("s3")
-        for channel in request["InputDataConfig"]:
+        for channel in channels:
             uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
             bucket, _, prefix = uri[len("s3://"):].partition("/")
             if not call(s3.list_objects_v2, Bucket=bucket, Prefix=prefix, MaxKeys=1).get("KeyCount"):
                 raise UserError(f"channel {channel['ChannelName']} has no data at {uri}: "
                                 f"run `make upload ENV={self.config.env}` first")
-        code = request["HyperParameters"].get(sourcedir.DIRECTORY_KEY)
+        code = hyperparameters.get(sourcedir.DIRECTORY_KEY)
         if code:
             cloud.upload_code(self.aws, self.config.root, code)
-        self.submit(request)
-        return self.follow(request["TrainingJobName"], definitions=request["AlgorithmSpecification"].get(
-            "MetricDefinitions", []))
+
+    def watch(self, what: str, ask, hint: str):
+        """ask()'s answers, one each POLL_SECONDS, for as long as the caller reads them. A failed ask (a network
+        blip, expiring credentials) is tried again: LOST_CONTACT failures in a row give up, saying `hint` (the
+        job itself goes on)."""
+        poll, failures = self.config.int("POLL_SECONDS"), 0
+        while True:
+            try:
+                answer = ask()
+            except UserError as err:
+                failures += 1
+                if failures >= LOST_CONTACT:
+                    raise AwsUnavailable(f"lost contact with {what} ({err}); it keeps running on SageMaker: "
+                                         f"{hint}") from None
+                say(f"{what}: {err}; trying again in {poll} s")
+                time.sleep(poll)
+                continue
+            failures = 0
+            yield answer
+            time.sleep(poll)
 
     def describe(self, name: str) -> dict:
         try:
@@ -263,28 +289,15 @@ class SageMakerExecutor(Executor):
 
     def follow(self, name: str, definitions: list[dict] | None = None) -> dict:
         """Follow a job to its end: status transitions with elapsed time, and every instance's log."""
-        poll = self.config.int("POLL_SECONDS")
         started = time.monotonic()
         seen_transitions = 0
         tail: collections.deque = collections.deque(maxlen=LAST_LINES)
         printed: list[str] = []  # the `name=value` lines, for the metric warnings
         reader = LogReader(self.logs, name)
-        failures = 0
         pool_checked = False
         try:
-            while True:
-                try:
-                    record = self.describe(name)
-                    lines = reader.new_lines()
-                    failures = 0
-                except UserError as err:  # a network blip or expiring credentials must not lose the job
-                    failures += 1
-                    if failures >= LOST_CONTACT:
-                        raise AwsUnavailable(f"lost contact with job {name} ({err}); it keeps running on SageMaker: "
-                                        f"make logs ENV={self.config.env} JOB={name}, then make fetch") from None
-                    say(f"job {name}: {err}; trying again in {poll} s")
-                    time.sleep(poll)
-                    continue
+            for record, lines in self.watch(f"job {name}", lambda: (self.describe(name), reader.new_lines()),
+                                            f"make logs ENV={self.config.env} JOB={name}, then make fetch"):
                 transitions = record.get("SecondaryStatusTransitions", [])
                 for transition in transitions[seen_transitions:]:
                     elapsed = _clock(time.monotonic() - started)
@@ -302,7 +315,6 @@ class SageMakerExecutor(Executor):
                         printed.append(message)
                 if record["TrainingJobStatus"] in TERMINAL:
                     break
-                time.sleep(poll)
         except KeyboardInterrupt:
             say(f"job {name} keeps running on SageMaker. Follow it again: make logs ENV={self.config.env} JOB={name}; "
                 f"stop it: make stop ENV={self.config.env} JOB={name}")
