@@ -306,3 +306,162 @@ class ProcessingDriver:
             logs.put_log_events(logGroupName=self.GROUP, logStreamName=stream,
                                 logEvents=[{"timestamp": now + i, "message": line} for i, line in enumerate(fresh)])
         return sent + len(fresh)
+
+
+class TuningDriver:
+    """Plays SageMaker for the next hyperparameter tuning job created (moto completes it at once with a made-up
+    best): it holds the job InProgress and runs its trials as SageMaker would, MaxParallelTrainingJobs at a time up
+    to MaxNumberOfTrainingJobs. Each trial is a training job in moto, named <tuning job>-<3 digits>-<8 hex>, with the
+    definition's fields and static hyperparameters plus values drawn from the ranges (seeded), the tuning job's
+    tags, its objective reported by `score(hyperparameters)` and `model` put at its S3ModelArtifacts (the trials
+    numbered in `failing` fail instead). It answers
+    ListTrainingJobsForHyperParameterTuningJob, which moto lacks, and keeps the counters and BestTrainingJob."""
+
+    def __init__(self, model: bytes, score, step_seconds=0.5, failing=(), endpoint=None):
+        self.model, self.score, self.step, self.failing, self.endpoint = model, score, step_seconds, failing, endpoint
+        self.job = None
+        self.trials: list[dict] = []  # the summaries, as ListTrainingJobsForHyperParameterTuningJob gives them
+        self.error: BaseException | None = None
+        self.halt = threading.Event()
+
+    def __enter__(self):
+        from moto.core.responses import ActionResult
+        from moto.sagemaker.models import HyperParameterTuningJob
+        from moto.sagemaker.responses import SageMakerResponse
+
+        driver = self
+        self._original, self._describe = original, describe = \
+            HyperParameterTuningJob.__init__, HyperParameterTuningJob.describe
+
+        def held_in_progress(job, *args, **kwargs):
+            original(job, *args, **kwargs)
+            job.hyper_parameter_tuning_job_status, job.hyper_parameter_tuning_end_time = "InProgress", None
+            job.best_training_job = job.OverallBestTrainingJob = job.tuning_job_completion_details = None
+            job.consumed_resources, job.failure_reason = None, None
+            driver._count(job)
+            driver.job = job
+
+        def without_nones(job):
+            return {k: v for k, v in describe(job).items() if v is not None}
+
+        def list_trials(response):
+            name = response._get_param("HyperParameterTuningJobName")
+            return ActionResult({"TrainingJobSummaries": [t for t in driver.trials if t["TuningJobName"] == name]})
+
+        HyperParameterTuningJob.__init__, HyperParameterTuningJob.describe = held_in_progress, without_nones
+        SageMakerResponse.list_training_jobs_for_hyper_parameter_tuning_job = list_trials
+        self.thread = threading.Thread(target=self._play, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        from moto.sagemaker.models import HyperParameterTuningJob
+        from moto.sagemaker.responses import SageMakerResponse
+
+        self.halt.set()
+        self.thread.join(timeout=120)
+        HyperParameterTuningJob.__init__, HyperParameterTuningJob.describe = self._original, self._describe
+        del SageMakerResponse.list_training_jobs_for_hyper_parameter_tuning_job
+        if self.error:
+            raise self.error
+
+    def _play(self):
+        try:
+            deadline = time.monotonic() + 120
+            while self.job is None and time.monotonic() < deadline and not self.halt.wait(0.05):
+                pass
+            if self.job is not None:
+                self._run(self.job)
+        except BaseException as err:  # noqa: BLE001 - reported to the test in __exit__
+            self.error = err
+
+    def _run(self, job):
+        import random
+        import secrets
+
+        config, definition = job.hyper_parameter_tuning_job_config, job.training_job_definition
+        limits, goal = config["ResourceLimits"], config["HyperParameterTuningJobObjective"]
+        draw = random.Random(0)
+        number = 0
+        while number < limits["MaxNumberOfTrainingJobs"]:
+            batch = []
+            for _ in range(min(limits["MaxParallelTrainingJobs"], limits["MaxNumberOfTrainingJobs"] - number)):
+                number += 1
+                values = self._values(config["ParameterRanges"], draw)
+                name = f"{job.hyper_parameter_tuning_job_name}-{number:03d}-{secrets.token_hex(4)}"
+                batch.append((number, values, self._start(job, name, values, definition)))
+            if self.halt.wait(self.step):
+                return
+            for trial_number, values, trial in batch:
+                self._end(job, trial, values, goal, trial_number in self.failing)
+            self._count(job)
+        job.hyper_parameter_tuning_job_status = "Completed"
+        job.hyper_parameter_tuning_end_time = datetime.now(timezone.utc)
+
+    @staticmethod
+    def _values(ranges, draw) -> dict[str, str]:
+        values = {}
+        for entry in ranges.get("IntegerParameterRanges", []):
+            values[entry["Name"]] = str(draw.randint(int(entry["MinValue"]), int(entry["MaxValue"])))
+        for entry in ranges.get("ContinuousParameterRanges", []):
+            low, high = float(entry["MinValue"]), float(entry["MaxValue"])
+            values[entry["Name"]] = repr(round(draw.uniform(low, high), 6))
+        for entry in ranges.get("CategoricalParameterRanges", []):
+            values[entry["Name"]] = draw.choice(entry["Values"])
+        return values
+
+    def _start(self, job, name, values, definition):
+        import copy
+
+        definition = copy.deepcopy(definition)  # moto rewrites a training job's MetricDefinitions in place
+        trial = backend().create_training_job(
+            training_job_name=name, hyper_parameters={**definition["StaticHyperParameters"], **values},
+            algorithm_specification=definition["AlgorithmSpecification"], role_arn=definition["RoleArn"],
+            input_data_config=definition["InputDataConfig"], output_data_config=definition["OutputDataConfig"],
+            resource_config=definition["ResourceConfig"], vpc_config=definition.get("VpcConfig"),
+            stopping_condition=definition["StoppingCondition"], tags=job.tags,
+            enable_network_isolation=False, enable_inter_container_traffic_encryption=False,
+            enable_managed_spot_training=definition.get("EnableManagedSpotTraining", False),
+            checkpoint_config=definition.get("CheckpointConfig"), debug_hook_config=None,
+            debug_rule_configurations=None, tensor_board_output_config=None, experiment_config=None)
+        trial.training_job_status, trial.training_end_time = "InProgress", None
+        del trial.final_metric_data_list
+        now = datetime.now(timezone.utc)
+        self.trials.append({"TrainingJobName": name, "TrainingJobArn": trial.arn,
+                            "TuningJobName": job.hyper_parameter_tuning_job_name, "CreationTime": now,
+                            "TrainingStartTime": now, "TrainingJobStatus": "InProgress",
+                            "TunedHyperParameters": values, "ObjectiveStatus": "Pending"})
+        return trial
+
+    def _end(self, job, trial, values, goal, fails):
+        summary = next(t for t in self.trials if t["TrainingJobName"] == trial.training_job_name)
+        now = datetime.now(timezone.utc)
+        trial.training_end_time = summary["TrainingEndTime"] = now
+        trial.training_time_in_seconds = trial.billable_time_in_seconds = 60
+        if fails:
+            trial.training_job_status = summary["TrainingJobStatus"] = "Failed"
+            trial.failure_reason = summary["FailureReason"] = "AlgorithmError: the trial failed"
+            summary["ObjectiveStatus"] = "Failed"
+            return
+        value = self.score(values)
+        bucket, _, key = trial.model_artifacts["S3ModelArtifacts"][len("s3://"):].partition("/")
+        client("s3", self.endpoint).put_object(Bucket=bucket, Key=key, Body=self.model)
+        trial.final_metric_data_list = [{"MetricName": goal["MetricName"], "Value": value, "Timestamp": now}]
+        trial.training_job_status = summary["TrainingJobStatus"] = "Completed"
+        summary["FinalHyperParameterTuningJobObjectiveMetric"] = {**goal, "Value": value}
+        summary["ObjectiveStatus"] = "Succeeded"
+        sign = 1 if goal["Type"] == "Minimize" else -1
+        scored = [t for t in self.trials if "FinalHyperParameterTuningJobObjectiveMetric" in t]
+        job.best_training_job = min(scored, key=lambda t: sign * t["FinalHyperParameterTuningJobObjectiveMetric"][
+            "Value"])
+
+    def _count(self, job):
+        statuses = [t["TrainingJobStatus"] for t in self.trials if t["TuningJobName"] ==
+                    job.hyper_parameter_tuning_job_name]
+        objectives = [t["ObjectiveStatus"] for t in self.trials if t["TuningJobName"] ==
+                      job.hyper_parameter_tuning_job_name]
+        job.training_job_status_counters = {
+            "Completed": statuses.count("Completed"), "InProgress": statuses.count("InProgress"),
+            "RetryableError": 0, "NonRetryableError": statuses.count("Failed"), "Stopped": 0}
+        job.objective_status_counters = {"Succeeded": objectives.count("Succeeded"),
+                                         "Pending": objectives.count("Pending"), "Failed": objectives.count("Failed")}

@@ -8,7 +8,17 @@ import subprocess
 import threading
 
 from conftest import ROOT
-from emulator import ACCOUNT, REGION, ROLE, ProcessingDriver, client, make_bucket, register_image, repository_image
+from emulator import (
+    ACCOUNT,
+    REGION,
+    ROLE,
+    ProcessingDriver,
+    TuningDriver,
+    client,
+    make_bucket,
+    register_image,
+    repository_image,
+)
 from emulator import settings as aws_settings
 from test_processing import check_channels
 
@@ -32,6 +42,31 @@ def in_ecr() -> str:
     image = repository_image({"ENV": "prod", **aws_settings()})
     register_image(image)
     return image
+
+
+def interrupted(tmp_path, target: str, started: str, **extra) -> str:
+    """`make <target>` stopped by Ctrl-C (SIGINT to its process group) once its stderr says `started`; its stderr."""
+    process = subprocess.Popen(["make", "-s", target], cwd=ROOT, env=environment(tmp_path, **extra),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    lines, running = [], threading.Event()
+
+    def read():
+        for line in process.stderr:
+            lines.append(line)
+            if started in line:
+                running.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert running.wait(120), "".join(lines)
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(60) == -signal.SIGINT  # make ends by the signal, as a terminal sees it
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    reader.join(10)
+    return "".join(lines)
 
 
 def processing_jobs() -> list[dict]:
@@ -96,28 +131,94 @@ def test_ctrl_c_stops_the_processing_job_on_sagemaker(aws, tmp_path):
     in_ecr()
     trainer.raw.main(tmp_path / "raw")
     with ProcessingDriver(tmp_path / "sagemaker", start_seconds=120):
-        process = subprocess.Popen(["make", "-s", "preprocess"], cwd=ROOT, env=environment(tmp_path),
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-        lines, running = [], threading.Event()
-
-        def read():
-            for line in process.stderr:
-                lines.append(line)
-                if "] InProgress" in line:
-                    running.set()
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        try:
-            assert running.wait(120), "".join(lines)
-            os.killpg(process.pid, signal.SIGINT)
-            assert process.wait(60) == -signal.SIGINT  # make ends by the signal, as a terminal sees it
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-        reader.join(10)
+        said = interrupted(tmp_path, "preprocess", "] InProgress")
     (job,) = processing_jobs()
     assert job["ProcessingJobStatus"] == "Stopped"
-    assert f"processing {job['ProcessingJobName']}: stop requested (Ctrl-C)" in "".join(lines)
+    assert f"processing {job['ProcessingJobName']}: stop requested (Ctrl-C)" in said
     assert not (tmp_path / "data").exists()
 
+
+
+# --- tuning ---
+
+RANGES = "learning_rate=0.02:0.5:log max_depth=1:4"
+TUNING = {"TUNE_RANGES": RANGES, "TUNE_MAX_JOBS": "4", "TUNE_PARALLEL": "2", "HP": "n_estimators=20"}
+
+
+def score(values: dict) -> float:
+    """The objective the emulated trials report: deeper trees and faster learning score higher."""
+    return round(0.9 + 0.02 * int(values["max_depth"]) + float(values["learning_rate"]) / 100, 6)
+
+
+def test_make_tune_env_prod_runs_a_tuning_job_follows_its_trials_and_fetches_the_best(aws, tmp_path, example_data,
+                                                                                      trained_model):
+    make_bucket()
+    image = in_ecr()
+    with TuningDriver(trained_model, score, failing={3}) as driver:
+        result = make("tune", tmp_path, DATA_DIR=str(example_data), JOBS_DIR=str(tmp_path / "jobs"), **TUNING)
+        shown = make("tune-jobs", tmp_path, JOBS_DIR=str(tmp_path / "jobs"))
+    assert result.returncode == 0, result.stderr
+    sagemaker = client("sagemaker")
+    (summary,) = sagemaker.list_hyper_parameter_tuning_jobs()["HyperParameterTuningJobSummaries"]
+    name = summary["HyperParameterTuningJobName"]
+    sent = sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+    assert sent["HyperParameterTuningJobConfig"] == {
+        "Strategy": "Bayesian", "ResourceLimits": {"MaxNumberOfTrainingJobs": 4, "MaxParallelTrainingJobs": 2},
+        "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "validation:roc_auc"},
+        "ParameterRanges": {
+            "IntegerParameterRanges": [{"Name": "max_depth", "MinValue": "1", "MaxValue": "4",
+                                        "ScalingType": "Linear"}],
+            "ContinuousParameterRanges": [{"Name": "learning_rate", "MinValue": "0.02", "MaxValue": "0.5",
+                                           "ScalingType": "Logarithmic"}]},
+        "TrainingJobEarlyStoppingType": "Off"}
+    definition = sent["TrainingJobDefinition"]
+    assert definition["AlgorithmSpecification"]["TrainingImage"] == image and definition["RoleArn"] == ROLE
+    assert "validation:roc_auc" in [m["Name"] for m in definition["AlgorithmSpecification"]["MetricDefinitions"]]
+    assert definition["StaticHyperParameters"]["n_estimators"] == "20"
+    assert not {"learning_rate", "max_depth"} & set(definition["StaticHyperParameters"])
+    assert {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in definition["InputDataConfig"]} == {
+        c: f"{PREFIX}/data/{c}/" for c in ("train", "validation")}  # synced before the job was created
+    assert "upload: train: 1 uploaded" in result.stderr
+
+    # Followed: each trial as it started and ended, the best so far; the best trial's model fetched.
+    trials = driver.trials
+    assert len(trials) == 4 and [t["TrainingJobStatus"] for t in trials].count("Failed") == 1
+    for trial in trials:
+        assert f"tuning {name}: trial {trial['TrainingJobName']}: learning_rate=" in result.stderr
+    assert f"trial {trials[2]['TrainingJobName']}: Failed AlgorithmError: the trial failed" in result.stderr
+    best = max((t for t in trials if t["TrainingJobStatus"] == "Completed"),
+               key=lambda t: score(t["TunedHyperParameters"]))
+    assert f"tuning {name}: best trial {best['TrainingJobName']} validation:roc_auc=" in result.stderr
+    manifest = json.loads((tmp_path / "models" / best["TrainingJobName"] / "manifest.json").read_text())
+    assert manifest["tuning_job"] == name  # SageMaker put the tuning job's tags on its trials
+    assert manifest["hyperparameters"]["max_depth"] == best["TunedHyperParameters"]["max_depth"]
+    assert manifest["status"] == "Completed" and manifest["region"] == REGION
+
+    # The leaderboard, beside a copy of the record: best first, the failed trial last, each with its cost.
+    folder = tmp_path / "jobs" / name
+    assert json.loads((folder / "tuning.json").read_text())["HyperParameterTuningJobStatus"] == "Completed"
+    rows = [row.split(",") for row in (folder / "leaderboard.csv").read_text().splitlines()]
+    assert rows[0] == ["trial", "learning_rate", "max_depth", "validation:roc_auc", "DURATION", "COST", "STATUS"]
+    assert rows[1][0] == best["TrainingJobName"] and rows[-1][-1] == "Failed" and rows[-1][3] == ""
+    assert [float(r[3]) for r in rows[1:-1]] == sorted((float(r[3]) for r in rows[1:-1]), reverse=True)
+    assert all(r[5].startswith("$") for r in rows[1:])
+    assert (folder / "tuning.png").is_file()
+
+    assert shown.returncode == 0 and f"{best['TrainingJobName']} *" in shown.stdout
+    listed = make("jobs", tmp_path)  # the trials are this project's jobs
+    assert all(t["TrainingJobName"] in listed.stdout for t in trials), listed.stdout + listed.stderr
+
+
+def test_ctrl_c_leaves_the_tuning_job_running_on_sagemaker(aws, tmp_path, example_data, trained_model):
+    make_bucket()
+    in_ecr()
+    with TuningDriver(trained_model, score, step_seconds=600) as driver:
+        said = interrupted(tmp_path, "tune", ": trial ", DATA_DIR=str(example_data), JOBS_DIR=str(tmp_path / "jobs"),
+                           **TUNING)
+        (summary,) = client("sagemaker").list_hyper_parameter_tuning_jobs()["HyperParameterTuningJobSummaries"]
+        name = summary["HyperParameterTuningJobName"]
+        assert summary["HyperParameterTuningJobStatus"] == "InProgress" and len(driver.trials) == 2
+        assert f"tuning {name} keeps running on SageMaker: `make tune-jobs ENV=prod TUNING={name}`" in said
+        shown = make("tune-jobs", tmp_path, TUNING=name)
+    assert shown.returncode == 0, shown.stderr
+    assert [line.split()[-1] for line in shown.stdout.splitlines()[1:]] == ["InProgress", "InProgress"]

@@ -15,7 +15,7 @@ from sagemake.config import resolve
 from sagemake.executors.local import LocalExecutor
 from sagemake.fetch_model import metrics
 from sagemake.request import plan as training_plan
-from sagemake.tune import LEADERBOARD, PLOT, RECORD, objective, plan, tune_locally
+from sagemake.tune import LEADERBOARD, PLOT, RECORD, objective, plan, tune
 
 RANGES = "learning_rate=0.02:0.5:log max_depth=1:4 subsample=0.5:1"
 STATIC = "n_estimators=20"
@@ -86,7 +86,7 @@ def test_a_local_tuning_run_of_6_trials_2_at_a_time(example_data, tmp_path, caps
     config = resolve(root=ROOT, environ=environ)
     executor = LocalExecutor(config)
     baseline = executor.run(training_plan(config, executor))  # the default values of the tuned hyperparameters
-    folder, record = tune_locally(config, executor)
+    folder, record = tune(config, executor)
     name = record["HyperParameterTuningJobName"]
     trials = record["TrainingJobSummaries"]
     assert len(trials) == 6 and record["HyperParameterTuningJobStatus"] == "Completed"
@@ -110,7 +110,9 @@ def test_a_local_tuning_run_of_6_trials_2_at_a_time(example_data, tmp_path, caps
     assert manifest["tuning_job"] == name and manifest["hyperparameters"]["max_depth"] == \
         best["TunedHyperParameters"]["max_depth"]
     rows = (folder / LEADERBOARD).read_text().splitlines()
-    assert rows[0].split(",") == ["trial", "learning_rate", "max_depth", "subsample", goal, "DURATION", "STATUS"]
+    assert rows[0].split(",") == ["trial", "learning_rate", "max_depth", "subsample", goal, "DURATION", "COST",
+                                  "STATUS"]
+    assert all(row.split(",")[6].startswith("$") for row in rows[1:])  # what each would have cost on SageMaker
     scores = [float(row.split(",")[4]) for row in rows[1:]]
     assert len(scores) == 6 and scores == sorted(scores, reverse=True)
     assert (folder / PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -59,6 +59,26 @@ def job_name(project: str, sha: str, now: datetime | None = None, tail: str | No
     return f"{project}-{sha}-{now:%y%m%d-%H%M%S}-{now.microsecond // 1000:03d}{tail}"
 
 
+def tuning_name(project: str, now: datetime | None = None) -> str:
+    """<project, cut to 16>-<UTC yymmddHHMMSS><3 random>: SageMaker allows tuning job names of 32 characters, and
+    names each trial <tuning job>-<3 digits>-<8 hex digits>."""
+    now = now or datetime.now(timezone.utc)
+    tail = f"{now:%y%m%d%H%M%S}" + "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(3))
+    return f"{tuning_head(project)}-{tail}"
+
+
+def tuning_head(project: str) -> str:
+    """What a tuning job's name (and so each of its trials') starts with: PROJECT_NAME, cut to fit 32."""
+    return project[:16].rstrip("-")
+
+
+def names_pattern(project: str) -> re.Pattern:
+    """This project's training job names: <project>-<sha>-<yymmdd-HHMMSS-ms><5 random> (and the earlier
+    <project>-<sha>-<yyyymmdd-HHMMSS-ms>), and its tuning jobs' trials <tuning job>-<3 digits>-<8 hex>."""
+    return re.compile(rf"{re.escape(project)}-[0-9a-z]+-(\d{{6}}-\d{{6}}-\d{{3}}[0-9a-z]{{5}}|\d{{8}}-\d{{6}}-\d{{3}})"
+                      rf"|{re.escape(tuning_head(project))}-\d{{12}}[0-9a-z]{{3}}-\d{{3}}-[0-9a-f]{{8}}")
+
+
 def job_named(name: str) -> str:
     """JOB as a user gives it: a SageMaker training job name, never a path."""
     if not JOB_NAME.fullmatch(name):

@@ -4,14 +4,15 @@ Usage: scripts/tune.py COMMAND
   plan          print the CreateHyperParameterTuningJob request as JSON; submits nothing
   run           the tuning run where ENV says, then the best trial's model fetched. Locally: TUNE_MAX_JOBS trials,
                 TUNE_PARALLEL at a time, each a normal local job, chosen by optuna (TPE for Bayesian, seeded);
-                on SageMaker: the tuning job, followed
-  jobs [NAME]   the leaderboard of a tuning run (default: the latest)
+                on SageMaker: the tuning job, followed (Ctrl-C leaves it running)
+  jobs [NAME]   the leaderboard of a tuning run (default: the latest), where ENV says
 
 Settings: TUNE_RANGES ('learning_rate=0.01:0.3:log max_depth=2:8 loss=a|b'), TUNE_OBJECTIVE (default
 PRIMARY_METRIC), TUNE_OBJECTIVE_TYPE (default: inferred from the name), TUNE_MAX_JOBS, TUNE_PARALLEL,
 TUNE_STRATEGY (Bayesian or Random), TUNE_SEED; the other hyperparameters come from HP.
-Locally the run keeps JOBS_DIR/<tuning run>/: tuning.json (DescribeHyperParameterTuningJob's shape, with
-ListTrainingJobsForHyperParameterTuningJob's TrainingJobSummaries), leaderboard.csv and tuning.png.
+Either way the run keeps JOBS_DIR/<tuning run>/: tuning.json (DescribeHyperParameterTuningJob's shape, with
+ListTrainingJobsForHyperParameterTuningJob's TrainingJobSummaries; on SageMaker a copy as last followed),
+leaderboard.csv (with each trial's cost: on SageMaker, or what a local trial would have cost there) and tuning.png.
 Exit status: 0 done, 1 no trial completed, 2 bad input, 3 an AWS error, 130 interrupted.
 """
 
@@ -23,7 +24,6 @@ import json
 import math
 import re
 import secrets
-import string
 import subprocess
 import sys
 import tempfile
@@ -37,7 +37,8 @@ from sagemake.cli import Exit, JobFailed, UserError, run, say
 from sagemake.config import Config, resolve
 from sagemake.executors import Executor, for_config
 from sagemake.fetch_model import fetch, metrics
-from sagemake.request import TAG_PREFIX, parse_pairs, primary_metric, words
+from sagemake.pricing import Prices, cost, money
+from sagemake.request import TAG_PREFIX, parse_pairs, primary_metric, tuning_head, tuning_name, words
 from sagemake.request import metrics as declared_metrics
 from sagemake.request import plan as training_plan
 
@@ -49,6 +50,7 @@ PLOTTER = Path(__file__).with_name("tune_plot.py")  # run with the job's Python,
 MINIMIZED = re.compile(r"(loss|error|err|rmse|mse|mae|mape|logloss|deviance|perplexity)$", re.IGNORECASE)
 ARN = "arn:aws:sagemaker:local:000000000000:hyper-parameter-tuning-job/"
 RANGE_KINDS = ("IntegerParameterRanges", "ContinuousParameterRanges", "CategoricalParameterRanges")
+TERMINAL = ("Completed", "Failed", "Stopped")
 
 
 # --- ranges and objective, checked before anything runs ---
@@ -144,14 +146,6 @@ def objective(config: Config) -> dict:
     return {"Type": kind, "MetricName": name}
 
 
-def tuning_name(config: Config, now: datetime | None = None) -> str:
-    """<project, shortened>-<UTC yymmddHHMMSS><3 random>: SageMaker allows tuning job names of 32 characters."""
-    now = now or datetime.now(timezone.utc)
-    tail = f"{now:%y%m%d%H%M%S}" + "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(3))
-    head = config["PROJECT_NAME"][:32 - len(tail) - 1].rstrip("-")
-    return f"{head}-{tail}"
-
-
 def plan(config: Config, executor: Executor) -> dict:
     """The CreateHyperParameterTuningJob request: the training job definition from the training request (the
     same image, channels, metric definitions, resources), its static hyperparameters less the tuned ones."""
@@ -168,7 +162,7 @@ def plan(config: Config, executor: Executor) -> dict:
         raise UserError("CONTAINER_ENTRYPOINT/CONTAINER_ARGUMENTS: a tuning job's definition has no entrypoint "
                         "(HyperParameterAlgorithmSpecification): start `train` from the image's own")
     tuned = {entry["Name"] for kind in parameter_ranges.values() for entry in kind}
-    name = tuning_name(config)
+    name = tuning_name(config["PROJECT_NAME"])
     algorithm = {key: training["AlgorithmSpecification"][key]
                  for key in ("TrainingImage", "TrainingInputMode", "MetricDefinitions")}
     definition = {
@@ -404,9 +398,129 @@ class LocalTuning:
         best = self.best()
         if best:
             record["BestTrainingJob"] = next(s for s in summaries if s["TrainingJobName"] == best["name"])
-        partial = self.folder / f".{RECORD}.partial"
-        partial.write_text(json.dumps(record, indent=2) + "\n")
-        partial.replace(self.folder / RECORD)
+        save(self.folder, record)
+
+
+# --- where tuning runs ---
+
+class LocalTunings:
+    """Tuning runs on this machine: the search above, each run's record in JOBS_DIR/<tuning run>/."""
+
+    def __init__(self, executor: Executor):
+        self.executor, self.config = executor, executor.config
+
+    def run(self, request: dict, data_tags: list[dict], runtime=None) -> dict:
+        LocalTuning(self.config, self.executor, request, runtime).run(data_tags)
+        return self.record(request["HyperParameterTuningJobName"])
+
+    def record(self, name: str) -> dict:
+        path = self.config.path("JOBS_DIR") / name / RECORD
+        if not path.is_file():
+            raise UserError(f"no local tuning run {name} in {self.config['JOBS_DIR']}/: `make tune-jobs` shows the "
+                            "latest")
+        return json.loads(path.read_text())
+
+    def latest(self) -> str | None:
+        jobs = self.config.path("JOBS_DIR")
+        found = [p.parent for p in jobs.glob(f"*/{RECORD}")] if jobs.is_dir() else []
+        return max(found, key=lambda p: json.loads((p / RECORD).read_text())["CreationTime"]).name if found else None
+
+
+class SageMakerTunings:
+    """Tuning jobs on SageMaker: created from the same request, followed to their end (each trial as it starts and
+    ends, the best so far) with a copy of the record in JOBS_DIR/<tuning job>/. Ctrl-C leaves the job running."""
+
+    def __init__(self, executor: Executor):
+        self.executor, self.config = executor, executor.config
+
+    def run(self, request: dict, data_tags: list[dict], runtime=None) -> dict:
+        from sagemake.aws import ERRORS, console_url, error_code, failure
+
+        executor, name = self.executor, request["HyperParameterTuningJobName"]
+        definition = request["TrainingJobDefinition"]
+        executor.sync_data()
+        executor.ready(definition["AlgorithmSpecification"]["TrainingImage"], definition["InputDataConfig"],
+                       definition["StaticHyperParameters"])
+        request = {**request, "Tags": [*request["Tags"], *data_tags]}  # SageMaker puts them on every trial
+        folder = self.config.path("JOBS_DIR") / name
+        folder.mkdir(parents=True)
+        (folder / "request.json").write_text(json.dumps(request, indent=2) + "\n")
+        try:
+            executor.sagemaker.create_hyper_parameter_tuning_job(**request)
+        except ERRORS as err:  # a retry hearing the name is taken met what its lost first attempt created
+            retried = getattr(err, "response", {}).get("ResponseMetadata", {}).get("RetryAttempts", 0)
+            if not (retried and error_code(err) == "ResourceInUse"):
+                raise failure(err) from None
+        console = console_url(executor.region, name, "hyper-tuning-jobs")
+        try:
+            say(f"tuning {name}: submitted to SageMaker in {executor.region}: "
+                f"{request['HyperParameterTuningJobConfig']['ResourceLimits']['MaxNumberOfTrainingJobs']} trials")
+            say(f"  console: {console}")
+            return self.follow(name, folder)
+        except KeyboardInterrupt:
+            say(f"tuning {name} keeps running on SageMaker: `make tune-jobs{executor.env_flag()} TUNING={name}` "
+                f"shows its trials; stop it in the console: {console}")
+            raise
+
+    def record(self, name: str) -> dict:
+        """DescribeHyperParameterTuningJob's answer with ListTrainingJobsForHyperParameterTuningJob's
+        TrainingJobSummaries, as the local record holds them."""
+        from sagemake.aws import ERRORS, error_code, failure, plain
+
+        sagemaker = self.executor.sagemaker
+        try:
+            record = plain(sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name))
+            pages = sagemaker.get_paginator("list_training_jobs_for_hyper_parameter_tuning_job").paginate(
+                HyperParameterTuningJobName=name)
+            record["TrainingJobSummaries"] = [plain(s) for page in pages for s in page["TrainingJobSummaries"]]
+        except ERRORS as err:
+            if error_code(err) in ("ResourceNotFound", "ValidationException"):
+                raise UserError(f"no SageMaker tuning job named '{name}' in {self.executor.region}: "
+                                f"`make tune-jobs{self.executor.env_flag()}` shows the latest") from None
+            raise failure(err) from None
+        return record
+
+    def latest(self) -> str | None:
+        from sagemake.aws import call
+
+        head = tuning_head(self.config["PROJECT_NAME"])
+        answer = call(self.executor.sagemaker.list_hyper_parameter_tuning_jobs, NameContains=f"{head}-",
+                      SortBy="CreationTime", SortOrder="Descending", MaxResults=100)
+        ours = re.compile(rf"{re.escape(head)}-\d{{12}}[0-9a-z]{{3}}")
+        found = sorted((s for s in answer["HyperParameterTuningJobSummaries"]
+                        if ours.fullmatch(s["HyperParameterTuningJobName"])),
+                       key=lambda s: s["CreationTime"], reverse=True)
+        return found[0]["HyperParameterTuningJobName"] if found else None
+
+    def follow(self, name: str, folder: Path) -> dict:
+        """Each trial as it starts (its hyperparameters) and ends (its objective), the best so far, to the end."""
+        seen, best = {}, None
+        for record in self.executor.watch(f"tuning {name}", lambda: self.record(name),
+                                          f"make tune-jobs{self.executor.env_flag()} TUNING={name}"):
+            save(folder, record)
+            for trial in sorted(record["TrainingJobSummaries"], key=lambda s: s.get("CreationTime", "")):
+                trial_name, status = trial["TrainingJobName"], trial["TrainingJobStatus"]
+                if trial_name not in seen:
+                    say(f"tuning {name}: trial {trial_name}: " + " ".join(
+                        f"{k}={v}" for k, v in sorted(trial.get("TunedHyperParameters", {}).items())))
+                if status != seen.get(trial_name, "InProgress"):
+                    value = trial.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value")
+                    said = f" {trial.get('FailureReason', '')}" if value is None else f" objective {value:.6g}"
+                    say(f"tuning {name}: trial {trial_name}: {status}{said.rstrip()}")
+                seen[trial_name] = status
+            leader = record.get("BestTrainingJob") or {}
+            if leader.get("TrainingJobName") not in (None, best):
+                best = leader["TrainingJobName"]
+                value = leader["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+                say(f"tuning {name}: best so far {best} ({value:.6g})")
+            if record["HyperParameterTuningJobStatus"] in TERMINAL:
+                say(f"tuning {name}: {record['HyperParameterTuningJobStatus']}")
+                return record
+
+
+def tunings_for(executor: Executor):
+    """The place of the executor: the one choice, made from the executor that ENV chose."""
+    return {"local": LocalTunings, "sagemaker": SageMakerTunings}[executor.kind](executor)
 
 
 def _objective(trial: dict, goal: dict) -> float | None:
@@ -423,8 +537,9 @@ def _now() -> str:
 
 # --- the leaderboard ---
 
-def leaderboard(record: dict) -> tuple[list[str], list[list[str]]]:
-    """Trials sorted by the objective (best first, unscored last): hyperparameters, objective, duration, status."""
+def leaderboard(record: dict, prices: Prices) -> tuple[list[str], list[list[str]]]:
+    """Trials sorted by the objective (best first, unscored last): hyperparameters, objective, duration, what its
+    instances cost for that time (on SageMaker; for a local trial, what they would have), status."""
     goal = record["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]
     summaries = record.get("TrainingJobSummaries", [])
     params = sorted({k for s in summaries for k in s.get("TunedHyperParameters", {})})
@@ -435,25 +550,29 @@ def leaderboard(record: dict) -> tuple[list[str], list[list[str]]]:
         value = summary.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value")
         return (value is None, sign * value if value is not None else 0, summary["TrainingJobName"])
 
+    resources = record["TrainingJobDefinition"]["ResourceConfig"]
+    hourly = prices.hourly(resources["InstanceType"]).hourly
     rows = []
     for summary in sorted(summaries, key=key):
         value = summary.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value")
+        seconds = _seconds(summary)
         rows.append([summary["TrainingJobName"] + (" *" if summary["TrainingJobName"] == best else ""),
                      *(summary.get("TunedHyperParameters", {}).get(p, "") for p in params),
-                     "" if value is None else f"{value:.6g}", _duration(summary), summary["TrainingJobStatus"]])
-    return ["TRIAL", *params, goal["MetricName"], "DURATION", "STATUS"], rows
+                     "" if value is None else f"{value:.6g}", "" if seconds is None else f"{seconds:.1f}s",
+                     "" if seconds is None else money(cost(hourly, seconds, resources["InstanceCount"])),
+                     summary["TrainingJobStatus"]])
+    return ["TRIAL", *params, goal["MetricName"], "DURATION", "COST", "STATUS"], rows
 
 
-def _duration(summary: dict) -> str:
+def _seconds(summary: dict) -> float | None:
     start, end = summary.get("TrainingStartTime"), summary.get("TrainingEndTime")
     if not (start and end):
-        return ""
-    seconds = datetime.fromisoformat(str(end)).timestamp() - datetime.fromisoformat(str(start)).timestamp()
-    return f"{seconds:.1f}s"
+        return None
+    return datetime.fromisoformat(str(end)).timestamp() - datetime.fromisoformat(str(start)).timestamp()
 
 
-def print_leaderboard(record: dict) -> None:
-    header, rows = leaderboard(record)
+def print_leaderboard(record: dict, prices: Prices) -> None:
+    header, rows = leaderboard(record, prices)
     table = [header, *rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
@@ -461,8 +580,8 @@ def print_leaderboard(record: dict) -> None:
     sys.stdout.flush()
 
 
-def write_leaderboard(record: dict, folder: Path) -> Path:
-    header, rows = leaderboard(record)
+def write_leaderboard(record: dict, folder: Path, prices: Prices) -> Path:
+    header, rows = leaderboard(record, prices)
     path = folder / LEADERBOARD
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
@@ -590,46 +709,51 @@ def data_tags(config: Config) -> list[dict]:
             for channel, s in data.summary(config, folders).items()]
 
 
-def tune_locally(config: Config, executor, runtime=None) -> tuple[Path, dict]:
-    """The whole local run: checks, the trials, the record, the leaderboard and plot, the best model fetched.
-    Returns the run's folder and its record; KeyboardInterrupt after the record is kept."""
+def tune(config: Config, executor: Executor, runtime=None) -> tuple[Path, dict]:
+    """The whole run where ENV says: checks, the search, the record, the leaderboard and plot, the best model
+    fetched. Returns the run's folder (JOBS_DIR/<tuning run>/) and its record; KeyboardInterrupt after the record
+    is kept."""
     tags = data_tags(config)
     request = plan(config, executor)
+    name = request["HyperParameterTuningJobName"]
     executor.ensure_image()
-    tuning = LocalTuning(config, executor, request, runtime)
+    folder = config.path("JOBS_DIR") / name
     try:
-        tuning.run(tags)
+        record = tunings_for(executor).run(request, tags, runtime)
     finally:
-        finish(config, tuning.folder)
-    record = json.loads((tuning.folder / RECORD).read_text())
+        if (folder / RECORD).is_file():
+            finish(config, executor, folder)
     best = record.get("BestTrainingJob")
-    if not best:
-        raise JobFailed(f"tuning {tuning.name}: no trial completed with {tuning.goal['MetricName']}: "
-                        f"see {tuning.folder / LEADERBOARD} and `make logs JOB=<trial>`")
-    say(f"tuning {tuning.name}: best trial {best['TrainingJobName']} "
-        f"{tuning.goal['MetricName']}={best['FinalHyperParameterTuningJobObjectiveMetric']['Value']:.6g}")
+    goal = request["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]
+    if record["HyperParameterTuningJobStatus"] != "Completed" or not best:
+        why = record.get("FailureReason") or f"no trial completed with {goal['MetricName']}"
+        raise JobFailed(f"tuning {name} {record['HyperParameterTuningJobStatus']}: {why}: see {folder / LEADERBOARD} "
+                        f"and `make logs{executor.env_flag()} JOB=<trial>`")
+    say(f"tuning {name}: best trial {best['TrainingJobName']} "
+        f"{goal['MetricName']}={best['FinalHyperParameterTuningJobObjectiveMetric']['Value']:.6g}")
     fetch(config, executor, best["TrainingJobName"])
-    return tuning.folder, record
+    return folder, record
 
 
-def finish(config: Config, folder: Path) -> None:
+def finish(config: Config, executor: Executor, folder: Path) -> None:
     """The leaderboard printed and written beside the run, and the plot."""
     record = json.loads((folder / RECORD).read_text())
     if not record.get("TrainingJobSummaries"):
         return
-    print_leaderboard(record)
-    written = [write_leaderboard(record, folder)]
+    prices = executor.prices()
+    print_leaderboard(record, prices)
+    written = [write_leaderboard(record, folder, prices)]
     plot = write_plot(config, record, folder)
     if plot:
         written.append(plot)
     say(f"tuning {record['HyperParameterTuningJobName']}: {', '.join(str(p) for p in written)}")
 
 
-def runs(config: Config) -> list[Path]:
-    """Local tuning runs, newest first."""
-    jobs = config.path("JOBS_DIR")
-    found = [p.parent for p in jobs.glob(f"*/{RECORD}")] if jobs.is_dir() else []
-    return sorted(found, key=lambda p: json.loads((p / RECORD).read_text())["CreationTime"], reverse=True)
+def save(folder: Path, record: dict) -> None:
+    """tuning.json, replaced whole."""
+    partial = folder / f".{RECORD}.partial"
+    partial.write_text(json.dumps(record, indent=2) + "\n")
+    partial.replace(folder / RECORD)
 
 
 def main(argv: list[str]) -> int:
@@ -640,20 +764,18 @@ def main(argv: list[str]) -> int:
         print(json.dumps(plan(config, executor), indent=2))
         return Exit.OK
     if command == "run" and not args:
-        if config.env != "local":
-            raise UserError("tuning on SageMaker (ENV other than local) is not built yet: run it with ENV=local")
         try:
-            tune_locally(config, executor)
+            tune(config, executor)
         except KeyboardInterrupt:
             return Exit.INTERRUPTED
         return Exit.OK
     if command == "jobs" and len(args) <= 1:
-        found = runs(config)
-        folder = config.path("JOBS_DIR") / words(args[0], "NAME")[0] if args else (found[0] if found else None)
-        if folder is None or not (folder / RECORD).is_file():
-            raise UserError(f"no local tuning run{' ' + args[0] if args else ''} in {config['JOBS_DIR']}/: "
-                            "`make tune` starts one")
-        print_leaderboard(json.loads((folder / RECORD).read_text()))
+        place = tunings_for(executor)
+        name = words(args[0], "TUNING")[0] if args else place.latest()
+        if name is None:
+            raise UserError(f"no tuning run of {config['PROJECT_NAME']} yet ({executor.where()}): `make tune"
+                            f"{executor.env_flag()}` starts one")
+        print_leaderboard(place.record(name), executor.prices())
         return Exit.OK
     raise UserError(f"unknown command {' '.join(argv)!r}: see `scripts/tune.py --help`")
 

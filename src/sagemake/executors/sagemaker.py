@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from functools import cached_property
 from pathlib import Path
 
 import boto3
@@ -39,7 +40,7 @@ from sagemake.executors import Executor
 from sagemake.image import Engine
 from sagemake.image import check as image_check
 from sagemake.pricing import Prices
-from sagemake.request import METRIC_LINE, TAG_PREFIX, metric_warnings
+from sagemake.request import METRIC_LINE, TAG_PREFIX, metric_warnings, names_pattern, tuning_head
 
 TERMINAL = ("Completed", "Failed", "Stopped")
 MANIFESTS = ("application/vnd.docker.distribution.manifest.v2+json", "application/vnd.oci.image.manifest.v1+json",
@@ -58,12 +59,22 @@ class SageMakerExecutor(Executor):
         super().__init__(config)
         self.region = config["AWS_REGION"]
         self.aws = aws or session(config)
+        self._registry: str | None = None
+
+    # Each client is made on first use: one takes a tenth of a second or more, and `make upload` needs neither.
+    @cached_property
+    def sagemaker(self):
+        return self._client("sagemaker")
+
+    @cached_property
+    def logs(self):
+        return self._client("logs")
+
+    def _client(self, service: str):
         try:
-            self.sagemaker = self.aws.client("sagemaker")
-            self.logs = self.aws.client("logs")
+            return self.aws.client(service)
         except ERRORS as err:
             raise failure(err) from None
-        self._registry: str | None = None
 
     def where(self) -> str:
         return f"on SageMaker in {self.region}"
@@ -245,13 +256,12 @@ class SageMakerExecutor(Executor):
         return {t["Key"][len(TAG_PREFIX):]: t["Value"] for t in found if t["Key"].startswith(TAG_PREFIX)}
 
     def names(self, limit: int = 10) -> list[str]:
-        """This project's jobs, newest first."""
-        answer = call(self.sagemaker.list_training_jobs, NameContains=f"{self.config['PROJECT_NAME']}-",
+        """This project's jobs, its tuning jobs' trials among them, newest first."""
+        project = self.config["PROJECT_NAME"]
+        answer = call(self.sagemaker.list_training_jobs, NameContains=f"{tuning_head(project)}-",
                       SortBy="CreationTime", SortOrder="Descending", MaxResults=100)
         summaries = sorted(answer["TrainingJobSummaries"], key=lambda s: s["CreationTime"], reverse=True)
-        # <project>-<sha>-<yymmdd-HHMMSS-ms><5 random>, and the earlier <project>-<sha>-<yyyymmdd-HHMMSS-ms>
-        ours = re.compile(rf"{re.escape(self.config['PROJECT_NAME'])}-[0-9a-z]+-"
-                          r"(\d{6}-\d{6}-\d{3}[0-9a-z]{5}|\d{8}-\d{6}-\d{3})")
+        ours = names_pattern(project)
         return [s["TrainingJobName"] for s in summaries if ours.fullmatch(s["TrainingJobName"])][:limit]
 
     def submit(self, request: dict) -> None:
