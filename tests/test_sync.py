@@ -248,6 +248,29 @@ def test_a_manifest_lost_or_of_other_data_costs_one_listing_and_uploads_nothing(
     assert len(counted_sync(config)[1]) == 5
 
 
+def check_pages(sent):
+    """The unchanged check's pages among the requests sent (the full listing gives no max-keys)."""
+    return [query for method, _, query in sent if method == "GET" and "max-keys" in dict(query)]
+
+
+def test_the_pages_go_with_the_manifests_metadata_once_the_channel_was_synced_from_here(small):
+    """upload_data.SYNCED, a hint: after a sync from this checkout, the pages are asked for at once (wasted when the
+    folder changed, then waited for before the first change); a first sync, or one without the hint, asks for the
+    manifest's metadata first."""
+    config, folder = small
+    write_channel(folder, FILES)
+    assert not check_pages(counted_sync(config)[1])
+    (folder / "part-00015.csv").write_text("other content\n")
+    _, sent = counted_sync(config)
+    delete = sent.index(("DELETE", f"/{BUCKET}/{MANIFEST}", ()))
+    assert len(check_pages(sent[:delete])) == 3 and not check_pages(sent[delete:])
+    (config.root / upload_data.SYNCED).unlink()
+    (folder / "part-00015.csv").write_text("changed again\n")
+    assert not check_pages(counted_sync(config)[1])
+    assert_mirrored(folder)
+    assert counted_sync(config)[0] == (0, FILES, 0, 0)
+
+
 @pytest.mark.parametrize("then", ["carried on", "reverted"])
 def test_a_sync_cut_off_midway_leaves_no_manifest_and_the_next_ends_whole(small, monkeypatch, then):
     """Cut off after a few uploads of a change; then run again with the change, or with the folder put back as it
@@ -259,8 +282,9 @@ def test_a_sync_cut_off_midway_leaves_no_manifest_and_the_next_ends_whole(small,
     write_channel(folder, 20, start=10, text="changed")  # part-00010..00029: in no page the check lists
     monkeypatch.setattr(upload_data, "chance", Chance(0))
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    # The region, the manifest's metadata, its deletion, the listing, then 5 uploads: then no network.
-    with FaultProxy(EMULATOR["url"], fail_after=9, kinds=("reset", "closed")) as proxy:
+    # The region, the manifest's metadata with the unchanged check's 3 pages (the channel was synced from here
+    # before), the manifest's deletion, the listing, then 5 uploads: then no network.
+    with FaultProxy(EMULATOR["url"], fail_after=12, kinds=("reset", "closed")) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
         with pytest.raises(cloud.AwsUnavailable):
             counted_sync(config)

@@ -22,7 +22,7 @@ from sagemake.job_python import job_python
 from sagemake.request import channels
 
 PART = 64 * 1024 * 1024  # S3's multipart part size as we upload: local ETags then match S3's
-CACHE = "build/etags.json"  # local files' ETags, by size and modification time
+CACHE = "build/etags.json"  # local files' ETags, by path and what stat says of each file
 STEP = "src/trainer/data.py"
 RUN_STEP = "import sys, pathlib; from trainer.data import main; main(pathlib.Path(sys.argv[1]))"
 
@@ -121,7 +121,16 @@ def etag(path: Path) -> str:
 
 
 class EtagCache:
-    """ETags of local files by (size, mtime): an unchanged file is not read again."""
+    """ETags of local files, by path, kept while stat says the same of the file: its size, modification time, inode
+    and inode change time (ns). An unchanged file is not read again.
+
+    The modification time alone can be set back (touch -d, cp -p, rsync -t, tar), so a file replaced by another of
+    the same size and time would keep the old ETag. The inode catches a file written elsewhere and renamed in (as
+    rsync and tar do), the change time one rewritten in place: the system sets it to now on any write, rename, link
+    or change of mode or owner, and no tool can set it back. A stat that differs costs a read, never a wrong ETag.
+    What no stat can tell: a file rewritten in place, with the same size, within the same tick of the filesystem's
+    clock as the write before, after it was read here: a folder written to while it is read, which a sync does not
+    support anyway."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -134,10 +143,10 @@ class EtagCache:
 
     def etag(self, file: Path, stat: os.stat_result | None = None) -> str:
         stat = stat or file.stat()
-        stamp = [stat.st_size, stat.st_mtime_ns]
+        stamp = [stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns]
         entry = self.known.get(str(file))
-        if entry and entry[:2] == stamp:
-            return entry[2]
+        if entry and entry[:4] == stamp:  # an entry of the earlier [size, mtime, etag] never matches: read again
+            return entry[4]
         value = etag(file)
         with self.lock:
             self.known[str(file)] = [*stamp, value]

@@ -26,6 +26,16 @@ what is stale deleted. The manifest is deleted before the first change and
 written again last, so a sync cut off midway leaves none and the next run
 compares every key.
 
+The unchanged check waits on S3 as little as it can. When this checkout has
+synced the channel before (build/synced.json lists the manifests its syncs
+ended with: a hint, never trusted for what S3 holds), the three pages are
+asked for with the manifest's metadata, as soon as the folder's file names
+are known, while its files are stat'ed and its digest computed: one round
+trip instead of two, and the local work hidden behind it. When the folder did
+change, those three listings were wasted; they are waited for before the
+first change, so that nothing the check sent is still under way when S3 is
+changed. A first sync sends none of them.
+
 What the unchanged check catches: any change to the folder (a file added,
 deleted, renamed or with other content); the manifest deleted or replaced
 (another machine synced other data there); and, in S3, the channel emptied,
@@ -42,8 +52,9 @@ writer wins, as before).
 from __future__ import annotations
 
 import json
+import os
 import random
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from itertools import zip_longest
 from pathlib import Path
 
@@ -62,6 +73,7 @@ TRANSFER = TransferConfig(multipart_threshold=PART, multipart_chunksize=PART, ma
 MANIFESTS = "sync-manifests"  # s3://S3_BUCKET/S3_PREFIX/sync-manifests/<channel>.json
 DIGEST = "sagemake-digest"  # the manifest's metadata (x-amz-meta-sagemake-digest): the channel's digest
 PAGE = 100  # keys in each page the unchanged check lists
+SYNCED = "build/synced.json"  # the manifests this checkout's syncs ended with: when to ask for the pages at once
 chance = random.Random()  # where the unchanged check's third page falls
 
 
@@ -97,26 +109,31 @@ def write_manifest(s3, uri: str, channel_uri: str, found: list[tuple[str, int, s
          ContentType="application/json", Metadata={DIGEST: digest})
 
 
-def pages_differ(s3, uri: str, found: list[tuple[str, int, str]]) -> str | None:
-    """Where S3 differs from the folder in the pages the unchanged check lists (see the module's doc); None when
-    it does not. Three requests, in parallel (one for a channel of at most PAGE files, compared whole)."""
+def ask_pages(s3, pool: ThreadPoolExecutor, uri: str, keys: list[str]) -> list[tuple[int, Future]]:
+    """The pages the unchanged check lists (see the module's doc), asked for in parallel: (index of its first key
+    in `keys`, the future of its (key, size, ETag) list). `keys`: the folder's, in S3's order. Three requests (one
+    for a channel of at most PAGE files, compared whole)."""
     bucket, prefix = split(uri)
-    ordered = sorted((prefix + name, size, tag) for name, size, tag in found)  # S3 lists keys in this order
-    count = len(ordered)
-    if count <= PAGE:
-        starts = [0]
-    else:
-        starts = [0, chance.randrange(count - PAGE + 1), count - PAGE]
+    count = len(keys)
+    starts = [0] if count <= PAGE else [0, chance.randrange(count - PAGE + 1), count - PAGE]
 
-    def differs(start: int) -> str | None:
+    def listed(start: int) -> list[tuple[str, int, str]]:
         last = start + PAGE >= count  # the last page also shows anything after the last key
         asked = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": PAGE + last}
         if start:
-            asked["StartAfter"] = ordered[start - 1][0]
-        listed = [(o["Key"], o["Size"], o["ETag"].strip('"')) for o in call(s3.list_objects_v2, **asked).get(
+            asked["StartAfter"] = keys[start - 1]
+        return [(o["Key"], o["Size"], o["ETag"].strip('"')) for o in call(s3.list_objects_v2, **asked).get(
             "Contents", [])]
-        expected = ordered[start:start + PAGE]
-        for have, want in zip_longest(listed, expected):
+
+    return [(start, pool.submit(listed, start)) for start in starts]
+
+
+def pages_differ(uri: str, pages: list[tuple[int, Future]], found: list[tuple[str, int, str]]) -> str | None:
+    """Where S3 differs from the folder in the pages asked for (ask_pages); None when it does not."""
+    bucket, prefix = split(uri)
+    ordered = sorted((prefix + name, size, tag) for name, size, tag in found)  # S3 lists keys in this order
+    for start, page in pages:
+        for have, want in zip_longest(page.result(), ordered[start:start + PAGE]):
             if have == want:
                 continue
             if want is None or (have is not None and have[0] < want[0]):
@@ -124,30 +141,38 @@ def pages_differ(s3, uri: str, found: list[tuple[str, int, str]]) -> str | None:
             if have is None or have[0] > want[0]:
                 return f"s3://{bucket}/{want[0]} is missing"
             return f"s3://{bucket}/{want[0]} has other content"
-        return None
-
-    with ThreadPoolExecutor(len(starts)) as pool:
-        return next(filter(None, pool.map(differs, starts)), None)
+    return None
 
 
-def sync_channel(s3, folder: Path, uri: str, cache: EtagCache, manifest: str | None = None
-                 ) -> tuple[int, int, int, int]:
+def sync_channel(s3, folder: Path, uri: str, cache: EtagCache, manifest: str | None = None,
+                 synced_before: bool = False) -> tuple[int, int, int, int]:
     """(uploaded, unchanged, deleted, bytes uploaded) for one channel folder; with `manifest` (its S3 URI), an
     unchanged folder costs a few requests (the module's doc says which) and a changed one ends with a new
-    manifest."""
+    manifest. `synced_before`: this checkout's last sync of the channel ended with that manifest, so the unchanged
+    check's pages are asked for at once, with the manifest's metadata."""
     bucket, prefix = split(uri)
     paths = data.files(folder)
-    with ThreadPoolExecutor(1) as ask:
+    ask = ThreadPoolExecutor(4)
+    try:
         promised = ask.submit(manifest_digest, s3, manifest) if manifest else None
+        pages = None
+        if promised and synced_before:
+            base = len(str(folder)) + 1  # the keys as data.contents names the files, in S3's order
+            pages = ask_pages(s3, ask, uri, sorted(prefix + str(path)[base:] for path in paths))
         # While S3 answers: the folder's contents, its files read only where build/etags.json lacks them.
         found = data.contents(folder, paths, cache) if manifest else None
         recorded = promised.result() if promised else None
-    if recorded is not None:
-        if recorded == data.digest(found):
-            why = pages_differ(s3, uri, found)
+        if recorded is not None and recorded == data.digest(found):
+            pages = pages or ask_pages(s3, ask, uri, sorted(prefix + name for name, _, _ in found))
+            why = pages_differ(uri, pages, found)
             if why is None:
                 return 0, len(found), 0, 0
             say(f"upload: {why} (S3 no longer matches the last sync's manifest): comparing every object")
+        # Nothing the check asked is still under way when S3 is changed (what failed there does not matter now).
+        wait([page for _, page in pages or []])
+    finally:
+        ask.shutdown(wait=False, cancel_futures=True)  # after a failure: no waiting on the pages left
+    if recorded is not None:
         call(s3.delete_object, Bucket=bucket, Key=split(manifest)[1])  # a sync cut off midway leaves no manifest
     try:
         remote = remote_etags(s3, bucket, prefix)
@@ -204,14 +229,38 @@ def sync(config: Config, aws=None) -> dict[str, tuple[int, int, int, int]]:
         raise failure(err) from None
     check_bucket(config, aws, s3)
     cache = EtagCache(config.root / CACHE)
+    synced = Synced(config.root / SYNCED)
     results = {}
     for channel, folder in found.items():
         uri = s3_uri(config, "data", channel) + "/"
         manifest = s3_uri(config, MANIFESTS, f"{channel}.json")
         try:
-            results[channel] = uploaded, unchanged, deleted, size = sync_channel(s3, folder, uri, cache, manifest)
+            results[channel] = uploaded, unchanged, deleted, size = sync_channel(
+                s3, folder, uri, cache, manifest, synced_before=manifest in synced.manifests)
         finally:
             cache.save()
+        synced.add(manifest)
         say(f"upload: {channel}: {uploaded} uploaded ({size / 1e6:.1f} MB), {unchanged} unchanged, "
             f"{deleted} deleted -> {uri}")
     return results
+
+
+class Synced:
+    """The manifests this checkout's syncs ended with (SYNCED): only a hint of which channels are likely to be
+    unchanged; what S3 holds is always asked."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self.manifests = set(json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            self.manifests = set()
+
+    def add(self, manifest: str) -> None:
+        if manifest in self.manifests:
+            return
+        self.manifests.add(manifest)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(f"{self.path.name}.{os.getpid()}")
+        partial.write_text(json.dumps(sorted(self.manifests)))
+        partial.replace(self.path)  # two runs at once: each writes whole, the last wins
