@@ -4,6 +4,7 @@ and a real local tuning run (optuna choosing, every trial a normal local job und
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from conftest import ROOT
 from sagemake.config import resolve
 from sagemake.executors.local import LocalExecutor
 from sagemake.fetch_model import metrics
+from sagemake.request import metric_series
 from sagemake.request import plan as training_plan
 from sagemake.tune import LEADERBOARD, PLOT, RECORD, objective, plan, tune
 
@@ -137,3 +139,33 @@ def test_ctrl_c_stops_the_running_trials_and_keeps_the_record(example_data, tmp_
     assert record["HyperParameterTuningJobStatus"] == "Stopped"
     assert record["TrainingJobStatusCounters"]["Stopped"] == 2 and len(record["TrainingJobSummaries"]) == 2
     assert all(json.loads(p.read_text())["TrainingJobStatus"] == "Stopped" for p in jobs.glob("*/job.json"))
+
+
+def test_early_stopping_stops_the_trials_worse_than_the_median_at_a_step(example_data, tmp_path, capsys):
+    """TUNE_EARLY_STOPPING=Auto: each trial's objective, printed after every 50 rounds, is reported as it comes; a
+    trial whose best so far is below the median of the completed earlier trials at that step is stopped."""
+    config = resolve(root=ROOT, environ=settings(
+        example_data, tmp_path, TUNE_MAX_JOBS="4", TUNE_PARALLEL="1", TUNE_STRATEGY="Random", TUNE_SEED="3",
+        TUNE_RANGES="learning_rate=0.001:0.5:log", HP="n_estimators=2000", TUNE_EARLY_STOPPING="Auto"))
+    executor = LocalExecutor(config)
+    assert plan(config, executor)["HyperParameterTuningJobConfig"]["TrainingJobEarlyStoppingType"] == "Auto"
+    _, record = tune(config, executor)
+    definition = {"Name": "validation:roc_auc", "Regex": next(
+        d["Regex"] for d in record["TrainingJobDefinition"]["AlgorithmSpecification"]["MetricDefinitions"]
+        if d["Name"] == "validation:roc_auc")}
+    series, completed = {}, []
+    stopped = [t["TrainingJobName"] for t in record["TrainingJobSummaries"] if t["TrainingJobStatus"] == "Stopped"]
+    assert stopped, capsys.readouterr().err  # the seeded search meets a hopeless trial
+    for trial in record["TrainingJobSummaries"]:  # in the order they ran, one at a time
+        name = trial["TrainingJobName"]
+        series[name] = metric_series(definition, (executor.folder(name) / "train.log").read_text().splitlines())
+        if name in stopped:
+            assert record["TrainingJobStatusCounters"]["Stopped"] == len(stopped)
+            assert any(max(series[name][:step + 1]) < statistics.median(series[c][step] for c in completed)
+                       for step in range(len(series[name]))), (name, series)
+            assert len(series[name]) < 40  # stopped before its 2,000 rounds
+        else:
+            assert trial["TrainingJobStatus"] == "Completed" and len(series[name]) == 40  # 39 steps, then the end
+            completed.append(name)
+    assert record["BestTrainingJob"]["TrainingJobName"] in completed
+    assert "stopped early: validation:roc_auc=" in capsys.readouterr().err

@@ -83,6 +83,7 @@ DEFAULTS = {
     "TUNE_PARALLEL": "1",
     "TUNE_STRATEGY": "Bayesian",
     "TUNE_SEED": "0",
+    "TUNE_EARLY_STOPPING": "Off",
 }
 AWS_REQUIRED = ("PROJECT_NAME", "AWS_REGION", "SAGEMAKER_ROLE_ARN", "S3_BUCKET", "ECR_REPOSITORY")
 OWN_DOCKERFILES = {"image": "docker/Dockerfile", "script": "docker/Dockerfile.script"}  # by CODE_MODE
@@ -123,6 +124,7 @@ _CHOICES = {
     "TRANSFORM_BATCH_STRATEGY": ("MultiRecord", "SingleRecord"),
     "TUNE_STRATEGY": ("Bayesian", "Random"),
     "TUNE_OBJECTIVE_TYPE": ("", "Maximize", "Minimize"),
+    "TUNE_EARLY_STOPPING": ("Off", "Auto"),
 }
 
 

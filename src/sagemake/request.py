@@ -190,15 +190,22 @@ def metric_values(definitions: list[dict], lines: list[str]) -> dict[str, float]
     """Each definition applied to each log line, as SageMaker does: the last match wins."""
     found = {}
     for definition in definitions:
-        pattern = re.compile(definition["Regex"])
-        for line in lines:
-            for match in pattern.finditer(line):
-                value = match.group(1) if pattern.groups else match.group(0)
-                try:
-                    found[definition["Name"]] = float(value)
-                except ValueError:  # a user's regex that matched something else: no metric, as on SageMaker
-                    pass
+        series = metric_series(definition, lines)
+        if series:
+            found[definition["Name"]] = series[-1]
     return found
+
+
+def metric_series(definition: dict, lines: list[str]) -> list[float]:
+    """Every value of one metric in the log lines, in order: its time series, as SageMaker keeps it."""
+    pattern, values = re.compile(definition["Regex"]), []
+    for line in lines:
+        for match in pattern.finditer(line):
+            try:
+                values.append(float(match.group(1) if pattern.groups else match.group(0)))
+            except ValueError:  # a user's regex that matched something else: no metric, as on SageMaker
+                pass
+    return values
 
 
 def metric_warnings(definitions: list[dict], found: dict, lines: list[str]) -> list[str]:

@@ -38,7 +38,7 @@ from sagemake.config import Config, resolve
 from sagemake.executors import Executor, for_config
 from sagemake.fetch_model import fetch, metrics
 from sagemake.pricing import Prices, cost, money
-from sagemake.request import TAG_PREFIX, parse_pairs, primary_metric, tuning_head, tuning_name, words
+from sagemake.request import TAG_PREFIX, metric_series, parse_pairs, primary_metric, tuning_head, tuning_name, words
 from sagemake.request import metrics as declared_metrics
 from sagemake.request import plan as training_plan
 
@@ -182,7 +182,7 @@ def plan(config: Config, executor: Executor) -> dict:
             "HyperParameterTuningJobObjective": goal,
             "ResourceLimits": limits,
             "ParameterRanges": parameter_ranges,
-            "TrainingJobEarlyStoppingType": "Off",
+            "TrainingJobEarlyStoppingType": config["TUNE_EARLY_STOPPING"],
         },
         "TrainingJobDefinition": definition,
         "Tags": [*training["Tags"], {"Key": TAG_PREFIX + TUNING_TAG, "Value": name}],
@@ -237,6 +237,17 @@ def sampler(config: Config, trials: int):
                                       constant_liar=True)
 
 
+def pruner(config: Config, trials: int):
+    """TUNE_EARLY_STOPPING=Auto: optuna's median rule, SageMaker's Auto rule too: a trial whose objective at a step
+    is worse than the median of the earlier trials' at that step is stopped. The first third of the trials (at
+    least one) run to the end, so the median has something behind it."""
+    import optuna
+
+    if config["TUNE_EARLY_STOPPING"] == "Off":
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=max(1, trials // 3), n_warmup_steps=0)
+
+
 def as_string(value) -> str:
     """A suggested value as SageMaker's string hyperparameter."""
     if isinstance(value, float):
@@ -267,7 +278,9 @@ class LocalTuning:
         total, parallel = self.limits["MaxNumberOfTrainingJobs"], self.limits["MaxParallelTrainingJobs"]
         direction = "minimize" if self.goal["Type"] == "Minimize" else "maximize"
         study = optuna.create_study(direction=direction, sampler=sampler(self.config, total),
-                                    study_name=self.name)
+                                    pruner=pruner(self.config, total), study_name=self.name)
+        definitions = self.tuning["TrainingJobDefinition"]["AlgorithmSpecification"]["MetricDefinitions"]
+        self.objective = next(d for d in definitions if d["Name"] == self.goal["MetricName"])
         space = distributions(self.tuning["HyperParameterTuningJobConfig"]["ParameterRanges"])
         self.folder.mkdir(parents=True)
         (self.folder / "request.json").write_text(json.dumps(self.tuning, indent=2) + "\n")
@@ -284,7 +297,7 @@ class LocalTuning:
                         request = trial_request(self.config, self.executor, self.tuning, len(self.trials) + 1,
                                                 values, data_tags)
                         entry = {"number": trial.number, "name": request["TrainingJobName"], "params": values,
-                                 "record": None, "trial": trial}
+                                 "record": None, "trial": trial, "reported": 0, "pruned": False}
                         self.trials.append(entry)
                         say(f"tuning {self.name}: trial {len(self.trials)}/{total} {entry['name']}: "
                             + " ".join(f"{k}={v}" for k, v in values.items()))
@@ -293,6 +306,8 @@ class LocalTuning:
                     done, _ = wait(pending, timeout=1, return_when=FIRST_COMPLETED)
                     for future in done:
                         self._told(study, pending.pop(future), future)
+                    for entry in pending.values():
+                        self._prune(entry)
             except KeyboardInterrupt:
                 self.status = "Stopping"
                 say(f"tuning {self.name}: interrupted: stopping the {len(pending)} running trial(s) "
@@ -313,6 +328,30 @@ class LocalTuning:
         self.save()
         return self.status
 
+    def _prune(self, entry: dict) -> None:
+        """Report a running trial's new objective values (its log's lines, in order, step by step) and stop it when
+        the pruner says it is hopeless: it ends Stopped, as SageMaker's early stopping leaves a trial."""
+        from sagemake.executors.local import LOG
+
+        if entry["pruned"]:
+            return
+        log = self.executor.folder(entry["name"]) / LOG
+        try:
+            lines = log.read_text(errors="replace").splitlines()
+        except OSError:
+            return
+        values = metric_series(self.objective, lines)
+        trial = entry["trial"]
+        for step in range(entry["reported"], len(values)):
+            if math.isfinite(values[step]):
+                trial.report(values[step], step)
+        if len(values) > entry["reported"] and trial.should_prune():
+            entry["pruned"] = True
+            say(f"tuning {self.name}: trial {entry['name']}: stopped early: {self.goal['MetricName']}="
+                f"{values[-1]:.6g} at step {len(values)} is worse than the median of the earlier trials there")
+            self.executor.stop_jobs.add(entry["name"])
+        entry["reported"] = len(values)
+
     def _run_trial(self, request: dict) -> dict:
         if self.runtime is not None:
             return self.executor.run(request, self.runtime)
@@ -332,7 +371,9 @@ class LocalTuning:
             return
         entry["record"] = record
         value = metrics(record).get(self.goal["MetricName"])
-        if record["TrainingJobStatus"] == "Completed" and value is not None and math.isfinite(value):
+        if entry["pruned"]:
+            study.tell(entry["trial"], state=optuna.trial.TrialState.PRUNED)
+        elif record["TrainingJobStatus"] == "Completed" and value is not None and math.isfinite(value):
             study.tell(entry["trial"], value)
         else:
             study.tell(entry["trial"], state=optuna.trial.TrialState.FAIL)

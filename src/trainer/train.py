@@ -8,6 +8,9 @@ has a CheckpointConfig: this model saves itself there as it trains (after its
 first step of CHECKPOINT_ROUNDS rounds, then at most every CHECKPOINT_SECONDS,
 always between two steps) and, started again after an interruption, resumes
 from the last save to a model that predicts exactly as an uninterrupted one.
+After each step but the last it prints `validation:roc_auc=<value>`: the
+objective as training goes, on which a tuner stops a hopeless trial early (the
+last line printed is the final value, as SageMaker keeps it).
 """
 
 from __future__ import annotations
@@ -71,7 +74,10 @@ def train(hp: Hyperparameters, channels: dict[str, Path], model_dir: Path, outpu
         raise ValueError("channels 'train' and 'validation' have different columns")
     print(f"training on {len(y_train)} rows x {len(names)} features, validating on {len(y_val)} rows", flush=True)
 
-    model = _fit(hp, x_train, y_train, checkpoint_dir)
+    def progress(partial: GradientBoostingClassifier) -> None:
+        print(f"validation:roc_auc={roc_auc_score(y_val, partial.predict_proba(x_val)[:, 1]):.6f}", flush=True)
+
+    model = _fit(hp, x_train, y_train, checkpoint_dir, progress)
     scores = model.predict_proba(x_val)[:, 1]
     predicted = (scores >= 0.5).astype(int)
     metrics = {
@@ -88,9 +94,10 @@ def train(hp: Hyperparameters, channels: dict[str, Path], model_dir: Path, outpu
     return {name: float(value) for name, value in metrics.items()}
 
 
-def _fit(hp: Hyperparameters, x, y, checkpoint_dir: Path | None) -> GradientBoostingClassifier:
+def _fit(hp: Hyperparameters, x, y, checkpoint_dir: Path | None, progress) -> GradientBoostingClassifier:
     """Boosting in steps of CHECKPOINT_ROUNDS rounds (warm start), each step saved to checkpoint_dir; a save
-    made with the same hyperparameters is taken up where it stopped."""
+    made with the same hyperparameters is taken up where it stopped. progress(model) after each step but the
+    last (the final metrics say the last)."""
     model = GradientBoostingClassifier(
         n_estimators=hp.n_estimators,
         learning_rate=hp.learning_rate,
@@ -117,6 +124,8 @@ def _fit(hp: Hyperparameters, x, y, checkpoint_dir: Path | None) -> GradientBoos
             partial = checkpoint.with_suffix(".partial")
             joblib.dump({"hyperparameters": hp.model_dump(), "model": model}, partial)
             partial.replace(checkpoint)  # a save is whole or absent, whenever SIGKILL comes
+        if done < hp.n_estimators:
+            progress(model)
     return model.set_params(warm_start=False)
 
 

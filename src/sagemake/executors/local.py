@@ -83,6 +83,7 @@ class LocalExecutor(Executor):
         self.engine = Engine(config)
         # Set from another thread (a tuning run's Ctrl-C): its running jobs stop as Ctrl-C stops one, Stopped.
         self.stopping = threading.Event()
+        self.stop_jobs: set[str] = set()  # the names of running jobs to stop so, one by one (a pruned trial)
 
     def where(self) -> str:
         return f"locally, in {self.config['JOBS_DIR']}/"
@@ -224,6 +225,10 @@ class LocalExecutor(Executor):
         raise UserError("local jobs stop with Ctrl-C in the terminal that runs them; `make stop` is for SageMaker")
 
     def prune(self, keep: int) -> None:
+        """Training job folders but the `keep` newest and any running one go, then processing job folders by the
+        same rule (counted apart), then the data copies that only removed jobs read."""
+        from sagemake.processing import LocalProcessing
+
         if keep < 1:
             raise UserError(f"KEEP={keep}: keep at least the newest job (KEEP=1 or more)")
         kept, removed, freed = [], 0, 0
@@ -235,6 +240,17 @@ class LocalExecutor(Executor):
             freed += _size(self.folder(name))
             remove(self.folder(name))
             removed += 1
+        processing, processing_kept, processing_removed = LocalProcessing(self), 0, 0
+        for index, name in enumerate(processing.names(None)):
+            record = processing.describe(name)  # settled first too
+            if record is None:
+                continue
+            if index < keep or record["ProcessingJobStatus"] == "InProgress":
+                processing_kept += 1
+                continue
+            freed += _size(self.folder(name))
+            remove(self.folder(name))
+            processing_removed += 1
         used = {copy for record in kept for copy in record.get("LocalChannels", {}).values()}
         for path in self.jobs_dir.glob("*/*.json"):  # other kinds of job (processing) read shared copies too
             other = _read_json(path)
@@ -243,8 +259,9 @@ class LocalExecutor(Executor):
         for entry in unused(self.jobs_dir, used):
             freed += _size(entry)
             remove(entry)
-        say(f"clean-jobs: removed {removed} job folder(s) and the data copies only they read, "
-            f"{freed / 1e6:.1f} MB; kept the {len(kept)} newest or running in {self.config['JOBS_DIR']}/")
+        say(f"clean-jobs: removed {removed} job folder(s), {processing_removed} processing job folder(s) and the data "
+            f"copies only they read, {freed / 1e6:.1f} MB; kept the {len(kept)} newest or running job(s) and "
+            f"{processing_kept} processing job(s) in {self.config['JOBS_DIR']}/")
 
     # --- after a job ---
     def artifact(self, uri: str, scratch: Path) -> Path:
@@ -281,7 +298,7 @@ class _Job:
         self.channels: dict[str, Path] = {}  # name: its shared read-only copy (channels.py)
         self.stopped_by: str | None = None
         self.record: dict = {}
-        self.stopping = executor.stopping
+        self.stopping, self.stop_jobs = executor.stopping, executor.stop_jobs
 
     def run(self) -> dict:
         """The whole job; SIGTERM or SIGHUP to this process (a closed terminal, a cancelled CI run)
@@ -449,7 +466,7 @@ class _Job:
                 elif elapsed >= limit:
                     self.stopped_by = "MaxRuntimeExceeded"
                     self._stop(processes, f"MaxRuntimeInSeconds={self.limit} reached")
-                elif self.stopping.is_set():
+                elif self.stopping.is_set() or self.name in self.stop_jobs:
                     self.stopped_by = "Stopped"
                     self._stop(processes, "asked to stop")
                 else:
