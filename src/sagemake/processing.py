@@ -365,8 +365,10 @@ class SageMakerProcessing:
         except ERRORS as err:
             raise failure(err) from None
         for item in (item for page in pages for item in page.get("Contents", [])):
+            if item["Key"].endswith("/"):  # a folder marker, as the console makes them: nothing to write
+                continue
             path = (root / item["Key"][len(prefix):]).resolve()
-            if item["Key"].endswith("/") or not path.is_relative_to(root) or path == root:
+            if not path.is_relative_to(root) or path == root:
                 raise ProcessingFailed(f"output {output}: the object s3://{bucket}/{item['Key']} would land outside "
                                        f"{target}: not taken")
             path.parent.mkdir(parents=True, exist_ok=True)
