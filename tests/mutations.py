@@ -110,6 +110,27 @@ MUTATIONS = {
     "a lost CreateTrainingJob answer taken as a failure": (
         "src/sagemake/executors/sagemaker.py", 'if error_code(err) != "ResourceInUse" or not retried:', "if True:",
         "tests/test_faults.py -k 15_percent"),
+    "processing jobs missing from make jobs": (
+        "src/sagemake/run_sagemaker.py", "    processed = _processing_rows(executor, limit, prices)\n",
+        "    processed = []\n", "tests/test_processing.py -k after_the_ledger"),
+    "another project's local processing jobs listed": (
+        "src/sagemake/processing.py", "            if ours.fullmatch(path.parent.name):", "            if True:",
+        "tests/test_processing.py -k after_the_ledger"),
+    "another project's SageMaker processing jobs listed": (
+        "src/sagemake/processing.py", 'for s in summaries if ours.fullmatch(s["ProcessingJobName"])][:limit]',
+        "for s in summaries][:limit]", "tests/test_processing.py -k env_prod_lists"),
+    "an unknown processing price shown as $0": (
+        "src/sagemake/run_sagemaker.py", "money(cost(hourly, seconds,", "money(cost(hourly or 0, seconds,",
+        "tests/test_processing.py -k after_the_ledger"),
+    "a dead executor's processing record never settled": (
+        "src/sagemake/processing.py", "owner and running(owner) is False:", "False:",
+        "tests/test_processing.py -k killed"),
+    "clean-jobs removes a running processing job": (
+        "src/sagemake/executors/local.py", 'if index < keep or record["ProcessingJobStatus"] == "InProgress":',
+        "if index < keep:", "tests/test_processing.py -k clean_jobs_keeps_the_newest_processing"),
+    "clean-jobs keeps old processing job folders": (
+        "src/sagemake/executors/local.py", "            remove(self.folder(name))\n            processing_removed += 1",
+        "            processing_removed += 1", "tests/test_processing.py -k clean_jobs_keeps_the_newest_processing"),
 }
 
 

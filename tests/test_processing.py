@@ -11,16 +11,24 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from conftest import ROOT, copy_repo, in_process
+from emulator import ProcessingDriver, backend, client, make_bucket, register_image, repository_image
+from emulator import settings as aws_settings
 from test_container import ENGINE, FLAGS, engine  # noqa: F401 (a fixture)
 
+import trainer.raw
 from sagemake import processing
 from sagemake.cli import UserError
 from sagemake.config import resolve
+from sagemake.executors import for_config
 from sagemake.executors.local import LocalExecutor
+from sagemake.pricing import money
+from sagemake.request import job_name, plan
+from sagemake.run_sagemaker import list_jobs
 
 
 def settings(tmp: Path, **extra) -> dict:
@@ -144,6 +152,202 @@ def test_max_runtime_stops_a_process_job(tmp_path, monkeypatch):
     record = place.run(request)
     assert record["ProcessingJobStatus"] == "Stopped"
     assert record["ExitMessage"] == "MaxRuntimeInSeconds=1 reached"
+
+
+# --- processing jobs in `make jobs` and `make clean-jobs`, and a dead executor's record settled ---------------------
+
+HOLD = """
+import json, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from sagemake import processing
+from sagemake.config import resolve
+from sagemake.executors.local import LocalExecutor
+from sagemake.executors.runtimes import ProcessRuntime
+root, environ, request = Path(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4])
+place = processing.LocalProcessing(LocalExecutor(resolve(root=root, environ=environ)))
+place.run(request, ProcessRuntime(root, Path(sys.executable)))
+"""
+
+
+def step_request(config, executor, code: str, name: str | None = None) -> dict:
+    """A processing job of this project's name (unless given) whose step is a Python one-liner, on a small RAW_DIR."""
+    raw = config.path("RAW_DIR")
+    raw.mkdir(parents=True, exist_ok=True)
+    (raw / "a.csv").write_text("x\n1\n")
+    name = name or job_name(config["PROJECT_NAME"], processing.NAME_PART)
+    place = processing.LocalProcessing(executor)
+    return processing.processing_request(config, name, "img:1", [sys.executable, "-c", code], [],
+                                         {"raw": raw.as_uri()}, {"out": place.output_uri(name, "out")})
+
+
+def holding(tmp_path, config, executor):
+    """A processing job that runs on (its step sleeps) in an executor of its own, once its record says so:
+    (the executor's process, the job's name)."""
+    request = step_request(config, executor, "import time; print('holding', flush=True); time.sleep(600)")
+    name = request["ProcessingJobName"]
+    process = subprocess.Popen([sys.executable, "-c", HOLD, str(ROOT / "src"), str(config.root),
+                                json.dumps(settings(tmp_path)), json.dumps(request)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    record, deadline = None, time.monotonic() + 60
+    while not (record and "ProcessingStartTime" in record) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        record = processing.LocalProcessing(executor).describe(name)
+    assert record and record["LocalExecutor"]["Pid"] == process.pid, record
+    return process, name
+
+
+def table(out: str) -> list[list[str]]:
+    """The processing jobs' table of `make jobs`: its rows split into cells."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("PROCESSING JOB"))
+    return [line.split() for line in lines[start:]]
+
+
+def test_make_jobs_lists_this_projects_processing_jobs_after_the_ledger_with_their_cost(tmp_path, monkeypatch,
+                                                                                       capfd, example_data):
+    as_process(monkeypatch)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the shipped table prices, whatever is cached
+    config, executor = local(tmp_path)
+    capfd.readouterr()
+    list_jobs(config, executor, 10)
+    assert "no jobs of sagemake-example yet" in capfd.readouterr().err
+
+    preprocessed = processing.preprocess(config, executor)  # on ml.m5.large, $0.115/h in the shipped table
+    unpriced, _ = local(tmp_path, PROCESSING_INSTANCE_TYPE="ml.p4d.24xlarge")  # not in the shipped table
+    place = processing.LocalProcessing(executor)
+    failed = place.run(step_request(unpriced, executor, "import time; time.sleep(1.2); raise SystemExit(3)"))
+    place.run(step_request(config, executor, "print('done')", name="other-proc-261122-000000-000abcde"))
+    capfd.readouterr()
+    list_jobs(config, executor, 10)
+    out, err = capfd.readouterr()
+    assert "no training jobs of sagemake-example yet" in err
+    seconds = processing.duration(preprocessed)
+    assert table(out) == [
+        ["PROCESSING", "JOB", "STATUS", "DURATION", "COST"],
+        [failed["ProcessingJobName"], "Failed", f"{processing.duration(failed)}s", "unknown"],  # never $0
+        [preprocessed["ProcessingJobName"], "Completed", f"{seconds}s", money(0.115 * seconds / 3600)]]
+    assert processing.duration(failed) >= 1
+    assert err.splitlines()[-1].startswith("==> jobs: what they would have cost on SageMaker")
+
+    trained = LocalExecutor(resolve(root=ROOT, environ={**settings(tmp_path), "DATA_DIR": str(example_data),
+                                                        "HP": "n_estimators=5"}))
+    request = plan(trained.config, trained)
+    trained.run(request, in_process())
+    capfd.readouterr()
+    list_jobs(config, executor, 1)  # the same limit for both tables
+    lines = capfd.readouterr().out.splitlines()
+    assert lines[0].startswith("JOB ") and lines[1].split()[0] == request["TrainingJobName"]
+    assert lines[2].startswith("TOTAL") and lines[3] == ""
+    assert table("\n".join(lines))[1:] == [[failed["ProcessingJobName"], "Failed",
+                                            f"{processing.duration(failed)}s", "unknown"]]
+
+
+def test_a_killed_make_preprocess_is_settled_failed_naming_its_executor(tmp_path):
+    """kill -9 of scripts/preprocess.py while its step runs (a checkout whose step is slow): `make jobs` shows the
+    job Failed, naming the executor's pid, and the record says so from then on."""
+    repo = copy_repo(tmp_path / "my project")
+    step = repo / "src/trainer/preprocess.py"
+    step.write_text(step.read_text().replace(
+        "from __future__ import annotations\n",
+        "from __future__ import annotations\nimport time\nprint('slow step', flush=True)\ntime.sleep(600)\n", 1))
+    trainer.raw.main(tmp_path / "raw")
+    env = {**os.environ, **settings(tmp_path), "LOCAL_RUNTIME": "process"}
+    executor = subprocess.Popen([sys.executable, str(repo / "scripts/preprocess.py")], cwd=repo, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        said = []
+        for line in executor.stderr:
+            said.append(line)
+            if ": InProgress" in line:
+                break
+        assert said and ": InProgress" in said[-1], "".join(said)
+        (name,) = [p.name for p in (tmp_path / "jobs").iterdir() if p.name.startswith("sagemake-example-proc-")]
+        path = tmp_path / "jobs" / name / "processing.json"
+        assert json.loads(path.read_text())["ProcessingJobStatus"] == "InProgress"
+    finally:
+        executor.send_signal(signal.SIGKILL)
+        executor.communicate()
+    listed = subprocess.run([sys.executable, str(repo / "scripts/run_sagemaker.py"), "jobs"], cwd=repo, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert table(listed.stdout)[1][:2] == [name, "Failed"]
+    record = json.loads(path.read_text())
+    assert record["ProcessingJobStatus"] == "Failed" and "ProcessingEndTime" in record
+    assert record["FailureReason"] == (f"ClientError: the executor (pid {executor.pid}) ended without ending the job; "
+                                       "its step was stopped with it: see processing.log")
+    config, local_executor = local(tmp_path, root=repo)
+    assert processing.LocalProcessing(local_executor).describe(name) == record  # settled once, read as it is
+
+
+def test_clean_jobs_keeps_the_newest_processing_jobs_and_a_running_one_and_the_copy_it_reads(tmp_path, monkeypatch,
+                                                                                            capfd):
+    as_process(monkeypatch)
+    config, executor = local(tmp_path)
+    place = processing.LocalProcessing(executor)
+    old = place.run(step_request(config, executor, "print('old')"))["ProcessingJobName"]
+    process, running = holding(tmp_path, config, executor)
+    try:
+        newest = place.run(step_request(config, executor, "print('newest')"))["ProcessingJobName"]
+        (copy,) = place.describe(running)["LocalChannels"].values()
+        capfd.readouterr()
+        executor.prune(1)
+        assert place.names(None) == [newest, running] and not (tmp_path / "jobs" / old).exists()
+        assert (tmp_path / "jobs/.channels" / copy).is_dir()  # the running job reads it
+        assert ("clean-jobs: removed 0 job folder(s), 1 processing job folder(s) and the data copies only they read"
+                in capfd.readouterr().err)
+    finally:
+        process.send_signal(signal.SIGKILL)  # its executor dies: the job is settled on the next read
+        process.wait()
+    executor.prune(1)
+    assert place.names(None) == [newest] and not (tmp_path / "jobs" / running).exists()
+    assert not (tmp_path / "jobs/.channels" / copy).exists()
+    err = capfd.readouterr().err
+    assert "removed 0 job folder(s), 1 processing job folder(s)" in err
+    assert "kept the 0 newest or running job(s) and 1 processing job(s)" in err
+
+
+def test_make_jobs_env_prod_lists_this_projects_processing_jobs_on_sagemaker(aws, tmp_path):
+    """One processing job run by `make preprocess ENV=prod` (moto keeps no ProcessingResources: its cost is unknown),
+    one newer with its instances as SageMaker describes them, and other projects' jobs, which are not listed."""
+    make_bucket()
+    environ = {**os.environ, "ENV": "prod", "RAW_DIR": str(tmp_path / "raw"), "DATA_DIR": str(tmp_path / "data"),
+               **aws_settings()}
+    register_image(repository_image(environ))
+    trainer.raw.main(tmp_path / "raw")
+    with ProcessingDriver(tmp_path / "sagemaker"):
+        done = subprocess.run(["make", "-s", "preprocess"], cwd=ROOT, env=environ, capture_output=True, text=True,
+                              timeout=300)
+    assert done.returncode == 0, done.stderr
+    sagemaker = client("sagemaker")
+    (first,) = [s["ProcessingJobName"] for s in sagemaker.list_processing_jobs()["ProcessingJobSummaries"]]
+    config = resolve(root=ROOT, environ=environ)
+    request = sagemaker.describe_processing_job(ProcessingJobName=first)
+    created = {}
+    for name in (job_name("sagemake-example", "proc"), "other-proc-261122-000000-000abcde",
+                 "sagemake-example-v2-proc-261122-000000-000abcde"):
+        created[name] = {"ProcessingJobName": name, "RoleArn": request["RoleArn"],
+                         "AppSpecification": request["AppSpecification"],
+                         "ProcessingInputs": request["ProcessingInputs"],
+                         "ProcessingOutputConfig": request["ProcessingOutputConfig"],
+                         "ProcessingResources": {"ClusterConfig": {"InstanceCount": 2, "InstanceType": "ml.m5.xlarge",
+                                                                   "VolumeSizeInGB": 30}},
+                         "StoppingCondition": {"MaxRuntimeInSeconds": 3600}}
+        sagemaker.create_processing_job(**created[name])
+        job = backend().processing_jobs[name]  # as SageMaker describes a job that ran 30 minutes on 2 instances
+        job.processing_resources = created[name]["ProcessingResources"]
+        job.processing_start_time = job.creation_time
+        job.processing_end_time = job.creation_time + timedelta(seconds=1800)
+    second = next(iter(created))
+    listed = subprocess.run(["make", "-s", "jobs"], cwd=ROOT, env=environ, capture_output=True, text=True,
+                            timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    seconds = processing.duration(processing.processing_for(for_config(config)).describe(first))
+    # ml.m5.xlarge $0.274/h in the region (the Price List stand-in) x 2 instances x 1800 s -> $0.27
+    assert table(listed.stdout) == [["PROCESSING", "JOB", "STATUS", "DURATION", "COST"],
+                                    [second, "Completed", "1800s", "$0.27"],
+                                    [first, "Completed", f"{seconds}s", "unknown"]]
+    assert "no training jobs of sagemake-example yet (on SageMaker in" in listed.stderr
 
 
 # --- in a real container -----------------------------------------------------------------------------------------

@@ -29,6 +29,11 @@ DATA_DIR/.preprocessed.json records the cache key (the raw data's digest, the
 preprocessing code's digest and its arguments) with each channel's digest: an
 unchanged preprocessing is not run again.
 
+Each place also lists this project's processing jobs (names, newest first, and
+describe) for `make jobs`; a local record still InProgress whose executor is
+gone (kill -9, a crash) is settled as Failed when read, and `make clean-jobs`
+removes local processing job folders as it removes training ones.
+
 Exit status: 0 Completed (or nothing to do), 1 the job failed, 2 bad input, 3 AWS.
 """
 
@@ -37,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -135,6 +141,25 @@ def save(folder: Path, record: dict) -> None:
     partial = folder / f".{RECORD}.{os.getpid()}"
     partial.write_text(json.dumps(record, indent=2) + "\n")
     partial.replace(folder / RECORD)
+
+
+def names_pattern(project: str) -> re.Pattern:
+    """This project's processing job names, as job_name(PROJECT_NAME, NAME_PART) makes them:
+    <project>-proc-<yymmdd-HHMMSS>-<milliseconds><5 random>."""
+    return re.compile(rf"{re.escape(project)}-{NAME_PART}-\d{{6}}-\d{{6}}-\d{{3}}[0-9a-z]{{5}}")
+
+
+def duration(record: dict) -> int:
+    """Seconds a DescribeProcessingJob record ran: from ProcessingStartTime (CreationTime when it never started) to
+    ProcessingEndTime, to now while it runs, or to its last change when it ended without an end time."""
+    start = record.get("ProcessingStartTime") or record["CreationTime"]
+    if record.get("ProcessingEndTime"):
+        end = datetime.fromisoformat(record["ProcessingEndTime"]).timestamp()
+    elif record["ProcessingJobStatus"] in TERMINAL:
+        end = datetime.fromisoformat(record["LastModifiedTime"]).timestamp()
+    else:
+        end = time.time()
+    return max(0, round(end - datetime.fromisoformat(start).timestamp()))
 
 
 def new_record(request: dict, arn: str) -> dict:
@@ -237,6 +262,37 @@ class LocalProcessing:
             raise KeyboardInterrupt
         return record
 
+    def names(self, limit: int | None = 10) -> list[str]:
+        """This project's processing jobs in JOBS_DIR, newest first by when each was created."""
+        ours, created = names_pattern(self.config["PROJECT_NAME"]), {}
+        for path in self.jobs_dir.glob(f"*/{RECORD}") if self.jobs_dir.is_dir() else ():
+            if ours.fullmatch(path.parent.name):
+                try:
+                    created[path.parent.name] = json.loads(path.read_text())["CreationTime"]
+                except (OSError, ValueError, KeyError, TypeError):  # not a processing job's record
+                    pass
+        return sorted(created, key=lambda name: (created[name], name), reverse=True)[:limit]
+
+    def describe(self, name: str) -> dict | None:
+        """The job's record (None: no such job). One still InProgress whose executor is gone (kill -9, a crash) is
+        settled now as Failed, naming the executor's pid (its guard stopped the step with it), so nothing shows
+        or waits on a job that no one runs."""
+        from sagemake.executors.local import running
+
+        folder = self.jobs_dir / name
+        try:
+            record = json.loads((folder / RECORD).read_text())
+        except (OSError, ValueError):
+            return None
+        owner = record.get("LocalExecutor")
+        if record.get("ProcessingJobStatus") == "InProgress" and owner and running(owner) is False:
+            stamp = now()
+            record["FailureReason"] = (f"ClientError: the executor (pid {owner['Pid']}) ended without ending the "
+                                       f"job; its step was stopped with it: see {LOG}")
+            record.update({"ProcessingJobStatus": "Failed", "ProcessingEndTime": stamp, "LastModifiedTime": stamp})
+            save(folder, record)
+        return record
+
     def download(self, request: dict, output: str, target: Path) -> None:
         from sagemake.executors.local import uri_path
 
@@ -315,7 +371,19 @@ class SageMakerProcessing:
                     self.describe(request["ProcessingJobName"]) is None:
                 raise failure(err) from None
 
+    def names(self, limit: int | None = 10) -> list[str]:
+        """This project's processing jobs, newest first (ListProcessingJobs by NameContains, then its names only)."""
+        from sagemake.aws import call
+
+        project = self.config["PROJECT_NAME"]
+        answer = call(self.executor.sagemaker.list_processing_jobs, NameContains=f"{project}-{NAME_PART}-",
+                      SortBy="CreationTime", SortOrder="Descending", MaxResults=100)
+        summaries = sorted(answer["ProcessingJobSummaries"], key=lambda s: s["CreationTime"], reverse=True)
+        ours = names_pattern(project)
+        return [s["ProcessingJobName"] for s in summaries if ours.fullmatch(s["ProcessingJobName"])][:limit]
+
     def describe(self, name: str) -> dict | None:
+        """DescribeProcessingJob's answer (None: SageMaker knows no such job)."""
         from sagemake.aws import ERRORS, error_code, failure, plain
 
         try:

@@ -7,11 +7,12 @@ Usage: scripts/run_sagemaker.py COMMAND
   upload            sync the channels to where jobs read them (S3 for AWS; nothing locally)
   plan              print the CreateTrainingJob request as JSON; submits nothing
   jobs [N]          the ledger of the N most recent jobs (default 10): status, duration, billable seconds, $,
-                    spot savings, main metric, warm pool; a total
+                    spot savings, main metric, warm pool; a total; then the N most recent processing jobs
+                    (`make preprocess`): status, duration, $
   logs [JOB]        a job's log, followed while it runs (default: the latest job)
   stop JOB          stop a running job on SageMaker
-  clean-jobs [KEEP] remove local job folders but the KEEP newest (default 5) and any running one, and the
-                    data copies only they read
+  clean-jobs [KEEP] remove local job folders but the KEEP newest (default 5) and any running one, the same for
+                    processing job folders, and the data copies only they read
   image             the training image's URI, tagged by content
 
 ENV=local (the default) runs jobs on your machine; any other ENV on SageMaker.
@@ -33,7 +34,8 @@ from sagemake.cli import Exit, JobFailed, UserError, run, say
 from sagemake.config import Config, resolve
 from sagemake.executors import Executor, for_config
 from sagemake.fetch_model import fetch, metrics
-from sagemake.pricing import ledger_entry, money, plan_line
+from sagemake.pricing import Prices, cost, ledger_entry, money, plan_line
+from sagemake.processing import duration, processing_for
 from sagemake.request import TAG_PREFIX, job_named, plan, primary_metric
 
 
@@ -61,7 +63,8 @@ def train(config: Config, executor: Executor) -> int:
 
 def list_jobs(config: Config, executor: Executor, limit: int) -> int:
     """The ledger: each job's status, duration, billable seconds, $ and spot savings, main metric (and its warm
-    pool when it has one), then the totals; where the prices came from on stderr."""
+    pool when it has one), then the totals; then this project's processing jobs, each with its status, duration and
+    $ (none: nothing more); where the prices came from on stderr."""
     primary = primary_metric(config) or "METRIC"
     prices = executor.prices()
     rows, pools = [], []
@@ -83,25 +86,53 @@ def list_jobs(config: Config, executor: Executor, limit: int) -> int:
                      money(entry.cost) if entry.billable is not None else "-",
                      money(entry.saved) if entry.saved is not None else "-", "-" if value is None else f"{value:.4f}"])
         pools.append(_pool(record.get("WarmPoolStatus")))
+    processed = _processing_rows(executor, limit, prices)
     if not rows:
-        say(f"no jobs of {config['PROJECT_NAME']} yet ({executor.where()}): `make train` runs one")
-        return Exit.OK
-    header = ["JOB", "STATUS", "DURATION", "BILLABLE", "COST", "SPOT SAVED", primary]
-    total = ["TOTAL", "", "", _seconds(billable), money(spent) + (f" + {unknown} unknown" if unknown else ""),
-             money(saved), ""]
-    if any(pools):  # a column only when a job has a warm pool
-        header.append("WARM POOL")
-        rows = [row + [pool or "-"] for row, pool in zip(rows, pools, strict=True)]
-        total.append("")
-    table = [header, *rows, total]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    for row in table:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        which = "training jobs" if processed else "jobs"
+        say(f"no {which} of {config['PROJECT_NAME']} yet ({executor.where()}): `make train` runs one")
+        if not processed:
+            return Exit.OK
+    else:
+        header = ["JOB", "STATUS", "DURATION", "BILLABLE", "COST", "SPOT SAVED", primary]
+        total = ["TOTAL", "", "", _seconds(billable), money(spent) + (f" + {unknown} unknown" if unknown else ""),
+                 money(saved), ""]
+        if any(pools):  # a column only when a job has a warm pool
+            header.append("WARM POOL")
+            rows = [row + [pool or "-"] for row, pool in zip(rows, pools, strict=True)]
+            total.append("")
+        _print_table([header, *rows, total])
+    if processed:
+        if rows:
+            print()
+        _print_table([["PROCESSING JOB", "STATUS", "DURATION", "COST"], *processed])
     sys.stdout.flush()  # the table before the words on stderr, where both reach one terminal or file
     would = "what they would have cost on SageMaker (their instance type and count, for their duration); " \
         if prices.hypothetical else ""
     say(f"jobs: {would}{prices.sources()}")
     return Exit.OK
+
+
+def _processing_rows(executor: Executor, limit: int, prices: Prices) -> list[list[str]]:
+    """This project's processing jobs where the executor runs them, newest first: name, status, duration, and
+    what it cost (or, locally, would have) on SageMaker for its instance type and count for that duration."""
+    place = processing_for(executor)
+    rows = []
+    for name in place.names(limit):
+        record = place.describe(name)  # a local one whose executor is gone is settled first
+        if record is None:  # removed meanwhile
+            continue
+        cluster = record.get("ProcessingResources", {}).get("ClusterConfig", {})
+        seconds = duration(record)
+        hourly = prices.hourly(cluster["InstanceType"]).hourly if cluster.get("InstanceType") else None
+        rows.append([name, record["ProcessingJobStatus"], f"{seconds}s",
+                     money(cost(hourly, seconds, cluster.get("InstanceCount", 1)))])
+    return rows
+
+
+def _print_table(table: list[list[str]]) -> None:
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
 def _seconds(value: int | None) -> str:
