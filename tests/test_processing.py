@@ -325,7 +325,8 @@ def test_make_jobs_env_prod_lists_this_projects_processing_jobs_on_sagemaker(aws
     request = sagemaker.describe_processing_job(ProcessingJobName=first)
     created = {}
     for name in (job_name("sagemake-example", "proc"), "other-proc-261122-000000-000abcde",
-                 "sagemake-example-v2-proc-261122-000000-000abcde"):
+                 "sagemake-example-v2-proc-261122-000000-000abcde",  # NameContains finds neither, nor...
+                 "my-sagemake-example-proc-261122-000000-000abcde"):  # ...this one's: it ends with PROJECT_NAME
         created[name] = {"ProcessingJobName": name, "RoleArn": request["RoleArn"],
                          "AppSpecification": request["AppSpecification"],
                          "ProcessingInputs": request["ProcessingInputs"],
