@@ -93,7 +93,7 @@ fetch: setup ## fetch a finished job's model with its manifest (JOB=..., default
 	@$(PY) scripts/fetch_model.py $${JOB:+"$$JOB"}
 
 .PHONY: jobs
-jobs: setup ## the ledger: recent jobs with status, duration, billable seconds, cost, warm pool, main metric
+jobs: setup ## the ledger: recent jobs with status, duration, billable seconds, cost, warm pool, main metric; processing jobs
 	@$(PY) scripts/run_sagemaker.py jobs
 
 .PHONY: tune-plan
@@ -117,7 +117,7 @@ stop: setup ## stop a running SageMaker job (JOB=...)
 	@$(PY) scripts/run_sagemaker.py stop $${JOB:+"$$JOB"}
 
 .PHONY: clean-jobs
-clean-jobs: setup ## remove local job folders but the KEEP newest (default 5) and any running, with data only they read
+clean-jobs: setup ## remove local job and processing folders but the KEEP newest of each (default 5) and any running
 	@$(PY) scripts/run_sagemaker.py clean-jobs $${KEEP:+"$$KEEP"}
 
 .PHONY: serve

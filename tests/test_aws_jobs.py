@@ -157,6 +157,7 @@ def test_make_tune_env_prod_runs_a_tuning_job_follows_its_trials_and_fetches_the
     with TuningDriver(trained_model, score, failing={3}) as driver:
         result = make("tune", tmp_path, DATA_DIR=str(example_data), JOBS_DIR=str(tmp_path / "jobs"), **TUNING)
         shown = make("tune-jobs", tmp_path, JOBS_DIR=str(tmp_path / "jobs"))
+        listed = make("jobs", tmp_path)  # the trials are this project's jobs
     assert result.returncode == 0, result.stderr
     sagemaker = client("sagemaker")
     (summary,) = sagemaker.list_hyper_parameter_tuning_jobs()["HyperParameterTuningJobSummaries"]
@@ -205,8 +206,8 @@ def test_make_tune_env_prod_runs_a_tuning_job_follows_its_trials_and_fetches_the
     assert (folder / "tuning.png").is_file()
 
     assert shown.returncode == 0 and f"{best['TrainingJobName']} *" in shown.stdout
-    listed = make("jobs", tmp_path)  # the trials are this project's jobs
     assert all(t["TrainingJobName"] in listed.stdout for t in trials), listed.stdout + listed.stderr
+    assert f"{best['TrainingJobName']} *" in listed.stdout  # the best marked
 
 
 def test_ctrl_c_leaves_the_tuning_job_running_on_sagemaker(aws, tmp_path, example_data, trained_model):

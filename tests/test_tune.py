@@ -17,6 +17,7 @@ from sagemake.executors.local import LocalExecutor
 from sagemake.fetch_model import metrics
 from sagemake.request import metric_series
 from sagemake.request import plan as training_plan
+from sagemake.run_sagemaker import list_jobs
 from sagemake.tune import LEADERBOARD, PLOT, RECORD, objective, plan, tune
 
 RANGES = "learning_rate=0.02:0.5:log max_depth=1:4 subsample=0.5:1"
@@ -120,6 +121,10 @@ def test_a_local_tuning_run_of_6_trials_2_at_a_time(example_data, tmp_path, caps
     assert (folder / PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((folder / RECORD).read_text()) == record
     assert best["TrainingJobName"] + " *" in capsys.readouterr().out  # the leaderboard, the best marked
+    list_jobs(config, executor, 10)  # `make jobs`: the trials among the jobs, the best marked
+    listed = capsys.readouterr()
+    assert f"{best['TrainingJobName']} *" in listed.out and "* the best trial of its tuning run" in listed.err
+    assert sum(line.split()[0] in values for line in listed.out.splitlines() if line.strip()) == 6
 
 
 def test_ctrl_c_stops_the_running_trials_and_keeps_the_record(example_data, tmp_path):

@@ -37,6 +37,7 @@ from sagemake.fetch_model import fetch, metrics
 from sagemake.pricing import Prices, cost, ledger_entry, money, plan_line
 from sagemake.processing import duration, processing_for
 from sagemake.request import TAG_PREFIX, job_named, plan, primary_metric
+from sagemake.tune import tunings_for
 
 
 def train(config: Config, executor: Executor) -> int:
@@ -86,6 +87,8 @@ def list_jobs(config: Config, executor: Executor, limit: int) -> int:
                      money(entry.cost) if entry.billable is not None else "-",
                      money(entry.saved) if entry.saved is not None else "-", "-" if value is None else f"{value:.4f}"])
         pools.append(_pool(record.get("WarmPoolStatus")))
+    best = tunings_for(executor).best_trials()
+    rows = [[row[0] + (" *" if row[0] in best else ""), *row[1:]] for row in rows]
     processed = _processing_rows(executor, limit, prices)
     if not rows:
         which = "training jobs" if processed else "jobs"
@@ -106,6 +109,8 @@ def list_jobs(config: Config, executor: Executor, limit: int) -> int:
             print()
         _print_table([["PROCESSING JOB", "STATUS", "DURATION", "COST"], *processed])
     sys.stdout.flush()  # the table before the words on stderr, where both reach one terminal or file
+    if any(row[0].endswith(" *") for row in rows):
+        say("jobs: * the best trial of its tuning run (`make tune-jobs` shows the run)")
     would = "what they would have cost on SageMaker (their instance type and count, for their duration); " \
         if prices.hypothetical else ""
     say(f"jobs: {would}{prices.sources()}")

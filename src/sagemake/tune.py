@@ -461,6 +461,17 @@ class LocalTunings:
                             "latest")
         return json.loads(path.read_text())
 
+    def best_trials(self) -> set[str]:
+        """The best trial of each local tuning run."""
+        jobs = self.config.path("JOBS_DIR")
+        found = set()
+        for path in jobs.glob(f"*/{RECORD}") if jobs.is_dir() else ():
+            try:
+                found.add(json.loads(path.read_text())["BestTrainingJob"]["TrainingJobName"])
+            except (OSError, ValueError, KeyError, TypeError):  # a run without a best trial yet
+                pass
+        return found
+
     def latest(self) -> str | None:
         jobs = self.config.path("JOBS_DIR")
         found = [p.parent for p in jobs.glob(f"*/{RECORD}")] if jobs.is_dir() else []
@@ -521,7 +532,8 @@ class SageMakerTunings:
             raise failure(err) from None
         return record
 
-    def latest(self) -> str | None:
+    def names(self, limit: int) -> list[str]:
+        """This project's tuning jobs, newest first."""
         from sagemake.aws import call
 
         head = tuning_head(self.config["PROJECT_NAME"])
@@ -531,7 +543,23 @@ class SageMakerTunings:
         found = sorted((s for s in answer["HyperParameterTuningJobSummaries"]
                         if ours.fullmatch(s["HyperParameterTuningJobName"])),
                        key=lambda s: s["CreationTime"], reverse=True)
-        return found[0]["HyperParameterTuningJobName"] if found else None
+        return [s["HyperParameterTuningJobName"] for s in found[:limit]]
+
+    def latest(self) -> str | None:
+        found = self.names(1)
+        return found[0] if found else None
+
+    def best_trials(self, runs: int = 10) -> set[str]:
+        """The best trial of each of the newest tuning jobs (DescribeHyperParameterTuningJob's BestTrainingJob)."""
+        from sagemake.aws import call
+
+        found = set()
+        for name in self.names(runs):
+            record = call(self.executor.sagemaker.describe_hyper_parameter_tuning_job,
+                          HyperParameterTuningJobName=name)
+            if record.get("BestTrainingJob"):
+                found.add(record["BestTrainingJob"]["TrainingJobName"])
+        return found
 
     def follow(self, name: str, folder: Path) -> dict:
         """Each trial as it starts (its hyperparameters) and ends (its objective), the best so far, to the end."""
