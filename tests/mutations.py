@@ -131,6 +131,16 @@ MUTATIONS = {
     "clean-jobs keeps old processing job folders": (
         "src/sagemake/executors/local.py", "            remove(self.folder(name))\n            processing_removed += 1",
         "            processing_removed += 1", "tests/test_processing.py -k clean_jobs_keeps_the_newest_processing"),
+    "processing on SageMaker left running on Ctrl-C": (
+        "src/sagemake/processing.py",
+        "                call(executor.sagemaker.stop_processing_job, ProcessingJobName=name)\n",
+        "                pass\n", "tests/test_aws_jobs.py -k ctrl_c_stops"),
+    "a pruned trial left running": (
+        "src/sagemake/tune.py", '            self.executor.stop_jobs.add(entry["name"])\n', "            pass\n",
+        "tests/test_tune.py -k early_stopping"),
+    "the best trial not marked in make jobs": (
+        "src/sagemake/run_sagemaker.py", '(" *" if row[0] in best else "")', '""',
+        "tests/test_aws_jobs.py -k follows_its_trials"),
 }
 
 
