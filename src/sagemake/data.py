@@ -9,6 +9,7 @@ and a content digest, recorded with the job and in the model's manifest.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -130,33 +131,47 @@ class EtagCache:
     or change of mode or owner, and no tool can set it back. A stat that differs costs a read, never a wrong ETag.
     What no stat can tell: a file rewritten in place, with the same size, within the same tick of the filesystem's
     clock as the write before, after it was read here: a folder written to while it is read, which a sync does not
-    support anyway."""
+    support anyway.
+
+    Each entry is [size, mtime_ns, ETag, inode, ctime_ns]: the first three as sagemake kept them before, so that
+    an earlier version reading this file still finds the ETag where it looks. save() merges what this process
+    read into the file as it is then, under a lock: runs at once (a sync, a summary, a processing job's upload)
+    keep each other's entries."""
 
     def __init__(self, path: Path):
         self.path = path
-        try:
-            self.known = json.loads(path.read_text())
-        except (OSError, ValueError):
-            self.known = {}
+        self.known = _entries(path)
         self.lock = threading.Lock()
-        self.changed = False
+        self.fresh: dict[str, list] = {}  # read since: what save() adds to the file
 
     def etag(self, file: Path, stat: os.stat_result | None = None) -> str:
         stat = stat or file.stat()
-        stamp = [stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns]
         entry = self.known.get(str(file))
-        if entry and entry[:4] == stamp:  # an entry of the earlier [size, mtime, etag] never matches: read again
-            return entry[4]
+        if (entry and len(entry) == 5 and entry[0] == stat.st_size and entry[1] == stat.st_mtime_ns
+                and entry[3] == stat.st_ino and entry[4] == stat.st_ctime_ns):
+            return entry[2]
         value = etag(file)
         with self.lock:
-            self.known[str(file)] = [*stamp, value]
-            self.changed = True
+            self.known[str(file)] = self.fresh[str(file)] = [stat.st_size, stat.st_mtime_ns, value, stat.st_ino,
+                                                             stat.st_ctime_ns]
         return value
 
     def save(self) -> None:
-        if not self.changed:
+        with self.lock:
+            fresh, self.fresh = self.fresh, {}
+        if not fresh:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_name(f"{self.path.name}.{os.getpid()}")
-        partial.write_text(json.dumps(self.known))
-        partial.replace(self.path)  # two runs at once: each writes whole, the last wins
+        with open(self.path.with_name(f"{self.path.name}.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            partial = self.path.with_name(f"{self.path.name}.{os.getpid()}")
+            partial.write_text(json.dumps({**_entries(self.path), **fresh}))
+            partial.replace(self.path)
+
+
+def _entries(path: Path) -> dict[str, list]:
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
