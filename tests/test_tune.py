@@ -14,7 +14,7 @@ from conftest import ROOT
 
 from sagemake.config import resolve
 from sagemake.executors.local import LocalExecutor
-from sagemake.fetch_model import metrics
+from sagemake.fetch_model import fetch, metrics
 from sagemake.request import metric_series
 from sagemake.request import plan as training_plan
 from sagemake.run_sagemaker import list_jobs
@@ -121,6 +121,8 @@ def test_a_local_tuning_run_of_6_trials_2_at_a_time(example_data, tmp_path, caps
     assert (folder / PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((folder / RECORD).read_text()) == record
     assert best["TrainingJobName"] + " *" in capsys.readouterr().out  # the leaderboard, the best marked
+    assert fetch(config, executor).name == best["TrainingJobName"]  # `make fetch` after a run: its best trial
+    assert "is a trial of tuning run" in capsys.readouterr().err or executor.latest() == best["TrainingJobName"]
     list_jobs(config, executor, 10)  # `make jobs`: the trials among the jobs, the best marked
     listed = capsys.readouterr()
     assert f"{best['TrainingJobName']} *" in listed.out and "* the best trial of its tuning run" in listed.err

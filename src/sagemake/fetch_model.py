@@ -112,7 +112,7 @@ def fetch(config: Config, executor: Executor, name: str | None = None) -> Path:
 
     Everything is put together in a scratch folder and swapped in whole, under a lock on MODELS_DIR: a fetch that
     fails leaves the previous good copy (or nothing), and fetches into one MODELS_DIR take turns."""
-    name = name or executor.latest()
+    name = name or latest_or_best(executor)
     record = completed(executor, name, "fetch")
     uri = record["ModelArtifacts"]["S3ModelArtifacts"]
     output_uri = record.get("OutputDataArtifacts") or uri.rsplit("/", 1)[0] + "/" + layout.OUTPUT_ARCHIVE
@@ -133,6 +133,21 @@ def fetch(config: Config, executor: Executor, name: str | None = None) -> Path:
     for metric, value in details["metrics"].items():
         print(f"  {metric:<22} {value:.4f}")
     return destination
+
+
+def latest_or_best(executor: Executor) -> str:
+    """The latest job; when it is a trial of a tuning run, that run's best trial (the one `make tune` fetched)."""
+    from sagemake.tune import TUNING_TAG, tunings_for
+
+    name = executor.latest()
+    run = executor.tags(name).get(TUNING_TAG)
+    if run:
+        best = (tunings_for(executor).record(run).get("BestTrainingJob") or {}).get("TrainingJobName")
+        if best and best != name:
+            say(f"fetch: the latest job {name} is a trial of tuning run {run}: fetching its best trial {best} "
+                f"(JOB={name} fetches that one)")
+            return best
+    return name
 
 
 @contextlib.contextmanager
