@@ -1,9 +1,11 @@
 """AWS for the tests: moto's server on 127.0.0.1, reached over real HTTP by boto3.
 
 Where moto cannot act like SageMaker (it completes every job at once, runs no
-container, writes no logs and no model), `SageMakerDriver` plays SageMaker's
-part in moto's own state: it holds new jobs InProgress, walks them through
-their statuses, writes their CloudWatch logs and puts their model in S3.
+container, writes no logs and no model), a driver plays SageMaker's part in
+moto's own state: it holds the new job InProgress, walks it through its
+statuses, writes its CloudWatch logs and its outputs. `SageMakerDriver` plays a
+training job, `ProcessingDriver` a processing job (running its step for real)
+and `TuningDriver` a tuning job with its trials.
 """
 
 from __future__ import annotations
@@ -82,27 +84,58 @@ def backend():
     return sagemaker_backends[ACCOUNT][REGION]
 
 
-class SageMakerDriver:
-    """Plays SageMaker for the next job created: statuses, logs on two instances, model, outcome.
+class Driver:
+    """What the drivers share: entering patches moto (`_patch`, which returns what puts it back), a thread plays
+    the next job of the driver's kind once it is created (`_run`), and leaving ends the play where it is, puts moto
+    back and raises what went wrong in the play. A driver reaches the emulator at `endpoint` (default:
+    AWS_ENDPOINT_URL), being on SageMaker's side of any network."""
 
-    As SageMaker does (and moto does not), it refuses a job name that is taken (ResourceInUse). It reaches the
-    emulator at `endpoint` (default: AWS_ENDPOINT_URL), being on SageMaker's side of any network."""
+    WAIT = 120  # seconds the play waits for its job to be created
 
-    def __init__(self, outcome="Completed", model: bytes | None = None, step_seconds=1.2, endpoint=None):
-        self.outcome, self.model, self.step, self.endpoint = outcome, model, step_seconds, endpoint
-        self.job = None
+    def __init__(self, endpoint=None):
+        self.endpoint, self.job = endpoint, None
         self.error: BaseException | None = None
         self.halt = threading.Event()  # set on exit: the play ends where it is
-        self._original = None
-        self._create = None
 
     def __enter__(self):
+        self._restore = self._patch()
+        self.thread = threading.Thread(target=self._play, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.halt.set()
+        self.thread.join(timeout=self.WAIT)
+        self._restore()
+        if self.error:
+            raise self.error
+
+    def _play(self):
+        try:
+            deadline = time.monotonic() + self.WAIT
+            while self.job is None and time.monotonic() < deadline and not self.halt.wait(0.05):
+                pass
+            if self.job is not None:
+                self._run(self.job)
+        except BaseException as err:  # noqa: BLE001 - reported to the test in __exit__
+            self.error = err
+
+
+class SageMakerDriver(Driver):
+    """Plays SageMaker for the next job created: statuses, logs on two instances, model, outcome.
+
+    As SageMaker does (and moto does not), it refuses a job name that is taken (ResourceInUse)."""
+
+    def __init__(self, outcome="Completed", model: bytes | None = None, step_seconds=1.2, endpoint=None):
+        super().__init__(endpoint)
+        self.outcome, self.model, self.step = outcome, model, step_seconds
+
+    def _patch(self):
         from moto.sagemaker.exceptions import ResourceInUseException
         from moto.sagemaker.models import FakeTrainingJob, SageMakerModelBackend
 
         driver = self
-        self._original = original = FakeTrainingJob.__init__
-        self._create = create = SageMakerModelBackend.create_training_job
+        original, create = FakeTrainingJob.__init__, SageMakerModelBackend.create_training_job
 
         def unique_names(backend, *args, **kwargs):
             name = kwargs.get("training_job_name", args[0] if args else None)
@@ -112,8 +145,6 @@ class SageMakerDriver:
                     f"this name already exists ({backend.training_jobs[name].arn})")
             return create(backend, *args, **kwargs)
 
-        SageMakerModelBackend.create_training_job = unique_names
-
         def held_in_progress(job, *args, **kwargs):
             original(job, *args, **kwargs)
             job.training_job_status, job.secondary_status = "InProgress", "Starting"
@@ -121,60 +152,44 @@ class SageMakerDriver:
             del job.final_metric_data_list
             driver.job = job
 
-        FakeTrainingJob.__init__ = held_in_progress
-        self.thread = threading.Thread(target=self._play, daemon=True)
-        self.thread.start()
-        return self
+        SageMakerModelBackend.create_training_job, FakeTrainingJob.__init__ = unique_names, held_in_progress
 
-    def __exit__(self, *exc):
-        from moto.sagemaker.models import FakeTrainingJob, SageMakerModelBackend
+        def restore():
+            SageMakerModelBackend.create_training_job, FakeTrainingJob.__init__ = create, original
 
-        self.halt.set()
-        self.thread.join(timeout=60)
-        FakeTrainingJob.__init__ = self._original
-        SageMakerModelBackend.create_training_job = self._create
-        if self.error:
-            raise self.error
+        return restore
 
-    def _play(self):
+    def _run(self, job):
+        logs = client("logs", self.endpoint)
+        name = job.training_job_name
         try:
-            deadline = time.monotonic() + 60
-            while self.job is None and time.monotonic() < deadline and not self.halt.wait(0.05):
-                pass
-            if self.job is None:
-                return
-            job, logs = self.job, client("logs", self.endpoint)
-            name = job.training_job_name
-            try:
-                logs.create_log_group(logGroupName=LOG_GROUP)
-            except logs.exceptions.ResourceAlreadyExistsException:
-                pass
-            streams = [f"{name}/algo-1-1700000000", f"{name}/algo-2-1700000000"]
-            for stream in streams:
-                logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
-            self._transition(job, "Downloading", "Downloading input data")
-            if self.halt.wait(self.step):
-                return
-            self._transition(job, "Training", "Training image download completed. Training in progress.")
-            self._log(logs, streams[0], ["epoch 1", "validation:roc_auc=0.912345"])
-            self._log(logs, streams[1], ["worker ready"])
-            if self.halt.wait(self.step):
-                return
-            self._log(logs, streams[0], ["epoch 2", "validation:roc_auc=0.987654"])
-            if self.model is not None:
-                bucket, _, key = job.model_artifacts["S3ModelArtifacts"][len("s3://"):].partition("/")
-                client("s3", self.endpoint).put_object(Bucket=bucket, Key=key, Body=self.model)
-            job.training_time_in_seconds, job.billable_time_in_seconds = 400, 100
-            job.final_metric_data_list = [{"MetricName": "validation:roc_auc", "Value": 0.987654,
-                                           "Timestamp": datetime.now(timezone.utc)}]
-            if self.outcome == "Failed":
-                job.failure_reason = "AlgorithmError: label column 'label' not found"
-            self._transition(job, "Uploading" if self.outcome == "Completed" else self.outcome, "Finishing")
-            job.training_end_time = datetime.now(timezone.utc)
-            self._transition(job, self.outcome, "Job ended")
-            job.training_job_status = self.outcome
-        except BaseException as err:  # noqa: BLE001 - reported to the test in __exit__
-            self.error = err
+            logs.create_log_group(logGroupName=LOG_GROUP)
+        except logs.exceptions.ResourceAlreadyExistsException:
+            pass
+        streams = [f"{name}/algo-1-1700000000", f"{name}/algo-2-1700000000"]
+        for stream in streams:
+            logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
+        self._transition(job, "Downloading", "Downloading input data")
+        if self.halt.wait(self.step):
+            return
+        self._transition(job, "Training", "Training image download completed. Training in progress.")
+        self._log(logs, streams[0], ["epoch 1", "validation:roc_auc=0.912345"])
+        self._log(logs, streams[1], ["worker ready"])
+        if self.halt.wait(self.step):
+            return
+        self._log(logs, streams[0], ["epoch 2", "validation:roc_auc=0.987654"])
+        if self.model is not None:
+            bucket, _, key = job.model_artifacts["S3ModelArtifacts"][len("s3://"):].partition("/")
+            client("s3", self.endpoint).put_object(Bucket=bucket, Key=key, Body=self.model)
+        job.training_time_in_seconds, job.billable_time_in_seconds = 400, 100
+        job.final_metric_data_list = [{"MetricName": "validation:roc_auc", "Value": 0.987654,
+                                       "Timestamp": datetime.now(timezone.utc)}]
+        if self.outcome == "Failed":
+            job.failure_reason = "AlgorithmError: label column 'label' not found"
+        self._transition(job, "Uploading" if self.outcome == "Completed" else self.outcome, "Finishing")
+        job.training_end_time = datetime.now(timezone.utc)
+        self._transition(job, self.outcome, "Job ended")
+        job.training_job_status = self.outcome
 
     @staticmethod
     def _transition(job, status, message):
@@ -190,7 +205,7 @@ class SageMakerDriver:
                             logEvents=[{"timestamp": now + i, "message": line} for i, line in enumerate(lines)])
 
 
-class ProcessingDriver:
+class ProcessingDriver(Driver):
     """Plays SageMaker for the next processing job created, for real: it downloads the job's S3 inputs, runs its
     ContainerEntrypoint and ContainerArguments with this Python from the checkout's src/ (what sagemake's image
     holds) under SageMaker's processing paths, streams the output to CloudWatch, uploads each output and ends the
@@ -202,16 +217,13 @@ class ProcessingDriver:
     GROUP = "/aws/sagemaker/ProcessingJobs"
 
     def __init__(self, scratch: Path, endpoint=None, start_seconds=0.0):
-        self.scratch, self.endpoint, self.start = scratch, endpoint, start_seconds
-        self.job = None
-        self.error: BaseException | None = None
-        self.halt = threading.Event()
+        super().__init__(endpoint)
+        self.scratch, self.start = scratch, start_seconds
 
-    def __enter__(self):
+    def _patch(self):
         from moto.sagemaker.models import FakeProcessingJob
 
-        driver = self
-        self._original = original = FakeProcessingJob.__init__
+        driver, original = self, FakeProcessingJob.__init__
 
         def held_in_progress(job, *args, **kwargs):
             original(job, *args, **kwargs)
@@ -219,28 +231,7 @@ class ProcessingDriver:
             driver.job = job
 
         FakeProcessingJob.__init__ = held_in_progress
-        self.thread = threading.Thread(target=self._play, daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        from moto.sagemaker.models import FakeProcessingJob
-
-        self.halt.set()
-        self.thread.join(timeout=120)
-        FakeProcessingJob.__init__ = self._original
-        if self.error:
-            raise self.error
-
-    def _play(self):
-        try:
-            deadline = time.monotonic() + 120
-            while self.job is None and time.monotonic() < deadline and not self.halt.wait(0.05):
-                pass
-            if self.job is not None:
-                self._run(self.job)
-        except BaseException as err:  # noqa: BLE001 - reported to the test in __exit__
-            self.error = err
+        return lambda: setattr(FakeProcessingJob, "__init__", original)
 
     def _run(self, job):
         import sys
@@ -308,7 +299,7 @@ class ProcessingDriver:
         return sent + len(fresh)
 
 
-class TuningDriver:
+class TuningDriver(Driver):
     """Plays SageMaker for the next hyperparameter tuning job created (moto completes it at once with a made-up
     best): it holds the job InProgress and runs its trials as SageMaker would, MaxParallelTrainingJobs at a time up
     to MaxNumberOfTrainingJobs. Each trial is a training job in moto, named <tuning job>-<3 digits>-<8 hex>, with the
@@ -318,20 +309,17 @@ class TuningDriver:
     ListTrainingJobsForHyperParameterTuningJob, which moto lacks, and keeps the counters and BestTrainingJob."""
 
     def __init__(self, model: bytes, score, step_seconds=0.5, failing=(), endpoint=None):
-        self.model, self.score, self.step, self.failing, self.endpoint = model, score, step_seconds, failing, endpoint
-        self.job = None
+        super().__init__(endpoint)
+        self.model, self.score, self.step, self.failing = model, score, step_seconds, failing
         self.trials: list[dict] = []  # the summaries, as ListTrainingJobsForHyperParameterTuningJob gives them
-        self.error: BaseException | None = None
-        self.halt = threading.Event()
 
-    def __enter__(self):
+    def _patch(self):
         from moto.core.responses import ActionResult
         from moto.sagemaker.models import HyperParameterTuningJob
         from moto.sagemaker.responses import SageMakerResponse
 
         driver = self
-        self._original, self._describe = original, describe = \
-            HyperParameterTuningJob.__init__, HyperParameterTuningJob.describe
+        original, describe = HyperParameterTuningJob.__init__, HyperParameterTuningJob.describe
 
         def held_in_progress(job, *args, **kwargs):
             original(job, *args, **kwargs)
@@ -350,30 +338,12 @@ class TuningDriver:
 
         HyperParameterTuningJob.__init__, HyperParameterTuningJob.describe = held_in_progress, without_nones
         SageMakerResponse.list_training_jobs_for_hyper_parameter_tuning_job = list_trials
-        self.thread = threading.Thread(target=self._play, daemon=True)
-        self.thread.start()
-        return self
 
-    def __exit__(self, *exc):
-        from moto.sagemaker.models import HyperParameterTuningJob
-        from moto.sagemaker.responses import SageMakerResponse
+        def restore():
+            HyperParameterTuningJob.__init__, HyperParameterTuningJob.describe = original, describe
+            del SageMakerResponse.list_training_jobs_for_hyper_parameter_tuning_job
 
-        self.halt.set()
-        self.thread.join(timeout=120)
-        HyperParameterTuningJob.__init__, HyperParameterTuningJob.describe = self._original, self._describe
-        del SageMakerResponse.list_training_jobs_for_hyper_parameter_tuning_job
-        if self.error:
-            raise self.error
-
-    def _play(self):
-        try:
-            deadline = time.monotonic() + 120
-            while self.job is None and time.monotonic() < deadline and not self.halt.wait(0.05):
-                pass
-            if self.job is not None:
-                self._run(self.job)
-        except BaseException as err:  # noqa: BLE001 - reported to the test in __exit__
-            self.error = err
+        return restore
 
     def _run(self, job):
         import random
