@@ -19,6 +19,23 @@ def example_data(tmp_path_factory) -> Path:
     return data
 
 
+def tool_venv() -> str:
+    """This checkout's virtualenv (VENV, default .venv), as an absolute path: copies of the checkout run with it, so
+    none makes its own (the fresh-machine case is tests/e2e.bats's)."""
+    import os
+
+    venv = os.environ.get("VENV", str(ROOT / ".venv"))
+    return venv if os.path.isabs(venv) else str(ROOT / venv)
+
+
+def sigint_as_a_terminal_gives_it():
+    """preexec_fn of a child that a test stops with Ctrl-C: SIGINT back to its default. A test run in the background
+    (`make test &`, nohup) ignores SIGINT, and a child inherits that through exec, and would never see the signal."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def in_process(root: Path = ROOT):
     """The process runtime with this test run's Python (which has the training requirements)."""
     from sagemake.executors.runtimes import ProcessRuntime
@@ -96,6 +113,22 @@ def copy_repo(destination: Path) -> Path:
             (destination / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, destination / name)
     return destination
+
+
+@pytest.fixture(scope="session")
+def trained_checkout(tmp_path_factory) -> tuple[Path, str]:
+    """A copy of the checkout that trained the example with a real `make train` (the process runtime), which fetched
+    its model: (the copy, the job's name). One for the session: its users (test_serve.py, test_transform.py) read it,
+    or add jobs of their own beside it, and put back whatever else they add."""
+    import os
+    import subprocess
+
+    repo = copy_repo(tmp_path_factory.mktemp("serving") / "my project")
+    result = subprocess.run(["make", "-s", "train", "HP=n_estimators=20"], cwd=repo, capture_output=True, text=True,
+                            env={**os.environ, "VENV": tool_venv(), "LOCAL_RUNTIME": "process"}, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (job,) = [p.name for p in (repo / "models").iterdir()]
+    return repo, job
 
 
 def private_package(folder: Path, name: str = "acme_features", version: str = "1.0.0") -> Path:

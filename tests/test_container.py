@@ -12,13 +12,14 @@ import base64
 import http.server
 import json
 import os
+import shutil
 import subprocess
 import threading
 import urllib.error
 import urllib.request
 
 import pytest
-from conftest import ROOT, copy_repo, private_package
+from conftest import copy_repo, private_package, tool_venv
 from emulator import SageMakerDriver, make_bucket, settings
 from test_secrets import FAKE, leaks, scan_image, scan_tree
 
@@ -118,11 +119,14 @@ def private_host(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def project(engine, private_host, tmp_path_factory):
+def project(engine, private_host, tmp_path_factory, example_data):
     """A checkout with a private dependency fetched over HTTP with GIT_HTTPS_TOKEN, its image built once for the
-    module, traced (DEBUG=1), with the fake credentials of test_secrets in the environment."""
+    module, traced (DEBUG=1), with the fake credentials of test_secrets in the environment. Its data/ holds the
+    example's channels already: the data step, run by the job's Python, would make one with this checkout's private
+    wheel, a minute of its own that the container tests do not need (test_prepare.py makes one, small)."""
     url, seen = private_host
     repo = copy_repo(tmp_path_factory.mktemp("container") / "my project")
+    shutil.copytree(example_data, repo / "data")
     env = {"PRIVATE_DEPS": f"{url}@v1.0.0", "LOCAL_RUNTIME": "container", **FAKE}
     result = make(repo, "build", {**env, "DEBUG": "1"})
     assert result.returncode == 0, result.stdout + result.stderr
@@ -132,10 +136,30 @@ def project(engine, private_host, tmp_path_factory):
     return repo, env
 
 
+@pytest.fixture(scope="module")
+def built_project(engine, tmp_path_factory):
+    """A copy of the checkout with sagemake's own image (no private dependency) built in the engine, and the
+    environment that runs it there (this checkout's virtualenv: none is made for the copy). Each module that uses it
+    has a copy of its own; the image is tagged by content, so the first copy builds it and the others find it up to
+    date."""
+    repo = copy_repo(tmp_path_factory.mktemp("built") / "my project")
+    env = {**os.environ, "LOCAL_RUNTIME": "container", "CONTAINER_BUILD_FLAGS": FLAGS, "CONTAINER_RUN_FLAGS": FLAGS,
+           "VENV": tool_venv()}
+    built = subprocess.run(["make", "-s", "build"], cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    assert built.returncode == 0, built.stdout + built.stderr
+    return repo, env
+
+
+def containers(name) -> list[str]:
+    """The engine's containers named name, running or not."""
+    listed = subprocess.run([ENGINE, "ps", "--all", "--quiet", "--filter", f"name=^{name}$"], capture_output=True,
+                            text=True, check=True)
+    return listed.stdout.split()
+
+
 def make(repo, target, env, *args):
-    venv = os.environ.get("VENV", str(ROOT / ".venv"))
-    everything = {**os.environ, "VENV": venv if os.path.isabs(venv) else str(ROOT / venv),
-                  "CONTAINER_BUILD_FLAGS": FLAGS, "CONTAINER_RUN_FLAGS": FLAGS, "GIT_HTTPS_TOKEN": TOKEN, **env}
+    everything = {**os.environ, "VENV": tool_venv(), "CONTAINER_BUILD_FLAGS": FLAGS, "CONTAINER_RUN_FLAGS": FLAGS,
+                  "GIT_HTTPS_TOKEN": TOKEN, **env}
     return subprocess.run(["make", "-s", target, *args], cwd=repo, env=everything, capture_output=True, text=True,
                           timeout=900)
 
@@ -190,6 +214,7 @@ def test_make_train_runs_the_image_under_the_local_executor(project):
     result = make(repo, "train", env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "runtime container (docker, image" in result.stderr
+    assert "data: data/ has channels train, validation: used as they are" in result.stderr
     (job,) = [p.name for p in (repo / "models").iterdir()]
     manifest = json.loads((repo / "models" / job / "manifest.json").read_text())
     assert manifest["runtime"] == "container" and manifest["image"] == image_of(repo, env)

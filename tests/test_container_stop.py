@@ -4,33 +4,15 @@ Runs where an engine answers, like test_container.py (whose image and fixtures i
 """
 
 import json
-import os
 import signal
 import subprocess
 import time
 
-import pytest
-from conftest import copy_repo
-from test_container import ENGINE, FLAGS, engine  # noqa: F401 (a fixture)
+from test_container import ENGINE, built_project, containers, engine  # noqa: F401 (fixtures)
 
 
-@pytest.fixture(scope="module")
-def project(engine, tmp_path_factory):  # noqa: F811
-    repo = copy_repo(tmp_path_factory.mktemp("stop") / "my project")
-    env = {**os.environ, "LOCAL_RUNTIME": "container", "CONTAINER_BUILD_FLAGS": FLAGS, "CONTAINER_RUN_FLAGS": FLAGS}
-    built = subprocess.run(["make", "-s", "build"], cwd=repo, env=env, capture_output=True, text=True, timeout=900)
-    assert built.returncode == 0, built.stdout + built.stderr
-    return repo, env
-
-
-def containers(name):
-    listed = subprocess.run([ENGINE, "ps", "--all", "--quiet", "--filter", f"name=^{name}$"], capture_output=True,
-                            text=True, check=True)
-    return listed.stdout.split()
-
-
-def test_kill_9_of_the_executor_removes_the_container_and_settles_the_record(project):
-    repo, env = project
+def test_kill_9_of_the_executor_removes_the_container_and_settles_the_record(built_project):  # noqa: F811
+    repo, env = built_project
     everything = {**env, "STOP_GRACE_SECONDS": "3", "HP": "n_estimators=5000 learning_rate=0.001"}
     executor = subprocess.Popen([str(repo / "scripts/run_sagemaker.py"), "train"], cwd=repo, env=everything,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

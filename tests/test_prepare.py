@@ -4,6 +4,7 @@ import base64
 import http.server
 import os
 import subprocess
+import sys
 import threading
 import zipfile
 
@@ -99,3 +100,25 @@ def test_an_https_token_goes_in_a_header_and_never_in_the_output(repo):
     assert "+ " in result.stderr  # the trace is on
     assert token not in result.stdout + result.stderr and expected.split()[1] not in result.stderr
     assert "cannot fetch v1 from http://127.0.0.1:" in result.stderr
+
+
+def test_the_jobs_python_has_the_private_wheels_and_is_made_once(repo, tmp_path, monkeypatch):
+    """The job's Python (local process jobs, the data step): the image's requirements and its private wheels, in
+    the tool's virtualenv, made once per change of them. Here the image has no public requirements, so it takes
+    seconds, and the tool's virtualenv is this test's own: the suite's job's Pythons stay as they are."""
+    from sagemake.config import resolve
+    from sagemake.job_python import JOB_PYTHONS, job_python
+
+    (repo / "docker/requirements.txt").unlink()
+    tool = tmp_path / "tool venv"
+    monkeypatch.setattr(sys, "prefix", str(tool))
+    package = private_package(tmp_path / "features")
+    monkeypatch.setenv("VENV", VENV if os.path.isabs(VENV) else str(ROOT / VENV))  # prepare.sh's Python
+    monkeypatch.setenv("PRIVATE_DEPS", f"file://{package}@v1.0.0")  # prepare.sh reads it from the environment
+    config = resolve(root=repo, environ={"PRIVATE_DEPS": f"file://{package}@v1.0.0"})
+    python = job_python(config)
+    assert python.parents[2] == tool / JOB_PYTHONS
+    assert job_python(config) == python  # made once
+    found = subprocess.run([str(python), "-c", "import acme_features; print(acme_features.VERSION)"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert found == "1.0.0"

@@ -18,7 +18,7 @@ import pytest
 from conftest import ROOT, copy_repo, in_process
 from emulator import ProcessingDriver, backend, client, make_bucket, register_image, repository_image
 from emulator import settings as aws_settings
-from test_container import ENGINE, FLAGS, engine  # noqa: F401 (a fixture)
+from test_container import ENGINE, FLAGS, built_project, containers, engine  # noqa: F401 (fixtures)
 
 import trainer.raw
 from sagemake import processing
@@ -354,25 +354,8 @@ def test_make_jobs_env_prod_lists_this_projects_processing_jobs_on_sagemaker(aws
 # --- in a real container -----------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def project(engine, tmp_path_factory):  # noqa: F811
-    """A copy of the repository with its image built in the engine."""
-    repo = copy_repo(tmp_path_factory.mktemp("processing") / "my project")
-    env = {**os.environ, "LOCAL_RUNTIME": "container", "CONTAINER_BUILD_FLAGS": FLAGS, "CONTAINER_RUN_FLAGS": FLAGS,
-           "VENV": str(ROOT / ".venv")}  # this checkout's virtualenv: none is made for the copy
-    built = subprocess.run(["make", "-s", "build"], cwd=repo, env=env, capture_output=True, text=True, timeout=900)
-    assert built.returncode == 0, built.stdout + built.stderr
-    return repo, env
-
-
-def containers(name):
-    listed = subprocess.run([ENGINE, "ps", "--all", "--quiet", "--filter", f"name=^{name}$"], capture_output=True,
-                            text=True, check=True)
-    return listed.stdout.split()
-
-
-def test_make_preprocess_in_a_container_has_sagemakers_processing_mounts(project):
-    repo, env = project
+def test_make_preprocess_in_a_container_has_sagemakers_processing_mounts(built_project):  # noqa: F811
+    repo, env = built_project
     done = subprocess.run([sys.executable, str(repo / "scripts/preprocess.py")], cwd=repo, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
@@ -385,9 +368,9 @@ def test_make_preprocess_in_a_container_has_sagemakers_processing_mounts(project
     assert config["ProcessingInputs"][0]["S3Input"]["LocalPath"] == "/opt/ml/processing/input/raw"
 
 
-def test_the_container_sees_exactly_the_mounts_and_dies_with_its_executor(project, tmp_path):
+def test_the_container_sees_exactly_the_mounts_and_dies_with_its_executor(built_project, tmp_path):  # noqa: F811
     """A processing container that lists what it sees, then waits; kill -9 of the executor removes it."""
-    repo, env = project
+    repo, env = built_project
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw/a.csv").write_text("x\n1\n")
     look = ("import json, os, pathlib, time; p = pathlib.Path('/opt/ml');"

@@ -1,8 +1,9 @@
 """Serving a trained model as SageMaker does: the real server over real HTTP, as a process and in a real
 container, and `make serve` / `make predict` as a user runs them.
 
-One real local `make train` of the example model, in a copy of the repository, is shared by the module; the
-answers are checked against that model's own predictions, loaded with joblib here. The container cases build
+One real local `make train` of the example model, in a copy of the repository, is shared by the session (this
+module and test_transform.py only read it, or add jobs of their own beside it); the answers are checked against
+that model's own predictions, loaded with joblib here. The container cases build
 that copy's image (the one its manifest names) and, like tests/test_container.py, are skipped without an engine
 unless REQUIRE_CONTAINER_TESTS=1; TEST_CONTAINER_FLAGS holds the engine flags this machine needs.
 """
@@ -22,20 +23,17 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pytest
-from conftest import ROOT, copy_repo
+from conftest import ROOT, sigint_as_a_terminal_gives_it, tool_venv
+from test_container import ENGINE, FLAGS, engine  # noqa: F401 (a fixture)
 
 from sagemake import serving
 from sagemake.executors.serving_runtimes import ServerFailed, ServingContainer, ServingProcess, model_files
 
-ENGINE = "docker"
-REQUIRED = os.environ.get("REQUIRE_CONTAINER_TESTS") == "1"
-FLAGS = os.environ.get("TEST_CONTAINER_FLAGS", "")
 LABEL = "target"
 
 
 def make(repo: Path, *args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    venv = os.environ.get("VENV", str(ROOT / ".venv"))
-    everything = {**os.environ, "VENV": venv if os.path.isabs(venv) else str(ROOT / venv), **(env or {})}
+    everything = {**os.environ, "VENV": tool_venv(), **(env or {})}
     return subprocess.run(["make", "-s", *args], cwd=repo, env=everything, capture_output=True, text=True,
                           timeout=timeout)
 
@@ -52,13 +50,9 @@ def no_engine(tmp: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
+def project(trained_checkout):
     """A checkout that trained the example with `make train` (process runtime) and fetched its model."""
-    repo = copy_repo(tmp_path_factory.mktemp("serving") / "my project")
-    result = make(repo, "train", "HP=n_estimators=20", env={"LOCAL_RUNTIME": "process"})
-    assert result.returncode == 0, result.stdout + result.stderr
-    (job,) = [p.name for p in (repo / "models").iterdir()]
-    return repo, job
+    return trained_checkout
 
 
 class Reference:
@@ -95,21 +89,7 @@ def read_csv_predictions(body: bytes) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def engine():
-    try:
-        answers = subprocess.run([ENGINE, "info"], capture_output=True, timeout=30).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        answers = False
-    if not answers:
-        message = f"no {ENGINE} engine answers (DOCKER_HOST={os.environ.get('DOCKER_HOST', 'unset')})"
-        if REQUIRED:
-            pytest.fail(f"REQUIRE_CONTAINER_TESTS=1 but {message}")
-        pytest.skip(message)
-    return ENGINE
-
-
-@pytest.fixture(scope="module")
-def image(project, engine) -> str:
+def image(project, engine) -> str:  # noqa: F811
     """The copy's image, built with `make build`: the one the fetched model's manifest names."""
     repo, job = project
     flags = {"CONTAINER_BUILD_FLAGS": FLAGS, "CONTAINER_RUN_FLAGS": FLAGS}
@@ -397,10 +377,10 @@ def test_make_serve_on_a_port_in_use_names_the_port(project, tmp_path):
 def test_make_serve_serves_until_ctrl_c_then_drains_and_stops(project, reference, tmp_path):
     repo, job = project
     port = free_port()
-    venv = os.environ.get("VENV", str(ROOT / ".venv"))
-    env = {**os.environ, "VENV": venv if os.path.isabs(venv) else str(ROOT / venv), **no_engine(tmp_path)}
+    env = {**os.environ, "VENV": tool_venv(), **no_engine(tmp_path)}
     serving = subprocess.Popen(["make", "-s", "serve", f"SERVE_PORT={port}"], cwd=repo, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                               preexec_fn=sigint_as_a_terminal_gives_it)
     output = b""
     try:
         deadline = time.monotonic() + 120
@@ -439,7 +419,7 @@ def test_make_predict_runs_the_jobs_image_when_the_engine_has_it(project, refere
     assert json.loads(result.stdout) == {"predictions": reference.expected()}
 
 
-def test_an_image_that_is_not_ours_and_has_no_serve_is_named(project, engine, tmp_path):
+def test_an_image_that_is_not_ours_and_has_no_serve_is_named(project, engine, tmp_path):  # noqa: F811
     repo, job = project
     plain = "python:3.11-slim"  # in the engine (the offline base image), with no `serve`
     if subprocess.run([ENGINE, "image", "inspect", plain], capture_output=True).returncode != 0:

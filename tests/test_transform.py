@@ -20,7 +20,8 @@ from sagemake import transform
 from sagemake.config import resolve
 
 ROWS_A, ROWS_B = 7000, 9000
-project, engine, image = test_serve.project, test_serve.engine, test_serve.image  # the same fixtures, this module's
+# test_serve's fixtures: its trained project (the session's), the engine and the image (this module's).
+project, engine, image = test_serve.project, test_serve.engine, test_serve.image
 
 
 @pytest.fixture(scope="module")

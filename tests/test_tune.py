@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, sigint_as_a_terminal_gives_it
 
 from sagemake.config import resolve
 from sagemake.executors.local import LocalExecutor
@@ -133,7 +133,7 @@ def test_ctrl_c_stops_the_running_trials_and_keeps_the_record(example_data, tmp_
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUNE_")}
     environ = settings(example_data, tmp_path, TUNE_MAX_JOBS="4", TUNE_PARALLEL="2", HP="n_estimators=3000")
     process = subprocess.Popen([sys.executable, str(ROOT / "scripts/tune.py"), "run"], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True,
+                               stderr=subprocess.PIPE, text=True, preexec_fn=sigint_as_a_terminal_gives_it,
                                env={**env, **environ, "PYTHONPATH": str(ROOT / "src")})
     jobs = tmp_path / "jobs"
     while len([p for p in jobs.glob("*/job.json") if json.loads(p.read_text())["SecondaryStatus"] == "Training"]) < 2:
