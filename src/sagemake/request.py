@@ -72,11 +72,16 @@ def tuning_head(project: str) -> str:
     return project[:16].rstrip("-")
 
 
+def tuning_pattern(project: str) -> str:
+    """This project's tuning job names, as tuning_name makes them (a regular expression)."""
+    return rf"{re.escape(tuning_head(project))}-\d{{12}}[0-9a-z]{{3}}"
+
+
 def names_pattern(project: str) -> re.Pattern:
     """This project's training job names: <project>-<sha>-<yymmdd-HHMMSS-ms><5 random> (and the earlier
     <project>-<sha>-<yyyymmdd-HHMMSS-ms>), and its tuning jobs' trials <tuning job>-<3 digits>-<8 hex>."""
     return re.compile(rf"{re.escape(project)}-[0-9a-z]+-(\d{{6}}-\d{{6}}-\d{{3}}[0-9a-z]{{5}}|\d{{8}}-\d{{6}}-\d{{3}})"
-                      rf"|{re.escape(tuning_head(project))}-\d{{12}}[0-9a-z]{{3}}-\d{{3}}-[0-9a-f]{{8}}")
+                      rf"|{tuning_pattern(project)}-\d{{3}}-[0-9a-f]{{8}}")
 
 
 def job_named(name: str) -> str:

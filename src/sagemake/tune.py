@@ -38,7 +38,16 @@ from sagemake.config import Config, resolve
 from sagemake.executors import Executor, for_config
 from sagemake.fetch_model import fetch, metrics
 from sagemake.pricing import Prices, cost, money
-from sagemake.request import TAG_PREFIX, metric_series, parse_pairs, primary_metric, tuning_head, tuning_name, words
+from sagemake.request import (
+    TAG_PREFIX,
+    metric_series,
+    parse_pairs,
+    primary_metric,
+    tuning_head,
+    tuning_name,
+    tuning_pattern,
+    words,
+)
 from sagemake.request import metrics as declared_metrics
 from sagemake.request import plan as training_plan
 
@@ -539,7 +548,7 @@ class SageMakerTunings:
         head = tuning_head(self.config["PROJECT_NAME"])
         answer = call(self.executor.sagemaker.list_hyper_parameter_tuning_jobs, NameContains=f"{head}-",
                       SortBy="CreationTime", SortOrder="Descending", MaxResults=100)
-        ours = re.compile(rf"{re.escape(head)}-\d{{12}}[0-9a-z]{{3}}")
+        ours = re.compile(tuning_pattern(self.config["PROJECT_NAME"]))
         found = sorted((s for s in answer["HyperParameterTuningJobSummaries"]
                         if ours.fullmatch(s["HyperParameterTuningJobName"])),
                        key=lambda s: s["CreationTime"], reverse=True)
