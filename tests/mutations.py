@@ -141,6 +141,28 @@ MUTATIONS = {
     "the best trial not marked in make jobs": (
         "src/sagemake/run_sagemaker.py", '(" *" if row[0] in best else "")', '""',
         "tests/test_aws_jobs.py -k follows_its_trials"),
+    "a small channel trusted without its page": (
+        "src/sagemake/upload_data.py", "starts = [0] if count <= PAGE else", "starts = [] if count <= PAGE else",
+        "tests/test_sync.py -k deleted_in_s3"),
+    "a failed host left out of the failure reason": (
+        "src/sagemake/executors/local.py",
+        'where = f"({self.failed}) " if len(self.hosts) > 1 and self.failed else ""', 'where = ""',
+        "tests/test_distributed.py -k fails"),
+    "a killed executor's container left running": (
+        "src/sagemake/executors/guard.py", "        orphaned = os.getppid() != executor", "        orphaned = False",
+        "tests/test_container_stop.py"),
+    "a processing job's input mounted writable": (
+        "src/sagemake/executors/runtimes.py", 'f"{copy}:{layout.processing_input(base, name)}:ro"]',
+        'f"{copy}:{layout.processing_input(base, name)}"]', "tests/test_processing.py -k sees_exactly"),
+    "the other class's probability served": (
+        "src/trainer/predict.py", "predict_proba(table)[:, 1]", "predict_proba(table)[:, 0]",
+        "tests/test_serve.py::test_csv_rows_get_the_models_own_predictions"),
+    "the other class's probability in a batch transform": (
+        "src/trainer/predict.py", "predict_proba(table)[:, 1]", "predict_proba(table)[:, 0]",
+        "tests/test_transform.py::test_single_record_sends_one_line_a_request_in_order"),
+    "the private wheels left out of the job's Python": (
+        "src/sagemake/job_python.py", "    if wheels:\n        steps.append(", "    if False:\n        steps.append(",
+        "tests/test_prepare.py -k jobs_python"),
 }
 
 
