@@ -236,11 +236,16 @@ class Entry:
     cost: float | None
     saved: float | None
     known: bool  # whether the price was known (a cost of None with known=True: nothing billed yet)
+    saved_unknown: bool = False  # a local spot job or drill: what spot would have saved cannot be known
 
 
 def ledger_entry(record: dict, prices: Prices) -> Entry:
     """A DescribeTrainingJob record's bill: BillableTimeInSeconds (TrainingTimeInSeconds for a job that has no
-    billable time: a local one, what SageMaker would bill), plus a warm pool's kept seconds, per instance."""
+    billable time: a local one, what SageMaker would bill), plus a warm pool's kept seconds, per instance.
+
+    A local job bills (would bill) on demand; with USE_SPOT or SPOT_DRILL_SECONDS, what spot would have saved is
+    unknown, not nothing: SageMaker's billable seconds for a spot job carry the spot market's discount at the
+    time, which no local run can know."""
     resources = record.get("ResourceConfig", {})
     count = resources.get("InstanceCount", 1)
     price = prices.hourly(resources.get("InstanceType", ""))
@@ -253,4 +258,6 @@ def ledger_entry(record: dict, prices: Prices) -> Entry:
     saved = None
     if record.get("EnableManagedSpotTraining") and training and billable < training:
         saved = cost(price.hourly, training - billable, count)
-    return Entry(billable, spent, saved, price.hourly is not None)
+    local_spot = "LocalRuntime" in record and bool(record.get("EnableManagedSpotTraining")
+                                                   or record.get("LocalSpotDrillSeconds"))
+    return Entry(billable, spent, saved, price.hourly is not None, saved is None and local_spot)

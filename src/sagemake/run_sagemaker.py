@@ -69,7 +69,7 @@ def list_jobs(config: Config, executor: Executor, limit: int) -> int:
     primary = primary_metric(config) or "METRIC"
     prices = executor.prices()
     rows, pools = [], []
-    billable, spent, saved, unknown = 0, 0.0, 0.0, 0
+    billable, spent, saved, unknown, unsaved = 0, 0.0, 0.0, 0, 0
     for name in executor.names(limit):
         record = executor.describe(name)
         seconds = record.get("TrainingTimeInSeconds")
@@ -83,9 +83,11 @@ def list_jobs(config: Config, executor: Executor, limit: int) -> int:
         spent += entry.cost or 0
         saved += entry.saved or 0
         unknown += entry.billable is not None and not entry.known
+        unsaved += entry.saved_unknown
         rows.append([name, record["TrainingJobStatus"], f"{seconds}s", _seconds(entry.billable),
                      money(entry.cost) if entry.billable is not None else "-",
-                     money(entry.saved) if entry.saved is not None else "-", "-" if value is None else f"{value:.4f}"])
+                     money(entry.saved) if entry.saved is not None else "unknown" if entry.saved_unknown else "-",
+                     "-" if value is None else f"{value:.4f}"])
         pools.append(_pool(record.get("WarmPoolStatus")))
     best = tunings_for(executor).best_trials()
     rows = [[row[0] + (" *" if row[0] in best else ""), *row[1:]] for row in rows]
@@ -98,7 +100,7 @@ def list_jobs(config: Config, executor: Executor, limit: int) -> int:
     else:
         header = ["JOB", "STATUS", "DURATION", "BILLABLE", "COST", "SPOT SAVED", primary]
         total = ["TOTAL", "", "", _seconds(billable), money(spent) + (f" + {unknown} unknown" if unknown else ""),
-                 money(saved), ""]
+                 money(saved) + (f" + {unsaved} unknown" if unsaved else ""), ""]
         if any(pools):  # a column only when a job has a warm pool
             header.append("WARM POOL")
             rows = [row + [pool or "-"] for row, pool in zip(rows, pools, strict=True)]

@@ -419,6 +419,8 @@ class _Job:
         commands = {host: self.runtime.command(self.request, self.trees[host], self.host_channels[host], host)
                     for host in self.hosts}
         drill = self.config.int("SPOT_DRILL_SECONDS") or None
+        if drill:  # a rehearsal of spot: what spot would save is SageMaker's to know (pricing.ledger_entry)
+            self.record["LocalSpotDrillSeconds"] = drill
         started = time.monotonic()
         self.runtime.open(self.request)
         try:
@@ -539,7 +541,11 @@ class _Job:
         self.record.update({
             "TrainingJobStatus": status,
             "TrainingEndTime": now(),
+            # Every attempt's seconds, with the work a spot drill's interruption lost, as SageMaker counts them;
+            # billable: the same, what SageMaker would bill on demand. A spot job's BillableTimeInSeconds is lower
+            # by a market discount that cannot be known here, so none is made up.
             "TrainingTimeInSeconds": max(1, round(seconds)),
+            "BillableTimeInSeconds": max(1, round(seconds)),
             "FinalMetricDataList": self._metrics(warn=status == "Completed"),
         })
         self._status(secondary, message)
