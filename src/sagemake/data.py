@@ -136,7 +136,8 @@ class EtagCache:
     Each entry is [size, mtime_ns, ETag, inode, ctime_ns]: the first three as sagemake kept them before, so that
     an earlier version reading this file still finds the ETag where it looks. save() merges what this process
     read into the file as it is then, under a lock: runs at once (a sync, a summary, a processing job's upload)
-    keep each other's entries."""
+    keep each other's entries. It also drops the entries of files that are gone, so the file holds no more than
+    the files there are."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -165,7 +166,8 @@ class EtagCache:
         with open(self.path.with_name(f"{self.path.name}.lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             partial = self.path.with_name(f"{self.path.name}.{os.getpid()}")
-            partial.write_text(json.dumps({**_entries(self.path), **fresh}))
+            kept = {name: entry for name, entry in _entries(self.path).items() if os.path.exists(name)}
+            partial.write_text(json.dumps({**kept, **fresh}))
             partial.replace(self.path)
 
 
