@@ -145,7 +145,7 @@ endpoints: setup ## what is deployed or was transformed: endpoint, job, model sh
 	@$(PY) scripts/deploy.py endpoints
 
 .PHONY: test
-test: $(DEV_STAMP) ## lint (shell, Python, Dockerfile, CircleCI config), then run the bats and pytest suites
+test: $(DEV_STAMP) ## lint (shell, Python, Dockerfile, CircleCI config), then run the bats and pytest suites side by side
 	@tests/run.sh
 
 .PHONY: bench

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Summary: run every check: shellcheck, ruff, hadolint and the CircleCI schema, then bats, then pytest.
+# Summary: run every check: shellcheck, ruff, hadolint and the CircleCI schema, then bats and pytest side by side.
 # Usage: tests/run.sh   (what `make test` runs, in a hermetic environment)
 #
 # Hermetic: HOME is a temporary folder, and no AWS_* variable, no sagemake
@@ -55,6 +55,13 @@ hermetic() {
   export HOME
 }
 
+BATS_PID=""
+
+# stop_bats: ends bats if it still runs (this script stopped early).
+stop_bats() {
+  [[ -z "$BATS_PID" ]] || kill "$BATS_PID" 2>/dev/null || true
+}
+
 main() {
   cd "$SAGEMAKE_ROOT"
   local results="$SAGEMAKE_ROOT/build/test-results" venv="${VENV:-.venv}" file files=()
@@ -62,7 +69,7 @@ main() {
   BATS_LIB_PATH="$(bats_libraries)"
   export BATS_LIB_PATH
   hermetic
-  trap 'rm -rf "$HOME"' EXIT
+  trap 'stop_bats; rm -rf "$HOME"' EXIT
   rm -rf "$results"
   mkdir -p "$results"
 
@@ -80,11 +87,25 @@ main() {
   "$venv/bin/hadolint" "${files[@]}"
   "$venv/bin/check-jsonschema" --builtin-schema vendor.circle-ci .circleci/config.yml
 
-  say "test: bats"
-  "$venv/bin/bats" --report-formatter junit --output "$results" tests/
-
+  # bats and pytest side by side: they share nothing (bats works in copies of the checkout with no engine), and
+  # most of bats's time is the fresh-checkout test making a virtualenv, when pytest's waits leave a core idle.
+  # pytest's output comes as it runs, bats's once both are done; pytest's summary line is repeated last.
+  say "test: bats (in the background, its output after pytest's) and pytest"
+  local started=$SECONDS bats_status=0 pytest_status=0 color=no
+  [[ ! -t 1 ]] || color=yes # through tee, pytest would not see the terminal
+  "$venv/bin/bats" --timing --report-formatter junit --output "$results" tests/ >"$results/bats.log" 2>&1 &
+  BATS_PID=$!
+  "$venv/bin/python" -m pytest -q --color="$color" --junitxml="$results/pytest.xml" tests/ |
+    tee "$results/pytest.log" || pytest_status=$?
+  say "test: pytest done in $((SECONDS - started)) s; bats:"
+  wait "$BATS_PID" || bats_status=$?
+  BATS_PID=""
+  cat "$results/bats.log"
+  say "test: bats and pytest done in $((SECONDS - started)) s"
   say "test: pytest"
-  "$venv/bin/python" -m pytest -q --junitxml="$results/pytest.xml" tests/
+  tail -n 1 "$results/pytest.log"
+  [[ $bats_status -eq 0 ]] || die "bats failed (exit $bats_status): see its output above"
+  [[ $pytest_status -eq 0 ]] || die "pytest failed (exit $pytest_status): see its output above"
 }
 
 [[ "${BASH_SOURCE[0]}" != "$0" ]] || main "$@"
