@@ -251,9 +251,9 @@ def check_pages(sent):
 
 
 def test_the_pages_go_with_the_manifests_metadata_once_the_channel_was_synced_from_here(small):
-    """upload_data.SYNCED, a hint: after a sync from this checkout, the pages are asked for at once (wasted when the
-    folder changed, then waited for before the first change); a first sync, or one without the hint, asks for the
-    manifest's metadata first."""
+    """upload_data.SYNCED, a hint: after a sync of the same folder from this checkout, the pages are asked for at once
+    (wasted when the folder changed, then waited for before the first change); a first sync, or one without the
+    hint, asks for the manifest's metadata first."""
     config, folder = small
     write_channel(folder, FILES)
     assert not check_pages(counted_sync(config)[1])
@@ -279,7 +279,7 @@ def test_a_sync_cut_off_midway_leaves_no_manifest_and_the_next_ends_whole(small,
     write_channel(folder, 20, start=10, text="changed")  # part-00010..00029: in no page the check lists
     monkeypatch.setattr(upload_data, "chance", Chance(0))
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    # The region, the manifest's metadata with the unchanged check's 3 pages (the channel was synced from here
+    # The region, the manifest's metadata with the unchanged check's 3 pages (this folder was synced from here
     # before), the manifest's deletion, the listing, then 5 uploads: then no network.
     with FaultProxy(EMULATOR["url"], fail_after=12, kinds=("reset", "closed")) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)

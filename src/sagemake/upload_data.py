@@ -26,15 +26,16 @@ what is stale deleted. The manifest is deleted before the first change and
 written again last, so a sync cut off midway leaves none and the next run
 compares every key.
 
-The unchanged check waits on S3 as little as it can. When this checkout has
-synced the channel before (build/synced.json lists the manifests its syncs
-ended with: a hint, never trusted for what S3 holds), the three pages are
-asked for with the manifest's metadata, as soon as the folder's file names
-are known, while its files are stat'ed and its digest computed: one round
-trip instead of two, and the local work hidden behind it. When the folder did
-change, those three listings were wasted; they are waited for before the
-first change, so that nothing the check sent is still under way when S3 is
-changed. A first sync sends none of them.
+The unchanged check waits on S3 as little as it can. When this checkout's
+last sync to the channel's manifest was of the same folder (build/synced.json
+holds the folder each manifest was last written or found matching for: a
+hint, never trusted for what S3 holds), the three pages are asked for with
+the manifest's metadata, as soon as the folder's file names are known, while
+its files are stat'ed and its digest computed: one round trip instead of two,
+and the local work hidden behind it. When the folder did change, those three
+listings were wasted; they are waited for before the first change, so that
+nothing the check sent is still under way when S3 is changed. A first sync,
+or one of another folder, sends none of them.
 
 What the unchanged check catches: any change to the folder (a file added,
 deleted, renamed or with other content); the manifest deleted or replaced
@@ -73,7 +74,7 @@ TRANSFER = TransferConfig(multipart_threshold=PART, multipart_chunksize=PART, ma
 MANIFESTS = "sync-manifests"  # s3://S3_BUCKET/S3_PREFIX/sync-manifests/<channel>.json
 DIGEST = "sagemake-digest"  # the manifest's metadata (x-amz-meta-sagemake-digest): the channel's digest
 PAGE = 100  # keys in each page the unchanged check lists
-SYNCED = "build/synced.json"  # the manifests this checkout's syncs ended with: when to ask for the pages at once
+SYNCED = "build/synced.json"  # {manifest: the folder this checkout's last sync to it was of}: pages at once
 chance = random.Random()  # where the unchanged check's third page falls
 
 
@@ -148,7 +149,7 @@ def sync_channel(s3, folder: Path, uri: str, cache: EtagCache, manifest: str | N
                  synced_before: bool = False) -> tuple[int, int, int, int]:
     """(uploaded, unchanged, deleted, bytes uploaded) for one channel folder; with `manifest` (its S3 URI), an
     unchanged folder costs a few requests (the module's doc says which) and a changed one ends with a new
-    manifest. `synced_before`: this checkout's last sync of the channel ended with that manifest, so the unchanged
+    manifest. `synced_before`: this checkout's last sync to that manifest was of this folder, so the unchanged
     check's pages are asked for at once, with the manifest's metadata."""
     bucket, prefix = split(uri)
     paths = data.files(folder)
@@ -236,31 +237,32 @@ def sync(config: Config, aws=None) -> dict[str, tuple[int, int, int, int]]:
         manifest = s3_uri(config, MANIFESTS, f"{channel}.json")
         try:
             results[channel] = uploaded, unchanged, deleted, size = sync_channel(
-                s3, folder, uri, cache, manifest, synced_before=manifest in synced.manifests)
+                s3, folder, uri, cache, manifest, synced_before=synced.folders.get(manifest) == str(folder))
         finally:
             cache.save()
-        synced.add(manifest)
+        synced.add(manifest, folder)
         say(f"upload: {channel}: {uploaded} uploaded ({size / 1e6:.1f} MB), {unchanged} unchanged, "
             f"{deleted} deleted -> {uri}")
     return results
 
 
 class Synced:
-    """The manifests this checkout's syncs ended with (SYNCED): only a hint of which channels are likely to be
-    unchanged; what S3 holds is always asked."""
+    """The folder this checkout's last sync to each manifest was of (SYNCED): only a hint of which channels are
+    likely to be unchanged; what S3 holds is always asked."""
 
     def __init__(self, path: Path):
         self.path = path
         try:
-            self.manifests = set(json.loads(path.read_text()))
-        except (OSError, ValueError, TypeError):
-            self.manifests = set()
+            found = json.loads(path.read_text())
+        except (OSError, ValueError):
+            found = {}
+        self.folders: dict[str, str] = found if isinstance(found, dict) else {}
 
-    def add(self, manifest: str) -> None:
-        if manifest in self.manifests:
+    def add(self, manifest: str, folder: Path) -> None:
+        if self.folders.get(manifest) == str(folder):
             return
-        self.manifests.add(manifest)
+        self.folders[manifest] = str(folder)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_name(f"{self.path.name}.{os.getpid()}")
-        partial.write_text(json.dumps(sorted(self.manifests)))
+        partial.write_text(json.dumps(self.folders, indent=1, sort_keys=True))
         partial.replace(self.path)  # two runs at once: each writes whole, the last wins
