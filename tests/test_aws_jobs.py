@@ -7,7 +7,7 @@ import signal
 import subprocess
 import threading
 
-from conftest import ROOT
+from conftest import ROOT, sigint_as_a_terminal_gives_it
 from emulator import (
     ACCOUNT,
     REGION,
@@ -47,7 +47,8 @@ def in_ecr() -> str:
 def interrupted(tmp_path, target: str, started: str, **extra) -> str:
     """`make <target>` stopped by Ctrl-C (SIGINT to its process group) once its stderr says `started`; its stderr."""
     process = subprocess.Popen(["make", "-s", target], cwd=ROOT, env=environment(tmp_path, **extra),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=sigint_as_a_terminal_gives_it)
     lines, running = [], threading.Event()
 
     def read():
