@@ -119,11 +119,16 @@ def explain(err: Exception, operation: str | None = None, attempts: int | None =
         if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):
             return f"AWS denied {err.operation_name} ({message}): grant it to your credentials"
         if transient(err):
-            tries = err.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) + 1
+            tries = retried(err) + 1
             return (f"AWS {err.operation_name} failed {tries} time{'s' if tries != 1 else ''} ({code}: {message}): "
                     "AWS is failing or throttling: run the same command again later")
         return f"AWS {err.operation_name} failed: {code}: {message}"
     return f"AWS call failed: {' '.join(str(err).split())}"
+
+
+def retried(err: Exception) -> int:
+    """How many times botocore retried the call that raised err (0: the first attempt's answer)."""
+    return getattr(err, "response", {}).get("ResponseMetadata", {}).get("RetryAttempts", 0)
 
 
 def error_code(err: Exception) -> str:

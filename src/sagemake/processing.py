@@ -361,13 +361,12 @@ class SageMakerProcessing:
     def _create(self, request: dict) -> None:
         """CreateProcessingJob. A retry that hears the name is taken met the job its lost first attempt created:
         names end in random characters, so no other job has this one."""
-        from sagemake.aws import ERRORS, error_code, failure
+        from sagemake.aws import ERRORS, error_code, failure, retried
 
         try:
             self.executor.sagemaker.create_processing_job(**request)
         except ERRORS as err:
-            retried = getattr(err, "response", {}).get("ResponseMetadata", {}).get("RetryAttempts", 0)
-            if not retried or error_code(err) not in ("ResourceInUse", "ValidationException") or \
+            if not retried(err) or error_code(err) not in ("ResourceInUse", "ValidationException") or \
                     self.describe(request["ProcessingJobName"]) is None:
                 raise failure(err) from None
 

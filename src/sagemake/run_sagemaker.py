@@ -35,9 +35,7 @@ from sagemake.config import Config, resolve
 from sagemake.executors import Executor, for_config
 from sagemake.fetch_model import fetch, metrics
 from sagemake.pricing import Prices, cost, ledger_entry, money, plan_line
-from sagemake.processing import duration, processing_for
 from sagemake.request import TAG_PREFIX, job_named, plan, primary_metric
-from sagemake.tune import tunings_for
 
 
 def train(config: Config, executor: Executor) -> int:
@@ -89,6 +87,8 @@ def list_jobs(config: Config, executor: Executor, limit: int) -> int:
                      money(entry.saved) if entry.saved is not None else "unknown" if entry.saved_unknown else "-",
                      "-" if value is None else f"{value:.4f}"])
         pools.append(_pool(record.get("WarmPoolStatus")))
+    from sagemake.tune import tunings_for  # here: `make upload` runs this module and needs neither
+
     best = tunings_for(executor).best_trials()
     rows = [[row[0] + (" *" if row[0] in best else ""), *row[1:]] for row in rows]
     processed = _processing_rows(executor, limit, prices)
@@ -122,6 +122,8 @@ def list_jobs(config: Config, executor: Executor, limit: int) -> int:
 def _processing_rows(executor: Executor, limit: int, prices: Prices) -> list[list[str]]:
     """This project's processing jobs where the executor runs them, newest first: name, status, duration, and
     what it cost (or, locally, would have) on SageMaker for its instance type and count for that duration."""
+    from sagemake.processing import duration, processing_for
+
     place = processing_for(executor)
     rows = []
     for name in place.names(limit):

@@ -495,7 +495,7 @@ class SageMakerTunings:
         self.executor, self.config = executor, executor.config
 
     def run(self, request: dict, data_tags: list[dict], runtime=None) -> dict:
-        from sagemake.aws import ERRORS, console_url, error_code, failure
+        from sagemake.aws import ERRORS, console_url, error_code, failure, retried
 
         executor, name = self.executor, request["HyperParameterTuningJobName"]
         definition = request["TrainingJobDefinition"]
@@ -509,8 +509,7 @@ class SageMakerTunings:
         try:
             executor.sagemaker.create_hyper_parameter_tuning_job(**request)
         except ERRORS as err:  # a retry hearing the name is taken met what its lost first attempt created
-            retried = getattr(err, "response", {}).get("ResponseMetadata", {}).get("RetryAttempts", 0)
-            if not (retried and error_code(err) == "ResourceInUse"):
+            if not (retried(err) and error_code(err) == "ResourceInUse"):
                 raise failure(err) from None
         console = console_url(executor.region, name, "hyper-tuning-jobs")
         try:

@@ -277,8 +277,7 @@ class SageMakerExecutor(Executor):
         """CreateTrainingJob is not idempotent: when an attempt created the job but its answer was lost, the retry
         hears that the name is taken. The job is this one when it was a retry and the job is the one requested
         (names are unique to the millisecond); a name taken by another job stays an error."""
-        retried = getattr(err, "response", {}).get("ResponseMetadata", {}).get("RetryAttempts", 0)
-        if error_code(err) != "ResourceInUse" or not retried:
+        if error_code(err) != "ResourceInUse" or not cloud.retried(err):
             return False
         found = self.describe(request["TrainingJobName"])
         same = all(found.get(field) == request.get(field) for field in ("RoleArn", "HyperParameters")) and \
