@@ -15,7 +15,8 @@ operation (a JSON API's X-Amz-Target, or a query API's Action) that way, for
 a fault at an exact place; `fail_after=N` takes the network down after N
 requests went through intact;
 `stop()` takes the proxy away (connections refused). What it forwarded intact
-and what it broke (by kind) are counted, so a test can show faults happened.
+and what it broke (by kind) are counted, so a test can show faults happened,
+and every request is listed (`seen`), so a test can tell who sent what.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class FaultProxy:
         self.once = dict(once or {})
         self.forwarded = 0  # requests passed through intact
         self.broken: collections.Counter = collections.Counter()  # kind -> requests broken that way
+        self.seen: list[tuple] = []  # every request: method, path and query, User-Agent, the fault (None: intact)
         self._random = random.Random(seed)
         self._turn = 0
         self._lock = threading.Lock()
@@ -151,6 +153,8 @@ class _Handler(BaseHTTPRequestHandler):
         proxy: FaultProxy = self.server.proxy
         body = self._body()
         kind = proxy.fate(self._operation(body))
+        with proxy._lock:
+            proxy.seen.append((self.command, self.path, self.headers.get("User-Agent", ""), kind))
         if kind == "reset":
             self._reset()
             return

@@ -142,8 +142,17 @@ MUTATIONS = {
         "src/sagemake/run_sagemaker.py", '(" *" if row[0] in best else "")', '""',
         "tests/test_aws_jobs.py -k follows_its_trials"),
     "a small channel trusted without its page": (
-        "src/sagemake/upload_data.py", "starts = [0] if count <= PAGE else", "starts = [] if count <= PAGE else",
+        "src/sagemake/unchanged.py", "starts = [0] if count <= PAGE else", "starts = [] if count <= PAGE else",
         "tests/test_sync.py -k deleted_in_s3"),
+    "the signing key without its prefix": (
+        "src/sagemake/s3read.py", 'key = f"AWS4{secret}".encode()', 'key = secret.encode()',
+        "tests/test_s3read.py -k signed"),
+    "listed keys left URL-encoded": (
+        "src/sagemake/s3read.py", 'urllib.parse.unquote_plus(item.findtext(f"{NAMESPACE}Key"))',
+        'item.findtext(f"{NAMESPACE}Key")', "tests/test_s3read.py -k encoded_names"),
+    "the bucket's region not checked without boto3": (
+        "src/sagemake/unchanged.py", 'if region.result() != config["AWS_REGION"]:', "if False:",
+        "tests/test_s3read.py -k another_region"),
     "a failed host left out of the failure reason": (
         "src/sagemake/executors/local.py",
         'where = f"({self.failed}) " if len(self.hosts) > 1 and self.failed else ""', 'where = ""',

@@ -17,9 +17,10 @@ from emulator import client, make_bucket, settings
 from faultproxy import FaultProxy
 
 from sagemake import aws as cloud
-from sagemake import data, upload_data
+from sagemake import data, unchanged
 from sagemake.config import resolve
-from sagemake.upload_data import PAGE, sync
+from sagemake.unchanged import PAGE
+from sagemake.upload_data import sync
 
 BUCKET = "train-bucket"
 EMULATOR = {}  # url: moto's server, for reading S3 past the proxy
@@ -38,7 +39,7 @@ def write_channel(folder, count, start=0, text="row"):
 @pytest.fixture
 def small(project, monkeypatch):
     """The project, with the unchanged check's pages of SMALL keys."""
-    monkeypatch.setattr(upload_data, "PAGE", SMALL)
+    monkeypatch.setattr(unchanged, "PAGE", SMALL)
     return project
 
 
@@ -100,7 +101,7 @@ def unchanged_check(sent, count):
 
 
 class Chance:
-    """upload_data.chance, with the random page where the test puts it."""
+    """unchanged.chance, with the random page where the test puts it."""
 
     def __init__(self, start):
         self.start = start
@@ -135,7 +136,7 @@ def test_the_manifest_is_beside_the_channel_and_says_what_s3_holds(small):
     head = s3.head_object(Bucket=BUCKET, Key=MANIFEST)
     manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=MANIFEST)["Body"].read())
     digest = data.summary(config, {"train": folder})["train"]["digest"]  # the digest a job records
-    assert head["Metadata"] == {upload_data.DIGEST: digest} and manifest["digest"] == digest
+    assert head["Metadata"] == {unchanged.DIGEST: digest} and manifest["digest"] == digest
     assert manifest["channel"] == f"s3://{BUCKET}/{CHANNEL}" and manifest["files"] == 151
     assert {CHANNEL + name: (size, tag) for name, size, tag in manifest["contents"]} == {
         key: (o["Size"], o["ETag"].strip('"')) for key, o in listed.items()}
@@ -156,7 +157,7 @@ def test_a_change_to_the_folder_syncs_only_it_then_costs_five_requests_again(sma
         middle.unlink()
     else:
         middle.rename(folder / "part-00015-renamed.csv")
-    monkeypatch.setattr(upload_data, "chance", Chance(0))
+    monkeypatch.setattr(unchanged, "chance", Chance(0))
     result, sent = counted_sync(config)
     uploaded, deleted = {"changed": (1, 0), "added": (1, 0), "deleted": (0, 1), "renamed": (1, 1)}[change]
     assert (result[0], result[2]) == (uploaded, deleted)
@@ -190,7 +191,7 @@ def test_s3_changed_behind_our_back_is_caught_in_the_pages_checked(small, monkey
     counted_sync(config)
     key = behind_our_back(where, how)
     # The random page: on the change when it is in the middle, else far from it.
-    monkeypatch.setattr(upload_data, "chance", Chance(12 if where.startswith("middle") else 10))
+    monkeypatch.setattr(unchanged, "chance", Chance(12 if where.startswith("middle") else 10))
     result, _ = counted_sync(config)
     said = {"deleted": "is missing", "overwritten": "has other content", "added": "is not in the folder"}[how]
     assert f"upload: s3://{BUCKET}/{key} {said} (S3 no longer matches the last sync's manifest): comparing every " \
@@ -214,7 +215,7 @@ def test_an_object_deleted_in_s3_is_seen_in_a_page_checked_or_once_the_manifest_
         assert result == (0, SMALL, 0, 0) and len(sent) == 3  # the region, the manifest, one page
     client("s3").delete_object(Bucket=BUCKET, Key=CHANNEL + middle)
     if files == FILES:  # what the unchanged check does not catch, as its module's doc says: a change outside its pages
-        monkeypatch.setattr(upload_data, "chance", Chance(0))  # the random page is the first: part-00015 is in none
+        monkeypatch.setattr(unchanged, "chance", Chance(0))  # the random page is the first: part-00015 is in none
         assert counted_sync(config)[0] == (0, FILES, 0, 0)
         assert CHANNEL + middle not in s3_channel()
         client("s3").delete_object(Bucket=BUCKET, Key=MANIFEST)  # what the doc says to do: every key compared once
@@ -236,7 +237,7 @@ def test_a_manifest_lost_or_of_other_data_costs_one_listing_and_uploads_nothing(
     write_channel(folder, FILES)
     counted_sync(config)
     s3 = client("s3")
-    s3.put_object(Bucket=BUCKET, Key=MANIFEST, Body=b"{}", Metadata={upload_data.DIGEST: "0" * 64})
+    s3.put_object(Bucket=BUCKET, Key=MANIFEST, Body=b"{}", Metadata={unchanged.DIGEST: "0" * 64})
     result, sent = counted_sync(config)
     assert result == (0, FILES, 0, 0) and not [s for s in sent if s[0] == "PUT" and s[1] != f"/{BUCKET}/{MANIFEST}"]
     assert len(counted_sync(config)[1]) == 5  # the manifest written again holds
@@ -251,7 +252,7 @@ def check_pages(sent):
 
 
 def test_the_pages_go_with_the_manifests_metadata_once_the_channel_was_synced_from_here(small):
-    """upload_data.SYNCED, a hint: after a sync of the same folder from this checkout, the pages are asked for at once
+    """unchanged.SYNCED, a hint: after a sync of the same folder from this checkout, the pages are asked for at once
     (wasted when the folder changed, then waited for before the first change); a first sync, or one without the
     hint, asks for the manifest's metadata first."""
     config, folder = small
@@ -261,7 +262,7 @@ def test_the_pages_go_with_the_manifests_metadata_once_the_channel_was_synced_fr
     _, sent = counted_sync(config)
     delete = sent.index(("DELETE", f"/{BUCKET}/{MANIFEST}", ()))
     assert len(check_pages(sent[:delete])) == 3 and not check_pages(sent[delete:])
-    (config.root / upload_data.SYNCED).unlink()
+    (config.root / unchanged.SYNCED).unlink()
     (folder / "part-00015.csv").write_text("changed again\n")
     assert not check_pages(counted_sync(config)[1])
     assert_mirrored(folder)
@@ -277,7 +278,7 @@ def test_a_sync_cut_off_midway_leaves_no_manifest_and_the_next_ends_whole(small,
     counted_sync(config)
     before = {p: p.read_bytes() for p in folder.iterdir()}
     write_channel(folder, 20, start=10, text="changed")  # part-00010..00029: in no page the check lists
-    monkeypatch.setattr(upload_data, "chance", Chance(0))
+    monkeypatch.setattr(unchanged, "chance", Chance(0))
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     # The region, the manifest's metadata with the unchanged check's 3 pages (this folder was synced from here
     # before), the manifest's deletion, the listing, then 5 uploads: then no network.

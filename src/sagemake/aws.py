@@ -144,12 +144,6 @@ def call(function, **kwargs):
         raise failure(err) from None
 
 
-def s3_uri(config: Config, *parts: str) -> str:
-    """s3://S3_BUCKET/S3_PREFIX/<parts>; S3_PREFIX defaults to PROJECT_NAME."""
-    prefix = config["S3_PREFIX"].strip("/") or config["PROJECT_NAME"]
-    return "/".join([f"s3://{config['S3_BUCKET']}", prefix, *parts])
-
-
 def account_id(aws: boto3.Session) -> str:
     return call(aws.client("sts").get_caller_identity)["Account"]
 

@@ -162,6 +162,17 @@ class Config:
         return not self.values["TRAINING_IMAGE"] and self.dockerfile in own
 
 
+def s3_uri(config: Config, *parts: str) -> str:
+    """s3://S3_BUCKET/S3_PREFIX/<parts>; S3_PREFIX defaults to PROJECT_NAME."""
+    prefix = config["S3_PREFIX"].strip("/") or config["PROJECT_NAME"]
+    return "/".join([f"s3://{config['S3_BUCKET']}", prefix, *parts])
+
+
+def channel_uri(config: Config, channel: str) -> str:
+    """Where `make upload` puts a data channel, and a job reads it from."""
+    return s3_uri(config, "data", channel) + "/"
+
+
 def resolve(env: str | None = None, root: Path = ROOT, environ=None) -> Config:
     """Resolve every setting for ENV; all problems are reported in one UserError."""
     environ = os.environ if environ is None else environ

@@ -51,7 +51,7 @@ from pathlib import Path
 
 from sagemake import layout
 from sagemake.cli import Exit, JobFailed, UserError, run, say
-from sagemake.config import Config, resolve
+from sagemake.config import Config, resolve, s3_uri
 from sagemake.executors import Executor, for_config
 from sagemake.request import job_name, words
 
@@ -315,15 +315,11 @@ class SageMakerProcessing:
         return self.executor.image()
 
     def input_uri(self, folder: Path, name: str, digest: str) -> str:
-        from sagemake.aws import s3_uri
-
         uri = s3_uri(self.config, "processing", "input", name, digest) + "/"
         self.uploads[uri] = folder
         return uri
 
     def output_uri(self, job: str, name: str) -> str:
-        from sagemake.aws import s3_uri
-
         return s3_uri(self.config, "processing", "output", job, name) + "/"
 
     def run(self, request: dict) -> dict:

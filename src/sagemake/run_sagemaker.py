@@ -29,9 +29,9 @@ import sys
 import time
 from datetime import datetime
 
-from sagemake import data
+from sagemake import data, unchanged
 from sagemake.cli import Exit, JobFailed, UserError, run, say
-from sagemake.config import Config, resolve
+from sagemake.config import DEFAULT_ENV, Config, resolve
 from sagemake.executors import Executor, for_config
 from sagemake.fetch_model import fetch, metrics
 from sagemake.pricing import Prices, cost, ledger_entry, money, plan_line
@@ -166,6 +166,8 @@ def main(argv: list[str]) -> int:
         data.run_step(resolve())
         return Exit.OK
     config = resolve()
+    if command == "upload" and not args and config.env != DEFAULT_ENV and unchanged.everywhere(config):
+        return Exit.OK  # nothing to upload, found without loading boto3 (unchanged.py)
     executor = for_config(config)
     if command == "train" and not args:
         return train(config, executor)

@@ -44,9 +44,9 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from sagemake import serving
-from sagemake.aws import call, failure, plain, s3_uri
+from sagemake.aws import call, failure, plain
 from sagemake.cli import Exit, JobFailed, UserError, run, say
-from sagemake.config import Config, resolve
+from sagemake.config import Config, resolve, s3_uri
 from sagemake.executors import Executor, for_config
 from sagemake.request import job_name, job_named
 

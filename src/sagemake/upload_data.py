@@ -37,6 +37,12 @@ listings were wasted; they are waited for before the first change, so that
 nothing the check sent is still under way when S3 is changed. A first sync,
 or one of another folder, sends none of them.
 
+`make upload` runs the check first without boto3 (unchanged.everywhere, with
+s3read.py's signed requests), since importing boto3 and making its S3 client
+take longer than the check's requests: a sync with nothing to upload never
+loads it. A channel that differs, a read without an answer, or settings that
+s3read cannot follow as boto3 would, and the sync runs as described here.
+
 What the unchanged check catches: any change to the folder (a file added,
 deleted, renamed or with other content); the manifest deleted or replaced
 (another machine synced other data there); and, in S3, the channel emptied,
@@ -53,29 +59,22 @@ writer wins, as before).
 from __future__ import annotations
 
 import json
-import os
-import random
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from itertools import zip_longest
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as ClientConfig
 
-from sagemake import data
-from sagemake.aws import ERRORS, Progress, call, check_bucket, error_code, failure, s3_uri, session
+from sagemake import data, unchanged
+from sagemake.aws import ERRORS, Progress, call, check_bucket, error_code, failure, session
 from sagemake.cli import say
-from sagemake.config import Config
+from sagemake.config import Config, channel_uri
 from sagemake.data import CACHE, PART, EtagCache
 from sagemake.request import channels
+from sagemake.unchanged import SYNCED, Synced, manifest_uri, split
 
 WORKERS = 16
 TRANSFER = TransferConfig(multipart_threshold=PART, multipart_chunksize=PART, max_concurrency=4)
-MANIFESTS = "sync-manifests"  # s3://S3_BUCKET/S3_PREFIX/sync-manifests/<channel>.json
-DIGEST = "sagemake-digest"  # the manifest's metadata (x-amz-meta-sagemake-digest): the channel's digest
-PAGE = 100  # keys in each page the unchanged check lists
-SYNCED = "build/synced.json"  # {manifest: the folder this checkout's last sync to it was of}: pages at once
-chance = random.Random()  # where the unchanged check's third page falls
 
 
 def remote_etags(s3, bucket: str, prefix: str) -> dict[str, str]:
@@ -86,20 +85,26 @@ def remote_etags(s3, bucket: str, prefix: str) -> dict[str, str]:
     return found
 
 
-def split(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri[len("s3://"):].partition("/")
-    return bucket, key
+class Reads:
+    """The unchanged check's reads (unchanged.py) on the sync's boto3 client."""
 
+    def __init__(self, s3):
+        self.s3 = s3
 
-def manifest_digest(s3, uri: str) -> str | None:
-    """The digest the channel's manifest holds; None when there is none."""
-    bucket, key = split(uri)
-    try:
-        return s3.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get(DIGEST, "")
-    except ERRORS as err:
-        if error_code(err) in ("404", "NoSuchKey", "NotFound"):
-            return None
-        raise failure(err) from None
+    def metadata(self, bucket: str, key: str) -> dict[str, str] | None:
+        try:
+            return self.s3.head_object(Bucket=bucket, Key=key).get("Metadata", {})
+        except ERRORS as err:
+            if error_code(err) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise failure(err) from None
+
+    def page(self, bucket: str, prefix: str, count: int, start_after: str = "") -> list[tuple[str, int, str]]:
+        asked = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": count}
+        if start_after:
+            asked["StartAfter"] = start_after
+        listed = call(self.s3.list_objects_v2, **asked).get("Contents", [])
+        return [(item["Key"], item["Size"], item["ETag"].strip('"')) for item in listed]
 
 
 def write_manifest(s3, uri: str, channel_uri: str, found: list[tuple[str, int, str]], digest: str) -> None:
@@ -107,73 +112,29 @@ def write_manifest(s3, uri: str, channel_uri: str, found: list[tuple[str, int, s
     body = {"channel": channel_uri, "digest": digest, "files": len(found), "bytes": sum(s for _, s, _ in found),
             "contents": [list(item) for item in found]}
     call(s3.put_object, Bucket=bucket, Key=key, Body=json.dumps(body, separators=(",", ":")).encode(),
-         ContentType="application/json", Metadata={DIGEST: digest})
+         ContentType="application/json", Metadata={unchanged.DIGEST: digest})
 
 
-def ask_pages(s3, pool: ThreadPoolExecutor, uri: str, keys: list[str]) -> list[tuple[int, Future]]:
-    """The pages the unchanged check lists (see the module's doc), asked for in parallel: (index of its first key
-    in `keys`, the future of its (key, size, ETag) list). `keys`: the folder's, in S3's order. Three requests (one
-    for a channel of at most PAGE files, compared whole)."""
-    bucket, prefix = split(uri)
-    count = len(keys)
-    starts = [0] if count <= PAGE else [0, chance.randrange(count - PAGE + 1), count - PAGE]
-
-    def listed(start: int) -> list[tuple[str, int, str]]:
-        last = start + PAGE >= count  # the last page also shows anything after the last key
-        asked = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": PAGE + last}
-        if start:
-            asked["StartAfter"] = keys[start - 1]
-        return [(o["Key"], o["Size"], o["ETag"].strip('"')) for o in call(s3.list_objects_v2, **asked).get(
-            "Contents", [])]
-
-    return [(start, pool.submit(listed, start)) for start in starts]
-
-
-def pages_differ(uri: str, pages: list[tuple[int, Future]], found: list[tuple[str, int, str]]) -> str | None:
-    """Where S3 differs from the folder in the pages asked for (ask_pages); None when it does not."""
-    bucket, prefix = split(uri)
-    ordered = sorted((prefix + name, size, tag) for name, size, tag in found)  # S3 lists keys in this order
-    for start, page in pages:
-        for have, want in zip_longest(page.result(), ordered[start:start + PAGE]):
-            if have == want:
-                continue
-            if want is None or (have is not None and have[0] < want[0]):
-                return f"s3://{bucket}/{have[0]} is not in the folder"
-            if have is None or have[0] > want[0]:
-                return f"s3://{bucket}/{want[0]} is missing"
-            return f"s3://{bucket}/{want[0]} has other content"
-    return None
-
-
-def sync_channel(s3, folder: Path, uri: str, cache: EtagCache, manifest: str | None = None,
+def sync_channel(s3, folder: Path, uri: str, cache: EtagCache, manifest: str,
                  synced_before: bool = False) -> tuple[int, int, int, int]:
-    """(uploaded, unchanged, deleted, bytes uploaded) for one channel folder; with `manifest` (its S3 URI), an
-    unchanged folder costs a few requests (the module's doc says which) and a changed one ends with a new
+    """(uploaded, unchanged, deleted, bytes uploaded) for one channel folder, with its manifest at `manifest` (an
+    S3 URI): an unchanged folder costs a few requests (the module's doc says which), a changed one ends with a new
     manifest. `synced_before`: this checkout's last sync to that manifest was of this folder, so the unchanged
     check's pages are asked for at once, with the manifest's metadata."""
     bucket, prefix = split(uri)
     paths = data.files(folder)
     ask = ThreadPoolExecutor(4)
     try:
-        promised = ask.submit(manifest_digest, s3, manifest) if manifest else None
-        pages = None
-        if promised and synced_before:
-            base = len(str(folder)) + 1  # the keys as data.contents names the files, in S3's order
-            pages = ask_pages(s3, ask, uri, sorted(prefix + str(path)[base:] for path in paths))
-        # While S3 answers: the folder's contents, its files read only where build/etags.json lacks them.
-        found = data.contents(folder, paths, cache) if manifest else None
-        recorded = promised.result() if promised else None
-        if recorded is not None and recorded == data.digest(found):
-            pages = pages or ask_pages(s3, ask, uri, sorted(prefix + name for name, _, _ in found))
-            why = pages_differ(uri, pages, found)
-            if why is None:
-                return 0, len(found), 0, 0
-            say(f"upload: {why} (S3 no longer matches the last sync's manifest): comparing every object")
+        checked = unchanged.check(Reads(s3), ask, folder, paths, uri, cache, manifest, synced_before)
+        if checked.unchanged:
+            return 0, len(checked.found), 0, 0
+        if checked.why:
+            say(f"upload: {checked.why} (S3 no longer matches the last sync's manifest): comparing every object")
         # Nothing the check asked is still under way when S3 is changed (what failed there does not matter now).
-        wait([page for _, page in pages or []])
+        wait([page for _, page in checked.pages])
     finally:
         ask.shutdown(wait=False, cancel_futures=True)  # after a failure: no waiting on the pages left
-    if recorded is not None:
+    if checked.recorded:
         call(s3.delete_object, Bucket=bucket, Key=split(manifest)[1])  # a sync cut off midway leaves no manifest
     try:
         remote = remote_etags(s3, bucket, prefix)
@@ -214,9 +175,8 @@ def sync_channel(s3, folder: Path, uri: str, cache: EtagCache, manifest: str | N
     for start in range(0, len(stale), 1000):
         call(s3.delete_objects, Bucket=bucket,
              Delete={"Objects": [{"Key": key} for key in stale[start:start + 1000]], "Quiet": True})
-    if manifest:  # last: S3 now holds exactly the folder (every ETag is in the cache by now)
-        found = data.contents(folder, paths, cache)
-        write_manifest(s3, manifest, uri, found, data.digest(found))
+    found = data.contents(folder, paths, cache)  # last: S3 now holds exactly the folder (every ETag is cached)
+    write_manifest(s3, manifest, uri, found, data.digest(found))
     uploaded = [size for size in sent if size >= 0]
     return len(uploaded), len(sent) - len(uploaded), len(stale), sum(uploaded)
 
@@ -233,36 +193,13 @@ def sync(config: Config, aws=None) -> dict[str, tuple[int, int, int, int]]:
     synced = Synced(config.root / SYNCED)
     results = {}
     for channel, folder in found.items():
-        uri = s3_uri(config, "data", channel) + "/"
-        manifest = s3_uri(config, MANIFESTS, f"{channel}.json")
+        uri, manifest = channel_uri(config, channel), manifest_uri(config, channel)
         try:
-            results[channel] = uploaded, unchanged, deleted, size = sync_channel(
-                s3, folder, uri, cache, manifest, synced_before=synced.folders.get(manifest) == str(folder))
+            results[channel] = sync_channel(s3, folder, uri, cache, manifest,
+                                            synced_before=synced.folders.get(manifest) == str(folder))
         finally:
             cache.save()
         synced.add(manifest, folder)
-        say(f"upload: {channel}: {uploaded} uploaded ({size / 1e6:.1f} MB), {unchanged} unchanged, "
-            f"{deleted} deleted -> {uri}")
+        unchanged.report(channel, results[channel], uri)
     return results
 
-
-class Synced:
-    """The folder this checkout's last sync to each manifest was of (SYNCED): only a hint of which channels are
-    likely to be unchanged; what S3 holds is always asked."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        try:
-            found = json.loads(path.read_text())
-        except (OSError, ValueError):
-            found = {}
-        self.folders: dict[str, str] = found if isinstance(found, dict) else {}
-
-    def add(self, manifest: str, folder: Path) -> None:
-        if self.folders.get(manifest) == str(folder):
-            return
-        self.folders[manifest] = str(folder)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_name(f"{self.path.name}.{os.getpid()}")
-        partial.write_text(json.dumps(self.folders, indent=1, sort_keys=True))
-        partial.replace(self.path)  # two runs at once: each writes whole, the last wins

@@ -31,11 +31,10 @@ from sagemake.aws import (
     failure,
     logs_url,
     plain,
-    s3_uri,
     session,
 )
 from sagemake.cli import UserError, say
-from sagemake.config import Config
+from sagemake.config import Config, channel_uri, s3_uri
 from sagemake.executors import Executor
 from sagemake.image import Engine
 from sagemake.image import check as image_check
@@ -93,7 +92,7 @@ class SageMakerExecutor(Executor):
         return f"{self.registry()}/{self.config['ECR_REPOSITORY']}:{tag}"
 
     def channel_uri(self, channel: str) -> str:
-        return s3_uri(self.config, "data", channel) + "/"
+        return channel_uri(self.config, channel)
 
     def output_uri(self) -> str:
         return s3_uri(self.config, "output")
