@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import json
 import os
 import subprocess
 import threading
 from pathlib import Path
 
+from sagemake import jsonfile
 from sagemake.cli import UserError, say
 from sagemake.config import Config
 from sagemake.job_python import job_python
@@ -165,15 +165,10 @@ class EtagCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_name(f"{self.path.name}.lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            partial = self.path.with_name(f"{self.path.name}.{os.getpid()}")
             kept = {name: entry for name, entry in _entries(self.path).items() if os.path.exists(name)}
-            partial.write_text(json.dumps({**kept, **fresh}))
-            partial.replace(self.path)
+            jsonfile.write(self.path, {**kept, **fresh}, indent=None)
 
 
 def _entries(path: Path) -> dict[str, list]:
-    try:
-        found = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
+    found = jsonfile.read(path, {})
     return found if isinstance(found, dict) else {}

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
+from sagemake import jsonfile
 from sagemake.cli import AwsError
 
 CACHE = "sagemake/pricing.json"  # under the user's cache folder
@@ -156,17 +157,11 @@ class Prices:
         return on_demand_hourly(answer.get("PriceList", []), f"{prefix}-{self.usage}:{instance_type}")
 
     def _read_cache(self) -> dict:
-        try:
-            return json.loads(self.cache_path.read_text())
-        except (OSError, ValueError):
-            return {}
+        return jsonfile.read(self.cache_path, {})
 
     def _write_cache(self, cache: dict) -> None:
         try:
-            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-            partial = self.cache_path.with_name(f"{self.cache_path.name}.{os.getpid()}")
-            partial.write_text(json.dumps(cache, indent=1, sort_keys=True) + "\n")
-            partial.replace(self.cache_path)
+            jsonfile.write(self.cache_path, cache, indent=1, sort_keys=True)
         except OSError:  # a read-only checkout: the answer is still used, only not kept
             pass
 

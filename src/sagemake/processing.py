@@ -49,7 +49,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sagemake import layout
+from sagemake import jsonfile, layout
 from sagemake.cli import Exit, JobFailed, UserError, run, say
 from sagemake.config import Config, resolve, s3_uri
 from sagemake.executors import Executor, for_config
@@ -138,9 +138,7 @@ def now() -> str:
 
 
 def save(folder: Path, record: dict) -> None:
-    partial = folder / f".{RECORD}.{os.getpid()}"
-    partial.write_text(json.dumps(record, indent=2) + "\n")
-    partial.replace(folder / RECORD)
+    jsonfile.write(folder / RECORD, record)
 
 
 def names_pattern(project: str) -> re.Pattern:
@@ -554,9 +552,7 @@ def preprocess(config: Config, executor: Executor) -> dict:
     install(config, place, request, data)
     written = {"key": key, "job": name, "raw": raw_digest, "arguments": arguments,
                "channels": channel_digests(config, data)}
-    partial = data / f"{STAMP}.{os.getpid()}"
-    partial.write_text(json.dumps(written, indent=2) + "\n")
-    partial.replace(data / STAMP)
+    jsonfile.write(data / STAMP, written)
     folders = ", ".join(f"{config['DATA_DIR']}/{c}/" for c in CHANNELS)
     say(f"preprocess {name}: Completed: {folders} written; "
         "`make train` trains on them")

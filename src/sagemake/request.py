@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import secrets
 import shlex
@@ -17,7 +16,7 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sagemake import layout, sourcedir
+from sagemake import jsonfile, layout, sourcedir
 from sagemake.cli import UserError
 from sagemake.config import Config
 
@@ -131,10 +130,7 @@ def _validated(config: Config, given: dict[str, str]) -> dict[str, str]:
     for path in (schema, config.root / "src/sagemake/contract.py"):
         digest.update(path.read_bytes() if path.is_file() else b"")
     cache = config.root / HYPERPARAMETER_CACHE
-    try:
-        known = json.loads(cache.read_text())
-    except (OSError, ValueError):
-        known = {}
+    known = jsonfile.read(cache, {})
     if digest.hexdigest() in known:
         return known[digest.hexdigest()]
     from sagemake.contract import TrainingError, as_strings, parse_hyperparameters  # pydantic: only here
@@ -144,10 +140,7 @@ def _validated(config: Config, given: dict[str, str]) -> dict[str, str]:
         values = as_strings(parse_hyperparameters(given, Hyperparameters))
     except TrainingError as err:
         raise UserError(f"{err}: fix HP='key=value ...'") from None
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    partial = cache.with_name(f"{cache.name}.{os.getpid()}")
-    partial.write_text(json.dumps({**dict(list(known.items())[-20:]), digest.hexdigest(): values}))
-    partial.replace(cache)
+    jsonfile.write(cache, {**dict(list(known.items())[-20:]), digest.hexdigest(): values}, indent=None)
     return values
 
 

@@ -5,9 +5,9 @@ here (unchanged.everywhere).
 Requests are signed with Signature Version 4 from the keys in the environment (AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN, which boto3's chain takes before any profile) and sent with
 http.client, HTTPS verified with AWS_CA_BUNDLE, else certifi's bundle, as boto3 does. `reads` answers None
-wherever boto3 might connect otherwise: no keys in the environment; a proxy; FIPS or dual-stack endpoints; an
-endpoint or S3 settings in the AWS config file's profile; a bucket name with dots, or a region outside AWS's
-standard partition. A request that fails raises Unanswered, and is not tried again. Either way the caller takes
+wherever boto3 might connect otherwise: no keys in the environment; a profile named (AWS_PROFILE); a proxy;
+FIPS or dual-stack endpoints; an endpoint or S3 settings in the AWS config file's default profile; a bucket name
+with dots, or a region outside AWS's standard partition. A request that fails raises Unanswered, and is not tried again. Either way the caller takes
 boto3's path, which retries, and explains what is wrong.
 """
 
@@ -31,9 +31,9 @@ from sagemake.config import Config
 TIMEOUT = 10  # seconds for each request; a slower answer is left to boto3's path
 EMPTY = hashlib.sha256(b"").hexdigest()  # the payload hash of a request without a body
 NAMESPACE = "{http://s3.amazonaws.com/doc/2006-03-01/}"
-# Settings under which boto3 connects another way than this module would.
-ELSEWHERE = ("AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT", "HTTPS_PROXY", "https_proxy",
-             "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+# Settings under which boto3 might connect another way than this module would, or sign as someone else.
+ELSEWHERE = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT",
+             "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 PROFILE_ELSEWHERE = {"endpoint_url", "services", "s3", "ca_bundle", "use_fips_endpoint", "use_dualstack_endpoint"}
 log = logging.getLogger("sagemake.s3read")  # DEBUG=1: each request and its answer's status
 wire = logging.getLogger("sagemake.s3read.wire")  # DEBUG=2: what each signature covers, and the signature
@@ -65,16 +65,14 @@ def reads(config: Config, environ=os.environ) -> Reads | None:
 
 
 def _profile_elsewhere(environ) -> bool:
-    """The AWS config file's profile (AWS_PROFILE's, else default) says how to reach S3, or cannot be read."""
+    """The AWS config file's default profile says how to reach S3, or the file cannot be read."""
     path = Path(environ.get("AWS_CONFIG_FILE") or Path.home() / ".aws/config").expanduser()
-    name = environ.get("AWS_PROFILE") or environ.get("AWS_DEFAULT_PROFILE") or "default"
     parser = configparser.RawConfigParser()
     try:
         parser.read(path, encoding="utf-8")
     except (configparser.Error, UnicodeDecodeError):
         return True
-    section = "default" if name == "default" else f"profile {name}"
-    return parser.has_section(section) and bool(PROFILE_ELSEWHERE & set(parser.options(section)))
+    return parser.has_section("default") and bool(PROFILE_ELSEWHERE & set(parser.options("default")))
 
 
 class Reads:

@@ -43,7 +43,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from sagemake import serving
+from sagemake import jsonfile, serving
 from sagemake.aws import call, failure, plain
 from sagemake.cli import Exit, JobFailed, UserError, run, say
 from sagemake.config import Config, resolve, s3_uri
@@ -367,9 +367,7 @@ def _path(uri: str) -> Path:
 
 
 def _save(folder: Path, record: dict) -> None:
-    partial = folder / f".{RECORD}.partial"
-    partial.write_text(json.dumps(record, indent=2) + "\n")
-    partial.replace(folder / RECORD)
+    jsonfile.write(folder / RECORD, record)
 
 
 def transforms_for(executor: Executor):

@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor as Pool
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sagemake import data
+from sagemake import data, jsonfile
 from sagemake.cli import Exit, JobFailed, UserError, run, say
 from sagemake.config import Config, resolve
 from sagemake.executors import Executor, for_config
@@ -828,9 +828,7 @@ def finish(config: Config, executor: Executor, folder: Path) -> None:
 
 def save(folder: Path, record: dict) -> None:
     """tuning.json, replaced whole."""
-    partial = folder / f".{RECORD}.partial"
-    partial.write_text(json.dumps(record, indent=2) + "\n")
-    partial.replace(folder / RECORD)
+    jsonfile.write(folder / RECORD, record)
 
 
 def main(argv: list[str]) -> int:

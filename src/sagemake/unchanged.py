@@ -6,15 +6,13 @@ boto3; any channel that differs, or any read without an answer, and the whole sy
 
 from __future__ import annotations
 
-import json
-import os
 import random
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
 
-from sagemake import data, s3read
+from sagemake import data, jsonfile, s3read
 from sagemake.cli import say
 from sagemake.config import Config, channel_uri, s3_uri
 from sagemake.data import CACHE, EtagCache
@@ -142,17 +140,10 @@ class Synced:
 
     def __init__(self, path: Path):
         self.path = path
-        try:
-            found = json.loads(path.read_text())
-        except (OSError, ValueError):
-            found = {}
+        found = jsonfile.read(path, {})
         self.folders: dict[str, str] = found if isinstance(found, dict) else {}
 
     def add(self, manifest: str, folder: Path) -> None:
-        if self.folders.get(manifest) == str(folder):
-            return
-        self.folders[manifest] = str(folder)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_name(f"{self.path.name}.{os.getpid()}")
-        partial.write_text(json.dumps(self.folders, indent=1, sort_keys=True))
-        partial.replace(self.path)  # two runs at once: each writes whole, the last wins
+        if self.folders.get(manifest) != str(folder):
+            self.folders[manifest] = str(folder)
+            jsonfile.write(self.path, self.folders, indent=1, sort_keys=True)  # two runs at once: the last wins

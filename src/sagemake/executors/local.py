@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from sagemake import layout, sourcedir
+from sagemake import jsonfile, layout, sourcedir
 from sagemake.archive import pack, tree, unpack
 from sagemake.cli import UserError, say
 from sagemake.data import summary
@@ -591,10 +591,7 @@ class _Job:
 
 
 def save(folder: Path, record: dict) -> None:
-    """The record replaced whole, so a reader never sees half of one."""
-    temporary = folder / f".{RECORD}.{os.getpid()}.{threading.get_ident()}"
-    temporary.write_text(json.dumps(record, indent=2) + "\n")
-    temporary.replace(folder / RECORD)
+    jsonfile.write(folder / RECORD, record)
 
 
 def process_identity(pid: int) -> dict:
@@ -628,10 +625,7 @@ def _stat(pid: int) -> list[str] | None:
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        found = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
+    found = jsonfile.read(path, {})
     return found if isinstance(found, dict) else {}
 
 
