@@ -111,4 +111,8 @@ def script(name: str) -> None:
     python = venv / "bin" / "python"
     if Path(sys.prefix).resolve() != venv.resolve() and python.exists():
         os.execv(python, [str(python), sys.argv[0], *sys.argv[1:]])
-    run(importlib.import_module(f"sagemake.{name}").main, name)
+    try:
+        module = importlib.import_module(f"sagemake.{name}")
+    except KeyboardInterrupt:  # Ctrl-C as the command starts: the same quiet end as later on
+        sys.exit(Exit.INTERRUPTED)
+    run(module.main, name)
