@@ -389,9 +389,9 @@ class SageMakerProcessing:
     def follow(self, name: str) -> dict:
         """Status changes with the time taken, and the log of every instance, to the end."""
         from sagemake.aws import PROCESSING_LOG_GROUP
-        from sagemake.executors.sagemaker import LogReader, _clock
+        from sagemake.executors.sagemaker import LogReader
 
-        started, seen = time.monotonic(), None
+        seen = None
         reader = LogReader(self.executor.logs, name, PROCESSING_LOG_GROUP)
 
         def ask():
@@ -400,10 +400,10 @@ class SageMakerProcessing:
                 raise UserError(f"SageMaker does not know processing job {name}")
             return record, reader.new_lines()
 
-        for record, lines in self.executor.watch(f"processing {name}", ask, "see it in the console"):
+        for (record, lines), elapsed in self.executor.watch(f"processing {name}", ask, "see it in the console"):
             status = record["ProcessingJobStatus"]
             if status != seen:
-                say(f"processing {name}: [{_clock(time.monotonic() - started)}] {status}")
+                say(f"processing {name}: [{elapsed}] {status}")
                 seen = status
             for line in lines:
                 print(line, flush=True)

@@ -7,8 +7,8 @@ AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN, which boto3's chain takes before an
 http.client, HTTPS verified with AWS_CA_BUNDLE, else certifi's bundle, as boto3 does. `reads` answers None
 wherever boto3 might connect otherwise: no keys in the environment; a profile named (AWS_PROFILE); a proxy;
 FIPS or dual-stack endpoints; an endpoint or S3 settings in the AWS config file's default profile; a bucket name
-with dots, or a region outside AWS's standard partition. A request that fails raises Unanswered, and is not tried again. Either way the caller takes
-boto3's path, which retries, and explains what is wrong.
+with dots, or a region outside AWS's standard partition. A request that fails raises Unanswered, and is not
+tried again. Either way the caller takes boto3's path, which retries, and explains what is wrong.
 """
 
 from __future__ import annotations

@@ -572,8 +572,8 @@ class SageMakerTunings:
     def follow(self, name: str, folder: Path) -> dict:
         """Each trial as it starts (its hyperparameters) and ends (its objective), the best so far, to the end."""
         seen, best = {}, None
-        for record in self.executor.watch(f"tuning {name}", lambda: self.record(name),
-                                          f"make tune-jobs{self.executor.env_flag()} TUNING={name}"):
+        for record, _ in self.executor.watch(f"tuning {name}", lambda: self.record(name),
+                                             f"make tune-jobs{self.executor.env_flag()} TUNING={name}"):
             save(folder, record)
             for trial in sorted(record["TrainingJobSummaries"], key=lambda s: s.get("CreationTime", "")):
                 trial_name, status = trial["TrainingJobName"], trial["TrainingJobStatus"]

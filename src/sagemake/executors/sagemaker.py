@@ -221,10 +221,10 @@ class SageMakerExecutor(Executor):
             cloud.upload_code(self.aws, self.config.root, code)
 
     def watch(self, what: str, ask, hint: str):
-        """ask()'s answers, one each POLL_SECONDS, for as long as the caller reads them. A failed ask (a network
-        blip, expiring credentials) is tried again: LOST_CONTACT failures in a row give up, saying `hint` (the
-        job itself goes on)."""
-        poll, failures = self.config.int("POLL_SECONDS"), 0
+        """ask()'s answers, one each POLL_SECONDS, for as long as the caller reads them, each with the time since
+        the first (h:mm:ss). A failed ask (a network blip, expiring credentials) is tried again: LOST_CONTACT
+        failures in a row give up, saying `hint` (the job itself goes on)."""
+        poll, failures, started = self.config.int("POLL_SECONDS"), 0, time.monotonic()
         while True:
             try:
                 answer = ask()
@@ -237,7 +237,7 @@ class SageMakerExecutor(Executor):
                 time.sleep(poll)
                 continue
             failures = 0
-            yield answer
+            yield answer, _clock(time.monotonic() - started)
             time.sleep(poll)
 
     def describe(self, name: str) -> dict:
@@ -297,18 +297,17 @@ class SageMakerExecutor(Executor):
 
     def follow(self, name: str, definitions: list[dict] | None = None) -> dict:
         """Follow a job to its end: status transitions with elapsed time, and every instance's log."""
-        started = time.monotonic()
         seen_transitions = 0
         tail: collections.deque = collections.deque(maxlen=LAST_LINES)
         printed: list[str] = []  # the `name=value` lines, for the metric warnings
         reader = LogReader(self.logs, name)
         pool_checked = False
         try:
-            for record, lines in self.watch(f"job {name}", lambda: (self.describe(name), reader.new_lines()),
-                                            f"make logs ENV={self.config.env} JOB={name}, then make fetch"):
+            for (record, lines), elapsed in self.watch(
+                    f"job {name}", lambda: (self.describe(name), reader.new_lines()),
+                    f"make logs ENV={self.config.env} JOB={name}, then make fetch"):
                 transitions = record.get("SecondaryStatusTransitions", [])
                 for transition in transitions[seen_transitions:]:
-                    elapsed = _clock(time.monotonic() - started)
                     say(f"job {name}: [{elapsed}] {record['TrainingJobStatus']} / {transition['Status']}: "
                         f"{transition.get('StatusMessage', '')}")
                 seen_transitions = len(transitions)
