@@ -1,13 +1,14 @@
 """A re-sync's unchanged check (upload_data's module doc says what it asks and what it catches), through either of
-two readers of S3 with the same three methods: upload_data's, on the sync's boto3 client, and s3read's, which needs
-no boto3. `make upload` runs the check first with s3read's (`everywhere`), so a sync with nothing to do never loads
-boto3; any channel that differs, or any read without an answer, and the whole sync runs as usual.
+two readers of S3 with the same two methods (metadata, page): upload_data's, on the sync's boto3 client, and
+s3read's, which needs no boto3. `make upload` runs the check first with s3read's (`everywhere`), so a sync with
+nothing to do never loads boto3; any channel that differs, or any read without an answer, and the whole sync runs
+as usual.
 """
 
 from __future__ import annotations
 
 import random
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
@@ -114,8 +115,7 @@ def everywhere(config: Config) -> bool:
                 checked = check(reads, pool, folder, data.files(folder), channel_uri(config, channel), cache, manifest,
                                 synced.folders.get(manifest) == str(folder))
                 if not checked.unchanged:
-                    wait([page for _, page in checked.pages])
-                    return False
+                    return False  # the pool's end waits for the pages still asked
                 counts[channel] = len(checked.found)
             if region.result() != config["AWS_REGION"]:
                 return False  # said by the sync, which checks it first
