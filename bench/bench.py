@@ -20,8 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from sagemake import layout  # noqa: E402
 from sagemake.config import resolve  # noqa: E402
+from sagemake.contract import layout  # noqa: E402
 from sagemake.executors.runtimes import KEPT_VARIABLES  # noqa: E402
 from sagemake.job_python import job_python  # noqa: E402
 

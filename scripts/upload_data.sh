@@ -3,7 +3,7 @@
 # Usage: scripts/upload_data.sh
 #
 # Checks first that the bucket is in AWS_REGION; with ENV=local there is nothing
-# to upload. The sync itself is src/sagemake/upload_data.py.
+# to upload. The sync itself is src/sagemake/aws/sync.py.
 set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"

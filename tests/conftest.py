@@ -89,7 +89,7 @@ def trained_model(tmp_path_factory, example_data) -> bytes:
     """A real model.tar.gz from the example trainer, as a SageMaker job would upload it."""
     from sagemake.config import resolve
     from sagemake.executors.local import LocalExecutor
-    from sagemake.request import plan
+    from sagemake.jobs.training import plan
 
     jobs = tmp_path_factory.mktemp("local")
     config = resolve(root=ROOT, environ={"DATA_DIR": str(example_data), "HP": "n_estimators=10",

@@ -19,10 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # name: (file, what is there, what it becomes, pytest selection)
 MUTATIONS = {
     "metric regex unanchored": (
-        "src/sagemake/request.py", 'METRIC_START = r"(?:^|[^\\w:./-])"', 'METRIC_START = r""',
+        "src/sagemake/jobs/training.py", 'METRIC_START = r"(?:^|[^\\w:./-])"', 'METRIC_START = r""',
         "tests/test_request.py -k own_name"),
     "unset optional sent as null": (
-        "src/sagemake/contract.py", "items() if value is not None}", "items()}",
+        "src/sagemake/contract/train.py", "items() if value is not None}", "items()}",
         "tests/test_contract.py -k unset_optionals"),
     "SM_* given to every process": (
         "src/sagemake/executors/runtimes.py", "        if code.is_dir():\n            program, path = code",
@@ -33,13 +33,13 @@ MUTATIONS = {
         'for part in layout.MOUNTED for f in ("-v", f"{tree / part}:{self.base}/{part}")]',
         'for f in ("-v", f"{tree}:{self.base}")]', "tests/test_local.py -k mounts"),
     "reserved hyperparameters let through": (
-        "src/sagemake/request.py", "    if reserved:\n        raise", "    if False:\n        raise",
+        "src/sagemake/jobs/training.py", "    if reserved:\n        raise", "    if False:\n        raise",
         "tests/test_request.py -k limits"),
     "image tag ignores the build flags": (
         "src/sagemake/image.py", 'extra = [" ".join(meaningful_flags(config.words("CONTAINER_BUILD_FLAGS"))), ',
         "extra = [", "tests/test_request.py -k own_dockerfile"),
     "JOB taken as a path": (
-        "src/sagemake/request.py", "    if not JOB_NAME.fullmatch(name):", "    if False:",
+        "src/sagemake/jobs/training.py", "    if not JOB_NAME.fullmatch(name):", "    if False:",
         "tests/test_request.py -k job_name"),
     "output data not fetched": (
         "src/sagemake/fetch_model.py", "        if output:\n            unpack(output, folder / OUTPUT)\n", "",
@@ -57,10 +57,12 @@ MUTATIONS = {
         "src/sagemake/cli.py", "    status = Exit.JOB_FAILED", "    status = Exit.BAD_INPUT",
         "tests/test_cli.py"),
     "expired credentials said as any error": (
-        "src/sagemake/aws.py", '        if code in ("ExpiredToken", "ExpiredTokenException", "RequestExpired"):',
+        "src/sagemake/aws/api.py",
+        '        if code in ("ExpiredToken", "ExpiredTokenException", "RequestExpired"):',
         "        if False:", "tests/test_train_prod.py -k credentials_have_expired"),
     "access denied said as any error": (
-        "src/sagemake/aws.py", '        if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):',
+        "src/sagemake/aws/api.py",
+        '        if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):',
         "        if False:", "tests/test_train_prod.py -k aws_denied"),
     "following gives up on the first failed poll": (
         "src/sagemake/executors/sagemaker.py", "                    if failures >= LOST_CONTACT:",
@@ -105,7 +107,7 @@ MUTATIONS = {
         "src/sagemake/executors/local.py", 'if index < keep or record["TrainingJobStatus"] == "InProgress":',
         "if index < keep:", "tests/test_local.py -k clean_jobs"),
     "one try per AWS call": (
-        "src/sagemake/aws.py", '"AWS_MAX_ATTEMPTS": "8"}', '"AWS_MAX_ATTEMPTS": "1"}',
+        "src/sagemake/aws/api.py", '"AWS_MAX_ATTEMPTS": "8"}', '"AWS_MAX_ATTEMPTS": "1"}',
         "tests/test_faults.py -k 15_percent"),
     "a lost CreateTrainingJob answer taken as a failure": (
         "src/sagemake/executors/sagemaker.py", 'if error_code(err) != "ResourceInUse" or not retried:', "if True:",
@@ -142,16 +144,16 @@ MUTATIONS = {
         "src/sagemake/run_sagemaker.py", '(" *" if row[0] in best else "")', '""',
         "tests/test_aws_jobs.py -k follows_its_trials"),
     "a small channel trusted without its page": (
-        "src/sagemake/unchanged.py", "starts = [0] if count <= PAGE else", "starts = [] if count <= PAGE else",
+        "src/sagemake/aws/unchanged.py", "starts = [0] if count <= PAGE else", "starts = [] if count <= PAGE else",
         "tests/test_sync.py -k deleted_in_s3"),
     "the signing key without its prefix": (
-        "src/sagemake/s3read.py", 'key = f"AWS4{secret}".encode()', 'key = secret.encode()',
+        "src/sagemake/aws/s3read.py", 'key = f"AWS4{secret}".encode()', 'key = secret.encode()',
         "tests/test_s3read.py -k signed"),
     "listed keys left URL-encoded": (
-        "src/sagemake/s3read.py", 'urllib.parse.unquote_plus(item.findtext(f"{NAMESPACE}Key"))',
+        "src/sagemake/aws/s3read.py", 'urllib.parse.unquote_plus(item.findtext(f"{NAMESPACE}Key"))',
         'item.findtext(f"{NAMESPACE}Key")', "tests/test_s3read.py -k encoded_names"),
     "the bucket's region not checked without boto3": (
-        "src/sagemake/unchanged.py", 'if region.result() != config["AWS_REGION"]:', "if False:",
+        "src/sagemake/aws/unchanged.py", 'if region.result() != config["AWS_REGION"]:', "if False:",
         "tests/test_s3read.py -k another_region"),
     "a failed host left out of the failure reason": (
         "src/sagemake/executors/local.py",

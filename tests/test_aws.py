@@ -30,14 +30,14 @@ from emulator import (
 )
 
 from sagemake import sourcedir
+from sagemake.aws.sync import sync
 from sagemake.cli import AwsError, Exit, JobFailed, UserError
 from sagemake.config import resolve
 from sagemake.executors import for_config
 from sagemake.executors.sagemaker import SageMakerExecutor
 from sagemake.fetch_model import fetch
-from sagemake.request import plan
+from sagemake.jobs.training import plan
 from sagemake.run_sagemaker import list_jobs, train
-from sagemake.upload_data import sync
 
 
 @pytest.fixture(scope="module")

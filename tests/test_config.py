@@ -145,7 +145,7 @@ def test_real_instance_types_are_taken(tmp_path, value):
 
 
 def test_project_name_counts_its_hyphens_so_every_job_name_fits(tmp_path):
-    from sagemake.request import JOB_NAME, job_name
+    from sagemake.jobs.training import JOB_NAME, job_name
 
     longest = "a-" * 15 + "ab"  # 32 characters
     assert JOB_NAME.fullmatch(job_name(resolve(root=tmp_path, environ={"PROJECT_NAME": longest})["PROJECT_NAME"],

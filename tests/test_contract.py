@@ -11,7 +11,7 @@ import time
 
 from conftest import ROOT
 
-from sagemake.request import metric_definitions
+from sagemake.jobs.training import metric_definitions
 from trainer.metrics import METRICS
 
 TRAIN = ROOT / "docker" / "train"
@@ -133,7 +133,7 @@ class Schema:
 
 
 def test_lists_dicts_and_unset_optionals_travel_as_sagemaker_strings_and_parse_back():
-    from sagemake.contract import as_strings, parse_hyperparameters
+    from sagemake.contract.train import as_strings, parse_hyperparameters
 
     model = Schema.model()
     sent = as_strings(parse_hyperparameters({"features": '["bmi", "bp"]', "weights": '{"a": 1}'}, model))

@@ -13,13 +13,13 @@ import pytest
 from conftest import ROOT, in_process
 from emulator import REGION, SageMakerDriver, backend, client, make_bucket, register_image, settings
 
+from sagemake.aws.sync import sync
 from sagemake.config import resolve
 from sagemake.executors.local import LocalExecutor
 from sagemake.executors.sagemaker import SageMakerExecutor
+from sagemake.jobs.training import plan
 from sagemake.pricing import TABLE_DATE, Prices, cache_path, ledger_entry, plan_line
-from sagemake.request import plan
 from sagemake.run_sagemaker import list_jobs
-from sagemake.upload_data import sync
 
 TARGET = "AWSPriceListService.GetProducts"
 

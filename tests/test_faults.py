@@ -20,8 +20,8 @@ from conftest import ROOT, copy_repo
 from emulator import SageMakerDriver, client, make_bucket, register_image, settings
 from faultproxy import KINDS, FaultProxy
 
-from sagemake import aws as cloud
 from sagemake import sourcedir
+from sagemake.aws import api as cloud
 from sagemake.cli import Exit
 from sagemake.config import resolve
 from sagemake.executors.sagemaker import SageMakerExecutor

@@ -17,7 +17,7 @@ from sagemake.cli import UserError
 from sagemake.config import Config, resolve
 from sagemake.executors.local import LocalExecutor
 from sagemake.fetch_model import fetch as fetch_model
-from sagemake.request import plan
+from sagemake.jobs.training import plan
 
 
 @pytest.fixture

@@ -26,8 +26,8 @@ from sagemake.cli import UserError
 from sagemake.config import resolve
 from sagemake.executors import for_config
 from sagemake.executors.local import LocalExecutor
+from sagemake.jobs.training import job_name, plan
 from sagemake.pricing import money
-from sagemake.request import job_name, plan
 from sagemake.run_sagemaker import list_jobs
 
 

@@ -14,7 +14,7 @@ from sagemake.cli import UserError
 from sagemake.config import resolve
 from sagemake.executors.local import LocalExecutor
 from sagemake.image import tag
-from sagemake.request import (
+from sagemake.jobs.training import (
     git_state,
     job_name,
     job_named,
@@ -82,7 +82,7 @@ def test_image_tag_follows_what_goes_into_the_image_only(tmp_path):
     root = copy_image_inputs(tmp_path)
     tag = image_tag(root)
     assert re.fullmatch(r"[0-9a-f]{12}", tag)
-    (root / "src/sagemake/aws.py").write_text("# not in the image\n")
+    (root / "src/sagemake/aws/api.py").write_text("# not in the image\n")
     (root / "README.md").write_text("not in the image\n")
     (root / "src/trainer/__pycache__").mkdir()
     (root / "src/trainer/__pycache__/train.cpython-311.pyc").write_bytes(b"cache")
@@ -213,7 +213,7 @@ def test_sourcedir_is_reproducible_and_holds_the_program(tmp_path):
     with tarfile.open(one) as tar:
         names = tar.getnames()
         assert tar.getmember("train").mode & 0o111  # the toolkit runs it as ./train
-    assert {"train", "sagemake/contract.py", "trainer/train.py", "trainer/hyperparameters.py"} <= set(names)
+    assert {"train", "sagemake/contract/train.py", "trainer/train.py", "trainer/hyperparameters.py"} <= set(names)
     assert not [n for n in names if "__pycache__" in n]
 
 

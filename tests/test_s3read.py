@@ -21,10 +21,10 @@ from conftest import ROOT, copy_repo
 from emulator import client, make_bucket, settings
 from faultproxy import FaultProxy
 
-from sagemake import s3read
+from sagemake.aws import s3read
+from sagemake.aws.s3read import Reads
 from sagemake.cli import Exit
 from sagemake.config import resolve
-from sagemake.s3read import Reads
 
 WHEN = datetime(2026, 12, 2, 19, 45, 7, tzinfo=timezone.utc)
 HOSTILE = "train/a b+c%41 (ü)~'&=;x.csv"  # a key that every encoding step must get right
@@ -134,7 +134,7 @@ def test_it_does_not_ask_where_boto3_might_connect_otherwise(tmp_path, setting):
 
 def test_the_check_without_boto3_loads_no_boto3():
     loaded = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, 'src'); "
-                             "import sagemake.run_sagemaker, sagemake.unchanged; "
+                             "import sagemake.run_sagemaker, sagemake.aws.unchanged; "
                              "print(sorted({m.split('.')[0] for m in sys.modules} & {'boto3', 'botocore'}))"],
                             cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"

@@ -147,7 +147,7 @@ def test_make_train_env_prod_traced_shows_aws_calls_and_no_credential(credential
     assert leaks(out) == []
     # the trace is there: each AWS call with its parameters, each HTTP answer, the commands run, the credentials'
     # origin; the access key's id shown as `aws configure list` shows it
-    assert "+ sagemake.aws: sts.GetCallerIdentity {}" in train.stderr
+    assert "+ sagemake.aws.api: sts.GetCallerIdentity {}" in train.stderr
     assert re.search(r"\+ sagemake\.aws: sagemaker\.CreateTrainingJob \{'TrainingJobName': ", train.stderr)
     assert re.search(r"\+ sagemake\.aws:   -> 200\n", train.stderr)
     assert "+ botocore.credentials: Found credentials in environment variables." in train.stderr
@@ -160,9 +160,9 @@ def test_make_train_env_prod_traced_shows_aws_calls_and_no_credential(credential
         (tmp_path / f"{target}.log").write_text(result.stdout + result.stderr)
         assert result.returncode == 0, result.stderr
         assert leaks(result.stdout + result.stderr) == [], target
-        if target == "upload":  # nothing changed since train's sync: S3 is asked without boto3 (sagemake.s3read)
+        if target == "upload":  # nothing changed since train's sync: S3 is asked without boto3 (sagemake.aws.s3read)
             assert re.search(r"\+ sagemake\.s3read: HEAD http://\S+/sync-manifests/train\.json\n", result.stderr)
-            assert "+ sagemake.s3read:   -> 200" in result.stderr and "botocore" not in result.stderr
+            assert "+ sagemake.aws.s3read:   -> 200" in result.stderr and "botocore" not in result.stderr
         elif target != "data":
             assert "+ botocore.endpoint: Making request for OperationModel" in result.stderr, target
         if target != "data":
@@ -197,7 +197,7 @@ def test_credentials_from_a_profile_file_are_never_traced(aws, checkout, tmp_pat
 
 
 GET_TOKEN = """
-from sagemake import aws
+from sagemake.aws import api as aws
 from sagemake.cli import run
 from sagemake.config import resolve
 
@@ -213,7 +213,7 @@ def test_the_ecr_login_token_is_never_traced(credentials):
     env = {**os.environ, "ENV": "prod", **settings(), "DEBUG": "2", "PYTHONPATH": str(ROOT / "src")}
     result = subprocess.run([sys.executable, "-c", GET_TOKEN], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "+ sagemake.aws: ecr.GetAuthorizationToken {}" in result.stderr
+    assert "+ sagemake.aws.api: ecr.GetAuthorizationToken {}" in result.stderr
     assert re.search(r'"authorizationToken":\s*"\*\*\*"', result.stderr)  # the answer's body, as botocore logs it
     ecr = {"ECR password": ECR_PASSWORD, "ECR token": base64.b64encode(f"AWS:{ECR_PASSWORD}".encode()).decode()}
     assert leaks(result.stdout + result.stderr, {**FAKE, **ecr}) == []
@@ -222,7 +222,7 @@ def test_the_ecr_login_token_is_never_traced(credentials):
 def test_an_aws_error_quoting_a_signed_request_is_masked(monkeypatch, capsys):
     from botocore.exceptions import ClientError
 
-    from sagemake.aws import explain
+    from sagemake.aws.api import explain
     from sagemake.cli import AwsError, run
 
     token = FAKE["AWS_SESSION_TOKEN"]

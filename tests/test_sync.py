@@ -16,11 +16,12 @@ import pytest
 from emulator import client, make_bucket, settings
 from faultproxy import FaultProxy
 
-from sagemake import aws as cloud
-from sagemake import data, unchanged
+from sagemake import data
+from sagemake.aws import api as cloud
+from sagemake.aws import unchanged
+from sagemake.aws.sync import sync
+from sagemake.aws.unchanged import PAGE
 from sagemake.config import resolve
-from sagemake.unchanged import PAGE
-from sagemake.upload_data import sync
 
 BUCKET = "train-bucket"
 EMULATOR = {}  # url: moto's server, for reading S3 past the proxy

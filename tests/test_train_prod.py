@@ -16,7 +16,7 @@ from sagemake.cli import UserError
 from sagemake.config import resolve
 from sagemake.executors.sagemaker import SageMakerExecutor
 from sagemake.image import check as engine
-from sagemake.request import plan
+from sagemake.jobs.training import plan
 
 
 def environment(env, tmp_path):

@@ -15,8 +15,8 @@ from conftest import ROOT, sigint_as_a_terminal_gives_it
 from sagemake.config import resolve
 from sagemake.executors.local import LocalExecutor
 from sagemake.fetch_model import fetch, metrics
-from sagemake.request import metric_series
-from sagemake.request import plan as training_plan
+from sagemake.jobs.training import metric_series
+from sagemake.jobs.training import plan as training_plan
 from sagemake.run_sagemaker import list_jobs
 from sagemake.tune import LEADERBOARD, PLOT, RECORD, objective, plan, tune
 

@@ -34,7 +34,7 @@ class JobFailed(UserError):
 
 
 class AwsError(UserError):
-    """An AWS error, said in one line (sagemake.aws.explain)."""
+    """An AWS error, said in one line (sagemake.aws.api.explain)."""
 
     status = Exit.AWS_ERROR
 

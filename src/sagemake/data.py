@@ -20,7 +20,7 @@ from sagemake import jsonfile
 from sagemake.cli import UserError, say
 from sagemake.config import Config
 from sagemake.job_python import job_python
-from sagemake.request import channels
+from sagemake.jobs.training import channels
 
 PART = 64 * 1024 * 1024  # S3's multipart part size as we upload: local ETags then match S3's
 CACHE = "build/etags.json"  # local files' ETags, by path and what stat says of each file

@@ -5,9 +5,9 @@ DEBUG=1 (any value but empty or 0) turns tracing on, the same way for every step
   - each Python command (sagemake.cli.run) prints lines `+ sagemake.<what>: ...`: each AWS call (service,
     operation and parameters), the method and URL of each HTTP request it makes and the status of each answer
     (so retries show), where botocore found the credentials, and each command it runs (docker, git, pip);
-    the requests `make upload` sends without boto3 (sagemake.s3read) likewise.
+    the requests `make upload` sends without boto3 (sagemake.aws.s3read) likewise.
 DEBUG=2 adds botocore's own debug log: every request's headers and signing, every answer's body; and what
-sagemake.s3read signs.
+sagemake.aws.s3read signs.
 
 Masked as *** wherever they would appear (tracing never shows them; the one-line error of
 every command goes through the same mask):
@@ -280,9 +280,9 @@ def enable(environ=None) -> int:
         for name in ("botocore", "boto3", "s3transfer", "urllib3"):
             logging.getLogger(name).setLevel(logging.DEBUG)
     else:
-        logging.getLogger("sagemake.s3read.wire").setLevel(logging.INFO)  # its signing is DEBUG=2's
+        logging.getLogger("sagemake.aws.s3read.wire").setLevel(logging.INFO)  # its signing is DEBUG=2's
 
-    _trace_aws_calls(secrets, logging.getLogger("sagemake.aws"))
+    _trace_aws_calls(secrets, logging.getLogger("sagemake.aws.api"))
     commands = logging.getLogger("sagemake.run")
 
     def audit(event, args):

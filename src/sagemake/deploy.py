@@ -33,12 +33,12 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sagemake.aws import ERRORS, call, failure, plain
+from sagemake.aws.api import ERRORS, call, failure, plain
 from sagemake.cli import Exit, JobFailed, UserError, run, say
 from sagemake.config import Config, resolve
 from sagemake.executors import Executor, for_config
+from sagemake.jobs.training import job_name, job_named
 from sagemake.pricing import HOSTING, Prices, rate
-from sagemake.request import job_name, job_named
 
 RECORDS = "deployments.jsonl"  # in MODELS_DIR: one JSON object a line, appended
 VARIANT = "AllTraffic"

@@ -43,7 +43,7 @@ def main(argv: list[str]) -> int:
 
 def _unreachable(err: UserError) -> bool:
     """AWS could not be reached, or failed every attempt."""
-    from sagemake.aws import AwsUnavailable  # only an AWS environment has checks, and it has loaded boto3
+    from sagemake.aws.api import AwsUnavailable  # only an AWS environment has checks, and it has loaded boto3
 
     return isinstance(err, AwsUnavailable)
 

@@ -21,12 +21,12 @@ import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sagemake import layout
 from sagemake.archive import unpack
 from sagemake.cli import AwsError, UserError, run, say
 from sagemake.config import Config, resolve
+from sagemake.contract import layout
 from sagemake.executors import Executor, for_config
-from sagemake.request import job_named
+from sagemake.jobs.training import job_named
 
 MANIFEST = "manifest.json"
 OUTPUT = "output"  # MODELS_DIR/<job>/output/: the job's /opt/ml/output/data/

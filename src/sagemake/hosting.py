@@ -8,10 +8,10 @@ refused, never reused or deleted.
 
 from __future__ import annotations
 
-from sagemake.aws import ERRORS, call, error_code, failure
+from sagemake.aws.api import ERRORS, call, error_code, failure
 from sagemake.cli import UserError, say
 from sagemake.fetch_model import completed
-from sagemake.request import TAG_PREFIX
+from sagemake.jobs.training import TAG_PREFIX
 
 PROJECT_TAG = f"{TAG_PREFIX}project"
 JOB_TAG = f"{TAG_PREFIX}job"

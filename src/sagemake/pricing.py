@@ -138,7 +138,7 @@ class Prices:
 
     def _ask(self, instance_type: str) -> float | None:
         """GetProducts for the training usage type of instance_type in this region; None when it lists none."""
-        from sagemake.aws import ERRORS, failure  # boto3: only when AWS is asked
+        from sagemake.aws.api import ERRORS, failure  # boto3: only when AWS is asked
 
         if self.region not in LOCATIONS:
             raise AwsError(f"no Price List location known for region {self.region}")

@@ -49,17 +49,17 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sagemake import jsonfile, layout
+from sagemake import jsonfile
 from sagemake.cli import Exit, JobFailed, UserError, run, say
 from sagemake.config import Config, resolve, s3_uri
+from sagemake.contract import layout
 from sagemake.executors import Executor, for_config
-from sagemake.request import job_name, words
+from sagemake.jobs.training import job_name, words
 
 INPUT = "raw"  # the input's name: /opt/ml/processing/input/raw
 CHANNELS = ("train", "validation")  # the outputs: what src/trainer/preprocess.py writes
 STEP = "src/trainer/preprocess.py"
 RAW_STEP = "src/trainer/raw.py"
-CODE = (STEP, "src/sagemake/layout.py")  # what the step runs: their content is in the cache key
 ENTRYPOINT = ["python3", "-m", "trainer.preprocess"]
 NAME_PART = "proc"  # <project>-proc-<time><random>: never taken for a training job's name
 STAMP = ".preprocessed.json"  # in DATA_DIR
@@ -128,7 +128,7 @@ def processing_request(config: Config, name: str, image: str, entrypoint: list[s
 
 
 def _pairs(text: str) -> dict[str, str]:
-    from sagemake.request import parse_pairs
+    from sagemake.jobs.training import parse_pairs
 
     return parse_pairs(text, "JOB_ENV")
 
@@ -322,9 +322,9 @@ class SageMakerProcessing:
 
     def run(self, request: dict) -> dict:
         """Check the bucket and image, upload the inputs, create the job, follow it to its end; its record."""
-        from sagemake.aws import call, check_bucket, console_url
+        from sagemake.aws.api import call, check_bucket, console_url
+        from sagemake.aws.sync import sync_channel
         from sagemake.data import CACHE, EtagCache
-        from sagemake.upload_data import sync_channel
 
         executor, name = self.executor, request["ProcessingJobName"]
         check_bucket(self.config, executor.aws)
@@ -355,7 +355,7 @@ class SageMakerProcessing:
     def _create(self, request: dict) -> None:
         """CreateProcessingJob. A retry that hears the name is taken met the job its lost first attempt created:
         names end in random characters, so no other job has this one."""
-        from sagemake.aws import ERRORS, error_code, failure, retried
+        from sagemake.aws.api import ERRORS, error_code, failure, retried
 
         try:
             self.executor.sagemaker.create_processing_job(**request)
@@ -366,7 +366,7 @@ class SageMakerProcessing:
 
     def names(self, limit: int | None = 10) -> list[str]:
         """This project's processing jobs, newest first (ListProcessingJobs by NameContains, then its names only)."""
-        from sagemake.aws import call
+        from sagemake.aws.api import call
 
         project = self.config["PROJECT_NAME"]
         answer = call(self.executor.sagemaker.list_processing_jobs, NameContains=f"{project}-{NAME_PART}-",
@@ -377,7 +377,7 @@ class SageMakerProcessing:
 
     def describe(self, name: str) -> dict | None:
         """DescribeProcessingJob's answer (None: SageMaker knows no such job)."""
-        from sagemake.aws import ERRORS, error_code, failure, plain
+        from sagemake.aws.api import ERRORS, error_code, failure, plain
 
         try:
             return plain(self.executor.sagemaker.describe_processing_job(ProcessingJobName=name))
@@ -388,7 +388,7 @@ class SageMakerProcessing:
 
     def follow(self, name: str) -> dict:
         """Status changes with the time taken, and the log of every instance, to the end."""
-        from sagemake.aws import PROCESSING_LOG_GROUP
+        from sagemake.aws.api import PROCESSING_LOG_GROUP
         from sagemake.executors.sagemaker import LogReader
 
         seen = None
@@ -413,7 +413,7 @@ class SageMakerProcessing:
     def download(self, request: dict, output: str, target: Path) -> None:
         """Every object under the output's S3 URI into target, by its key below it; a key that would land outside
         target is refused."""
-        from sagemake.aws import ERRORS, call, failure
+        from sagemake.aws.api import ERRORS, call, failure
 
         uri = next(o["S3Output"]["S3Uri"] for o in request["ProcessingOutputConfig"]["Outputs"]
                    if o["OutputName"] == output)
@@ -450,11 +450,10 @@ def processing_for(executor: Executor):
 
 
 def code_digest(root: Path) -> str:
-    digest = hashlib.sha256()
-    for name in CODE:
-        path = root / name
-        digest.update(name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"") + b"\0")
-    return digest.hexdigest()
+    """What the step runs: the step and the container side it imports; their content is in the cache key."""
+    from sagemake import sourcedir
+
+    return sourcedir.digest([(STEP, root / STEP), *sourcedir.contract(root)])
 
 
 def cache_key(raw_digest: str, code: str, arguments: list[str], image_runs_it: str) -> str:

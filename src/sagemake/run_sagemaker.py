@@ -29,13 +29,14 @@ import sys
 import time
 from datetime import datetime
 
-from sagemake import data, unchanged
+from sagemake import data
+from sagemake.aws import unchanged
 from sagemake.cli import Exit, JobFailed, UserError, run, say
 from sagemake.config import DEFAULT_ENV, Config, resolve
 from sagemake.executors import Executor, for_config
 from sagemake.fetch_model import fetch, metrics
+from sagemake.jobs.training import TAG_PREFIX, job_named, plan, primary_metric
 from sagemake.pricing import Prices, cost, ledger_entry, money, plan_line
-from sagemake.request import TAG_PREFIX, job_named, plan, primary_metric
 
 
 def train(config: Config, executor: Executor) -> int:

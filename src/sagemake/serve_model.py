@@ -32,12 +32,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sagemake import serving
 from sagemake.cli import UserError, run, say
 from sagemake.config import DEFAULT_ENV, Config, resolve
+from sagemake.contract import serve as serving
 from sagemake.executors.serving_runtimes import Server, ServerFailed, model_files, serving_runtime
 from sagemake.fetch_model import MANIFEST
-from sagemake.request import job_named
+from sagemake.jobs.training import job_named
 
 CONTENT_TYPES = {".csv": serving.CSV, ".json": serving.JSON}
 REQUEST_SECONDS = serving.DEFAULT_TIMEOUT_SECONDS + 10

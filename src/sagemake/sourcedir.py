@@ -15,6 +15,7 @@ from pathlib import Path
 from sagemake.archive import pack, tree
 
 PROGRAM = "train"
+CONTRACT = "sagemake/contract"  # the container side, whole: what the image copies too
 ARCHIVE = "sourcedir.tar.gz"
 PROGRAM_KEY = "sagemaker_program"
 DIRECTORY_KEY = "sagemaker_submit_directory"
@@ -24,9 +25,8 @@ def entries(root: Path) -> list[tuple[str, Path]]:
     return [
         (PROGRAM, root / "docker/train"),
         ("sagemake", root / "src/sagemake"),
-        ("sagemake/__init__.py", root / "src/sagemake/__init__.py"),
-        ("sagemake/layout.py", root / "src/sagemake/layout.py"),
-        ("sagemake/contract.py", root / "src/sagemake/contract.py"),
+        (CONTRACT, root / "src" / CONTRACT),
+        *contract(root),
         ("trainer", root / "src/trainer"),
         *tree(root / "src/trainer", "trainer/"),
     ]
@@ -34,10 +34,20 @@ def entries(root: Path) -> list[tuple[str, Path]]:
 
 def tag(root: Path) -> str:
     """A hash of the archive's names and contents."""
-    digest = hashlib.sha256()
-    for name, path in entries(root):
-        digest.update(name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"") + b"\0")
-    return digest.hexdigest()[:12]
+    return digest(entries(root))[:12]
+
+
+def digest(named: list[tuple[str, Path]]) -> str:
+    """A hash of (name, path) pairs' names and contents: what a cache keyed by code is keyed by."""
+    found = hashlib.sha256()
+    for name, path in named:
+        found.update(name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"") + b"\0")
+    return found.hexdigest()
+
+
+def contract(root: Path) -> list[tuple[str, Path]]:
+    """The container side, every file of it: moving or adding one changes what keys on it."""
+    return tree(root / "src" / CONTRACT, f"{CONTRACT}/")
 
 
 def write(root: Path, archive: Path) -> Path:

@@ -43,12 +43,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from sagemake import jsonfile, serving
-from sagemake.aws import call, failure, plain
+from sagemake import jsonfile
+from sagemake.aws.api import call, failure, plain
 from sagemake.cli import Exit, JobFailed, UserError, run, say
 from sagemake.config import Config, resolve, s3_uri
+from sagemake.contract import serve as serving
 from sagemake.executors import Executor, for_config
-from sagemake.request import job_name, job_named
+from sagemake.jobs.training import job_name, job_named
 
 STRATEGIES = {"MultiRecord": "MULTI_RECORD", "SingleRecord": "SINGLE_RECORD"}  # the request's: the container's
 OUT = ".out"  # SageMaker names each output <input file><OUT>
@@ -311,7 +312,7 @@ class SageMakerTransforms:
         return s3_uri(self.config, "transform", name, OUTPUT)
 
     def run(self, request: dict, folder: Path, files: list[Path]) -> dict:
-        from sagemake.aws import check_bucket
+        from sagemake.aws.api import check_bucket
 
         executor, name = self.executor, request["TransformJobName"]
         aws, sagemaker = executor.aws, executor.sagemaker

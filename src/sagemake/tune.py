@@ -37,8 +37,7 @@ from sagemake.cli import Exit, JobFailed, UserError, run, say
 from sagemake.config import Config, resolve
 from sagemake.executors import Executor, for_config
 from sagemake.fetch_model import fetch, metrics
-from sagemake.pricing import Prices, cost, money
-from sagemake.request import (
+from sagemake.jobs.training import (
     TAG_PREFIX,
     metric_series,
     parse_pairs,
@@ -48,8 +47,9 @@ from sagemake.request import (
     tuning_pattern,
     words,
 )
-from sagemake.request import metrics as declared_metrics
-from sagemake.request import plan as training_plan
+from sagemake.jobs.training import metrics as declared_metrics
+from sagemake.jobs.training import plan as training_plan
+from sagemake.pricing import Prices, cost, money
 
 TUNING_TAG = "tuning"  # sagemake:tuning=<tuning run> on every trial (and on the SageMaker tuning job)
 RECORD = "tuning.json"
@@ -135,7 +135,7 @@ def _check_value(schema, name: str, value: str, where: str) -> None:
     """The schema's verdict on one value (type and bounds), as the job itself would give it."""
     if schema is None:
         return
-    from sagemake.contract import TrainingError, parse_hyperparameters
+    from sagemake.contract.train import TrainingError, parse_hyperparameters
 
     try:
         parse_hyperparameters({name: value}, schema)
@@ -495,7 +495,7 @@ class SageMakerTunings:
         self.executor, self.config = executor, executor.config
 
     def run(self, request: dict, data_tags: list[dict], runtime=None) -> dict:
-        from sagemake.aws import ERRORS, console_url, error_code, failure, retried
+        from sagemake.aws.api import ERRORS, console_url, error_code, failure, retried
 
         executor, name = self.executor, request["HyperParameterTuningJobName"]
         definition = request["TrainingJobDefinition"]
@@ -525,7 +525,7 @@ class SageMakerTunings:
     def record(self, name: str) -> dict:
         """DescribeHyperParameterTuningJob's answer with ListTrainingJobsForHyperParameterTuningJob's
         TrainingJobSummaries, as the local record holds them."""
-        from sagemake.aws import ERRORS, error_code, failure, plain
+        from sagemake.aws.api import ERRORS, error_code, failure, plain
 
         sagemaker = self.executor.sagemaker
         try:
@@ -542,7 +542,7 @@ class SageMakerTunings:
 
     def names(self, limit: int) -> list[str]:
         """This project's tuning jobs, newest first."""
-        from sagemake.aws import call
+        from sagemake.aws.api import call
 
         head = tuning_head(self.config["PROJECT_NAME"])
         answer = call(self.executor.sagemaker.list_hyper_parameter_tuning_jobs, NameContains=f"{head}-",
@@ -559,7 +559,7 @@ class SageMakerTunings:
 
     def best_trials(self, runs: int = 10) -> set[str]:
         """The best trial of each of the newest tuning jobs (DescribeHyperParameterTuningJob's BestTrainingJob)."""
-        from sagemake.aws import call
+        from sagemake.aws.api import call
 
         found = set()
         for name in self.names(runs):

@@ -1,6 +1,6 @@
 """Predictions from the example model (replace with yours, beside train.py).
 
-sagemake's server (`serve` in the image, sagemake.serving) calls:
+sagemake's server (`serve` in the image, sagemake.contract.serve) calls:
 - load(model_dir) once, before it answers /ping: the model, from the files
   train() wrote into model_dir (SageMaker unpacks model.tar.gz there);
 - features(model) (optional): the feature names, in the order rows give

@@ -20,7 +20,7 @@ import math
 import sys
 from pathlib import Path
 
-from sagemake import layout
+from sagemake.contract import layout
 
 INPUT = "raw"
 CHANNELS = ("train", "validation")

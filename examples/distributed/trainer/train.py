@@ -21,7 +21,7 @@ import xgboost as xgb
 from xgboost import collective
 from xgboost.tracker import RabitTracker
 
-from sagemake import layout
+from sagemake.contract import layout
 from trainer.hyperparameters import Hyperparameters
 
 MODEL_FILE = "model.json"

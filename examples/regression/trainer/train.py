@@ -1,6 +1,6 @@
 """Trains the regression example: ElasticNet on standardized features.
 
-The container contract (sagemake.contract) calls `train()` with validated
+The container contract (sagemake.contract.train) calls `train()` with validated
 hyperparameters and a folder per channel, and publishes what it returns as the
 job's metrics. Anything raised fails the job with its message as the reason.
 """

@@ -31,9 +31,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from sagemake import jsonfile, layout, sourcedir
+from sagemake import jsonfile, sourcedir
 from sagemake.archive import pack, tree, unpack
 from sagemake.cli import UserError, say
+from sagemake.contract import layout
 from sagemake.data import summary
 from sagemake.executors import Executor
 from sagemake.executors.channels import copy_name, remove, shared_copy, unchanged, unused
@@ -48,8 +49,8 @@ from sagemake.executors.runtimes import (
 )
 from sagemake.image import Engine
 from sagemake.job_python import job_python
+from sagemake.jobs.training import metric_values, metric_warnings, tags
 from sagemake.pricing import DEFAULT_REGION, Prices
-from sagemake.request import metric_values, metric_warnings, tags
 
 GUARD = Path(__file__).with_name("guard.py")
 RECORD = "job.json"

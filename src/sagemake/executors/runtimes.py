@@ -18,8 +18,9 @@ import re
 import subprocess
 from pathlib import Path
 
-from sagemake import layout, sourcedir
+from sagemake import sourcedir
 from sagemake.cli import UserError
+from sagemake.contract import layout
 from sagemake.job_python import REQUIREMENTS
 
 HOST = "algo-1"  # the first host; a job of N instances has algo-1 ... algo-N

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import boto3
 
-from sagemake import aws as cloud
 from sagemake import sourcedir
-from sagemake.aws import (
+from sagemake.aws import api as cloud
+from sagemake.aws.api import (
     ERRORS,
     LOG_GROUP,
     AwsUnavailable,
@@ -38,8 +38,8 @@ from sagemake.config import Config, channel_uri, s3_uri
 from sagemake.executors import Executor
 from sagemake.image import Engine
 from sagemake.image import check as image_check
+from sagemake.jobs.training import METRIC_LINE, TAG_PREFIX, metric_warnings, names_pattern, tuning_head
 from sagemake.pricing import Prices
-from sagemake.request import METRIC_LINE, TAG_PREFIX, metric_warnings, names_pattern, tuning_head
 
 TERMINAL = ("Completed", "Failed", "Stopped")
 MANIFESTS = ("application/vnd.docker.distribution.manifest.v2+json", "application/vnd.oci.image.manifest.v1+json",
@@ -141,7 +141,7 @@ class SageMakerExecutor(Executor):
             raise UserError(f"image {image} is not in ECR: {hint}")
 
     def sync_data(self) -> None:
-        from sagemake.upload_data import sync
+        from sagemake.aws.sync import sync
 
         sync(self.config, self.aws)
 

@@ -26,9 +26,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from sagemake import layout, serving
 from sagemake.cli import Exit, UserError
 from sagemake.config import Config
+from sagemake.contract import layout
+from sagemake.contract import serve as serving
 from sagemake.executors.runtimes import KEPT_VARIABLES
 from sagemake.fetch_model import MANIFEST, OUTPUT
 from sagemake.image import Engine

@@ -1,6 +1,6 @@
 """The container side of SageMaker's training contract; docker/train runs main().
 
-Reads /opt/ml (or $SAGEMAKER_BASE_DIR, see sagemake.layout): hyperparameters.json
+Reads /opt/ml (or $SAGEMAKER_BASE_DIR, see sagemake.contract.layout): hyperparameters.json
 (all strings) into the trainer's validated Hyperparameters, and the channels
 named in inputdataconfig.json from input/data/<channel>/. Writes the model to
 model/, metrics to output/data/metrics.json and as `name=value` log lines. Any
@@ -21,7 +21,7 @@ import types
 import typing
 from pathlib import Path
 
-from sagemake import layout
+from sagemake.contract import layout
 
 RESERVED_PREFIX = "sagemaker_"  # SageMaker's own hyperparameters, not the model's
 FAILURE_EXIT = 255

@@ -35,8 +35,8 @@ NAMESPACE = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 ELSEWHERE = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT",
              "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 PROFILE_ELSEWHERE = {"endpoint_url", "services", "s3", "ca_bundle", "use_fips_endpoint", "use_dualstack_endpoint"}
-log = logging.getLogger("sagemake.s3read")  # DEBUG=1: each request and its answer's status
-wire = logging.getLogger("sagemake.s3read.wire")  # DEBUG=2: what each signature covers, and the signature
+log = logging.getLogger("sagemake.aws.s3read")  # DEBUG=1: each request and its answer's status
+wire = logging.getLogger("sagemake.aws.s3read.wire")  # DEBUG=2: what each signature covers, and the signature
 PLAIN_BUCKET = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")  # a DNS label: the bucket can be the host's first
 
 

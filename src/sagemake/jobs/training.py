@@ -16,9 +16,10 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sagemake import jsonfile, layout, sourcedir
+from sagemake import jsonfile, sourcedir
 from sagemake.cli import UserError
 from sagemake.config import Config
+from sagemake.contract import layout
 
 TAG_PREFIX = "sagemake:"
 NO_GIT = "nogit"
@@ -126,21 +127,20 @@ def _validated(config: Config, given: dict[str, str]) -> dict[str, str]:
     """The trainer's schema applied to HP. Importing pydantic costs a third of a second, so an answer is kept
     (build/hyperparameters.json) for the same HP, schema and contract: a re-run checks nothing twice."""
     schema = config.root / "src/trainer/hyperparameters.py"
-    digest = hashlib.sha256(json.dumps(given, sort_keys=True).encode())
-    for path in (schema, config.root / "src/sagemake/contract.py"):
-        digest.update(path.read_bytes() if path.is_file() else b"")
+    key = hashlib.sha256(json.dumps(given, sort_keys=True).encode() + b"\0" + sourcedir.digest(
+        [("schema", schema), *sourcedir.contract(config.root)]).encode()).hexdigest()
     cache = config.root / HYPERPARAMETER_CACHE
     known = jsonfile.read(cache, {})
-    if digest.hexdigest() in known:
-        return known[digest.hexdigest()]
-    from sagemake.contract import TrainingError, as_strings, parse_hyperparameters  # pydantic: only here
+    if key in known:
+        return known[key]
+    from sagemake.contract.train import TrainingError, as_strings, parse_hyperparameters  # pydantic: only here
     from trainer.hyperparameters import Hyperparameters
 
     try:
         values = as_strings(parse_hyperparameters(given, Hyperparameters))
     except TrainingError as err:
         raise UserError(f"{err}: fix HP='key=value ...'") from None
-    jsonfile.write(cache, {**dict(list(known.items())[-20:]), digest.hexdigest(): values}, indent=None)
+    jsonfile.write(cache, {**dict(list(known.items())[-20:]), key: values}, indent=None)
     return values
 
 

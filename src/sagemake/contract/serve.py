@@ -2,7 +2,7 @@
 
 SageMaker starts an inference container as `docker run IMAGE serve`, with the
 model archive's contents in /opt/ml/model ($SAGEMAKER_BASE_DIR/model, see
-sagemake.layout). The model is loaded once, by trainer.predict.load, before
+sagemake.contract.layout). The model is loaded once, by trainer.predict.load, before
 anything listens; then gunicorn forks its workers (they share the loaded model)
 and answers on port 8080, or SAGEMAKER_BIND_TO_PORT:
 
@@ -35,7 +35,7 @@ import sys
 import time
 import traceback
 
-from sagemake import layout
+from sagemake.contract import layout
 
 PORT_VARIABLE = "SAGEMAKER_BIND_TO_PORT"
 WORKERS_VARIABLE = "SAGEMAKER_MODEL_SERVER_WORKERS"

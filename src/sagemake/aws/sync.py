@@ -65,13 +65,14 @@ from pathlib import Path
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as ClientConfig
 
-from sagemake import data, unchanged
-from sagemake.aws import ERRORS, Progress, call, check_bucket, error_code, failure, session
+from sagemake import data
+from sagemake.aws import unchanged
+from sagemake.aws.api import ERRORS, Progress, call, check_bucket, error_code, failure, session
+from sagemake.aws.unchanged import SYNCED, Synced, manifest_uri, split
 from sagemake.cli import say
 from sagemake.config import Config, channel_uri
 from sagemake.data import CACHE, PART, EtagCache
-from sagemake.request import channels
-from sagemake.unchanged import SYNCED, Synced, manifest_uri, split
+from sagemake.jobs.training import channels
 
 WORKERS = 16
 TRANSFER = TransferConfig(multipart_threshold=PART, multipart_chunksize=PART, max_concurrency=4)
