@@ -18,6 +18,8 @@ VENV ?= .venv
 export VENV
 export PYTHONPATH := $(CURDIR)/src
 PY := "$(VENV)/bin/python"
+# Every target of sagemake's own runs its module, src/sagemake/targets/<target>.py, the same way.
+RUN := $(PY) -m sagemake
 # Stamps name files in VENV, whose path may hold spaces: escaped for make, whole again in $@.
 empty :=
 space := $(empty) $(empty)
@@ -25,21 +27,8 @@ RUNTIME_STAMP := $(subst $(space),\$(space),$(VENV))/.installed
 DEV_STAMP := $(subst $(space),\$(space),$(VENV))/.installed-dev
 
 .PHONY: help
-help: ## list the targets and the variables they take
-	@echo "usage: make TARGET [ENV=local|prod|<name>] [HP='key=value ...'] [JOB=<job name>]"
-	@echo
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo
-	@echo "  ENV  where jobs run: local (default, no AWS needed) or an AWS environment (.env.<ENV>)"
-	@echo "  HP   hyperparameters, e.g. HP='n_estimators=200 learning_rate=0.05'"
-	@echo "  JOB  a job name for fetch, logs, stop, serve and predict (all but stop default to the latest job)"
-	@echo "  FILE rows for predict, .csv or .json as /invocations takes them; SERVE_PORT the port of serve (8080)"
-	@echo "  INPUT a folder of files for transform, one row a line"
-	@echo
-	@echo "Your own project, by settings: replace src/trainer/ (sagemake's image), or DOCKERFILE=... BUILD_CONTEXT=..."
-	@echo "(your image), or TRAINING_IMAGE=... (prebuilt); DATA_DIR, CHANNELS, METRICS and HP work with all three."
-	@echo
-	@echo "Every setting is documented in .env.example; \`make config\` shows the values in force."
+help: ## list the targets (each with its Summary line) and the variables they take
+	@scripts/help.sh
 
 $(RUNTIME_STAMP): requirements.txt
 	@scripts/setup_venv.sh "$(PYTHON)" requirements.txt
@@ -53,96 +42,100 @@ $(DEV_STAMP): requirements-dev.txt docker/requirements.txt $(RUNTIME_STAMP)
 setup: $(RUNTIME_STAMP) ## create the virtualenv with the pinned dependencies (redone only when they change)
 
 .PHONY: config
-config: setup ## print every setting in force for ENV and where it came from
-	@$(PY) -m sagemake.config
+config: setup
+	@$(RUN) config
 
 .PHONY: data
-data: setup ## run the trainer's data step (src/trainer/data.py) to write the channels under DATA_DIR
-	@scripts/make_data.sh
+data: setup
+	@$(RUN) data
 
 .PHONY: preprocess
-preprocess: setup ## raw data (RAW_DIR) -> the channels in DATA_DIR, as a processing job (skipped when unchanged)
-	@$(PY) scripts/preprocess.py
+preprocess: setup
+	@$(RUN) preprocess
 
 .PHONY: prepare
 prepare: setup ## build the private dependencies (PRIVATE_DEPS) into wheels under build/wheels/
 	@scripts/prepare.sh
 
 .PHONY: build
-build: setup ## build (and for AWS push) the training image, tagged by content; skipped locally without an engine
-	@scripts/build_and_push_image.sh
+build: setup
+	@$(RUN) build
 
 .PHONY: upload
-upload: setup ## sync the data channels to S3 by content (ENV other than local)
-	@scripts/upload_data.sh
+upload: setup
+	@$(RUN) upload
 
 .PHONY: doctor
-doctor: setup ## check credentials, bucket, region and repository before spending anything
-	@$(PY) -m sagemake.doctor
+doctor: setup
+	@$(RUN) doctor
 
 .PHONY: plan
-plan: setup ## print the training job request as JSON; submits nothing
-	@$(PY) scripts/run_sagemaker.py plan
+plan: setup
+	@$(RUN) plan
+
+.PHONY: image
+image: setup
+	@$(RUN) image
 
 .PHONY: train
-train: setup ## data (if missing), build, upload, submit and follow the job, then fetch its model into MODELS_DIR
-	@$(PY) scripts/run_sagemaker.py train
+train: setup
+	@$(RUN) train
 
 .PHONY: fetch
-fetch: setup ## fetch a finished job's model with its manifest (JOB=..., default latest)
-	@$(PY) scripts/fetch_model.py $${JOB:+"$$JOB"}
+fetch: setup
+	@$(RUN) fetch $${JOB:+"$$JOB"}
 
 .PHONY: jobs
-jobs: setup ## the ledger: recent jobs with status, duration, billable seconds, cost, warm pool, main metric; processing jobs
-	@$(PY) scripts/run_sagemaker.py jobs
+jobs: setup
+	@$(RUN) jobs
 
 .PHONY: tune-plan
-tune-plan: setup ## print the tuning job request (TUNE_RANGES, TUNE_OBJECTIVE, ...) as JSON; submits nothing
-	@$(PY) scripts/tune.py plan
+tune-plan: setup
+	@$(RUN) tune-plan
 
 .PHONY: tune
-tune: setup ## tune hyperparameters over TUNE_RANGES: TUNE_MAX_JOBS trials, TUNE_PARALLEL at a time; fetch the best
-	@$(PY) scripts/tune.py run
+tune: setup
+	@$(RUN) tune
 
 .PHONY: tune-jobs
-tune-jobs: setup ## the leaderboard of the latest tuning run (TUNING=<name> for another)
-	@$(PY) scripts/tune.py jobs $${TUNING:+"$$TUNING"}
+tune-jobs: setup
+	@$(RUN) tune-jobs $${TUNING:+"$$TUNING"}
 
 .PHONY: logs
-logs: setup ## print a job's log, following it while it runs (JOB=..., default latest)
-	@$(PY) scripts/run_sagemaker.py logs $${JOB:+"$$JOB"}
+logs: setup
+	@$(RUN) logs $${JOB:+"$$JOB"}
 
 .PHONY: stop
-stop: setup ## stop a running SageMaker job (JOB=...)
-	@$(PY) scripts/run_sagemaker.py stop $${JOB:+"$$JOB"}
+stop: setup
+	@$(RUN) stop $${JOB:+"$$JOB"}
 
 .PHONY: clean-jobs
-clean-jobs: setup ## remove local job and processing folders but the KEEP newest of each (default 5) and any running
-	@$(PY) scripts/run_sagemaker.py clean-jobs $${KEEP:+"$$KEEP"}
+clean-jobs: setup
+	@$(RUN) clean-jobs $${KEEP:+"$$KEEP"}
 
 .PHONY: serve
-serve: setup ## serve a fetched model as SageMaker would, on SERVE_PORT (JOB=..., default latest); Ctrl-C stops it
-	@$(PY) scripts/serve_model.py serve $${JOB:+"$$JOB"}
+serve: setup
+	@$(RUN) serve $${JOB:+"$$JOB"}
 
 .PHONY: predict
-predict: setup ## print a fetched model's predictions for the rows in FILE=rows.csv or .json (JOB=..., default latest)
-	@$(PY) scripts/serve_model.py predict "$${FILE:-}" $${JOB:+"$$JOB"}
+predict: setup
+	@$(RUN) predict "$${FILE:-}" $${JOB:+"$$JOB"}
 
 .PHONY: transform
-transform: setup ## batch transform: predictions for every line of the files in INPUT=<folder>, as <file>.out (JOB=...)
-	@$(PY) scripts/transform.py "$${INPUT:-}" $${JOB:+"$$JOB"}
+transform: setup
+	@$(RUN) transform "$${INPUT:-}" $${JOB:+"$$JOB"}
 
 .PHONY: deploy
-deploy: setup ## a SageMaker endpoint for a Completed job's model (ENV=prod, JOB=..., default latest); updated in place
-	@$(PY) scripts/deploy.py deploy $${JOB:+"$$JOB"}
+deploy: setup
+	@$(RUN) deploy $${JOB:+"$$JOB"}
 
 .PHONY: undeploy
-undeploy: setup ## delete the endpoint, its configs and models that sagemake made (ENV=prod), nothing else
-	@$(PY) scripts/deploy.py undeploy
+undeploy: setup
+	@$(RUN) undeploy
 
 .PHONY: endpoints
-endpoints: setup ## what is deployed or was transformed: endpoint, job, model sha256, image (the deployment records)
-	@$(PY) scripts/deploy.py endpoints
+endpoints: setup
+	@$(RUN) endpoints
 
 .PHONY: test
 test: $(DEV_STAMP) ## lint (shell, Python, Dockerfile, CircleCI config), then run the bats and pytest suites side by side

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from sagemake.config import resolve  # noqa: E402
 from sagemake.contract import layout  # noqa: E402
-from sagemake.executors.runtimes import KEPT_VARIABLES  # noqa: E402
+from sagemake.executors.local.runtimes import KEPT_VARIABLES  # noqa: E402
 from sagemake.job_python import job_python  # noqa: E402
 
 RUNS = 7

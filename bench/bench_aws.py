@@ -82,7 +82,7 @@ def sync_against_other_tools(scratch: Path, env: dict) -> dict[str, float]:
         ours = {**env, "DATA_DIR": str(data), "CHANNELS": "many", "S3_PREFIX": f"bench-ours-{round_}"}
         aws = [str(Path(sys.executable).parent / "aws"), "--region", env["AWS_REGION"], "s3", "sync",
                "--only-show-errors", str(data / "many"), f"s3://train-bucket/bench-cli-{round_}/many/"]
-        tools = [("sagemake", [str(ROOT / "scripts/upload_data.sh")], ours), ("aws s3 sync", aws, env)]
+        tools = [("sagemake", [sys.executable, "-m", "sagemake", "upload"], ours), ("aws s3 sync", aws, env)]
         if s5cmd():
             tools.append(("s5cmd sync", [s5cmd(), "--endpoint-url", env["AWS_ENDPOINT_URL"], "sync",
                                          f"{data / 'many'}/", f"s3://train-bucket/bench-s5cmd-{round_}/many/"], env))
@@ -109,7 +109,7 @@ def unchanged_at_scale(scratch: Path, env: dict) -> dict[str, float]:
         for prefix in ("bench-large", "bench-large-s5cmd"):
             backend.put_object("train-bucket", f"{prefix}/large/{name}", body)  # newer than the file: s5cmd skips
     ours = {**env, "DATA_DIR": str(data), "CHANNELS": "large", "S3_PREFIX": "bench-large"}
-    command = [str(ROOT / "scripts/upload_data.sh")]
+    command = [sys.executable, "-m", "sagemake", "upload"]
     times = {"sagemake, first sync (lists every key, writes the manifest)": [timed(command, ours)]}
     for _ in range(LARGE_ROUNDS):
         times.setdefault("sagemake, unchanged re-sync", []).append(timed(command, ours))

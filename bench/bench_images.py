@@ -42,8 +42,8 @@ def run(repo, target, env, until=None):
 
 
 def image_in(repo: Path, env: dict) -> str:
-    return subprocess.run([str(repo / "scripts/run_sagemaker.py"), "image"], env=env, capture_output=True,
-                          text=True, check=True).stdout.strip()
+    return subprocess.run([sys.executable, "-m", "sagemake", "image"], cwd=repo, capture_output=True, text=True,
+                          env={**env, "PYTHONPATH": str(repo / "src")}, check=True).stdout.strip()
 
 
 def touch_code(repo: Path) -> None:

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from sagemake.config import resolve  # noqa: E402
-from sagemake.executors.serving_runtimes import ServingProcess, model_files  # noqa: E402
+from sagemake.executors.local.serving import ServingProcess, model_files  # noqa: E402
 from sagemake.job_python import job_python  # noqa: E402
 
 SECONDS = 10

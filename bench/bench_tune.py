@@ -1,6 +1,6 @@
 """Benchmark: a local tuning run of 6 trials at parallelism 1 and 2 (`make bench`; nothing asserted).
 
-The example's data written once into a scratch folder, then `scripts/tune.py run` with TUNE_MAX_JOBS=6,
+The example's data written once into a scratch folder, then `python -m sagemake tune` with TUNE_MAX_JOBS=6,
 TUNE_PARALLEL=1 and 2 alternately, the process runtime, HP='n_estimators=20' and three ranges; the wall time of
 each whole run (trials, leaderboard, plot, fetch of the best), median of RUNS.
 """
@@ -34,7 +34,7 @@ def main() -> None:
                             "HP": "n_estimators=20", "TUNE_RANGES": RANGES, "TUNE_MAX_JOBS": "6",
                             "TUNE_PARALLEL": str(parallel), "PYTHONPATH": str(ROOT / "src")}
                 started = time.monotonic()
-                subprocess.run([sys.executable, str(ROOT / "scripts/tune.py"), "run"], env={**env, **settings},
+                subprocess.run([sys.executable, "-m", "sagemake", "tune"], env={**env, **settings},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
                 times[parallel].append(time.monotonic() - started)
         for parallel, seconds in times.items():

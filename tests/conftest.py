@@ -38,7 +38,7 @@ def sigint_as_a_terminal_gives_it():
 
 def in_process(root: Path = ROOT):
     """The process runtime with this test run's Python (which has the training requirements)."""
-    from sagemake.executors.runtimes import ProcessRuntime
+    from sagemake.executors.local.runtimes import ProcessRuntime
 
     return ProcessRuntime(root, Path(sys.executable))
 
@@ -88,7 +88,7 @@ def aws(moto_endpoint, price_list, monkeypatch, tmp_path_factory):
 def trained_model(tmp_path_factory, example_data) -> bytes:
     """A real model.tar.gz from the example trainer, as a SageMaker job would upload it."""
     from sagemake.config import resolve
-    from sagemake.executors.local import LocalExecutor
+    from sagemake.executors.local.executor import LocalExecutor
     from sagemake.jobs.training import plan
 
     jobs = tmp_path_factory.mktemp("local")

@@ -25,11 +25,11 @@ MUTATIONS = {
         "src/sagemake/contract/train.py", "items() if value is not None}", "items()}",
         "tests/test_contract.py -k unset_optionals"),
     "SM_* given to every process": (
-        "src/sagemake/executors/runtimes.py", "        if code.is_dir():\n            program, path = code",
+        "src/sagemake/executors/local/runtimes.py", "        if code.is_dir():\n            program, path = code",
         "        env.update(toolkit_environment(request, str(tree), 1))\n        if code.is_dir():\n"
         "            program, path = code", "tests/test_local.py -k contract_environment"),
     "/opt/ml mounted whole": (
-        "src/sagemake/executors/runtimes.py",
+        "src/sagemake/executors/local/runtimes.py",
         'for part in layout.MOUNTED for f in ("-v", f"{tree / part}:{self.base}/{part}")]',
         'for f in ("-v", f"{tree}:{self.base}")]', "tests/test_local.py -k mounts"),
     "reserved hyperparameters let through": (
@@ -42,13 +42,13 @@ MUTATIONS = {
         "src/sagemake/jobs/training.py", "    if not JOB_NAME.fullmatch(name):", "    if False:",
         "tests/test_request.py -k job_name"),
     "output data not fetched": (
-        "src/sagemake/fetch_model.py", "        if output:\n            unpack(output, folder / OUTPUT)\n", "",
+        "src/sagemake/models.py", "        if output:\n            unpack(output, folder / OUTPUT)\n", "",
         "tests/test_fetch.py -k writes_the_manifest"),
     "fetch without its lock": (
-        "src/sagemake/fetch_model.py", "        fcntl.flock(descriptor, fcntl.LOCK_EX)\n", "",
+        "src/sagemake/models.py", "        fcntl.flock(descriptor, fcntl.LOCK_EX)\n", "",
         "tests/test_fetch.py -k concurrent"),
     "a bad archive as a traceback": (
-        "src/sagemake/fetch_model.py", "except (tarfile.TarError, EOFError, zlib.error, OSError) as err:",
+        "src/sagemake/models.py", "except (tarfile.TarError, EOFError, zlib.error, OSError) as err:",
         "except ZeroDivisionError as err:", "tests/test_fetch.py -k bad_archive"),
     "credentials in .env taken": (
         "src/sagemake/config.py", "            elif key in CREDENTIALS:", "            elif False:",
@@ -65,10 +65,10 @@ MUTATIONS = {
         '        if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):',
         "        if False:", "tests/test_train_prod.py -k aws_denied"),
     "following gives up on the first failed poll": (
-        "src/sagemake/executors/sagemaker.py", "                    if failures >= LOST_CONTACT:",
+        "src/sagemake/executors/sagemaker/executor.py", "                    if failures >= LOST_CONTACT:",
         "                    if failures >= 1:", "tests/test_train_prod.py -k failed_poll"),
     "make stop a no-op": (
-        "src/sagemake/executors/sagemaker.py", "        call(self.sagemaker.stop_training_job, TrainingJobName=name)\n",
+        "src/sagemake/executors/sagemaker/executor.py", "        call(self.sagemaker.stop_training_job, TrainingJobName=name)\n",
         "", "tests/test_train_prod.py -k stop_env_prod"),
     "upload progress hidden": (
         "src/sagemake/cli.py", '        print(f"{prefix}==> {self.label}: {_size(self.moved)} done", file=sys.stderr, '
@@ -84,33 +84,33 @@ MUTATIONS = {
         "                if inside not in (target, *target.parents) or member.issym() or member.islnk() or "
         "member.isdev():", "                if False:", "tests/test_fetch.py -k without_extraction_filters"),
     "a model archive's own manifest let through": (
-        "src/sagemake/fetch_model.py",
+        "src/sagemake/models.py",
         "        if (folder / MANIFEST).exists() or (output and (folder / OUTPUT).exists()):", "        if False:",
         "tests/test_fetch.py -k own_manifest"),
     "manifest sha256 not of the archive": (
-        "src/sagemake/fetch_model.py", "            digest.update(block)", '            digest.update(b"")',
+        "src/sagemake/models.py", "            digest.update(block)", '            digest.update(b"")',
         "tests/test_fetch.py -k writes_the_manifest"),
     "the training outlives a killed executor": (
-        "src/sagemake/executors/guard.py", "        orphaned = os.getppid() != executor", "        orphaned = False",
+        "src/sagemake/executors/local/guard.py", "        orphaned = os.getppid() != executor", "        orphaned = False",
         "tests/test_local.py -k kill_9"),
     "a second Ctrl-C waits the grace": (
-        "src/sagemake/executors/guard.py", " or len(requests) > 1):", "):",
+        "src/sagemake/executors/local/guard.py", " or len(requests) > 1):", "):",
         "tests/test_local.py -k second_ctrl_c"),
     "a dead executor's record never settled": (
-        "src/sagemake/executors/local.py", "owners and all(running(o) is False for o in owners):", "False:",
+        "src/sagemake/executors/local/executor.py", "owners and all(running(o) is False for o in owners):", "False:",
         "tests/test_local.py -k kill_9"),
     "a channel copy a job wrote into kept": (
-        "src/sagemake/executors/channels.py",
+        "src/sagemake/executors/local/channels.py",
         "        if json.loads(_stamp_file(copy).read_text()) == fingerprint(copy):\n            return True",
         "        return True", "tests/test_local.py -k spoils"),
     "clean-jobs removes a running job": (
-        "src/sagemake/executors/local.py", 'if index < keep or record["TrainingJobStatus"] == "InProgress":',
+        "src/sagemake/executors/local/executor.py", 'if index < keep or record["TrainingJobStatus"] == "InProgress":',
         "if index < keep:", "tests/test_local.py -k clean_jobs"),
     "one try per AWS call": (
         "src/sagemake/aws/api.py", '"AWS_MAX_ATTEMPTS": "8"}', '"AWS_MAX_ATTEMPTS": "1"}',
         "tests/test_faults.py -k 15_percent"),
     "a lost CreateTrainingJob answer taken as a failure": (
-        "src/sagemake/executors/sagemaker.py", 'if error_code(err) != "ResourceInUse" or not retried:', "if True:",
+        "src/sagemake/executors/sagemaker/executor.py", 'if error_code(err) != "ResourceInUse" or not retried:', "if True:",
         "tests/test_faults.py -k 15_percent"),
     "processing jobs missing from make jobs": (
         "src/sagemake/run_sagemaker.py", "    processed = _processing_rows(executor, limit, prices)\n",
@@ -128,10 +128,10 @@ MUTATIONS = {
         "src/sagemake/processing.py", "owner and running(owner) is False:", "False:",
         "tests/test_processing.py -k killed"),
     "clean-jobs removes a running processing job": (
-        "src/sagemake/executors/local.py", 'if index < keep or record["ProcessingJobStatus"] == "InProgress":',
+        "src/sagemake/executors/local/executor.py", 'if index < keep or record["ProcessingJobStatus"] == "InProgress":',
         "if index < keep:", "tests/test_processing.py -k clean_jobs_keeps_the_newest_processing"),
     "clean-jobs keeps old processing job folders": (
-        "src/sagemake/executors/local.py", "            remove(self.folder(name))\n            processing_removed += 1",
+        "src/sagemake/executors/local/executor.py", "            remove(self.folder(name))\n            processing_removed += 1",
         "            processing_removed += 1", "tests/test_processing.py -k clean_jobs_keeps_the_newest_processing"),
     "processing on SageMaker left running on Ctrl-C": (
         "src/sagemake/processing.py",
@@ -156,14 +156,14 @@ MUTATIONS = {
         "src/sagemake/aws/unchanged.py", 'if region.result() != config["AWS_REGION"]:', "if False:",
         "tests/test_s3read.py -k another_region"),
     "a failed host left out of the failure reason": (
-        "src/sagemake/executors/local.py",
+        "src/sagemake/executors/local/executor.py",
         'where = f"({self.failed}) " if len(self.hosts) > 1 and self.failed else ""', 'where = ""',
         "tests/test_distributed.py -k fails"),
     "a killed executor's container left running": (
-        "src/sagemake/executors/guard.py", "        orphaned = os.getppid() != executor", "        orphaned = False",
+        "src/sagemake/executors/local/guard.py", "        orphaned = os.getppid() != executor", "        orphaned = False",
         "tests/test_container_stop.py"),
     "a processing job's input mounted writable": (
-        "src/sagemake/executors/runtimes.py", 'f"{copy}:{layout.processing_input(base, name)}:ro"]',
+        "src/sagemake/executors/local/runtimes.py", 'f"{copy}:{layout.processing_input(base, name)}:ro"]',
         'f"{copy}:{layout.processing_input(base, name)}"]', "tests/test_processing.py -k sees_exactly"),
     "the other class's probability served": (
         "src/trainer/predict.py", "predict_proba(table)[:, 1]", "predict_proba(table)[:, 0]",

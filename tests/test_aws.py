@@ -34,10 +34,11 @@ from sagemake.aws.sync import sync
 from sagemake.cli import AwsError, Exit, JobFailed, UserError
 from sagemake.config import resolve
 from sagemake.executors import for_config
-from sagemake.executors.sagemaker import SageMakerExecutor
-from sagemake.fetch_model import fetch
+from sagemake.executors.sagemaker.executor import SageMakerExecutor
+from sagemake.models import fetch
 from sagemake.jobs.training import plan
-from sagemake.run_sagemaker import list_jobs, train
+from sagemake.targets.jobs import list_jobs
+from sagemake.targets.train import train
 
 
 @pytest.fixture(scope="module")

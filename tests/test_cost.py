@@ -15,11 +15,11 @@ from emulator import REGION, SageMakerDriver, backend, client, make_bucket, regi
 
 from sagemake.aws.sync import sync
 from sagemake.config import resolve
-from sagemake.executors.local import LocalExecutor
-from sagemake.executors.sagemaker import SageMakerExecutor
+from sagemake.executors.local.executor import LocalExecutor
+from sagemake.executors.sagemaker.executor import SageMakerExecutor
 from sagemake.jobs.training import plan
 from sagemake.pricing import TABLE_DATE, Prices, cache_path, ledger_entry, plan_line
-from sagemake.run_sagemaker import list_jobs
+from sagemake.targets.jobs import list_jobs
 
 TARGET = "AWSPriceListService.GetProducts"
 

@@ -60,7 +60,7 @@ def prod(aws, example_data, tmp_path, monkeypatch):
 
 
 def executor(config):
-    from sagemake.executors.sagemaker import SageMakerExecutor
+    from sagemake.executors.sagemaker.executor import SageMakerExecutor
 
     return SageMakerExecutor(config)
 
@@ -183,7 +183,7 @@ def test_undeploy_with_nothing_deployed_and_deploy_locally_say_so(prod, tmp_path
     config, _, _ = prod
     with pytest.raises(UserError, match=f"no endpoint named sagemake-example in {REGION}: nothing to undeploy"):
         deploy.undeploy(config, executor(config))
-    from sagemake.executors.local import LocalExecutor
+    from sagemake.executors.local.executor import LocalExecutor
 
     local = resolve(env="local", environ={"JOBS_DIR": str(tmp_path)})
     with pytest.raises(UserError, match="`make deploy` is for endpoints on SageMaker: use ENV=prod"):

@@ -24,8 +24,9 @@ from sagemake import sourcedir
 from sagemake.aws import api as cloud
 from sagemake.cli import Exit
 from sagemake.config import resolve
-from sagemake.executors.sagemaker import SageMakerExecutor
-from sagemake.run_sagemaker import list_jobs, train
+from sagemake.executors.sagemaker.executor import SageMakerExecutor
+from sagemake.targets.jobs import list_jobs
+from sagemake.targets.train import train
 
 FILES = 200  # small files in the train channel
 READ_TIMEOUT = 1  # seconds: the test's clients give up on a `slow` answer (held 2 s) after this long

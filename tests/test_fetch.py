@@ -15,8 +15,8 @@ from sagemake import sourcedir
 from sagemake.archive import pack, tree
 from sagemake.cli import UserError
 from sagemake.config import Config, resolve
-from sagemake.executors.local import LocalExecutor
-from sagemake.fetch_model import fetch as fetch_model
+from sagemake.executors.local.executor import LocalExecutor
+from sagemake.models import fetch as fetch_model
 from sagemake.jobs.training import plan
 
 

@@ -22,8 +22,8 @@ from conftest import ROOT
 from sagemake.archive import pack, tree, unpack
 from sagemake.cli import UserError
 from sagemake.config import resolve
-from sagemake.executors.local import LocalExecutor
-from sagemake.executors.runtimes import ContainerRuntime, ProcessRuntime, toolkit_environment
+from sagemake.executors.local.executor import LocalExecutor
+from sagemake.executors.local.runtimes import ContainerRuntime, ProcessRuntime, toolkit_environment
 
 PROGRAM = """
 import json, os, signal, sys, time
@@ -316,8 +316,8 @@ DRIVER = """
 import json, sys
 from pathlib import Path
 from sagemake.config import resolve
-from sagemake.executors.local import LocalExecutor
-from sagemake.executors.runtimes import ProcessRuntime
+from sagemake.executors.local.executor import LocalExecutor
+from sagemake.executors.local.runtimes import ProcessRuntime
 root, request, grace = Path(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
 executor = LocalExecutor(resolve(root=root, environ={"JOBS_DIR": "my jobs", "STOP_GRACE_SECONDS": grace}))
 record = executor.run(request, ProcessRuntime(root, Path(sys.executable)))

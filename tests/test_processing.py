@@ -25,10 +25,10 @@ from sagemake import processing
 from sagemake.cli import UserError
 from sagemake.config import resolve
 from sagemake.executors import for_config
-from sagemake.executors.local import LocalExecutor
+from sagemake.executors.local.executor import LocalExecutor
 from sagemake.jobs.training import job_name, plan
 from sagemake.pricing import money
-from sagemake.run_sagemaker import list_jobs
+from sagemake.targets.jobs import list_jobs
 
 
 def settings(tmp: Path, **extra) -> dict:
@@ -162,8 +162,8 @@ from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 from sagemake import processing
 from sagemake.config import resolve
-from sagemake.executors.local import LocalExecutor
-from sagemake.executors.runtimes import ProcessRuntime
+from sagemake.executors.local.executor import LocalExecutor
+from sagemake.executors.local.runtimes import ProcessRuntime
 root, environ, request = Path(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4])
 place = processing.LocalProcessing(LocalExecutor(resolve(root=root, environ=environ)))
 place.run(request, ProcessRuntime(root, Path(sys.executable)))
@@ -381,7 +381,7 @@ def test_the_container_sees_exactly_the_mounts_and_dies_with_its_executor(built_
 import sys
 sys.path.insert(0, {str(repo / 'src')!r})
 from sagemake.config import resolve
-from sagemake.executors.local import LocalExecutor
+from sagemake.executors.local.executor import LocalExecutor
 from sagemake import processing
 from pathlib import Path
 config = resolve(root=Path({str(repo)!r}), environ={{**{settings(tmp_path)!r}, "CONTAINER_RUN_FLAGS": {FLAGS!r},

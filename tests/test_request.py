@@ -12,7 +12,7 @@ from conftest import ROOT
 from sagemake import sourcedir
 from sagemake.cli import UserError
 from sagemake.config import resolve
-from sagemake.executors.local import LocalExecutor
+from sagemake.executors.local.executor import LocalExecutor
 from sagemake.image import tag
 from sagemake.jobs.training import (
     git_state,

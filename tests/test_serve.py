@@ -27,7 +27,7 @@ from conftest import ROOT, sigint_as_a_terminal_gives_it, tool_venv
 from test_container import ENGINE, FLAGS, engine  # noqa: F401 (a fixture)
 
 from sagemake.contract import serve as serving
-from sagemake.executors.serving_runtimes import ServerFailed, ServingContainer, ServingProcess, model_files
+from sagemake.executors.local.serving import ServerFailed, ServingContainer, ServingProcess, model_files
 
 LABEL = "target"
 

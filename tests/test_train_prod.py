@@ -14,7 +14,7 @@ from emulator import REGION, SageMakerDriver, client, make_bucket, register_imag
 
 from sagemake.cli import UserError
 from sagemake.config import resolve
-from sagemake.executors.sagemaker import SageMakerExecutor
+from sagemake.executors.sagemaker.executor import SageMakerExecutor
 from sagemake.image import check as engine
 from sagemake.jobs.training import plan
 

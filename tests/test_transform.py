@@ -224,7 +224,7 @@ def test_payloads_fill_the_limit_with_whole_lines(tmp_path):
 
 
 def test_transform_on_sagemaker_makes_the_model_runs_the_job_and_downloads_the_outputs(aws, tmp_path, monkeypatch):
-    from sagemake.executors.sagemaker import SageMakerExecutor
+    from sagemake.executors.sagemaker.executor import SageMakerExecutor
 
     make_bucket()
     s3, sagemaker = client("s3"), client("sagemaker")

@@ -13,12 +13,13 @@ import pytest
 from conftest import ROOT, sigint_as_a_terminal_gives_it
 
 from sagemake.config import resolve
-from sagemake.executors.local import LocalExecutor
-from sagemake.fetch_model import fetch, metrics
+from sagemake.executors.local.executor import LocalExecutor
+from sagemake.models import fetch, metrics
 from sagemake.jobs.training import metric_series
 from sagemake.jobs.training import plan as training_plan
-from sagemake.run_sagemaker import list_jobs
-from sagemake.tune import LEADERBOARD, PLOT, RECORD, objective, plan, tune
+from sagemake.targets.jobs import list_jobs
+from sagemake.jobs.tuning import LEADERBOARD, PLOT, RECORD, objective, plan
+from sagemake.targets.tune import tune
 
 RANGES = "learning_rate=0.02:0.5:log max_depth=1:4 subsample=0.5:1"
 STATIC = "n_estimators=20"

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
-import importlib
-import os
+import signal
 import sys
 import threading
 import time
-from pathlib import Path
 
 
 class Exit(enum.IntEnum):
@@ -79,20 +78,20 @@ def _size(count: int) -> str:
     return f"{count / 1e6:.1f} MB"
 
 
-def run(main, prog: str) -> None:
+def run(main, prog: str, argv: list[str]) -> None:
     """Run main(argv); -h or --help prints the docstring of main's module instead.
 
     DEBUG=1 traces what the command does (each AWS call, each command it runs), DEBUG=2 adds botocore's own
     debug log; credentials are masked in the trace and in the one-line error (sagemake.debug says how).
     """
-    if sys.argv[1:2] in (["-h"], ["--help"]):
+    if argv[:1] in (["-h"], ["--help"]):
         print(sys.modules[main.__module__].__doc__.strip())
         sys.exit(Exit.OK)
     from sagemake import debug
 
     debug.enable()
     try:
-        code = main(sys.argv[1:])
+        code = main(argv)
     except UserError as err:
         print(f"{prog}: {debug.mask(str(err))}", file=sys.stderr)  # an AWS message can quote a signed request
         code = err.status
@@ -101,18 +100,25 @@ def run(main, prog: str) -> None:
     sys.exit(int(code))
 
 
-def script(name: str) -> None:
-    """What scripts/<name>.py runs: sagemake.<name>'s main, with the project's Python.
+def print_table(table: list[list[str]]) -> None:
+    """Rows in columns as wide as their widest cell, on stdout."""
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    sys.stdout.flush()  # the table before any words on stderr, where both reach one terminal or file
 
-    Run by hand with another Python (the system's, say), it starts again with the virtualenv's,
-    which `make setup` made (VENV, default .venv), so the dependencies are there.
-    """
-    venv = Path(__file__).resolve().parents[2] / os.environ.get("VENV", ".venv")  # an absolute VENV stays
-    python = venv / "bin" / "python"
-    if Path(sys.prefix).resolve() != venv.resolve() and python.exists():
-        os.execv(python, [str(python), sys.argv[0], *sys.argv[1:]])
+
+def interrupt(signum, frame):
+    """A signal handler: the signal takes the path of Ctrl-C."""
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def interrupted_by_signals():
+    """SIGTERM and SIGHUP (a closed terminal, a cancelled CI run) stop the command as Ctrl-C does."""
+    previous = {number: signal.signal(number, interrupt) for number in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        module = importlib.import_module(f"sagemake.{name}")
-    except KeyboardInterrupt:  # Ctrl-C as the command starts: the same quiet end as later on
-        sys.exit(Exit.INTERRUPTED)
-    run(module.main, name)
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)

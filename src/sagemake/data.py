@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 import subprocess
 import threading
 from pathlib import Path
@@ -20,7 +21,6 @@ from sagemake import jsonfile
 from sagemake.cli import UserError, say
 from sagemake.config import Config
 from sagemake.job_python import job_python
-from sagemake.jobs.training import channels
 
 PART = 64 * 1024 * 1024  # S3's multipart part size as we upload: local ETags then match S3's
 CACHE = "build/etags.json"  # local files' ETags, by path and what stat says of each file
@@ -172,3 +172,26 @@ class EtagCache:
 def _entries(path: Path) -> dict[str, list]:
     found = jsonfile.read(path, {})
     return found if isinstance(found, dict) else {}
+
+
+def channels(config: Config) -> dict[str, Path]:
+    """CHANNELS, or every folder of DATA_DIR, each a folder with at least one file."""
+    data = config.path("DATA_DIR")
+    names = config.words("CHANNELS") or sorted(p.name for p in data.glob("*") if p.is_dir()
+                                               and not p.name.startswith("."))
+    if not names:
+        raise UserError(f"no data channels: put one folder per channel in {config['DATA_DIR']}/ "
+                        "(or set DATA_DIR, or CHANNELS)")
+    found, problems = {}, []
+    for name in names:
+        folder = data / name
+        if not re.fullmatch(r"[A-Za-z0-9\.\-_]{1,64}", name):
+            problems.append(f"'{name}' is not a SageMaker channel name: use 1-64 letters, digits, '.', '-' or '_'")
+        elif not folder.is_dir():
+            problems.append(f"data channel '{name}' is missing: create {config['DATA_DIR']}/{name}/")
+        elif not any(p.is_file() for p in folder.rglob("*")):
+            problems.append(f"data channel '{name}' is empty: put its files in {config['DATA_DIR']}/{name}/")
+        found[name] = folder
+    if problems:
+        raise UserError("; ".join(problems))
+    return found

@@ -71,8 +71,7 @@ from sagemake.aws.api import ERRORS, Progress, call, check_bucket, error_code, f
 from sagemake.aws.unchanged import SYNCED, Synced, manifest_uri, split
 from sagemake.cli import say
 from sagemake.config import Config, channel_uri
-from sagemake.data import CACHE, PART, EtagCache
-from sagemake.jobs.training import channels
+from sagemake.data import CACHE, PART, EtagCache, channels
 
 WORKERS = 16
 TRANSFER = TransferConfig(multipart_threshold=PART, multipart_chunksize=PART, max_concurrency=4)

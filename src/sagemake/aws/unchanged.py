@@ -17,8 +17,7 @@ from sagemake import data, jsonfile
 from sagemake.aws import s3read
 from sagemake.cli import say
 from sagemake.config import Config, channel_uri, s3_uri
-from sagemake.data import CACHE, EtagCache
-from sagemake.jobs.training import channels
+from sagemake.data import CACHE, EtagCache, channels
 
 MANIFESTS = "sync-manifests"  # s3://S3_BUCKET/S3_PREFIX/sync-manifests/<channel>.json
 DIGEST = "sagemake-digest"  # the manifest's metadata (x-amz-meta-sagemake-digest): the channel's digest

@@ -20,6 +20,7 @@ from sagemake import jsonfile, sourcedir
 from sagemake.cli import UserError
 from sagemake.config import Config
 from sagemake.contract import layout
+from sagemake.data import channels
 
 TAG_PREFIX = "sagemake:"
 NO_GIT = "nogit"
@@ -222,29 +223,6 @@ def metric_warnings(definitions: list[dict], found: dict, lines: list[str]) -> l
     return warnings
 
 
-def channels(config: Config) -> dict[str, Path]:
-    """CHANNELS, or every folder of DATA_DIR, each a folder with at least one file."""
-    data = config.path("DATA_DIR")
-    names = config.words("CHANNELS") or sorted(p.name for p in data.glob("*") if p.is_dir()
-                                               and not p.name.startswith("."))
-    if not names:
-        raise UserError(f"no data channels: put one folder per channel in {config['DATA_DIR']}/ "
-                        "(or set DATA_DIR, or CHANNELS)")
-    found, problems = {}, []
-    for name in names:
-        folder = data / name
-        if not re.fullmatch(r"[A-Za-z0-9\.\-_]{1,64}", name):
-            problems.append(f"'{name}' is not a SageMaker channel name: use 1-64 letters, digits, '.', '-' or '_'")
-        elif not folder.is_dir():
-            problems.append(f"data channel '{name}' is missing: create {config['DATA_DIR']}/{name}/")
-        elif not any(p.is_file() for p in folder.rglob("*")):
-            problems.append(f"data channel '{name}' is empty: put its files in {config['DATA_DIR']}/{name}/")
-        found[name] = folder
-    if problems:
-        raise UserError("; ".join(problems))
-    return found
-
-
 def per_channel(config: Config, setting: str, names: list[str], allowed: tuple[str, ...]) -> dict[str, str]:
     """A per-channel setting ('train=FastFile ...'): each channel's value, the first allowed one unless named."""
     values = dict.fromkeys(names, allowed[0])
@@ -331,3 +309,8 @@ def plan(config: Config, executor) -> dict:
 def tags(request: dict) -> dict[str, str]:
     """This tool's tags, without their prefix: project, git-sha, git-dirty, env."""
     return {t["Key"][len(TAG_PREFIX):]: t["Value"] for t in request.get("Tags", []) if t["Key"].startswith(TAG_PREFIX)}
+
+
+def final_metrics(record: dict) -> dict[str, float]:
+    """A DescribeTrainingJob record's FinalMetricDataList as {name: value}."""
+    return {m["MetricName"]: m["Value"] for m in record.get("FinalMetricDataList", [])}

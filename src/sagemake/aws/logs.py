@@ -1,0 +1,42 @@
+"""CloudWatch Logs: a job's streams (one per instance) read as they grow."""
+
+from __future__ import annotations
+
+from sagemake.aws.api import (
+    ERRORS,
+    LOG_GROUP,
+    call,
+    error_code,
+    failure,
+)
+
+
+class LogReader:
+    """New lines of every CloudWatch stream of a job (one per instance), each prefixed with its stream."""
+
+    def __init__(self, logs, job: str, group: str = LOG_GROUP):
+        self.logs, self.job, self.group = logs, job, group
+        self.tokens: dict[str, str | None] = {}
+
+    def new_lines(self) -> list[str]:
+        lines = []
+        try:
+            streams = self.logs.describe_log_streams(logGroupName=self.group, logStreamNamePrefix=f"{self.job}/")
+        except ERRORS as err:
+            if error_code(err) == "ResourceNotFoundException":
+                return []  # no log group before the first job writes to it
+            raise failure(err) from None
+        for stream in sorted(s["logStreamName"] for s in streams.get("logStreams", [])):
+            host = stream[len(self.job) + 1:]
+            while True:
+                kwargs = {"logGroupName": self.group, "logStreamName": stream, "startFromHead": True}
+                if self.tokens.get(stream):
+                    kwargs["nextToken"] = self.tokens[stream]
+                answer = call(self.logs.get_log_events, **kwargs)
+                lines += [f"[{host}] {event['message'].rstrip()}" for event in answer.get("events", [])]
+                token = answer.get("nextForwardToken")
+                if not answer.get("events") or token == self.tokens.get(stream):
+                    self.tokens[stream] = token
+                    break
+                self.tokens[stream] = token
+        return lines

@@ -1,0 +1,160 @@
+"""The one interface of every place a job runs: the executor of ENV, for every kind of job.
+
+`for_config(config)` is the only place that looks at ENV: ENV=local gives the
+LocalExecutor (this machine, under SageMaker's container contract), any other
+ENV the SageMakerExecutor (boto3). Everything else (the request builders in
+jobs/, the targets) holds an Executor and never asks which.
+
+Both answer in SageMaker's own shapes: a job is a Create* request in and a
+Describe* record out, with times as ISO 8601 strings. Training is the
+executor's own; each other kind is reached through it (processing(), tuning(),
+transforms(), endpoints()), as the SageMaker SDK's local mode keeps one small
+class per kind behind one client.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from sagemake.cli import UserError
+from sagemake.config import DEFAULT_ENV, Config
+from sagemake.image import tag
+
+
+class Executor(ABC):
+    """A place that runs training jobs and answers for them."""
+
+    name: str  # "local" or "sagemaker": recorded in manifests, never branched on
+
+    def __init__(self, config: Config):
+        self.config = config
+        self._image: str | None = None
+
+    # --- where things are: the request builders ask, and never branch on ENV ---
+    def image(self) -> str:
+        """The training image's URI: TRAINING_IMAGE as it is, or where an image with the content tag lives
+        (worked out once: the tag hashes the whole build context)."""
+        if self._image is None:
+            self._image = self.config["TRAINING_IMAGE"] or self.image_for(tag(self.config))
+        return self._image
+
+    @abstractmethod
+    def image_for(self, tag: str) -> str:
+        """Where jobs take an image with this content tag from."""
+
+    @abstractmethod
+    def channel_uri(self, channel: str) -> str:
+        """Where the job reads a channel from."""
+
+    @abstractmethod
+    def output_uri(self) -> str:
+        """S3OutputPath: the job's artefacts go to <this>/<job>/output/."""
+
+    @abstractmethod
+    def code_uri(self, tag: str) -> str:
+        """Script mode: where sourcedir.tar.gz named by tag will be."""
+
+    @abstractmethod
+    def checkpoint_uri(self, job: str) -> str:
+        """Where the job's /opt/ml/checkpoints is saved while it runs and restored from when it starts again:
+        one place per job, so a new job never resumes another's state."""
+
+    # --- before a job ---
+    @abstractmethod
+    def ensure_image(self) -> None:
+        """Make the image available where jobs run (build, push) unless it is there already."""
+
+    @abstractmethod
+    def sync_data(self) -> None:
+        """Make every channel's data available where jobs read it."""
+
+    def checks(self) -> list[tuple[str, object]]:
+        """(name, function) pairs for `make doctor`; a function returns a detail or raises UserError."""
+        return []
+
+    # --- jobs ---
+    @abstractmethod
+    def run(self, request: dict) -> dict:
+        """Start the job, follow it to its end with its log, return its final record.
+        Ctrl-C raises KeyboardInterrupt after saying what became of the job."""
+
+    @abstractmethod
+    def describe(self, name: str) -> dict:
+        """DescribeTrainingJob's answer, or a UserError naming the job and how to list them."""
+
+    @abstractmethod
+    def tags(self, name: str) -> dict[str, str]:
+        """This tool's tags on the job, without their prefix."""
+
+    @abstractmethod
+    def names(self, limit: int = 10) -> list[str]:
+        """This project's jobs, newest first."""
+
+    def completed(self, name: str, purpose: str) -> dict:
+        """The job's record; only a Completed job has a model to fetch, serve or deploy (purpose says which)."""
+        record = self.describe(name)
+        status = record["TrainingJobStatus"]
+        if status != "Completed":
+            why = f": {record['FailureReason']}" if record.get("FailureReason") else ""
+            raise UserError(f"job {name} is {status}{why}; only a Completed job has a model to {purpose} "
+                            f"(`make logs{self.env_flag()} JOB={name}`)")
+        if "ModelArtifacts" not in record:
+            raise UserError(f"job {name} has no ModelArtifacts in its record: nothing to {purpose}")
+        return record
+
+    def latest(self) -> str:
+        names = self.names(1)
+        if not names:
+            raise UserError(f"no jobs of {self.config['PROJECT_NAME']} yet ({self.where()}): "
+                            f"run `make train{self.env_flag()}` first")
+        return names[0]
+
+    @abstractmethod
+    def print_log(self, name: str) -> None:
+        """The job's log; while it runs, keep following it."""
+
+    @abstractmethod
+    def stop(self, name: str | None) -> None:
+        """Ask a running job to stop (None: JOB was not given)."""
+
+    def prune(self, keep: int) -> None:
+        """Remove the folders of all but the `keep` newest jobs, never a running one, and what only they used."""
+        raise UserError(f"jobs run {self.where()} leave no folders on this machine: `make clean-jobs` prunes "
+                        "local jobs (ENV=local)")
+
+    # --- the other kinds, each a small class of this place's ---
+    @abstractmethod
+    def processing(self):
+        """Processing jobs here: run (create and follow), names, describe, download of an output."""
+
+    @abstractmethod
+    def tuning(self):
+        """Tuning jobs here: run, record (describe with its trials), latest, best_trials."""
+
+    @abstractmethod
+    def transforms(self):
+        """Batch transform jobs here: model, input_uri, output_uri, run, provenance."""
+
+    def endpoints(self):
+        """Real-time endpoints here: deploy, undeploy, status."""
+        raise UserError("endpoints run on SageMaker: use ENV=prod (or another AWS ENV); on this machine "
+                        "`make serve` serves the model")
+
+    # --- after a job ---
+    @abstractmethod
+    def artifact(self, uri: str, scratch: Path) -> Path:
+        """A local file holding the artefact at uri (downloaded into scratch when it is remote)."""
+
+    def provenance(self, record: dict) -> dict:
+        """What the manifest adds for this executor (region, billable time, image digest)."""
+        return {}
+
+    # --- words ---
+    @abstractmethod
+    def where(self) -> str:
+        """Where jobs run, for messages."""
+
+    def env_flag(self) -> str:
+        """The ENV=... words a command needs to reach these jobs again."""
+        return "" if self.config.env == DEFAULT_ENV else f" ENV={self.config.env}"

@@ -1,0 +1,613 @@
+"""The local executor: runs a CreateTrainingJob request on this machine, as SageMaker would.
+
+A fresh /opt/ml tree per host (algo-1 ... algo-N), its channels read from
+read-only copies shared by every job on the same data (channels.py), whole or,
+with ShardedByS3Key, each host's share; MaxRuntime enforced (SIGTERM, then
+SIGKILL after STOP_GRACE_SECONDS) by a guard per host that also outlives the
+executor (guard.py); a spot drill that interrupts and restarts the job on its
+checkpoints; every host's model/ and output/data/ packed as model.tar.gz and
+output.tar.gz under the output path; and a record in DescribeTrainingJob's
+shape. The image runs in Docker or podman; sagemake's own image can also run
+as a process under the same contract (runtimes.py).
+
+Job folder (JOBS_DIR/<job name>/): request.json, job.json (the record),
+train.log, ml/ (algo-1's /opt/ml tree; ml-algo-2/ ... beside it), shards/ (with
+ShardedByS3Key) and output/ (the artefacts).
+"""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from sagemake import jsonfile, sourcedir
+from sagemake.archive import pack, tree, unpack
+from sagemake.cli import UserError, interrupt, say
+from sagemake.clock import now
+from sagemake.contract import layout
+from sagemake.data import summary
+from sagemake.executors.interface import Executor
+from sagemake.executors.local.channels import copy_name, remove, shared_copy, unchanged, unused
+from sagemake.executors.local.guarded import GUARD, POLL_SECONDS, copy_lines, process_identity, running, uri_path
+from sagemake.executors.local.runtimes import (
+    ARN_PREFIX,
+    HOST,
+    ContainerRuntime,
+    ProcessRuntime,
+    hosts,
+    input_data_config,
+    resource_config,
+)
+from sagemake.image import Engine
+from sagemake.job_python import job_python
+from sagemake.jobs.training import metric_values, metric_warnings, tags
+from sagemake.pricing import DEFAULT_REGION, Prices
+
+RECORD = "job.json"
+TREE = "ml"  # the job's /opt/ml (algo-1's; other hosts' beside it: ml-algo-2, ...)
+HOST_PREFIX = re.compile(r"^\[algo-\d+\] ")  # on each line of a job of several hosts
+REQUEST = "request.json"
+LOG = "train.log"
+CODE_FOLDER = "code"  # JOBS_DIR/code/<hash>/sourcedir.tar.gz: script mode's code, once per content
+
+
+
+class LocalExecutor(Executor):
+    """Jobs on this machine; their folders under JOBS_DIR."""
+
+    name = "local"
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.jobs_dir = config.path("JOBS_DIR")
+        self.engine = Engine(config)
+        # Set from another thread (a tuning run's Ctrl-C): its running jobs stop as Ctrl-C stops one, Stopped.
+        self.stopping = threading.Event()
+        self.stop_jobs: set[str] = set()  # the names of running jobs to stop so, one by one (a pruned trial)
+
+    def where(self) -> str:
+        return f"locally, in {self.config['JOBS_DIR']}/"
+
+    # --- where things are ---
+    def image_for(self, tag: str) -> str:
+        return f"{self.config['PROJECT_NAME'].lower()}:{tag}"
+
+    def channel_uri(self, channel: str) -> str:
+        return (self.config.path("DATA_DIR") / channel).as_uri()
+
+    def output_uri(self) -> str:
+        return self.jobs_dir.as_uri()
+
+    def code_uri(self, digest: str) -> str:
+        return (self.jobs_dir / CODE_FOLDER / digest / sourcedir.ARCHIVE).as_uri()
+
+    def checkpoint_uri(self, job: str) -> str:
+        return (self.folder(job) / TREE / layout.CHECKPOINT_DIR).as_uri()  # kept when the job starts again
+
+    # --- before a job ---
+    def ensure_image(self) -> None:
+        """Build the image when a job will run it in the engine; sagemake's own image may run as a process."""
+        config, image = self.config, self.image()
+        if config["LOCAL_RUNTIME"] == "process":
+            if not config.sagemake_image:
+                raise UserError(_PROCESS_ONLY_OURS)
+            say("build: skipped (LOCAL_RUNTIME=process)")
+        elif not self.engine.reachable():
+            if not config.sagemake_image:
+                raise UserError(f"no {self.engine.name} engine is reachable, and {_whose(config)} runs only in one: "
+                                f"start it (or set CONTAINER_ENGINE)")
+            say(f"build: skipped: no {self.engine.name} engine is reachable, "
+                "so the job will run as a local process under the same contract")
+        elif self.engine.has(image):
+            if config["TRAINING_IMAGE"]:  # a built one took its tag only once it was shown to start
+                self.engine.check_startable(image)
+            say(f"build: {image} is up to date")
+        elif config["TRAINING_IMAGE"]:
+            raise UserError(f"TRAINING_IMAGE={image} is not in the {self.engine.name} engine: pull or build it first")
+        else:
+            self.engine.build(image)
+
+    def sync_data(self) -> None:
+        say(f"upload: skipped (local jobs read {self.config['DATA_DIR']}/ directly)")
+
+    def runtime(self, request: dict) -> tuple[ContainerRuntime | ProcessRuntime, str]:
+        """The runtime and why: LOCAL_RUNTIME=auto takes the container when the engine has the image, else
+        (sagemake's own image only) a process."""
+        return self.runtime_for(request["AlgorithmSpecification"]["TrainingImage"])
+
+    def runtime_for(self, image: str) -> tuple[ContainerRuntime | ProcessRuntime, str]:
+        """The runtime of a job that runs image (a training or a processing job's), and why."""
+        config = self.config
+        if config["LOCAL_RUNTIME"] == "process":
+            if not config.sagemake_image:
+                raise UserError(_PROCESS_ONLY_OURS)
+            return ProcessRuntime(config.root, job_python(config)), "LOCAL_RUNTIME=process"
+        if self.engine.has(image):
+            return ContainerRuntime(self.engine.name, image, self.engine.run_flags), "the engine has the image"
+        if config["LOCAL_RUNTIME"] == "container" or not config.sagemake_image:
+            why = "" if config.sagemake_image else f" ({_whose(config)} runs only in a container)"
+            raise UserError(f"{self.engine.name} has no image {image}{why}: start the engine and run `make build`")
+        return ProcessRuntime(config.root, job_python(config)), f"no {self.engine.name} engine with the image"
+
+    # --- jobs ---
+    def run(self, request: dict, runtime: ContainerRuntime | ProcessRuntime | None = None) -> dict:
+        """The job to its end; runtime as chosen by LOCAL_RUNTIME unless given."""
+        runtime, why = (runtime, "given") if runtime else self.runtime(request)
+        say(f"job {request['TrainingJobName']}: runtime {runtime.describe()}: {why}")
+        keep = request["ResourceConfig"].get("KeepAlivePeriodInSeconds")
+        if keep:
+            say(f"job {request['TrainingJobName']}: KEEP_ALIVE_SECONDS={keep} keeps SageMaker's instances warm after a "
+                "job; a local job has none to keep, so it is ignored here")
+        code = request["HyperParameters"].get(sourcedir.DIRECTORY_KEY)
+        if code:
+            sourcedir.write(self.config.root, uri_path(code))
+        return _Job(self, request, runtime, self.config.int("STOP_GRACE_SECONDS")).run()
+
+    def prices(self) -> Prices:
+        """What these jobs would have cost on SageMaker: AWS_REGION's prices (us-east-1's when unset), from the
+        cache or the shipped table; a local job asks AWS nothing."""
+        return Prices(self.config["AWS_REGION"] or DEFAULT_REGION, hypothetical=True)
+
+    def folder(self, name: str) -> Path:
+        return self.jobs_dir / name
+
+    def describe(self, name: str) -> dict:
+        """The job's record; one still InProgress whose executor and guard are gone (kill -9, a crash) is
+        settled now as Failed, saying so, so nothing waits on a job that no one runs."""
+        path = self.folder(name) / RECORD
+        if not name or not path.is_file():
+            raise UserError(f"no local job named '{name}' in {self.config['JOBS_DIR']}/: `make jobs` lists them")
+        record = json.loads(path.read_text())
+        owners = [record["LocalExecutor"], *record.get("LocalGuards", [])] if "LocalExecutor" in record else []
+        if record["TrainingJobStatus"] == "InProgress" and owners and all(running(o) is False for o in owners):
+            pid, stage, stamp = record["LocalExecutor"]["Pid"], record["SecondaryStatus"], now()
+            record["FailureReason"] = (f"ClientError: the executor (pid {pid}) ended during {stage} without ending "
+                                       "the job; its training was stopped with it: see train.log")
+            record["SecondaryStatusTransitions"][-1]["EndTime"] = stamp
+            record["SecondaryStatusTransitions"].append(
+                {"Status": "Failed", "StartTime": stamp, "StatusMessage": record["FailureReason"]})
+            record.update({"TrainingJobStatus": "Failed", "SecondaryStatus": "Failed", "TrainingEndTime": stamp,
+                           "LastModifiedTime": stamp})
+            save(path.parent, record)
+        return record
+
+    def tags(self, name: str) -> dict[str, str]:
+        self.describe(name)
+        return tags(json.loads((self.folder(name) / REQUEST).read_text()))
+
+    def names(self, limit: int | None = 10) -> list[str]:
+        """Newest first, by when each job was created."""
+        created = {}
+        for path in self.jobs_dir.glob(f"*/{RECORD}") if self.jobs_dir.is_dir() else ():
+            try:
+                created[path.parent.name] = json.loads(path.read_text())["CreationTime"]
+            except (OSError, ValueError, KeyError):  # not a job's folder
+                pass
+        return sorted(created, key=lambda name: (created[name], name), reverse=True)[:limit]
+
+    def log_path(self, name: str) -> Path:
+        return self.folder(name) / LOG
+
+    def print_log(self, name: str) -> None:
+        path = self.log_path(name)
+        offset = 0
+        while True:
+            running = self.describe(name)["TrainingJobStatus"] == "InProgress"
+            if path.is_file():
+                with path.open("rb") as log:
+                    log.seek(offset)
+                    chunk = log.read()
+                offset += len(chunk)
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
+            if not running:
+                return
+            time.sleep(1)
+
+    def stop(self, name: str | None) -> None:
+        raise UserError("local jobs stop with Ctrl-C in the terminal that runs them; `make stop` is for SageMaker")
+
+    def prune(self, keep: int) -> None:
+        """Training job folders but the `keep` newest and any running one go, then processing job folders by the
+        same rule (counted apart), then the data copies that only removed jobs read."""
+        from sagemake.executors.local.processing import LocalProcessing
+
+        if keep < 1:
+            raise UserError(f"KEEP={keep}: keep at least the newest job (KEEP=1 or more)")
+        kept, removed, freed = [], 0, 0
+        for index, name in enumerate(self.names(None)):
+            record = self.describe(name)  # a job whose executor is gone is settled first
+            if index < keep or record["TrainingJobStatus"] == "InProgress":
+                kept.append(record)
+                continue
+            freed += _size(self.folder(name))
+            remove(self.folder(name))
+            removed += 1
+        processing, processing_kept, processing_removed = LocalProcessing(self), 0, 0
+        for index, name in enumerate(processing.names(None)):
+            record = processing.describe(name)  # settled first too
+            if record is None:
+                continue
+            if index < keep or record["ProcessingJobStatus"] == "InProgress":
+                processing_kept += 1
+                continue
+            freed += _size(self.folder(name))
+            remove(self.folder(name))
+            processing_removed += 1
+        used = {copy for record in kept for copy in record.get("LocalChannels", {}).values()}
+        for path in self.jobs_dir.glob("*/*.json"):  # other kinds of job (processing) read shared copies too
+            other = _read_json(path)
+            if other.get("ProcessingJobStatus") == "InProgress":
+                used.update(other.get("LocalChannels", {}).values())
+        for entry in unused(self.jobs_dir, used):
+            freed += _size(entry)
+            remove(entry)
+        say(f"clean-jobs: removed {removed} job folder(s), {processing_removed} processing job folder(s) and the data "
+            f"copies only they read, {freed / 1e6:.1f} MB; kept the {len(kept)} newest or running job(s) and "
+            f"{processing_kept} processing job(s) in {self.config['JOBS_DIR']}/")
+
+    # --- the other kinds ---
+    def processing(self):
+        from sagemake.executors.local.processing import LocalProcessing
+
+        return LocalProcessing(self)
+
+    def tuning(self):
+        from sagemake.executors.local.tuning import LocalTunings
+
+        return LocalTunings(self)
+
+    def transforms(self):
+        from sagemake.executors.local.transform import LocalTransforms
+
+        return LocalTransforms(self)
+
+    # --- after a job ---
+    def artifact(self, uri: str, scratch: Path) -> Path:
+        path = uri_path(uri)
+        if not path.is_file():
+            raise UserError(f"{path} is missing: run the job again")
+        return path
+
+
+_PROCESS_ONLY_OURS = ("LOCAL_RUNTIME=process runs only sagemake's own images (docker/Dockerfile, "
+                      "docker/Dockerfile.script): use LOCAL_RUNTIME=auto or container with your DOCKERFILE or "
+                      "TRAINING_IMAGE")
+
+
+def _whose(config) -> str:
+    return f"TRAINING_IMAGE={config['TRAINING_IMAGE']}" if config["TRAINING_IMAGE"] else \
+        f"DOCKERFILE={config['DOCKERFILE']}"
+
+
+class _Job:
+    def __init__(self, executor: LocalExecutor, request: dict, runtime, grace: int):
+        self.request, self.runtime, self.grace = request, runtime, grace
+        self.name = request["TrainingJobName"]
+        self.folder = executor.folder(self.name)
+        self.hosts = hosts(request)
+        self.limit = request["StoppingCondition"]["MaxRuntimeInSeconds"]
+        self.trees = {host: self.folder / (TREE if host == HOST else f"{TREE}-{host}") for host in self.hosts}
+        self.tree = self.trees[HOST]
+        self.host_channels: dict[str, dict[str, Path]] = {}  # host: {channel: what it reads}
+        self.codes: dict[str, int | None] = {}  # host: exit status
+        self.failed: str | None = None  # the first host seen to fail
+        self.output = uri_path(request["OutputDataConfig"]["S3OutputPath"]) / self.name / "output"
+        self.config = executor.config
+        self.channels: dict[str, Path] = {}  # name: its shared read-only copy (channels.py)
+        self.stopped_by: str | None = None
+        self.record: dict = {}
+        self.stopping, self.stop_jobs = executor.stopping, executor.stop_jobs
+
+    def run(self) -> dict:
+        """The whole job; SIGTERM or SIGHUP to this process (a closed terminal, a cancelled CI run)
+        stop it as Ctrl-C does, so the record always ends."""
+        if threading.current_thread() is not threading.main_thread():
+            return self._run()
+        previous = {number: signal.signal(number, interrupt) for number in (signal.SIGTERM, signal.SIGHUP)}
+        try:
+            return self._run()
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+    def _run(self) -> dict:
+        self.folder.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir()
+        except FileExistsError:
+            raise UserError(f"job {self.name} exists already in {self.folder.parent}: job names must be unique") \
+                from None
+        (self.folder / REQUEST).write_text(json.dumps(self.request, indent=2) + "\n")
+        spec = self.request["AlgorithmSpecification"]
+        self.record = {
+            "TrainingJobName": self.name,
+            "TrainingJobArn": ARN_PREFIX + self.name,
+            "TrainingJobStatus": "InProgress",
+            "SecondaryStatus": "Starting",
+            "AlgorithmSpecification": spec,
+            "HyperParameters": self.request.get("HyperParameters", {}),
+            "InputDataConfig": self.request["InputDataConfig"],
+            "OutputDataConfig": self.request["OutputDataConfig"],
+            "ResourceConfig": self.request["ResourceConfig"],
+            "StoppingCondition": self.request["StoppingCondition"],
+            "Environment": self.request.get("Environment", {}),
+            **{key: self.request[key] for key in ("CheckpointConfig", "EnableManagedSpotTraining")
+               if key in self.request},
+            "CreationTime": now(),
+            "SecondaryStatusTransitions": [],
+            "LocalRuntime": self.runtime.name,
+            "LocalExecutor": process_identity(os.getpid()),
+        }
+        self._status("Starting", "Preparing the instances for training")
+        started = time.monotonic()
+        code, reason = None, None
+        try:
+            self._status("Downloading", "Copying the input data into the job's /opt/ml tree")
+            self._prepare_tree()
+            self.record["TrainingStartTime"] = now()
+            self._status("Training", f"Training with the {self.runtime.name} runtime")
+            code = self._train()
+        except KeyboardInterrupt:
+            self.stopped_by = "Stopped"
+        except (OSError, UserError) as err:  # the job fails, its folder and record stay
+            reason = f"ClientError: {err}"
+        for name, copy in self.channels.items():
+            if not unchanged(copy):
+                say(f"job {self.name}: warning: the job wrote into its input channel {name}: the copy it read "
+                    "was set aside and the next job gets a fresh one")
+        self._status("Uploading", "Packing the model and output data")
+        self._finish(code, reason, time.monotonic() - started)
+        return self.record
+
+    def _prepare_tree(self) -> None:
+        """The tree SageMaker makes on each host before `train` starts: config files, every mounted folder, the
+        channels (the whole copy, or with ShardedByS3Key the host's share of its files)."""
+        sources = {c["ChannelName"]: uri_path(c["DataSource"]["S3DataSource"]["S3Uri"])
+                   for c in self.request["InputDataConfig"]}
+        for name, source in sources.items():
+            if not source.is_dir():
+                raise UserError(f"channel {name}: {source} is not a folder")
+        digests = {name: found["digest"] for name, found in summary(self.config, sources).items()}
+        self.record["LocalChannels"] = {name: copy_name(digest) for name, digest in digests.items()}
+        save(self.folder, self.record)  # before the copies are made: `make clean-jobs` keeps what a job reads
+        for name, source in sources.items():
+            self.channels[name] = shared_copy(self.folder.parent, source, digests[name])
+        sharded = [c["ChannelName"] for c in self.request["InputDataConfig"]
+                   if c["DataSource"]["S3DataSource"].get("S3DataDistributionType") == "ShardedByS3Key"]
+        shards = {name: self._shards(name) for name in sharded if len(self.hosts) > 1}
+        for host, base in self.trees.items():
+            for folder in (layout.CONFIG_DIR, layout.MODEL_DIR, layout.OUTPUT_DATA_DIR, layout.CHECKPOINT_DIR):
+                (base / folder).mkdir(parents=True)
+            hyperparameters = dict(self.request.get("HyperParameters", {}))
+            code = hyperparameters.get(sourcedir.DIRECTORY_KEY, "")
+            if code.startswith("file://"):  # script mode: the code in /opt/ml/code, as SageMaker's local mode has it
+                unpack(uri_path(code), base / layout.CODE)
+                hyperparameters[sourcedir.DIRECTORY_KEY] = f"{self.runtime.base or base}/{layout.CODE}"
+            (base / layout.HYPERPARAMETERS).write_text(json.dumps(hyperparameters))
+            (base / layout.RESOURCE_CONFIG).write_text(json.dumps(resource_config(self.request, host)))
+            (base / layout.INPUT_DATA_CONFIG).write_text(json.dumps(input_data_config(self.request)))
+            self.host_channels[host] = {name: shards[name][host] if name in shards else copy
+                                        for name, copy in self.channels.items()}
+
+    def _shards(self, channel: str) -> dict[str, Path]:
+        """ShardedByS3Key: host k of N gets every Nth of the channel's files in key order, starting at the kth,
+        as links to the shared copy's read-only files."""
+        copy = self.channels[channel]
+        files = sorted((p for p in copy.rglob("*") if p.is_file()), key=lambda p: p.relative_to(copy).as_posix())
+        shards = {}
+        for index, host in enumerate(self.hosts):
+            shard = self.folder / "shards" / host / channel
+            shard.mkdir(parents=True)
+            for path in files[index::len(self.hosts)]:
+                target = shard / path.relative_to(copy)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.link(path, target)
+            shards[host] = shard
+        idle = self.hosts[len(files):]
+        if idle:
+            say(f"job {self.name}: warning: channel {channel} has {len(files)} file(s) for {len(self.hosts)} hosts "
+                f"(ShardedByS3Key): {', '.join(idle)} {'gets' if len(idle) == 1 else 'get'} none")
+        return shards
+
+    def _train(self) -> int | None:
+        """Each host's command under a guard (guard.py), which stops it with this process, however this
+        process ends; here the guards are asked to stop them at MaxRuntime, on Ctrl-C (twice: at once) or
+        when a host fails. SPOT_DRILL_SECONDS interrupts the job once, as a spot interruption does, and
+        starts it again. The exit status: the first failed host's, else 0."""
+        commands = {host: self.runtime.command(self.request, self.trees[host], self.host_channels[host], host)
+                    for host in self.hosts}
+        drill = self.config.int("SPOT_DRILL_SECONDS") or None
+        if drill:  # a rehearsal of spot: what spot would save is SageMaker's to know (pricing.ledger_entry)
+            self.record["LocalSpotDrillSeconds"] = drill
+        started = time.monotonic()
+        self.runtime.open(self.request)
+        try:
+            with (self.folder / LOG).open("wb") as log:
+                while True:
+                    interrupted = self._attempt(commands, log, self.limit - (time.monotonic() - started), drill)
+                    if not interrupted:
+                        if drill:
+                            say(f"job {self.name}: warning: it ended before SPOT_DRILL_SECONDS={drill}: "
+                                "no interruption")
+                        return self.codes[self.failed] if self.failed else 0
+                    drill = None
+                    self._restart()
+        finally:
+            self.runtime.close(self.request)
+
+    def _attempt(self, commands: dict[str, tuple[list[str], dict]], log, limit: float, drill: int | None) -> bool:
+        """One run of the training on every host; whether the drill interrupted it."""
+        processes, readers, lock = {}, [], threading.Lock()
+        for host, (command, env) in commands.items():
+            guarded = [sys.executable, str(GUARD), str(os.getpid()), str(self.grace),
+                       *self.runtime.guard_arguments(self.request, host), "--", *command]
+            processes[host] = subprocess.Popen(guarded, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                               stdin=subprocess.DEVNULL, start_new_session=True)
+            prefix = f"[{host}] ".encode() if len(self.hosts) > 1 else b""
+            readers.append(threading.Thread(target=copy_lines, args=(processes[host].stdout, log, prefix, lock),
+                                            daemon=True))
+            readers[-1].start()
+        self.record["LocalGuards"] = [process_identity(p.pid) for p in processes.values()]
+        save(self.folder, self.record)
+        started, interrupted = time.monotonic(), False
+        try:
+            while True:
+                self.codes = {host: process.poll() for host, process in processes.items()}
+                if None not in self.codes.values():
+                    break
+                self.failed = self.failed or next((h for h, c in self.codes.items() if c not in (None, 0)), None)
+                elapsed = time.monotonic() - started
+                if self.failed:
+                    self._stop(processes, f"host {self.failed} failed, so the job fails")
+                elif drill and elapsed >= drill and drill < limit:
+                    interrupted = True
+                    self._status("Interrupted", f"SPOT_DRILL_SECONDS={drill}: interrupted as a spot instance can be")
+                    self._stop(processes, "spot drill")
+                elif elapsed >= limit:
+                    self.stopped_by = "MaxRuntimeExceeded"
+                    self._stop(processes, f"MaxRuntimeInSeconds={self.limit} reached")
+                elif self.stopping.is_set() or self.name in self.stop_jobs:
+                    self.stopped_by = "Stopped"
+                    self._stop(processes, "asked to stop")
+                else:
+                    time.sleep(POLL_SECONDS)
+        except KeyboardInterrupt:
+            self.stopped_by = "Stopped"
+            self._stop(processes, "interrupted")
+        for reader in readers:
+            reader.join()
+        self.codes = {host: process.returncode for host, process in processes.items()}
+        self.failed = self.failed or next((h for h, c in self.codes.items() if c != 0), None)
+        return interrupted
+
+    def _restart(self) -> None:
+        """What new spot instances have: fresh model/ and output/, the channels, and the job's checkpoints."""
+        self.failed = None
+        for base in self.trees.values():
+            for folder in (layout.MODEL_DIR, layout.OUTPUT_DIR):
+                remove(base / folder)
+            for folder in (layout.MODEL_DIR, layout.OUTPUT_DATA_DIR):
+                (base / folder).mkdir(parents=True)
+        self._status("Restarting", "Starting again on new instances, from the job's checkpoints")
+        self._status("Training", f"Training with the {self.runtime.name} runtime, resumed")
+
+    def _stop(self, processes: dict[str, subprocess.Popen], why: str) -> None:
+        """SIGTERM to the training on every host, SIGKILL after the grace; another Ctrl-C kills them at once."""
+        for process in processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        which = "it" if len(processes) == 1 else "every host"
+        say(f"job {self.name}: {why}: stopping {which} (SIGTERM, then SIGKILL after {self.grace} s; "
+            "Ctrl-C again to kill it now)")
+        while True:
+            try:
+                for process in processes.values():
+                    process.wait()
+                return
+            except KeyboardInterrupt:
+                for process in processes.values():
+                    if process.poll() is None:
+                        process.send_signal(signal.SIGTERM)
+
+    def _finish(self, code: int | None, reason: str | None, seconds: float) -> None:
+        """The record's end; model/ and output/data/ of every host packed as one archive each (a file that
+        several hosts wrote is the last host's, as SageMaker keeps one: write the model on one host)."""
+        packed = all((base / layout.MODEL_DIR).is_dir() and (base / layout.OUTPUT_DATA_DIR).is_dir()
+                     for base in self.trees.values())
+        if packed:
+            pack(self._merged(layout.MODEL_DIR), self.output / layout.MODEL_ARCHIVE, f"pack {layout.MODEL_ARCHIVE}")
+            pack(self._merged(layout.OUTPUT_DATA_DIR), self.output / layout.OUTPUT_ARCHIVE,
+                 f"pack {layout.OUTPUT_ARCHIVE}")
+        failed_tree = self.trees[self.failed] if self.failed else self.tree
+        failure = failed_tree / layout.FAILURE
+        if self.stopped_by:
+            status, secondary, message = "Stopped", self.stopped_by, "The job was stopped"
+        elif code == 0:
+            status, secondary, message = "Completed", "Completed", "Training job completed"
+        else:
+            status, secondary = "Failed", "Failed"
+            if reason is None and not failure.is_file() and code is not None:
+                reason = self.runtime.explain_exit(code)
+            if reason is None:
+                text = failure.read_text().strip() if failure.is_file() else f"train exited with code {code}"
+                where = f"({self.failed}) " if len(self.hosts) > 1 and self.failed else ""
+                reason = f"AlgorithmError: {where}{text}"
+            message = self.record["FailureReason"] = reason[:layout.FAILURE_LIMIT]
+        if packed and status != "Failed":
+            self.record["ModelArtifacts"] = {"S3ModelArtifacts": (self.output / layout.MODEL_ARCHIVE).as_uri()}
+            self.record["OutputDataArtifacts"] = (self.output / layout.OUTPUT_ARCHIVE).as_uri()
+        self.record.update({
+            "TrainingJobStatus": status,
+            "TrainingEndTime": now(),
+            # Every attempt's seconds, with the work a spot drill's interruption lost, as SageMaker counts them;
+            # billable: the same, what SageMaker would bill on demand. A spot job's BillableTimeInSeconds is lower
+            # by a market discount that cannot be known here, so none is made up.
+            "TrainingTimeInSeconds": max(1, round(seconds)),
+            "BillableTimeInSeconds": max(1, round(seconds)),
+            "FinalMetricDataList": self._metrics(warn=status == "Completed"),
+        })
+        self._status(secondary, message)
+
+    def _merged(self, folder: str) -> list[tuple[str, Path]]:
+        """Every host's folder as one list of archive entries, host by host, a later host's file replacing an
+        earlier one's of the same name (said once, when their contents differ)."""
+        entries: dict[str, Path] = {}
+        replaced = []
+        for base in self.trees.values():
+            for name, path in tree(base / folder):
+                earlier = entries.get(name)
+                if earlier and path.is_file() and not filecmp.cmp(earlier, path, shallow=False):
+                    replaced.append(name)
+                entries[name] = path
+        if replaced:
+            say(f"job {self.name}: warning: several hosts wrote {', '.join(sorted(set(replaced)))} in {folder}/: "
+                f"the last host's is kept, as on SageMaker; write it on one host (e.g. {HOST}) only")
+        return sorted(entries.items())
+
+    def _metrics(self, warn: bool) -> list[dict]:
+        """The metric definitions applied to every host's lines, as SageMaker applies them to every log stream."""
+        log = self.folder / LOG
+        lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
+        if len(self.hosts) > 1:
+            lines = [HOST_PREFIX.sub("", line) for line in lines]
+        definitions = self.request["AlgorithmSpecification"].get("MetricDefinitions", [])
+        found = metric_values(definitions, lines)
+        for warning in metric_warnings(definitions, found, lines) if warn else []:
+            say(f"job {self.name}: warning: {warning}")
+        stamp = now()
+        return [{"MetricName": name, "Value": value, "Timestamp": stamp} for name, value in found.items()]
+
+    def _status(self, secondary: str, message: str) -> None:
+        stamp = now()
+        transitions = self.record["SecondaryStatusTransitions"]
+        if transitions:
+            transitions[-1]["EndTime"] = stamp
+        transitions.append({"Status": secondary, "StartTime": stamp, "StatusMessage": message})
+        self.record.update({"SecondaryStatus": secondary, "LastModifiedTime": stamp})
+        save(self.folder, self.record)
+        say(f"job {self.name}: {self.record['TrainingJobStatus']} / {secondary}: {message}")
+
+
+def save(folder: Path, record: dict) -> None:
+    jsonfile.write(folder / RECORD, record)
+
+
+def _read_json(path: Path) -> dict:
+    found = jsonfile.read(path, {})
+    return found if isinstance(found, dict) else {}
+
+
+def _size(path: Path) -> int:
+    """Bytes in a file or a folder, links not followed."""
+    return sum(p.lstat().st_size for p in (path, *(path.rglob("*") if path.is_dir() else ())))
+
+

@@ -1,0 +1,229 @@
+"""Real-time endpoints on SageMaker, and the SageMaker model that batch transform and endpoints share.
+
+A model is named after its training job (both are at most 63 characters), so a second transform or deploy of the
+same job reuses it; one of that name that sagemake did not make (no sagemake:project tag of this project) is
+refused, never reused or deleted. A deploy creates a configuration per deploy and the endpoint (or updates it in
+place), waits for InService, sends a smoke request and records what it deployed; undeploy deletes the endpoint
+and what sagemake made for it, nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from sagemake.aws.api import ERRORS, call, error_code, failure, plain
+from sagemake.cli import JobFailed, UserError, say
+from sagemake.config import Config
+from sagemake.deployments import record
+from sagemake.executors.interface import Executor
+from sagemake.jobs.endpoint import (
+    CONFIG_PART,
+    PROJECT_TAG,
+    VARIANT,
+    WAIT_LIMIT_SECONDS,
+    endpoint_name,
+    hosting_tags,
+    smoke_rows,
+)
+from sagemake.jobs.training import job_name
+from sagemake.pricing import HOSTING, Prices, rate
+
+
+def ours(sagemaker, arn: str, project: str) -> bool:
+    """Whether the resource at arn carries this project's sagemake tag."""
+    found = call(sagemaker.list_tags, ResourceArn=arn).get("Tags", [])
+    return any(t["Key"] == PROJECT_TAG and t["Value"] == project for t in found)
+
+
+def missing(err: Exception) -> bool:
+    """SageMaker's way to say a model, config or endpoint does not exist: a ValidationException 'Could not find'."""
+    return error_code(err) == "ValidationException" and "could not find" in str(err).lower()
+
+
+def ensure_model(executor, record: dict) -> dict:
+    """CreateModel for the training job (its image, its model.tar.gz, SAGEMAKER_ROLE_ARN), tagged; a model of
+    that name made by sagemake for this project is reused. Returns DescribeModel's answer."""
+    config, sagemaker = executor.config, executor.sagemaker
+    name = record["TrainingJobName"]
+    try:
+        found = sagemaker.describe_model(ModelName=name)
+    except ERRORS as err:
+        if not missing(err):
+            raise failure(err) from None
+        found = None
+    if found is not None:
+        if not ours(sagemaker, found["ModelArn"], config["PROJECT_NAME"]):
+            raise UserError(f"a SageMaker model named {name} exists and is not sagemake's (no {PROJECT_TAG}="
+                            f"{config['PROJECT_NAME']} tag): delete or rename it; sagemake leaves it alone")
+        say(f"model {name}: made by sagemake already, reused")
+        return found
+    container = {"Image": record["AlgorithmSpecification"]["TrainingImage"],
+                 "ModelDataUrl": record["ModelArtifacts"]["S3ModelArtifacts"]}
+    call(sagemaker.create_model, ModelName=name, ExecutionRoleArn=config["SAGEMAKER_ROLE_ARN"],
+         PrimaryContainer=container, Tags=hosting_tags(config, name))
+    say(f"model {name}: created from {container['ModelDataUrl']} with image {container['Image']}")
+    return call(sagemaker.describe_model, ModelName=name)
+
+
+def describe_endpoint(sagemaker, name: str) -> dict | None:
+    try:
+        return plain(sagemaker.describe_endpoint(EndpointName=name))
+    except ERRORS as err:
+        if missing(err):
+            return None
+        raise failure(err) from None
+
+
+def check_ours(executor: Executor, endpoint: dict) -> None:
+    from sagemake.jobs.endpoint import PROJECT_TAG
+
+    config = executor.config
+    if not ours(executor.sagemaker, endpoint["EndpointArn"], config["PROJECT_NAME"]):
+        raise UserError(f"endpoint {endpoint['EndpointName']} exists and is not sagemake's (no {PROJECT_TAG}="
+                        f"{config['PROJECT_NAME']} tag): set ENDPOINT_NAME to another name; sagemake leaves it alone")
+
+
+def model_sha256(config: Config, executor: Executor, record_: dict) -> str:
+    """The sha256 of the job's model.tar.gz: from its fetched manifest, else downloaded and hashed."""
+    from sagemake.archive import sha256
+    from sagemake.jobs.endpoint import MANIFEST
+
+    manifest = config.path("MODELS_DIR") / record_["TrainingJobName"] / MANIFEST
+    if manifest.is_file():
+        return json.loads(manifest.read_text())["artifact"]["sha256"]
+    with tempfile.TemporaryDirectory() as scratch:
+        return sha256(executor.artifact(record_["ModelArtifacts"]["S3ModelArtifacts"], Path(scratch)))
+
+
+def wait_in_service(executor: Executor, name: str) -> dict:
+    poll, seen, started = executor.config.int("POLL_SECONDS"), None, time.monotonic()
+    while True:
+        endpoint = describe_endpoint(executor.sagemaker, name)
+        if endpoint is None:
+            raise JobFailed(f"endpoint {name} vanished while starting: `make endpoints ENV={executor.config.env}`")
+        status = endpoint["EndpointStatus"]
+        if status != seen:
+            say(f"endpoint {name}: {status} [{time.monotonic() - started:.0f} s]")
+            seen = status
+        if status == "InService":
+            return endpoint
+        if status in ("Failed", "OutOfService"):
+            raise JobFailed(f"endpoint {name} {status}: {endpoint.get('FailureReason') or 'no reason given'}")
+        if time.monotonic() - started > WAIT_LIMIT_SECONDS:
+            raise JobFailed(f"endpoint {name} is still {status} after {WAIT_LIMIT_SECONDS} s: see the console")
+        time.sleep(poll)
+
+
+def deploy(config: Config, executor: Executor, job: str | None) -> dict:
+    from sagemake.jobs.endpoint import hosting_tags
+
+    sagemaker, name = executor.sagemaker, endpoint_name(config)
+    training = executor.completed(job or executor.latest(), "serve")
+    existing = describe_endpoint(sagemaker, name)
+    if existing is not None:
+        check_ours(executor, existing)
+    instance_type = config["ENDPOINT_INSTANCE_TYPE"] or config["INSTANCE_TYPE"]
+    count = config.int("ENDPOINT_INSTANCE_COUNT")
+    prices = Prices(config["AWS_REGION"], executor.aws, usage=HOSTING)
+    hourly = prices.hourly(instance_type).hourly
+    each = "unknown" if hourly is None else f"{rate(hourly)} per instance, {rate(hourly * count)}"
+    say(f"endpoint {name}: {count} x {instance_type}, billed every hour until `make undeploy{executor.env_flag()}`; "
+        f"price per hour: {each} ({prices.sources()})")
+    model = ensure_model(executor, training)["ModelName"]
+    job = training["TrainingJobName"]
+    config_name = job_name(config["PROJECT_NAME"], CONFIG_PART)
+    variant = {"VariantName": VARIANT, "ModelName": model, "InitialInstanceCount": count,
+               "InstanceType": instance_type, "InitialVariantWeight": 1.0}
+    call(sagemaker.create_endpoint_config, EndpointConfigName=config_name, ProductionVariants=[variant],
+         Tags=hosting_tags(config, job))
+    say(f"endpoint {name}: configuration {config_name} created")
+    if existing is None:
+        call(sagemaker.create_endpoint, EndpointName=name, EndpointConfigName=config_name,
+             Tags=hosting_tags(config, job))
+        say(f"endpoint {name}: created")
+    else:
+        call(sagemaker.update_endpoint, EndpointName=name, EndpointConfigName=config_name)
+        say(f"endpoint {name}: updating in place from {existing['EndpointConfigName']} to {config_name}")
+    wait_in_service(executor, name)
+    if existing is not None:  # the old configuration no longer serves: sagemake's own is deleted
+        _delete(executor, "endpoint_config", existing["EndpointConfigName"])
+    smoke(config, executor, name, training)
+    entry = record(config, "deploy", endpoint=name, job=job, model=model, endpoint_config=config_name,
+                   sha256=model_sha256(config, executor, training),
+                   image=training["AlgorithmSpecification"]["TrainingImage"], instance_type=instance_type,
+                   instance_count=count, region=executor.region)
+    say(f"endpoint {name}: InService with the model of {job} (sha256 {entry['sha256'][:12]}...)")
+    return entry
+
+
+def smoke(config: Config, executor: Executor, name: str, training: dict) -> None:
+    body = smoke_rows(config, training.get("HyperParameters", {}))
+    if body is None:
+        say(f"endpoint {name}: no smoke request: no validation channel in {config['DATA_DIR']}/ to take rows from")
+        return
+    runtime = executor.aws.client("sagemaker-runtime")
+    answer = call(runtime.invoke_endpoint, EndpointName=name, ContentType="text/csv", Accept="text/csv", Body=body)
+    text = " ".join(answer["Body"].read().decode(errors="replace").split())
+    rows = body.count(b"\n")
+    say(f"endpoint {name}: smoke request of {rows} validation row(s) answered: {text[:200]}")
+
+
+def _delete(executor: Executor, kind: str, name: str) -> bool:
+    """Delete sagemake's model or endpoint configuration of that name (one that is gone, or not ours, stays)."""
+    sagemaker = executor.sagemaker
+    describe = {"endpoint_config": ("describe_endpoint_config", "EndpointConfigName", "EndpointConfigArn"),
+                "model": ("describe_model", "ModelName", "ModelArn")}[kind]
+    try:
+        found = getattr(sagemaker, describe[0])(**{describe[1]: name})
+    except ERRORS as err:
+        if missing(err):
+            return False
+        raise failure(err) from None
+    if not ours(sagemaker, found[describe[2]], executor.config["PROJECT_NAME"]):
+        say(f"{kind.replace('_', ' ')} {name} is not sagemake's: left alone")
+        return False
+    call(getattr(sagemaker, f"delete_{kind}"), **{describe[1]: name})
+    say(f"{kind.replace('_', ' ')} {name}: deleted")
+    return True
+
+
+def undeploy(config: Config, executor: Executor) -> None:
+    sagemaker, name = executor.sagemaker, endpoint_name(config)
+    endpoint = describe_endpoint(sagemaker, name)
+    if endpoint is None:
+        raise UserError(f"no endpoint named {name} in {executor.region}: nothing to undeploy "
+                        f"(`make endpoints{executor.env_flag()}` lists what sagemake deployed)")
+    check_ours(executor, endpoint)
+    try:
+        models = [v["ModelName"] for v in call(sagemaker.describe_endpoint_config,
+                                               EndpointConfigName=endpoint["EndpointConfigName"])["ProductionVariants"]]
+    except UserError:
+        models = []
+    call(sagemaker.delete_endpoint, EndpointName=name)
+    say(f"endpoint {name}: deleted")
+    _delete(executor, "endpoint_config", endpoint["EndpointConfigName"])
+    for model in models:
+        _delete(executor, "model", model)
+    record(config, "undeploy", endpoint=name, endpoint_config=endpoint["EndpointConfigName"], models=models,
+           region=executor.region)
+
+
+class SageMakerEndpoints:
+    """This project's endpoints on SageMaker in AWS_REGION."""
+
+    def __init__(self, executor):
+        self.executor, self.config = executor, executor.config
+
+    def deploy(self, job: str | None) -> dict:
+        return deploy(self.config, self.executor, job)
+
+    def undeploy(self) -> None:
+        undeploy(self.config, self.executor)
+
+    def status(self, name: str) -> str:
+        """DescribeEndpoint's EndpointStatus, or gone."""
+        found = describe_endpoint(self.executor.sagemaker, name)
+        return found["EndpointStatus"] if found else "gone"

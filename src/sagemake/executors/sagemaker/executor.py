@@ -1,0 +1,440 @@
+"""The SageMaker executor: jobs on Amazon SageMaker through boto3, answering as the local one does.
+
+Records are DescribeTrainingJob answers with their times as ISO 8601 strings,
+the shape the local executor writes. Channels are synced to
+s3://S3_BUCKET/S3_PREFIX/data/<channel>/, the image pushed to ECR (or
+IMAGE_REGISTRY), and everything a paid job needs is checked before it starts.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import sys
+import time
+import urllib.error
+import urllib.request
+from functools import cached_property
+from pathlib import Path
+
+import boto3
+
+from sagemake import sourcedir
+from sagemake.aws import api as cloud
+from sagemake.aws.api import (
+    ERRORS,
+    AwsUnavailable,
+    call,
+    console_url,
+    error_code,
+    failure,
+    logs_url,
+    plain,
+    session,
+)
+from sagemake.aws.logs import LogReader
+from sagemake.cli import UserError, say
+from sagemake.config import Config, channel_uri, s3_uri
+from sagemake.executors.interface import Executor
+from sagemake.image import Engine
+from sagemake.image import check as image_check
+from sagemake.jobs.training import METRIC_LINE, TAG_PREFIX, metric_warnings, names_pattern, tuning_head
+from sagemake.pricing import Prices
+
+TERMINAL = ("Completed", "Failed", "Stopped")
+MANIFESTS = ("application/vnd.docker.distribution.manifest.v2+json", "application/vnd.oci.image.manifest.v1+json",
+             "application/vnd.docker.distribution.manifest.list.v2+json", "application/vnd.oci.image.index.v1+json")
+LAST_LINES = 20
+LOST_CONTACT = 5  # failed polls in a row before following gives up (the job itself goes on)
+ECR_HOST = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
+
+
+class SageMakerExecutor(Executor):
+    """This project's training jobs on SageMaker in AWS_REGION."""
+
+    name = "sagemaker"
+
+    def __init__(self, config: Config, aws: boto3.Session | None = None):
+        super().__init__(config)
+        self.region = config["AWS_REGION"]
+        self.aws = aws or session(config)
+        self._registry: str | None = None
+
+    # Each client is made on first use: one takes a tenth of a second or more, and `make upload` needs neither.
+    @cached_property
+    def sagemaker(self):
+        return self._client("sagemaker")
+
+    @cached_property
+    def logs(self):
+        return self._client("logs")
+
+    def _client(self, service: str):
+        try:
+            return self.aws.client(service)
+        except ERRORS as err:
+            raise failure(err) from None
+
+    def where(self) -> str:
+        return f"on SageMaker in {self.region}"
+
+    def prices(self) -> Prices:
+        """SageMaker's prices in AWS_REGION: the Price List API's (cached), else the shipped table."""
+        return Prices(self.region, self.aws)
+
+    # --- where things are ---
+    def registry(self) -> str:
+        if self._registry is None:
+            self._registry = cloud.registry(self.config, self.aws)
+        return self._registry
+
+    def image_for(self, tag: str) -> str:
+        return f"{self.registry()}/{self.config['ECR_REPOSITORY']}:{tag}"
+
+    def channel_uri(self, channel: str) -> str:
+        return channel_uri(self.config, channel)
+
+    def output_uri(self) -> str:
+        return s3_uri(self.config, "output")
+
+    def code_uri(self, digest: str) -> str:
+        return s3_uri(self.config, "code", digest, sourcedir.ARCHIVE)
+
+    def checkpoint_uri(self, job: str) -> str:
+        return f"{self.config['CHECKPOINT_S3_URI'].rstrip('/')}/{job}"
+
+    # --- before a job ---
+    def ensure_image(self) -> None:
+        """The image in ECR (the repository created when missing) or in IMAGE_REGISTRY: built and pushed
+        unless its tag is there already. TRAINING_IMAGE is used as it is, and must be there."""
+        config, image = self.config, self.image()
+        if config["TRAINING_IMAGE"]:
+            self.check_image(image)
+            say(f"build: TRAINING_IMAGE {image} is used as it is")
+            return
+        engine = Engine(config)
+        if not config["IMAGE_REGISTRY"]:
+            if cloud.image_digest(self.aws, image) is not None:
+                say(f"build: {image} is in ECR already: nothing to build or push")
+                return
+            cloud.ensure_repository(self.aws, config["ECR_REPOSITORY"])
+        if not engine.reachable():
+            raise UserError(f"no {engine.name} engine is reachable: start it (or set CONTAINER_ENGINE) "
+                            "to build the image")
+        if not engine.has(image):  # a tag in the engine names an image checked when it was built
+            engine.build(image)
+        if not config["IMAGE_REGISTRY"]:
+            engine.login(self.registry(), *cloud.ecr_credentials(self.aws))
+        engine.push(image)
+
+    def check_image(self, image: str) -> None:
+        """SageMaker pulls from ECR: the image must be there before a paid job starts."""
+        host = image.split("/", 1)[0]
+        if self.config["IMAGE_REGISTRY"] and host == self.config["IMAGE_REGISTRY"]:
+            return  # another registry: no API to ask, its login is the user's
+        if not ECR_HOST.match(host):
+            raise UserError(f"image {image} is not in an ECR registry, where SageMaker pulls images from: push it to "
+                            f"{self.registry()}/<repository> and set TRAINING_IMAGE to that")
+        if cloud.image_digest(self.aws, image) is None:
+            hint = "set TRAINING_IMAGE to an image that is there" if self.config["TRAINING_IMAGE"] else \
+                f"run `make build ENV={self.config.env}` first"
+            raise UserError(f"image {image} is not in ECR: {hint}")
+
+    def sync_data(self) -> None:
+        from sagemake.aws.sync import sync
+
+        sync(self.config, self.aws)
+
+    def checks(self) -> list[tuple[str, object]]:
+        config, aws = self.config, self.aws
+
+        def credentials():
+            identity = call(aws.client("sts").get_caller_identity)
+            return f"account {identity['Account']} as {identity['Arn']}"
+
+        def bucket():
+            cloud.check_bucket(config, aws)
+            return f"s3://{config['S3_BUCKET']} is in {config['AWS_REGION']}"
+
+        def repository():
+            try:
+                answer = aws.client("ecr").describe_repositories(repositoryNames=[config["ECR_REPOSITORY"]])
+            except ERRORS as err:
+                if error_code(err) == "RepositoryNotFoundException":
+                    return f"{config['ECR_REPOSITORY']} does not exist yet: `make build ENV={config.env}` creates it"
+                raise failure(err) from None
+            return answer["repositories"][0]["repositoryUri"]
+
+        return [("settings", lambda: "every required setting present, role ARN well formed"),
+                ("credentials", credentials), ("bucket", bucket), ("ECR repository", repository),
+                ("training image", self.image_available), ("container engine", lambda: image_check(config))]
+
+    def image_available(self) -> str:
+        """`make doctor`: the image a job would run is where SageMaker pulls it from, or an engine is there to build
+        it (the content tag is looked up; TRAINING_IMAGE must be there already)."""
+        config, image = self.config, self.image()
+        other = config["IMAGE_REGISTRY"] and image.split("/", 1)[0] == config["IMAGE_REGISTRY"]
+        where = config["IMAGE_REGISTRY"] if other else "ECR"
+        if other:
+            found = registry_has(image)
+            if found is None:
+                return f"{image}: {where} asks for a login to look, so it is not checked (the engine's login is yours)"
+        elif config["TRAINING_IMAGE"]:
+            self.check_image(image)
+            found = True
+        else:
+            found = cloud.image_digest(self.aws, image) is not None
+        if found:
+            return f"{image} is in {where}"
+        if config["TRAINING_IMAGE"]:
+            raise UserError(f"image {image} is not in {where}: push it, or set TRAINING_IMAGE to an image that is")
+        engine = Engine(config)
+        if engine.reachable():
+            return f"{image} is not in {where} yet: `make build ENV={config.env}` builds it with {engine.name}"
+        raise UserError(f"image {image} is not in {where} and no {engine.name} engine is reachable to build it: start "
+                        f"{engine.name} (or set CONTAINER_ENGINE), or run `make build ENV={config.env}` on a machine "
+                        "with one")
+
+    # --- jobs ---
+    def run(self, request: dict) -> dict:
+        """Check what a paid job needs, upload the code (script mode), submit, follow. Ctrl-C leaves it running."""
+        self.ready(request["AlgorithmSpecification"]["TrainingImage"], request["InputDataConfig"],
+                   request["HyperParameters"])
+        self.submit(request)
+        return self.follow(request["TrainingJobName"], definitions=request["AlgorithmSpecification"].get(
+            "MetricDefinitions", []))
+
+    def ready(self, image: str, channels: list[dict], hyperparameters: dict) -> None:
+        """What a paid training job needs before it is created: the bucket, the image in ECR, data in every channel,
+        and, in script mode, the code uploaded (a tuning job's trials need the same)."""
+        cloud.check_bucket(self.config, self.aws)
+        self.check_image(image)
+        s3 = self.aws.client("s3")
+        for channel in channels:
+            uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
+            bucket, _, prefix = uri[len("s3://"):].partition("/")
+            if not call(s3.list_objects_v2, Bucket=bucket, Prefix=prefix, MaxKeys=1).get("KeyCount"):
+                raise UserError(f"channel {channel['ChannelName']} has no data at {uri}: "
+                                f"run `make upload ENV={self.config.env}` first")
+        code = hyperparameters.get(sourcedir.DIRECTORY_KEY)
+        if code:
+            cloud.upload_code(self.aws, self.config.root, code)
+
+    def watch(self, what: str, ask, hint: str):
+        """ask()'s answers, one each POLL_SECONDS, for as long as the caller reads them, each with the time since
+        the first (h:mm:ss). A failed ask (a network blip, expiring credentials) is tried again: LOST_CONTACT
+        failures in a row give up, saying `hint` (the job itself goes on)."""
+        poll, failures, started = self.config.int("POLL_SECONDS"), 0, time.monotonic()
+        while True:
+            try:
+                answer = ask()
+            except UserError as err:
+                failures += 1
+                if failures >= LOST_CONTACT:
+                    raise AwsUnavailable(f"lost contact with {what} ({err}); it keeps running on SageMaker: "
+                                         f"{hint}") from None
+                say(f"{what}: {err}; trying again in {poll} s")
+                time.sleep(poll)
+                continue
+            failures = 0
+            yield answer, _clock(time.monotonic() - started)
+            time.sleep(poll)
+
+    def describe(self, name: str) -> dict:
+        try:
+            return plain(self.sagemaker.describe_training_job(TrainingJobName=name))
+        except ERRORS as err:
+            if error_code(err) == "ValidationException":
+                raise UserError(f"no SageMaker job named '{name}' in {self.region}: "
+                                f"`make jobs ENV={self.config.env}` lists them") from None
+            raise failure(err) from None
+
+    def tags(self, name: str) -> dict[str, str]:
+        arn = self.describe(name)["TrainingJobArn"]
+        found = call(self.sagemaker.list_tags, ResourceArn=arn).get("Tags", [])
+        return {t["Key"][len(TAG_PREFIX):]: t["Value"] for t in found if t["Key"].startswith(TAG_PREFIX)}
+
+    def names(self, limit: int = 10) -> list[str]:
+        """This project's jobs, its tuning jobs' trials among them, newest first."""
+        project = self.config["PROJECT_NAME"]
+        answer = call(self.sagemaker.list_training_jobs, NameContains=f"{tuning_head(project)}-",
+                      SortBy="CreationTime", SortOrder="Descending", MaxResults=100)
+        summaries = sorted(answer["TrainingJobSummaries"], key=lambda s: s["CreationTime"], reverse=True)
+        ours = names_pattern(project)
+        return [s["TrainingJobName"] for s in summaries if ours.fullmatch(s["TrainingJobName"])][:limit]
+
+    def submit(self, request: dict) -> None:
+        try:
+            self.sagemaker.create_training_job(**request)
+        except ERRORS as err:
+            if not self._created_by_a_lost_attempt(err, request):
+                raise failure(err) from None
+        say(f"job {request['TrainingJobName']}: submitted to SageMaker in {self.region}")
+        say(f"  console: {console_url(self.region, request['TrainingJobName'])}")
+
+    def _created_by_a_lost_attempt(self, err: Exception, request: dict) -> bool:
+        """CreateTrainingJob is not idempotent: when an attempt created the job but its answer was lost, the retry
+        hears that the name is taken. The job is this one when it was a retry and the job is the one requested
+        (names are unique to the millisecond); a name taken by another job stays an error."""
+        if error_code(err) != "ResourceInUse" or not cloud.retried(err):
+            return False
+        found = self.describe(request["TrainingJobName"])
+        same = all(found.get(field) == request.get(field) for field in ("RoleArn", "HyperParameters")) and \
+            found["AlgorithmSpecification"]["TrainingImage"] == request["AlgorithmSpecification"]["TrainingImage"]
+        if same:
+            say(f"job {request['TrainingJobName']}: an attempt whose answer was lost created it")
+        return same
+
+    def stop(self, name: str | None) -> None:
+        if not name:
+            raise UserError(f"which job? make stop{self.env_flag()} JOB=<job name> (`make jobs{self.env_flag()}` "
+                            "lists them)")
+        status = self.describe(name)["TrainingJobStatus"]
+        if status in TERMINAL:
+            raise UserError(f"job {name} is {status} already: nothing to stop")
+        call(self.sagemaker.stop_training_job, TrainingJobName=name)
+        say(f"job {name}: stop requested (SageMaker sends SIGTERM, then SIGKILL after 120 s)")
+
+    def follow(self, name: str, definitions: list[dict] | None = None) -> dict:
+        """Follow a job to its end: status transitions with elapsed time, and every instance's log."""
+        seen_transitions = 0
+        tail: collections.deque = collections.deque(maxlen=LAST_LINES)
+        printed: list[str] = []  # the `name=value` lines, for the metric warnings
+        reader = LogReader(self.logs, name)
+        pool_checked = False
+        try:
+            for (record, lines), elapsed in self.watch(
+                    f"job {name}", lambda: (self.describe(name), reader.new_lines()),
+                    f"make logs ENV={self.config.env} JOB={name}, then make fetch"):
+                transitions = record.get("SecondaryStatusTransitions", [])
+                for transition in transitions[seen_transitions:]:
+                    say(f"job {name}: [{elapsed}] {record['TrainingJobStatus']} / {transition['Status']}: "
+                        f"{transition.get('StatusMessage', '')}")
+                seen_transitions = len(transitions)
+                if not pool_checked and record.get("SecondaryStatus") not in ("Pending", "Starting"):
+                    pool_checked = True  # a warm pool is taken as the job starts: asked once, past Starting
+                    self._say_reused_pool(name)
+                for line in lines:
+                    tail.append(line)
+                    print(line, flush=True)
+                    message = line.split("] ", 1)[-1]
+                    if METRIC_LINE.match(message):
+                        printed.append(message)
+                if record["TrainingJobStatus"] in TERMINAL:
+                    break
+        except KeyboardInterrupt:
+            say(f"job {name} keeps running on SageMaker. Follow it again: make logs ENV={self.config.env} JOB={name}; "
+                f"stop it: make stop ENV={self.config.env} JOB={name}")
+            raise
+        if definitions is not None and record["TrainingJobStatus"] == "Completed":
+            found = {m["MetricName"]: m["Value"] for m in record.get("FinalMetricDataList", [])}
+            for warning in metric_warnings(definitions, found, printed):
+                say(f"job {name}: warning: {warning}")
+        self._summarise(record, list(tail))
+        return record
+
+    def _say_reused_pool(self, name: str) -> None:
+        """Say when the job started on the warm pool another job kept: that job's WarmPoolStatus is Reused, naming
+        this one (ListTrainingJobs filtered by WarmPoolStatusEquals). Only words: a failure here changes nothing."""
+        try:
+            answer = call(self.sagemaker.list_training_jobs, WarmPoolStatusEquals="Reused", SortBy="CreationTime",
+                          SortOrder="Descending", MaxResults=100)
+        except UserError:
+            return
+        for summary in answer.get("TrainingJobSummaries", []):
+            if (summary.get("WarmPoolStatus") or {}).get("ReusedByJob") == name:
+                say(f"job {name}: started on the warm pool of job {summary['TrainingJobName']} (reused: no new "
+                    "instances to wait for)")
+                return
+
+    def _summarise(self, record: dict, tail: list[str]) -> None:
+        name, status = record["TrainingJobName"], record["TrainingJobStatus"]
+        billable, training = record.get("BillableTimeInSeconds"), record.get("TrainingTimeInSeconds")
+        if billable is not None and training:
+            saved = f", {100 * (1 - billable / training):.0f}% saved by spot" if billable < training else ""
+            say(f"job {name}: {status}: billable {billable} s of {training} s training{saved}")
+        pool = record.get("WarmPoolStatus") or {}
+        if pool.get("Status") == "Available":
+            keep = record.get("ResourceConfig", {}).get("KeepAlivePeriodInSeconds")
+            say(f"job {name}: its instances stay warm{f' for {keep} s' if keep else ''} (warm pool Available, billed "
+                "while kept): the next job with the same instance type and count, volume, role and VPC starts on them")
+        if status == "Completed":
+            return
+        print(f"job {name} {status}: {record.get('FailureReason', record.get('SecondaryStatus', ''))}",
+              file=sys.stderr)
+        if tail:
+            print(f"last {len(tail)} log lines:", file=sys.stderr)
+            for line in tail:
+                print(f"  {line}", file=sys.stderr)
+        print(f"console: {console_url(self.region, name)}", file=sys.stderr)
+        print(f"logs:    {logs_url(self.region, name)}", file=sys.stderr)
+
+    # --- the other kinds ---
+    def processing(self):
+        from sagemake.executors.sagemaker.processing import SageMakerProcessing
+
+        return SageMakerProcessing(self)
+
+    def tuning(self):
+        from sagemake.executors.sagemaker.tuning import SageMakerTunings
+
+        return SageMakerTunings(self)
+
+    def transforms(self):
+        from sagemake.executors.sagemaker.transform import SageMakerTransforms
+
+        return SageMakerTransforms(self)
+
+    def endpoints(self):
+        from sagemake.executors.sagemaker.endpoint import SageMakerEndpoints
+
+        return SageMakerEndpoints(self)
+
+    # --- after a job ---
+    def artifact(self, uri: str, scratch: Path) -> Path:
+        path = scratch / uri.rsplit("/", 1)[-1]
+        cloud.download(self.aws, uri, path)
+        return path
+
+    def provenance(self, record: dict) -> dict:
+        details = {"region": self.region, "billable_seconds": record.get("BillableTimeInSeconds")}
+        if not self.config["IMAGE_REGISTRY"]:
+            details["image_digest"] = cloud.image_digest(self.aws, record["AlgorithmSpecification"]["TrainingImage"])
+        return details
+
+    def print_log(self, name: str) -> None:
+        """A job's log from every instance; while the job runs, keep following it."""
+        record = self.describe(name)
+        if record["TrainingJobStatus"] in TERMINAL:
+            for line in LogReader(self.logs, name).new_lines():
+                print(line, flush=True)
+        else:
+            self.follow(name)
+
+
+def registry_has(image: str) -> bool | None:
+    """Whether a registry other than ECR holds <registry>/<repository>:<tag>, asked anonymously through the
+    registry API (over HTTP for a registry on this machine, as engines do); None when it wants a login first."""
+    host, _, rest = image.partition("/")
+    repository, _, tag = rest.rpartition(":")
+    local = host.split(":")[0] in ("localhost", "127.0.0.1", "::1") or host.startswith("127.")
+    request = urllib.request.Request(f"{'http' if local else 'https'}://{host}/v2/{repository}/manifests/{tag}",
+                                     method="HEAD", headers={"Accept": ", ".join(MANIFESTS)})
+    try:
+        with urllib.request.urlopen(request, timeout=30):
+            return True
+    except urllib.error.HTTPError as err:
+        if err.code in (401, 403):
+            return None
+        if err.code == 404:
+            return False
+        raise UserError(f"registry {host} answered {err.code} {err.reason} for {image}: check IMAGE_REGISTRY") from None
+    except (OSError, ValueError) as err:
+        raise UserError(f"registry {host} cannot be reached ({err}): check IMAGE_REGISTRY and the network") from None
+
+
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
+
+

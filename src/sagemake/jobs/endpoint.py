@@ -1,0 +1,87 @@
+"""Real-time endpoints and their SageMaker model: the names, tags and request parts of CreateModel,
+CreateEndpointConfig and CreateEndpoint, and the layout of a fetched model's folder (MODELS_DIR/<job>/).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from sagemake.cli import UserError
+from sagemake.config import DEFAULT_ENV, Config
+from sagemake.jobs.training import TAG_PREFIX
+
+PROJECT_TAG = f"{TAG_PREFIX}project"
+
+
+JOB_TAG = f"{TAG_PREFIX}job"
+
+
+def hosting_tags(config, job: str) -> list[dict]:
+    """The tags of everything sagemake makes for hosting: project, training job, ENV."""
+    return [{"Key": PROJECT_TAG, "Value": config["PROJECT_NAME"]}, {"Key": JOB_TAG, "Value": job},
+            {"Key": f"{TAG_PREFIX}env", "Value": config.env}]
+
+
+VARIANT = "AllTraffic"
+
+
+SMOKE_ROWS = 3
+
+
+CONFIG_PART = "config"  # <project>-config-<time><random>: each deploy's endpoint configuration
+
+
+WAIT_LIMIT_SECONDS = 3600  # SageMaker gives up on an endpoint that cannot start well before this
+
+
+def endpoint_name(config: Config) -> str:
+    return config["ENDPOINT_NAME"] or config["PROJECT_NAME"]
+
+
+def smoke_rows(config: Config, hyperparameters: dict) -> bytes | None:
+    """A few rows of the validation channel's first file, as CSV without the label (the job's `target`, else a
+    column named target) and without the header; None when there is no validation channel."""
+    folder = config.path("DATA_DIR") / "validation"
+    files = sorted(p for p in folder.rglob("*.csv") if p.is_file()) if folder.is_dir() else []
+    if not files:
+        return None
+    with files[0].open(newline="") as handle:
+        lines = list(csv.reader(handle))[:SMOKE_ROWS + 1]
+    header = lines[0]
+    label = hyperparameters.get("target", "target")
+    if label in header:
+        keep = [i for i, name in enumerate(header) if name != label]
+        rows = [[line[i] for i in keep] for line in lines[1:]]
+    else:
+        rows = lines[:SMOKE_ROWS]
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    return out.getvalue().encode()
+
+
+MANIFEST = "manifest.json"
+
+
+OUTPUT = "output"  # MODELS_DIR/<job>/output/: the job's /opt/ml/output/data/
+
+
+def fetched(config: Config, name: str | None) -> tuple[Path, dict]:
+    """MODELS_DIR/<job>/ and its manifest: the named job's, or the newest job's there."""
+    models = config.path("MODELS_DIR")
+    env = "" if config.env == DEFAULT_ENV else f" ENV={config.env}"
+    if name is None:
+        found = [(json.loads(m.read_text()).get("created") or "", m.parent) for m in models.glob(f"*/{MANIFEST}")
+                 if not m.parent.name.startswith(".")]  # .<job>.*: a fetch under way
+        if not found:
+            raise UserError(f"no fetched model in {config['MODELS_DIR']}/: run `make fetch{env}` (the latest job's "
+                            f"model) or `make train`")
+        folder = max(found)[1]
+    else:
+        folder = models / name
+        if not (folder / MANIFEST).is_file():
+            raise UserError(f"no fetched model of job {name} in {config['MODELS_DIR']}/: "
+                            f"run `make fetch{env} JOB={name}`")
+    return folder, json.loads((folder / MANIFEST).read_text())

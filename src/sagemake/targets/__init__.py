@@ -1,0 +1,1 @@
+"""One module per make target: each has a Summary line (what `make help` shows) and main(argv)."""

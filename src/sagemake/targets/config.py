@@ -1,0 +1,17 @@
+"""Summary: print every setting in force for ENV and where it came from
+
+Usage: make config [ENV=...]   (python -m sagemake config; --export prints them for bash)
+
+Layers: defaults < .env < .env.<ENV> < the shell's environment and the make
+command line. An unknown setting is refused with a suggestion.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from sagemake.cli import run
+from sagemake.config import main
+
+if __name__ == "__main__":
+    run(main, "config", sys.argv[1:])

@@ -1,0 +1,27 @@
+"""Summary: run the trainer's data step (src/trainer/data.py) to write the channels under DATA_DIR
+
+Usage: make data   (python -m sagemake data)
+
+It runs main(DATA_DIR) of src/trainer/data.py with the job's Python (the
+image's requirements). `make train` runs it only when a channel is missing;
+your own files in DATA_DIR are never overwritten by sagemake.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from sagemake import data
+from sagemake.cli import Exit, UserError, run
+from sagemake.config import resolve
+
+
+def main(argv: list[str]) -> int:
+    if argv:
+        raise UserError("usage: make data")
+    data.run_step(resolve())
+    return Exit.OK
+
+
+if __name__ == "__main__":
+    run(main, "data", sys.argv[1:])

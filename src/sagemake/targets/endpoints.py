@@ -1,0 +1,43 @@
+"""Summary: what is deployed or was transformed: endpoint, job, model sha256, image (the deployment records)
+
+Usage: make endpoints [ENV=...]   (python -m sagemake endpoints)
+
+The last event of each endpoint, transform and served URL in
+MODELS_DIR/deployments.jsonl; for ENV's own endpoints, their status as
+SageMaker says it now.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from sagemake.cli import Exit, UserError, print_table, run, say
+from sagemake.config import Config, resolve
+from sagemake.deployments import RECORDS, current
+from sagemake.executors import Executor, for_config
+
+
+def endpoints(config: Config, executor: Executor) -> None:
+    rows = [("WHERE", "ENV", "EVENT", "JOB", "SHA256", "IMAGE", "SINCE")]
+    for (env, where), entry in sorted(current(config).items(), key=lambda item: item[1]["time"], reverse=True):
+        event = entry["event"]
+        if env == config.env and event == "deploy":
+            event = f"deploy ({executor.endpoints().status(where)})"
+        rows.append((where, env, event, entry.get("job", "-"), (entry.get("sha256") or "-")[:12],
+                     entry.get("image", "-"), entry["time"]))
+    if len(rows) == 1:
+        say(f"nothing served, transformed or deployed yet (the record is {config['MODELS_DIR']}/{RECORDS})")
+        return
+    print_table(rows)
+
+
+def main(argv: list[str]) -> int:
+    if argv:
+        raise UserError("usage: make endpoints")
+    config = resolve()
+    endpoints(config, for_config(config))
+    return Exit.OK
+
+
+if __name__ == "__main__":
+    run(main, "endpoints", sys.argv[1:])

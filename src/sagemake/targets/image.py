@@ -1,0 +1,23 @@
+"""Summary: print the training image's URI, tagged by content (where jobs would take it from)
+
+Usage: make image [ENV=...]   (python -m sagemake image)
+"""
+
+from __future__ import annotations
+
+import sys
+
+from sagemake.cli import Exit, UserError, run
+from sagemake.config import resolve
+from sagemake.executors import for_config
+
+
+def main(argv: list[str]) -> int:
+    if argv:
+        raise UserError("usage: make image")
+    print(for_config(resolve()).image())
+    return Exit.OK
+
+
+if __name__ == "__main__":
+    run(main, "image", sys.argv[1:])

@@ -1,0 +1,123 @@
+"""Summary: the ledger: recent jobs with status, duration, billable seconds, cost, warm pool, main metric
+
+Usage: make jobs [ENV=...]   (python -m sagemake jobs [N])
+
+The N most recent jobs (default 10): status, duration, billable seconds, $,
+spot savings, main metric, warm pool; a total; the best trial of each tuning
+run starred; then the N most recent processing jobs (`make preprocess`):
+status, duration, $. Locally, what the jobs would have cost on SageMaker.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import datetime
+
+from sagemake.cli import Exit, UserError, print_table, run, say
+from sagemake.config import Config, resolve
+from sagemake.executors import Executor, for_config
+from sagemake.jobs.training import final_metrics, primary_metric
+from sagemake.pricing import Prices, cost, ledger_entry, money
+
+
+def list_jobs(config: Config, executor: Executor, limit: int) -> int:
+    """The ledger: each job's status, duration, billable seconds, $ and spot savings, main metric (and its warm
+    pool when it has one), then the totals; then this project's processing jobs, each with its status, duration and
+    $ (none: nothing more); where the prices came from on stderr."""
+    primary = primary_metric(config) or "METRIC"
+    prices = executor.prices()
+    rows, pools = [], []
+    billable, spent, saved, unknown, unsaved = 0, 0.0, 0.0, 0, 0
+    for name in executor.names(limit):
+        record = executor.describe(name)
+        seconds = record.get("TrainingTimeInSeconds")
+        if seconds is None:  # still running, or ended before training (then its last change is its end)
+            running = record["TrainingJobStatus"] == "InProgress"
+            end = time.time() if running else datetime.fromisoformat(record["LastModifiedTime"]).timestamp()
+            seconds = round(end - datetime.fromisoformat(record["CreationTime"]).timestamp())
+        value = final_metrics(record).get(primary)
+        entry = ledger_entry(record, prices)
+        billable += entry.billable or 0
+        spent += entry.cost or 0
+        saved += entry.saved or 0
+        unknown += entry.billable is not None and not entry.known
+        unsaved += entry.saved_unknown
+        rows.append([name, record["TrainingJobStatus"], f"{seconds}s", _seconds(entry.billable),
+                     money(entry.cost) if entry.billable is not None else "-",
+                     money(entry.saved) if entry.saved is not None else "unknown" if entry.saved_unknown else "-",
+                     "-" if value is None else f"{value:.4f}"])
+        pools.append(_pool(record.get("WarmPoolStatus")))
+    best = executor.tuning().best_trials()
+    rows = [[row[0] + (" *" if row[0] in best else ""), *row[1:]] for row in rows]
+    processed = _processing_rows(executor, limit, prices)
+    if not rows:
+        which = "training jobs" if processed else "jobs"
+        say(f"no {which} of {config['PROJECT_NAME']} yet ({executor.where()}): `make train` runs one")
+        if not processed:
+            return Exit.OK
+    else:
+        header = ["JOB", "STATUS", "DURATION", "BILLABLE", "COST", "SPOT SAVED", primary]
+        total = ["TOTAL", "", "", _seconds(billable), money(spent) + (f" + {unknown} unknown" if unknown else ""),
+                 money(saved) + (f" + {unsaved} unknown" if unsaved else ""), ""]
+        if any(pools):  # a column only when a job has a warm pool
+            header.append("WARM POOL")
+            rows = [row + [pool or "-"] for row, pool in zip(rows, pools, strict=True)]
+            total.append("")
+        print_table([header, *rows, total])
+    if processed:
+        if rows:
+            print()
+        print_table([["PROCESSING JOB", "STATUS", "DURATION", "COST"], *processed])
+    if any(row[0].endswith(" *") for row in rows):
+        say("jobs: * the best trial of its tuning run (`make tune-jobs` shows the run)")
+    would = "what they would have cost on SageMaker (their instance type and count, for their duration); " \
+        if prices.hypothetical else ""
+    say(f"jobs: {would}{prices.sources()}")
+    return Exit.OK
+
+
+def _processing_rows(executor: Executor, limit: int, prices: Prices) -> list[list[str]]:
+    """This project's processing jobs where the executor runs them, newest first: name, status, duration, and
+    what it cost (or, locally, would have) on SageMaker for its instance type and count for that duration."""
+    from sagemake.jobs.processing import duration
+    place = executor.processing()
+    rows = []
+    for name in place.names(limit):
+        record = place.describe(name)  # a local one whose executor is gone is settled first
+        if record is None:  # removed meanwhile
+            continue
+        cluster = record.get("ProcessingResources", {}).get("ClusterConfig", {})
+        seconds = duration(record)
+        hourly = prices.hourly(cluster["InstanceType"]).hourly if cluster.get("InstanceType") else None
+        rows.append([name, record["ProcessingJobStatus"], f"{seconds}s",
+                     money(cost(hourly, seconds, cluster.get("InstanceCount", 1)))])
+    return rows
+
+
+
+def _seconds(value: int | None) -> str:
+    return "-" if value is None else f"{value}s"
+
+
+def _pool(status: dict | None) -> str:
+    """WarmPoolStatus in a few words: its status, the seconds it kept the instances, the job that took it."""
+    if not status:
+        return ""
+    words = [status["Status"]]
+    if status.get("ResourceRetainedBillableTimeInSeconds") is not None:
+        words.append(f"{status['ResourceRetainedBillableTimeInSeconds']}s kept")
+    if status.get("ReusedByJob"):
+        words.append(f"by {status['ReusedByJob']}")
+    return " ".join(words)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1 or (argv and not argv[0].isdigit()):
+        raise UserError("usage: make jobs (python -m sagemake jobs [N])")
+    config = resolve()
+    return list_jobs(config, for_config(config), int(argv[0]) if argv else 10)
+
+
+if __name__ == "__main__":
+    run(main, "jobs", sys.argv[1:])

@@ -1,0 +1,72 @@
+"""Summary: print a fetched model's predictions for the rows in FILE=rows.csv or .json (JOB=..., default latest)
+
+Usage: make predict FILE=rows.csv [JOB=<job>]   (python -m sagemake predict FILE [JOB])
+
+The model is served as `make serve` serves it, on a free port, sent FILE as
+one POST /invocations (text/csv or application/json by its suffix), and stopped.
+"""
+
+from __future__ import annotations
+
+import http.client
+import sys
+import tempfile
+from pathlib import Path
+
+from sagemake.cli import UserError, interrupted_by_signals, run
+from sagemake.config import Config, resolve
+from sagemake.contract import serve as serving
+from sagemake.executors.local.serving import ServerFailed, free_port, start
+from sagemake.jobs.endpoint import fetched
+from sagemake.jobs.training import job_named
+
+CONTENT_TYPES = {".csv": serving.CSV, ".json": serving.JSON}
+REQUEST_SECONDS = serving.DEFAULT_TIMEOUT_SECONDS + 10
+
+
+def predict(config: Config, file: str, name: str | None) -> int:
+    if not file:
+        raise UserError("FILE is required: make predict FILE=rows.csv (or rows.json) [JOB=<job>]")
+    path = Path(file)
+    kind = CONTENT_TYPES.get(path.suffix.lower())
+    if kind is None:
+        raise UserError(f"FILE={file} is neither .csv nor .json: give rows as /invocations takes them")
+    if not path.is_file():
+        raise UserError(f"FILE={file} does not exist")
+    body = path.read_bytes()
+    folder, manifest = fetched(config, name)
+    with tempfile.NamedTemporaryFile(prefix="sagemake-serve-", suffix=".log") as log:
+        server = start(config, folder, manifest, free_port(), output=log, log=Path(log.name))
+        try:
+            status, answer = post(server.url, body, kind)
+        finally:
+            server.stop()
+    if status != 200:
+        raise UserError(f"the model server refused {file} ({status}): {answer.decode(errors='replace').strip()}")
+    sys.stdout.buffer.write(answer)
+    sys.stdout.flush()
+    return 0
+
+
+def post(url: str, body: bytes, kind: str) -> tuple[int, bytes]:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=REQUEST_SECONDS)
+    try:
+        connection.request("POST", "/invocations", body, {"Content-Type": kind, "Accept": kind})
+        answer = connection.getresponse()
+        return answer.status, answer.read()
+    except OSError as err:
+        raise ServerFailed(f"the model server did not answer ({err})") from None
+    finally:
+        connection.close()
+
+
+def main(argv: list[str]) -> int:
+    if not 1 <= len(argv) <= 2:
+        raise UserError("FILE is required: make predict FILE=rows.csv (or rows.json) [JOB=<job>]")
+    with interrupted_by_signals():
+        return predict(resolve(), argv[0], job_named(argv[1]) if argv[1:] else None)
+
+
+if __name__ == "__main__":
+    run(main, "predict", sys.argv[1:])

@@ -1,0 +1,174 @@
+"""Summary: raw data (RAW_DIR) -> the channels in DATA_DIR, as a processing job (skipped when unchanged)
+
+Usage: make preprocess [ENV=...]   (python -m sagemake preprocess)
+
+One CreateProcessingJob request for both places (the image, ContainerEntrypoint
+`python3 -m trainer.preprocess` with PREPROCESS_ARGS as ContainerArguments, the
+input `raw` at /opt/ml/processing/input/raw, one output per channel at
+/opt/ml/processing/output/<channel>), run where ENV says (executor.processing()).
+Either way each output lands whole in DATA_DIR/<channel>/, and
+DATA_DIR/.preprocessed.json records the cache key (the raw data's digest, the
+preprocessing code's digest and its arguments) with each channel's digest: an
+unchanged preprocessing is not run again.
+Exit status: 0 Completed (or nothing to do), 1 the job failed, 2 bad input, 3 AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sagemake import jsonfile
+from sagemake.cli import Exit, UserError, run, say
+from sagemake.config import Config, resolve
+from sagemake.executors import Executor, for_config
+from sagemake.jobs.processing import (
+    CHANNELS,
+    ENTRYPOINT,
+    INPUT,
+    NAME_PART,
+    RAW_STEP,
+    STEP,
+    ProcessingFailed,
+    cache_key,
+    code_digest,
+    overlaps,
+    processing_request,
+)
+from sagemake.jobs.training import job_name, words
+
+STAMP = ".preprocessed.json"  # in DATA_DIR
+
+
+RUN_RAW = "import sys, pathlib; from trainer.raw import main; main(pathlib.Path(sys.argv[1]))"
+
+
+def raw_files(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
+
+
+def ensure_raw(config: Config) -> Path:
+    """RAW_DIR with files; the example's raw data step (src/trainer/raw.py) writes it when missing or empty."""
+    from sagemake.job_python import job_python
+
+    raw = config.path("RAW_DIR")
+    if raw_files(raw):
+        return raw
+    if not (config.root / RAW_STEP).is_file():
+        raise UserError(f"RAW_DIR={config['RAW_DIR']} holds no files: put the raw data there")
+    say(f"preprocess: RAW_DIR={config['RAW_DIR']} is empty: running the raw data step {RAW_STEP}")
+    env = {**os.environ, "PYTHONPATH": str(config.root / "src"), "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run([str(job_python(config)), "-c", RUN_RAW, str(raw)], env=env, cwd=config.root, check=False)
+    if done.returncode != 0 or not raw_files(raw):
+        raise UserError(f"the raw data step {RAW_STEP} failed (exit {done.returncode}, see above): fix it")
+    return raw
+
+
+def check_step(config: Config) -> None:
+    """Processing runs src/trainer/preprocess.py in sagemake's own image: another image cannot run it."""
+    if not config.sagemake_image:
+        which = f"TRAINING_IMAGE={config['TRAINING_IMAGE']}" if config["TRAINING_IMAGE"] else \
+            f"DOCKERFILE={config['DOCKERFILE']}"
+        raise UserError(f"{which} cannot run the preprocessing step ({STEP} in sagemake's image): "
+                        "preprocess with sagemake's image (unset it for `make preprocess`)")
+    if not (config.root / STEP).is_file():
+        raise UserError(f"no preprocessing step: write {STEP} (see the example's), or put the channels in "
+                        f"{config['DATA_DIR']}/ yourself")
+
+
+def read_stamp(data: Path) -> dict:
+    try:
+        return json.loads((data / STAMP).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def channel_digests(config: Config, data: Path) -> dict[str, str | None]:
+    """Each output channel's digest in DATA_DIR (None: absent or empty)."""
+    from sagemake.data import summary
+
+    present = {c: data / c for c in CHANNELS if raw_files(data / c)}
+    found = summary(config, present) if present else {}
+    return {c: found[c]["digest"] if c in found else None for c in CHANNELS}
+
+
+def preprocess(config: Config, executor: Executor) -> dict:
+    """Raw data -> the channels, unless the same preprocessing made them already; the record, or the stamp."""
+    from sagemake.data import summary
+
+    check_step(config)
+    raw, data = config.path("RAW_DIR"), config.path("DATA_DIR")
+    for channel in CHANNELS:  # before anything runs: the outputs land in DATA_DIR/<channel>/
+        if overlaps(str(raw.resolve()), str((data / channel).resolve())):
+            raise UserError(f"processing output {channel} ({config['DATA_DIR']}/{channel}) collides with its input "
+                            f"RAW_DIR={config['RAW_DIR']}: keep the raw data out of DATA_DIR's channels")
+    raw = ensure_raw(config)
+    raw_digest = summary(config, {INPUT: raw})[INPUT]["digest"]
+    arguments = words(config["PREPROCESS_ARGS"], "PREPROCESS_ARGS")
+    key = cache_key(raw_digest, code_digest(config.root), arguments, " ".join(ENTRYPOINT))
+    stamp, current = read_stamp(data), channel_digests(config, data)
+    if stamp.get("key") == key and stamp.get("channels") == current:
+        say(f"preprocess: unchanged (raw data, {STEP} and PREPROCESS_ARGS as for job {stamp.get('job')}): "
+            f"{config['DATA_DIR']}/{', '.join(CHANNELS)} are its outputs already; not run again")
+        return stamp
+    theirs = [f"{config['DATA_DIR']}/{c}/" for c, d in current.items()
+              if d is not None and stamp.get("channels", {}).get(c) != d]
+    if theirs:
+        raise UserError(f"{', '.join(theirs)} hold files that preprocessing "
+                        f"did not write (the data step's, or yours), which it would replace: move them away, or set "
+                        "DATA_DIR to another folder")
+    place = executor.processing()
+    name = job_name(config["PROJECT_NAME"], NAME_PART)
+    request = processing_request(config, name, place.image(), ENTRYPOINT, arguments,
+                                 {INPUT: place.input_uri(raw, INPUT, raw_digest)},
+                                 {c: place.output_uri(name, c) for c in CHANNELS})
+    record = place.run(request)
+    if record["ProcessingJobStatus"] != "Completed":
+        reason = record.get("FailureReason") or "no reason given"
+        last = (record.get("ExitMessage") or "").strip().splitlines()[-1:]
+        if last and last[0] not in reason:  # SageMaker's reason can be a pointer to the log: its last line says more
+            reason += f" (last line: {last[0]})"
+        raise ProcessingFailed(f"processing {name} {record['ProcessingJobStatus']}: {reason}")
+    install(config, place, request, data)
+    written = {"key": key, "job": name, "raw": raw_digest, "arguments": arguments,
+               "channels": channel_digests(config, data)}
+    jsonfile.write(data / STAMP, written)
+    folders = ", ".join(f"{config['DATA_DIR']}/{c}/" for c in CHANNELS)
+    say(f"preprocess {name}: Completed: {folders} written; "
+        "`make train` trains on them")
+    return record
+
+
+def install(config: Config, place, request: dict, data: Path) -> None:
+    """Each output whole into DATA_DIR/<channel>/: set aside beside it first, then swapped in."""
+    from sagemake.executors.local.channels import remove
+
+    data.mkdir(parents=True, exist_ok=True)
+    for channel in CHANNELS:
+        partial = data / f".{channel}.{os.getpid()}"
+        remove(partial)
+        place.download(request, channel, partial)
+        if not raw_files(partial):
+            remove(partial)
+            raise ProcessingFailed(f"processing {request['ProcessingJobName']} wrote nothing to its output "
+                                   f"{channel}: {STEP} must write /opt/ml/processing/output/{channel}/")
+        remove(data / channel)
+        partial.rename(data / channel)
+
+
+def main(argv: list[str]) -> int:
+    if argv:
+        raise UserError("usage: make preprocess (settings: RAW_DIR, DATA_DIR, PREPROCESS_ARGS)")
+    config = resolve()
+    started = time.monotonic()
+    preprocess(config, for_config(config))
+    say(f"preprocess: done in {time.monotonic() - started:.1f} s")
+    return Exit.OK
+
+
+if __name__ == "__main__":
+    run(main, "preprocess", sys.argv[1:])

@@ -1,0 +1,56 @@
+"""Summary: data (if missing), build, upload, submit and follow the job, then fetch its model into MODELS_DIR
+
+Usage: make train [ENV=local|prod|<name>] [HP='key=value ...']   (python -m sagemake train)
+
+The whole pipeline in one process: the trainer's data step only when a channel
+is missing, the image (built and pushed unless its content tag is there), the
+channels synced (AWS), the CreateTrainingJob request (what `make plan` prints)
+run where ENV says and followed to its end, then the model fetched with its
+manifest. Everything is checked before a job starts: config, hyperparameters,
+data channels and, on AWS, credentials, the bucket's region, the image and the data.
+Exit status: 0 done, 1 the job failed or stopped, 2 bad input, 3 an AWS error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from sagemake import data
+from sagemake.cli import Exit, JobFailed, UserError, run
+from sagemake.config import Config, resolve
+from sagemake.executors import Executor, for_config
+from sagemake.jobs.training import TAG_PREFIX, plan
+from sagemake.models import fetch
+
+
+def train(config: Config, executor: Executor) -> int:
+    """The whole pipeline in one process: each step with nothing to do costs next to nothing, and the request
+    is built (every check made) before anything is built, pushed or uploaded."""
+    folders = data.ensure(config)
+    request = plan(config, executor)
+    executor.ensure_image()
+    executor.sync_data()
+    request["Tags"] += [{"Key": f"{TAG_PREFIX}data:{channel}", "Value": " ".join(f"{k}={v}" for k, v in s.items())}
+                        for channel, s in data.summary(config, folders).items()]
+    name = request["TrainingJobName"]
+    try:
+        record = executor.run(request)
+    except KeyboardInterrupt:
+        return Exit.INTERRUPTED
+    status = record["TrainingJobStatus"]
+    if status != "Completed":
+        reason = record.get("FailureReason") or record["SecondaryStatus"]
+        raise JobFailed(f"job {name} {status}: {reason} (log: `make logs{executor.env_flag()} JOB={name}`)")
+    fetch(config, executor, name)
+    return Exit.OK
+
+
+def main(argv: list[str]) -> int:
+    if argv:
+        raise UserError("usage: make train (settings come from .env, .env.<ENV> and the command line)")
+    config = resolve()
+    return train(config, for_config(config))
+
+
+if __name__ == "__main__":
+    run(main, "train", sys.argv[1:])

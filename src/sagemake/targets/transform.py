@@ -1,0 +1,51 @@
+"""Summary: batch transform: predictions for every line of the files in INPUT=<folder>, as <file>.out (JOB=...)
+
+Usage: make transform INPUT=<folder> [JOB=<job>] [ENV=...]   (python -m sagemake transform INPUT [JOB])
+
+One CreateTransformJob request for both places: locally the fetched model is
+served as `make serve` serves it, with the batch variables, and each file's
+lines are sent as SageMaker sends them (MultiRecord or SingleRecord, at most
+TRANSFORM_MAX_PAYLOAD_MB a request, TRANSFORM_MAX_CONCURRENT at once); on
+SageMaker the inputs are uploaded, the job created and followed, and the .out
+files downloaded. Either way they land in JOBS_DIR/<transform>/output/.
+Exit status: 0 done, 1 the transform failed, 2 bad input, 3 an AWS error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from sagemake.cli import Exit, UserError, run, say
+from sagemake.config import Config, resolve
+from sagemake.executors import Executor, for_config
+from sagemake.jobs.training import job_name, job_named
+from sagemake.jobs.transform import NAME_PART, input_files, output_folder, transform_request
+
+
+def transform(config: Config, executor: Executor, given: str, job: str | None) -> dict:
+    folder = Path(given)
+    files = input_files(folder, given)
+    place = executor.transforms()
+    model = place.model(job)
+    name = job_name(config["PROJECT_NAME"], NAME_PART)
+    request = transform_request(config, name, model, place.input_uri(folder, name), place.output_uri(name))
+    record = place.run(request, folder, files)
+    from sagemake.deployments import record as write_record
+
+    write_record(config, "transform", transform=name, job=model, **place.provenance(),
+                 output=str(output_folder(config, name)))
+    say(f"transform {name}: Completed: {len(files)} .out file(s) in {output_folder(config, name)}")
+    return record
+
+
+def main(argv: list[str]) -> int:
+    if not 1 <= len(argv) <= 2:
+        raise UserError("INPUT is required: make transform INPUT=<folder of .csv files> [JOB=<job>]")
+    config = resolve()
+    transform(config, for_config(config), argv[0], job_named(argv[1]) if argv[1:] else None)
+    return Exit.OK
+
+
+if __name__ == "__main__":
+    run(main, "transform", sys.argv[1:])

@@ -1,0 +1,84 @@
+"""Summary: the leaderboard of the latest tuning run (TUNING=<name> for another)
+
+Usage: make tune-jobs [TUNING=<tuning run>] [ENV=...]   (python -m sagemake tune-jobs [TUNING])
+
+Trials sorted by the objective, best first and starred: the tuned
+hyperparameters, the objective, duration, cost and status.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from sagemake.cli import Exit, UserError, print_table, run
+from sagemake.config import resolve
+from sagemake.executors import for_config
+from sagemake.jobs.training import words
+from sagemake.jobs.tuning import LEADERBOARD
+from sagemake.pricing import Prices, cost, money
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise UserError("usage: make tune-jobs [TUNING=<tuning run>]")
+    config = resolve()
+    executor = for_config(config)
+    place = executor.tuning()
+    name = words(argv[0], "TUNING")[0] if argv else place.latest()
+    if name is None:
+        raise UserError(f"no tuning run of {config['PROJECT_NAME']} yet ({executor.where()}): `make tune"
+                        f"{executor.env_flag()}` starts one")
+    header, rows = leaderboard(place.record(name), executor.prices())
+    print_table([header, *rows])
+    return Exit.OK
+
+
+if __name__ == "__main__":
+    run(main, "tune-jobs", sys.argv[1:])
+
+
+def leaderboard(record: dict, prices: Prices) -> tuple[list[str], list[list[str]]]:
+    """Trials sorted by the objective (best first, unscored last): hyperparameters, objective, duration, what its
+    instances cost for that time (on SageMaker; for a local trial, what they would have), status."""
+    goal = record["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]
+    summaries = record.get("TrainingJobSummaries", [])
+    params = sorted({k for s in summaries for k in s.get("TunedHyperParameters", {})})
+    sign = 1 if goal["Type"] == "Minimize" else -1
+    best = record.get("BestTrainingJob", {}).get("TrainingJobName")
+
+    def key(summary):
+        value = summary.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value")
+        return (value is None, sign * value if value is not None else 0, summary["TrainingJobName"])
+
+    resources = record["TrainingJobDefinition"]["ResourceConfig"]
+    hourly = prices.hourly(resources["InstanceType"]).hourly
+    rows = []
+    for summary in sorted(summaries, key=key):
+        value = summary.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value")
+        seconds = _seconds(summary)
+        rows.append([summary["TrainingJobName"] + (" *" if summary["TrainingJobName"] == best else ""),
+                     *(summary.get("TunedHyperParameters", {}).get(p, "") for p in params),
+                     "" if value is None else f"{value:.6g}", "" if seconds is None else f"{seconds:.1f}s",
+                     "" if seconds is None else money(cost(hourly, seconds, resources["InstanceCount"])),
+                     summary["TrainingJobStatus"]])
+    return ["TRIAL", *params, goal["MetricName"], "DURATION", "COST", "STATUS"], rows
+
+
+def _seconds(summary: dict) -> float | None:
+    start, end = summary.get("TrainingStartTime"), summary.get("TrainingEndTime")
+    if not (start and end):
+        return None
+    return datetime.fromisoformat(str(end)).timestamp() - datetime.fromisoformat(str(start)).timestamp()
+
+
+def write_leaderboard(record: dict, folder: Path, prices: Prices) -> Path:
+    header, rows = leaderboard(record, prices)
+    path = folder / LEADERBOARD
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["trial", *header[1:]])
+        writer.writerows([[row[0].removesuffix(" *"), *row[1:]] for row in rows])
+    return path

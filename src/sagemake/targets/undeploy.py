@@ -1,0 +1,23 @@
+"""Summary: delete the endpoint, its configs and models that sagemake made (ENV=prod), nothing else
+
+Usage: make undeploy ENV=prod [ENDPOINT_NAME=...]   (python -m sagemake undeploy)
+"""
+
+from __future__ import annotations
+
+import sys
+
+from sagemake.cli import Exit, UserError, run
+from sagemake.config import resolve
+from sagemake.executors import for_config
+
+
+def main(argv: list[str]) -> int:
+    if argv:
+        raise UserError("usage: make undeploy ENV=prod")
+    for_config(resolve()).endpoints().undeploy()
+    return Exit.OK
+
+
+if __name__ == "__main__":
+    run(main, "undeploy", sys.argv[1:])
