@@ -1,9 +1,14 @@
 """The one config resolver: layers, sources, and every problem in one error."""
 
+import os
+import re
+import subprocess
+
 import pytest
+from conftest import ROOT, tool_venv
 
 from sagemake.cli import UserError
-from sagemake.config import DEFAULTS, resolve
+from sagemake.config import DEFAULTS, KINDS, SETTINGS, command_line, docs, example, resolve
 
 AWS = {
     "AWS_REGION": "eu-central-1",
@@ -95,7 +100,6 @@ def test_a_file_that_cannot_be_opened_is_a_problem_not_a_crash(tmp_path):
 
 
 def test_env_example_documents_every_setting_with_its_default():
-    from conftest import ROOT
     from dotenv import dotenv_values
 
     assert dict(dotenv_values(ROOT / ".env.example")) == DEFAULTS
@@ -168,3 +172,138 @@ def test_a_spot_drill_is_for_local_jobs_only(tmp_path):
     assert resolve(root=tmp_path, environ={"SPOT_DRILL_SECONDS": "20"}).int("SPOT_DRILL_SECONDS") == 20
     with pytest.raises(UserError, match="SPOT_DRILL_SECONDS interrupts local jobs only: on SageMaker, USE_SPOT=true"):
         resolve(root=tmp_path, environ={"ENV": "prod", "SPOT_DRILL_SECONDS": "20"})
+
+
+# The settings table: the files printed from it, its examples, its kinds, its vocabulary.
+
+
+def test_env_example_and_the_settings_page_are_the_table_printed():
+    fix = "print it again: python -m sagemake.config --example > .env.example, --docs > docs/settings.md"
+    assert (ROOT / ".env.example").read_text() == example(), fix
+    assert (ROOT / "docs/settings.md").read_text() == docs(), fix
+
+
+def test_every_setting_and_parameter_is_on_the_settings_page_and_only_settings_in_env_example():
+    page, env_example = (ROOT / "docs/settings.md").read_text(), (ROOT / ".env.example").read_text()
+    for row in SETTINGS:
+        assert f"| `{row.name}` |" in page
+        assert (f"\n{row.name}=" in env_example) == (row.kind != "parameter")
+    assert set(DEFAULTS) == {row.name for row in SETTINGS if row.kind != "parameter"}
+
+
+def test_every_row_is_whole_and_its_example_resolves(tmp_path):
+    kinds = {"str", "int", "bool", "choice", "path", "words", "instance_type", "parameter"}
+    for row in SETTINGS:
+        assert row.kind in kinds and row.doc and row.section, row.name
+        assert (row.low is not None and row.high is not None) == (row.kind == "int"), row.name
+        assert bool(row.choices) == (row.kind in ("choice", "bool")), row.name
+        if row.example:
+            assert resolve(root=tmp_path, environ={row.name: row.example})[row.name] == row.example
+
+
+def test_applies_names_job_kinds_and_make_targets():
+    targets = set(re.findall(r"^([a-z][a-z-]*):", (ROOT / "Makefile").read_text(), re.MULTILINE))
+    for row in SETTINGS:
+        assert set(row.applies) <= {"all", *KINDS, *targets}, row.name
+
+
+def test_typed_access_follows_the_table(tmp_path):
+    config = resolve(root=tmp_path, environ={"USE_SPOT": "false", "CHANNELS": "train validation"})
+    assert config.int("INSTANCE_COUNT") == 1 and config.typed("TUNE_MAX_JOBS") == 10
+    assert config.flag("USE_SPOT") is False and config.typed("USE_SPOT") is False
+    assert config.words("CHANNELS") == ["train", "validation"] and config.path("DATA_DIR") == tmp_path / "data"
+    assert config.typed("CODE_MODE") == "image" and config.values["INSTANCE_COUNT"] == "1"  # strings, for bash
+    with pytest.raises(TypeError, match="HP is a words setting, not int"):
+        config.int("HP")
+
+
+def test_every_typed_call_in_the_code_names_a_setting_of_that_kind():
+    kinds = {"int": "int", "flag": "bool", "path": "path", "words": "words"}
+    by_name = {row.name: row.kind for row in SETTINGS}
+    calls = [(path, method, name) for path in [*ROOT.glob("src/**/*.py"), *ROOT.glob("scripts/*.py")]
+             for method, name in re.findall(r"config\.(int|flag|path|words)\(\"([A-Z_0-9]+)\"\)", path.read_text())]
+    assert calls
+    for path, method, name in calls:
+        assert by_name.get(name) == kinds[method], f"{path.name}: config.{method}({name!r})"
+
+
+# Unknown names: in the files and on make's command line (GNU make 4 puts `VAR=value` words in MAKEFLAGS).
+
+
+def refused(tmp_path, **environ) -> str:
+    with pytest.raises(UserError) as caught:
+        resolve(root=tmp_path, environ=environ)
+    assert caught.value.status == 2
+    return str(caught.value)
+
+
+def test_makeflags_as_gnu_make_writes_it():
+    measured = r"s --no-print-directory -- X=a\ 'b'\ \"c\"\ d\\e V=$$(Y) HP=n_estimators=300\ max_depth=4"
+    assert command_line(measured) == [("HP", "n_estimators=300 max_depth=4"), ("V", "$(Y)"), ("X", "a 'b' \"c\" d\\e")]
+    assert command_line(r" --no-print-directory -- W=3 Y=2 X:=1") == [("X", "1"), ("Y", "2"), ("W", "3")]
+    assert command_line(r"s -j2 --jobserver-auth=3,4 -I/tmp/x\ y --no-print-directory") == []
+    assert command_line("") == []
+
+
+@pytest.mark.parametrize("given, meant", [("INSTANCE_TYPES", "INSTANCE_TYPE"), ("CHANNEL", "CHANNELS"),
+                                          ("MAX_RUNTIME", "MAX_RUNTIME_SECONDS"), ("TUNE_MAX_JOB", "TUNE_MAX_JOBS"),
+                                          ("instance_type", "INSTANCE_TYPE"), ("JOBS", "JOB")])
+def test_a_misspelt_name_on_the_command_line_is_refused_with_the_name_meant(tmp_path, given, meant):
+    message = refused(tmp_path, MAKEFLAGS=f"s --no-print-directory -- {given}=1", **{given: "1"})
+    assert message == f"1 config problem(s): make command line: unknown setting {given}: did you mean {meant}?"
+
+
+def test_a_hyperparameter_that_lost_its_quotes_gets_hps_hint(tmp_path):
+    # make plan HP=n_estimators=300 max_depth=4
+    message = refused(tmp_path, MAKEFLAGS="s -- max_depth=4 HP=n_estimators=300", HP="n_estimators=300",
+                      max_depth="4")
+    assert message == ("1 config problem(s): make command line: unknown setting max_depth: "
+                       "did you mean HP='n_estimators=300 max_depth=4'?")
+    message = refused(tmp_path, MAKEFLAGS="s -- subsample=0.5 max_depth=4")  # make plan max_depth=4 subsample=0.5
+    assert message == ("1 config problem(s): make command line: unknown setting max_depth, subsample: "
+                       "did you mean HP='max_depth=4 subsample=0.5'?")
+
+
+def test_a_name_like_no_other_points_to_the_list(tmp_path):
+    assert refused(tmp_path, MAKEFLAGS="-- FROBNICATE=1") == (
+        "1 config problem(s): make command line: unknown setting FROBNICATE: see .env.example or docs/settings.md "
+        "for the names")
+
+
+def test_known_names_and_quoted_values_with_spaces_pass(tmp_path):
+    given = {"HP": "n_estimators=300 max_depth=4", "JOB": "a 'b' c", "ENV": "local", "DEBUG": "1", "KEEP": "3",
+             "AWS_PROFILE": "team", "GIT_HTTPS_TOKEN": "t", "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
+             "CONTAINER_RUN_FLAGS": "--network host", "VENV": "/a venv", "PYTHON": "python3.12"}
+    makeflags = "s --no-print-directory -- " + " ".join(
+        f"{name}={value}".replace("\\", "\\\\").replace(" ", "\\ ") for name, value in reversed(given.items()))
+    config = resolve(root=tmp_path, environ={**given, "MAKEFLAGS": makeflags})
+    assert config["HP"] == "n_estimators=300 max_depth=4" and config["CONTAINER_RUN_FLAGS"] == "--network host"
+    assert resolve(root=tmp_path, environ={"MAKEFLAGS": "s -j2 --jobserver-auth=3,4 --no-print-directory"})
+
+
+def test_an_unknown_name_in_a_file_gets_the_same_hint(tmp_path):
+    write(tmp_path / ".env", INSTANCE_TYPES="ml.m5.xlarge", max_depth="4", HP="n_estimators=300", ENV="prod")
+    message = refused(tmp_path)
+    assert message.startswith("3 config problem(s): ")
+    assert ".env: unknown setting INSTANCE_TYPES: did you mean INSTANCE_TYPE?" in message
+    assert ".env: unknown setting max_depth: did you mean HP='n_estimators=300 max_depth=4'?" in message
+    assert ".env: ENV is a command parameter, not a setting: pass it as make ... ENV=..." in message
+
+
+def make_config(*args) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items()
+           if key not in DEFAULTS and key not in ("ENV", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    return subprocess.run(["make", "-s", "config", *args], cwd=ROOT, env={**env, "VENV": tool_venv()},
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_make_refuses_a_misspelt_setting_and_a_hyperparameter_without_quotes():
+    result = make_config("INSTANCE_TYPES=ml.m5.xlarge")
+    assert result.returncode == 2, result.stderr
+    assert "make command line: unknown setting INSTANCE_TYPES: did you mean INSTANCE_TYPE?" in result.stderr
+    result = make_config("HP=n_estimators=300", "max_depth=4")
+    assert result.returncode == 2, result.stderr
+    assert "unknown setting max_depth: did you mean HP='n_estimators=300 max_depth=4'?" in result.stderr
+    result = make_config("HP=n_estimators=300 max_depth=4", "JOB=a b")
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^HP += 'n_estimators=300 max_depth=4' +# environment$", result.stdout, re.MULTILINE)
