@@ -3,7 +3,7 @@
 # shellcheck disable=SC2030,SC2031 # each @test runs in its own subshell: PATH changes are meant to stay there
 
 setup() {
-  load test_helper
+  load ../test_helper
   common_setup
   in_copy
 }
