@@ -141,6 +141,10 @@ endpoints: setup
 test: $(DEV_STAMP) ## lint (shell, Python, Dockerfile, CircleCI config), then run the bats and pytest suites side by side
 	@tests/run.sh
 
+.PHONY: test-fast
+test-fast: $(DEV_STAMP) ## the tests that need no engine, no fresh virtualenv and one training (your trainer's smoke test)
+	@tests/run.sh fast
+
 .PHONY: bench
 bench: $(DEV_STAMP) ## measure `make train` (local, against the AWS emulator), the S3 sync, image builds and serving
 	@$(PY) bench/bench.py

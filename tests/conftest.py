@@ -1,31 +1,105 @@
-"""Shared fixtures: src/ importable, the example data written once per session."""
+"""Shared fixtures: src/ importable, the fixture trainer in place of the checkout's, the example data written once
+per session; the tiers' markers.
 
+sagemake's tests never train with the checkout's src/trainer/ (the part a user replaces with their own model): they
+use tests/fixtures/trainer/, sagemake's own test trainer. It is first on sys.path (so `import trainer` is the
+fixture's), ROOT is a copy of the checkout made once for the session with the fixture as its src/trainer/ (the
+project root of the tests that train or run the scripts in place), and copy_repo puts it in every copy of the
+checkout the tests run `make` in. CHECKOUT is the checkout itself; tests/e2e/test_trainer_smoke.py covers its
+src/trainer/, whatever it holds.
+"""
+
+import atexit
+import os
+import shutil
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+CHECKOUT = Path(__file__).resolve().parents[1]
+TESTS = CHECKOUT / "tests"
+FIXTURE_TRAINER = TESTS / "fixtures" / "trainer"
+# The tiers, each a folder of tests/ and a marker; slow marks the tests a fast run leaves out.
+TIERS = ("unit", "local", "aws", "container", "e2e")
+MARKERS = {
+    "unit": "pure functions and plans: no subprocess training, no emulator",
+    "local": "the local executor: real local training (process runtime)",
+    "aws": "against the moto emulator of AWS",
+    "container": "needs a container engine (skipped without one, unless REQUIRE_CONTAINER_TESTS=1)",
+    "e2e": "whole-checkout runs: make in a copy of the checkout",
+    "slow": "left out of `make test-fast` (a fresh virtualenv, a suite of its own, or minutes of training)",
+}
+
+sys.path.insert(0, str(CHECKOUT / "src"))
+sys.path.insert(0, str(FIXTURE_TRAINER.parent))  # `import trainer` is the fixture's, never the checkout's
+# A test module may import another's helpers (test_container's fixtures, ...) wherever its tier is.
+sys.path[2:2] = [str(TESTS / tier) for tier in TIERS] + [str(TESTS)]
 
 import trainer.data  # noqa: E402
 
 
-@pytest.fixture(scope="session")
-def example_data(tmp_path_factory) -> Path:
-    """DATA_DIR with the example's train/ and validation/ channels."""
-    data = tmp_path_factory.mktemp("data set")
-    trainer.data.main(data)
-    return data
+def pytest_configure(config):
+    for name, description in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {description}")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Each test gets its tier's marker from its folder (tests/<tier>/...)."""
+    for item in items:
+        parts = Path(str(item.path)).resolve().relative_to(TESTS).parts
+        if len(parts) > 1 and parts[0] in TIERS:
+            item.add_marker(parts[0])
 
 
 def tool_venv() -> str:
     """This checkout's virtualenv (VENV, default .venv), as an absolute path: copies of the checkout run with it, so
-    none makes its own (the fresh-machine case is tests/e2e.bats's)."""
-    import os
+    none makes its own (the fresh-machine case is tests/e2e/e2e.bats's)."""
+    venv = os.environ.get("VENV", str(CHECKOUT / ".venv"))
+    return venv if os.path.isabs(venv) else str(CHECKOUT / venv)
 
-    venv = os.environ.get("VENV", str(ROOT / ".venv"))
-    return venv if os.path.isabs(venv) else str(ROOT / venv)
+
+def sagemake(root: Path) -> list[str]:
+    """The command line of `python -m sagemake` for the project at root (what its make targets run), with this test
+    run's Python: append the target and its arguments."""
+    return ["env", f"PYTHONPATH={root / 'src'}", sys.executable, "-m", "sagemake"]
+
+
+def copy_repo(destination: Path, trainer: Path | None = FIXTURE_TRAINER) -> Path:
+    """The working tree's tracked and new files, as a user's checkout has them, with trainer (default: the fixture
+    trainer) as its src/trainer/; trainer=None keeps the checkout's own."""
+    listed = subprocess.run(["git", "-C", str(CHECKOUT), "ls-files", "-z", "--cached", "--others",
+                             "--exclude-standard"], capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = CHECKOUT / name
+        if source.is_file() and not (trainer and name.startswith("src/trainer/")):
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+    if trainer:
+        shutil.copytree(trainer, destination / "src/trainer", ignore=shutil.ignore_patterns("__pycache__"))
+    return destination
+
+
+def _project() -> Path:
+    """The session's project root: a copy of the checkout with the fixture trainer, its .venv this checkout's."""
+    folder = Path(tempfile.mkdtemp(prefix="sagemake-tests-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    root = copy_repo(folder / "project")
+    (root / ".venv").symlink_to(tool_venv())
+    return root
+
+
+ROOT = _project()
+
+
+@pytest.fixture(scope="session")
+def example_data(tmp_path_factory) -> Path:
+    """DATA_DIR with the fixture trainer's train/ and validation/ channels."""
+    data = tmp_path_factory.mktemp("data set")
+    trainer.data.main(data)
+    return data
 
 
 def sigint_as_a_terminal_gives_it():
@@ -86,7 +160,7 @@ def aws(moto_endpoint, price_list, monkeypatch, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def trained_model(tmp_path_factory, example_data) -> bytes:
-    """A real model.tar.gz from the example trainer, as a SageMaker job would upload it."""
+    """A real model.tar.gz from the fixture trainer, as a SageMaker job would upload it."""
     from sagemake.config import resolve
     from sagemake.executors.local.executor import LocalExecutor
     from sagemake.jobs.training import plan
@@ -100,29 +174,11 @@ def trained_model(tmp_path_factory, example_data) -> bytes:
     return (jobs / request["TrainingJobName"] / "output/model.tar.gz").read_bytes()
 
 
-def copy_repo(destination: Path) -> Path:
-    """The working tree's tracked and new files, as a user's checkout has them."""
-    import shutil
-    import subprocess
-
-    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            capture_output=True, check=True).stdout.decode().split("\0")
-    for name in filter(None, listed):
-        source = ROOT / name
-        if source.is_file():
-            (destination / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, destination / name)
-    return destination
-
-
 @pytest.fixture(scope="session")
 def trained_checkout(tmp_path_factory) -> tuple[Path, str]:
-    """A copy of the checkout that trained the example with a real `make train` (the process runtime), which fetched
-    its model: (the copy, the job's name). One for the session: its users (test_serve.py, test_transform.py) read it,
-    or add jobs of their own beside it, and put back whatever else they add."""
-    import os
-    import subprocess
-
+    """A copy of the checkout that trained the fixture trainer with a real `make train` (the process runtime),
+    which fetched its model: (the copy, the job's name). One for the session: its users (test_serve.py,
+    test_transform.py) read it, or add jobs of their own beside it, and put back whatever else they add."""
     repo = copy_repo(tmp_path_factory.mktemp("serving") / "my project")
     result = subprocess.run(["make", "-s", "train", "HP=n_estimators=20"], cwd=repo, capture_output=True, text=True,
                             env={**os.environ, "VENV": tool_venv(), "LOCAL_RUNTIME": "process"}, timeout=600)

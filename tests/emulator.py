@@ -63,8 +63,9 @@ def register_image(image: str) -> None:
 
 def repository_image(env: dict) -> str:
     """The image URI the scripts compute for this repository with these settings."""
-    script = Path(__file__).resolve().parents[1] / "scripts/run_sagemaker.py"
-    return subprocess.run([str(script), "image"], env={**os.environ, **env}, capture_output=True, text=True,
+    from conftest import ROOT, sagemake  # the session's project: the fixture trainer is part of the image's content
+
+    return subprocess.run([*sagemake(ROOT), "image"], env={**os.environ, **env}, capture_output=True, text=True,
                           check=True).stdout.strip()
 
 
@@ -236,7 +237,7 @@ class ProcessingDriver(Driver):
     def _run(self, job):
         import sys
 
-        root = Path(__file__).resolve().parents[1]
+        from conftest import ROOT as root  # the session's project, with the fixture trainer
         s3, logs = client("s3", self.endpoint), client("logs", self.endpoint)
         try:
             logs.create_log_group(logGroupName=self.GROUP)

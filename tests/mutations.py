@@ -20,160 +20,168 @@ ROOT = Path(__file__).resolve().parents[1]
 MUTATIONS = {
     "metric regex unanchored": (
         "src/sagemake/jobs/training.py", 'METRIC_START = r"(?:^|[^\\w:./-])"', 'METRIC_START = r""',
-        "tests/test_request.py -k own_name"),
+        "tests/unit/test_request.py -k own_name"),
     "unset optional sent as null": (
         "src/sagemake/contract/train.py", "items() if value is not None}", "items()}",
-        "tests/test_contract.py -k unset_optionals"),
+        "tests/local/test_contract.py -k unset_optionals"),
     "SM_* given to every process": (
         "src/sagemake/executors/local/runtimes.py", "        if code.is_dir():\n            program, path = code",
         "        env.update(toolkit_environment(request, str(tree), 1))\n        if code.is_dir():\n"
-        "            program, path = code", "tests/test_local.py -k contract_environment"),
+        "            program, path = code", "tests/local/test_local.py -k contract_environment"),
     "/opt/ml mounted whole": (
         "src/sagemake/executors/local/runtimes.py",
         'for part in layout.MOUNTED for f in ("-v", f"{tree / part}:{self.base}/{part}")]',
-        'for f in ("-v", f"{tree}:{self.base}")]', "tests/test_local.py -k mounts"),
+        'for f in ("-v", f"{tree}:{self.base}")]', "tests/local/test_local.py -k mounts"),
     "reserved hyperparameters let through": (
         "src/sagemake/jobs/training.py", "    if reserved:\n        raise", "    if False:\n        raise",
-        "tests/test_request.py -k limits"),
+        "tests/unit/test_request.py -k limits"),
     "image tag ignores the build flags": (
         "src/sagemake/image.py", 'extra = [" ".join(meaningful_flags(config.words("CONTAINER_BUILD_FLAGS"))), ',
-        "extra = [", "tests/test_request.py -k own_dockerfile"),
+        "extra = [", "tests/unit/test_request.py -k own_dockerfile"),
     "JOB taken as a path": (
         "src/sagemake/jobs/training.py", "    if not JOB_NAME.fullmatch(name):", "    if False:",
-        "tests/test_request.py -k job_name"),
+        "tests/unit/test_request.py -k job_name"),
     "output data not fetched": (
         "src/sagemake/models.py", "        if output:\n            unpack(output, folder / OUTPUT)\n", "",
-        "tests/test_fetch.py -k writes_the_manifest"),
+        "tests/local/test_fetch.py -k writes_the_manifest"),
     "fetch without its lock": (
         "src/sagemake/models.py", "        fcntl.flock(descriptor, fcntl.LOCK_EX)\n", "",
-        "tests/test_fetch.py -k concurrent"),
+        "tests/local/test_fetch.py -k concurrent"),
     "a bad archive as a traceback": (
         "src/sagemake/models.py", "except (tarfile.TarError, EOFError, zlib.error, OSError) as err:",
-        "except ZeroDivisionError as err:", "tests/test_fetch.py -k bad_archive"),
+        "except ZeroDivisionError as err:", "tests/local/test_fetch.py -k bad_archive"),
     "credentials in .env taken": (
         "src/sagemake/config.py", "            elif key in CREDENTIALS:", "            elif False:",
-        "tests/test_config.py -k credentials"),
+        "tests/unit/test_config.py -k credentials"),
     "failed job exits as bad input": (
         "src/sagemake/cli.py", "    status = Exit.JOB_FAILED", "    status = Exit.BAD_INPUT",
-        "tests/test_cli.py"),
+        "tests/local/test_cli.py"),
     "expired credentials said as any error": (
-        "src/sagemake/aws/api.py",
-        '        if code in ("ExpiredToken", "ExpiredTokenException", "RequestExpired"):',
-        "        if False:", "tests/test_train_prod.py -k credentials_have_expired"),
+        "src/sagemake/aws/api.py", '        if code in ("ExpiredToken", "ExpiredTokenException", "RequestExpired"):',
+        "        if False:", "tests/aws/test_train_prod.py -k credentials_have_expired"),
     "access denied said as any error": (
         "src/sagemake/aws/api.py",
         '        if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):',
-        "        if False:", "tests/test_train_prod.py -k aws_denied"),
+        "        if False:", "tests/aws/test_train_prod.py -k aws_denied"),
     "following gives up on the first failed poll": (
-        "src/sagemake/executors/sagemaker/executor.py", "                    if failures >= LOST_CONTACT:",
-        "                    if failures >= 1:", "tests/test_train_prod.py -k failed_poll"),
+        "src/sagemake/executors/sagemaker/executor.py", "                if failures >= LOST_CONTACT:",
+        "                if failures >= 1:", "tests/aws/test_train_prod.py -k failed_poll"),
     "make stop a no-op": (
-        "src/sagemake/executors/sagemaker/executor.py", "        call(self.sagemaker.stop_training_job, TrainingJobName=name)\n",
-        "", "tests/test_train_prod.py -k stop_env_prod"),
+        "src/sagemake/executors/sagemaker/executor.py",
+        "        call(self.sagemaker.stop_training_job, TrainingJobName=name)\n",
+        "", "tests/aws/test_train_prod.py -k stop_env_prod"),
     "upload progress hidden": (
         "src/sagemake/cli.py", '        print(f"{prefix}==> {self.label}: {_size(self.moved)} done", file=sys.stderr, '
-        "flush=True)", "        pass", "tests/test_train_prod.py -k shows_its_progress"),
+        "flush=True)", "        pass", "tests/aws/test_train_prod.py -k shows_its_progress"),
     "no progress on a terminal": (
         "src/sagemake/cli.py", "            if self.terminal and percent != self.shown:", "            if False:",
-        "tests/test_train_prod.py -k shows_its_progress"),
+        "tests/aws/test_train_prod.py -k shows_its_progress"),
     "archive extraction filter removed": (
         "src/sagemake/archive.py", 'tar.extractall(folder, members=counted(tar), filter="data")',
-        "tar.extractall(folder, members=counted(tar))", "tests/test_fetch.py -k bad_archive"),
+        "tar.extractall(folder, members=counted(tar))", "tests/local/test_fetch.py -k bad_archive"),
     "no refusal by hand without extraction filters": (
         "src/sagemake/archive.py",
         "                if inside not in (target, *target.parents) or member.issym() or member.islnk() or "
-        "member.isdev():", "                if False:", "tests/test_fetch.py -k without_extraction_filters"),
+        "member.isdev():", "                if False:", "tests/local/test_fetch.py -k without_extraction_filters"),
     "a model archive's own manifest let through": (
         "src/sagemake/models.py",
         "        if (folder / MANIFEST).exists() or (output and (folder / OUTPUT).exists()):", "        if False:",
-        "tests/test_fetch.py -k own_manifest"),
+        "tests/local/test_fetch.py -k own_manifest"),
     "manifest sha256 not of the archive": (
-        "src/sagemake/models.py", "            digest.update(block)", '            digest.update(b"")',
-        "tests/test_fetch.py -k writes_the_manifest"),
+        "src/sagemake/archive.py", "            digest.update(block)", '            digest.update(b"")',
+        "tests/local/test_fetch.py -k writes_the_manifest"),
     "the training outlives a killed executor": (
-        "src/sagemake/executors/local/guard.py", "        orphaned = os.getppid() != executor", "        orphaned = False",
-        "tests/test_local.py -k kill_9"),
+        "src/sagemake/executors/local/guard.py",
+        "        orphaned = os.getppid() != executor", "        orphaned = False",
+        "tests/local/test_local.py -k kill_9"),
     "a second Ctrl-C waits the grace": (
         "src/sagemake/executors/local/guard.py", " or len(requests) > 1):", "):",
-        "tests/test_local.py -k second_ctrl_c"),
+        "tests/local/test_local.py -k second_ctrl_c"),
     "a dead executor's record never settled": (
         "src/sagemake/executors/local/executor.py", "owners and all(running(o) is False for o in owners):", "False:",
-        "tests/test_local.py -k kill_9"),
+        "tests/local/test_local.py -k kill_9"),
     "a channel copy a job wrote into kept": (
         "src/sagemake/executors/local/channels.py",
         "        if json.loads(_stamp_file(copy).read_text()) == fingerprint(copy):\n            return True",
-        "        return True", "tests/test_local.py -k spoils"),
+        "        return True", "tests/local/test_local.py -k spoils"),
     "clean-jobs removes a running job": (
         "src/sagemake/executors/local/executor.py", 'if index < keep or record["TrainingJobStatus"] == "InProgress":',
-        "if index < keep:", "tests/test_local.py -k clean_jobs"),
+        "if index < keep:", "tests/local/test_local.py -k clean_jobs"),
     "one try per AWS call": (
         "src/sagemake/aws/api.py", '"AWS_MAX_ATTEMPTS": "8"}', '"AWS_MAX_ATTEMPTS": "1"}',
-        "tests/test_faults.py -k 15_percent"),
+        "tests/aws/test_faults.py -k 15_percent"),
     "a lost CreateTrainingJob answer taken as a failure": (
-        "src/sagemake/executors/sagemaker/executor.py", 'if error_code(err) != "ResourceInUse" or not retried:', "if True:",
-        "tests/test_faults.py -k 15_percent"),
+        "src/sagemake/executors/sagemaker/executor.py",
+        'if error_code(err) != "ResourceInUse" or not cloud.retried(err):', "if True:",
+        "tests/aws/test_faults.py -k 15_percent"),
     "processing jobs missing from make jobs": (
-        "src/sagemake/run_sagemaker.py", "    processed = _processing_rows(executor, limit, prices)\n",
-        "    processed = []\n", "tests/test_processing.py -k after_the_ledger"),
+        "src/sagemake/targets/jobs.py", "    processed = _processing_rows(executor, limit, prices)\n",
+        "    processed = []\n", "tests/local/test_processing.py -k after_the_ledger"),
     "another project's local processing jobs listed": (
-        "src/sagemake/processing.py", "            if ours.fullmatch(path.parent.name):", "            if True:",
-        "tests/test_processing.py -k after_the_ledger"),
+        "src/sagemake/executors/local/processing.py",
+        "            if ours.fullmatch(path.parent.name):", "            if True:",
+        "tests/local/test_processing.py -k after_the_ledger"),
     "another project's SageMaker processing jobs listed": (
-        "src/sagemake/processing.py", 'for s in summaries if ours.fullmatch(s["ProcessingJobName"])][:limit]',
-        "for s in summaries][:limit]", "tests/test_processing.py -k env_prod_lists"),
+        "src/sagemake/executors/sagemaker/processing.py",
+        'for s in summaries if ours.fullmatch(s["ProcessingJobName"])][:limit]',
+        "for s in summaries][:limit]", "tests/local/test_processing.py -k env_prod_lists"),
     "an unknown processing price shown as $0": (
-        "src/sagemake/run_sagemaker.py", "money(cost(hourly, seconds,", "money(cost(hourly or 0, seconds,",
-        "tests/test_processing.py -k after_the_ledger"),
+        "src/sagemake/targets/jobs.py", "money(cost(hourly, seconds,", "money(cost(hourly or 0, seconds,",
+        "tests/local/test_processing.py -k after_the_ledger"),
     "a dead executor's processing record never settled": (
-        "src/sagemake/processing.py", "owner and running(owner) is False:", "False:",
-        "tests/test_processing.py -k killed"),
+        "src/sagemake/executors/local/processing.py", "owner and running(owner) is False:", "False:",
+        "tests/local/test_processing.py -k killed"),
     "clean-jobs removes a running processing job": (
         "src/sagemake/executors/local/executor.py", 'if index < keep or record["ProcessingJobStatus"] == "InProgress":',
-        "if index < keep:", "tests/test_processing.py -k clean_jobs_keeps_the_newest_processing"),
+        "if index < keep:", "tests/local/test_processing.py -k clean_jobs_keeps_the_newest_processing"),
     "clean-jobs keeps old processing job folders": (
-        "src/sagemake/executors/local/executor.py", "            remove(self.folder(name))\n            processing_removed += 1",
-        "            processing_removed += 1", "tests/test_processing.py -k clean_jobs_keeps_the_newest_processing"),
+        "src/sagemake/executors/local/executor.py",
+        "            remove(self.folder(name))\n            processing_removed += 1",
+        "            processing_removed += 1",
+        "tests/local/test_processing.py -k clean_jobs_keeps_the_newest_processing"),
     "processing on SageMaker left running on Ctrl-C": (
-        "src/sagemake/processing.py",
+        "src/sagemake/executors/sagemaker/processing.py",
         "                call(executor.sagemaker.stop_processing_job, ProcessingJobName=name)\n",
-        "                pass\n", "tests/test_aws_jobs.py -k ctrl_c_stops"),
+        "                pass\n", "tests/aws/test_aws_jobs.py -k ctrl_c_stops"),
     "a pruned trial left running": (
-        "src/sagemake/tune.py", '            self.executor.stop_jobs.add(entry["name"])\n', "            pass\n",
-        "tests/test_tune.py -k early_stopping"),
+        "src/sagemake/executors/local/tuning.py",
+        '            self.executor.stop_jobs.add(entry["name"])\n', "            pass\n",
+        "tests/local/test_tune.py -k early_stopping"),
     "the best trial not marked in make jobs": (
-        "src/sagemake/run_sagemaker.py", '(" *" if row[0] in best else "")', '""',
-        "tests/test_aws_jobs.py -k follows_its_trials"),
+        "src/sagemake/targets/jobs.py", '(" *" if row[0] in best else "")', '""',
+        "tests/aws/test_aws_jobs.py -k follows_its_trials"),
     "a small channel trusted without its page": (
         "src/sagemake/aws/unchanged.py", "starts = [0] if count <= PAGE else", "starts = [] if count <= PAGE else",
-        "tests/test_sync.py -k deleted_in_s3"),
+        "tests/aws/test_sync.py -k deleted_in_s3"),
     "the signing key without its prefix": (
         "src/sagemake/aws/s3read.py", 'key = f"AWS4{secret}".encode()', 'key = secret.encode()',
-        "tests/test_s3read.py -k signed"),
+        "tests/aws/test_s3read.py -k signed"),
     "listed keys left URL-encoded": (
         "src/sagemake/aws/s3read.py", 'urllib.parse.unquote_plus(item.findtext(f"{NAMESPACE}Key"))',
-        'item.findtext(f"{NAMESPACE}Key")', "tests/test_s3read.py -k encoded_names"),
+        'item.findtext(f"{NAMESPACE}Key")', "tests/aws/test_s3read.py -k encoded_names"),
     "the bucket's region not checked without boto3": (
         "src/sagemake/aws/unchanged.py", 'if region.result() != config["AWS_REGION"]:', "if False:",
-        "tests/test_s3read.py -k another_region"),
+        "tests/aws/test_s3read.py -k another_region"),
     "a failed host left out of the failure reason": (
         "src/sagemake/executors/local/executor.py",
         'where = f"({self.failed}) " if len(self.hosts) > 1 and self.failed else ""', 'where = ""',
-        "tests/test_distributed.py -k fails"),
+        "tests/container/test_distributed.py -k fails"),
     "a killed executor's container left running": (
-        "src/sagemake/executors/local/guard.py", "        orphaned = os.getppid() != executor", "        orphaned = False",
-        "tests/test_container_stop.py"),
+        "src/sagemake/executors/local/guard.py",
+        "        orphaned = os.getppid() != executor", "        orphaned = False",
+        "tests/container/test_container_stop.py"),
     "a processing job's input mounted writable": (
         "src/sagemake/executors/local/runtimes.py", 'f"{copy}:{layout.processing_input(base, name)}:ro"]',
-        'f"{copy}:{layout.processing_input(base, name)}"]', "tests/test_processing.py -k sees_exactly"),
+        'f"{copy}:{layout.processing_input(base, name)}"]', "tests/local/test_processing.py -k sees_exactly"),
     "the other class's probability served": (
-        "src/trainer/predict.py", "predict_proba(table)[:, 1]", "predict_proba(table)[:, 0]",
-        "tests/test_serve.py::test_csv_rows_get_the_models_own_predictions"),
+        "tests/fixtures/trainer/predict.py", "predict_proba(table)[:, 1]", "predict_proba(table)[:, 0]",
+        "tests/local/test_serve.py::test_csv_rows_get_the_models_own_predictions"),
     "the other class's probability in a batch transform": (
-        "src/trainer/predict.py", "predict_proba(table)[:, 1]", "predict_proba(table)[:, 0]",
-        "tests/test_transform.py::test_single_record_sends_one_line_a_request_in_order"),
+        "tests/fixtures/trainer/predict.py", "predict_proba(table)[:, 1]", "predict_proba(table)[:, 0]",
+        "tests/local/test_transform.py::test_single_record_sends_one_line_a_request_in_order"),
     "the private wheels left out of the job's Python": (
         "src/sagemake/job_python.py", "    if wheels:\n        steps.append(", "    if False:\n        steps.append(",
-        "tests/test_prepare.py -k jobs_python"),
+        "tests/local/test_prepare.py -k jobs_python"),
 }
 
 

@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # Summary: run every check: shellcheck, ruff, hadolint and the CircleCI schema, then bats and pytest side by side.
-# Usage: tests/run.sh   (what `make test` runs, in a hermetic environment)
+# Usage: tests/run.sh        (what `make test` runs, in a hermetic environment)
+#        tests/run.sh fast   (what `make test-fast` runs: the tests marked FAST_TESTS, well under a minute)
 #
 # Hermetic: HOME is a temporary folder, and no AWS_* variable, no sagemake
 # setting and no make variable of the caller leaks into the tests.
+#
+# The tests are in tiers, a folder and a marker each (tests/conftest.py): unit, local, aws, container, e2e;
+# slow marks what a fast run leaves out. Both runs include tests/e2e/test_trainer_smoke.py, the smoke test of
+# whatever trainer is in src/trainer/ (the example, or your own model).
 set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/common.sh"
+
+# No container engine, no fresh virtualenv, one real training (the trainer smoke test).
+FAST_TESTS="(unit or e2e) and not (container or slow)"
 
 BATS_SUPPORT_VERSION="0.3.0"
 BATS_ASSERT_VERSION="2.2.4"
@@ -62,7 +70,28 @@ stop_bats() {
   [[ -z "$BATS_PID" ]] || kill "$BATS_PID" 2>/dev/null || true
 }
 
+# fast: the tests marked FAST_TESTS, hermetic as the full run, with the time they took.
+fast() {
+  cd "$SAGEMAKE_ROOT"
+  local venv="${VENV:-.venv}" started=$SECONDS status=0
+  [[ "$venv" == /* ]] || venv="$SAGEMAKE_ROOT/$venv"
+  hermetic
+  trap 'rm -rf "$HOME"' EXIT
+  say "test-fast: pytest -m '$FAST_TESTS'"
+  "$venv/bin/python" -m pytest -q -m "$FAST_TESTS" tests/ || status=$?
+  say "test-fast: done in $((SECONDS - started)) s"
+  [[ $status -eq 0 ]] || die "pytest failed (exit $status): see its output above"
+}
+
 main() {
+  case "${1:-}" in
+    "") ;;
+    fast)
+      fast
+      return
+      ;;
+    *) die "usage: tests/run.sh [fast]" ;;
+  esac
   cd "$SAGEMAKE_ROOT"
   local results="$SAGEMAKE_ROOT/build/test-results" venv="${VENV:-.venv}" file files=()
   [[ "$venv" == /* ]] || venv="$SAGEMAKE_ROOT/$venv"
@@ -93,7 +122,7 @@ main() {
   say "test: bats (in the background, its output after pytest's) and pytest"
   local started=$SECONDS bats_status=0 pytest_status=0 color=no
   [[ ! -t 1 ]] || color=yes # through tee, pytest would not see the terminal
-  "$venv/bin/bats" --timing --report-formatter junit --output "$results" tests/ >"$results/bats.log" 2>&1 &
+  "$venv/bin/bats" --recursive --timing --report-formatter junit --output "$results" tests/ >"$results/bats.log" 2>&1 &
   BATS_PID=$!
   "$venv/bin/python" -m pytest -q --color="$color" --junitxml="$results/pytest.xml" tests/ |
     tee "$results/pytest.log" || pytest_status=$?

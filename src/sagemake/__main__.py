@@ -25,7 +25,7 @@ def main() -> None:
         module = importlib.import_module(f"sagemake.targets.{name.replace('-', '_')}")
     except KeyboardInterrupt:  # Ctrl-C as the command starts: the same quiet end as later on
         sys.exit(Exit.INTERRUPTED)
-    run(module.main, name, sys.argv[2:])
+    run(module.main, sys.argv[2:])
 
 
 if __name__ == "__main__":

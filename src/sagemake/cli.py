@@ -78,8 +78,9 @@ def _size(count: int) -> str:
     return f"{count / 1e6:.1f} MB"
 
 
-def run(main, prog: str, argv: list[str]) -> None:
-    """Run main(argv); -h or --help prints the docstring of main's module instead.
+def run(main, argv: list[str]) -> None:
+    """Run main(argv); -h or --help prints the docstring of main's module instead. Bad input, a failed job and an
+    AWS error end as one line on stderr, prefixed with the tool's name, and their own exit status (Exit).
 
     DEBUG=1 traces what the command does (each AWS call, each command it runs), DEBUG=2 adds botocore's own
     debug log; credentials are masked in the trace and in the one-line error (sagemake.debug says how).
@@ -93,7 +94,7 @@ def run(main, prog: str, argv: list[str]) -> None:
     try:
         code = main(argv)
     except UserError as err:
-        print(f"{prog}: {debug.mask(str(err))}", file=sys.stderr)  # an AWS message can quote a signed request
+        print(f"sagemake: {debug.mask(str(err))}", file=sys.stderr)  # an AWS message can quote a signed request
         code = err.status
     except KeyboardInterrupt:
         code = Exit.INTERRUPTED

@@ -14,6 +14,7 @@ import io
 import os
 import re
 import shlex
+import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -551,13 +552,15 @@ def docs() -> str:
         "is (`--example`); a test compares both files with the table, so change the table and print them again.",
         "",
         "Values resolve in this order, later winning: the defaults, `.env`, `.env.<ENV>`, then the environment;",
-        "`make train NAME=value` counts as environment. `make config` shows each value and where it came from.",
+        "a setting given on the make command line (`make train INSTANCE_TYPE=ml.m5.xlarge`) counts as environment.",
+        "`make config` shows each value and where it came from.",
         "A value out of its type or range stops every target with one line that lists every problem (exit 2).",
         "",
         "A name that is neither a setting nor a command parameter is refused, in a settings file or on the make",
         "command line, with the name meant when one is close (`INSTANCE_TYPES`: did you mean `INSTANCE_TYPE`?).",
         "A lower-case word on the command line is a hyperparameter that lost its quotes:",
-        "`make plan HP=n_estimators=300 max_depth=4` is told `did you mean HP='n_estimators=300 max_depth=4'?`.",
+        "an unquoted HP (make plan HP=n_estimators=300 max_depth=4, where make takes max_depth=4 for a setting",
+        "of its own) is told `did you mean HP='n_estimators=300 max_depth=4'?`.",
         *textwrap.wrap("The command line also passes on `AWS_*` (for boto3 and the aws CLI) and "
                        + ", ".join(f"`{name}`" for name in PASSED_ON) + ".", 110),
         "",
@@ -592,4 +595,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    run(main, "config")
+    run(main, sys.argv[1:])

@@ -138,22 +138,19 @@ class Prices:
 
     def _ask(self, instance_type: str) -> float | None:
         """GetProducts for the training usage type of instance_type in this region; None when it lists none."""
-        from sagemake.aws.api import ERRORS, failure  # boto3: only when AWS is asked
+        from botocore.config import Config
+
+        from sagemake.aws.api import call  # boto3: only when AWS is asked
 
         if self.region not in LOCATIONS:
             raise AwsError(f"no Price List location known for region {self.region}")
         location, prefix = LOCATIONS[self.region]
-        try:
-            from botocore.config import Config
-
-            client = self.aws.client("pricing", region_name=PRICING_REGION, config=Config(
-                retries={"mode": "standard", "max_attempts": 2}, connect_timeout=5, read_timeout=15))
-            answer = client.get_products(ServiceCode=SERVICE, FormatVersion="aws_v1", MaxResults=10, Filters=[
-                {"Type": "TERM_MATCH", "Field": "location", "Value": location},
-                {"Type": "TERM_MATCH", "Field": "usagetype", "Value": f"{prefix}-{self.usage}:{instance_type}"},
-            ])
-        except ERRORS as err:
-            raise failure(err) from None
+        client = call(self.aws.client, service_name="pricing", region_name=PRICING_REGION, config=Config(
+            retries={"mode": "standard", "max_attempts": 2}, connect_timeout=5, read_timeout=15))
+        answer = call(client.get_products, ServiceCode=SERVICE, FormatVersion="aws_v1", MaxResults=10, Filters=[
+            {"Type": "TERM_MATCH", "Field": "location", "Value": location},
+            {"Type": "TERM_MATCH", "Field": "usagetype", "Value": f"{prefix}-{self.usage}:{instance_type}"},
+        ])
         return on_demand_hourly(answer.get("PriceList", []), f"{prefix}-{self.usage}:{instance_type}")
 
     def _read_cache(self) -> dict:

@@ -26,7 +26,8 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as NetworkError
 
 from sagemake import sourcedir
-from sagemake.cli import AwsError, Progress, UserError, say
+from sagemake.aws.s3 import split
+from sagemake.cli import AwsError, JobFailed, Progress, UserError, say
 from sagemake.config import Config
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
@@ -136,12 +137,38 @@ def error_code(err: Exception) -> str:
     return err.response.get("Error", {}).get("Code", "") if isinstance(err, ClientError) else ""
 
 
-def call(function, **kwargs):
-    """Call an AWS API; any AWS error becomes a UserError that says what to do."""
+def call(function, on: dict | None = None, **kwargs):
+    """Call an AWS API. A refusal whose code is in `on` answers on[code] instead: a value is returned, an
+    exception (a UserError that says what to do) raised; any other AWS error becomes a UserError that says what
+    to do. The one place that catches what boto3 raises, with create() below."""
     try:
         return function(**kwargs)
     except ERRORS as err:
-        raise failure(err) from None
+        answer = (on or {}).get(error_code(err), _NO_ANSWER)
+        if answer is _NO_ANSWER:
+            raise failure(err) from None
+        if isinstance(answer, BaseException):
+            raise answer from None
+        return answer
+
+
+_NO_ANSWER = object()
+TAKEN = ("ResourceInUse", "ResourceInUseException", "ValidationException")  # a name in use, as each API says it
+
+
+def create(function, ours, what: str, **request) -> None:
+    """A Create* call that survives a lost answer, for every kind (jobs, models, endpoint configs, endpoints).
+
+    None of them is idempotent: when an attempt created the resource but its answer was lost, botocore's retry
+    hears that the name is taken. Then ours() is asked (the resource as described now, compared with the
+    request): it is this one when it was a retry and ours() says so; a name taken by anything else stays an error.
+    """
+    try:
+        function(**request)
+    except ERRORS as err:
+        if not (retried(err) and error_code(err) in TAKEN and ours()):
+            raise failure(err) from None
+        say(f"{what}: an attempt whose answer was lost created it")
 
 
 def account_id(aws: boto3.Session) -> str:
@@ -154,12 +181,9 @@ def registry(config: Config, aws: boto3.Session) -> str:
 
 
 def bucket_region(aws: boto3.Session, bucket: str, s3=None) -> str:
-    try:
-        answer = (s3 or aws.client("s3")).get_bucket_location(Bucket=bucket)
-    except ERRORS as err:
-        if error_code(err) in ("NoSuchBucket", "404"):
-            raise UserError(f"bucket {bucket} does not exist: create it in your region or fix S3_BUCKET") from None
-        raise failure(err) from None
+    gone = UserError(f"bucket {bucket} does not exist: create it in your region or fix S3_BUCKET")
+    answer = call((s3 or aws.client("s3")).get_bucket_location, on=dict.fromkeys(("NoSuchBucket", "404"), gone),
+                  Bucket=bucket)
     location = answer.get("LocationConstraint") or "us-east-1"
     return "eu-west-1" if location == "EU" else location
 
@@ -199,12 +223,9 @@ def plain(value):
 def image_digest(aws: boto3.Session, image: str) -> str | None:
     """The ECR digest of <registry>/<repository>:<tag>, or None when that tag is not there."""
     repository, _, tag = image.split("/", 1)[1].rpartition(":")
-    try:
-        answer = aws.client("ecr").describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])
-    except ERRORS as err:
-        if error_code(err) in ("ImageNotFoundException", "RepositoryNotFoundException"):
-            return None
-        raise failure(err) from None
+    answer = call(aws.client("ecr").describe_images, on=dict.fromkeys(
+        ("ImageNotFoundException", "RepositoryNotFoundException"), {}), repositoryName=repository,
+        imageIds=[{"imageTag": tag}])
     details = answer.get("imageDetails", [])
     return details[0].get("imageDigest") if details else None
 
@@ -212,18 +233,11 @@ def image_digest(aws: boto3.Session, image: str) -> str | None:
 def ensure_repository(aws: boto3.Session, name: str) -> None:
     """The ECR repository, created when missing."""
     ecr = aws.client("ecr")
-    try:
-        ecr.describe_repositories(repositoryNames=[name])
+    if call(ecr.describe_repositories, on={"RepositoryNotFoundException": None}, repositoryNames=[name]):
         return
-    except ERRORS as err:
-        if error_code(err) != "RepositoryNotFoundException":
-            raise failure(err) from None
     say(f"build: creating ECR repository {name}")
-    try:
-        ecr.create_repository(repositoryName=name)
-    except ERRORS as err:  # there already: made meanwhile, or by an attempt whose answer was lost
-        if error_code(err) != "RepositoryAlreadyExistsException":
-            raise failure(err) from None
+    # there already: made meanwhile, or by an attempt whose answer was lost
+    call(ecr.create_repository, on={"RepositoryAlreadyExistsException": None}, repositoryName=name)
 
 
 def ecr_credentials(aws: boto3.Session) -> tuple[str, str]:
@@ -235,14 +249,10 @@ def ecr_credentials(aws: boto3.Session) -> tuple[str, str]:
 
 def download(aws: boto3.Session, uri: str, path) -> None:
     """Download s3://bucket/key to path, showing progress."""
-    bucket, _, key = uri[len("s3://"):].partition("/")
+    bucket, key = split(uri)
     s3 = aws.client("s3")
-    try:
-        size = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
-    except ERRORS as err:
-        if error_code(err) in ("404", "NoSuchKey"):
-            raise UserError(f"nothing at {uri}: the job wrote none, or it was deleted") from None
-        raise failure(err) from None
+    gone = UserError(f"nothing at {uri}: the job wrote none, or it was deleted")
+    size = call(s3.head_object, on=dict.fromkeys(("404", "NoSuchKey"), gone), Bucket=bucket, Key=key)["ContentLength"]
     path.parent.mkdir(parents=True, exist_ok=True)
     progress = Progress(f"download {uri}", size)
     call(s3.download_file, Bucket=bucket, Key=key, Filename=str(path), Callback=progress)
@@ -251,16 +261,34 @@ def download(aws: boto3.Session, uri: str, path) -> None:
 
 def upload_code(aws: boto3.Session, root: Path, uri: str) -> None:
     """Script mode: sourcedir.tar.gz to its content-named place in S3, unless it is there already."""
-    bucket, _, key = uri[len("s3://"):].partition("/")
+    bucket, key = split(uri)
     s3 = aws.client("s3")
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
+    if call(s3.head_object, on=dict.fromkeys(("404", "NoSuchKey"), None), Bucket=bucket, Key=key):
         say(f"code: {uri} is there already: nothing to upload")
         return
-    except ERRORS as err:
-        if error_code(err) not in ("404", "NoSuchKey"):
-            raise failure(err) from None
     with tempfile.TemporaryDirectory() as scratch:
         archive = sourcedir.write(root, Path(scratch) / sourcedir.ARCHIVE)
         call(s3.upload_file, Filename=str(archive), Bucket=bucket, Key=key)
         say(f"code: uploaded {uri} ({archive.stat().st_size / 1e3:.0f} kB)")
+
+
+def download_prefix(s3, uri: str, target: Path, what: str) -> int:
+    """Every object under the prefix uri into target, by its key below the prefix; folder markers skipped. A key
+    that would land outside target (../, an absolute path) fails the download before anything is written. Returns
+    the count of files written."""
+    bucket, prefix = split(uri)
+    prefix = prefix.rstrip("/") + "/"
+    root = target.resolve()
+    pages = call(lambda: list(s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)))
+    items = [item for page in pages for item in page.get("Contents", []) if not item["Key"].endswith("/")]
+    paths = []
+    for item in items:
+        path = (root / item["Key"][len(prefix):]).resolve()
+        if not path.is_relative_to(root) or path == root:
+            raise JobFailed(f"{what}: the object s3://{bucket}/{item['Key']} would land outside {target}: not taken")
+        paths.append(path)
+    target.mkdir(parents=True, exist_ok=True)
+    for item, path in zip(items, paths, strict=True):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        call(s3.download_file, Bucket=bucket, Key=item["Key"], Filename=str(path))
+    return len(items)

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 from sagemake.aws.api import (
-    ERRORS,
     LOG_GROUP,
     call,
-    error_code,
-    failure,
 )
 
 
@@ -20,12 +17,9 @@ class LogReader:
 
     def new_lines(self) -> list[str]:
         lines = []
-        try:
-            streams = self.logs.describe_log_streams(logGroupName=self.group, logStreamNamePrefix=f"{self.job}/")
-        except ERRORS as err:
-            if error_code(err) == "ResourceNotFoundException":
-                return []  # no log group before the first job writes to it
-            raise failure(err) from None
+        # no log group before the first job writes to it
+        streams = call(self.logs.describe_log_streams, on={"ResourceNotFoundException": {}},
+                       logGroupName=self.group, logStreamNamePrefix=f"{self.job}/")
         for stream in sorted(s["logStreamName"] for s in streams.get("logStreams", [])):
             host = stream[len(self.job) + 1:]
             while True:

@@ -67,8 +67,9 @@ from botocore.config import Config as ClientConfig
 
 from sagemake import data
 from sagemake.aws import unchanged
-from sagemake.aws.api import ERRORS, Progress, call, check_bucket, error_code, failure, session
-from sagemake.aws.unchanged import SYNCED, Synced, manifest_uri, split
+from sagemake.aws.api import ERRORS, Progress, call, check_bucket, failure, session
+from sagemake.aws.s3 import split
+from sagemake.aws.unchanged import SYNCED, Synced, manifest_uri
 from sagemake.cli import say
 from sagemake.config import Config, channel_uri
 from sagemake.data import CACHE, PART, EtagCache, channels
@@ -92,12 +93,9 @@ class Reads:
         self.s3 = s3
 
     def metadata(self, bucket: str, key: str) -> dict[str, str] | None:
-        try:
-            return self.s3.head_object(Bucket=bucket, Key=key).get("Metadata", {})
-        except ERRORS as err:
-            if error_code(err) in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise failure(err) from None
+        found = call(self.s3.head_object, on=dict.fromkeys(("404", "NoSuchKey", "NotFound"), None), Bucket=bucket,
+                     Key=key)
+        return None if found is None else found.get("Metadata", {})
 
     def page(self, bucket: str, prefix: str, count: int, start_after: str = "") -> list[tuple[str, int, str]]:
         asked = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": count}
@@ -136,10 +134,7 @@ def sync_channel(s3, folder: Path, uri: str, cache: EtagCache, manifest: str,
         ask.shutdown(wait=False, cancel_futures=True)  # after a failure: no waiting on the pages left
     if checked.recorded:
         call(s3.delete_object, Bucket=bucket, Key=split(manifest)[1])  # a sync cut off midway leaves no manifest
-    try:
-        remote = remote_etags(s3, bucket, prefix)
-    except ERRORS as err:
-        raise failure(err) from None
+    remote = call(remote_etags, s3=s3, bucket=bucket, prefix=prefix)
     files = {prefix + p.relative_to(folder).as_posix(): p for p in paths}
     progress = Progress(f"upload {uri}", sum(p.stat().st_size for p in files.values()))
 
@@ -184,10 +179,7 @@ def sync_channel(s3, folder: Path, uri: str, cache: EtagCache, manifest: str,
 def sync(config: Config, aws=None) -> dict[str, tuple[int, int, int, int]]:
     aws = aws or session(config)
     found = channels(config)
-    try:
-        s3 = aws.client("s3", config=ClientConfig(max_pool_connections=WORKERS * 4))
-    except ERRORS as err:
-        raise failure(err) from None
+    s3 = call(aws.client, service_name="s3", config=ClientConfig(max_pool_connections=WORKERS * 4))
     check_bucket(config, aws, s3)
     cache = EtagCache(config.root / CACHE)
     synced = Synced(config.root / SYNCED)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sagemake import data, jsonfile
 from sagemake.aws import s3read
+from sagemake.aws.s3 import split
 from sagemake.cli import say
 from sagemake.config import Config, channel_uri, s3_uri
 from sagemake.data import CACHE, EtagCache, channels
@@ -25,10 +26,6 @@ PAGE = 100  # keys in each page the unchanged check lists
 SYNCED = "build/synced.json"  # {manifest: the folder this checkout's last sync to it was of}: pages at once
 chance = random.Random()  # where the unchanged check's third page falls
 
-
-def split(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri[len("s3://"):].partition("/")
-    return bucket, key
 
 
 def manifest_uri(config: Config, channel: str) -> str:

@@ -138,8 +138,8 @@ class Executor(ABC):
 
     def endpoints(self):
         """Real-time endpoints here: deploy, undeploy, status."""
-        raise UserError("endpoints run on SageMaker: use ENV=prod (or another AWS ENV); on this machine "
-                        "`make serve` serves the model")
+        raise UserError("`make deploy` and `make undeploy` are for endpoints on SageMaker: use ENV=prod (or another "
+                        "AWS ENV); on this machine `make serve` serves the model")
 
     # --- after a job ---
     @abstractmethod

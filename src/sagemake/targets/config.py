@@ -14,4 +14,4 @@ from sagemake.cli import run
 from sagemake.config import main
 
 if __name__ == "__main__":
-    run(main, "config", sys.argv[1:])
+    run(main, sys.argv[1:])

@@ -50,4 +50,4 @@ def _unreachable(err: UserError) -> bool:
 
 
 if __name__ == "__main__":
-    run(main, "doctor", sys.argv[1:])
+    run(main, sys.argv[1:])

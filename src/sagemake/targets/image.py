@@ -20,4 +20,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    run(main, "image", sys.argv[1:])
+    run(main, sys.argv[1:])

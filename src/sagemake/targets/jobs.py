@@ -120,4 +120,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    run(main, "jobs", sys.argv[1:])
+    run(main, sys.argv[1:])

@@ -37,7 +37,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    run(main, "tune-jobs", sys.argv[1:])
+    run(main, sys.argv[1:])
 
 
 def leaderboard(record: dict, prices: Prices) -> tuple[list[str], list[list[str]]]:

@@ -23,4 +23,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    run(main, "tune-plan", sys.argv[1:])
+    run(main, sys.argv[1:])

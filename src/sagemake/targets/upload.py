@@ -30,4 +30,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    run(main, "upload", sys.argv[1:])
+    run(main, sys.argv[1:])

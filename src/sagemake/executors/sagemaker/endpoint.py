@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import json
 import tempfile
-import time
 from pathlib import Path
 
-from sagemake.aws.api import ERRORS, call, error_code, failure, plain
+from sagemake.aws.api import call, create, plain
 from sagemake.cli import JobFailed, UserError, say
 from sagemake.config import Config
 from sagemake.deployments import record
@@ -38,9 +37,15 @@ def ours(sagemaker, arn: str, project: str) -> bool:
     return any(t["Key"] == PROJECT_TAG and t["Value"] == project for t in found)
 
 
-def missing(err: Exception) -> bool:
-    """SageMaker's way to say a model, config or endpoint does not exist: a ValidationException 'Could not find'."""
-    return error_code(err) == "ValidationException" and "could not find" in str(err).lower()
+DESCRIBE = {"model": ("describe_model", "ModelName"), "endpoint_config": ("describe_endpoint_config",
+             "EndpointConfigName"), "endpoint": ("describe_endpoint", "EndpointName")}
+
+
+def describe(sagemaker, kind: str, name: str) -> dict | None:
+    """DescribeModel, DescribeEndpointConfig or DescribeEndpoint; None when SageMaker knows no such name (its
+    ValidationException 'Could not find ...')."""
+    operation, field = DESCRIBE[kind]
+    return plain(call(getattr(sagemaker, operation), on={"ValidationException": None}, **{field: name}))
 
 
 def ensure_model(executor, record: dict) -> dict:
@@ -48,12 +53,7 @@ def ensure_model(executor, record: dict) -> dict:
     that name made by sagemake for this project is reused. Returns DescribeModel's answer."""
     config, sagemaker = executor.config, executor.sagemaker
     name = record["TrainingJobName"]
-    try:
-        found = sagemaker.describe_model(ModelName=name)
-    except ERRORS as err:
-        if not missing(err):
-            raise failure(err) from None
-        found = None
+    found = describe(sagemaker, "model", name)
     if found is not None:
         if not ours(sagemaker, found["ModelArn"], config["PROJECT_NAME"]):
             raise UserError(f"a SageMaker model named {name} exists and is not sagemake's (no {PROJECT_TAG}="
@@ -62,19 +62,11 @@ def ensure_model(executor, record: dict) -> dict:
         return found
     container = {"Image": record["AlgorithmSpecification"]["TrainingImage"],
                  "ModelDataUrl": record["ModelArtifacts"]["S3ModelArtifacts"]}
-    call(sagemaker.create_model, ModelName=name, ExecutionRoleArn=config["SAGEMAKER_ROLE_ARN"],
-         PrimaryContainer=container, Tags=hosting_tags(config, name))
+    create(sagemaker.create_model, lambda: (describe(sagemaker, "model", name) or {}).get("PrimaryContainer", {})
+           .get("ModelDataUrl") == container["ModelDataUrl"], f"model {name}", ModelName=name,
+           ExecutionRoleArn=config["SAGEMAKER_ROLE_ARN"], PrimaryContainer=container, Tags=hosting_tags(config, name))
     say(f"model {name}: created from {container['ModelDataUrl']} with image {container['Image']}")
-    return call(sagemaker.describe_model, ModelName=name)
-
-
-def describe_endpoint(sagemaker, name: str) -> dict | None:
-    try:
-        return plain(sagemaker.describe_endpoint(EndpointName=name))
-    except ERRORS as err:
-        if missing(err):
-            return None
-        raise failure(err) from None
+    return describe(sagemaker, "model", name)
 
 
 def check_ours(executor: Executor, endpoint: dict) -> None:
@@ -99,22 +91,21 @@ def model_sha256(config: Config, executor: Executor, record_: dict) -> str:
 
 
 def wait_in_service(executor: Executor, name: str) -> dict:
-    poll, seen, started = executor.config.int("POLL_SECONDS"), None, time.monotonic()
-    while True:
-        endpoint = describe_endpoint(executor.sagemaker, name)
+    seen = None
+    for endpoint, seconds in executor.watch(f"endpoint {name}", lambda: describe(executor.sagemaker, "endpoint", name),
+                                            f"make endpoints ENV={executor.config.env}"):
         if endpoint is None:
             raise JobFailed(f"endpoint {name} vanished while starting: `make endpoints ENV={executor.config.env}`")
         status = endpoint["EndpointStatus"]
         if status != seen:
-            say(f"endpoint {name}: {status} [{time.monotonic() - started:.0f} s]")
+            say(f"endpoint {name}: {status} [{seconds:.0f} s]")
             seen = status
         if status == "InService":
             return endpoint
         if status in ("Failed", "OutOfService"):
             raise JobFailed(f"endpoint {name} {status}: {endpoint.get('FailureReason') or 'no reason given'}")
-        if time.monotonic() - started > WAIT_LIMIT_SECONDS:
+        if seconds > WAIT_LIMIT_SECONDS:
             raise JobFailed(f"endpoint {name} is still {status} after {WAIT_LIMIT_SECONDS} s: see the console")
-        time.sleep(poll)
 
 
 def deploy(config: Config, executor: Executor, job: str | None) -> dict:
@@ -122,7 +113,7 @@ def deploy(config: Config, executor: Executor, job: str | None) -> dict:
 
     sagemaker, name = executor.sagemaker, endpoint_name(config)
     training = executor.completed(job or executor.latest(), "serve")
-    existing = describe_endpoint(sagemaker, name)
+    existing = describe(sagemaker, "endpoint", name)
     if existing is not None:
         check_ours(executor, existing)
     instance_type = config["ENDPOINT_INSTANCE_TYPE"] or config["INSTANCE_TYPE"]
@@ -137,12 +128,14 @@ def deploy(config: Config, executor: Executor, job: str | None) -> dict:
     config_name = job_name(config["PROJECT_NAME"], CONFIG_PART)
     variant = {"VariantName": VARIANT, "ModelName": model, "InitialInstanceCount": count,
                "InstanceType": instance_type, "InitialVariantWeight": 1.0}
-    call(sagemaker.create_endpoint_config, EndpointConfigName=config_name, ProductionVariants=[variant],
-         Tags=hosting_tags(config, job))
+    create(sagemaker.create_endpoint_config, lambda: describe(sagemaker, "endpoint_config", config_name) is not None,
+           f"endpoint {name}: configuration {config_name}", EndpointConfigName=config_name,
+           ProductionVariants=[variant], Tags=hosting_tags(config, job))
     say(f"endpoint {name}: configuration {config_name} created")
     if existing is None:
-        call(sagemaker.create_endpoint, EndpointName=name, EndpointConfigName=config_name,
-             Tags=hosting_tags(config, job))
+        create(sagemaker.create_endpoint, lambda: (describe(sagemaker, "endpoint", name) or {}).get(
+            "EndpointConfigName") == config_name, f"endpoint {name}", EndpointName=name,
+            EndpointConfigName=config_name, Tags=hosting_tags(config, job))
         say(f"endpoint {name}: created")
     else:
         call(sagemaker.update_endpoint, EndpointName=name, EndpointConfigName=config_name)
@@ -174,25 +167,21 @@ def smoke(config: Config, executor: Executor, name: str, training: dict) -> None
 def _delete(executor: Executor, kind: str, name: str) -> bool:
     """Delete sagemake's model or endpoint configuration of that name (one that is gone, or not ours, stays)."""
     sagemaker = executor.sagemaker
-    describe = {"endpoint_config": ("describe_endpoint_config", "EndpointConfigName", "EndpointConfigArn"),
-                "model": ("describe_model", "ModelName", "ModelArn")}[kind]
-    try:
-        found = getattr(sagemaker, describe[0])(**{describe[1]: name})
-    except ERRORS as err:
-        if missing(err):
-            return False
-        raise failure(err) from None
-    if not ours(sagemaker, found[describe[2]], executor.config["PROJECT_NAME"]):
+    found = describe(sagemaker, kind, name)
+    if found is None:
+        return False
+    arn = found["ModelArn" if kind == "model" else "EndpointConfigArn"]
+    if not ours(sagemaker, arn, executor.config["PROJECT_NAME"]):
         say(f"{kind.replace('_', ' ')} {name} is not sagemake's: left alone")
         return False
-    call(getattr(sagemaker, f"delete_{kind}"), **{describe[1]: name})
+    call(getattr(sagemaker, f"delete_{kind}"), **{DESCRIBE[kind][1]: name})
     say(f"{kind.replace('_', ' ')} {name}: deleted")
     return True
 
 
 def undeploy(config: Config, executor: Executor) -> None:
     sagemaker, name = executor.sagemaker, endpoint_name(config)
-    endpoint = describe_endpoint(sagemaker, name)
+    endpoint = describe(sagemaker, "endpoint", name)
     if endpoint is None:
         raise UserError(f"no endpoint named {name} in {executor.region}: nothing to undeploy "
                         f"(`make endpoints{executor.env_flag()}` lists what sagemake deployed)")
@@ -225,5 +214,5 @@ class SageMakerEndpoints:
 
     def status(self, name: str) -> str:
         """DescribeEndpoint's EndpointStatus, or gone."""
-        found = describe_endpoint(self.executor.sagemaker, name)
+        found = describe(self.executor.sagemaker, "endpoint", name)
         return found["EndpointStatus"] if found else "gone"

@@ -22,18 +22,18 @@ import boto3
 from sagemake import sourcedir
 from sagemake.aws import api as cloud
 from sagemake.aws.api import (
-    ERRORS,
     AwsUnavailable,
     call,
     console_url,
-    error_code,
-    failure,
+    create,
     logs_url,
     plain,
     session,
 )
 from sagemake.aws.logs import LogReader
+from sagemake.aws.s3 import split
 from sagemake.cli import UserError, say
+from sagemake.clock import elapsed
 from sagemake.config import Config, channel_uri, s3_uri
 from sagemake.executors.interface import Executor
 from sagemake.image import Engine
@@ -70,10 +70,7 @@ class SageMakerExecutor(Executor):
         return self._client("logs")
 
     def _client(self, service: str):
-        try:
-            return self.aws.client(service)
-        except ERRORS as err:
-            raise failure(err) from None
+        return call(self.aws.client, service_name=service)
 
     def where(self) -> str:
         return f"on SageMaker in {self.region}"
@@ -157,12 +154,10 @@ class SageMakerExecutor(Executor):
             return f"s3://{config['S3_BUCKET']} is in {config['AWS_REGION']}"
 
         def repository():
-            try:
-                answer = aws.client("ecr").describe_repositories(repositoryNames=[config["ECR_REPOSITORY"]])
-            except ERRORS as err:
-                if error_code(err) == "RepositoryNotFoundException":
-                    return f"{config['ECR_REPOSITORY']} does not exist yet: `make build ENV={config.env}` creates it"
-                raise failure(err) from None
+            answer = call(aws.client("ecr").describe_repositories, on={"RepositoryNotFoundException": None},
+                          repositoryNames=[config["ECR_REPOSITORY"]])
+            if answer is None:
+                return f"{config['ECR_REPOSITORY']} does not exist yet: `make build ENV={config.env}` creates it"
             return answer["repositories"][0]["repositoryUri"]
 
         return [("settings", lambda: "every required setting present, role ARN well formed"),
@@ -212,7 +207,7 @@ class SageMakerExecutor(Executor):
         s3 = self.aws.client("s3")
         for channel in channels:
             uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
-            bucket, _, prefix = uri[len("s3://"):].partition("/")
+            bucket, prefix = split(uri)
             if not call(s3.list_objects_v2, Bucket=bucket, Prefix=prefix, MaxKeys=1).get("KeyCount"):
                 raise UserError(f"channel {channel['ChannelName']} has no data at {uri}: "
                                 f"run `make upload ENV={self.config.env}` first")
@@ -221,9 +216,9 @@ class SageMakerExecutor(Executor):
             cloud.upload_code(self.aws, self.config.root, code)
 
     def watch(self, what: str, ask, hint: str):
-        """ask()'s answers, one each POLL_SECONDS, for as long as the caller reads them, each with the time since
-        the first (h:mm:ss). A failed ask (a network blip, expiring credentials) is tried again: LOST_CONTACT
-        failures in a row give up, saying `hint` (the job itself goes on)."""
+        """ask()'s answers, one each POLL_SECONDS, for as long as the caller reads them, each with the seconds since
+        the first: the one poll loop of every kind. A failed ask (a network blip, expiring credentials) is tried
+        again: LOST_CONTACT failures in a row give up, saying `hint` (the job itself goes on)."""
         poll, failures, started = self.config.int("POLL_SECONDS"), 0, time.monotonic()
         while True:
             try:
@@ -237,17 +232,14 @@ class SageMakerExecutor(Executor):
                 time.sleep(poll)
                 continue
             failures = 0
-            yield answer, _clock(time.monotonic() - started)
+            yield answer, time.monotonic() - started
             time.sleep(poll)
 
     def describe(self, name: str) -> dict:
-        try:
-            return plain(self.sagemaker.describe_training_job(TrainingJobName=name))
-        except ERRORS as err:
-            if error_code(err) == "ValidationException":
-                raise UserError(f"no SageMaker job named '{name}' in {self.region}: "
-                                f"`make jobs ENV={self.config.env}` lists them") from None
-            raise failure(err) from None
+        unknown = UserError(f"no SageMaker job named '{name}' in {self.region}: `make jobs ENV={self.config.env}` "
+                            "lists them")
+        return plain(call(self.sagemaker.describe_training_job, on={"ValidationException": unknown},
+                          TrainingJobName=name))
 
     def tags(self, name: str) -> dict[str, str]:
         arn = self.describe(name)["TrainingJobArn"]
@@ -264,26 +256,16 @@ class SageMakerExecutor(Executor):
         return [s["TrainingJobName"] for s in summaries if ours.fullmatch(s["TrainingJobName"])][:limit]
 
     def submit(self, request: dict) -> None:
-        try:
-            self.sagemaker.create_training_job(**request)
-        except ERRORS as err:
-            if not self._created_by_a_lost_attempt(err, request):
-                raise failure(err) from None
-        say(f"job {request['TrainingJobName']}: submitted to SageMaker in {self.region}")
-        say(f"  console: {console_url(self.region, request['TrainingJobName'])}")
+        name = request["TrainingJobName"]
 
-    def _created_by_a_lost_attempt(self, err: Exception, request: dict) -> bool:
-        """CreateTrainingJob is not idempotent: when an attempt created the job but its answer was lost, the retry
-        hears that the name is taken. The job is this one when it was a retry and the job is the one requested
-        (names are unique to the millisecond); a name taken by another job stays an error."""
-        if error_code(err) != "ResourceInUse" or not cloud.retried(err):
-            return False
-        found = self.describe(request["TrainingJobName"])
-        same = all(found.get(field) == request.get(field) for field in ("RoleArn", "HyperParameters")) and \
-            found["AlgorithmSpecification"]["TrainingImage"] == request["AlgorithmSpecification"]["TrainingImage"]
-        if same:
-            say(f"job {request['TrainingJobName']}: an attempt whose answer was lost created it")
-        return same
+        def ours() -> bool:  # names are unique to the millisecond: the job found is this one if it is the one asked
+            found = self.describe(name)
+            return all(found.get(field) == request.get(field) for field in ("RoleArn", "HyperParameters")) and \
+                found["AlgorithmSpecification"]["TrainingImage"] == request["AlgorithmSpecification"]["TrainingImage"]
+
+        create(self.sagemaker.create_training_job, ours, f"job {name}", **request)
+        say(f"job {name}: submitted to SageMaker in {self.region}")
+        say(f"  console: {console_url(self.region, name)}")
 
     def stop(self, name: str | None) -> None:
         if not name:
@@ -303,12 +285,12 @@ class SageMakerExecutor(Executor):
         reader = LogReader(self.logs, name)
         pool_checked = False
         try:
-            for (record, lines), elapsed in self.watch(
+            for (record, lines), seconds in self.watch(
                     f"job {name}", lambda: (self.describe(name), reader.new_lines()),
                     f"make logs ENV={self.config.env} JOB={name}, then make fetch"):
                 transitions = record.get("SecondaryStatusTransitions", [])
                 for transition in transitions[seen_transitions:]:
-                    say(f"job {name}: [{elapsed}] {record['TrainingJobStatus']} / {transition['Status']}: "
+                    say(f"job {name}: [{elapsed(seconds)}] {record['TrainingJobStatus']} / {transition['Status']}: "
                         f"{transition.get('StatusMessage', '')}")
                 seen_transitions = len(transitions)
                 if not pool_checked and record.get("SecondaryStatus") not in ("Pending", "Starting"):
@@ -432,9 +414,5 @@ def registry_has(image: str) -> bool | None:
     except (OSError, ValueError) as err:
         raise UserError(f"registry {host} cannot be reached ({err}): check IMAGE_REGISTRY and the network") from None
 
-
-def _clock(seconds: float) -> str:
-    minutes, seconds = divmod(int(seconds), 60)
-    return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
 
 

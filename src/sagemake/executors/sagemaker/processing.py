@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sagemake.aws.api import PROCESSING_LOG_GROUP, call, check_bucket, console_url, create, download_prefix, plain
 from sagemake.cli import UserError, say
+from sagemake.clock import elapsed
 from sagemake.config import s3_uri
 from sagemake.executors.interface import Executor
 from sagemake.jobs import TERMINAL
-from sagemake.jobs.processing import NAME_PART, ProcessingFailed, names_pattern
+from sagemake.jobs.processing import NAME_PART, names_pattern
 
 
 class SageMakerProcessing:
@@ -36,7 +38,6 @@ class SageMakerProcessing:
 
     def run(self, request: dict) -> dict:
         """Check the bucket and image, upload the inputs, create the job, follow it to its end; its record."""
-        from sagemake.aws.api import call, check_bucket, console_url
         from sagemake.aws.sync import sync_channel
         from sagemake.data import CACHE, EtagCache
 
@@ -69,19 +70,12 @@ class SageMakerProcessing:
     def _create(self, request: dict) -> None:
         """CreateProcessingJob. A retry that hears the name is taken met the job its lost first attempt created:
         names end in random characters, so no other job has this one."""
-        from sagemake.aws.api import ERRORS, error_code, failure, retried
-
-        try:
-            self.executor.sagemaker.create_processing_job(**request)
-        except ERRORS as err:
-            if not retried(err) or error_code(err) not in ("ResourceInUse", "ValidationException") or \
-                    self.describe(request["ProcessingJobName"]) is None:
-                raise failure(err) from None
+        name = request["ProcessingJobName"]
+        create(self.executor.sagemaker.create_processing_job, lambda: self.describe(name) is not None,
+               f"processing {name}", **request)
 
     def names(self, limit: int | None = 10) -> list[str]:
         """This project's processing jobs, newest first (ListProcessingJobs by NameContains, then its names only)."""
-        from sagemake.aws.api import call
-
         project = self.config["PROJECT_NAME"]
         answer = call(self.executor.sagemaker.list_processing_jobs, NameContains=f"{project}-{NAME_PART}-",
                       SortBy="CreationTime", SortOrder="Descending", MaxResults=100)
@@ -91,18 +85,11 @@ class SageMakerProcessing:
 
     def describe(self, name: str) -> dict | None:
         """DescribeProcessingJob's answer (None: SageMaker knows no such job)."""
-        from sagemake.aws.api import ERRORS, error_code, failure, plain
-
-        try:
-            return plain(self.executor.sagemaker.describe_processing_job(ProcessingJobName=name))
-        except ERRORS as err:
-            if error_code(err) == "ValidationException":
-                return None
-            raise failure(err) from None
+        return plain(call(self.executor.sagemaker.describe_processing_job, on={"ValidationException": None},
+                          ProcessingJobName=name))
 
     def follow(self, name: str) -> dict:
         """Status changes with the time taken, and the log of every instance, to the end."""
-        from sagemake.aws.api import PROCESSING_LOG_GROUP
         from sagemake.aws.logs import LogReader
 
         seen = None
@@ -114,10 +101,10 @@ class SageMakerProcessing:
                 raise UserError(f"SageMaker does not know processing job {name}")
             return record, reader.new_lines()
 
-        for (record, lines), elapsed in self.executor.watch(f"processing {name}", ask, "see it in the console"):
+        for (record, lines), seconds in self.executor.watch(f"processing {name}", ask, "see it in the console"):
             status = record["ProcessingJobStatus"]
             if status != seen:
-                say(f"processing {name}: [{elapsed}] {status}")
+                say(f"processing {name}: [{elapsed(seconds)}] {status}")
                 seen = status
             for line in lines:
                 print(line, flush=True)
@@ -125,26 +112,7 @@ class SageMakerProcessing:
                 return record
 
     def download(self, request: dict, output: str, target: Path) -> None:
-        """Every object under the output's S3 URI into target, by its key below it; a key that would land outside
-        target is refused."""
-        from sagemake.aws.api import ERRORS, call, failure
-
+        """Every object under the output's S3 URI into target; a key that would land outside target is refused."""
         uri = next(o["S3Output"]["S3Uri"] for o in request["ProcessingOutputConfig"]["Outputs"]
                    if o["OutputName"] == output)
-        bucket, _, prefix = uri[len("s3://"):].partition("/")
-        prefix = prefix.rstrip("/") + "/"
-        s3, root = self.executor.aws.client("s3"), target.resolve()
-        target.mkdir(parents=True)
-        try:
-            pages = list(s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix))
-        except ERRORS as err:
-            raise failure(err) from None
-        for item in (item for page in pages for item in page.get("Contents", [])):
-            if item["Key"].endswith("/"):  # a folder marker, as the console makes them: nothing to write
-                continue
-            path = (root / item["Key"][len(prefix):]).resolve()
-            if not path.is_relative_to(root) or path == root:
-                raise ProcessingFailed(f"output {output}: the object s3://{bucket}/{item['Key']} would land outside "
-                                       f"{target}: not taken")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            call(s3.download_file, Bucket=bucket, Key=item["Key"], Filename=str(path))
+        download_prefix(self.executor.aws.client("s3"), uri, target, f"output {output}")

@@ -4,11 +4,12 @@ followed, its .out files downloaded.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-from sagemake.aws.api import call, failure, plain
+from sagemake.aws.api import call, check_bucket, create, download_prefix, plain
+from sagemake.aws.s3 import split
 from sagemake.cli import say
+from sagemake.clock import elapsed
 from sagemake.config import s3_uri
 from sagemake.executors.interface import Executor
 from sagemake.jobs import TERMINAL
@@ -42,18 +43,17 @@ class SageMakerTransforms:
         return s3_uri(self.config, "transform", name, OUTPUT)
 
     def run(self, request: dict, folder: Path, files: list[Path]) -> dict:
-        from sagemake.aws.api import check_bucket
-
         executor, name = self.executor, request["TransformJobName"]
         aws, sagemaker = executor.aws, executor.sagemaker
         check_bucket(self.config, aws)
         self._ensure()
         s3 = aws.client("s3")
-        bucket, _, prefix = request["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"][5:].partition("/")
+        bucket, prefix = split(request["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"])
         for path in files:
             call(s3.upload_file, Filename=str(path), Bucket=bucket, Key=prefix + path.relative_to(folder).as_posix())
         say(f"transform {name}: uploaded {len(files)} file(s) to s3://{bucket}/{prefix}")
-        call(sagemaker.create_transform_job, **request)
+        create(sagemaker.create_transform_job, lambda: call(sagemaker.describe_transform_job, on={
+            "ValidationException": None}, TransformJobName=name) is not None, f"transform {name}", **request)
         say(f"transform {name}: submitted to SageMaker in {executor.region}")
         record = self.follow(name)
         local = output_folder(self.config, name)
@@ -62,29 +62,17 @@ class SageMakerTransforms:
         if record["TransformJobStatus"] != "Completed":
             raise TransformFailed(f"transform {name} {record['TransformJobStatus']}: "
                                   f"{record.get('FailureReason') or 'no reason given'}")
-        out_bucket, _, out_prefix = request["TransformOutput"]["S3OutputPath"][5:].partition("/")
-        out_prefix = out_prefix.rstrip("/") + "/"
-        count = 0
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=out_bucket, Prefix=out_prefix):
-            for item in page.get("Contents", []):
-                target = local / item["Key"][len(out_prefix):]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                call(s3.download_file, Bucket=out_bucket, Key=item["Key"], Filename=str(target))
-                count += 1
+        count = download_prefix(s3, request["TransformOutput"]["S3OutputPath"], local, f"transform {name}")
         say(f"transform {name}: downloaded {count} output file(s)")
         return record
 
     def follow(self, name: str) -> dict:
-        poll, seen = self.config.int("POLL_SECONDS"), None
-        while True:
-            try:
-                record = plain(self.executor.sagemaker.describe_transform_job(TransformJobName=name))
-            except Exception as err:  # noqa: BLE001 - every boto3 error is one line
-                raise failure(err) from None
+        seen = None
+        ask = lambda: plain(call(self.executor.sagemaker.describe_transform_job, TransformJobName=name))  # noqa: E731
+        for record, seconds in self.executor.watch(f"transform {name}", ask, "see it in the console"):
             status = record["TransformJobStatus"]
             if status != seen:
-                say(f"transform {name}: {status}")
+                say(f"transform {name}: [{elapsed(seconds)}] {status}")
                 seen = status
             if status in TERMINAL:
                 return record
-            time.sleep(poll)

@@ -8,6 +8,7 @@ import json
 import re
 from pathlib import Path
 
+from sagemake.aws.api import call, console_url, create, plain
 from sagemake.cli import UserError, say
 from sagemake.executors.interface import Executor
 from sagemake.jobs import TERMINAL
@@ -26,8 +27,6 @@ class SageMakerTunings:
         self.executor, self.config = executor, executor.config
 
     def run(self, request: dict, data_tags: list[dict], runtime=None) -> dict:
-        from sagemake.aws.api import ERRORS, console_url, error_code, failure, retried
-
         executor, name = self.executor, request["HyperParameterTuningJobName"]
         definition = request["TrainingJobDefinition"]
         executor.sync_data()
@@ -37,11 +36,8 @@ class SageMakerTunings:
         folder = self.config.path("JOBS_DIR") / name
         folder.mkdir(parents=True)
         (folder / "request.json").write_text(json.dumps(request, indent=2) + "\n")
-        try:
-            executor.sagemaker.create_hyper_parameter_tuning_job(**request)
-        except ERRORS as err:  # a retry hearing the name is taken met what its lost first attempt created
-            if not (retried(err) and error_code(err) == "ResourceInUse"):
-                raise failure(err) from None
+        create(executor.sagemaker.create_hyper_parameter_tuning_job, lambda: self.record(name)["TrainingJobDefinition"]
+               == request["TrainingJobDefinition"], f"tuning {name}", **request)
         console = console_url(executor.region, name, "hyper-tuning-jobs")
         try:
             say(f"tuning {name}: submitted to SageMaker in {executor.region}: "
@@ -56,25 +52,20 @@ class SageMakerTunings:
     def record(self, name: str) -> dict:
         """DescribeHyperParameterTuningJob's answer with ListTrainingJobsForHyperParameterTuningJob's
         TrainingJobSummaries, as the local record holds them."""
-        from sagemake.aws.api import ERRORS, error_code, failure, plain
-
         sagemaker = self.executor.sagemaker
-        try:
-            record = plain(sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name))
-            pages = sagemaker.get_paginator("list_training_jobs_for_hyper_parameter_tuning_job").paginate(
-                HyperParameterTuningJobName=name)
-            record["TrainingJobSummaries"] = [plain(s) for page in pages for s in page["TrainingJobSummaries"]]
-        except ERRORS as err:
-            if error_code(err) in ("ResourceNotFound", "ValidationException"):
-                raise UserError(f"no SageMaker tuning job named '{name}' in {self.executor.region}: "
-                                f"`make tune-jobs{self.executor.env_flag()}` shows the latest") from None
-            raise failure(err) from None
+        unknown = UserError(f"no SageMaker tuning job named '{name}' in {self.executor.region}: "
+                            f"`make tune-jobs{self.executor.env_flag()}` shows the latest")
+        missing = dict.fromkeys(("ResourceNotFound", "ValidationException"), unknown)
+        record = plain(call(sagemaker.describe_hyper_parameter_tuning_job, on=missing,
+                            HyperParameterTuningJobName=name))
+        pages = sagemaker.get_paginator("list_training_jobs_for_hyper_parameter_tuning_job").paginate(
+            HyperParameterTuningJobName=name)
+        record["TrainingJobSummaries"] = call(lambda: [plain(summary) for page in pages
+                                                       for summary in page["TrainingJobSummaries"]])
         return record
 
     def names(self, limit: int) -> list[str]:
         """This project's tuning jobs, newest first."""
-        from sagemake.aws.api import call
-
         head = tuning_head(self.config["PROJECT_NAME"])
         answer = call(self.executor.sagemaker.list_hyper_parameter_tuning_jobs, NameContains=f"{head}-",
                       SortBy="CreationTime", SortOrder="Descending", MaxResults=100)
@@ -90,8 +81,6 @@ class SageMakerTunings:
 
     def best_trials(self, runs: int = 10) -> set[str]:
         """The best trial of each of the newest tuning jobs (DescribeHyperParameterTuningJob's BestTrainingJob)."""
-        from sagemake.aws.api import call
-
         found = set()
         for name in self.names(runs):
             record = call(self.executor.sagemaker.describe_hyper_parameter_tuning_job,

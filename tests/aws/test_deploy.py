@@ -12,9 +12,11 @@ import json
 import pytest
 from emulator import ACCOUNT, REGION, ROLE, backend, client, make_bucket, model_archive, settings
 
-from sagemake import deploy
 from sagemake.cli import UserError
 from sagemake.config import resolve
+from sagemake.deployments import history
+from sagemake.executors.sagemaker.endpoint import deploy, undeploy
+from sagemake.targets.endpoints import endpoints
 
 IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/train-image:t1"
 JOBS = ("sagemake-example-abc1234-261202-101500-123k3x9q", "sagemake-example-def5678-261202-111500-456k3x9q")
@@ -101,7 +103,7 @@ def test_deploy_then_update_in_place_then_undeploy_what_sagemake_made(prod, exam
     sagemaker.create_model(ModelName=foreign, ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE})
 
     price_list.prices[("EU (Frankfurt)", "EUC1-Host:ml.c5.xlarge")] = "0.2380000000"  # the stand-in's own figure
-    first = deploy.deploy(config, executor(config), JOBS[0])
+    first = deploy(config, executor(config), JOBS[0])
     endpoint = sagemaker.describe_endpoint(EndpointName="sagemake-example")
     assert endpoint["EndpointStatus"] == "InService"
     assert tags(sagemaker, endpoint["EndpointArn"])["sagemake:project"] == "sagemake-example"
@@ -129,7 +131,7 @@ def test_deploy_then_update_in_place_then_undeploy_what_sagemake_made(prod, exam
     assert (smoke["Body"], smoke["ContentType"], smoke["Accept"]) == (want, "text/csv", "text/csv")
     assert first["sha256"] == hashlib.sha256(archives[JOBS[0]]).hexdigest() and first["image"] == IMAGE
 
-    second = deploy.deploy(config, executor(config), JOBS[1])
+    second = deploy(config, executor(config), JOBS[1])
     assert [u["EndpointName"] for u in updates] == ["sagemake-example"]
     assert updates[0]["EndpointConfigName"] == second["endpoint_config"] != first["endpoint_config"]
     endpoint = sagemaker.describe_endpoint(EndpointName="sagemake-example")
@@ -138,15 +140,15 @@ def test_deploy_then_update_in_place_then_undeploy_what_sagemake_made(prod, exam
     assert names == [second["endpoint_config"]]  # the old configuration went once the new one served
     assert [i["Body"] for i in invocations("sagemake-example")] == [want, want]  # a smoke request after the update
 
-    deploy.undeploy(config, executor(config))
+    undeploy(config, executor(config))
     assert sagemaker.list_endpoints()["Endpoints"] == []
     assert sagemaker.list_endpoint_configs()["EndpointConfigs"] == []
     assert sorted(m["ModelName"] for m in sagemaker.list_models()["Models"]) == sorted([foreign, JOBS[0]])
     # JOBS[0]'s model no longer served by the endpoint is left for its transforms; the foreign one is untouched.
 
-    events = [(e["event"], e.get("job")) for e in deploy.history(config)]
+    events = [(e["event"], e.get("job")) for e in history(config)]
     assert events == [("deploy", JOBS[0]), ("deploy", JOBS[1]), ("undeploy", None)]
-    deploy.endpoints(config, executor(config))
+    endpoints(config, executor(config))
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["WHERE", "ENV", "EVENT", "JOB", "SHA256", "IMAGE", "SINCE"]
     assert out[1].split()[:3] == ["sagemake-example", "prod", "undeploy"]
@@ -160,9 +162,9 @@ def test_an_endpoint_that_is_not_ours_is_refused_before_anything_is_made(prod):
         {"VariantName": "v", "ModelName": "theirs", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
     sagemaker.create_endpoint(EndpointName="sagemake-example", EndpointConfigName="theirs")
     with pytest.raises(UserError, match="endpoint sagemake-example exists and is not sagemake's"):
-        deploy.deploy(config, executor(config), JOBS[0])
+        deploy(config, executor(config), JOBS[0])
     with pytest.raises(UserError, match="endpoint sagemake-example exists and is not sagemake's"):
-        deploy.undeploy(config, executor(config))
+        undeploy(config, executor(config))
     assert [m["ModelName"] for m in sagemaker.list_models()["Models"]] == ["theirs"]
     assert [c["EndpointConfigName"] for c in sagemaker.list_endpoint_configs()["EndpointConfigs"]] == ["theirs"]
     assert sagemaker.describe_endpoint(EndpointName="sagemake-example")["EndpointConfigName"] == "theirs"
@@ -175,16 +177,17 @@ def test_a_job_that_is_not_completed_is_refused(prod):
     job.training_job_status, job.failure_reason = "Failed", "AlgorithmError: out of memory"
     with pytest.raises(UserError, match=f"job {JOBS[0]} is Failed: AlgorithmError: out of memory; only a "
                                         "Completed job has a model to serve"):
-        deploy.deploy(config, executor(config), JOBS[0])
+        deploy(config, executor(config), JOBS[0])
     assert client("sagemaker").list_endpoints()["Endpoints"] == []
 
 
 def test_undeploy_with_nothing_deployed_and_deploy_locally_say_so(prod, tmp_path):
     config, _, _ = prod
     with pytest.raises(UserError, match=f"no endpoint named sagemake-example in {REGION}: nothing to undeploy"):
-        deploy.undeploy(config, executor(config))
+        undeploy(config, executor(config))
     from sagemake.executors.local.executor import LocalExecutor
 
     local = resolve(env="local", environ={"JOBS_DIR": str(tmp_path)})
-    with pytest.raises(UserError, match="`make deploy` is for endpoints on SageMaker: use ENV=prod"):
-        deploy.deploy(local, LocalExecutor(local), None)
+    refused = "`make deploy` and `make undeploy` are for endpoints on SageMaker: use ENV=prod"
+    with pytest.raises(UserError, match=refused):
+        LocalExecutor(local).endpoints().deploy(None)

@@ -13,11 +13,15 @@ from pathlib import Path
 
 import pytest
 import test_serve
+from conftest import sagemake
 from emulator import ROLE, backend, client, make_bucket, model_archive, settings
 from test_serve import FLAGS, Reference, make, no_engine, read_csv_predictions
 
-from sagemake import transform
 from sagemake.config import resolve
+from sagemake.executors.local.transform import LocalTransforms
+from sagemake.executors.sagemaker.transform import SageMakerTransforms
+from sagemake.jobs.transform import TransformFailed, batch_environment, payloads, transform_request
+from sagemake.targets.transform import transform
 
 ROWS_A, ROWS_B = 7000, 9000
 # test_serve's fixtures: its trained project (the session's), the engine and the image (this module's).
@@ -141,13 +145,13 @@ def test_bad_input_is_one_line(project, reference, tmp_path):
     (tmp_path / "rows").mkdir()
     (tmp_path / "rows" / "r.csv").write_text(",".join(reference.cells[0]) + "\n")
     for args, extra, sentence in (
-        ((), {}, "transform: INPUT is required: make transform INPUT=<folder of .csv files> [JOB=<job>]"),
-        ((f"INPUT={tmp_path}/none",), {}, f"transform: INPUT={tmp_path}/none is not a folder"),
-        ((f"INPUT={tmp_path}/empty",), {}, f"transform: INPUT={tmp_path}/empty holds no data"),
+        ((), {}, "sagemake: INPUT is required: make transform INPUT=<folder of .csv files> [JOB=<job>]"),
+        ((f"INPUT={tmp_path}/none",), {}, f"sagemake: INPUT={tmp_path}/none is not a folder"),
+        ((f"INPUT={tmp_path}/empty",), {}, f"sagemake: INPUT={tmp_path}/empty holds no data"),
         ((f"INPUT={tmp_path}/rows",), {"MODELS_DIR": str(tmp_path / "no models")},
-         f"transform: no fetched model in {tmp_path}/no models/: run `make fetch` (the latest job's model)"),
+         f"sagemake: no fetched model in {tmp_path}/no models/: run `make fetch` (the latest job's model)"),
         ((f"INPUT={tmp_path}/rows", "JOB=sagemake-example-nope"), {},
-         "transform: no fetched model of job sagemake-example-nope in models/: "
+         "sagemake: no fetched model of job sagemake-example-nope in models/: "
          "run `make fetch JOB=sagemake-example-nope`"),
         ((f"INPUT={tmp_path}/rows",), {"TRANSFORM_BATCH_STRATEGY": "Everything"},
          "1 config problem(s): TRANSFORM_BATCH_STRATEGY='Everything' must be one of: MultiRecord, SingleRecord"),
@@ -160,8 +164,8 @@ def test_bad_input_is_one_line(project, reference, tmp_path):
 
 
 def script(repo: Path, *args: str, env: dict) -> subprocess.CompletedProcess:
-    """scripts/transform.py itself, whose exit status says more than make's 2."""
-    return subprocess.run([sys.executable, str(repo / "scripts/transform.py"), *args], cwd=repo, text=True,
+    """The transform target itself, whose exit status says more than make's 2."""
+    return subprocess.run([*sagemake(repo), "transform", *args], cwd=repo, text=True,
                           capture_output=True, env={**os.environ, "VENV": sys.prefix, **env}, timeout=600)
 
 
@@ -184,18 +188,18 @@ def test_one_request_builder_for_both_places(tmp_path, monkeypatch):
     env = {**settings(), "ENV": "prod", "JOBS_DIR": str(tmp_path)}
     config = resolve(env="prod", environ=env)
 
-    class Local(transform.LocalTransforms):
+    class Local(LocalTransforms):
         def __init__(self):
             self.config = config
 
-    class Remote(transform.SageMakerTransforms):
+    class Remote(SageMakerTransforms):
         def __init__(self):
             self.config = config
 
     requests = []
     for place in (Local(), Remote()):
         uris = place.input_uri(tmp_path, "p-batch-1"), place.output_uri("p-batch-1")
-        requests.append(transform.transform_request(config, "p-batch-1", "job-1", *uris))
+        requests.append(transform_request(config, "p-batch-1", "job-1", *uris))
     local, remote = requests
     assert remote["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == \
         "s3://train-bucket/sagemake-example/transform/p-batch-1/input/"
@@ -204,7 +208,7 @@ def test_one_request_builder_for_both_places(tmp_path, monkeypatch):
         request["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] = "?"
         request["TransformOutput"]["S3OutputPath"] = "?"
     assert local == remote
-    assert transform.batch_environment(local) == {
+    assert batch_environment(local) == {
         "SAGEMAKER_BATCH": "true", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "6", "SAGEMAKER_BATCH_STRATEGY": "MULTI_RECORD",
         "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": "1"}
 
@@ -212,12 +216,12 @@ def test_one_request_builder_for_both_places(tmp_path, monkeypatch):
 def test_payloads_fill_the_limit_with_whole_lines(tmp_path):
     path = tmp_path / "rows.csv"
     path.write_bytes(b"aaaa\nbbbb\n\ncccc\ndddd")  # 5 bytes a line; a blank line; no newline at the end
-    assert list(transform.payloads(path, 10, single=False)) == [(1, 2, b"aaaa\nbbbb\n"), (4, 5, b"cccc\ndddd\n")]
-    assert list(transform.payloads(path, 14, single=False)) == [(1, 2, b"aaaa\nbbbb\n"), (4, 5, b"cccc\ndddd\n")]
-    assert list(transform.payloads(path, 15, single=False)) == [(1, 4, b"aaaa\nbbbb\ncccc\n"), (5, 5, b"dddd\n")]
-    assert [p[:2] for p in transform.payloads(path, 100, single=True)] == [(1, 1), (2, 2), (4, 4), (5, 5)]
-    with pytest.raises(transform.TransformFailed, match="rows.csv line 1 is 5 bytes, over MaxPayloadInMB"):
-        list(transform.payloads(path, 4, single=False))
+    assert list(payloads(path, 10, single=False)) == [(1, 2, b"aaaa\nbbbb\n"), (4, 5, b"cccc\ndddd\n")]
+    assert list(payloads(path, 14, single=False)) == [(1, 2, b"aaaa\nbbbb\n"), (4, 5, b"cccc\ndddd\n")]
+    assert list(payloads(path, 15, single=False)) == [(1, 4, b"aaaa\nbbbb\ncccc\n"), (5, 5, b"dddd\n")]
+    assert [p[:2] for p in payloads(path, 100, single=True)] == [(1, 1), (2, 2), (4, 4), (5, 5)]
+    with pytest.raises(TransformFailed, match="rows.csv line 1 is 5 bytes, over MaxPayloadInMB"):
+        list(payloads(path, 4, single=False))
 
 
 # --- on SageMaker (the emulator) -------------------------------------------------------------------------------
@@ -260,7 +264,7 @@ def test_transform_on_sagemaker_makes_the_model_runs_the_job_and_downloads_the_o
         return answer
 
     monkeypatch.setattr(type(backend()), "create_transform_job", writes_outputs)
-    record = transform.transform(config, SageMakerExecutor(config), str(folder), job)
+    record = transform(config, SageMakerExecutor(config), str(folder), job)
     name = record["TransformJobName"]
     assert record["TransformJobStatus"] == "Completed" and record["ModelName"] == job
     described = sagemaker.describe_transform_job(TransformJobName=name)
@@ -277,7 +281,7 @@ def test_transform_on_sagemaker_makes_the_model_runs_the_job_and_downloads_the_o
     assert (out / "a.csv.out").read_text() == "predictions of a.csv.out\n"
     assert (out / "sub" / "b.csv.out").read_text() == "predictions of sub/b.csv.out\n"
     # A second transform of the same job reuses the model sagemake made.
-    transform.transform(config, SageMakerExecutor(config), str(folder), job)
+    transform(config, SageMakerExecutor(config), str(folder), job)
     assert [m["ModelName"] for m in sagemaker.list_models()["Models"]] == [job]
     # A model of that name that is not sagemake's is refused, not reused.
     sagemaker.delete_model(ModelName=job)
@@ -285,4 +289,4 @@ def test_transform_on_sagemaker_makes_the_model_runs_the_job_and_downloads_the_o
     from sagemake.cli import UserError
 
     with pytest.raises(UserError, match=f"a SageMaker model named {job} exists and is not sagemake's"):
-        transform.transform(config, SageMakerExecutor(config), str(folder), job)
+        transform(config, SageMakerExecutor(config), str(folder), job)

@@ -19,7 +19,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from conftest import ROOT, copy_repo
+from conftest import ROOT, copy_repo, sagemake
 from emulator import ACCOUNT, SageMakerDriver, make_bucket, register_image, settings
 
 from sagemake import debug
@@ -121,7 +121,7 @@ def make(repo: Path, target: str, env: dict, tmp_path: Path):
 
 def register_checkout_image(repo: Path, tmp_path: Path) -> None:
     """The checkout's image in the emulated ECR, as pushed earlier: no container engine is needed."""
-    image = subprocess.run([str(repo / "scripts/run_sagemaker.py"), "image"], env=environment({}, tmp_path),
+    image = subprocess.run([*sagemake(repo), "image"], env=environment({}, tmp_path),
                            capture_output=True, text=True, check=True).stdout.strip()
     register_image(image)
 
@@ -148,20 +148,20 @@ def test_make_train_env_prod_traced_shows_aws_calls_and_no_credential(credential
     # the trace is there: each AWS call with its parameters, each HTTP answer, the commands run, the credentials'
     # origin; the access key's id shown as `aws configure list` shows it
     assert "+ sagemake.aws.api: sts.GetCallerIdentity {}" in train.stderr
-    assert re.search(r"\+ sagemake\.aws: sagemaker\.CreateTrainingJob \{'TrainingJobName': ", train.stderr)
-    assert re.search(r"\+ sagemake\.aws:   -> 200\n", train.stderr)
+    assert re.search(r"\+ sagemake\.aws\.api: sagemaker\.CreateTrainingJob \{'TrainingJobName': ", train.stderr)
+    assert re.search(r"\+ sagemake\.aws\.api:   -> 200\n", train.stderr)
     assert "+ botocore.credentials: Found credentials in environment variables." in train.stderr
     assert re.search(r"\+ sagemake\.run: .*python\S* -c ", train.stderr)  # the data step (its path may hold spaces)
     assert "Completed / Completed" in train.stderr
 
-    # DEBUG=2: botocore's own log (headers, signing, bodies) with the shell scripts' trace, on every step
+    # DEBUG=2: botocore's own log (headers, signing, bodies), on every step
     for target in ("data", "build", "upload", "doctor", "plan", "jobs"):
         result = make(checkout, target, {"DEBUG": "2"}, tmp_path)
         (tmp_path / f"{target}.log").write_text(result.stdout + result.stderr)
         assert result.returncode == 0, result.stderr
         assert leaks(result.stdout + result.stderr) == [], target
         if target == "upload":  # nothing changed since train's sync: S3 is asked without boto3 (sagemake.aws.s3read)
-            assert re.search(r"\+ sagemake\.s3read: HEAD http://\S+/sync-manifests/train\.json\n", result.stderr)
+            assert re.search(r"\+ sagemake\.aws\.s3read: HEAD http://\S+/sync-manifests/train\.json\n", result.stderr)
             assert "+ sagemake.aws.s3read:   -> 200" in result.stderr and "botocore" not in result.stderr
         elif target != "data":
             assert "+ botocore.endpoint: Making request for OperationModel" in result.stderr, target
@@ -171,8 +171,7 @@ def test_make_train_env_prod_traced_shows_aws_calls_and_no_credential(credential
             assert re.search(r"Signature=\*\*\*", result.stderr), target
             assert "****************0042" in result.stderr  # the key id's last 4 characters
         out += result.stderr
-    for script in ("make_data.sh", "build_and_push_image.sh", "upload_data.sh"):
-        assert f"+ {script}:" in out  # the shell trace, file:line first
+    assert re.search(r"\+ sagemake\.run: .*python\S* -c ", out)  # the data step's command, traced by `make data`
 
 
 def test_credentials_from_a_profile_file_are_never_traced(aws, checkout, tmp_path, monkeypatch):
@@ -240,7 +239,7 @@ def test_an_aws_error_quoting_a_signed_request_is_masked(monkeypatch, capsys):
         run(main, "doctor")
     assert ended.value.code == 3
     stderr = capsys.readouterr().err
-    assert stderr.startswith("doctor: AWS GetCallerIdentity failed: SignatureDoesNotMatch: The request signature")
+    assert stderr.startswith("sagemake: AWS GetCallerIdentity failed: SignatureDoesNotMatch: The request signature")
     assert "x-amz-security-token:***" in stderr and token not in stderr
 
 

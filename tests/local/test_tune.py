@@ -6,19 +6,19 @@ import os
 import signal
 import statistics
 import subprocess
-import sys
 import time
 
 import pytest
-from conftest import ROOT, sigint_as_a_terminal_gives_it
+from conftest import ROOT, sagemake, sigint_as_a_terminal_gives_it
 
 from sagemake.config import resolve
 from sagemake.executors.local.executor import LocalExecutor
-from sagemake.models import fetch, metrics
+from sagemake.jobs.training import final_metrics as metrics
 from sagemake.jobs.training import metric_series
 from sagemake.jobs.training import plan as training_plan
-from sagemake.targets.jobs import list_jobs
 from sagemake.jobs.tuning import LEADERBOARD, PLOT, RECORD, objective, plan
+from sagemake.models import fetch
+from sagemake.targets.jobs import list_jobs
 from sagemake.targets.tune import tune
 
 RANGES = "learning_rate=0.02:0.5:log max_depth=1:4 subsample=0.5:1"
@@ -78,7 +78,7 @@ def test_the_objective_direction_is_inferred_from_its_name_or_set(more, expected
 ])
 def test_bad_input_is_one_line_and_exit_2(more, said, example_data, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUNE_")}
-    done = subprocess.run([sys.executable, str(ROOT / "scripts/tune.py"), "plan"], capture_output=True, text=True,
+    done = subprocess.run([*sagemake(ROOT), "tune-plan"], capture_output=True, text=True,
                           env={**env, **settings(example_data, tmp_path, **more), "PYTHONPATH": str(ROOT / "src")})
     assert done.returncode == 2, done.stderr
     assert done.stdout == ""
@@ -133,7 +133,7 @@ def test_a_local_tuning_run_of_6_trials_2_at_a_time(example_data, tmp_path, caps
 def test_ctrl_c_stops_the_running_trials_and_keeps_the_record(example_data, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUNE_")}
     environ = settings(example_data, tmp_path, TUNE_MAX_JOBS="4", TUNE_PARALLEL="2", HP="n_estimators=3000")
-    process = subprocess.Popen([sys.executable, str(ROOT / "scripts/tune.py"), "run"], stdout=subprocess.DEVNULL,
+    process = subprocess.Popen([*sagemake(ROOT), "tune"], stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True, preexec_fn=sigint_as_a_terminal_gives_it,
                                env={**env, **environ, "PYTHONPATH": str(ROOT / "src")})
     jobs = tmp_path / "jobs"

@@ -3,7 +3,7 @@
 # shellcheck disable=SC2030,SC2031 # each @test runs in its own subshell: PATH changes are meant to stay there
 
 setup() {
-  load test_helper
+  load ../test_helper
   common_setup
   in_copy
 }
@@ -254,7 +254,7 @@ STUB
   chmod +x "$bin/docker"
   export ENGINE_CALLS="$BATS_TEST_TMPDIR/calls" PATH="$bin:$PATH"
   local image
-  image="$(scripts/run_sagemaker.py image)"
+  image="$(make -s image)"
   [[ "$image" =~ ^sagemake-example:[0-9a-f]{12}$ ]]
   run make build
   assert_success
@@ -292,11 +292,11 @@ image inspect $image"
   printf '1,2\n' >rows.csv
   run make serve
   assert_failure
-  assert_output --partial "serve_model: no fetched model in models/: run \`make fetch\` (the latest job's model) or \`make train\`"
+  assert_output --partial "sagemake: no fetched model in models/: run \`make fetch\` (the latest job's model) or \`make train\`"
   local job=sagemake-example-abc1234-20261202-101500-123
   run make predict FILE=rows.csv JOB="$job"
   assert_failure
-  assert_output --partial "serve_model: no fetched model of job $job in models/: run \`make fetch JOB=$job\`"
+  assert_output --partial "sagemake: no fetched model of job $job in models/: run \`make fetch JOB=$job\`"
   run make serve JOB=../models
   assert_failure
   assert_output --partial "is not a job name (1-63 letters, digits or '-')"
@@ -305,14 +305,14 @@ image inspect $image"
 @test "make predict without FILE, or with one it cannot send, and a bad SERVE_PORT are one line each" {
   run make predict
   assert_failure
-  assert_output --partial "serve_model: FILE is required: make predict FILE=rows.csv (or rows.json) [JOB=<job>]"
+  assert_output --partial "sagemake: FILE is required: make predict FILE=rows.csv (or rows.json) [JOB=<job>]"
   run make predict FILE=none.csv
   assert_failure
-  assert_output --partial "serve_model: FILE=none.csv does not exist"
+  assert_output --partial "sagemake: FILE=none.csv does not exist"
   printf '1,2\n' >rows.txt
   run make predict FILE=rows.txt
   assert_failure
-  assert_output --partial "serve_model: FILE=rows.txt is neither .csv nor .json"
+  assert_output --partial "sagemake: FILE=rows.txt is neither .csv nor .json"
   run make serve SERVE_PORT=80800
   assert_failure
   assert_output --partial "SERVE_PORT='80800' must be a whole number from 1 to 65535"

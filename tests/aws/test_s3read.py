@@ -17,7 +17,7 @@ import botocore.auth
 import pytest
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from conftest import ROOT, copy_repo
+from conftest import ROOT, copy_repo, sagemake
 from emulator import client, make_bucket, settings
 from faultproxy import FaultProxy
 
@@ -134,7 +134,7 @@ def test_it_does_not_ask_where_boto3_might_connect_otherwise(tmp_path, setting):
 
 def test_the_check_without_boto3_loads_no_boto3():
     loaded = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, 'src'); "
-                             "import sagemake.run_sagemaker, sagemake.aws.unchanged; "
+                             "import sagemake.targets.upload, sagemake.aws.unchanged; "
                              "print(sorted({m.split('.')[0] for m in sys.modules} & {'boto3', 'botocore'}))"],
                             cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
@@ -163,7 +163,7 @@ def upload(checkout, folder, proxy, status=0, **extra) -> tuple[subprocess.Compl
     before = len(proxy.seen)
     env = {**os.environ, "ENV": "prod", "DATA_DIR": str(folder.parent), "CHANNELS": "train", **settings(**extra),
            "VENV": str(ROOT / ".venv"), "AWS_ENDPOINT_URL": proxy.url}
-    done = subprocess.run([str(checkout / "scripts/upload_data.sh")], cwd=checkout, env=env, capture_output=True,
+    done = subprocess.run([*sagemake(checkout), "upload"], cwd=checkout, env=env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == status, done.stderr
     return done, proxy.seen[before:]

@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from conftest import copy_repo, private_package, tool_venv
+from conftest import copy_repo, private_package, sagemake, tool_venv
 from emulator import SageMakerDriver, make_bucket, settings
 from test_secrets import FAKE, leaks, scan_image, scan_tree
 
@@ -165,7 +165,7 @@ def make(repo, target, env, *args):
 
 
 def image_of(repo, env) -> str:
-    return subprocess.run([str(repo / "scripts/run_sagemaker.py"), "image"], env={**os.environ, **env},
+    return subprocess.run([*sagemake(repo), "image"], env={**os.environ, **env},
                           capture_output=True, text=True, check=True).stdout.strip()
 
 

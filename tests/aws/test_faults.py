@@ -11,12 +11,11 @@ import io
 import json
 import os
 import subprocess
-import sys
 import tarfile
 
 import pytest
 from botocore.config import Config as ClientConfig
-from conftest import ROOT, copy_repo
+from conftest import ROOT, copy_repo, sagemake
 from emulator import SageMakerDriver, client, make_bucket, register_image, settings
 from faultproxy import KINDS, FaultProxy
 
@@ -124,15 +123,7 @@ def command_env(data, folder, endpoint, **extra) -> dict:
 
 def commands(checkout) -> dict[str, list[str]]:
     """What the make targets run, each with its own exit status (make itself exits 2 for any of them)."""
-    python, scripts = sys.executable, checkout / "scripts"
-    return {
-        "upload": [str(scripts / "upload_data.sh")],
-        "train": [python, str(scripts / "run_sagemaker.py"), "train"],
-        "jobs": [python, str(scripts / "run_sagemaker.py"), "jobs"],
-        "logs": [python, str(scripts / "run_sagemaker.py"), "logs"],
-        "fetch": [python, str(scripts / "fetch_model.py")],
-        "doctor": [python, "-m", "sagemake.doctor"],
-    }
+    return {name: [*sagemake(checkout), name] for name in ("upload", "train", "jobs", "logs", "fetch", "doctor")}
 
 
 @pytest.mark.parametrize("network", ["failing", "gone"])
@@ -159,16 +150,15 @@ def test_every_command_is_one_line_and_status_3_when_aws_cannot_be_reached(aws, 
         *progress, err = said.splitlines()
         assert "Traceback" not in said and len(progress) == (name == "train"), (name, said)
         assert all(line.startswith("==> data: ") for line in progress), (name, said)
-        prog = {"upload": "run_sagemaker", "fetch": "fetch_model", "doctor": "doctor"}.get(name, "run_sagemaker")
         if network == "gone":
-            assert err.startswith(f"{prog}: cannot reach AWS (") and f", {attempts} attempts): Could not connect to " \
+            assert err.startswith("sagemake: cannot reach AWS (") and f", {attempts} attempts): Could not connect to " \
                 "the endpoint URL: " in err and err.endswith("then run the same command again"), (name, err)
         else:  # a reset, then a 500: the last answer is AWS's error
             # make upload asks first without boto3 (unchanged.py), the bucket's region and the manifest, once each:
             # boto3 then meets the next two faults, a lost answer and a 503.
             first = 2 if name == "upload" else 0
             last = "ServiceUnavailable" if first else "Internal"
-            assert err.startswith(f"{prog}: AWS ") and f" failed {attempts} times ({last}" in err, (name, err)
+            assert err.startswith("sagemake: AWS ") and f" failed {attempts} times ({last}" in err, (name, err)
             assert err.endswith("AWS is failing or throttling: run the same command again later"), err
             assert proxies[name].broken_total == attempts + first and proxies[name].forwarded == 0, \
                 (name, proxies[name].broken)
@@ -186,7 +176,7 @@ def test_an_upload_cut_off_midway_says_so_in_one_line_and_resumes(aws, checkout,
         cut = subprocess.run(upload, cwd=checkout, env=env, capture_output=True, text=True, timeout=120)
         assert cut.returncode == Exit.AWS_ERROR, cut.stderr
         assert "Traceback" not in cut.stderr and len(cut.stderr.splitlines()) == 1, cut.stderr
-        assert cut.stderr.startswith("run_sagemaker: ") and "run the same command again" in cut.stderr
+        assert cut.stderr.startswith("sagemake: ") and "run the same command again" in cut.stderr
         arrived = len(s3_objects("sagemake-example/data/train/"))
         assert 60 <= arrived < FILES  # `closed` faults forward the request: the object arrives, the answer does not
         # Only the uploads under way when it failed went on failing (AWS_MAX_ATTEMPTS times each): the files not

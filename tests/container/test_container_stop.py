@@ -8,13 +8,14 @@ import signal
 import subprocess
 import time
 
+from conftest import sagemake
 from test_container import ENGINE, built_project, containers, engine  # noqa: F401 (fixtures)
 
 
 def test_kill_9_of_the_executor_removes_the_container_and_settles_the_record(built_project):  # noqa: F811
     repo, env = built_project
     everything = {**env, "STOP_GRACE_SECONDS": "3", "HP": "n_estimators=5000 learning_rate=0.001"}
-    executor = subprocess.Popen([str(repo / "scripts/run_sagemaker.py"), "train"], cwd=repo, env=everything,
+    executor = subprocess.Popen([*sagemake(repo), "train"], cwd=repo, env=everything,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         for line in executor.stderr:
@@ -35,7 +36,7 @@ def test_kill_9_of_the_executor_removes_the_container_and_settles_the_record(bui
     while containers(name) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert containers(name) == []
-    listed = subprocess.run([str(repo / "scripts/run_sagemaker.py"), "jobs"], cwd=repo, env=everything,
+    listed = subprocess.run([*sagemake(repo), "jobs"], cwd=repo, env=everything,
                             capture_output=True, text=True, check=True).stdout
     assert [line.split()[1] for line in listed.splitlines() if line.startswith(name)] == ["Failed"]
     record = json.loads((repo / "jobs" / name / "job.json").read_text())

@@ -286,7 +286,7 @@ def test_make_upload_env_prod_says_what_aws_denied(aws, tmp_path):
         result = make("upload", {"AWS_ACCESS_KEY_ID": key["AccessKeyId"],
                                  "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}, tmp_path)
     assert result.returncode != 0 and result.stderr.endswith("] Error 3\n")  # Exit.AWS_ERROR, as make saw it
-    assert "run_sagemaker: AWS denied PutObject (Access Denied): grant it to your credentials" in \
+    assert "sagemake: AWS denied PutObject (Access Denied): grant it to your credentials" in \
         result.stderr.splitlines()
     assert "Traceback" not in result.stderr
     assert "Contents" not in client("s3").list_objects_v2(Bucket="train-bucket")

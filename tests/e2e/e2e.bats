@@ -3,7 +3,7 @@
 # up, `make train` sets itself up, trains the example and fetches the model.
 
 setup() {
-  load test_helper
+  load ../test_helper
   common_setup
   unset VENV # a fresh checkout makes its own .venv
   in_copy

@@ -4,7 +4,7 @@ import os
 import socket
 import subprocess
 
-from conftest import ROOT
+from conftest import ROOT, sagemake
 from emulator import settings
 
 from sagemake.cli import Exit
@@ -12,7 +12,7 @@ from sagemake.cli import Exit
 
 def run(*args, **env):
     everything = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **env}
-    return subprocess.run([str(ROOT / "scripts/run_sagemaker.py"), *args], env=everything, capture_output=True,
+    return subprocess.run([*sagemake(ROOT), *args], env=everything, capture_output=True,
                           text=True, timeout=300)
 
 
@@ -33,5 +33,5 @@ def test_each_kind_of_ending_has_its_own_status(tmp_path, example_data):
     unreachable = run("plan", ENV="prod", **settings(), DATA_DIR=str(example_data), AWS_ENDPOINT_URL=f"http://127.0.0.1:{closed_port()}",
                       AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_MAX_ATTEMPTS="1")
     assert unreachable.returncode == Exit.AWS_ERROR, unreachable.stderr
-    assert unreachable.stderr.startswith("run_sagemaker: cannot reach AWS (sts GetCallerIdentity, 1 attempt)")
+    assert unreachable.stderr.startswith("sagemake: cannot reach AWS (sts GetCallerIdentity, 1 attempt)")
     assert "Traceback" not in unreachable.stderr and unreachable.stderr.count("\n") == 1

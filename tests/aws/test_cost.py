@@ -5,12 +5,11 @@ back from the emulator and said while following."""
 import json
 import os
 import subprocess
-import sys
 from datetime import date, timedelta
 
 import boto3
 import pytest
-from conftest import ROOT, in_process
+from conftest import ROOT, in_process, sagemake
 from emulator import REGION, SageMakerDriver, backend, client, make_bucket, register_image, settings
 
 from sagemake.aws.sync import sync
@@ -102,7 +101,7 @@ def test_plan_says_the_hourly_rate_and_the_worst_case(aws, price_list):
 def test_make_plan_env_prod_prints_the_cost_on_stderr(aws, price_list, example_data):
     env = {"ENV": "prod", "DATA_DIR": str(example_data), "INSTANCE_COUNT": "2", "KEEP_ALIVE_SECONDS": "600",
            **settings()}
-    result = subprocess.run([sys.executable, str(ROOT / "scripts/run_sagemaker.py"), "plan"], cwd=ROOT,
+    result = subprocess.run([*sagemake(ROOT), "plan"], cwd=ROOT,
                             env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["ResourceConfig"]["KeepAlivePeriodInSeconds"] == 600

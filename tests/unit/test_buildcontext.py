@@ -353,6 +353,7 @@ def engine_copy(engine: str, context: Path) -> list[str]:
     return sorted(name.removeprefix("/ctx/") for name in os.fsdecode(found.stdout).split("\0") if name)
 
 
+@pytest.mark.container  # the one test here that needs an engine
 def test_context_files_match_what_the_engine_copies(engine, tmp_path):
     root = make_tree(tmp_path / "build context", VARIED_FILES, VARIED_IGNORE)
     (root / "empty/deeper").mkdir(parents=True)

@@ -9,14 +9,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tarfile
 import time
 import urllib.request
 
 import boto3
 import pytest
-from conftest import ROOT, copy_repo
+from conftest import ROOT, copy_repo, sagemake
 from emulator import (
     ACCOUNT,
     REGION,
@@ -35,8 +34,8 @@ from sagemake.cli import AwsError, Exit, JobFailed, UserError
 from sagemake.config import resolve
 from sagemake.executors import for_config
 from sagemake.executors.sagemaker.executor import SageMakerExecutor
-from sagemake.models import fetch
 from sagemake.jobs.training import plan
+from sagemake.models import fetch
 from sagemake.targets.jobs import list_jobs
 from sagemake.targets.train import train
 
@@ -71,7 +70,7 @@ def ready(aws, checkout, tmp_path, example_data):
 
 def test_for_config_picks_the_sagemaker_executor_for_an_aws_env(aws, checkout, tmp_path, example_data):
     executor = for_config(prod_config(checkout, example_data, tmp_path))
-    assert isinstance(executor, SageMakerExecutor) and executor.kind == "sagemaker"
+    assert isinstance(executor, SageMakerExecutor) and executor.name == "sagemaker"
     assert executor.where() == f"on SageMaker in {REGION}" and executor.env_flag() == " ENV=prod"
 
 
@@ -315,9 +314,9 @@ def test_stop_of_a_finished_job_is_refused(ready):
         executor.stop(request["TrainingJobName"])
 
 
-def run_script(script, config_env, path_prefix, cwd):
+def run_target(target, config_env, path_prefix, cwd):
     env = {**os.environ, **config_env, "PATH": f"{path_prefix}:{os.environ['PATH']}"}
-    return subprocess.run([str(ROOT / "scripts" / script)], env=env, cwd=cwd, capture_output=True, text=True)
+    return subprocess.run([*sagemake(ROOT), target], env=env, cwd=cwd, capture_output=True, text=True)
 
 
 # A stand-in for the container engine: it records each call's arguments (and a login's stdin), knows the images
@@ -351,7 +350,7 @@ def test_build_and_push_creates_the_repository_once_and_skips_a_pushed_tag(aws, 
     image = repository_image(env)
     ecr = client("ecr")
 
-    first = run_script("build_and_push_image.sh", env, engine, tmp_path)
+    first = run_target("build", env, engine, tmp_path)
     assert first.returncode == 0, first.stderr
     assert "creating ECR repository train-image" in first.stderr
     assert calls.read_text().splitlines() == engine_calls(image)
@@ -366,7 +365,7 @@ def test_build_and_push_creates_the_repository_once_and_skips_a_pushed_tag(aws, 
     ecr.create_repository(repositoryName="existing-repo")
     calls.unlink()
     elsewhere = {**env, "ECR_REPOSITORY": "existing-repo"}
-    existing = run_script("build_and_push_image.sh", elsewhere, engine, tmp_path)
+    existing = run_target("build", elsewhere, engine, tmp_path)
     assert existing.returncode == 0, existing.stderr
     assert "creating ECR repository" not in existing.stderr
     assert calls.read_text().splitlines() == engine_calls(repository_image(elsewhere))
@@ -374,13 +373,13 @@ def test_build_and_push_creates_the_repository_once_and_skips_a_pushed_tag(aws, 
 
     # An image the engine has already (built, its push failed, say) took its tag once checked: it is pushed as it is.
     calls.unlink()
-    kept = run_script("build_and_push_image.sh", env, engine, tmp_path)
+    kept = run_target("build", env, engine, tmp_path)
     assert kept.returncode == 0, kept.stderr
     assert calls.read_text().splitlines() == ["info", f"image inspect {image}", *engine_calls(image)[-2:]]
 
     register_image(image)  # what the push did in a real ECR
     calls.unlink()
-    again = run_script("build_and_push_image.sh", env, engine, tmp_path)
+    again = run_target("build", env, engine, tmp_path)
     assert again.returncode == 0, again.stderr
     assert f"{image} is in ECR already: nothing to build or push" in again.stderr
     assert not calls.exists()  # the engine is not even asked
@@ -415,7 +414,7 @@ def test_ctrl_c_while_following_leaves_the_job_running(ready):
         # handler, unlike SIG_IGN, is reset to the default on exec (no preexec_fn: moto's threads are running).
         ignored = signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
-            follower = subprocess.Popen([str(ROOT / "scripts/run_sagemaker.py"), "train"], cwd=ready.root, env=env,
+            follower = subprocess.Popen([*sagemake(ROOT), "train"], cwd=ready.root, env=env,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         finally:
             signal.signal(signal.SIGINT, signal.SIG_DFL if ignored is None else ignored)
@@ -471,7 +470,7 @@ def engine_on_path(folder, answers: bool) -> str:
 def doctor(checkout, path, **extra):
     """`make doctor ENV=prod` as its recipe runs it, in the checkout."""
     env = {**os.environ, "ENV": "prod", "PYTHONPATH": str(checkout / "src"), "PATH": path, **settings(**extra)}
-    return subprocess.run([sys.executable, "-m", "sagemake.doctor"], cwd=checkout, env=env, capture_output=True,
+    return subprocess.run([*sagemake(checkout), "doctor"], cwd=checkout, env=env, capture_output=True,
                           text=True, timeout=120)
 
 

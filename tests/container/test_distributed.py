@@ -9,7 +9,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import ROOT, copy_repo, tool_venv
+from conftest import ROOT, copy_repo, sagemake, tool_venv
 from test_container import ENGINE, FLAGS, engine  # noqa: F401 (a fixture)
 
 SHARDED = {"INSTANCE_COUNT": "2", "DATA_DISTRIBUTION": "train=ShardedByS3Key"}
@@ -26,7 +26,7 @@ def project(tmp_path_factory):
 
 def train(repo, **settings):
     env = {**os.environ, "VENV": tool_venv(), "CONTAINER_BUILD_FLAGS": FLAGS, "CONTAINER_RUN_FLAGS": "", **settings}
-    return subprocess.run([str(repo / "scripts/run_sagemaker.py"), "train"], cwd=repo, env=env, capture_output=True,
+    return subprocess.run([*sagemake(repo), "train"], cwd=repo, env=env, capture_output=True,
                           text=True, timeout=900)
 
 

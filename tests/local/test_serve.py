@@ -342,23 +342,23 @@ def test_make_predict_bad_input_is_one_line_and_a_non_zero_exit(project, referen
     (tmp_path / "rows.txt").write_text("1,2\n")
     (tmp_path / "short.csv").write_text("1,2,3\n")
     for args, sentence in (
-        ((), "serve_model: FILE is required: make predict FILE=rows.csv (or rows.json) [JOB=<job>]"),
-        ((f"FILE={tmp_path}/none.csv",), f"serve_model: FILE={tmp_path}/none.csv does not exist"),
-        ((f"FILE={tmp_path}/rows.txt",), f"serve_model: FILE={tmp_path}/rows.txt is neither .csv nor .json"),
+        ((), "sagemake: FILE is required: make predict FILE=rows.csv (or rows.json) [JOB=<job>]"),
+        ((f"FILE={tmp_path}/none.csv",), f"sagemake: FILE={tmp_path}/none.csv does not exist"),
+        ((f"FILE={tmp_path}/rows.txt",), f"sagemake: FILE={tmp_path}/rows.txt is neither .csv nor .json"),
         ((f"FILE={tmp_path}/short.csv", "JOB=sagemake-example-nope"),
-         "serve_model: no fetched model of job sagemake-example-nope in models/: "
+         "sagemake: no fetched model of job sagemake-example-nope in models/: "
          "run `make fetch JOB=sagemake-example-nope`"),
-        ((f"FILE={tmp_path}/short.csv",), f"serve_model: the model server refused {tmp_path}/short.csv (400): "
+        ((f"FILE={tmp_path}/short.csv",), f"sagemake: the model server refused {tmp_path}/short.csv (400): "
                                           "line 1 has 3 values; the model takes 30"),
     ):
         result = make(repo, "predict", *args, env=env)
         assert result.returncode != 0, args
-        (said,) = [line for line in result.stderr.splitlines() if line.startswith("serve_model:")]
+        (said,) = [line for line in result.stderr.splitlines() if line.startswith("sagemake:")]
         assert said.startswith(sentence), (args, result.stderr)
     # A model whose image is not sagemake's, and that no engine has, is not served as a process.
     result = make(repo, "predict", f"FILE={tmp_path}/short.csv", env={**env, "TRAINING_IMAGE": "theirs:1.0"})
     assert result.returncode != 0
-    assert ("serve_model: docker has no image sagemake-example:" in result.stderr
+    assert ("sagemake: docker has no image sagemake-example:" in result.stderr
             and "(TRAINING_IMAGE=theirs:1.0 serves only in a container)" in result.stderr), result.stderr
 
 
@@ -370,7 +370,7 @@ def test_make_serve_on_a_port_in_use_names_the_port(project, tmp_path):
         port = taken.getsockname()[1]
         result = make(repo, "serve", f"SERVE_PORT={port}", env=no_engine(tmp_path))
     assert result.returncode != 0
-    assert f"serve_model: port {port} is in use (Address already in use): stop what listens there, or serve on " \
+    assert f"sagemake: port {port} is in use (Address already in use): stop what listens there, or serve on " \
            f"another port with SERVE_PORT={port + 1}" in result.stderr
 
 
@@ -442,8 +442,8 @@ def test_an_image_that_is_not_ours_and_has_no_serve_is_named(project, engine, tm
             path.unlink()
         theirs.rmdir()
     assert result.returncode != 0
-    assert f"serve_model: image {plain} is not sagemake's and has neither an executable 'serve' on its PATH nor " \
+    assert f"sagemake: image {plain} is not sagemake's and has neither an executable 'serve' on its PATH nor " \
            "an ENTRYPOINT (SageMaker runs `docker run IMAGE serve`): add one to its Dockerfile" in result.stderr
     assert ours.returncode != 0
-    assert f"serve_model: image {plain} has no 'serve' (built before sagemake served models, or a script-mode " \
+    assert f"sagemake: image {plain} has no 'serve' (built before sagemake served models, or a script-mode " \
            "image, which does not serve yet): `make train` again" in ours.stderr

@@ -9,15 +9,15 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, in_process
+from conftest import ROOT, in_process, sagemake
 
 from sagemake import sourcedir
 from sagemake.archive import pack, tree
 from sagemake.cli import UserError
 from sagemake.config import Config, resolve
 from sagemake.executors.local.executor import LocalExecutor
-from sagemake.models import fetch as fetch_model
 from sagemake.jobs.training import plan
+from sagemake.models import fetch as fetch_model
 
 
 @pytest.fixture
@@ -134,12 +134,11 @@ def test_script_mode_ships_the_code_beside_the_image(tmp_path, example_data):
 
 def test_concurrent_fetches_of_one_job_all_end_with_the_whole_folder(config):
     import subprocess
-    import sys
 
     name, _ = train(config)
     fetch(config, name)
     env = {**config.values, "PATH": os.environ["PATH"], "JOB": name}
-    fetchers = [subprocess.Popen([sys.executable, str(ROOT / "scripts/fetch_model.py"), name], env=env,
+    fetchers = [subprocess.Popen([*sagemake(ROOT), "fetch", name], env=env,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(10)]
     for fetcher in fetchers:
         _, err = fetcher.communicate(timeout=120)
@@ -150,7 +149,7 @@ def test_concurrent_fetches_of_one_job_all_end_with_the_whole_folder(config):
     held = os.open(config.path("MODELS_DIR"), os.O_RDONLY)
     try:
         fcntl.flock(held, fcntl.LOCK_EX)
-        waiting = subprocess.Popen([sys.executable, str(ROOT / "scripts/fetch_model.py"), name], env=env,
+        waiting = subprocess.Popen([*sagemake(ROOT), "fetch", name], env=env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         time.sleep(3)
         assert waiting.poll() is None

@@ -18,7 +18,7 @@ README_LIMIT = 15_000  # bytes: a newcomer reads it top to bottom; the rest belo
 DOCS = [README, *sorted((ROOT / "docs").glob("*.md"))]
 
 # Pages linked before they are written: a link to them may dangle for now. Remove each name once its page exists.
-PENDING = {"docs/settings.md", "docs/design.md"}
+PENDING: set[str] = set()
 
 # What `make` takes besides the settings: the Makefile's own variables and those its scripts read.
 MAKE_PARAMETERS = {"ENV", "JOB", "KEEP", "TUNING", "FILE", "INPUT", "JOBS", "VENV", "PYTHON", "DEBUG", "SINCE"}

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, sagemake
 
 from sagemake.archive import pack, tree, unpack
 from sagemake.cli import UserError
@@ -298,7 +298,7 @@ def test_unpack_refuses_members_outside_the_folder_even_without_extraction_filte
 def test_sigterm_to_the_executor_stops_the_job_and_ends_its_record(tmp_path, example_data):
     env = {**os.environ, "DATA_DIR": str(example_data), "JOBS_DIR": str(tmp_path / "jobs"), "LOCAL_RUNTIME": "process",
            "HP": "n_estimators=5000 learning_rate=0.001", "MODELS_DIR": str(tmp_path / "models")}
-    executor = subprocess.Popen([str(ROOT / "scripts/run_sagemaker.py"), "train"], env=env, stdout=subprocess.DEVNULL,
+    executor = subprocess.Popen([*sagemake(ROOT), "train"], env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)
     for line in executor.stderr:
         if "/ Training:" in line:
@@ -480,7 +480,7 @@ def test_a_spot_drill_interrupts_the_job_which_resumes_from_its_checkpoint_to_th
         env = {**os.environ, "DATA_DIR": str(example_data), "JOBS_DIR": str(tmp_path / "jobs"),
                "MODELS_DIR": str(tmp_path / "models"), "LOCAL_RUNTIME": "process",
                "HP": "n_estimators=1000 learning_rate=0.01", **extra}
-        done = subprocess.run([str(ROOT / "scripts/run_sagemaker.py"), "train"], env=env, capture_output=True,
+        done = subprocess.run([*sagemake(ROOT), "train"], env=env, capture_output=True,
                               text=True, timeout=600)
         assert done.returncode == 0, done.stderr
         return done

@@ -15,20 +15,22 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, copy_repo, in_process
+from conftest import ROOT, copy_repo, in_process, sagemake
 from emulator import ProcessingDriver, backend, client, make_bucket, register_image, repository_image
 from emulator import settings as aws_settings
 from test_container import ENGINE, FLAGS, built_project, containers, engine  # noqa: F401 (fixtures)
 
 import trainer.raw
-from sagemake import processing
 from sagemake.cli import UserError
 from sagemake.config import resolve
 from sagemake.executors import for_config
 from sagemake.executors.local.executor import LocalExecutor
+from sagemake.executors.local.processing import LocalProcessing
+from sagemake.jobs.processing import NAME_PART, ProcessingFailed, duration, processing_request
 from sagemake.jobs.training import job_name, plan
 from sagemake.pricing import money
 from sagemake.targets.jobs import list_jobs
+from sagemake.targets.preprocess import preprocess
 
 
 def settings(tmp: Path, **extra) -> dict:
@@ -67,7 +69,7 @@ def check_channels(data: Path, raw: Path) -> None:
 
 def test_the_request_names_the_processing_layout_and_takes_every_uri_from_the_place(tmp_path):
     config, _ = local(tmp_path, SAGEMAKER_ROLE_ARN="", JOB_ENV="A=1")
-    request = processing.processing_request(config, "p-1", "img:1", ["python3", "-m", "x"], ["--seed", "3"],
+    request = processing_request(config, "p-1", "img:1", ["python3", "-m", "x"], ["--seed", "3"],
                                             {"raw": "s3://b/raw/"}, {"train": "s3://b/out/train"})
     assert request["AppSpecification"] == {"ImageUri": "img:1", "ContainerEntrypoint": ["python3", "-m", "x"],
                                            "ContainerArguments": ["--seed", "3"]}
@@ -78,14 +80,14 @@ def test_the_request_names_the_processing_layout_and_takes_every_uri_from_the_pl
     assert request["ProcessingResources"]["ClusterConfig"]["InstanceType"] == "ml.m5.large"
     assert request["Environment"] == {"A": "1"} and "RoleArn" not in request
     with pytest.raises(UserError, match="processing output train .* collides with input raw"):
-        processing.processing_request(config, "p-1", "img:1", [], [], {"raw": "s3://b/d/"}, {"train": "s3://b/d/train"})
+        processing_request(config, "p-1", "img:1", [], [], {"raw": "s3://b/d/"}, {"train": "s3://b/d/train"})
 
 
 def test_preprocess_as_a_process_writes_clean_split_channels_and_is_not_run_again_unchanged(tmp_path, monkeypatch,
                                                                                            capfd):
     as_process(monkeypatch)
     config, executor = local(tmp_path)
-    record = processing.preprocess(config, executor)
+    record = preprocess(config, executor)
     assert record["ProcessingJobStatus"] == "Completed"
     assert {"ProcessingStartTime", "ProcessingEndTime", "ProcessingJobArn"} <= set(record)
     job = tmp_path / "jobs" / record["ProcessingJobName"]
@@ -98,26 +100,26 @@ def test_preprocess_as_a_process_writes_clean_split_channels_and_is_not_run_agai
     assert "dropped 6 with a missing value, 9 duplicates, text column(s) note" in (job / "processing.log").read_text()
 
     capfd.readouterr()
-    again = processing.preprocess(config, executor)
+    again = preprocess(config, executor)
     assert "not run again" in capfd.readouterr().err and again["job"] == job.name
     assert len(list((tmp_path / "jobs").glob("*/processing.json"))) == 1
 
     with (tmp_path / "raw/breast_cancer.csv").open("a") as handle:  # a changed raw file runs it again
         handle.write(",".join(["1"] * 30) + ",1,late row\n")
-    rerun = processing.preprocess(config, executor)
+    rerun = preprocess(config, executor)
     assert rerun["ProcessingJobStatus"] == "Completed" and rerun["ProcessingJobName"] != job.name
     assert len(list((tmp_path / "jobs").glob("*/processing.json"))) == 2
     check_channels(tmp_path / "data", tmp_path / "raw")
     monkeypatch.setenv("PREPROCESS_ARGS", "--seed 7")  # other arguments: another key
     config = resolve(root=ROOT, environ={**settings(tmp_path), "PREPROCESS_ARGS": "--seed 7"})
-    assert processing.preprocess(config, executor)["AppSpecification"]["ContainerArguments"] == ["--seed", "7"]
+    assert preprocess(config, executor)["AppSpecification"]["ContainerArguments"] == ["--seed", "7"]
 
 
 def test_a_failing_step_is_a_failed_record_with_its_reason(tmp_path, monkeypatch):
     as_process(monkeypatch)
     config, executor = local(tmp_path, PREPROCESS_ARGS="--label diagnosis")
-    with pytest.raises(processing.ProcessingFailed, match="Failed: AlgorithmError: .*exited with code 1"):
-        processing.preprocess(config, executor)
+    with pytest.raises(ProcessingFailed, match="Failed: AlgorithmError: .*exited with code 1"):
+        preprocess(config, executor)
     (record,) = [json.loads(p.read_text()) for p in (tmp_path / "jobs").glob("*/processing.json")]
     assert record["ProcessingJobStatus"] == "Failed" and "no label column 'diagnosis'" in record["ExitMessage"]
     assert not (tmp_path / "data/train").exists()
@@ -127,15 +129,15 @@ def test_bad_input_is_one_line_before_anything_runs(tmp_path, monkeypatch):
     as_process(monkeypatch)
     config, executor = local(tmp_path, RAW_DIR=str(tmp_path / "data/train/raw"))
     with pytest.raises(UserError, match=r"processing output train \(.*/data/train\) collides with its input RAW_DIR"):
-        processing.preprocess(config, executor)
+        preprocess(config, executor)
     config, executor = local(tmp_path, TRAINING_IMAGE="byo-plain:1")
     with pytest.raises(UserError, match="TRAINING_IMAGE=byo-plain:1 cannot run the preprocessing step"):
-        processing.preprocess(config, executor)
+        preprocess(config, executor)
     (tmp_path / "data/validation").mkdir(parents=True)
     (tmp_path / "data/validation/mine.csv").write_text("a,b\n")
     config, executor = local(tmp_path)
     with pytest.raises(UserError, match="validation/ hold files that preprocessing did not write"):
-        processing.preprocess(config, executor)
+        preprocess(config, executor)
     assert (tmp_path / "data/validation/mine.csv").read_text() == "a,b\n"
     assert not (tmp_path / "jobs").exists()
 
@@ -145,8 +147,8 @@ def test_max_runtime_stops_a_process_job(tmp_path, monkeypatch):
     config, executor = local(tmp_path, MAX_RUNTIME_SECONDS="1")
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw/a.csv").write_text("x\n1\n")
-    place = processing.LocalProcessing(executor)
-    request = processing.processing_request(
+    place = LocalProcessing(executor)
+    request = processing_request(
         config, "p-slow", "img:1", [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(600)"],
         [], {"raw": (tmp_path / "raw").as_uri()}, {"out": place.output_uri("p-slow", "out")})
     record = place.run(request)
@@ -160,12 +162,14 @@ HOLD = """
 import json, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-from sagemake import processing
+from sagemake.executors.local.processing import LocalProcessing
+from sagemake.jobs.processing import NAME_PART, ProcessingFailed, duration, processing_request
+from sagemake.targets.preprocess import preprocess
 from sagemake.config import resolve
 from sagemake.executors.local.executor import LocalExecutor
 from sagemake.executors.local.runtimes import ProcessRuntime
 root, environ, request = Path(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4])
-place = processing.LocalProcessing(LocalExecutor(resolve(root=root, environ=environ)))
+place = LocalProcessing(LocalExecutor(resolve(root=root, environ=environ)))
 place.run(request, ProcessRuntime(root, Path(sys.executable)))
 """
 
@@ -175,9 +179,9 @@ def step_request(config, executor, code: str, name: str | None = None) -> dict:
     raw = config.path("RAW_DIR")
     raw.mkdir(parents=True, exist_ok=True)
     (raw / "a.csv").write_text("x\n1\n")
-    name = name or job_name(config["PROJECT_NAME"], processing.NAME_PART)
-    place = processing.LocalProcessing(executor)
-    return processing.processing_request(config, name, "img:1", [sys.executable, "-c", code], [],
+    name = name or job_name(config["PROJECT_NAME"], NAME_PART)
+    place = LocalProcessing(executor)
+    return processing_request(config, name, "img:1", [sys.executable, "-c", code], [],
                                          {"raw": raw.as_uri()}, {"out": place.output_uri(name, "out")})
 
 
@@ -192,7 +196,7 @@ def holding(tmp_path, config, executor):
     record, deadline = None, time.monotonic() + 60
     while not (record and "ProcessingStartTime" in record) and time.monotonic() < deadline:
         time.sleep(0.1)
-        record = processing.LocalProcessing(executor).describe(name)
+        record = LocalProcessing(executor).describe(name)
     assert record and record["LocalExecutor"]["Pid"] == process.pid, record
     return process, name
 
@@ -213,21 +217,21 @@ def test_make_jobs_lists_this_projects_processing_jobs_after_the_ledger_with_the
     list_jobs(config, executor, 10)
     assert "no jobs of sagemake-example yet" in capfd.readouterr().err
 
-    preprocessed = processing.preprocess(config, executor)  # on ml.m5.large, $0.115/h in the shipped table
+    preprocessed = preprocess(config, executor)  # on ml.m5.large, $0.115/h in the shipped table
     unpriced, _ = local(tmp_path, PROCESSING_INSTANCE_TYPE="ml.p4d.24xlarge")  # not in the shipped table
-    place = processing.LocalProcessing(executor)
+    place = LocalProcessing(executor)
     failed = place.run(step_request(unpriced, executor, "import time; time.sleep(1.2); raise SystemExit(3)"))
     place.run(step_request(config, executor, "print('done')", name="other-proc-261122-000000-000abcde"))
     capfd.readouterr()
     list_jobs(config, executor, 10)
     out, err = capfd.readouterr()
     assert "no training jobs of sagemake-example yet" in err
-    seconds = processing.duration(preprocessed)
+    seconds = duration(preprocessed)
     assert table(out) == [
         ["PROCESSING", "JOB", "STATUS", "DURATION", "COST"],
-        [failed["ProcessingJobName"], "Failed", f"{processing.duration(failed)}s", "unknown"],  # never $0
+        [failed["ProcessingJobName"], "Failed", f"{duration(failed)}s", "unknown"],  # never $0
         [preprocessed["ProcessingJobName"], "Completed", f"{seconds}s", money(0.115 * seconds / 3600)]]
-    assert processing.duration(failed) >= 1
+    assert duration(failed) >= 1
     assert err.splitlines()[-1].startswith("==> jobs: what they would have cost on SageMaker")
 
     trained = LocalExecutor(resolve(root=ROOT, environ={**settings(tmp_path), "DATA_DIR": str(example_data),
@@ -240,12 +244,12 @@ def test_make_jobs_lists_this_projects_processing_jobs_after_the_ledger_with_the
     assert lines[0].startswith("JOB ") and lines[1].split()[0] == request["TrainingJobName"]
     assert lines[2].startswith("TOTAL") and lines[3] == ""
     assert table("\n".join(lines))[1:] == [[failed["ProcessingJobName"], "Failed",
-                                            f"{processing.duration(failed)}s", "unknown"]]
+                                            f"{duration(failed)}s", "unknown"]]
 
 
 def test_a_killed_make_preprocess_is_settled_failed_naming_its_executor(tmp_path):
-    """kill -9 of scripts/preprocess.py while its step runs (a checkout whose step is slow): `make jobs` shows the
-    job Failed, naming the executor's pid, and the record says so from then on."""
+    """kill -9 of `python -m sagemake preprocess` while its step runs (a checkout whose step is slow): `make jobs`
+    shows the job Failed, naming the executor's pid, and the record says so from then on."""
     repo = copy_repo(tmp_path / "my project")
     step = repo / "src/trainer/preprocess.py"
     step.write_text(step.read_text().replace(
@@ -253,7 +257,7 @@ def test_a_killed_make_preprocess_is_settled_failed_naming_its_executor(tmp_path
         "from __future__ import annotations\nimport time\nprint('slow step', flush=True)\ntime.sleep(600)\n", 1))
     trainer.raw.main(tmp_path / "raw")
     env = {**os.environ, **settings(tmp_path), "LOCAL_RUNTIME": "process"}
-    executor = subprocess.Popen([sys.executable, str(repo / "scripts/preprocess.py")], cwd=repo, env=env,
+    executor = subprocess.Popen([*sagemake(repo), "preprocess"], cwd=repo, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         said = []
@@ -268,7 +272,7 @@ def test_a_killed_make_preprocess_is_settled_failed_naming_its_executor(tmp_path
     finally:
         executor.send_signal(signal.SIGKILL)
         executor.communicate()
-    listed = subprocess.run([sys.executable, str(repo / "scripts/run_sagemaker.py"), "jobs"], cwd=repo, env=env,
+    listed = subprocess.run([*sagemake(repo), "jobs"], cwd=repo, env=env,
                             capture_output=True, text=True, timeout=60)
     assert listed.returncode == 0, listed.stderr
     assert table(listed.stdout)[1][:2] == [name, "Failed"]
@@ -277,14 +281,14 @@ def test_a_killed_make_preprocess_is_settled_failed_naming_its_executor(tmp_path
     assert record["FailureReason"] == (f"ClientError: the executor (pid {executor.pid}) ended without ending the job; "
                                        "its step was stopped with it: see processing.log")
     config, local_executor = local(tmp_path, root=repo)
-    assert processing.LocalProcessing(local_executor).describe(name) == record  # settled once, read as it is
+    assert LocalProcessing(local_executor).describe(name) == record  # settled once, read as it is
 
 
 def test_clean_jobs_keeps_the_newest_processing_jobs_and_a_running_one_and_the_copy_it_reads(tmp_path, monkeypatch,
                                                                                             capfd):
     as_process(monkeypatch)
     config, executor = local(tmp_path)
-    place = processing.LocalProcessing(executor)
+    place = LocalProcessing(executor)
     old = place.run(step_request(config, executor, "print('old')"))["ProcessingJobName"]
     process, running = holding(tmp_path, config, executor)
     try:
@@ -343,7 +347,7 @@ def test_make_jobs_env_prod_lists_this_projects_processing_jobs_on_sagemaker(aws
     listed = subprocess.run(["make", "-s", "jobs"], cwd=ROOT, env=environ, capture_output=True, text=True,
                             timeout=120)
     assert listed.returncode == 0, listed.stderr
-    seconds = processing.duration(processing.processing_for(for_config(config)).describe(first))
+    seconds = duration(for_config(config).processing().describe(first))
     # ml.m5.xlarge $0.274/h in the region (the Price List stand-in) x 2 instances x 1800 s -> $0.27
     assert table(listed.stdout) == [["PROCESSING", "JOB", "STATUS", "DURATION", "COST"],
                                     [second, "Completed", "1800s", "$0.27"],
@@ -356,7 +360,7 @@ def test_make_jobs_env_prod_lists_this_projects_processing_jobs_on_sagemaker(aws
 
 def test_make_preprocess_in_a_container_has_sagemakers_processing_mounts(built_project):  # noqa: F811
     repo, env = built_project
-    done = subprocess.run([sys.executable, str(repo / "scripts/preprocess.py")], cwd=repo, env=env,
+    done = subprocess.run([*sagemake(repo), "preprocess"], cwd=repo, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "runtime container (docker" in done.stderr
@@ -382,13 +386,15 @@ import sys
 sys.path.insert(0, {str(repo / 'src')!r})
 from sagemake.config import resolve
 from sagemake.executors.local.executor import LocalExecutor
-from sagemake import processing
+from sagemake.executors.local.processing import LocalProcessing
+from sagemake.jobs.processing import NAME_PART, ProcessingFailed, duration, processing_request
+from sagemake.targets.preprocess import preprocess
 from pathlib import Path
 config = resolve(root=Path({str(repo)!r}), environ={{**{settings(tmp_path)!r}, "CONTAINER_RUN_FLAGS": {FLAGS!r},
                                               "LOCAL_RUNTIME": "container"}})
 executor = LocalExecutor(config)
-place = processing.LocalProcessing(executor)
-request = processing.processing_request(config, "p-look", executor.image(), ["python3", "-c", {look!r}], [],
+place = LocalProcessing(executor)
+request = processing_request(config, "p-look", executor.image(), ["python3", "-c", {look!r}], [],
     {{"raw": {(tmp_path / 'raw').as_uri()!r}}}, {{"out": place.output_uri("p-look", "out")}})
 place.run(request)
 """
