@@ -110,10 +110,18 @@ MUTATIONS = {
     "one try per AWS call": (
         "src/sagemake/aws/api.py", '"AWS_MAX_ATTEMPTS": "8"}', '"AWS_MAX_ATTEMPTS": "1"}',
         "tests/aws/test_faults.py -k 15_percent"),
-    "a lost CreateTrainingJob answer taken as a failure": (
-        "src/sagemake/executors/sagemaker/executor.py",
-        'if error_code(err) != "ResourceInUse" or not cloud.retried(err):', "if True:",
-        "tests/aws/test_faults.py -k 15_percent"),
+    "a lost create answer taken as a failure": (
+        "src/sagemake/aws/api.py", "        if not (retried(err) and error_code(err) in TAKEN and ours()):",
+        "        if True:", "tests/unit/test_aws_calls.py"),
+    "a name taken by another taken as ours": (
+        "src/sagemake/aws/api.py", "error_code(err) in TAKEN and ours()):", "error_code(err) in TAKEN):",
+        "tests/unit/test_aws_calls.py"),
+    "call's answers for a listed refusal ignored": (
+        "src/sagemake/aws/api.py", "answer = (on or {}).get(error_code(err), _NO_ANSWER)", "answer = _NO_ANSWER",
+        "tests/unit/test_aws_calls.py"),
+    "a transform output's key lands outside its folder": (
+        "src/sagemake/aws/api.py", "        if not path.is_relative_to(root) or path == root:", "        if False:",
+        "tests/aws/test_s3_download.py"),
     "processing jobs missing from make jobs": (
         "src/sagemake/targets/jobs.py", "    processed = _processing_rows(executor, limit, prices)\n",
         "    processed = []\n", "tests/local/test_processing.py -k after_the_ledger"),

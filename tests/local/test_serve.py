@@ -396,7 +396,7 @@ def test_make_serve_serves_until_ctrl_c_then_drains_and_stops(project, reference
                in text
         status, _, body = call(port, body=reference.csv(), headers={"Content-Type": "text/csv"})
         assert status == 200 and read_csv_predictions(body) == reference.expected()
-        os.killpg(serving.pid, signal.SIGINT)  # Ctrl-C in the terminal: make and serve_model get it, the server not
+        os.killpg(serving.pid, signal.SIGINT)  # Ctrl-C in the terminal: make and the target get it, the server not
         rest, _ = serving.communicate(timeout=60)  # until every holder of the pipe, the server too, is gone
         output += rest
     finally:

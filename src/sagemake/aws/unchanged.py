@@ -1,5 +1,5 @@
-"""A re-sync's unchanged check (upload_data's module doc says what it asks and what it catches), through either of
-two readers of S3 with the same two methods (metadata, page): upload_data's, on the sync's boto3 client, and
+"""A re-sync's unchanged check (sync.py's module doc says what it asks and what it catches), through either of
+two readers of S3 with the same two methods (metadata, page): sync.py's, on the sync's boto3 client, and
 s3read's, which needs no boto3. `make upload` runs the check first with s3read's (`everywhere`), so a sync with
 nothing to do never loads boto3; any channel that differs, or any read without an answer, and the whole sync runs
 as usual.
