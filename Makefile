@@ -16,7 +16,6 @@ PYTHON ?= python3
 export JOB KEEP TUNING
 VENV ?= .venv
 export VENV
-export PYTHONPATH := $(CURDIR)/src
 PY := "$(VENV)/bin/python"
 # Every target of sagemake's own runs its module, src/sagemake/targets/<target>.py, the same way.
 RUN := $(PY) -m sagemake
@@ -30,8 +29,8 @@ DEV_STAMP := $(subst $(space),\$(space),$(VENV))/.installed-dev
 help: ## list the targets (each with its Summary line) and the variables they take
 	@scripts/help.sh
 
-$(RUNTIME_STAMP): requirements.txt
-	@scripts/setup_venv.sh "$(PYTHON)" requirements.txt
+$(RUNTIME_STAMP): requirements.txt pyproject.toml
+	@scripts/setup_venv.sh "$(PYTHON)" requirements.txt --package
 	@touch "$@"
 
 $(DEV_STAMP): requirements-dev.txt docker/requirements.txt $(RUNTIME_STAMP)

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
 from sagemake.config import resolve  # noqa: E402
 from sagemake.contract import layout  # noqa: E402

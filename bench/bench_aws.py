@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT / "tests"))  # the tests' emulator and helpers
 
 from emulator import ACCOUNT, SageMakerDriver, make_bucket, register_image, repository_image, settings  # noqa: E402
 from moto.server import ThreadedMotoServer  # noqa: E402

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT / "tests"))  # the tests' emulator and helpers
 
 from conftest import copy_repo  # noqa: E402
 from emulator import SageMakerDriver, make_bucket, register_image, settings  # noqa: E402
@@ -43,7 +43,7 @@ def run(repo, target, env, until=None):
 
 def image_in(repo: Path, env: dict) -> str:
     return subprocess.run([sys.executable, "-m", "sagemake", "image"], cwd=repo, capture_output=True, text=True,
-                          env={**env, "PYTHONPATH": str(repo / "src")}, check=True).stdout.strip()
+                          env=env, check=True).stdout.strip()
 
 
 def touch_code(repo: Path) -> None:

@@ -19,7 +19,6 @@ import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
 from sagemake.config import resolve  # noqa: E402
 from sagemake.executors.local.serving import ServingProcess, model_files  # noqa: E402

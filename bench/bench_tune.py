@@ -19,8 +19,7 @@ RANGES = "learning_rate=0.02:0.5:log max_depth=1:4 subsample=0.5:1"
 
 
 def main() -> None:
-    sys.path.insert(0, str(ROOT / "src"))
-    import trainer.data
+    import trainer.data  # the example's data step (the package is importable: `make setup` installed src/)
 
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
@@ -32,9 +31,9 @@ def main() -> None:
                 settings = {"DATA_DIR": str(scratch / "data"), "JOBS_DIR": str(scratch / f"jobs-{parallel}-{run}"),
                             "MODELS_DIR": str(scratch / "models"), "LOCAL_RUNTIME": "process",
                             "HP": "n_estimators=20", "TUNE_RANGES": RANGES, "TUNE_MAX_JOBS": "6",
-                            "TUNE_PARALLEL": str(parallel), "PYTHONPATH": str(ROOT / "src")}
+                            "TUNE_PARALLEL": str(parallel)}
                 started = time.monotonic()
-                subprocess.run([sys.executable, "-m", "sagemake", "tune"], env={**env, **settings},
+                subprocess.run([sys.executable, "-m", "sagemake", "tune"], cwd=ROOT, env={**env, **settings},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
                 times[parallel].append(time.monotonic() - started)
         for parallel, seconds in times.items():

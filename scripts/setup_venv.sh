@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Summary: create the virtualenv (VENV, default .venv) and install a pinned requirements file into it.
-# Usage: scripts/setup_venv.sh PYTHON REQUIREMENTS_FILE
+# Usage: scripts/setup_venv.sh PYTHON REQUIREMENTS_FILE [--package]
 #
 # `make setup` and `make test` call this only when a requirements file changed.
+# With --package, sagemake itself (pyproject.toml) is installed too, editable and
+# without dependencies (the pinned requirements are its dependencies), so
+# `python -m sagemake` runs this checkout's code.
 # A virtualenv left half-made (an interrupted first run) is made again; two
 # first runs at once take turns (where `flock` exists).
 set -euo pipefail
@@ -13,8 +16,9 @@ MIN_PYTHON="3.11"
 
 main() {
   help_if_asked "$@"
-  [[ $# -eq 2 ]] || die "usage: scripts/setup_venv.sh PYTHON REQUIREMENTS_FILE"
-  local python="$1" requirements="$2" venv="${VENV:-.venv}"
+  [[ $# -eq 2 || ( $# -eq 3 && "$3" == --package ) ]] ||
+    die "usage: scripts/setup_venv.sh PYTHON REQUIREMENTS_FILE [--package]"
+  local python="$1" requirements="$2" package="${3:-}" venv="${VENV:-.venv}"
   [[ "$venv" == /* ]] || venv="$SAGEMAKE_ROOT/$venv"
   command -v "$python" >/dev/null 2>&1 ||
     die "$python not found: install Python $MIN_PYTHON or newer, or pass PYTHON=/path/to/python3"
@@ -34,6 +38,12 @@ main() {
   "$venv/bin/python" -m pip install --disable-pip-version-check --quiet --progress-bar off \
     -r "$SAGEMAKE_ROOT/$requirements" ||
     die "pip could not install $requirements (see its message above): check the network (or proxy) to the package index, then run make again"
+  if [[ -n "$package" ]]; then
+    say "setup: installing sagemake itself (editable) into $venv"
+    "$venv/bin/python" -m pip install --disable-pip-version-check --quiet --progress-bar off --no-deps \
+      --editable "$SAGEMAKE_ROOT" ||
+      die "pip could not install sagemake from $SAGEMAKE_ROOT (see its message above): check pyproject.toml and the network to the package index"
+  fi
 }
 
 [[ "${BASH_SOURCE[0]}" != "$0" ]] || main "$@"

@@ -33,7 +33,6 @@ MARKERS = {
     "slow": "left out of `make test-fast` (a fresh virtualenv, a suite of its own, or minutes of training)",
 }
 
-sys.path.insert(0, str(CHECKOUT / "src"))
 sys.path.insert(0, str(FIXTURE_TRAINER.parent))  # `import trainer` is the fixture's, never the checkout's
 # A test module may import another's helpers (test_container's fixtures, ...) wherever its tier is.
 sys.path[2:2] = [str(TESTS / tier) for tier in TIERS] + [str(TESTS)]
@@ -62,9 +61,9 @@ def tool_venv() -> str:
 
 
 def sagemake(root: Path) -> list[str]:
-    """The command line of `python -m sagemake` for the project at root (what its make targets run), with this test
-    run's Python: append the target and its arguments."""
-    return ["env", f"PYTHONPATH={root / 'src'}", sys.executable, "-m", "sagemake"]
+    """The command line of `python -m sagemake` for the project at root, run in root as make runs its targets, with
+    this test run's Python (sagemake is installed in it): append the target and its arguments."""
+    return ["env", "-C", str(root), sys.executable, "-m", "sagemake"]
 
 
 def copy_repo(destination: Path, trainer: Path | None = FIXTURE_TRAINER) -> Path:

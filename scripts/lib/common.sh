@@ -36,11 +36,11 @@ venv_bin() {
   printf '%s\n' "$venv/bin"
 }
 
-# py ARGS...: the project's Python, with src/ importable.
+# py ARGS...: the project's Python (sagemake is installed in it by `make setup`), in the project's folder.
 py() {
   local bin
   bin="$(venv_bin)"
-  PYTHONPATH="$SAGEMAKE_ROOT/src" "$bin/python" "$@"
+  (cd "$SAGEMAKE_ROOT" && "$bin/python" "$@")
 }
 
 # load_config: export every resolved setting (defaults < .env < .env.<ENV> < environment).

@@ -24,7 +24,18 @@ from dotenv.parser import parse_stream
 
 from sagemake.cli import UserError, run
 
-ROOT = Path(__file__).resolve().parents[2]
+
+def project_root(start: Path) -> Path:
+    """The project a command runs for: the folder (start or the nearest above it) that holds src/sagemake/, as
+    make runs every target there; start itself when none does. Not where the package was imported from: one
+    virtualenv can serve several checkouts."""
+    for folder in (start, *start.parents):
+        if (folder / "src" / "sagemake").is_dir():
+            return folder
+    return start
+
+
+ROOT = project_root(Path.cwd().resolve())
 
 AWS_REQUIRED = ("PROJECT_NAME", "AWS_REGION", "SAGEMAKER_ROLE_ARN", "S3_BUCKET", "ECR_REPOSITORY")
 OWN_DOCKERFILES = {"image": "docker/Dockerfile", "script": "docker/Dockerfile.script"}  # by CODE_MODE

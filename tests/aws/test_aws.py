@@ -469,7 +469,7 @@ def engine_on_path(folder, answers: bool) -> str:
 
 def doctor(checkout, path, **extra):
     """`make doctor ENV=prod` as its recipe runs it, in the checkout."""
-    env = {**os.environ, "ENV": "prod", "PYTHONPATH": str(checkout / "src"), "PATH": path, **settings(**extra)}
+    env = {**os.environ, "ENV": "prod", "PATH": path, **settings(**extra)}
     return subprocess.run([*sagemake(checkout), "doctor"], cwd=checkout, env=env, capture_output=True,
                           text=True, timeout=120)
 

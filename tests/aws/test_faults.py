@@ -137,7 +137,6 @@ def test_every_command_is_one_line_and_status_3_when_aws_cannot_be_reached(aws, 
     try:
         running = {name: subprocess.Popen(command, cwd=checkout, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                           text=True, env=command_env(data, tmp_path, proxies[name].url,
-                                                                     PYTHONPATH=str(checkout / "src"),
                                                                      AWS_MAX_ATTEMPTS=str(attempts)))
                    for name, command in commands(checkout).items()}
         ended = {name: (process.wait(timeout=120), process.stderr.read()) for name, process in running.items()}

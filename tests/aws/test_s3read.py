@@ -133,7 +133,7 @@ def test_it_does_not_ask_where_boto3_might_connect_otherwise(tmp_path, setting):
 
 
 def test_the_check_without_boto3_loads_no_boto3():
-    loaded = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, 'src'); "
+    loaded = subprocess.run([sys.executable, "-c", "import sys; "
                              "import sagemake.targets.upload, sagemake.aws.unchanged; "
                              "print(sorted({m.split('.')[0] for m in sys.modules} & {'boto3', 'botocore'}))"],
                             cwd=ROOT, capture_output=True, text=True, check=True).stdout

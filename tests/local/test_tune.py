@@ -79,7 +79,7 @@ def test_the_objective_direction_is_inferred_from_its_name_or_set(more, expected
 def test_bad_input_is_one_line_and_exit_2(more, said, example_data, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUNE_")}
     done = subprocess.run([*sagemake(ROOT), "tune-plan"], capture_output=True, text=True,
-                          env={**env, **settings(example_data, tmp_path, **more), "PYTHONPATH": str(ROOT / "src")})
+                          env={**env, **settings(example_data, tmp_path, **more)})
     assert done.returncode == 2, done.stderr
     assert done.stdout == ""
     assert len(done.stderr.strip().splitlines()) == 1 and said in done.stderr, done.stderr
@@ -135,7 +135,7 @@ def test_ctrl_c_stops_the_running_trials_and_keeps_the_record(example_data, tmp_
     environ = settings(example_data, tmp_path, TUNE_MAX_JOBS="4", TUNE_PARALLEL="2", HP="n_estimators=3000")
     process = subprocess.Popen([*sagemake(ROOT), "tune"], stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True, preexec_fn=sigint_as_a_terminal_gives_it,
-                               env={**env, **environ, "PYTHONPATH": str(ROOT / "src")})
+                               env={**env, **environ})
     jobs = tmp_path / "jobs"
     while len([p for p in jobs.glob("*/job.json") if json.loads(p.read_text())["SecondaryStatus"] == "Training"]) < 2:
         assert process.poll() is None, process.stderr.read()

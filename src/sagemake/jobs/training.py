@@ -7,12 +7,14 @@ executor's answer: nothing here knows where a job runs.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import re
 import secrets
 import shlex
 import string
 import subprocess
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -34,6 +36,7 @@ MAX_HYPERPARAMETERS, MAX_KEY, MAX_VALUE = 100, 256, 2500
 RESERVED_PREFIX = "sagemaker_"
 JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")  # SageMaker's pattern for training job names
 HYPERPARAMETER_CACHE = "build/hyperparameters.json"
+TRAINER = "trainer"  # the package in src/ that sagemake's image runs: the part a user replaces
 INPUT_MODES = ("File", "FastFile")  # Pipe streams from S3: no local twin, so it is refused before paying
 DISTRIBUTIONS = ("FullyReplicated", "ShardedByS3Key")  # S3DataDistributionType: every file on every host, or a share
 
@@ -135,7 +138,7 @@ def _validated(config: Config, given: dict[str, str]) -> dict[str, str]:
     if key in known:
         return known[key]
     from sagemake.contract.train import TrainingError, as_strings, parse_hyperparameters  # pydantic: only here
-    from trainer.hyperparameters import Hyperparameters
+    Hyperparameters = project_trainer(config, "hyperparameters").Hyperparameters  # noqa: N806 (a class)
 
     try:
         values = as_strings(parse_hyperparameters(given, Hyperparameters))
@@ -159,14 +162,32 @@ def check_limits(values: dict[str, str]) -> None:
                             f"{MAX_VALUE}: put long values in a file in a data channel")
 
 
+def project_trainer(config: Config, module: str):
+    """A module of the project's own trainer package, src/trainer/<module>.py, imported from the project's folder
+    and not from sys.path: the tool's Python may serve several checkouts (and its own src/ is not the project's).
+    A trainer of another checkout imported earlier is replaced, every module of it."""
+    package = config.root / "src" / TRAINER
+    if not (package / "__init__.py").is_file():
+        raise UserError(f"no trainer package in {package.relative_to(config.root)}/: put your model there (see the "
+                        "example's), or use your own image (DOCKERFILE or TRAINING_IMAGE)")
+    loaded = sys.modules.get(TRAINER)
+    if loaded is None or Path(list(loaded.__path__)[0]).resolve() != package.resolve():
+        for name in [name for name in sys.modules if name == TRAINER or name.startswith(f"{TRAINER}.")]:
+            del sys.modules[name]
+        spec = importlib.util.spec_from_file_location(TRAINER, package / "__init__.py",
+                                                      submodule_search_locations=[str(package)])
+        found = importlib.util.module_from_spec(spec)
+        sys.modules[TRAINER] = found
+        spec.loader.exec_module(found)
+    return importlib.import_module(f"{TRAINER}.{module}")
+
+
 def metrics(config: Config) -> list[str]:
     """The declared metrics: METRICS, else the trainer's (src/trainer/metrics.py) with sagemake's image."""
     if config["METRICS"]:
         return config.words("METRICS")
     if config.sagemake_image:
-        from trainer.metrics import METRICS
-
-        return list(METRICS)
+        return list(project_trainer(config, "metrics").METRICS)
     return []
 
 

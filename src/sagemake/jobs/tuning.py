@@ -17,6 +17,7 @@ from sagemake.jobs.training import (
     TAG_PREFIX,
     parse_pairs,
     primary_metric,
+    project_trainer,
     tuning_name,
 )
 from sagemake.jobs.training import metrics as declared_metrics
@@ -47,7 +48,7 @@ def ranges(config: Config) -> dict:
     if not given:
         raise UserError("TUNE_RANGES is empty: give the ranges to search, e.g. "
                         "TUNE_RANGES='learning_rate=0.01:0.3:log max_depth=2:8'")
-    schema = _schema() if config.sagemake_image else None
+    schema = _schema(config) if config.sagemake_image else None
     static = parse_pairs(config["HP"], "HP")
     found = {kind: [] for kind in RANGE_KINDS}
     for name, text in given.items():
@@ -81,10 +82,8 @@ def ranges(config: Config) -> dict:
     return {kind: entries for kind, entries in found.items() if entries}
 
 
-def _schema():
-    from trainer.hyperparameters import Hyperparameters  # pydantic: only here
-
-    return Hyperparameters
+def _schema(config: Config):
+    return project_trainer(config, "hyperparameters").Hyperparameters  # pydantic: only here
 
 
 def _kind(schema, name: str, low: str, high: str, where: str) -> str:
