@@ -278,8 +278,8 @@ def test_a_killed_make_preprocess_is_settled_failed_naming_its_executor(tmp_path
     assert table(listed.stdout)[1][:2] == [name, "Failed"]
     record = json.loads(path.read_text())
     assert record["ProcessingJobStatus"] == "Failed" and "ProcessingEndTime" in record
-    assert record["FailureReason"] == (f"ClientError: the executor (pid {executor.pid}) ended without ending the job; "
-                                       "its step was stopped with it: see processing.log")
+    assert record["FailureReason"] == (f"ClientError: the executor (pid {executor.pid}) ended without ending the job, "
+                                       "which was stopped with it: see processing.log")
     config, local_executor = local(tmp_path, root=repo)
     assert LocalProcessing(local_executor).describe(name) == record  # settled once, read as it is
 

@@ -17,6 +17,7 @@ ShardedByS3Key) and output/ (the artefacts).
 
 from __future__ import annotations
 
+import collections
 import filecmp
 import json
 import os
@@ -35,8 +36,9 @@ from sagemake.clock import now
 from sagemake.contract import layout
 from sagemake.data import summary
 from sagemake.executors.interface import Executor
+from sagemake.executors.local import records
 from sagemake.executors.local.channels import copy_name, remove, shared_copy, unchanged, unused
-from sagemake.executors.local.guarded import GUARD, POLL_SECONDS, copy_lines, process_identity, running, uri_path
+from sagemake.executors.local.guarded import GUARD, POLL_SECONDS, copy_lines, process_identity, uri_path
 from sagemake.executors.local.runtimes import (
     ARN_PREFIX,
     HOST,
@@ -162,21 +164,9 @@ class LocalExecutor(Executor):
     def describe(self, name: str) -> dict:
         """The job's record; one still InProgress whose executor and guard are gone (kill -9, a crash) is
         settled now as Failed, saying so, so nothing waits on a job that no one runs."""
-        path = self.folder(name) / RECORD
-        if not name or not path.is_file():
+        record = records.read(self.folder(name) / RECORD) if name else None
+        if record is None:
             raise UserError(f"no local job named '{name}' in {self.config['JOBS_DIR']}/: `make jobs` lists them")
-        record = json.loads(path.read_text())
-        owners = [record["LocalExecutor"], *record.get("LocalGuards", [])] if "LocalExecutor" in record else []
-        if record["TrainingJobStatus"] == "InProgress" and owners and all(running(o) is False for o in owners):
-            pid, stage, stamp = record["LocalExecutor"]["Pid"], record["SecondaryStatus"], now()
-            record["FailureReason"] = (f"ClientError: the executor (pid {pid}) ended during {stage} without ending "
-                                       "the job; its training was stopped with it: see train.log")
-            record["SecondaryStatusTransitions"][-1]["EndTime"] = stamp
-            record["SecondaryStatusTransitions"].append(
-                {"Status": "Failed", "StartTime": stamp, "StatusMessage": record["FailureReason"]})
-            record.update({"TrainingJobStatus": "Failed", "SecondaryStatus": "Failed", "TrainingEndTime": stamp,
-                           "LastModifiedTime": stamp})
-            save(path.parent, record)
         return record
 
     def tags(self, name: str) -> dict[str, str]:
@@ -185,13 +175,7 @@ class LocalExecutor(Executor):
 
     def names(self, limit: int | None = 10) -> list[str]:
         """Newest first, by when each job was created."""
-        created = {}
-        for path in self.jobs_dir.glob(f"*/{RECORD}") if self.jobs_dir.is_dir() else ():
-            try:
-                created[path.parent.name] = json.loads(path.read_text())["CreationTime"]
-            except (OSError, ValueError, KeyError):  # not a job's folder
-                pass
-        return sorted(created, key=lambda name: (created[name], name), reverse=True)[:limit]
+        return records.names(self.jobs_dir, RECORD, limit=limit)
 
     def log_path(self, name: str) -> Path:
         return self.folder(name) / LOG
@@ -216,43 +200,34 @@ class LocalExecutor(Executor):
         raise UserError("local jobs stop with Ctrl-C in the terminal that runs them; `make stop` is for SageMaker")
 
     def prune(self, keep: int) -> None:
-        """Training job folders but the `keep` newest and any running one go, then processing job folders by the
-        same rule (counted apart), then the data copies that only removed jobs read."""
-        from sagemake.executors.local.processing import LocalProcessing
-
+        """Of each kind of local job, counted apart, all folders but the `keep` newest and any running one go;
+        transforms stay (their folders hold their outputs). Then the data copies that only removed jobs read: a
+        kept training job's copies and a running job's stay."""
         if keep < 1:
             raise UserError(f"KEEP={keep}: keep at least the newest job (KEEP=1 or more)")
-        kept, removed, freed = [], 0, 0
-        for index, name in enumerate(self.names(None)):
-            record = self.describe(name)  # a job whose executor is gone is settled first
-            if index < keep or record["TrainingJobStatus"] == "InProgress":
-                kept.append(record)
-                continue
-            freed += _size(self.folder(name))
-            remove(self.folder(name))
-            removed += 1
-        processing, processing_kept, processing_removed = LocalProcessing(self), 0, 0
-        for index, name in enumerate(processing.names(None)):
-            record = processing.describe(name)  # settled first too
-            if record is None:
-                continue
-            if index < keep or record["ProcessingJobStatus"] == "InProgress":
-                processing_kept += 1
-                continue
-            freed += _size(self.folder(name))
-            remove(self.folder(name))
-            processing_removed += 1
-        used = {copy for record in kept for copy in record.get("LocalChannels", {}).values()}
-        for path in self.jobs_dir.glob("*/*.json"):  # other kinds of job (processing) read shared copies too
-            other = _read_json(path)
-            if other.get("ProcessingJobStatus") == "InProgress":
-                used.update(other.get("LocalChannels", {}).values())
+        by_kind: dict[str, list[tuple[Path, dict]]] = {}
+        for folder, record in records.every(self.jobs_dir):  # each settled first: a dead executor's job is not running
+            by_kind.setdefault(records.kind(record), []).append((folder, record))
+        removed, kept, used, freed = collections.Counter(), collections.Counter(), set(), 0
+        for kind, found in by_kind.items():
+            found.sort(key=lambda item: (item[1].get("CreationTime", ""), item[0].name), reverse=True)
+            for index, (folder, record) in enumerate(found):
+                if kind == "Transform" or index < keep or records.running_now(record):
+                    kept[kind] += 1
+                    if kind == "Training" or records.running_now(record):
+                        used.update(record.get("LocalChannels", {}).values())
+                    continue
+                freed += _size(folder)
+                remove(folder)
+                removed[kind] += 1
         for entry in unused(self.jobs_dir, used):
             freed += _size(entry)
             remove(entry)
-        say(f"clean-jobs: removed {removed} job folder(s), {processing_removed} processing job folder(s) and the data "
-            f"copies only they read, {freed / 1e6:.1f} MB; kept the {len(kept)} newest or running job(s) and "
-            f"{processing_kept} processing job(s) in {self.config['JOBS_DIR']}/")
+        say(f"clean-jobs: removed {removed['Training']} job folder(s), {removed['Processing']} processing job "
+            f"folder(s) and the data copies only they read, {freed / 1e6:.1f} MB; kept the {kept['Training']} newest "
+            f"or running job(s) and {kept['Processing']} processing job(s) in {self.config['JOBS_DIR']}/; tuning "
+            f"runs: {removed['HyperParameterTuning']} removed, {kept['HyperParameterTuning']} kept; transforms kept "
+            "(their folders hold their outputs)")
 
     # --- the other kinds ---
     def processing(self):
@@ -346,6 +321,7 @@ class _Job:
             "SecondaryStatusTransitions": [],
             "LocalRuntime": self.runtime.name,
             "LocalExecutor": process_identity(os.getpid()),
+            "LocalLog": LOG,
         }
         self._status("Starting", "Preparing the instances for training")
         started = time.monotonic()
@@ -600,10 +576,6 @@ class _Job:
 def save(folder: Path, record: dict) -> None:
     jsonfile.write(folder / RECORD, record)
 
-
-def _read_json(path: Path) -> dict:
-    found = jsonfile.read(path, {})
-    return found if isinstance(found, dict) else {}
 
 
 def _size(path: Path) -> int:

@@ -14,6 +14,7 @@ from sagemake.cli import UserError, say
 from sagemake.clock import now
 from sagemake.contract import layout
 from sagemake.executors.interface import Executor
+from sagemake.executors.local import records
 from sagemake.jobs.processing import LOG, MESSAGE_LIMIT, RECORD, REQUEST, names_pattern, new_record, record_config, save
 
 
@@ -49,7 +50,7 @@ class LocalProcessing:
         folder.mkdir(parents=True)
         (folder / REQUEST).write_text(json.dumps(request, indent=2) + "\n")
         record = new_record(request, f"arn:aws:sagemaker:local:000000000000:processing-job/{name}")
-        record.update({"LocalRuntime": runtime.name, "LocalExecutor": process_identity(os.getpid())})
+        record.update({"LocalRuntime": runtime.name, "LocalExecutor": process_identity(os.getpid()), "LocalLog": LOG})
         save(folder, record)
         tree, copies, code, stopped_by, reason = folder / "ml", {}, None, None, None
         try:
@@ -107,34 +108,11 @@ class LocalProcessing:
 
     def names(self, limit: int | None = 10) -> list[str]:
         """This project's processing jobs in JOBS_DIR, newest first by when each was created."""
-        ours, created = names_pattern(self.config["PROJECT_NAME"]), {}
-        for path in self.jobs_dir.glob(f"*/{RECORD}") if self.jobs_dir.is_dir() else ():
-            if ours.fullmatch(path.parent.name):
-                try:
-                    created[path.parent.name] = json.loads(path.read_text())["CreationTime"]
-                except (OSError, ValueError, KeyError, TypeError):  # not a processing job's record
-                    pass
-        return sorted(created, key=lambda name: (created[name], name), reverse=True)[:limit]
+        return records.names(self.jobs_dir, RECORD, names_pattern(self.config["PROJECT_NAME"]), limit)
 
     def describe(self, name: str) -> dict | None:
-        """The job's record (None: no such job). One still InProgress whose executor is gone (kill -9, a crash) is
-        settled now as Failed, naming the executor's pid (its guard stopped the step with it), so nothing shows
-        or waits on a job that no one runs."""
-        from sagemake.executors.local.guarded import running
-
-        folder = self.jobs_dir / name
-        try:
-            record = json.loads((folder / RECORD).read_text())
-        except (OSError, ValueError):
-            return None
-        owner = record.get("LocalExecutor")
-        if record.get("ProcessingJobStatus") == "InProgress" and owner and running(owner) is False:
-            stamp = now()
-            record["FailureReason"] = (f"ClientError: the executor (pid {owner['Pid']}) ended without ending the "
-                                       f"job; its step was stopped with it: see {LOG}")
-            record.update({"ProcessingJobStatus": "Failed", "ProcessingEndTime": stamp, "LastModifiedTime": stamp})
-            save(folder, record)
-        return record
+        """The job's record (None: no such job); one whose executor is gone is settled first (records.py)."""
+        return records.read(self.jobs_dir / name / RECORD)
 
     def download(self, request: dict, output: str, target: Path) -> None:
         from sagemake.executors.local.guarded import uri_path

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from concurrent.futures import FIRST_COMPLETED, wait
 from concurrent.futures import ThreadPoolExecutor as Pool
 
@@ -13,6 +14,8 @@ from sagemake.cli import UserError, say
 from sagemake.clock import now as _now
 from sagemake.config import Config
 from sagemake.executors.interface import Executor
+from sagemake.executors.local import records
+from sagemake.executors.local.guarded import process_identity
 from sagemake.jobs.training import (
     final_metrics,
     metric_series,
@@ -60,6 +63,7 @@ class LocalTuning:
         self.created = _now()
         self.trials: list[dict] = []  # {"number", "name", "params", "record"}
         self.status = "InProgress"
+        self.owner = process_identity(os.getpid())
 
     def run(self, data_tags: list[dict]) -> str:
         import optuna
@@ -221,6 +225,7 @@ class LocalTuning:
                                         "Pending": objectives.count("Pending"), "Failed": objectives.count("Failed")},
             "Tags": self.tuning["Tags"],
             "TrainingJobSummaries": summaries,  # ListTrainingJobsForHyperParameterTuningJob's, kept here locally
+            "LocalExecutor": self.owner,  # a run whose executor is gone is settled when read (records.py)
         }
         if self.status in ("Completed", "Stopped", "Failed"):
             record["HyperParameterTuningEndTime"] = record["LastModifiedTime"]
@@ -241,11 +246,12 @@ class LocalTunings:
         return self.record(request["HyperParameterTuningJobName"])
 
     def record(self, name: str) -> dict:
-        path = self.config.path("JOBS_DIR") / name / RECORD
-        if not path.is_file():
+        """tuning.json; a run whose executor is gone is settled first (records.py)."""
+        found = records.read(self.config.path("JOBS_DIR") / name / RECORD)
+        if found is None:
             raise UserError(f"no local tuning run {name} in {self.config['JOBS_DIR']}/: `make tune-jobs` shows the "
                             "latest")
-        return json.loads(path.read_text())
+        return found
 
     def best_trials(self) -> set[str]:
         """The best trial of each local tuning run."""
@@ -259,9 +265,8 @@ class LocalTunings:
         return found
 
     def latest(self) -> str | None:
-        jobs = self.config.path("JOBS_DIR")
-        found = [p.parent for p in jobs.glob(f"*/{RECORD}")] if jobs.is_dir() else []
-        return max(found, key=lambda p: json.loads((p / RECORD).read_text())["CreationTime"]).name if found else None
+        found = records.names(self.config.path("JOBS_DIR"), RECORD, limit=1)
+        return found[0] if found else None
 
 
 def _objective(trial: dict, goal: dict) -> float | None:
