@@ -98,15 +98,17 @@ MUTATIONS = {
         "src/sagemake/executors/local/guard.py", " or len(requests) > 1):", "):",
         "tests/local/test_local.py -k second_ctrl_c"),
     "a dead executor's record never settled": (
-        "src/sagemake/executors/local/executor.py", "owners and all(running(o) is False for o in owners):", "False:",
+        "src/sagemake/executors/local/records.py",
+        "or not all(running(o) is False for o in owners):", "or True:",
         "tests/local/test_local.py -k kill_9"),
     "a channel copy a job wrote into kept": (
         "src/sagemake/executors/local/channels.py",
         "        if json.loads(_stamp_file(copy).read_text()) == fingerprint(copy):\n            return True",
         "        return True", "tests/local/test_local.py -k spoils"),
     "clean-jobs removes a running job": (
-        "src/sagemake/executors/local/executor.py", 'if index < keep or record["TrainingJobStatus"] == "InProgress":',
-        "if index < keep:", "tests/local/test_local.py -k clean_jobs"),
+        "src/sagemake/executors/local/executor.py",
+        'if kind == "Transform" or index < keep or records.running_now(record):',
+        'if kind == "Transform" or index < keep:', "tests/local/test_local.py -k clean_jobs"),
     "one try per AWS call": (
         "src/sagemake/aws/api.py", '"AWS_MAX_ATTEMPTS": "8"}', '"AWS_MAX_ATTEMPTS": "1"}',
         "tests/aws/test_faults.py -k 15_percent"),
@@ -126,8 +128,8 @@ MUTATIONS = {
         "src/sagemake/targets/jobs.py", "    processed = _processing_rows(executor, limit, prices)\n",
         "    processed = []\n", "tests/local/test_processing.py -k after_the_ledger"),
     "another project's local processing jobs listed": (
-        "src/sagemake/executors/local/processing.py",
-        "            if ours.fullmatch(path.parent.name):", "            if True:",
+        "src/sagemake/executors/local/records.py",
+        "        if pattern is None or pattern.fullmatch(path.parent.name):", "        if True:",
         "tests/local/test_processing.py -k after_the_ledger"),
     "another project's SageMaker processing jobs listed": (
         "src/sagemake/executors/sagemaker/processing.py",
@@ -137,15 +139,22 @@ MUTATIONS = {
         "src/sagemake/targets/jobs.py", "money(cost(hourly, seconds,", "money(cost(hourly or 0, seconds,",
         "tests/local/test_processing.py -k after_the_ledger"),
     "a dead executor's processing record never settled": (
-        "src/sagemake/executors/local/processing.py", "owner and running(owner) is False:", "False:",
+        "src/sagemake/executors/local/records.py",
+        "or not all(running(o) is False for o in owners):", "or True:",
         "tests/local/test_processing.py -k killed"),
+    "a dead executor's tuning record never settled": (
+        "src/sagemake/executors/local/tuning.py",
+        '            "LocalExecutor": self.owner,', "",
+        "tests/local/test_tune.py -k kill_9"),
     "clean-jobs removes a running processing job": (
-        "src/sagemake/executors/local/executor.py", 'if index < keep or record["ProcessingJobStatus"] == "InProgress":',
-        "if index < keep:", "tests/local/test_processing.py -k clean_jobs_keeps_the_newest_processing"),
-    "clean-jobs keeps old processing job folders": (
         "src/sagemake/executors/local/executor.py",
-        "            remove(self.folder(name))\n            processing_removed += 1",
-        "            processing_removed += 1",
+        'if kind == "Transform" or index < keep or records.running_now(record):',
+        'if kind == "Transform" or index < keep:',
+        "tests/local/test_processing.py -k clean_jobs_keeps_the_newest_processing"),
+    "clean-jobs keeps old job folders": (
+        "src/sagemake/executors/local/executor.py",
+        "                remove(folder)\n                removed[kind] += 1",
+        "                removed[kind] += 1",
         "tests/local/test_processing.py -k clean_jobs_keeps_the_newest_processing"),
     "processing on SageMaker left running on Ctrl-C": (
         "src/sagemake/executors/sagemaker/processing.py",

@@ -149,6 +149,34 @@ def test_ctrl_c_stops_the_running_trials_and_keeps_the_record(example_data, tmp_
     assert all(json.loads(p.read_text())["TrainingJobStatus"] == "Stopped" for p in jobs.glob("*/job.json"))
 
 
+def test_kill_9_of_make_tune_settles_its_record_and_its_trials_failed(example_data, tmp_path):
+    """A tuning run whose executor is killed (kill -9, a crash): its trials end with it (their guards), and the next
+    read of the run (make tune-jobs, make jobs, make fetch) finds it Failed, naming the executor, not InProgress."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUNE_")}
+    environ = settings(example_data, tmp_path, TUNE_MAX_JOBS="4", TUNE_PARALLEL="2", HP="n_estimators=3000")
+    process = subprocess.Popen([*sagemake(ROOT), "tune"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, env={**env, **environ})
+    jobs = tmp_path / "jobs"
+    while len([p for p in jobs.glob("*/job.json") if json.loads(p.read_text())["SecondaryStatus"] == "Training"]) < 2:
+        assert process.poll() is None, process.stderr.read()
+        time.sleep(0.2)
+    process.kill()
+    process.wait(timeout=60)
+    (path,) = jobs.glob(f"*/{RECORD}")
+    assert json.loads(path.read_text())["HyperParameterTuningJobStatus"] == "InProgress"  # as the kill left it
+    config = resolve(root=ROOT, environ=environ)
+    record = LocalExecutor(config).tuning().record(path.parent.name)
+    assert record["HyperParameterTuningJobStatus"] == "Failed" and "HyperParameterTuningEndTime" in record
+    assert record["FailureReason"].startswith(f"ClientError: the executor (pid {process.pid}) ended without ending")
+    assert json.loads(path.read_text()) == record  # settled once, and saved
+    deadline = time.monotonic() + 60  # each trial's guard stops it with the executor (SIGTERM, then the grace)
+    while any(LocalExecutor(config).describe(p.parent.name)["TrainingJobStatus"] == "InProgress"
+              for p in jobs.glob("*/job.json")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert {LocalExecutor(config).describe(p.parent.name)["TrainingJobStatus"] for p in jobs.glob("*/job.json")} \
+        == {"Failed"}
+
+
 def test_early_stopping_stops_the_trials_worse_than_the_median_at_a_step(example_data, tmp_path, capsys):
     """TUNE_EARLY_STOPPING=Auto: each trial's objective, printed after every 50 rounds, is reported as it comes; a
     trial whose best so far is below the median of the completed earlier trials at that step is stopped."""
