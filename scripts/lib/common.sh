@@ -48,7 +48,7 @@ py() {
 load_config() {
   { local tracing="$-"; set +x; } 2>/dev/null
   local exports
-  exports="$(py -m sagemake.config --export)" || exit 2
+  exports="$(py -m sagemake config --export)" || exit 2
   eval "$exports"
   if [[ "$tracing" == *x* ]]; then set -x; fi
 }

@@ -4,7 +4,7 @@ Every setting is one row of SETTINGS: its default, kind, checks, the targets it 
 Python imports `resolve()`; bash reads the same values through `--export` (scripts/lib/common.sh), so nothing
 else parses .env files; .env.example and docs/settings.md are printed from the table (a test compares them).
 
-Usage: python -m sagemake.config [--export | --example | --docs]
+Usage: python -m sagemake config [--export | --example | --docs]   (`make config` without them)
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import io
 import os
 import re
 import shlex
-import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 from dotenv import dotenv_values
 from dotenv.parser import parse_stream
 
-from sagemake.cli import UserError, run
+from sagemake.cli import UserError
 
 
 def project_root(start: Path) -> Path:
@@ -514,7 +513,7 @@ def example() -> str:
         "# (make VAR=value counts as environment). `make config` shows what is in force.",
         "# Nothing secret belongs here: AWS credentials come from the standard chain",
         "# (profile, SSO, environment variables, an assumed role).",
-        "# Printed from the table in src/sagemake/config.py (python -m sagemake.config",
+        "# Printed from the table in src/sagemake/config.py (python -m sagemake config",
         "# --example): change it there. docs/settings.md says the same, with each type.",
     ]
     for section, rows in _sections(parameters=False).items():
@@ -559,7 +558,7 @@ def docs() -> str:
     lines = [
         "# Settings",
         "",
-        "Printed by `python -m sagemake.config --docs` from the table in `src/sagemake/config.py`, as `.env.example`",
+        "Printed by `python -m sagemake config --docs` from the table in `src/sagemake/config.py`, as `.env.example`",
         "is (`--example`); a test compares both files with the table, so change the table and print them again.",
         "",
         "Values resolve in this order, later winning: the defaults, `.env`, `.env.<ENV>`, then the environment;",
@@ -596,7 +595,7 @@ def main(argv: list[str]) -> int:
             print(f"export {key}={shlex.quote(value)}")
         return 0
     if argv:
-        raise UserError(f"unknown argument {argv[0]!r}: usage: python -m sagemake.config "
+        raise UserError(f"unknown argument {argv[0]!r}: usage: python -m sagemake config "
                         "[--export | --example | --docs]")
     width = max(map(len, DEFAULTS))
     print(f"# ENV={config.env}")
@@ -604,6 +603,3 @@ def main(argv: list[str]) -> int:
         print(f"{key:<{width}} = {value!r:<40} # {config.sources[key]}")
     return 0
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

@@ -178,7 +178,7 @@ def test_a_spot_drill_is_for_local_jobs_only(tmp_path):
 
 
 def test_env_example_and_the_settings_page_are_the_table_printed():
-    fix = "print it again: python -m sagemake.config --example > .env.example, --docs > docs/settings.md"
+    fix = "print it again: python -m sagemake config --example > .env.example, --docs > docs/settings.md"
     assert (ROOT / ".env.example").read_text() == example(), fix
     assert (ROOT / "docs/settings.md").read_text() == docs(), fix
 

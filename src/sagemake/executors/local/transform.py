@@ -7,6 +7,7 @@ from __future__ import annotations
 import collections
 import http.client
 import json
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,7 +16,7 @@ from sagemake.cli import UserError, say
 from sagemake.clock import now
 from sagemake.contract import serve as serving
 from sagemake.executors.interface import Executor
-from sagemake.executors.local.guarded import uri_path
+from sagemake.executors.local.guarded import process_identity, uri_path
 from sagemake.jobs.transform import (
     LOG,
     MB,
@@ -127,7 +128,8 @@ class LocalTransforms:
         (job / REQUEST).write_text(json.dumps(request, indent=2) + "\n")
         record = {key: value for key, value in request.items() if key != "Tags"}
         record.update({"TransformJobArn": f"arn:aws:sagemaker:local:000000000000:transform-job/{name}",
-                       "TransformJobStatus": "InProgress", "CreationTime": now(), "LastModifiedTime": now()})
+                       "TransformJobStatus": "InProgress", "CreationTime": now(), "LastModifiedTime": now(),
+                       "LocalExecutor": process_identity(os.getpid()), "LocalLog": LOG})  # settled if it dies
         save(job, record)
         say(f"transform {name}: {len(files)} file(s) from {folder} with the model of {request['ModelName']}")
         log = job / LOG
