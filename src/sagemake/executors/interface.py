@@ -1,11 +1,6 @@
-"""The one interface of every place a job runs: the executor of ENV, for every kind of job.
+"""The one interface of every place a job runs (for_config in __init__.py chooses the place), for every kind.
 
-`for_config(config)` is the only place that looks at ENV: ENV=local gives the
-LocalExecutor (this machine, under SageMaker's container contract), any other
-ENV the SageMakerExecutor (boto3). Everything else (the request builders in
-jobs/, the targets) holds an Executor and never asks which.
-
-Both answer in SageMaker's own shapes: a job is a Create* request in and a
+Both executors answer in SageMaker's own shapes: a job is a Create* request in and a
 Describe* record out, with times as ISO 8601 strings. Training is the
 executor's own; each other kind is reached through it (processing(), tuning(),
 transforms(), endpoints()), as the SageMaker SDK's local mode keeps one small
@@ -23,7 +18,8 @@ from sagemake.image import tag
 
 
 class Executor(ABC):
-    """A place that runs training jobs and answers for them."""
+    """A place that runs jobs and answers for them: training jobs are its own, every other kind is one small class of
+    this place's (processing(), tuning(), transforms(), endpoints())."""
 
     name: str  # "local" or "sagemaker": recorded in manifests, never branched on
 
@@ -68,6 +64,10 @@ class Executor(ABC):
     @abstractmethod
     def sync_data(self) -> None:
         """Make every channel's data available where jobs read it."""
+
+    @abstractmethod
+    def prices(self):
+        """SageMaker's prices where these jobs run (pricing.Prices); locally, what they would have cost there."""
 
     def checks(self) -> list[tuple[str, object]]:
         """(name, function) pairs for `make doctor`; a function returns a detail or raises UserError."""
