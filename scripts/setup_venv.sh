@@ -38,7 +38,14 @@ main() {
   "$venv/bin/python" -m pip install --disable-pip-version-check --quiet --progress-bar off \
     -r "$SAGEMAKE_ROOT/$requirements" ||
     die "pip could not install $requirements (see its message above): check the network (or proxy) to the package index, then run make again"
-  if [[ -n "$package" ]]; then
+  local serves here
+  serves="$("$venv/bin/python" -c 'import pathlib, sagemake; print(pathlib.Path(sagemake.__file__).resolve().parents[2])' 2>/dev/null || true)"
+  here="$(cd "$SAGEMAKE_ROOT" && pwd -P)"
+  if [[ -n "$package" && -n "$serves" && "$serves" != "$here" && -d "$serves/src/sagemake" ]]; then
+    # A virtualenv shared by several checkouts (VENV=...) keeps serving the one that made it: sagemake's code
+    # comes from there, each project's settings, data and trainer from its own folder.
+    say "setup: $venv runs sagemake from $serves (the checkout that made it): left as it is"
+  elif [[ -n "$package" ]]; then
     say "setup: installing sagemake itself (editable) into $venv"
     "$venv/bin/python" -m pip install --disable-pip-version-check --quiet --progress-bar off --no-deps \
       --editable "$SAGEMAKE_ROOT" ||

@@ -191,3 +191,29 @@ def test_undeploy_with_nothing_deployed_and_deploy_locally_say_so(prod, tmp_path
     refused = "`make deploy` and `make undeploy` are for endpoints on SageMaker: use ENV=prod"
     with pytest.raises(UserError, match=refused):
         LocalExecutor(local).endpoints().deploy(None)
+
+
+def test_an_interrupted_deploy_records_what_it_made_and_says_how_to_finish_or_undo_it(prod, monkeypatch, capsys):
+    """Ctrl-C (SIGTERM, SIGHUP) while the endpoint starts: SageMaker goes on, so the record says what was asked and
+    the words say how to finish (deploy again) or undo (undeploy) it; a deploy again then finishes it."""
+    from sagemake.executors.sagemaker import endpoint
+
+    config, _, _ = prod
+
+    def interrupted(executor, name):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(endpoint, "wait_in_service", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        deploy(config, executor(config), JOBS[0])
+    (entry,) = history(config)
+    assert entry["event"] == "deploy interrupted" and entry["endpoint"] == "sagemake-example"
+    assert entry["job"] == JOBS[0] and entry["model"] == JOBS[0] and entry["endpoint_config"].startswith(
+        "sagemake-example-config-")
+    said = capsys.readouterr().err
+    assert ("endpoint sagemake-example: interrupted; what SageMaker was asked goes on (billed once InService): "
+            f"`make endpoints ENV=prod` shows it, `make deploy ENV=prod JOB={JOBS[0]}` finishes it, "
+            "`make undeploy ENV=prod` removes it") in said
+    endpoints(config, executor(config))
+    assert "deploy interrupted (InService)" in capsys.readouterr().out
+    monkeypatch.undo()

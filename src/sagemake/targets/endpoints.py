@@ -21,8 +21,8 @@ def endpoints(config: Config, executor: Executor) -> None:
     rows = [("WHERE", "ENV", "EVENT", "JOB", "SHA256", "IMAGE", "SINCE")]
     for (env, where), entry in sorted(current(config).items(), key=lambda item: item[1]["time"], reverse=True):
         event = entry["event"]
-        if env == config.env and event == "deploy":
-            event = f"deploy ({executor.endpoints().status(where)})"
+        if env == config.env and event.startswith("deploy"):
+            event = f"{event} ({executor.endpoints().status(where)})"
         rows.append((where, env, event, entry.get("job", "-"), (entry.get("sha256") or "-")[:12],
                      entry.get("image", "-"), entry["time"]))
     if len(rows) == 1:

@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sagemake.cli import UserError, interrupted_by_signals, run
+from sagemake.cli import UserError, run
 from sagemake.config import Config, resolve
 from sagemake.contract import serve as serving
 from sagemake.executors.local.serving import ServerFailed, free_port, start
@@ -64,8 +64,7 @@ def post(url: str, body: bytes, kind: str) -> tuple[int, bytes]:
 def main(argv: list[str]) -> int:
     if not 1 <= len(argv) <= 2:
         raise UserError("FILE is required: make predict FILE=rows.csv (or rows.json) [JOB=<job>]")
-    with interrupted_by_signals():
-        return predict(resolve(), argv[0], job_named(argv[1]) if argv[1:] else None)
+    return predict(resolve(), argv[0], job_named(argv[1]) if argv[1:] else None)
 
 
 if __name__ == "__main__":

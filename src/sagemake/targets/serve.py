@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from sagemake.cli import UserError, interrupted_by_signals, run, say
+from sagemake.cli import UserError, run, say
 from sagemake.config import Config, resolve
 from sagemake.executors.local.serving import ServerFailed, start
 from sagemake.jobs.endpoint import fetched
@@ -47,8 +47,7 @@ def serve(config: Config, name: str | None) -> int:
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise UserError("usage: make serve [JOB=<job>]")
-    with interrupted_by_signals():
-        return serve(resolve(), job_named(argv[0]) if argv else None)
+    return serve(resolve(), job_named(argv[0]) if argv else None)
 
 
 if __name__ == "__main__":

@@ -128,19 +128,27 @@ def deploy(config: Config, executor: Executor, job: str | None) -> dict:
     config_name = job_name(config["PROJECT_NAME"], CONFIG_PART)
     variant = {"VariantName": VARIANT, "ModelName": model, "InitialInstanceCount": count,
                "InstanceType": instance_type, "InitialVariantWeight": 1.0}
-    create(sagemaker.create_endpoint_config, lambda: describe(sagemaker, "endpoint_config", config_name) is not None,
-           f"endpoint {name}: configuration {config_name}", EndpointConfigName=config_name,
-           ProductionVariants=[variant], Tags=hosting_tags(config, job))
-    say(f"endpoint {name}: configuration {config_name} created")
-    if existing is None:
-        create(sagemaker.create_endpoint, lambda: (describe(sagemaker, "endpoint", name) or {}).get(
-            "EndpointConfigName") == config_name, f"endpoint {name}", EndpointName=name,
-            EndpointConfigName=config_name, Tags=hosting_tags(config, job))
-        say(f"endpoint {name}: created")
-    else:
-        call(sagemaker.update_endpoint, EndpointName=name, EndpointConfigName=config_name)
-        say(f"endpoint {name}: updating in place from {existing['EndpointConfigName']} to {config_name}")
-    wait_in_service(executor, name)
+    try:
+        create(sagemaker.create_endpoint_config, lambda: describe(sagemaker, "endpoint_config", config_name)
+               is not None, f"endpoint {name}: configuration {config_name}", EndpointConfigName=config_name,
+               ProductionVariants=[variant], Tags=hosting_tags(config, job))
+        say(f"endpoint {name}: configuration {config_name} created")
+        if existing is None:
+            create(sagemaker.create_endpoint, lambda: (describe(sagemaker, "endpoint", name) or {}).get(
+                "EndpointConfigName") == config_name, f"endpoint {name}", EndpointName=name,
+                EndpointConfigName=config_name, Tags=hosting_tags(config, job))
+            say(f"endpoint {name}: created")
+        else:
+            call(sagemaker.update_endpoint, EndpointName=name, EndpointConfigName=config_name)
+            say(f"endpoint {name}: updating in place from {existing['EndpointConfigName']} to {config_name}")
+        wait_in_service(executor, name)
+    except KeyboardInterrupt:  # what was made is recorded, with how to finish or undo it
+        record(config, "deploy interrupted", endpoint=name, job=job, model=model, endpoint_config=config_name,
+               region=executor.region)
+        env = executor.env_flag()
+        say(f"endpoint {name}: interrupted; what SageMaker was asked goes on (billed once InService): `make "
+            f"endpoints{env}` shows it, `make deploy{env} JOB={job}` finishes it, `make undeploy{env}` removes it")
+        raise
     if existing is not None:  # the old configuration no longer serves: sagemake's own is deleted
         _delete(executor, "endpoint_config", existing["EndpointConfigName"])
     smoke(config, executor, name, training)

@@ -264,8 +264,17 @@ class SageMakerExecutor(Executor):
                 found["AlgorithmSpecification"]["TrainingImage"] == request["AlgorithmSpecification"]["TrainingImage"]
 
         create(self.sagemaker.create_training_job, ours, f"job {name}", **request)
-        say(f"job {name}: submitted to SageMaker in {self.region}")
-        say(f"  console: {console_url(self.region, name)}")
+        try:
+            say(f"job {name}: submitted to SageMaker in {self.region}")
+            say(f"  console: {console_url(self.region, name)}")
+        except KeyboardInterrupt:
+            self._left_running(name)
+            raise
+
+    def _left_running(self, name: str) -> None:
+        """What Ctrl-C (or SIGTERM, SIGHUP) says from the moment a job is submitted: it goes on, and how to reach it."""
+        say(f"job {name} keeps running on SageMaker. Follow it again: make logs ENV={self.config.env} JOB={name}; "
+            f"stop it: make stop ENV={self.config.env} JOB={name}")
 
     def stop(self, name: str | None) -> None:
         if not name:
@@ -282,9 +291,9 @@ class SageMakerExecutor(Executor):
         seen_transitions = 0
         tail: collections.deque = collections.deque(maxlen=LAST_LINES)
         printed: list[str] = []  # the `name=value` lines, for the metric warnings
-        reader = LogReader(self.logs, name)
         pool_checked = False
         try:
+            reader = LogReader(self.logs, name)
             for (record, lines), seconds in self.watch(
                     f"job {name}", lambda: (self.describe(name), reader.new_lines()),
                     f"make logs ENV={self.config.env} JOB={name}, then make fetch"):
@@ -305,8 +314,7 @@ class SageMakerExecutor(Executor):
                 if record["TrainingJobStatus"] in TERMINAL:
                     break
         except KeyboardInterrupt:
-            say(f"job {name} keeps running on SageMaker. Follow it again: make logs ENV={self.config.env} JOB={name}; "
-                f"stop it: make stop ENV={self.config.env} JOB={name}")
+            self._left_running(name)
             raise
         if definitions is not None and record["TrainingJobStatus"] == "Completed":
             found = {m["MetricName"]: m["Value"] for m in record.get("FinalMetricDataList", [])}

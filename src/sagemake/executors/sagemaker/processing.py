@@ -55,14 +55,14 @@ class SageMakerProcessing:
             say(f"processing {name}: input {entry['InputName']}: {sent} uploaded ({size / 1e6:.1f} MB), "
                 f"{kept} there already -> {uri}")
         self._create(request)
-        say(f"processing {name}: submitted to SageMaker in {executor.region}")
-        say(f"  console: {console_url(executor.region, name, 'processing-jobs')}")
         try:
+            say(f"processing {name}: submitted to SageMaker in {executor.region}")
+            say(f"  console: {console_url(executor.region, name, 'processing-jobs')}")
             return self.follow(name)
         except KeyboardInterrupt:
             try:
                 call(executor.sagemaker.stop_processing_job, ProcessingJobName=name)
-                say(f"processing {name}: stop requested (Ctrl-C): its outputs would not be collected")
+                say(f"processing {name}: stop requested (interrupted): its outputs would not be collected")
             except UserError as err:
                 say(f"processing {name}: could not ask it to stop ({err}): make sure it stops in the console")
             raise
