@@ -6,7 +6,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import CHECKOUT, copy_repo, tool_venv
 
 
