@@ -113,7 +113,12 @@ def print_table(table: list[list[str]]) -> None:
 
 
 def interrupt(signum, frame):
-    """A signal handler: the signal takes the path of Ctrl-C."""
+    """A signal handler: the signal takes the path of Ctrl-C. SIGTERM and SIGHUP ask once: a repeat is ignored while
+    the command stops (make, itself ending by SIGTERM, sends its children SIGTERM again), so what Ctrl-C's path
+    does on its way out (stop a processing job, record a deploy, clean scratch) is not cut short."""
+    if signum in (signal.SIGTERM, signal.SIGHUP):
+        for number in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(number, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 

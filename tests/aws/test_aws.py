@@ -405,7 +405,11 @@ def repositories() -> list[str]:
     return sorted(r["repositoryName"] for r in client("ecr").describe_repositories()["repositories"])
 
 
-def test_ctrl_c_while_following_leaves_the_job_running(ready):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+                         ids=lambda s: signal.Signals(s).name)
+def test_ctrl_c_while_following_leaves_the_job_running(ready, signum):
+    """Ctrl-C, SIGTERM (a CI runner cancelling) and SIGHUP (a closed terminal) each leave the paid job running, say
+    how to follow or stop it, and exit 130."""
     env = {**os.environ, "ENV": "prod", "DATA_DIR": ready["DATA_DIR"], **settings()}
     register_image(repository_image(env))  # the scripts hash this repository's files (the same content: the same tag)
     with SageMakerDriver(step_seconds=30) as driver:
@@ -422,7 +426,7 @@ def test_ctrl_c_while_following_leaves_the_job_running(ready):
             for line in follower.stderr:
                 if "/ Downloading:" in line:
                     break
-            follower.send_signal(signal.SIGINT)
+            follower.send_signal(signum)
             _, err = follower.communicate(timeout=30)
         finally:
             if follower.poll() is None:  # it did not stop: nothing is left following the job

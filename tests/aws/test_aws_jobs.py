@@ -7,6 +7,7 @@ import signal
 import subprocess
 import threading
 
+import pytest
 from conftest import ROOT, sigint_as_a_terminal_gives_it
 from emulator import (
     ACCOUNT,
@@ -44,8 +45,14 @@ def in_ecr() -> str:
     return image
 
 
-def interrupted(tmp_path, target: str, started: str, **extra) -> str:
-    """`make <target>` stopped by Ctrl-C (SIGINT to its process group) once its stderr says `started`; its stderr."""
+# How a command is interrupted: Ctrl-C in its terminal, a CI runner cancelling it, its terminal closed; each reaches
+# the whole process group, and each takes the same path.
+SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
+
+
+def interrupted(tmp_path, target: str, started: str, signum: int = signal.SIGINT, **extra) -> str:
+    """`make <target>` stopped by signum (to its process group, as a terminal sends it) once its stderr says
+    `started`; its stderr."""
     process = subprocess.Popen(["make", "-s", target], cwd=ROOT, env=environment(tmp_path, **extra),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                                preexec_fn=sigint_as_a_terminal_gives_it)
@@ -61,8 +68,8 @@ def interrupted(tmp_path, target: str, started: str, **extra) -> str:
     reader.start()
     try:
         assert running.wait(120), "".join(lines)
-        os.killpg(process.pid, signal.SIGINT)
-        assert process.wait(60) == -signal.SIGINT  # make ends by the signal, as a terminal sees it
+        os.killpg(process.pid, signum)
+        assert process.wait(60) == -signum  # make ends by the signal, as a terminal sees it
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
@@ -127,15 +134,16 @@ def test_a_processing_job_that_fails_on_sagemaker_says_why_and_leaves_the_channe
     assert not (tmp_path / "data").exists()
 
 
-def test_ctrl_c_stops_the_processing_job_on_sagemaker(aws, tmp_path):
+@pytest.mark.parametrize("signum", SIGNALS, ids=lambda s: signal.Signals(s).name)
+def test_ctrl_c_stops_the_processing_job_on_sagemaker(aws, tmp_path, signum):
     make_bucket()
     in_ecr()
     trainer.raw.main(tmp_path / "raw")
     with ProcessingDriver(tmp_path / "sagemaker", start_seconds=120):
-        said = interrupted(tmp_path, "preprocess", "] InProgress")
+        said = interrupted(tmp_path, "preprocess", "] InProgress", signum)
     (job,) = processing_jobs()
-    assert job["ProcessingJobStatus"] == "Stopped"
-    assert f"processing {job['ProcessingJobName']}: stop requested (Ctrl-C)" in said
+    assert job["ProcessingJobStatus"] == "Stopped", said
+    assert f"processing {job['ProcessingJobName']}: stop requested (interrupted)" in said
     assert not (tmp_path / "data").exists()
 
 
@@ -211,12 +219,13 @@ def test_make_tune_env_prod_runs_a_tuning_job_follows_its_trials_and_fetches_the
     assert f"{best['TrainingJobName']} *" in listed.stdout  # the best marked
 
 
-def test_ctrl_c_leaves_the_tuning_job_running_on_sagemaker(aws, tmp_path, example_data, trained_model):
+@pytest.mark.parametrize("signum", SIGNALS, ids=lambda s: signal.Signals(s).name)
+def test_ctrl_c_leaves_the_tuning_job_running_on_sagemaker(aws, tmp_path, example_data, trained_model, signum):
     make_bucket()
     in_ecr()
     with TuningDriver(trained_model, score, step_seconds=600) as driver:
-        said = interrupted(tmp_path, "tune", ": trial ", DATA_DIR=str(example_data), JOBS_DIR=str(tmp_path / "jobs"),
-                           **TUNING)
+        said = interrupted(tmp_path, "tune", ": trial ", signum, DATA_DIR=str(example_data),
+                           JOBS_DIR=str(tmp_path / "jobs"), **TUNING)
         (summary,) = client("sagemaker").list_hyper_parameter_tuning_jobs()["HyperParameterTuningJobSummaries"]
         name = summary["HyperParameterTuningJobName"]
         assert summary["HyperParameterTuningJobStatus"] == "InProgress" and len(driver.trials) == 2
