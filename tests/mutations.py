@@ -190,6 +190,16 @@ MUTATIONS = {
     "a processing job's input mounted writable": (
         "src/sagemake/executors/local/runtimes.py", 'f"{copy}:{layout.processing_input(base, name)}:ro"]',
         'f"{copy}:{layout.processing_input(base, name)}"]', "tests/local/test_processing.py -k sees_exactly"),
+    "a trainer without predict.py as a traceback": (
+        "src/sagemake/contract/serve.py", 'predict = importlib.import_module("trainer.predict")',
+        "from trainer import predict", "tests/local/test_contract.py -k without_predict"),
+    "a local Ctrl-C ending as a failed job": (
+        "src/sagemake/executors/local/executor.py", "        if self.interrupted:", "        if False:",
+        "tests/local/test_local.py -k sigterm_to_the_executor"),
+    "a settled tuning run's trials shown running": (
+        "src/sagemake/executors/local/tuning.py",
+        '        if found["HyperParameterTuningJobStatus"] != "InProgress":', "        if False:",
+        "tests/local/test_tune.py -k kill_9"),
     "the other class's probability served": (
         "tests/fixtures/trainer/predict.py", "predict_proba(table)[:, 1]", "predict_proba(table)[:, 0]",
         "tests/local/test_serve.py::test_csv_rows_get_the_models_own_predictions"),

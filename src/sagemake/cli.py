@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import os
 import signal
 import sys
 import threading
@@ -101,6 +102,9 @@ def run(main, argv: list[str]) -> None:
         code = err.status
     except KeyboardInterrupt:
         code = Exit.INTERRUPTED
+    except BrokenPipeError:  # what reads stdout has gone (`make jobs | head`): nothing is left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = Exit.OK
     sys.exit(int(code))
 
 

@@ -24,17 +24,14 @@ from dotenv.parser import parse_stream
 from sagemake.cli import UserError
 
 
-def project_root(start: Path) -> Path:
+def project_root(start: Path) -> Path | None:
     """The project a command runs for: the folder (start or the nearest above it) that holds src/sagemake/, as
-    make runs every target there; start itself when none does. Not where the package was imported from: one
+    make runs every target there; None when there is none. Not where the package was imported from: one
     virtualenv can serve several checkouts."""
-    for folder in (start, *start.parents):
-        if (folder / "src" / "sagemake").is_dir():
-            return folder
-    return start
+    return next((folder for folder in (start, *start.parents) if (folder / "src" / "sagemake").is_dir()), None)
 
 
-ROOT = project_root(Path.cwd().resolve())
+ROOT = project_root(Path.cwd().resolve())  # None outside a project: resolve() says so
 
 AWS_REQUIRED = ("PROJECT_NAME", "AWS_REGION", "SAGEMAKER_ROLE_ARN", "S3_BUCKET", "ECR_REPOSITORY")
 OWN_DOCKERFILES = {"image": "docker/Dockerfile", "script": "docker/Dockerfile.script"}  # by CODE_MODE
@@ -333,8 +330,13 @@ def channel_uri(config: Config, channel: str) -> str:
     return s3_uri(config, "data", channel) + "/"
 
 
-def resolve(env: str | None = None, root: Path = ROOT, environ=None) -> Config:
-    """Resolve every setting for ENV; all problems are reported in one UserError."""
+def resolve(env: str | None = None, root: Path | None = None, environ=None) -> Config:
+    """Resolve every setting for ENV (of the project at root, default the one the command runs in); all problems
+    are reported in one UserError."""
+    root = root or ROOT
+    if root is None:
+        raise UserError(f"no sagemake project in {Path.cwd()} or above it (no src/sagemake/): run the command in "
+                        "your checkout (cd into it), or make there")
     environ = os.environ if environ is None else environ
     env = env or environ.get("ENV") or DEFAULT_ENV
     problems: list[str] = []

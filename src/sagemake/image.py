@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sagemake import buildcontext
 from sagemake.cli import UserError, say
-from sagemake.config import ROOT, Config
+from sagemake.config import Config
 
 # Build flags that change how a build runs, not what it makes: they stay out of the tag.
 NEUTRAL_WITH_VALUE = ("--network", "--progress", "--isolation", "--memory", "-m", "--cpu-shares", "--cpuset-cpus")
@@ -83,10 +83,11 @@ class Engine:
             self._step([str(config.root / "scripts/prepare.sh")],
                        "the private dependencies could not be prepared (see above)")
         dockerfile, unchecked = config.dockerfile, f"{image}{UNCHECKED}"
-        say(f"build: {image} ({_shown(dockerfile)}, context {_shown(config.path('BUILD_CONTEXT'))})")
+        shown = _shown(dockerfile, config.root)
+        say(f"build: {image} ({shown}, context {_shown(config.path('BUILD_CONTEXT'), config.root)})")
         self._step([self.name, "build", *config.words("CONTAINER_BUILD_FLAGS"), "-f", str(dockerfile), "-t",
                     unchecked, str(config.path("BUILD_CONTEXT"))],
-                   f"the image build failed at the step shown above: fix {_shown(dockerfile)} or what it copies")
+                   f"the image build failed at the step shown above: fix {shown} or what it copies")
         self.check_startable(unchecked)
         self._step([self.name, "tag", unchecked, image], f"could not tag {image}")
         self._quiet("rmi", unchecked)  # the name only: the image stays, under its content tag
@@ -143,5 +144,5 @@ def check(config: Config) -> str:
     return f"{engine.name} engine reachable"
 
 
-def _shown(path: Path) -> str:
-    return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
+def _shown(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)

@@ -157,3 +157,22 @@ def test_a_module_the_image_lacks_is_named_with_the_file_to_add_it_to(tmp_path, 
     assert (base / "output/failure").read_text().strip() == (
         "ModuleNotFoundError: No module named 'yaml_the_image_lacks': the image lacks it; "
         "add it to docker/requirements.txt")
+
+
+def test_a_trainer_without_predict_is_told_what_to_write_in_one_line(tmp_path):
+    """The server of a trainer package with no predict.py (the regression example's, say): one line naming the file
+    and what to write in it, no traceback, exit 1."""
+    code = tmp_path / "code"
+    (code / "trainer").mkdir(parents=True)
+    (code / "trainer" / "__init__.py").write_text("")
+    shutil.copytree(ROOT / "src" / "sagemake", code / "sagemake", ignore=shutil.ignore_patterns("__pycache__"))
+    base = tmp_path / "ml"
+    (base / "model").mkdir(parents=True)
+    (base / "model" / "model.joblib").write_bytes(b"a model")
+    env = {"PATH": os.environ["PATH"], "SAGEMAKER_BASE_DIR": str(base), "PYTHONPATH": str(code)}
+    done = subprocess.run([sys.executable, str(ROOT / "docker" / "serve")], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "src/trainer/predict.py is missing: write load(model_dir) and predict(model, rows) beside train.py" \
+        in done.stderr

@@ -175,6 +175,10 @@ def test_kill_9_of_make_tune_settles_its_record_and_its_trials_failed(example_da
         time.sleep(0.5)
     assert {LocalExecutor(config).describe(p.parent.name)["TrainingJobStatus"] for p in jobs.glob("*/job.json")} \
         == {"Failed"}
+    listed = subprocess.run([*sagemake(ROOT), "tune-jobs"], capture_output=True, text=True, env={**env, **environ})
+    assert listed.returncode == 0, listed.stderr
+    assert [line.split()[-1] for line in listed.stdout.splitlines()[1:]] == ["Failed", "Failed"]  # not InProgress
+    assert f"tuning {path.parent.name}: Failed: ClientError: the executor (pid {process.pid}) ended" in listed.stderr
 
 
 def test_early_stopping_stops_the_trials_worse_than_the_median_at_a_step(example_data, tmp_path, capsys):

@@ -3,6 +3,7 @@
 import os
 import re
 import subprocess
+import sys
 
 import pytest
 from conftest import ROOT, tool_venv
@@ -307,3 +308,21 @@ def test_make_refuses_a_misspelt_setting_and_a_hyperparameter_without_quotes():
     result = make_config("HP=n_estimators=300 max_depth=4", "JOB=a b")
     assert result.returncode == 0, result.stderr
     assert re.search(r"^HP += 'n_estimators=300 max_depth=4' +# environment$", result.stdout, re.MULTILINE)
+
+
+def test_a_command_outside_a_project_says_so_and_from_a_subfolder_finds_it(tmp_path):
+    outside = subprocess.run([sys.executable, "-m", "sagemake", "config"], capture_output=True, text=True,
+                             cwd=tmp_path, env={**os.environ, "ENV": "local"})
+    assert outside.returncode == 2
+    assert outside.stderr.startswith(f"sagemake: no sagemake project in {tmp_path.resolve()} or above it (no src/"
+                                     "sagemake/): run the command in your checkout"), outside.stderr
+    below = subprocess.run([sys.executable, "-m", "sagemake", "config"], capture_output=True, text=True,
+                           cwd=ROOT / "src" / "trainer", env={**os.environ, "ENV": "local"})
+    assert below.returncode == 0, below.stderr
+    assert "PROJECT_NAME" in below.stdout
+
+
+def test_a_reader_that_goes_away_is_no_traceback():
+    done = subprocess.run(f"{sys.executable} -m sagemake config | head -n 1", shell=True, capture_output=True,
+                          text=True, cwd=ROOT)
+    assert done.stdout.startswith("# ENV=") and "Traceback" not in done.stderr, done.stderr

@@ -25,6 +25,7 @@ Imports the standard library and gunicorn; the model's own imports are trainer.p
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import json
 import logging
@@ -445,7 +446,7 @@ def load_model() -> Model:
     if not model_dir.is_dir() or not any(model_dir.iterdir()):
         raise ServeError(f"{model_dir} is empty: the model archive's files belong there")
     try:
-        from trainer import predict
+        predict = importlib.import_module("trainer.predict")  # a missing module is named, as is a missing package
     except ModuleNotFoundError as err:
         if err.name in ("trainer", "trainer.predict"):
             raise ServeError("src/trainer/predict.py is missing: write load(model_dir) and predict(model, rows) "

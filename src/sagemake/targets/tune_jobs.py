@@ -13,7 +13,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from sagemake.cli import Exit, UserError, print_table, run
+from sagemake.cli import Exit, UserError, print_table, run, say
 from sagemake.config import resolve
 from sagemake.executors import for_config
 from sagemake.jobs.training import words
@@ -31,8 +31,11 @@ def main(argv: list[str]) -> int:
     if name is None:
         raise UserError(f"no tuning run of {config['PROJECT_NAME']} yet ({executor.where()}): `make tune"
                         f"{executor.env_flag()}` starts one")
-    header, rows = leaderboard(place.record(name), executor.prices())
+    record = place.record(name)
+    header, rows = leaderboard(record, executor.prices())
     print_table([header, *rows])
+    reason = record.get("FailureReason")
+    say(f"tuning {name}: {record['HyperParameterTuningJobStatus']}{f': {reason}' if reason else ''}")
     return Exit.OK
 
 

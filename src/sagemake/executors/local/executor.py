@@ -279,6 +279,7 @@ class _Job:
         self.config = executor.config
         self.channels: dict[str, Path] = {}  # name: its shared read-only copy (channels.py)
         self.stopped_by: str | None = None
+        self.interrupted = False  # Ctrl-C, SIGTERM or SIGHUP reached this job (not a stop asked by a tuning run)
         self.record: dict = {}
         self.stopping, self.stop_jobs = executor.stopping, executor.stop_jobs
 
@@ -333,7 +334,7 @@ class _Job:
             self._status("Training", f"Training with the {self.runtime.name} runtime")
             code = self._train()
         except KeyboardInterrupt:
-            self.stopped_by = "Stopped"
+            self.stopped_by, self.interrupted = "Stopped", True
         except (OSError, UserError) as err:  # the job fails, its folder and record stay
             reason = f"ClientError: {err}"
         for name, copy in self.channels.items():
@@ -342,6 +343,8 @@ class _Job:
                     "was set aside and the next job gets a fresh one")
         self._status("Uploading", "Packing the model and output data")
         self._finish(code, reason, time.monotonic() - started)
+        if self.interrupted:  # the record is ended (Stopped); the command ends as Ctrl-C ends it
+            raise KeyboardInterrupt
         return self.record
 
     def _prepare_tree(self) -> None:
@@ -457,7 +460,7 @@ class _Job:
                 else:
                     time.sleep(POLL_SECONDS)
         except KeyboardInterrupt:
-            self.stopped_by = "Stopped"
+            self.stopped_by, self.interrupted = "Stopped", True
             self._stop(processes, "interrupted")
         for reader in readers:
             reader.join()

@@ -246,11 +246,21 @@ class LocalTunings:
         return self.record(request["HyperParameterTuningJobName"])
 
     def record(self, name: str) -> dict:
-        """tuning.json; a run whose executor is gone is settled first (records.py)."""
+        """tuning.json; a run whose executor is gone is settled first (records.py), and the trials it last saw
+        running are read from their own records (settled with it), as ListTrainingJobsForHyperParameterTuningJob
+        would answer now."""
         found = records.read(self.config.path("JOBS_DIR") / name / RECORD)
         if found is None:
             raise UserError(f"no local tuning run {name} in {self.config['JOBS_DIR']}/: `make tune-jobs` shows the "
                             "latest")
+        if found["HyperParameterTuningJobStatus"] != "InProgress":
+            for summary in found.get("TrainingJobSummaries", []):
+                if summary["TrainingJobStatus"] == "InProgress":
+                    try:
+                        summary["TrainingJobStatus"] = self.executor.describe(summary["TrainingJobName"])[
+                            "TrainingJobStatus"]
+                    except UserError:  # its folder is gone (make clean-jobs): as it was last seen
+                        pass
         return found
 
     def best_trials(self) -> set[str]:
