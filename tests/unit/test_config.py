@@ -2,6 +2,7 @@
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 
@@ -323,6 +324,6 @@ def test_a_command_outside_a_project_says_so_and_from_a_subfolder_finds_it(tmp_p
 
 
 def test_a_reader_that_goes_away_is_no_traceback():
-    done = subprocess.run(f"{sys.executable} -m sagemake config | head -n 1", shell=True, capture_output=True,
-                          text=True, cwd=ROOT)
+    done = subprocess.run(f"{shlex.quote(sys.executable)} -m sagemake config | head -n 1", shell=True,
+                          capture_output=True, text=True, cwd=ROOT)
     assert done.stdout.startswith("# ENV=") and "Traceback" not in done.stderr, done.stderr
