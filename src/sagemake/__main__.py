@@ -18,8 +18,8 @@ def main() -> None:
     known = sorted(module.name.replace("_", "-") for module in pkgutil.iter_modules([folder]))
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     if name not in known:
-        print(f"sagemake: unknown target {name!r}: one of {', '.join(known)} (`make help` says what each does)",
-              file=sys.stderr)
+        said = f"unknown target {name!r}" if name else "usage: python -m sagemake TARGET [ARGUMENTS]"
+        print(f"sagemake: {said}: one of {', '.join(known)} (`make help` says what each does)", file=sys.stderr)
         sys.exit(Exit.BAD_INPUT)
     try:
         module = importlib.import_module(f"sagemake.targets.{name.replace('-', '_')}")

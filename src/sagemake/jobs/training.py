@@ -18,7 +18,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sagemake import jsonfile, sourcedir
+from sagemake import data, jsonfile, sourcedir
 from sagemake.cli import UserError
 from sagemake.config import Config
 from sagemake.contract import layout
@@ -254,6 +254,14 @@ def per_channel(config: Config, setting: str, names: list[str], allowed: tuple[s
             raise UserError(f"{setting}: '{value}' for {channel} is not supported: use {' or '.join(allowed)}")
         values[channel] = value
     return values
+
+
+def data_tags(config: Config) -> list[dict]:
+    """A job's data tags: each channel's digest, files and bytes (the trainer's data step run first when a channel
+    is missing), so the manifest of its model says which data made it."""
+    folders = data.ensure(config)
+    return [{"Key": f"{TAG_PREFIX}data:{channel}", "Value": " ".join(f"{k}={v}" for k, v in found.items())}
+            for channel, found in data.summary(config, folders).items()]
 
 
 def plan(config: Config, executor) -> dict:

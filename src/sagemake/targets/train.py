@@ -19,19 +19,18 @@ from sagemake import data
 from sagemake.cli import Exit, JobFailed, UserError, run
 from sagemake.config import Config, resolve
 from sagemake.executors import Executor, for_config
-from sagemake.jobs.training import TAG_PREFIX, plan
+from sagemake.jobs.training import data_tags, plan
 from sagemake.models import fetch
 
 
 def train(config: Config, executor: Executor) -> int:
     """The whole pipeline in one process: each step with nothing to do costs next to nothing, and the request
     is built (every check made) before anything is built, pushed or uploaded."""
-    folders = data.ensure(config)
+    data.ensure(config)  # the data step, when a channel is missing: the request names the channels
     request = plan(config, executor)
     executor.ensure_image()
     executor.sync_data()
-    request["Tags"] += [{"Key": f"{TAG_PREFIX}data:{channel}", "Value": " ".join(f"{k}={v}" for k, v in s.items())}
-                        for channel, s in data.summary(config, folders).items()]
+    request["Tags"] += data_tags(config)
     name = request["TrainingJobName"]
     try:
         record = executor.run(request)

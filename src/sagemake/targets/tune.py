@@ -25,13 +25,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sagemake import data
 from sagemake.cli import Exit, JobFailed, UserError, print_table, run, say
 from sagemake.config import Config, resolve
 from sagemake.executors import Executor, for_config
-from sagemake.jobs.training import (
-    TAG_PREFIX,
-)
+from sagemake.jobs.training import data_tags
 from sagemake.jobs.tuning import LEADERBOARD, PLOT, RECORD, importance, plan
 from sagemake.models import fetch
 from sagemake.targets.tune_jobs import leaderboard, write_leaderboard
@@ -74,13 +71,6 @@ def write_plot(config: Config, record: dict, folder: Path) -> Path | None:
         say(f"tuning: no plot ({last}): matplotlib comes from docker/requirements.txt")
         return None
     return path
-
-
-def data_tags(config: Config) -> list[dict]:
-    """The data tags `make train` puts on a job, so each trial's manifest describes its data."""
-    folders = data.ensure(config)
-    return [{"Key": f"{TAG_PREFIX}data:{channel}", "Value": " ".join(f"{k}={v}" for k, v in s.items())}
-            for channel, s in data.summary(config, folders).items()]
 
 
 def tune(config: Config, executor: Executor, runtime=None) -> tuple[Path, dict]:
