@@ -200,6 +200,13 @@ MUTATIONS = {
         "src/sagemake/executors/local/tuning.py",
         '        if found["HyperParameterTuningJobStatus"] != "InProgress":', "        if False:",
         "tests/local/test_tune.py -k kill_9"),
+    "a cut-off install left half done": (
+        "src/sagemake/targets/preprocess.py", "    finished = complete_install(data)", "    finished = None",
+        "tests/local/test_processing.py -k cut_off"),
+    "MAX_MODEL_BYTES not enforced": (
+        "src/sagemake/archive.py",
+        "                if limit is not None and total > limit:", "                if False:",
+        "tests/local/test_fetch.py -k max_model"),
     "the other class's probability served": (
         "tests/fixtures/trainer/predict.py", "predict_proba(table)[:, 1]", "predict_proba(table)[:, 0]",
         "tests/local/test_serve.py::test_csv_rows_get_the_models_own_predictions"),

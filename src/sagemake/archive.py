@@ -41,15 +41,21 @@ def pack(entries: list[tuple[str, Path]], archive: Path, label: str | None = Non
         progress.done()
 
 
-def unpack(archive: Path, folder: Path, label: str | None = None) -> None:
-    """Extract archive into folder, refusing members that would land outside it. With a label, a large one
-    shows its progress (by the archive's bytes read)."""
+def unpack(archive: Path, folder: Path, label: str | None = None, limit: int | None = None) -> None:
+    """Extract archive into folder, refusing members that would land outside it, and, with a limit, an archive
+    whose members add up to more bytes than that (a decompression bomb fills no disk: the member past the limit is
+    refused before it is written). With a label, a large one shows its progress (by the archive's bytes read)."""
     progress = _progress(label, archive.stat().st_size)
     with tarfile.open(archive) as tar:
         raw = getattr(tar.fileobj, "fileobj", tar.fileobj)  # under the decompression, when there is one
 
         def counted(members):
+            total = 0
             for member in members:
+                total += member.size
+                if limit is not None and total > limit:
+                    raise UserError(f"{archive.name} unpacks to more than {limit:,} bytes (MAX_MODEL_BYTES): "
+                                    "nothing was fetched; raise MAX_MODEL_BYTES if the model is that large")
                 yield member
                 if progress:  # the member is out: count what was read for it
                     progress(raw.tell() - progress.moved)

@@ -199,6 +199,10 @@ SETTINGS = (
             "artefacts).", applies=(*KINDS, "jobs", "logs", "stop", "clean-jobs"), section=_LOCAL),
     Setting("MODELS_DIR", "models", "path", "Where fetched models go: MODELS_DIR/<job name>/ with manifest.json.",
             applies=("fetch", "serve", "predict", "transform", "endpoint"), section=_LOCAL),
+    Setting("MAX_MODEL_BYTES", "0", "int", "Most bytes a fetched model.tar.gz (or output.tar.gz) may unpack to; "
+            "0: 100 times the archive, at least 1 GB.", low=0, high=2**62, applies=("fetch",), section=_LOCAL,
+            detail="An archive past it (a decompression bomb, or a model far larger than expected) is refused before "
+            "it fills the disk, and nothing is fetched."),
     Setting("SERVE_PORT", "8080", "int", "Port of `make serve` on this machine (SageMaker's own is 8080); `make "
             "predict` takes a free port of its own.", low=1, high=65535, applies=("serve",), section=_SERVING),
     Setting("TRANSFORM_BATCH_STRATEGY", "MultiRecord", "choice", "How records reach the model: MultiRecord or "

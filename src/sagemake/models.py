@@ -59,15 +59,21 @@ def manifest(record: dict, tagged: dict, artifact: Path, executor) -> dict:
     }
 
 
-def assemble(archive: Path, output: Path | None, folder: Path, job: str) -> None:
-    """The model (and the job's output data in output/) unpacked into folder; a bad archive is one line."""
+def unpack_limit(config: Config, archive: Path) -> int:
+    """MAX_MODEL_BYTES, or by default 100 times the archive (models compress a few times at most), at least 1 GB."""
+    return config.int("MAX_MODEL_BYTES") or max(100 * archive.stat().st_size, 10**9)
+
+
+def assemble(archive: Path, output: Path | None, folder: Path, job: str, limit: int | None = None) -> None:
+    """The model (and the job's output data in output/) unpacked into folder, each archive at most limit bytes
+    unpacked; a bad archive is one line."""
     try:
-        unpack(archive, folder, f"unpack {archive.name}")
+        unpack(archive, folder, f"unpack {archive.name}", limit)
         if (folder / MANIFEST).exists() or (output and (folder / OUTPUT).exists()):
             raise UserError(f"the model archive of job {job} holds its own {MANIFEST} or {OUTPUT}/: "
                             "rename it in your trainer")
         if output:
-            unpack(output, folder / OUTPUT)
+            unpack(output, folder / OUTPUT, limit=limit)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as err:  # truncated, not gzip, a hostile member
         said = " ".join(str(err).split())[:200]
         raise UserError(f"the archive of job {job} cannot be unpacked safely ({type(err).__name__}: {said}): "
@@ -92,7 +98,7 @@ def fetch(config: Config, executor, name: str | None = None) -> Path:
         scratch = Path(scratch)
         artifact = executor.artifact(uri, scratch)
         output = _optional(executor, output_uri, scratch)
-        assemble(artifact, output, scratch / "new", name)
+        assemble(artifact, output, scratch / "new", name, unpack_limit(config, artifact))
         details = manifest(record, executor.tags(name), artifact, executor)
         (scratch / "new" / MANIFEST).write_text(json.dumps(details, indent=2) + "\n")
         if destination.exists():

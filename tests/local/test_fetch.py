@@ -244,3 +244,28 @@ def test_a_model_archive_holding_its_own_manifest_or_output_is_refused(job, own,
         fetch(config, name)
     assert (good / "manifest.json").read_text() == manifest  # the previous good copy, whole
     assert [p for p in good.parent.iterdir() if p.name.startswith(".") and p.is_dir()] == []
+
+
+def test_an_archive_that_unpacks_past_max_model_bytes_is_refused_before_it_fills_the_disk(job, tmp_path):
+    """A decompression bomb (here 50 MB of zeros, a few kB packed): refused in one line at the member that passes
+    MAX_MODEL_BYTES, before it is written; nothing is fetched and the previous good copy stays whole."""
+    config, name = job
+    good = fetch(config, name)
+    before = sorted(p.name for p in good.iterdir())
+    archive = config.path("JOBS_DIR") / name / "output/model.tar.gz"
+    zeros = tmp_path / "zeros"
+    with zeros.open("wb") as handle:
+        handle.truncate(50_000_000)
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(good / "model.joblib", arcname="model.joblib")
+        tar.add(zeros, arcname="weights.bin")
+    assert archive.stat().st_size < 1_000_000
+    limited = resolve(root=ROOT, environ={**{k: config[k] for k in ("DATA_DIR", "HP", "JOBS_DIR", "MODELS_DIR")},
+                                          "MAX_MODEL_BYTES": "10000000"})
+    with pytest.raises(UserError, match=r"^model\.tar\.gz unpacks to more than 10,000,000 bytes \(MAX_MODEL_BYTES\): "
+                                        "nothing was fetched; raise MAX_MODEL_BYTES if the model is that large$"):
+        fetch(limited, name)
+    assert sorted(p.name for p in good.iterdir()) == before
+    assert [p for p in good.parent.iterdir() if p.name.startswith(".")] == []  # no scratch left, nothing half written
+    assert not (good / "weights.bin").exists()
+    assert fetch(config, name).joinpath("weights.bin").stat().st_size == 50_000_000  # the default: 100x, >= 1 GB

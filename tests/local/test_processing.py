@@ -115,6 +115,60 @@ def test_preprocess_as_a_process_writes_clean_split_channels_and_is_not_run_agai
     assert preprocess(config, executor)["AppSpecification"]["ContainerArguments"] == ["--seed", "7"]
 
 
+def test_an_install_cut_off_midway_is_completed_by_the_next_run_and_one_cut_off_before_leaves_data_as_it_was(
+        tmp_path, monkeypatch, capfd):
+    """Installs are whole or absent: outputs staged first, then a pending stamp, then the swap. Cut off while
+    staging (Ctrl-C during a download), DATA_DIR is untouched; cut off midway through the swap, the next run
+    completes it (no job run again) and trains never see new train/ beside old validation/."""
+    from sagemake.targets import preprocess as target
+
+    as_process(monkeypatch)
+    config, executor = local(tmp_path)
+    first = preprocess(config, executor)
+    data = tmp_path / "data"
+    before = {c: (data / c / f"{c}.csv").read_bytes() for c in ("train", "validation")}
+    with (tmp_path / "raw/breast_cancer.csv").open("a") as handle:  # a new run, other outputs
+        handle.write(",".join(["1"] * 30) + ",1,late row\n")
+
+    download = LocalProcessing.download
+    def cut_off_in_download(self, request, output, target_folder):  # noqa: E306
+        if output == "validation":
+            raise KeyboardInterrupt
+        download(self, request, output, target_folder)
+
+    monkeypatch.setattr(LocalProcessing, "download", cut_off_in_download)
+    with pytest.raises(KeyboardInterrupt):
+        preprocess(config, executor)
+    assert {c: (data / c / f"{c}.csv").read_bytes() for c in before} == before  # as it was
+    assert json.loads((data / ".preprocessed.json").read_text())["job"] == first["ProcessingJobName"]
+    monkeypatch.setattr(LocalProcessing, "download", download)
+
+    renamed = []
+    rename = Path.rename
+    def cut_off_in_swap(self, target_path):  # noqa: E306
+        if self.parent.name == target.STAGING:  # the swap's renames: the second one is cut off
+            if renamed:
+                raise KeyboardInterrupt
+            renamed.append(self.name)
+        return rename(self, target_path)
+
+    monkeypatch.setattr(Path, "rename", cut_off_in_swap)
+    with pytest.raises(KeyboardInterrupt):
+        preprocess(config, executor)
+    monkeypatch.setattr(Path, "rename", rename)
+    pending = json.loads((data / target.PENDING).read_text())
+    assert renamed == ["train"] and (data / target.STAGING / "validation").is_dir()  # half swapped, as a crash would
+    jobs = len(list((tmp_path / "jobs").glob("*/processing.json")))
+    capfd.readouterr()
+    done = preprocess(config, executor)
+    err = capfd.readouterr().err
+    assert f"completed the install of job {pending['job']}'s outputs, which was cut off" in err
+    assert "not run again" in err
+    assert done["job"] == pending["job"] and len(list((tmp_path / "jobs").glob("*/processing.json"))) == jobs
+    assert not (data / target.PENDING).exists() and not (data / target.STAGING).exists()
+    check_channels(data, tmp_path / "raw")  # both channels of the same run
+
+
 def test_a_failing_step_is_a_failed_record_with_its_reason(tmp_path, monkeypatch):
     as_process(monkeypatch)
     config, executor = local(tmp_path, PREPROCESS_ARGS="--label diagnosis")

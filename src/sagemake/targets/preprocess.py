@@ -42,6 +42,8 @@ from sagemake.jobs.processing import (
 from sagemake.jobs.training import job_name, words
 
 STAMP = ".preprocessed.json"  # in DATA_DIR
+PENDING = ".preprocessed.pending.json"  # in DATA_DIR: the stamp of an install under way, written before its swap
+STAGING = ".preprocess"  # in DATA_DIR: a run's outputs, staged whole before they are swapped in
 
 
 RUN_RAW = "import sys, pathlib; from trainer.raw import main; main(pathlib.Path(sys.argv[1]))"
@@ -106,6 +108,9 @@ def preprocess(config: Config, executor: Executor) -> dict:
         if overlaps(str(raw.resolve()), str((data / channel).resolve())):
             raise UserError(f"processing output {channel} ({config['DATA_DIR']}/{channel}) collides with its input "
                             f"RAW_DIR={config['RAW_DIR']}: keep the raw data out of DATA_DIR's channels")
+    finished = complete_install(data)
+    if finished:
+        say(f"preprocess: completed the install of job {finished['job']}'s outputs, which was cut off")
     raw = ensure_raw(config)
     raw_digest = summary(config, {INPUT: raw})[INPUT]["digest"]
     arguments = words(config["PREPROCESS_ARGS"], "PREPROCESS_ARGS")
@@ -133,31 +138,50 @@ def preprocess(config: Config, executor: Executor) -> dict:
         if last and last[0] not in reason:  # SageMaker's reason can be a pointer to the log: its last line says more
             reason += f" (last line: {last[0]})"
         raise ProcessingFailed(f"processing {name} {record['ProcessingJobStatus']}: {reason}")
-    install(config, place, request, data)
-    written = {"key": key, "job": name, "raw": raw_digest, "arguments": arguments,
-               "channels": channel_digests(config, data)}
-    jsonfile.write(data / STAMP, written)
+    install(config, place, request, data, {"key": key, "job": name, "raw": raw_digest, "arguments": arguments})
     folders = ", ".join(f"{config['DATA_DIR']}/{c}/" for c in CHANNELS)
     say(f"preprocess {name}: Completed: {folders} written; "
         "`make train` trains on them")
     return record
 
 
-def install(config: Config, place, request: dict, data: Path) -> None:
-    """Each output whole into DATA_DIR/<channel>/: set aside beside it first, then swapped in."""
+def install(config: Config, place, request: dict, data: Path, stamp: dict) -> None:
+    """Installs are whole or absent: every output is staged whole under DATA_DIR/.preprocess/ first, then a pending
+    stamp names what goes in (with each channel's digest), then the swap, the stamp last (complete_install). Cut
+    off before the pending stamp, DATA_DIR is as it was; after it, the next run completes the swap."""
     from sagemake.executors.local.channels import remove
 
-    data.mkdir(parents=True, exist_ok=True)
+    staging = data / STAGING
+    remove(staging)
+    staging.mkdir(parents=True)
     for channel in CHANNELS:
-        partial = data / f".{channel}.{os.getpid()}"
-        remove(partial)
-        place.download(request, channel, partial)
-        if not raw_files(partial):
-            remove(partial)
+        place.download(request, channel, staging / channel)
+        if not raw_files(staging / channel):
+            remove(staging)
             raise ProcessingFailed(f"processing {request['ProcessingJobName']} wrote nothing to its output "
                                    f"{channel}: {STEP} must write /opt/ml/processing/output/{channel}/")
-        remove(data / channel)
-        partial.rename(data / channel)
+    jsonfile.write(data / PENDING, {**stamp, "channels": channel_digests(config, staging)})
+    complete_install(data)
+
+
+def complete_install(data: Path) -> dict | None:
+    """The swap of an install under way (its pending stamp is there): each staged channel replaces DATA_DIR's,
+    then the stamp is written and the staging removed. Any step may be cut off and run again. Returns the stamp
+    written, or None when no install was under way."""
+    from sagemake.executors.local.channels import remove
+
+    pending = jsonfile.read(data / PENDING, None)
+    if not isinstance(pending, dict):
+        return None
+    staging = data / STAGING
+    for channel in pending["channels"]:
+        if (staging / channel).is_dir():
+            remove(data / channel)
+            (staging / channel).rename(data / channel)
+    jsonfile.write(data / STAMP, pending)
+    (data / PENDING).unlink()
+    remove(staging)
+    return pending
 
 
 def main(argv: list[str]) -> int:
