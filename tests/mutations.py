@@ -207,6 +207,10 @@ MUTATIONS = {
         "src/sagemake/archive.py",
         "                if limit is not None and total > limit:", "                if False:",
         "tests/local/test_fetch.py -k max_model"),
+    "a second paid job by surprise": (
+        "src/sagemake/executors/sagemaker/executor.py",
+        '            if {"Key": DIGEST_TAG, "Value": digest} in tags:',
+        "            if False:", "tests/aws/test_aws.py -k ctrl_c_while_following"),
     "the other class's probability served": (
         "tests/fixtures/trainer/predict.py", "predict_proba(table)[:, 1]", "predict_proba(table)[:, 0]",
         "tests/local/test_serve.py::test_csv_rows_get_the_models_own_predictions"),

@@ -133,6 +133,11 @@ SETTINGS = (
     Setting("USE_SPOT", "false", "bool", "Managed spot training: true or false.", choices=("true", "false"),
             applies=_TRAINING, section=_JOB, detail="true needs MAX_WAIT_SECONDS >= MAX_RUNTIME_SECONDS and "
             "CHECKPOINT_S3_URI; not with KEEP_ALIVE_SECONDS."),
+    Setting("ALLOW_DUPLICATE", "false", "bool", "true: submit a job on SageMaker even when one of this project "
+            "with the same request is InProgress (refused by default).", choices=("true", "false"),
+            applies=("training", "tuning", "processing"), section=_JOB,
+            detail="The request's digest (all but its name, with its data) is a tag of every job sagemake submits; "
+            "a re-run after a killed command would otherwise start a second paid job."),
     Setting("MAX_WAIT_SECONDS", "0", "int", "With USE_SPOT=true: seconds to wait for capacity and run, at least "
             "MAX_RUNTIME_SECONDS.", low=0, high=_DAYS_28, applies=_TRAINING, section=_JOB),
     Setting("CHECKPOINT_S3_URI", "", "str", "Where each job saves /opt/ml/checkpoints (at "

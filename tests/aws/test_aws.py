@@ -437,6 +437,14 @@ def test_ctrl_c_while_following_leaves_the_job_running(ready, signum):
         assert f"job {name} keeps running on SageMaker. Follow it again: make logs ENV=prod JOB={name}" in err
         assert f"stop it: make stop ENV=prod JOB={name}" in err
         assert client("sagemaker").describe_training_job(TrainingJobName=name)["TrainingJobStatus"] == "InProgress"
+        # Run again while it runs: no second paid job by surprise.
+        again = subprocess.run([*sagemake(ROOT), "train"], cwd=ready.root, env=env, capture_output=True, text=True,
+                               timeout=120)
+        assert again.returncode == 2, again.stderr
+        assert again.stderr.strip().splitlines()[-1] == (
+            f"sagemake: {name} is InProgress on SageMaker with this same request: follow it (make logs ENV=prod "
+            f"JOB={name}), or set ALLOW_DUPLICATE=true to start another")
+        assert len(client("sagemaker").list_training_jobs()["TrainingJobSummaries"]) == 1
 
 
 def test_script_mode_uploads_the_code_once_and_names_it_in_the_request(aws, checkout, tmp_path, example_data,

@@ -231,5 +231,10 @@ def test_ctrl_c_leaves_the_tuning_job_running_on_sagemaker(aws, tmp_path, exampl
         assert summary["HyperParameterTuningJobStatus"] == "InProgress" and len(driver.trials) == 2
         assert f"tuning {name} keeps running on SageMaker: `make tune-jobs ENV=prod TUNING={name}`" in said
         shown = make("tune-jobs", tmp_path, TUNING=name)
+        again = make("tune", tmp_path, DATA_DIR=str(example_data), JOBS_DIR=str(tmp_path / "jobs"), **TUNING)
+    assert again.returncode == 2 and (
+        f"sagemake: {name} is InProgress on SageMaker with this same request: follow it (make tune-jobs ENV=prod "
+        f"TUNING={name}), or set ALLOW_DUPLICATE=true to start another") in again.stderr, again.stderr
+    assert len(client("sagemaker").list_hyper_parameter_tuning_jobs()["HyperParameterTuningJobSummaries"]) == 1
     assert shown.returncode == 0, shown.stderr
     assert [line.split()[-1] for line in shown.stdout.splitlines()[1:]] == ["InProgress", "InProgress"]

@@ -74,3 +74,18 @@ def test_a_name_taken_by_something_else_or_on_the_first_attempt_stays_an_error()
     with pytest.raises(AwsError, match="AccessDenied"):  # not a taken name at all
         create(Api(refusal("AccessDenied", retries=1)), ours, "job j", TrainingJobName="j")
     assert asked == ["described"]  # only the retried, taken name was looked at
+
+
+def test_the_request_digest_is_the_same_job_whatever_its_name_and_another_with_other_data_or_settings():
+    from sagemake.jobs import request_digest
+
+    def request(name, data="digest=abc", instance="ml.m5.large"):
+        return {"TrainingJobName": name, "ResourceConfig": {"InstanceType": instance},
+                "CheckpointConfig": {"S3Uri": f"s3://b/checkpoints/{name}"},
+                "Tags": [{"Key": "sagemake:git-sha", "Value": name[-7:]},
+                         {"Key": "sagemake:data:train", "Value": data}]}
+
+    first = request_digest(request("p-261207-101500-000aaaaa"), "p-261207-101500-000aaaaa")
+    assert request_digest(request("p-261207-101501-000bbbbb"), "p-261207-101501-000bbbbb") == first
+    assert request_digest(request("p-1", data="digest=abd"), "p-1") != first
+    assert request_digest(request("p-1", instance="ml.m5.xlarge"), "p-1") != first

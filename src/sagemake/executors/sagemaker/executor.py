@@ -38,6 +38,7 @@ from sagemake.config import Config, channel_uri, s3_uri
 from sagemake.executors.interface import Executor
 from sagemake.image import Engine
 from sagemake.image import check as image_check
+from sagemake.jobs import DIGEST_TAG, request_digest
 from sagemake.jobs.training import METRIC_LINE, TAG_PREFIX, metric_warnings, names_pattern, tuning_head
 from sagemake.pricing import Prices
 
@@ -195,9 +196,30 @@ class SageMakerExecutor(Executor):
         """Check what a paid job needs, upload the code (script mode), submit, follow. Ctrl-C leaves it running."""
         self.ready(request["AlgorithmSpecification"]["TrainingImage"], request["InputDataConfig"],
                    request["HyperParameters"])
+        self.refuse_duplicate("TrainingJob", request, "make logs ENV={env} JOB={name}")
         self.submit(request)
         return self.follow(request["TrainingJobName"], definitions=request["AlgorithmSpecification"].get(
             "MetricDefinitions", []))
+
+    def refuse_duplicate(self, kind: str, request: dict, follow: str) -> None:
+        """No second paid job by surprise: a <kind> (TrainingJob, ProcessingJob, HyperParameterTuningJob) of this
+        project InProgress with this request's digest refuses the submit in one line, naming it and how to follow
+        it; ALLOW_DUPLICATE=true submits anyway. The digest goes on the request as a tag, for the next to find."""
+        digest = request_digest(request, request[f"{kind}Name"])
+        request["Tags"] = [*request["Tags"], {"Key": DIGEST_TAG, "Value": digest}]
+        if self.config.flag("ALLOW_DUPLICATE"):
+            return
+        listing = {"TrainingJob": self.sagemaker.list_training_jobs,
+                   "ProcessingJob": self.sagemaker.list_processing_jobs,
+                   "HyperParameterTuningJob": self.sagemaker.list_hyper_parameter_tuning_jobs}[kind]
+        found = call(listing, StatusEquals="InProgress", NameContains=self.config["PROJECT_NAME"], MaxResults=100)
+        for summary in found.get(f"{kind}Summaries", []):
+            tags = call(self.sagemaker.list_tags, ResourceArn=summary[f"{kind}Arn"]).get("Tags", [])
+            if {"Key": DIGEST_TAG, "Value": digest} in tags:
+                running = summary[f"{kind}Name"]
+                raise UserError(f"{running} is InProgress on SageMaker with this same request: follow it "
+                                f"({follow.format(name=running, env=self.config.env)}), or set ALLOW_DUPLICATE=true "
+                                "to start another")
 
     def ready(self, image: str, channels: list[dict], hyperparameters: dict) -> None:
         """What a paid training job needs before it is created: the bucket, the image in ECR, data in every channel,

@@ -33,6 +33,7 @@ class SageMakerTunings:
         executor.ready(definition["AlgorithmSpecification"]["TrainingImage"], definition["InputDataConfig"],
                        definition["StaticHyperParameters"])
         request = {**request, "Tags": [*request["Tags"], *data_tags]}  # SageMaker puts them on every trial
+        executor.refuse_duplicate("HyperParameterTuningJob", request, "make tune-jobs ENV={env} TUNING={name}")
         folder = self.config.path("JOBS_DIR") / name
         folder.mkdir(parents=True)
         (folder / "request.json").write_text(json.dumps(request, indent=2) + "\n")
