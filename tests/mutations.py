@@ -42,7 +42,7 @@ MUTATIONS = {
         "src/sagemake/jobs/training.py", "    if not JOB_NAME.fullmatch(name):", "    if False:",
         "tests/unit/test_request.py -k job_name"),
     "output data not fetched": (
-        "src/sagemake/models.py", "        if output:\n            unpack(output, folder / OUTPUT)\n", "",
+        "src/sagemake/models.py", "        if output:\n            unpack(output, folder / OUTPUT, limit=limit)\n", "",
         "tests/local/test_fetch.py -k writes_the_manifest"),
     "fetch without its lock": (
         "src/sagemake/models.py", "        fcntl.flock(descriptor, fcntl.LOCK_EX)\n", "",
