@@ -128,8 +128,10 @@ def interrupt(signum, frame):
 
 @contextlib.contextmanager
 def interrupted_by_signals():
-    """SIGTERM and SIGHUP (a closed terminal, a cancelled CI run) stop the command as Ctrl-C does."""
-    previous = {number: signal.signal(number, interrupt) for number in (signal.SIGTERM, signal.SIGHUP)}
+    """SIGTERM and SIGHUP (a closed terminal, a cancelled CI run) stop the command as Ctrl-C does; off the main
+    thread (where no handler can be set, and no signal arrives) nothing changes."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = {n: signal.signal(n, interrupt) for n in (signal.SIGTERM, signal.SIGHUP)} if main else {}
     try:
         yield
     finally:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from sagemake import jsonfile, sourcedir
 from sagemake.archive import pack, tree, unpack
-from sagemake.cli import UserError, interrupt, say
+from sagemake.cli import UserError, interrupted_by_signals, say
 from sagemake.clock import now
 from sagemake.contract import layout
 from sagemake.data import summary
@@ -286,14 +286,8 @@ class _Job:
     def run(self) -> dict:
         """The whole job; SIGTERM or SIGHUP to this process (a closed terminal, a cancelled CI run)
         stop it as Ctrl-C does, so the record always ends."""
-        if threading.current_thread() is not threading.main_thread():
+        with interrupted_by_signals():
             return self._run()
-        previous = {number: signal.signal(number, interrupt) for number in (signal.SIGTERM, signal.SIGHUP)}
-        try:
-            return self._run()
-        finally:
-            for number, handler in previous.items():
-                signal.signal(number, handler)
 
     def _run(self) -> dict:
         self.folder.parent.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from sagemake.cli import UserError, interrupt
+from sagemake.cli import UserError, interrupted_by_signals
 
 GUARD = Path(__file__).with_name("guard.py")
 
@@ -65,10 +65,8 @@ def run_guarded(command: list[str], env: dict, guard_arguments: list[str], log: 
     """One command under the guard (guard.py), so it dies with this process however it ends, its output to log and
     the terminal: (exit status, None or why it was stopped: MaxRuntimeExceeded, Stopped). MaxRuntime, Ctrl-C,
     SIGTERM and SIGHUP stop it (SIGTERM, SIGKILL after grace; a second Ctrl-C kills it at once)."""
-    main = threading.current_thread() is threading.main_thread()
-    previous = {n: signal.signal(n, interrupt) for n in (signal.SIGTERM, signal.SIGHUP)} if main else {}
     stopped_by = None
-    try:
+    with interrupted_by_signals():
         with log.open("wb") as handle:
             process = subprocess.Popen([sys.executable, str(GUARD), str(os.getpid()), str(grace), *guard_arguments,
                                         "--", *command], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -92,9 +90,6 @@ def run_guarded(command: list[str], env: dict, guard_arguments: list[str], log: 
                 except KeyboardInterrupt:
                     pass
             reader.join()
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
     return process.returncode, stopped_by
 
 
