@@ -220,6 +220,13 @@ MUTATIONS = {
     "the private wheels left out of the job's Python": (
         "src/sagemake/job_python.py", "    if wheels:\n        steps.append(", "    if False:\n        steps.append(",
         "tests/local/test_prepare.py -k jobs_python"),
+    "a refused deploy keeps its configuration": (
+        "src/sagemake/executors/sagemaker/endpoint.py",
+        '            _delete(executor, "endpoint_config", config_name)\n            now =', "            now =",
+        "tests/aws/test_deploy.py -k same_moment"),
+    "a deploy of another job under way waited for": (
+        "src/sagemake/executors/sagemaker/endpoint.py", "    if serving != job:", "    if False:",
+        "tests/aws/test_deploy.py -k another_job_under_way"),
 }
 
 

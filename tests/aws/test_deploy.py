@@ -8,6 +8,8 @@ records the calls. Its InvokeEndpoint answers canned data, so the test reads the
 
 import hashlib
 import json
+import threading
+import time
 
 import pytest
 from emulator import ACCOUNT, REGION, ROLE, backend, client, make_bucket, model_archive, settings
@@ -25,6 +27,7 @@ JOBS = ("sagemake-example-abc1234-261202-101500-123k3x9q", "sagemake-example-def
 @pytest.fixture
 def prod(aws, example_data, tmp_path, monkeypatch):
     """Two Completed training jobs with their model.tar.gz in S3, settings for ENV=prod, UpdateEndpoint played."""
+    from moto.sagemaker.exceptions import ValidationError
     from moto.sagemaker.responses import SageMakerResponse
 
     make_bucket()
@@ -47,12 +50,24 @@ def prod(aws, example_data, tmp_path, monkeypatch):
         updates.append(params)
         sagemaker_backend = self.sagemaker_backend
         endpoint = sagemaker_backend.endpoints[params["EndpointName"]]
+        if endpoint.endpoint_status != "InService":  # as SageMaker refuses it
+            raise ValidationError(message=f'Cannot update in-progress endpoint "{endpoint.arn}".')
         configuration = sagemaker_backend.endpoint_configs[params["EndpointConfigName"]]
         endpoint.endpoint_config_name = configuration.endpoint_config_name
         endpoint.production_variants = endpoint._process_production_variants(configuration.production_variants)
         return json.dumps({"EndpointArn": endpoint.arn})
 
     monkeypatch.setattr(SageMakerResponse, "update_endpoint", update_endpoint, raising=False)
+    created = SageMakerResponse.create_endpoint
+
+    def create_endpoint(self):
+        """moto's, refusing a name taken as SageMaker does (moto replaces the endpoint)."""
+        taken = self.sagemaker_backend.endpoints.get(json.loads(self.body)["EndpointName"])
+        if taken is not None:
+            raise ValidationError(message=f'Cannot create already existing endpoint "{taken.arn}".')
+        return created(self)
+
+    monkeypatch.setattr(SageMakerResponse, "create_endpoint", create_endpoint)
     env = {**settings(), "ENV": "prod", "DATA_DIR": str(example_data), "MODELS_DIR": str(tmp_path / "models"),
            "ENDPOINT_INSTANCE_TYPE": "ml.c5.xlarge", "ENDPOINT_INSTANCE_COUNT": "2"}
     for key, value in env.items():
@@ -217,3 +232,110 @@ def test_an_interrupted_deploy_records_what_it_made_and_says_how_to_finish_or_un
     endpoints(config, executor(config))
     assert "deploy interrupted (InService)" in capsys.readouterr().out
     monkeypatch.undo()
+
+
+def endpoint_state(name="sagemake-example"):
+    """moto's endpoint, to play what another deploy does to it."""
+    return backend().endpoints[name]
+
+
+def in_service_after(seconds: float, name="sagemake-example") -> threading.Thread:
+    """SageMaker finishing the operation under way: the endpoint goes InService after `seconds`."""
+    def finish():
+        time.sleep(seconds)
+        if name in backend().endpoints:
+            endpoint_state(name).endpoint_status = "InService"
+
+    thread = threading.Thread(target=finish, daemon=True)
+    thread.start()
+    return thread
+
+
+def other_deploy(sagemaker, job: str, status: str, config_name="sagemake-example-config-other") -> str:
+    """What another deploy of `job` leaves while it waits: sagemake's configuration and endpoint, `status`."""
+    tags = [{"Key": "sagemake:project", "Value": "sagemake-example"}, {"Key": "sagemake:job", "Value": job}]
+    if job not in [m["ModelName"] for m in sagemaker.list_models()["Models"]]:
+        sagemaker.create_model(ModelName=job, ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE}, Tags=tags)
+    sagemaker.create_endpoint_config(EndpointConfigName=config_name, Tags=tags, ProductionVariants=[
+        {"VariantName": "AllTraffic", "ModelName": job, "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
+    if "sagemake-example" in backend().endpoints:
+        backend().endpoints["sagemake-example"].endpoint_config_name = config_name
+    else:
+        sagemaker.create_endpoint(EndpointName="sagemake-example", EndpointConfigName=config_name, Tags=tags)
+    endpoint_state().endpoint_status = status
+    return config_name
+
+
+def config_names(sagemaker) -> list[str]:
+    return sorted(c["EndpointConfigName"] for c in sagemaker.list_endpoint_configs()["EndpointConfigs"])
+
+
+def test_a_deploy_of_the_same_job_under_way_is_waited_for_not_repeated(prod, capsys):
+    """An endpoint Creating with this job's model (another deploy, or an interrupted one): the deploy waits for it
+    and records it; nothing new is created, nothing is left over."""
+    config, _, updates = prod
+    sagemaker = client("sagemaker")
+    theirs = other_deploy(sagemaker, JOBS[0], "Creating")
+    in_service_after(1.5)
+    entry = deploy(config, executor(config), JOBS[0])
+    assert entry["event"] == "deploy" and entry["endpoint_config"] == theirs and entry["job"] == JOBS[0]
+    assert (entry["instance_type"], entry["instance_count"]) == ("ml.m5.large", 1)  # what SageMaker serves
+    assert config_names(sagemaker) == [theirs] and updates == []
+    said = capsys.readouterr().err
+    assert (f"endpoint sagemake-example: already Creating to serve {JOBS[0]} (another deploy, or an interrupted "
+            "one): waiting for it") in said
+    assert "price per hour" not in said  # nothing of this deploy's own is billed
+
+
+@pytest.mark.parametrize("status", ["Creating", "Updating", "Deleting"])
+def test_a_deploy_of_another_job_under_way_is_refused_before_anything_is_made(prod, status):
+    config, _, updates = prod
+    sagemaker = client("sagemaker")
+    theirs = other_deploy(sagemaker, JOBS[1], status)
+    finishing = in_service_after(1)  # a deploy that waited for it instead would go on, and fail below
+    refused = ("is Deleting (an undeploy is under way): deploy again once `make endpoints ENV=prod` no longer "
+               "shows it") if status == "Deleting" else (
+        f"is {status} to serve {JOBS[1]} (another deploy is under way): wait until `make endpoints ENV=prod` shows it "
+        "InService, then deploy again")
+    with pytest.raises(UserError) as caught:
+        deploy(config, executor(config), JOBS[0])
+    assert str(caught.value) == f"endpoint sagemake-example {refused}"
+    assert config_names(sagemaker) == [theirs] and updates == []
+    assert [m["ModelName"] for m in sagemaker.list_models()["Models"]] == [JOBS[1]]
+    assert history(config) == []
+    finishing.join()
+
+
+@pytest.mark.parametrize("existing", [None, "InService"])
+@pytest.mark.parametrize("same_job", [True, False])
+def test_two_deploys_at_the_same_moment_leave_one_configuration_and_no_orphan(prod, existing, same_job):
+    """Another deploy's create (or update) lands between this deploy's look at the endpoint and its own: SageMaker
+    refuses this one's, which deletes its own configuration, then waits for the other (same job) or refuses."""
+    config, _, updates = prod
+    sagemaker = client("sagemaker")
+    if existing:
+        first = deploy(config, executor(config), JOBS[1])
+    other = JOBS[0] if same_job else JOBS[1]
+    raced = []
+
+    def beaten(**_):  # the other deploy's request arrives just before this one's
+        if not raced:
+            raced.append(other_deploy(sagemaker, other, "Updating" if existing else "Creating",
+                                      config_name="sagemake-example-config-raced"))
+            if same_job:
+                in_service_after(1.5)
+
+    ours = executor(config)
+    operation = "UpdateEndpoint" if existing else "CreateEndpoint"
+    ours.sagemaker.meta.events.register(f"before-call.sagemaker.{operation}", beaten)
+    if same_job:
+        entry = deploy(config, ours, JOBS[0])
+        assert entry["endpoint_config"] == raced[0] and entry["event"] == "deploy"
+    else:
+        with pytest.raises(UserError, match=f"endpoint sagemake-example is (Creating|Updating) to serve {JOBS[1]} "
+                                            r"\(another deploy is under way\)"):
+            deploy(config, ours, JOBS[0])
+    assert raced
+    kept = [raced[0]] + ([first["endpoint_config"]] if existing else [])  # the old one is the other deploy's to delete
+    assert config_names(sagemaker) == sorted(kept)  # this deploy's own configuration did not stay
+    assert sagemaker.describe_endpoint(EndpointName="sagemake-example")["EndpointConfigName"] == raced[0]

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import json
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from sagemake.aws.api import call, create, plain
-from sagemake.cli import JobFailed, UserError, say
+from sagemake.cli import AwsError, JobFailed, UserError, say
 from sagemake.config import Config
 from sagemake.deployments import record
 from sagemake.executors.interface import Executor
 from sagemake.jobs.endpoint import (
     CONFIG_PART,
+    MANIFEST,
     PROJECT_TAG,
     VARIANT,
     WAIT_LIMIT_SECONDS,
@@ -62,16 +64,26 @@ def ensure_model(executor, record: dict) -> dict:
         return found
     container = {"Image": record["AlgorithmSpecification"]["TrainingImage"],
                  "ModelDataUrl": record["ModelArtifacts"]["S3ModelArtifacts"]}
-    create(sagemaker.create_model, lambda: (describe(sagemaker, "model", name) or {}).get("PrimaryContainer", {})
-           .get("ModelDataUrl") == container["ModelDataUrl"], f"model {name}", ModelName=name,
-           ExecutionRoleArn=config["SAGEMAKER_ROLE_ARN"], PrimaryContainer=container, Tags=hosting_tags(config, name))
-    say(f"model {name}: created from {container['ModelDataUrl']} with image {container['Image']}")
+
+    def same() -> bool:
+        made = describe(sagemaker, "model", name)
+        return made is not None and made["PrimaryContainer"].get("ModelDataUrl") == container["ModelDataUrl"] \
+            and ours(sagemaker, made["ModelArn"], config["PROJECT_NAME"])
+
+    try:
+        create(sagemaker.create_model, same, f"model {name}", ModelName=name,
+               ExecutionRoleArn=config["SAGEMAKER_ROLE_ARN"], PrimaryContainer=container,
+               Tags=hosting_tags(config, name))
+    except AwsError:
+        if not same():
+            raise
+        say(f"model {name}: made by another deploy of this job at the same moment, reused")
+    else:
+        say(f"model {name}: created from {container['ModelDataUrl']} with image {container['Image']}")
     return describe(sagemaker, "model", name)
 
 
 def check_ours(executor: Executor, endpoint: dict) -> None:
-    from sagemake.jobs.endpoint import PROJECT_TAG
-
     config = executor.config
     if not ours(executor.sagemaker, endpoint["EndpointArn"], config["PROJECT_NAME"]):
         raise UserError(f"endpoint {endpoint['EndpointName']} exists and is not sagemake's (no {PROJECT_TAG}="
@@ -81,7 +93,6 @@ def check_ours(executor: Executor, endpoint: dict) -> None:
 def model_sha256(config: Config, executor: Executor, record_: dict) -> str:
     """The sha256 of the job's model.tar.gz: from its fetched manifest, else downloaded and hashed."""
     from sagemake.archive import sha256
-    from sagemake.jobs.endpoint import MANIFEST
 
     manifest = config.path("MODELS_DIR") / record_["TrainingJobName"] / MANIFEST
     if manifest.is_file():
@@ -108,14 +119,40 @@ def wait_in_service(executor: Executor, name: str) -> dict:
             raise JobFailed(f"endpoint {name} is still {status} after {WAIT_LIMIT_SECONDS} s: see the console")
 
 
-def deploy(config: Config, executor: Executor, job: str | None) -> dict:
-    from sagemake.jobs.endpoint import hosting_tags
+BUSY = ("Creating", "Updating", "SystemUpdating", "RollingBack")  # an operation under way, InService at its end
 
+
+def under_way(executor: Executor, endpoint: dict, job: str) -> bool:
+    """Whether another operation on the endpoint is under way toward this job's model (this deploy then waits for
+    it as its own end); one toward another model, or a deletion, is refused in one line; False when none is."""
+    name, status, env = endpoint["EndpointName"], endpoint["EndpointStatus"], executor.env_flag()
+    if status == "Deleting":
+        raise UserError(f"endpoint {name} is Deleting (an undeploy is under way): deploy again once `make "
+                        f"endpoints{env}` no longer shows it")
+    if status not in BUSY:
+        return False
+    variants = (describe(executor.sagemaker, "endpoint_config", endpoint["EndpointConfigName"]) or {}).get(
+        "ProductionVariants") or [{}]
+    serving = variants[0].get("ModelName")
+    if serving != job:
+        raise UserError(f"endpoint {name} is {status} to serve {serving} (another deploy is under way): wait "
+                        f"until `make endpoints{env}` shows it InService, then deploy again")
+    say(f"endpoint {name}: already {status} to serve {job} (another deploy, or an interrupted one): waiting for it")
+    return True
+
+
+def deploy(config: Config, executor: Executor, job: str | None) -> dict:
+    """Deploy the job's model. A deploy of the same job under way (another, or an interrupted one) is waited for,
+    not repeated; one of another job is refused. Two started at the same moment: the one whose create or update
+    SageMaker refuses deletes its own configuration and waits for, or refuses, the other's."""
     sagemaker, name = executor.sagemaker, endpoint_name(config)
     training = executor.completed(job or executor.latest(), "serve")
+    job = training["TrainingJobName"]
     existing = describe(sagemaker, "endpoint", name)
     if existing is not None:
         check_ours(executor, existing)
+        if under_way(executor, existing, job):
+            return finish(config, executor, training, existing["EndpointConfigName"], replaced=None)
     instance_type = config["ENDPOINT_INSTANCE_TYPE"] or config["INSTANCE_TYPE"]
     count = config.int("ENDPOINT_INSTANCE_COUNT")
     prices = Prices(config["AWS_REGION"], executor.aws, usage=HOSTING)
@@ -124,38 +161,63 @@ def deploy(config: Config, executor: Executor, job: str | None) -> dict:
     say(f"endpoint {name}: {count} x {instance_type}, billed every hour until `make undeploy{executor.env_flag()}`; "
         f"price per hour: {each} ({prices.sources()})")
     model = ensure_model(executor, training)["ModelName"]
-    job = training["TrainingJobName"]
     config_name = job_name(config["PROJECT_NAME"], CONFIG_PART)
     variant = {"VariantName": VARIANT, "ModelName": model, "InitialInstanceCount": count,
                "InstanceType": instance_type, "InitialVariantWeight": 1.0}
-    try:
+    with interrupted(config, executor, job, config_name):
         create(sagemaker.create_endpoint_config, lambda: describe(sagemaker, "endpoint_config", config_name)
                is not None, f"endpoint {name}: configuration {config_name}", EndpointConfigName=config_name,
                ProductionVariants=[variant], Tags=hosting_tags(config, job))
         say(f"endpoint {name}: configuration {config_name} created")
-        if existing is None:
-            create(sagemaker.create_endpoint, lambda: (describe(sagemaker, "endpoint", name) or {}).get(
-                "EndpointConfigName") == config_name, f"endpoint {name}", EndpointName=name,
-                EndpointConfigName=config_name, Tags=hosting_tags(config, job))
-            say(f"endpoint {name}: created")
-        else:
-            call(sagemaker.update_endpoint, EndpointName=name, EndpointConfigName=config_name)
-            say(f"endpoint {name}: updating in place from {existing['EndpointConfigName']} to {config_name}")
-        wait_in_service(executor, name)
-    except KeyboardInterrupt:  # what was made is recorded, with how to finish or undo it
-        record(config, "deploy interrupted", endpoint=name, job=job, model=model, endpoint_config=config_name,
+        try:
+            if existing is None:
+                create(sagemaker.create_endpoint, lambda: (describe(sagemaker, "endpoint", name) or {}).get(
+                    "EndpointConfigName") == config_name, f"endpoint {name}", EndpointName=name,
+                    EndpointConfigName=config_name, Tags=hosting_tags(config, job))
+                say(f"endpoint {name}: created")
+            else:
+                call(sagemaker.update_endpoint, EndpointName=name, EndpointConfigName=config_name)
+                say(f"endpoint {name}: updating in place from {existing['EndpointConfigName']} to {config_name}")
+        except AwsError:  # refused: another deploy got there first (or SageMaker said no); this one's is unused
+            _delete(executor, "endpoint_config", config_name)
+            now = describe(sagemaker, "endpoint", name)
+            if now is None or now["EndpointStatus"] not in BUSY:
+                raise
+            check_ours(executor, now)
+            under_way(executor, now, job)
+            return finish(config, executor, training, now["EndpointConfigName"], replaced=None)
+    return finish(config, executor, training, config_name,
+                  replaced=None if existing is None else existing["EndpointConfigName"])
+
+
+@contextmanager
+def interrupted(config: Config, executor: Executor, job: str, config_name: str):
+    """Ctrl-C (SIGTERM, SIGHUP) while SageMaker is asked or the endpoint starts: what was asked is recorded, with
+    how to finish or undo it."""
+    name, env = endpoint_name(config), executor.env_flag()
+    try:
+        yield
+    except KeyboardInterrupt:
+        record(config, "deploy interrupted", endpoint=name, job=job, model=job, endpoint_config=config_name,
                region=executor.region)
-        env = executor.env_flag()
         say(f"endpoint {name}: interrupted; what SageMaker was asked goes on (billed once InService): `make "
             f"endpoints{env}` shows it, `make deploy{env} JOB={job}` finishes it, `make undeploy{env}` removes it")
         raise
-    if existing is not None:  # the old configuration no longer serves: sagemake's own is deleted
-        _delete(executor, "endpoint_config", existing["EndpointConfigName"])
+
+
+def finish(config: Config, executor: Executor, training: dict, config_name: str, replaced: str | None) -> dict:
+    """Wait for InService with config_name, delete the configuration it replaced, send the smoke request, record."""
+    name, job = endpoint_name(config), training["TrainingJobName"]
+    with interrupted(config, executor, job, config_name):
+        wait_in_service(executor, name)
+    if replaced is not None:  # the old configuration no longer serves: sagemake's own is deleted
+        _delete(executor, "endpoint_config", replaced)
     smoke(config, executor, name, training)
-    entry = record(config, "deploy", endpoint=name, job=job, model=model, endpoint_config=config_name,
+    (variant,) = describe(executor.sagemaker, "endpoint_config", config_name)["ProductionVariants"]
+    entry = record(config, "deploy", endpoint=name, job=job, model=job, endpoint_config=config_name,
                    sha256=model_sha256(config, executor, training),
-                   image=training["AlgorithmSpecification"]["TrainingImage"], instance_type=instance_type,
-                   instance_count=count, region=executor.region)
+                   image=training["AlgorithmSpecification"]["TrainingImage"], instance_type=variant["InstanceType"],
+                   instance_count=variant["InitialInstanceCount"], region=executor.region)
     say(f"endpoint {name}: InService with the model of {job} (sha256 {entry['sha256'][:12]}...)")
     return entry
 
