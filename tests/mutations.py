@@ -211,6 +211,9 @@ MUTATIONS = {
         "src/sagemake/executors/sagemaker/executor.py",
         '            if {"Key": DIGEST_TAG, "Value": digest} in tags:',
         "            if False:", "tests/aws/test_aws.py -k ctrl_c_while_following"),
+    "GIT_HTTPS_TOKEN sent over plain http": (
+        "scripts/prepare.sh", 'if [[ -n "${GIT_HTTPS_TOKEN:+set}" && "${url,,}" == http://* ]]; then', "if false; then",
+        "tests/local/test_prepare.py -k plain_http"),
     "the other class's probability served": (
         "tests/fixtures/trainer/predict.py", "predict_proba(table)[:, 1]", "predict_proba(table)[:, 0]",
         "tests/local/test_serve.py::test_csv_rows_get_the_models_own_predictions"),
