@@ -214,6 +214,9 @@ MUTATIONS = {
     "GIT_HTTPS_TOKEN sent over plain http": (
         "scripts/prepare.sh", 'if [[ -n "${GIT_HTTPS_TOKEN:+set}" && "${url,,}" == http://* ]]; then', "if false; then",
         "tests/local/test_prepare.py -k plain_http"),
+    "TUNING taken as a path": (
+        "src/sagemake/targets/tune_jobs.py", 'job_named(argv[0], "TUNING") if argv', "argv[0] if argv",
+        "tests/local/test_tune.py -k never_a_path"),
     "the other class's probability served": (
         "tests/fixtures/trainer/predict.py", "predict_proba(table)[:, 1]", "predict_proba(table)[:, 0]",
         "tests/local/test_serve.py::test_csv_rows_get_the_models_own_predictions"),

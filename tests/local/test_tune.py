@@ -209,3 +209,25 @@ def test_early_stopping_stops_the_trials_worse_than_the_median_at_a_step(example
             completed.append(name)
     assert record["BestTrainingJob"]["TrainingJobName"] in completed
     assert "stopped early: validation:roc_auc=" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("given", ["../outside", "../../x", "/tmp/x", "run/.."])
+def test_a_tuning_name_given_by_a_user_is_never_a_path(given, example_data, tmp_path):
+    """TUNING names a run under JOBS_DIR: a name that would reach outside it (here, where a run's record is waiting
+    to be read) is refused in one line before any file is read."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "jobs").mkdir()
+    (outside / RECORD).write_text(json.dumps({
+        "HyperParameterTuningJobName": "outside", "HyperParameterTuningJobStatus": "Completed",
+        "HyperParameterTuningJobConfig": {"HyperParameterTuningJobObjective": {"Type": "Maximize",
+                                                                                "MetricName": "validation:roc_auc"}},
+        "TrainingJobDefinition": {"ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1}},
+        "TrainingJobSummaries": []}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUNE_")}
+    done = subprocess.run([*sagemake(ROOT), "tune-jobs", given], capture_output=True, text=True,
+                          env={**env, **settings(example_data, tmp_path)})
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    assert done.stderr == (f"sagemake: TUNING={given!r} is not a job name (1-63 letters, digits or '-'): give the "
+                           "name alone, as `make tune-jobs` shows the latest\n")

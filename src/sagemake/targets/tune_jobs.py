@@ -16,7 +16,7 @@ from pathlib import Path
 from sagemake.cli import Exit, UserError, print_table, run, say
 from sagemake.config import resolve
 from sagemake.executors import for_config
-from sagemake.jobs.training import words
+from sagemake.jobs.training import job_named
 from sagemake.jobs.tuning import LEADERBOARD
 from sagemake.pricing import Prices, cost, money
 
@@ -27,7 +27,7 @@ def main(argv: list[str]) -> int:
     config = resolve()
     executor = for_config(config)
     place = executor.tuning()
-    name = words(argv[0], "TUNING")[0] if argv else place.latest()
+    name = job_named(argv[0], "TUNING") if argv else place.latest()
     if name is None:
         raise UserError(f"no tuning run of {config['PROJECT_NAME']} yet ({executor.where()}): `make tune"
                         f"{executor.env_flag()}` starts one")
