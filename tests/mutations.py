@@ -217,6 +217,15 @@ MUTATIONS = {
     "TUNING taken as a path": (
         "src/sagemake/targets/tune_jobs.py", 'job_named(argv[0], "TUNING") if argv', "argv[0] if argv",
         "tests/local/test_tune.py -k never_a_path"),
+    "make logs silent for a job without a log": (
+        "src/sagemake/targets/logs.py", "    if not printed:", "    if False:",
+        "tests/local/test_local.py -k logs_of_a_job"),
+    "a local job's empty log taken for a log": (
+        "src/sagemake/executors/local/executor.py", "                return offset > 0", "                return True",
+        "tests/local/test_local.py -k logs_of_a_job"),
+    "a SageMaker job without log streams taken for a log": (
+        "src/sagemake/executors/sagemaker/executor.py", "        return bool(lines)", "        return True",
+        "tests/aws/test_aws.py -k logs_of_a_job"),
     "the other class's probability served": (
         "tests/fixtures/trainer/predict.py", "predict_proba(table)[:, 1]", "predict_proba(table)[:, 0]",
         "tests/local/test_serve.py::test_csv_rows_get_the_models_own_predictions"),
