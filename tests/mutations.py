@@ -226,6 +226,9 @@ MUTATIONS = {
     "a SageMaker job without log streams taken for a log": (
         "src/sagemake/executors/sagemaker/executor.py", "        return bool(lines)", "        return True",
         "tests/aws/test_aws.py -k logs_of_a_job"),
+    "an Optional hyperparameter taken as its own type": (
+        "src/sagemake/jobs/tuning.py", "annotation = _without_none(schema.model_fields[name].annotation) if",
+        "annotation = (schema.model_fields[name].annotation) if", "tests/local/test_tune.py -k optional"),
     "the other class's probability served": (
         "tests/fixtures/trainer/predict.py", "predict_proba(table)[:, 1]", "predict_proba(table)[:, 0]",
         "tests/local/test_serve.py::test_csv_rows_get_the_models_own_predictions"),

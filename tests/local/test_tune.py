@@ -9,7 +9,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import ROOT, sagemake, sigint_as_a_terminal_gives_it
+from conftest import ROOT, copy_repo, sagemake, sigint_as_a_terminal_gives_it
 
 from sagemake.config import resolve
 from sagemake.executors.local.executor import LocalExecutor
@@ -83,6 +83,44 @@ def test_bad_input_is_one_line_and_exit_2(more, said, example_data, tmp_path):
     assert done.returncode == 2, done.stderr
     assert done.stdout == ""
     assert len(done.stderr.strip().splitlines()) == 1 and said in done.stderr, done.stderr
+
+
+OPTIONAL_FIELDS = """
+    clip_target: Optional[float] = Field(None, gt=0, le=1, description="clip the target (None: never)")
+    min_leaf: int | None = Field(None, ge=1, description="rows per leaf (None: the library's default)")
+    label: Optional[str] = Field(None, description="another label column")
+"""
+
+
+@pytest.mark.parametrize("ranges, expected", [
+    ("clip_target=0.1:0.9", {"ContinuousParameterRanges": [
+        {"Name": "clip_target", "MinValue": "0.1", "MaxValue": "0.9", "ScalingType": "Linear"}]}),
+    ("min_leaf=1:20", {"IntegerParameterRanges": [
+        {"Name": "min_leaf", "MinValue": "1", "MaxValue": "20", "ScalingType": "Linear"}]}),
+])
+def test_an_optional_hyperparameter_takes_the_range_of_its_type(ranges, expected, example_data, tmp_path):
+    """Optional[float] and int | None are a float and an int to a range (a range never gives None); a range that
+    breaks the type's own bounds is still refused."""
+    repo = copy_repo(tmp_path / "my project")
+    schema = repo / "src/trainer/hyperparameters.py"
+    schema.write_text("from typing import Optional\n" + schema.read_text() + OPTIONAL_FIELDS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUNE_")}
+    done = subprocess.run([*sagemake(repo), "tune-plan"], capture_output=True, text=True,
+                          env={**env, **settings(example_data, tmp_path, TUNE_RANGES=ranges)})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["HyperParameterTuningJobConfig"]["ParameterRanges"] == expected
+
+    name = ranges.split("=")[0]
+    wider = {"clip_target": "0.1:2", "min_leaf": "0:20"}[name]
+    refused = subprocess.run([*sagemake(repo), "tune-plan"], capture_output=True, text=True,
+                             env={**env, **settings(example_data, tmp_path, TUNE_RANGES=f"{name}={wider}")})
+    assert refused.returncode == 2 and "refused by the trainer's schema" in refused.stderr, refused.stderr
+
+    text = subprocess.run([*sagemake(repo), "tune-plan"], capture_output=True, text=True,
+                          env={**env, **settings(example_data, tmp_path, TUNE_RANGES="label=1:3")})
+    assert text.returncode == 2
+    assert text.stderr == ("sagemake: TUNE_RANGES label=1:3: label is typed str: a numeric range does not fit it (a "
+                           "categorical range a|b|c does)\n")
 
 
 def test_a_local_tuning_run_of_6_trials_2_at_a_time(example_data, tmp_path, capsys):
