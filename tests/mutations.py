@@ -229,6 +229,12 @@ MUTATIONS = {
     "an Optional hyperparameter taken as its own type": (
         "src/sagemake/jobs/tuning.py", "annotation = _without_none(schema.model_fields[name].annotation) if",
         "annotation = (schema.model_fields[name].annotation) if", "tests/local/test_tune.py -k optional"),
+    "a trial's duration not its record's training time": (
+        "src/sagemake/targets/tune_jobs.py", "return f\"{trial['TrainingTimeInSeconds']}s\", money(entry.cost)",
+        "return \"1.0s\", money(entry.cost)", "tests/local/test_tune.py -k 6_trials"),
+    "a trial's cost not its billed time": (
+        "src/sagemake/targets/tune_jobs.py", "return f\"{trial['TrainingTimeInSeconds']}s\", money(entry.cost)",
+        "return f\"{trial['TrainingTimeInSeconds']}s\", money(0.0)", "tests/aws/test_aws_jobs.py -k make_tune"),
     "the other class's probability served": (
         "tests/fixtures/trainer/predict.py", "predict_proba(table)[:, 1]", "predict_proba(table)[:, 0]",
         "tests/local/test_serve.py::test_csv_rows_get_the_models_own_predictions"),

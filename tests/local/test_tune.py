@@ -155,6 +155,8 @@ def test_a_local_tuning_run_of_6_trials_2_at_a_time(example_data, tmp_path, caps
     assert rows[0].split(",") == ["trial", "learning_rate", "max_depth", "subsample", goal, "DURATION", "COST",
                                   "STATUS"]
     assert all(row.split(",")[6].startswith("$") for row in rows[1:])  # what each would have cost on SageMaker
+    for row in rows[1:]:  # each trial's duration is its own record's training time
+        assert row.split(",")[5] == f"{executor.describe(row.split(',')[0])['TrainingTimeInSeconds']}s", row
     scores = [float(row.split(",")[4]) for row in rows[1:]]
     assert len(scores) == 6 and scores == sorted(scores, reverse=True)
     assert (folder / PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
