@@ -235,6 +235,12 @@ MUTATIONS = {
     "a trial's cost not its billed time": (
         "src/sagemake/targets/tune_jobs.py", "return f\"{trial['TrainingTimeInSeconds']}s\", money(entry.cost)",
         "return f\"{trial['TrainingTimeInSeconds']}s\", money(0.0)", "tests/aws/test_aws_jobs.py -k make_tune"),
+    "the ETag cache trusts a file rewritten in place": (
+        "src/sagemake/data.py", " and entry[4] == stat.st_ctime_ns", "",
+        "tests/unit/test_etag_cache.py"),
+    "a processing output left empty installed": (
+        "src/sagemake/targets/preprocess.py", "        if not raw_files(staging / channel):", "        if False:",
+        "tests/local/test_processing.py -k writes_nothing"),
     "the other class's probability served": (
         "tests/fixtures/trainer/predict.py", "predict_proba(table)[:, 1]", "predict_proba(table)[:, 0]",
         "tests/local/test_serve.py::test_csv_rows_get_the_models_own_predictions"),
