@@ -69,7 +69,7 @@ main() {
     if [[ "$ref" =~ ^[0-9a-f]{7,39}$ ]]; then
       die "PRIVATE_DEPS: '$ref' looks like a short commit hash, which git cannot fetch alone: use the full 40-character hash or a tag"
     fi
-    if [[ -n "${GIT_HTTPS_TOKEN:+set}" && "${url,,}" == http://* ]]; then  # :+ keeps the token out of a trace
+    if [[ -n "${GIT_HTTPS_TOKEN:+set}" && "$url" == [Hh][Tt][Tt][Pp]://* ]]; then  # :+ keeps the token out of a trace
       die "PRIVATE_DEPS: $url is plain http://, which would carry GIT_HTTPS_TOKEN unencrypted: use its https:// URL"
     fi
     name="$(basename "$url" .git)"

@@ -212,7 +212,8 @@ MUTATIONS = {
         '            if {"Key": DIGEST_TAG, "Value": digest} in tags:',
         "            if False:", "tests/aws/test_aws.py -k ctrl_c_while_following"),
     "GIT_HTTPS_TOKEN sent over plain http": (
-        "scripts/prepare.sh", 'if [[ -n "${GIT_HTTPS_TOKEN:+set}" && "${url,,}" == http://* ]]; then', "if false; then",
+        "scripts/prepare.sh", 'if [[ -n "${GIT_HTTPS_TOKEN:+set}" && "$url" == [Hh][Tt][Tt][Pp]://* ]]; then',
+        "if false; then",
         "tests/local/test_prepare.py -k plain_http"),
     "TUNING taken as a path": (
         "src/sagemake/targets/tune_jobs.py", 'job_named(argv[0], "TUNING") if argv', "argv[0] if argv",

@@ -102,13 +102,14 @@ def test_an_https_token_goes_in_a_header_and_never_in_the_output(repo, tmp_path)
     assert f"cannot fetch v1 from {url}/acme/features.git" in result.stderr
 
 
-def test_the_token_is_never_sent_over_plain_http(repo):
+@pytest.mark.parametrize("scheme", ["http", "HTTP"])
+def test_the_token_is_never_sent_over_plain_http(repo, scheme):
     """Plain http:// would carry the token readable by anyone on the way: with GIT_HTTPS_TOKEN set, such a URL is
     refused in one line before anything is fetched."""
     recorder = type("Host", (Recorder,), {"seen": []})
     server = http.server.HTTPServer(("127.0.0.1", 0), recorder)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}/acme/features.git"
+    url = f"{scheme}://127.0.0.1:{server.server_port}/acme/features.git"
     try:
         result = prepare(repo, f"{url}@v1", GIT_HTTPS_TOKEN="ghs_s3cr3tT0ken")
     finally:
