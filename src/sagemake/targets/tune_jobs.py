@@ -12,7 +12,7 @@ import csv
 import sys
 from pathlib import Path
 
-from sagemake.cli import Exit, UserError, print_table, run, say
+from sagemake.cli import AwsError, Exit, UserError, print_table, run, say
 from sagemake.config import resolve
 from sagemake.executors import Executor, for_config
 from sagemake.jobs.training import job_named
@@ -73,6 +73,8 @@ def _bill(executor: Executor, summary: dict, prices: Prices) -> tuple[str, str]:
         return "", ""
     try:
         trial = executor.describe(summary["TrainingJobName"])
+    except AwsError:  # AWS could not answer: said, not taken for a record that is gone
+        raise
     except UserError:  # its record is gone (a local trial's folder removed by make clean-jobs)
         return "", ""
     entry = ledger_entry(trial, prices)
