@@ -8,7 +8,8 @@
 # build/wheels/private.txt, which the Dockerfile installs. Only wheels reach
 # the image: no .git folder, no key, no token. SSH uses your agent or keys
 # (CircleCI's add_ssh_keys); HTTPS uses GIT_HTTPS_TOKEN when set, passed to
-# git through its environment, never on a command line, in a file or a log.
+# git through its environment, never on a command line, in a file or a log,
+# and never over plain http:// (refused while the token is set).
 set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
@@ -22,8 +23,8 @@ fetch_with_token() {
   { local tracing="$-"; set +x; } 2>/dev/null
   local url="$1" host status=0
   shift
-  if [[ -n "${GIT_HTTPS_TOKEN:-}" && "$url" == http* ]]; then
-    host="$(printf '%s' "$url" | sed -E 's|^(https?://[^/]+/).*|\1|')"
+  if [[ -n "${GIT_HTTPS_TOKEN:-}" && "$url" == https://* ]]; then
+    host="$(printf '%s' "$url" | sed -E 's|^(https://[^/]+/).*|\1|')"
     GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0="http.$host.extraHeader" \
       GIT_CONFIG_VALUE_0="Authorization: Basic $(printf 'x-access-token:%s' "$GIT_HTTPS_TOKEN" | base64 | tr -d '\n')" \
       GIT_TERMINAL_PROMPT=0 git "$@" || status=$?
@@ -67,6 +68,9 @@ main() {
     fi
     if [[ "$ref" =~ ^[0-9a-f]{7,39}$ ]]; then
       die "PRIVATE_DEPS: '$ref' looks like a short commit hash, which git cannot fetch alone: use the full 40-character hash or a tag"
+    fi
+    if [[ -n "${GIT_HTTPS_TOKEN:+set}" && "$url" == [Hh][Tt][Tt][Pp]://* ]]; then  # :+ keeps the token out of a trace
+      die "PRIVATE_DEPS: $url is plain http://, which would carry GIT_HTTPS_TOKEN unencrypted: use its https:// URL"
     fi
     name="$(basename "$url" .git)"
     say "prepare: $name at $ref"

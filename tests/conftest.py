@@ -10,6 +10,7 @@ src/trainer/, whatever it holds.
 """
 
 import atexit
+import contextlib
 import os
 import shutil
 import subprocess
@@ -203,3 +204,26 @@ def private_package(folder: Path, name: str = "acme_features", version: str = "1
     git("commit", "-qm", "release")
     git("tag", f"v{version}")
     return folder
+
+
+@contextlib.contextmanager
+def https_server(handler, folder: Path):
+    """handler (an http.server handler class) served over HTTPS on 127.0.0.1, with a certificate made for it:
+    yields (its https:// base URL, the certificate's file, for git's GIT_SSL_CAINFO)."""
+    import http.server
+    import ssl
+    import threading
+
+    key, cert = folder / "key.pem", folder / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"https://127.0.0.1:{server.server_port}", cert
+    finally:
+        server.shutdown()

@@ -211,6 +211,37 @@ MUTATIONS = {
         "src/sagemake/executors/sagemaker/executor.py",
         '            if {"Key": DIGEST_TAG, "Value": digest} in tags:',
         "            if False:", "tests/aws/test_aws.py -k ctrl_c_while_following"),
+    "GIT_HTTPS_TOKEN sent over plain http": (
+        "scripts/prepare.sh", 'if [[ -n "${GIT_HTTPS_TOKEN:+set}" && "$url" == [Hh][Tt][Tt][Pp]://* ]]; then',
+        "if false; then",
+        "tests/local/test_prepare.py -k plain_http"),
+    "TUNING taken as a path": (
+        "src/sagemake/targets/tune_jobs.py", 'job_named(argv[0], "TUNING") if argv', "argv[0] if argv",
+        "tests/local/test_tune.py -k never_a_path"),
+    "make logs silent for a job without a log": (
+        "src/sagemake/targets/logs.py", "    if not printed:", "    if False:",
+        "tests/local/test_local.py -k logs_of_a_job"),
+    "a local job's empty log taken for a log": (
+        "src/sagemake/executors/local/executor.py", "                return offset > 0", "                return True",
+        "tests/local/test_local.py -k logs_of_a_job"),
+    "a SageMaker job without log streams taken for a log": (
+        "src/sagemake/executors/sagemaker/executor.py", "        return bool(lines)", "        return True",
+        "tests/aws/test_aws.py -k logs_of_a_job"),
+    "an Optional hyperparameter taken as its own type": (
+        "src/sagemake/jobs/tuning.py", "annotation = _without_none(schema.model_fields[name].annotation) if",
+        "annotation = (schema.model_fields[name].annotation) if", "tests/local/test_tune.py -k optional"),
+    "a trial's duration not its record's training time": (
+        "src/sagemake/targets/tune_jobs.py", "return f\"{trial['TrainingTimeInSeconds']}s\", money(entry.cost)",
+        "return \"1.0s\", money(entry.cost)", "tests/local/test_tune.py -k 6_trials"),
+    "a trial's cost not its billed time": (
+        "src/sagemake/targets/tune_jobs.py", "return f\"{trial['TrainingTimeInSeconds']}s\", money(entry.cost)",
+        "return f\"{trial['TrainingTimeInSeconds']}s\", money(0.0)", "tests/aws/test_aws_jobs.py -k make_tune"),
+    "the ETag cache trusts a file rewritten in place": (
+        "src/sagemake/data.py", " and entry[4] == stat.st_ctime_ns", "",
+        "tests/unit/test_etag_cache.py"),
+    "a processing output left empty installed": (
+        "src/sagemake/targets/preprocess.py", "        if not raw_files(staging / channel):", "        if False:",
+        "tests/local/test_processing.py -k writes_nothing"),
     "the other class's probability served": (
         "tests/fixtures/trainer/predict.py", "predict_proba(table)[:, 1]", "predict_proba(table)[:, 0]",
         "tests/local/test_serve.py::test_csv_rows_get_the_models_own_predictions"),

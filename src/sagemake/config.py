@@ -237,8 +237,9 @@ SETTINGS = (
             "(empty: INSTANCE_TYPE).", applies=("processing",), section=_PREPROCESS),
     Setting("TUNE_RANGES", "", "words", "The ranges searched, as name=range words, checked against the trainer's "
             "schema.", applies=("tuning",), section=_TUNING,
-            detail="low:high (Integer when the field is an int, else Continuous), low:high:log (Logarithmic "
-            "scaling, low > 0), or a|b|c (Categorical). The other hyperparameters come from HP.",
+            detail="low:high (Integer when the field is an int, else Continuous; an Optional field counts as its "
+            "type), low:high:log (Logarithmic scaling, low > 0), or a|b|c (Categorical). The other hyperparameters "
+            "come from HP.",
             example="learning_rate=0.01:0.3:log max_depth=2:8 subsample=0.5:1"),
     Setting("TUNE_OBJECTIVE", "", "str", "The metric optimised: a declared metric (empty: PRIMARY_METRIC).",
             applies=("tuning",), section=_TUNING),

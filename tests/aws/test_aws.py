@@ -21,6 +21,7 @@ from emulator import (
     REGION,
     ROLE,
     SageMakerDriver,
+    backend,
     client,
     make_bucket,
     register_image,
@@ -304,6 +305,22 @@ def test_logs_and_stop_of_an_unknown_job(ready):
     for action in (executor.print_log, executor.stop, lambda name: fetch(ready, executor, name)):
         with pytest.raises(UserError, match=rf"no SageMaker job named 'ghost' in {REGION}"):
             action("ghost")
+
+
+def test_logs_of_a_job_that_wrote_none_say_so_with_its_status(ready, tmp_path):
+    """A job that ended before its first line (here: its image could not be pulled) has no log in CloudWatch:
+    `make logs` says so in one line, with its status and why, instead of printing nothing."""
+    request = plan(ready, SageMakerExecutor(ready))
+    name = request["TrainingJobName"]
+    client("sagemaker").create_training_job(**request)
+    job = backend().training_jobs[name]
+    job.training_job_status, job.failure_reason = "Failed", "ClientError: the image could not be pulled"
+    env = {**os.environ, "ENV": "prod", "DATA_DIR": ready["DATA_DIR"], "MODELS_DIR": str(tmp_path / "models"),
+           "JOBS_DIR": str(tmp_path / "jobs"), **settings()}
+    done = subprocess.run([*sagemake(ready.root), "logs", name], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == Exit.OK, done.stderr
+    assert done.stdout == ""
+    assert done.stderr == f"==> job {name} has no log: it is Failed: ClientError: the image could not be pulled\n"
 
 
 def test_stop_of_a_finished_job_is_refused(ready):

@@ -24,6 +24,7 @@ from emulator import settings as aws_settings
 from test_processing import check_channels
 
 import trainer.raw
+from sagemake.pricing import cost, money
 
 PREFIX = "s3://train-bucket/sagemake-example"  # S3_PREFIX's default: the example's PROJECT_NAME
 
@@ -211,7 +212,8 @@ def test_make_tune_env_prod_runs_a_tuning_job_follows_its_trials_and_fetches_the
     assert rows[0] == ["trial", "learning_rate", "max_depth", "validation:roc_auc", "DURATION", "COST", "STATUS"]
     assert rows[1][0] == best["TrainingJobName"] and rows[-1][-1] == "Failed" and rows[-1][3] == ""
     assert [float(r[3]) for r in rows[1:-1]] == sorted((float(r[3]) for r in rows[1:-1]), reverse=True)
-    assert all(r[5].startswith("$") for r in rows[1:])
+    # Each trial's duration and cost are its training job's: 60 s of training, billed, at ml.m5.large's $0.137/h.
+    assert {(r[4], r[5]) for r in rows[1:]} == {("60s", money(cost(0.137, 60, 1)))}, rows
     assert (folder / "tuning.png").is_file()
 
     assert shown.returncode == 0 and f"{best['TrainingJobName']} *" in shown.stdout

@@ -14,12 +14,11 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 import urllib.error
 import urllib.request
 
 import pytest
-from conftest import copy_repo, private_package, sagemake, tool_venv
+from conftest import copy_repo, https_server, private_package, sagemake, tool_venv
 from emulator import SageMakerDriver, make_bucket, settings
 from test_secrets import FAKE, leaks, scan_image, scan_tree
 
@@ -107,27 +106,26 @@ class PrivateGit(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def private_host(tmp_path_factory):
-    """The private dependency acme_features, tagged v1.0.0, behind PrivateGit on 127.0.0.1: its URL."""
+    """The private dependency acme_features, tagged v1.0.0, behind PrivateGit on 127.0.0.1 over HTTPS: its URL, the
+    host's certificate and the list of whether each request carried the token."""
     base = tmp_path_factory.mktemp("private host")
     package = private_package(base / "features")
     subprocess.run(["git", "clone", "-q", "--bare", str(package), str(base / "repos/acme/features.git")], check=True)
     handler = type("Host", (PrivateGit,), {"root": base / "repos", "token": FAKE["GIT_HTTPS_TOKEN"], "seen": []})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/acme/features.git", handler.seen
-    server.shutdown()
+    with https_server(handler, base) as (url, cert):
+        yield f"{url}/acme/features.git", cert, handler.seen
 
 
 @pytest.fixture(scope="module")
 def project(engine, private_host, tmp_path_factory, example_data):
-    """A checkout with a private dependency fetched over HTTP with GIT_HTTPS_TOKEN, its image built once for the
+    """A checkout with a private dependency fetched over HTTPS with GIT_HTTPS_TOKEN, its image built once for the
     module, traced (DEBUG=1), with the fake credentials of test_secrets in the environment. Its data/ holds the
     example's channels already: the data step, run by the job's Python, would make one with this checkout's private
     wheel, a minute of its own that the container tests do not need (test_prepare.py makes one, small)."""
-    url, seen = private_host
+    url, cert, seen = private_host
     repo = copy_repo(tmp_path_factory.mktemp("container") / "my project")
     shutil.copytree(example_data, repo / "data")
-    env = {"PRIVATE_DEPS": f"{url}@v1.0.0", "LOCAL_RUNTIME": "container", **FAKE}
+    env = {"PRIVATE_DEPS": f"{url}@v1.0.0", "GIT_SSL_CAINFO": str(cert), "LOCAL_RUNTIME": "container", **FAKE}
     result = make(repo, "build", {**env, "DEBUG": "1"})
     assert result.returncode == 0, result.stdout + result.stderr
     assert seen and all(seen)  # the dependency came with the token, in a header

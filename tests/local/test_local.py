@@ -30,6 +30,8 @@ import json, os, signal, sys, time
 from pathlib import Path
 base = Path(os.environ["SAGEMAKER_BASE_DIR"])
 mode = json.loads((base / "input/config/hyperparameters.json").read_text()).get("mode", "ok")
+if mode == "silent":
+    sys.exit(3)
 (base / "model/env.json").write_text(json.dumps(dict(os.environ)))
 (base / "model/seen.txt").write_text((base / "input/data/train/rows.csv").read_text())
 if mode == "write-input":
@@ -213,6 +215,16 @@ def test_a_crash_without_failure_file_still_says_why(setup):
     jobs, runtime, request = setup
     record = jobs.run(request(mode="crash"), runtime, grace_seconds=5)
     assert record["FailureReason"] == "AlgorithmError: train exited with code 3"
+
+
+def test_logs_of_a_job_that_wrote_nothing_say_so_with_its_status(setup):
+    jobs, runtime, request = setup
+    jobs.run(request(mode="silent"), runtime, grace_seconds=5)
+    done = subprocess.run([*sagemake(ROOT), "logs", "job-1"], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "JOBS_DIR": str(jobs.jobs_dir.resolve())})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    assert done.stderr == "==> job job-1 has no log: it is Failed: AlgorithmError: train exited with code 3\n"
 
 
 def test_job_names_are_unique_and_existing_jobs_untouched(setup):

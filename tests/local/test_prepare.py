@@ -9,7 +9,7 @@ import threading
 import zipfile
 
 import pytest
-from conftest import ROOT, copy_repo, private_package
+from conftest import ROOT, copy_repo, https_server, private_package
 
 VENV = os.environ.get("VENV", str(ROOT / ".venv"))
 
@@ -74,32 +74,52 @@ def test_a_short_commit_hash_is_refused_before_fetching(repo, tmp_path):
     assert "'3f2c1ab' looks like a short commit hash" in result.stderr
 
 
-def test_an_https_token_goes_in_a_header_and_never_in_the_output(repo):
-    seen = []
+class Recorder(http.server.BaseHTTPRequestHandler):
+    """A git host that records each request's Authorization header and has no repository."""
 
-    class Recorder(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - the name http.server calls
-            seen.append(self.headers.get("Authorization"))
-            self.send_response(404)
-            self.end_headers()
+    seen: list = []
 
-        def log_message(self, *args):
-            pass
+    def do_GET(self):  # noqa: N802 - the name http.server calls
+        self.seen.append(self.headers.get("Authorization"))
+        self.send_response(404)
+        self.end_headers()
 
-    server = http.server.HTTPServer(("127.0.0.1", 0), Recorder)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        token = "ghs_s3cr3tT0ken"
-        result = prepare(repo, f"http://127.0.0.1:{server.server_port}/acme/features.git@v1", GIT_HTTPS_TOKEN=token,
+    def log_message(self, *args):
+        pass
+
+
+def test_an_https_token_goes_in_a_header_and_never_in_the_output(repo, tmp_path):
+    recorder = type("Host", (Recorder,), {"seen": []})
+    token = "ghs_s3cr3tT0ken"
+    with https_server(recorder, tmp_path) as (url, cert):
+        result = prepare(repo, f"{url}/acme/features.git@v1", GIT_HTTPS_TOKEN=token, GIT_SSL_CAINFO=str(cert),
                          DEBUG="1")  # even traced
+    assert result.returncode != 0
+    expected = "Basic " + base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    assert recorder.seen and recorder.seen[0] == expected
+    assert "+ " in result.stderr  # the trace is on
+    assert token not in result.stdout + result.stderr and expected.split()[1] not in result.stderr
+    assert f"cannot fetch v1 from {url}/acme/features.git" in result.stderr
+
+
+@pytest.mark.parametrize("scheme", ["http", "HTTP"])
+def test_the_token_is_never_sent_over_plain_http(repo, scheme):
+    """Plain http:// would carry the token readable by anyone on the way: with GIT_HTTPS_TOKEN set, such a URL is
+    refused in one line before anything is fetched."""
+    recorder = type("Host", (Recorder,), {"seen": []})
+    server = http.server.HTTPServer(("127.0.0.1", 0), recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"{scheme}://127.0.0.1:{server.server_port}/acme/features.git"
+    try:
+        result = prepare(repo, f"{url}@v1", GIT_HTTPS_TOKEN="ghs_s3cr3tT0ken")
     finally:
         server.shutdown()
     assert result.returncode != 0
-    expected = "Basic " + base64.b64encode(f"x-access-token:{token}".encode()).decode()
-    assert seen and seen[0] == expected
-    assert "+ " in result.stderr  # the trace is on
-    assert token not in result.stdout + result.stderr and expected.split()[1] not in result.stderr
-    assert "cannot fetch v1 from http://127.0.0.1:" in result.stderr
+    assert recorder.seen == []
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"prepare.sh: PRIVATE_DEPS: {url} is plain http://, which would carry GIT_HTTPS_TOKEN unencrypted: use its "
+        "https:// URL")
+    assert not (repo / "build/wheels").exists()
 
 
 def test_the_jobs_python_has_the_private_wheels_and_is_made_once(repo, tmp_path, monkeypatch):

@@ -179,6 +179,27 @@ def test_a_failing_step_is_a_failed_record_with_its_reason(tmp_path, monkeypatch
     assert not (tmp_path / "data/train").exists()
 
 
+def test_a_step_that_writes_nothing_to_an_output_is_refused_and_installs_nothing(tmp_path):
+    """A step that completes but leaves an output empty (here: validation) would install a channel of nothing:
+    `make preprocess` refuses in one line naming the output, and DATA_DIR is left as it was, the other output too."""
+    repo = copy_repo(tmp_path / "my project")
+    step = repo / "src/trainer/preprocess.py"
+    written = '        write(layout.processing_output(base, channel) / f"{channel}.csv", features, args.label, x, y)\n'
+    assert written in step.read_text()
+    step.write_text(step.read_text().replace(written, '        if channel == "train":\n    ' + written))
+    trainer.raw.main(tmp_path / "raw")
+    env = {**os.environ, **settings(tmp_path), "LOCAL_RUNTIME": "process"}
+    done = subprocess.run([*sagemake(repo), "preprocess"], cwd=repo, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 1, done.stderr
+    (name,) = [p.name for p in (tmp_path / "jobs").iterdir() if p.name.startswith("sagemake-example-proc-")]
+    assert done.stderr.splitlines()[-1] == (
+        f"sagemake: processing {name} wrote nothing to its output validation: src/trainer/preprocess.py must write "
+        "/opt/ml/processing/output/validation/")
+    data = tmp_path / "data"
+    assert not data.exists() or list(data.iterdir()) == []  # no train/ either, no stamp, no staging left
+
+
 def test_bad_input_is_one_line_before_anything_runs(tmp_path, monkeypatch):
     as_process(monkeypatch)
     config, executor = local(tmp_path, RAW_DIR=str(tmp_path / "data/train/raw"))

@@ -9,7 +9,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import ROOT, sagemake, sigint_as_a_terminal_gives_it
+from conftest import ROOT, copy_repo, sagemake, sigint_as_a_terminal_gives_it
 
 from sagemake.config import resolve
 from sagemake.executors.local.executor import LocalExecutor
@@ -85,6 +85,44 @@ def test_bad_input_is_one_line_and_exit_2(more, said, example_data, tmp_path):
     assert len(done.stderr.strip().splitlines()) == 1 and said in done.stderr, done.stderr
 
 
+OPTIONAL_FIELDS = """
+    clip_target: Optional[float] = Field(None, gt=0, le=1, description="clip the target (None: never)")
+    min_leaf: int | None = Field(None, ge=1, description="rows per leaf (None: the library's default)")
+    label: Optional[str] = Field(None, description="another label column")
+"""
+
+
+@pytest.mark.parametrize("ranges, expected", [
+    ("clip_target=0.1:0.9", {"ContinuousParameterRanges": [
+        {"Name": "clip_target", "MinValue": "0.1", "MaxValue": "0.9", "ScalingType": "Linear"}]}),
+    ("min_leaf=1:20", {"IntegerParameterRanges": [
+        {"Name": "min_leaf", "MinValue": "1", "MaxValue": "20", "ScalingType": "Linear"}]}),
+])
+def test_an_optional_hyperparameter_takes_the_range_of_its_type(ranges, expected, example_data, tmp_path):
+    """Optional[float] and int | None are a float and an int to a range (a range never gives None); a range that
+    breaks the type's own bounds is still refused."""
+    repo = copy_repo(tmp_path / "my project")
+    schema = repo / "src/trainer/hyperparameters.py"
+    schema.write_text("from typing import Optional\n" + schema.read_text() + OPTIONAL_FIELDS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUNE_")}
+    done = subprocess.run([*sagemake(repo), "tune-plan"], capture_output=True, text=True,
+                          env={**env, **settings(example_data, tmp_path, TUNE_RANGES=ranges)})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["HyperParameterTuningJobConfig"]["ParameterRanges"] == expected
+
+    name = ranges.split("=")[0]
+    wider = {"clip_target": "0.1:2", "min_leaf": "0:20"}[name]
+    refused = subprocess.run([*sagemake(repo), "tune-plan"], capture_output=True, text=True,
+                             env={**env, **settings(example_data, tmp_path, TUNE_RANGES=f"{name}={wider}")})
+    assert refused.returncode == 2 and "refused by the trainer's schema" in refused.stderr, refused.stderr
+
+    text = subprocess.run([*sagemake(repo), "tune-plan"], capture_output=True, text=True,
+                          env={**env, **settings(example_data, tmp_path, TUNE_RANGES="label=1:3")})
+    assert text.returncode == 2
+    assert text.stderr == ("sagemake: TUNE_RANGES label=1:3: label is typed str: a numeric range does not fit it (a "
+                           "categorical range a|b|c does)\n")
+
+
 def test_a_local_tuning_run_of_6_trials_2_at_a_time(example_data, tmp_path, capsys):
     environ = settings(example_data, tmp_path, TUNE_MAX_JOBS="6", TUNE_PARALLEL="2")
     config = resolve(root=ROOT, environ=environ)
@@ -117,6 +155,8 @@ def test_a_local_tuning_run_of_6_trials_2_at_a_time(example_data, tmp_path, caps
     assert rows[0].split(",") == ["trial", "learning_rate", "max_depth", "subsample", goal, "DURATION", "COST",
                                   "STATUS"]
     assert all(row.split(",")[6].startswith("$") for row in rows[1:])  # what each would have cost on SageMaker
+    for row in rows[1:]:  # each trial's duration is its own record's training time
+        assert row.split(",")[5] == f"{executor.describe(row.split(',')[0])['TrainingTimeInSeconds']}s", row
     scores = [float(row.split(",")[4]) for row in rows[1:]]
     assert len(scores) == 6 and scores == sorted(scores, reverse=True)
     assert (folder / PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -209,3 +249,25 @@ def test_early_stopping_stops_the_trials_worse_than_the_median_at_a_step(example
             completed.append(name)
     assert record["BestTrainingJob"]["TrainingJobName"] in completed
     assert "stopped early: validation:roc_auc=" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("given", ["../outside", "../../x", "/tmp/x", "run/.."])
+def test_a_tuning_name_given_by_a_user_is_never_a_path(given, example_data, tmp_path):
+    """TUNING names a run under JOBS_DIR: a name that would reach outside it (here, where a run's record is waiting
+    to be read) is refused in one line before any file is read."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "jobs").mkdir()
+    (outside / RECORD).write_text(json.dumps({
+        "HyperParameterTuningJobName": "outside", "HyperParameterTuningJobStatus": "Completed",
+        "HyperParameterTuningJobConfig": {"HyperParameterTuningJobObjective": {"Type": "Maximize",
+                                                                                "MetricName": "validation:roc_auc"}},
+        "TrainingJobDefinition": {"ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1}},
+        "TrainingJobSummaries": []}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUNE_")}
+    done = subprocess.run([*sagemake(ROOT), "tune-jobs", given], capture_output=True, text=True,
+                          env={**env, **settings(example_data, tmp_path)})
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    assert done.stderr == (f"sagemake: TUNING={given!r} is not a job name (1-63 letters, digits or '-'): give the "
+                           "name alone, as `make tune-jobs` shows the latest\n")

@@ -111,8 +111,9 @@ class Executor(ABC):
         return names[0]
 
     @abstractmethod
-    def print_log(self, name: str) -> None:
-        """The job's log; while it runs, keep following it."""
+    def print_log(self, name: str) -> bool:
+        """The job's log; while it runs, keep following it. Whether there was any to print (a job that ended
+        before it wrote a line has none)."""
 
     @abstractmethod
     def stop(self, name: str | None) -> None:

@@ -88,11 +88,13 @@ def names_pattern(project: str) -> re.Pattern:
                       rf"|{tuning_pattern(project)}-\d{{3}}-[0-9a-f]{{8}}")
 
 
-def job_named(name: str) -> str:
-    """JOB as a user gives it: a SageMaker training job name, never a path."""
+def job_named(name: str, setting: str = "JOB") -> str:
+    """A job's name as a user gives it (JOB, or TUNING for a tuning job): a SageMaker name, never a path. Every name
+    a user gives that becomes a folder under JOBS_DIR or MODELS_DIR passes here first."""
     if not JOB_NAME.fullmatch(name):
-        raise UserError(f"JOB={name!r} is not a job name (1-63 letters, digits or '-'): give the name alone, "
-                        "as `make jobs` lists it")
+        listed = "make tune-jobs` shows the latest" if setting == "TUNING" else "make jobs` lists it"
+        raise UserError(f"{setting}={name!r} is not a job name (1-63 letters, digits or '-'): give the name alone, "
+                        f"as `{listed}")
     return name
 
 

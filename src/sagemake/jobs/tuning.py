@@ -8,6 +8,8 @@ import copy
 import math
 import re
 import secrets
+import types
+import typing
 from pathlib import Path
 
 from sagemake import jsonfile
@@ -94,16 +96,26 @@ def _kind(schema, name: str, low: str, high: str, where: str) -> str:
         raise UserError(f"{where}: {low}:{high} is not a numeric range (a text field takes a|b|c)") from None
     if not all(math.isfinite(n) for n in numbers):
         raise UserError(f"{where}: the ends must be finite numbers")
-    annotation = schema.model_fields[name].annotation if schema is not None else None
+    annotation = _without_none(schema.model_fields[name].annotation) if schema is not None else None
     integers = all(re.fullmatch(r"[-+]?\d+", end) for end in (low, high))
     if annotation is int:
         if not integers:
             raise UserError(f"{where}: {name} is an integer: give whole numbers, e.g. {name}=2:8")
         return "IntegerParameterRanges"
     if annotation not in (None, float):
-        raise UserError(f"{where}: {name} is a {getattr(annotation, '__name__', annotation)}: a numeric range "
-                        f"does not fit it (a categorical range a|b|c does)")
+        typed = annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
+        raise UserError(f"{where}: {name} is typed {typed}: a numeric range does not fit it (a categorical range "
+                        "a|b|c does)")
     return "IntegerParameterRanges" if annotation is None and integers else "ContinuousParameterRanges"
+
+
+def _without_none(annotation):
+    """Optional[X] (X | None) as X: a value a range gives is never None."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        rest = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if len(rest) == 1:
+            return rest[0]
+    return annotation
 
 
 def _check_value(schema, name: str, value: str, where: str) -> None:

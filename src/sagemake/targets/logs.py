@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from sagemake.cli import Exit, UserError, run
+from sagemake.cli import Exit, UserError, run, say
 from sagemake.config import resolve
 from sagemake.executors import for_config
 from sagemake.jobs.training import job_named
@@ -20,9 +20,13 @@ def main(argv: list[str]) -> int:
     name = job_named(argv[0]) if argv else executor.latest()
     executor.describe(name)
     try:
-        executor.print_log(name)
+        printed = executor.print_log(name)
     except KeyboardInterrupt:
         return Exit.INTERRUPTED
+    if not printed:  # said, so that an empty answer is not taken for a log still to come; not an error of the command
+        record = executor.describe(name)
+        reason = record.get("FailureReason")
+        say(f"job {name} has no log: it is {record['TrainingJobStatus']}{f': {reason}' if reason else ''}")
     return Exit.OK
 
 

@@ -105,9 +105,9 @@ def finish(config: Config, executor: Executor, folder: Path) -> None:
     if not record.get("TrainingJobSummaries"):
         return
     prices = executor.prices()
-    header, rows = leaderboard(record, prices)
+    header, rows = leaderboard(record, executor, prices)
     print_table([header, *rows])
-    written = [write_leaderboard(record, folder, prices)]
+    written = [write_leaderboard(header, rows, folder)]
     plot = write_plot(config, record, folder)
     if plot:
         written.append(plot)

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import csv
 import sys
-from datetime import datetime
 from pathlib import Path
 
-from sagemake.cli import Exit, UserError, print_table, run, say
+from sagemake.cli import AwsError, Exit, UserError, print_table, run, say
 from sagemake.config import resolve
-from sagemake.executors import for_config
-from sagemake.jobs.training import words
+from sagemake.executors import Executor, for_config
+from sagemake.jobs.training import job_named
 from sagemake.jobs.tuning import LEADERBOARD
-from sagemake.pricing import Prices, cost, money
+from sagemake.pricing import Prices, ledger_entry, money
 
 
 def main(argv: list[str]) -> int:
@@ -27,12 +26,12 @@ def main(argv: list[str]) -> int:
     config = resolve()
     executor = for_config(config)
     place = executor.tuning()
-    name = words(argv[0], "TUNING")[0] if argv else place.latest()
+    name = job_named(argv[0], "TUNING") if argv else place.latest()
     if name is None:
         raise UserError(f"no tuning run of {config['PROJECT_NAME']} yet ({executor.where()}): `make tune"
                         f"{executor.env_flag()}` starts one")
     record = place.record(name)
-    header, rows = leaderboard(record, executor.prices())
+    header, rows = leaderboard(record, executor, executor.prices())
     print_table([header, *rows])
     reason = record.get("FailureReason")
     say(f"tuning {name}: {record['HyperParameterTuningJobStatus']}{f': {reason}' if reason else ''}")
@@ -43,9 +42,11 @@ if __name__ == "__main__":
     run(main, sys.argv[1:])
 
 
-def leaderboard(record: dict, prices: Prices) -> tuple[list[str], list[list[str]]]:
-    """Trials sorted by the objective (best first, unscored last): hyperparameters, objective, duration, what its
-    instances cost for that time (on SageMaker; for a local trial, what they would have), status."""
+def leaderboard(record: dict, executor: Executor, prices: Prices) -> tuple[list[str], list[list[str]]]:
+    """Trials sorted by the objective (best first, unscored last): hyperparameters, objective, duration, what it
+    cost, status. Duration and cost are each ended trial's own record's (DescribeTrainingJob: TrainingTimeInSeconds,
+    and the bill of `make jobs`, from BillableTimeInSeconds; a local trial's record holds what SageMaker would bill);
+    a running trial, or one whose record is gone, has neither."""
     goal = record["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]
     summaries = record.get("TrainingJobSummaries", [])
     params = sorted({k for s in summaries for k in s.get("TunedHyperParameters", {})})
@@ -56,29 +57,33 @@ def leaderboard(record: dict, prices: Prices) -> tuple[list[str], list[list[str]
         value = summary.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value")
         return (value is None, sign * value if value is not None else 0, summary["TrainingJobName"])
 
-    resources = record["TrainingJobDefinition"]["ResourceConfig"]
-    hourly = prices.hourly(resources["InstanceType"]).hourly
     rows = []
     for summary in sorted(summaries, key=key):
         value = summary.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value")
-        seconds = _seconds(summary)
+        seconds, spent = _bill(executor, summary, prices)
         rows.append([summary["TrainingJobName"] + (" *" if summary["TrainingJobName"] == best else ""),
                      *(summary.get("TunedHyperParameters", {}).get(p, "") for p in params),
-                     "" if value is None else f"{value:.6g}", "" if seconds is None else f"{seconds:.1f}s",
-                     "" if seconds is None else money(cost(hourly, seconds, resources["InstanceCount"])),
-                     summary["TrainingJobStatus"]])
+                     "" if value is None else f"{value:.6g}", seconds, spent, summary["TrainingJobStatus"]])
     return ["TRIAL", *params, goal["MetricName"], "DURATION", "COST", "STATUS"], rows
 
 
-def _seconds(summary: dict) -> float | None:
-    start, end = summary.get("TrainingStartTime"), summary.get("TrainingEndTime")
-    if not (start and end):
-        return None
-    return datetime.fromisoformat(str(end)).timestamp() - datetime.fromisoformat(str(start)).timestamp()
+def _bill(executor: Executor, summary: dict, prices: Prices) -> tuple[str, str]:
+    """An ended trial's training time and cost, as its own record says them; ("", "") when it has none."""
+    if summary["TrainingJobStatus"] == "InProgress":
+        return "", ""
+    try:
+        trial = executor.describe(summary["TrainingJobName"])
+    except AwsError:  # AWS could not answer: said, not taken for a record that is gone
+        raise
+    except UserError:  # its record is gone (a local trial's folder removed by make clean-jobs)
+        return "", ""
+    entry = ledger_entry(trial, prices)
+    if trial.get("TrainingTimeInSeconds") is None or entry.billable is None:  # ended before it trained
+        return "", ""
+    return f"{trial['TrainingTimeInSeconds']}s", money(entry.cost)
 
 
-def write_leaderboard(record: dict, folder: Path, prices: Prices) -> Path:
-    header, rows = leaderboard(record, prices)
+def write_leaderboard(header: list[str], rows: list[list[str]], folder: Path) -> Path:
     path = folder / LEADERBOARD
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)

@@ -180,7 +180,7 @@ class LocalExecutor(Executor):
     def log_path(self, name: str) -> Path:
         return self.folder(name) / LOG
 
-    def print_log(self, name: str) -> None:
+    def print_log(self, name: str) -> bool:
         path = self.log_path(name)
         offset = 0
         while True:
@@ -193,7 +193,7 @@ class LocalExecutor(Executor):
                 sys.stdout.buffer.write(chunk)
                 sys.stdout.flush()
             if not running:
-                return
+                return offset > 0
             time.sleep(1)
 
     def stop(self, name: str | None) -> None:

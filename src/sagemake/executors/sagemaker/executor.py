@@ -414,14 +414,17 @@ class SageMakerExecutor(Executor):
             details["image_digest"] = cloud.image_digest(self.aws, record["AlgorithmSpecification"]["TrainingImage"])
         return details
 
-    def print_log(self, name: str) -> None:
-        """A job's log from every instance; while the job runs, keep following it."""
+    def print_log(self, name: str) -> bool:
+        """A job's log from every instance; while the job runs, keep following it (its statuses said as they come,
+        taken as having something to print)."""
         record = self.describe(name)
-        if record["TrainingJobStatus"] in TERMINAL:
-            for line in LogReader(self.logs, name).new_lines():
-                print(line, flush=True)
-        else:
+        if record["TrainingJobStatus"] not in TERMINAL:
             self.follow(name)
+            return True
+        lines = LogReader(self.logs, name).new_lines()
+        for line in lines:
+            print(line, flush=True)
+        return bool(lines)
 
 
 def registry_has(image: str) -> bool | None:
