@@ -137,3 +137,17 @@ def interrupted_by_signals():
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+@contextlib.contextmanager
+def held_signals():
+    """Ctrl-C, SIGTERM and SIGHUP held back while steps that only make sense together run (the two renames of a swap):
+    they take effect as soon as the steps are done. Off the main thread nothing changes."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}) if main \
+        else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)

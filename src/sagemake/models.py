@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from sagemake.archive import sha256, unpack
-from sagemake.cli import AwsError, UserError, say
+from sagemake.cli import AwsError, UserError, held_signals, say
 from sagemake.config import Config
 from sagemake.contract import layout
 from sagemake.jobs.endpoint import MANIFEST, OUTPUT
@@ -101,9 +101,10 @@ def fetch(config: Config, executor, name: str | None = None) -> Path:
         assemble(artifact, output, scratch / "new", name, unpack_limit(config, artifact))
         details = manifest(record, executor.tags(name), artifact, executor)
         (scratch / "new" / MANIFEST).write_text(json.dumps(details, indent=2) + "\n")
-        if destination.exists():
-            destination.rename(scratch / "old")  # removed with the scratch folder
-        (scratch / "new").rename(destination)
+        with held_signals():  # never the old copy gone and the new one not in place
+            if destination.exists():
+                destination.rename(scratch / "old")  # removed with the scratch folder
+            (scratch / "new").rename(destination)
     say(f"model of {name} in {destination} (sha256 {details['artifact']['sha256'][:12]}...)")
     for metric, value in details["metrics"].items():
         print(f"  {metric:<22} {value:.4f}")

@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import tarfile
 import time
 from pathlib import Path
@@ -269,3 +270,39 @@ def test_an_archive_that_unpacks_past_max_model_bytes_is_refused_before_it_fills
     assert [p for p in good.parent.iterdir() if p.name.startswith(".")] == []  # no scratch left, nothing half written
     assert not (good / "weights.bin").exists()
     assert fetch(config, name).joinpath("weights.bin").stat().st_size == 50_000_000  # the default: 100x, >= 1 GB
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: signal.Signals(s).name)
+@pytest.mark.parametrize("stage", ["download", "unpack", "swap"])
+def test_a_signal_at_any_stage_of_a_fetch_leaves_one_whole_copy_and_no_scratch(job, monkeypatch, stage, signum):
+    """Ctrl-C, SIGTERM or SIGHUP (a real signal, to this process) while the archive is fetched, unpacked or swapped
+    in: the previous copy stays whole (or the new one, once the swap began), and no scratch folder is left."""
+    import pathlib
+
+    from sagemake import models
+    from sagemake.cli import interrupted_by_signals
+
+    config, name = job
+    folder = fetch(config, name)
+    (folder / "previous.txt").write_text("the copy fetched before")
+
+    def signalled(function):
+        def step(*args, **kwargs):
+            done = function(*args, **kwargs)
+            os.kill(os.getpid(), signum)
+            return done
+        return step
+
+    if stage == "download":
+        monkeypatch.setattr(LocalExecutor, "artifact", signalled(LocalExecutor.artifact))
+    elif stage == "unpack":
+        monkeypatch.setattr(models, "unpack", signalled(models.unpack))
+    else:
+        monkeypatch.setattr(pathlib.Path, "rename", signalled(pathlib.Path.rename))  # the signal between the renames
+    with pytest.raises(KeyboardInterrupt), interrupted_by_signals():
+        fetch(config, name)
+        time.sleep(5)  # a signal not taken at once would end this instead
+    monkeypatch.undo()
+    assert [p.name for p in folder.parent.iterdir()] == [name]  # no .<job>.* scratch folder
+    assert (folder / "model.joblib").is_file() and (folder / "manifest.json").is_file()
+    assert (folder / "previous.txt").exists() == (stage != "swap")
