@@ -261,6 +261,12 @@ MUTATIONS = {
     "a fetch's swap cut in the middle by a signal": (
         "src/sagemake/models.py", "        with held_signals():  # never", "        if True:  # never",
         "tests/local/test_fetch.py -k signal_at_any_stage"),
+    "a preprocess cut off while staging leaves its staging": (
+        "src/sagemake/targets/preprocess.py", "        remove(staging)\n        raise\n", "        raise\n",
+        "tests/local/test_processing.py -k cut_off_midway"),
+    "channels of a half-done install trained on": (
+        "src/sagemake/data.py", "    if (data / PENDING).exists():", "    if False:",
+        "tests/local/test_processing.py -k cut_off_midway"),
 }
 
 

@@ -25,6 +25,7 @@ from sagemake.job_python import job_python
 PART = 64 * 1024 * 1024  # S3's multipart part size as we upload: local ETags then match S3's
 CACHE = "build/etags.json"  # local files' ETags, by path and what stat says of each file
 STEP = "src/trainer/data.py"
+PENDING = ".preprocessed.pending.json"  # in DATA_DIR: the stamp of make preprocess's install under way (its swap)
 RUN_STEP = "import sys, pathlib; from trainer.data import main; main(pathlib.Path(sys.argv[1]))"
 
 
@@ -177,6 +178,9 @@ def _entries(path: Path) -> dict[str, list]:
 def channels(config: Config) -> dict[str, Path]:
     """CHANNELS, or every folder of DATA_DIR, each a folder with at least one file."""
     data = config.path("DATA_DIR")
+    if (data / PENDING).exists():  # cut off in its swap (a crash): the channels may be of two runs, or missing
+        raise UserError(f"an install of `make preprocess`'s outputs into {config['DATA_DIR']}/ was cut off: run "
+                        "`make preprocess` to complete it (no job runs again)")
     names = config.words("CHANNELS") or sorted(p.name for p in data.glob("*") if p.is_dir()
                                                and not p.name.startswith("."))
     if not names:

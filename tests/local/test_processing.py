@@ -23,6 +23,7 @@ from test_container import ENGINE, FLAGS, built_project, containers, engine  # n
 import trainer.raw
 from sagemake.cli import UserError
 from sagemake.config import resolve
+from sagemake.data import channels
 from sagemake.executors import for_config
 from sagemake.executors.local.executor import LocalExecutor
 from sagemake.executors.local.processing import LocalProcessing
@@ -141,6 +142,7 @@ def test_an_install_cut_off_midway_is_completed_by_the_next_run_and_one_cut_off_
         preprocess(config, executor)
     assert {c: (data / c / f"{c}.csv").read_bytes() for c in before} == before  # as it was
     assert json.loads((data / ".preprocessed.json").read_text())["job"] == first["ProcessingJobName"]
+    assert not (data / target.STAGING).exists()  # nothing staged left behind
     monkeypatch.setattr(LocalProcessing, "download", download)
 
     renamed = []
@@ -158,6 +160,9 @@ def test_an_install_cut_off_midway_is_completed_by_the_next_run_and_one_cut_off_
     monkeypatch.setattr(Path, "rename", rename)
     pending = json.loads((data / target.PENDING).read_text())
     assert renamed == ["train"] and (data / target.STAGING / "validation").is_dir()  # half swapped, as a crash would
+    with pytest.raises(UserError, match=r"an install of `make preprocess`'s outputs into .*/data/ was cut off: run "
+                                        r"`make preprocess` to complete it \(no job runs again\)"):
+        channels(config)  # nothing trains on the two runs' mix meanwhile
     jobs = len(list((tmp_path / "jobs").glob("*/processing.json")))
     capfd.readouterr()
     done = preprocess(config, executor)
@@ -241,6 +246,7 @@ from sagemake.executors.local.processing import LocalProcessing
 from sagemake.jobs.processing import NAME_PART, ProcessingFailed, duration, processing_request
 from sagemake.targets.preprocess import preprocess
 from sagemake.config import resolve
+from sagemake.data import channels
 from sagemake.executors.local.executor import LocalExecutor
 from sagemake.executors.local.runtimes import ProcessRuntime
 root, environ, request = Path(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4])
@@ -460,6 +466,7 @@ def test_the_container_sees_exactly_the_mounts_and_dies_with_its_executor(built_
 import sys
 sys.path.insert(0, {str(repo / 'src')!r})
 from sagemake.config import resolve
+from sagemake.data import channels
 from sagemake.executors.local.executor import LocalExecutor
 from sagemake.executors.local.processing import LocalProcessing
 from sagemake.jobs.processing import NAME_PART, ProcessingFailed, duration, processing_request

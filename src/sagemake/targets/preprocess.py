@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 from sagemake import jsonfile
-from sagemake.cli import Exit, UserError, run, say
+from sagemake.cli import Exit, UserError, held_signals, run, say
+from sagemake.data import PENDING
 from sagemake.config import Config, resolve
 from sagemake.executors import Executor, for_config
 from sagemake.jobs.processing import (
@@ -42,7 +43,6 @@ from sagemake.jobs.processing import (
 from sagemake.jobs.training import job_name, words
 
 STAMP = ".preprocessed.json"  # in DATA_DIR
-PENDING = ".preprocessed.pending.json"  # in DATA_DIR: the stamp of an install under way, written before its swap
 STAGING = ".preprocess"  # in DATA_DIR: a run's outputs, staged whole before they are swapped in
 
 
@@ -154,12 +154,15 @@ def install(config: Config, place, request: dict, data: Path, stamp: dict) -> No
     staging = data / STAGING
     remove(staging)
     staging.mkdir(parents=True)
-    for channel in CHANNELS:
-        place.download(request, channel, staging / channel)
-        if not raw_files(staging / channel):
-            remove(staging)
-            raise ProcessingFailed(f"processing {request['ProcessingJobName']} wrote nothing to its output "
-                                   f"{channel}: {STEP} must write /opt/ml/processing/output/{channel}/")
+    try:
+        for channel in CHANNELS:
+            place.download(request, channel, staging / channel)
+            if not raw_files(staging / channel):
+                raise ProcessingFailed(f"processing {request['ProcessingJobName']} wrote nothing to its output "
+                                       f"{channel}: {STEP} must write /opt/ml/processing/output/{channel}/")
+    except BaseException:  # a failure, Ctrl-C, SIGTERM: DATA_DIR as it was, nothing staged left behind
+        remove(staging)
+        raise
     jsonfile.write(data / PENDING, {**stamp, "channels": channel_digests(config, staging)})
     complete_install(data)
 
@@ -174,10 +177,11 @@ def complete_install(data: Path) -> dict | None:
     if not isinstance(pending, dict):
         return None
     staging = data / STAGING
-    for channel in pending["channels"]:
-        if (staging / channel).is_dir():
-            remove(data / channel)
-            (staging / channel).rename(data / channel)
+    with held_signals():  # only a crash (kill -9, power) leaves a swap half done
+        for channel in pending["channels"]:
+            if (staging / channel).is_dir():
+                remove(data / channel)
+                (staging / channel).rename(data / channel)
     jsonfile.write(data / STAMP, pending)
     (data / PENDING).unlink()
     remove(staging)
