@@ -24,8 +24,8 @@ from pathlib import Path
 
 from sagemake import jsonfile
 from sagemake.cli import Exit, UserError, held_signals, run, say
-from sagemake.data import PENDING
 from sagemake.config import Config, resolve
+from sagemake.data import PENDING
 from sagemake.executors import Executor, for_config
 from sagemake.jobs.processing import (
     CHANNELS,
