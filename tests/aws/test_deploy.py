@@ -8,10 +8,13 @@ records the calls. Its InvokeEndpoint answers canned data, so the test reads the
 
 import hashlib
 import json
+import signal
+import subprocess
 import threading
 import time
 
 import pytest
+from conftest import ROOT, sagemake
 from emulator import ACCOUNT, REGION, ROLE, backend, client, make_bucket, model_archive, settings
 
 from sagemake.cli import UserError
@@ -339,3 +342,56 @@ def test_two_deploys_at_the_same_moment_leave_one_configuration_and_no_orphan(pr
     kept = [raced[0]] + ([first["endpoint_config"]] if existing else [])  # the old one is the other deploy's to delete
     assert config_names(sagemaker) == sorted(kept)  # this deploy's own configuration did not stay
     assert sagemaker.describe_endpoint(EndpointName="sagemake-example")["EndpointConfigName"] == raced[0]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: signal.Signals(s).name)
+def test_a_deploy_stopped_by_a_signal_while_the_endpoint_starts_is_recorded_and_finished_by_the_next(
+        prod, monkeypatch, signum):
+    """`make deploy ENV=prod` as a process, stopped by Ctrl-C, SIGTERM (a CI run cancelled) or SIGHUP (a closed
+    terminal) while the endpoint is Creating: it exits 130, records what it asked and says how to finish or undo it;
+    the next deploy of the same job waits for that endpoint instead of asking again."""
+    from moto.sagemaker.responses import SageMakerResponse
+
+    config, _, updates = prod
+    created = SageMakerResponse.create_endpoint
+
+    def creating(self):  # SageMaker takes minutes to start an endpoint
+        answer = created(self)
+        endpoint_state(json.loads(self.body)["EndpointName"]).endpoint_status = "Creating"
+        return answer
+
+    monkeypatch.setattr(SageMakerResponse, "create_endpoint", creating)
+    # Ctrl-C reaches the child as from a terminal even when pytest runs in the background (see test_aws.py).
+    ignored = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen([*sagemake(ROOT), "deploy", JOBS[0]], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if ignored is None else ignored)
+    lines = []
+    try:
+        for line in process.stderr:
+            lines.append(line)
+            if "endpoint sagemake-example: Creating" in line:
+                break
+        process.send_signal(signum)
+        lines.append(process.communicate(timeout=60)[1])
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    said = "".join(lines)
+    assert process.returncode == 130, said
+    assert ("endpoint sagemake-example: interrupted; what SageMaker was asked goes on (billed once InService): "
+            f"`make endpoints ENV=prod` shows it, `make deploy ENV=prod JOB={JOBS[0]}` finishes it, "
+            "`make undeploy ENV=prod` removes it") in said and "Traceback" not in said
+    (entry,) = history(config)
+    sagemaker = client("sagemaker")
+    assert entry["event"] == "deploy interrupted" and config_names(sagemaker) == [entry["endpoint_config"]]
+    assert sagemaker.describe_endpoint(EndpointName="sagemake-example")["EndpointStatus"] == "Creating"
+
+    in_service_after(1)
+    finished = deploy(config, executor(config), JOBS[0])
+    assert finished["endpoint_config"] == entry["endpoint_config"] and updates == []
+    assert config_names(sagemaker) == [entry["endpoint_config"]]  # nothing asked twice
+    assert [e["event"] for e in history(config)] == ["deploy interrupted", "deploy"]
