@@ -29,6 +29,10 @@ DEV_STAMP := $(subst $(space),\$(space),$(VENV))/.installed-dev
 help: ## list the targets (each with its Summary line) and the variables they take
 	@scripts/help.sh
 
+# A name make has no rule for (`make trian`, a file a target needs that is gone): one line saying what to do.
+.DEFAULT:
+	@MAKECMDGOALS="$(MAKECMDGOALS)" scripts/help.sh --unknown "$@"
+
 $(RUNTIME_STAMP): requirements.txt pyproject.toml
 	@scripts/setup_venv.sh "$(PYTHON)" requirements.txt --package
 	@touch "$@"

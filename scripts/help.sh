@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Summary: list the make targets, each with its Summary line, and the variables they take.
-# Usage: scripts/help.sh   (what `make help` runs)
+# Usage: scripts/help.sh                  (what `make help` runs)
+#        scripts/help.sh --unknown NAME   (what make runs for a target it has no rule for)
 #
 # A target of sagemake's own is a module, src/sagemake/targets/<target>.py,
 # whose docstring starts with `Summary: `; the others (setup, prepare, test, ...)
@@ -21,14 +22,40 @@ summary() {
   fi
 }
 
+# targets: the Makefile's targets, in its order.
+targets() {
+  sed -n 's/^\([a-z][a-z-]*\):.*/\1/p' "$SAGEMAKE_ROOT/Makefile"
+}
+
+# unknown NAME: one line for a name make has no rule for, as sagemake's own errors say it: a goal given on the
+# command line (with the nearest target, when one is close), or a file a target needs that is gone.
+unknown() {
+  local name="$1" near=""
+  if [[ " ${MAKECMDGOALS:-$name} " != *" $name "* ]]; then
+    printf "sagemake: %s is missing and no target makes it: restore it (git checkout -- '%s')\n" "$name" "$name" >&2
+    exit 2
+  fi
+  if command -v python3 >/dev/null 2>&1; then
+    near="$(targets | python3 -c 'import difflib, sys; print(*difflib.get_close_matches(sys.argv[1], sys.stdin.read().split(), 1, 0.6))' "$name")"
+  fi
+  if [[ -n "$near" ]]; then
+    near=" did you mean \`make $near\`? ("
+  fi
+  printf "sagemake: no target '%s':%s\`make help\` lists them all%s\n" "$name" "${near:- }" "${near:+)}" >&2
+  exit 2
+}
+
 main() {
   help_if_asked "$@"
+  if [[ "${1:-}" == --unknown ]]; then
+    unknown "$2"
+  fi
   local target
   echo "usage: make TARGET [ENV=local|prod|<name>] [HP='key=value ...'] [JOB=<job name>] [SETTING=value ...]"
   echo
   while IFS= read -r target; do
     printf '  %-11s %s\n' "$target" "$(summary "$target")"
-  done < <(sed -n 's/^\([a-z][a-z-]*\):.*/\1/p' "$SAGEMAKE_ROOT/Makefile")
+  done < <(targets)
   cat <<'TEXT'
 
   ENV  where jobs run: local (default, no AWS needed) or an AWS environment (.env.<ENV>)

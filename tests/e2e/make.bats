@@ -20,6 +20,19 @@ setup() {
   assert_output --partial "JOB"
 }
 
+@test "a target make does not know is one line naming the nearest target, and a missing file is named" {
+  run make trian
+  assert_failure
+  assert_line "sagemake: no target 'trian': did you mean \`make train\`? (\`make help\` lists them all)"
+  run make zzz
+  assert_failure
+  assert_line "sagemake: no target 'zzz': \`make help\` lists them all"
+  rm requirements.txt
+  run make setup
+  assert_failure
+  assert_line "sagemake: requirements.txt is missing and no target makes it: restore it (git checkout -- 'requirements.txt')"
+}
+
 @test "make config shows each value and where it came from" {
   printf 'PROJECT_NAME=from-dotenv\nINSTANCE_TYPE=ml.c5.xlarge\n' >.env
   printf 'INSTANCE_TYPE=ml.g5.xlarge\nAWS_REGION=eu-west-1\nSAGEMAKER_ROLE_ARN=arn:aws:iam::123456789012:role/train\nS3_BUCKET=b\nECR_REPOSITORY=r\n' >.env.dev
