@@ -267,6 +267,9 @@ MUTATIONS = {
     "channels of a half-done install trained on": (
         "src/sagemake/data.py", "    if (data / PENDING).exists():", "    if False:",
         "tests/local/test_processing.py -k cut_off_midway"),
+    "a key given twice, the last one winning unseen": (
+        "src/sagemake/jobs/training.py", "        if key in pairs:\n", "        if False:\n",
+        "tests/unit/test_request.py -k parse_pairs"),
 }
 
 

@@ -124,6 +124,8 @@ def test_parse_pairs_reads_shell_words_and_rejects_the_rest():
         parse_pairs("a=1 oops", "HP")
     with pytest.raises(UserError, match=r"JOB_ENV cannot be read \(No closing quotation\)"):
         parse_pairs("a='1", "JOB_ENV")
+    with pytest.raises(UserError, match=r"^HP: max_depth is given twice \(max_depth=4 and max_depth=6\): keep one$"):
+        parse_pairs("max_depth=4 eta=0.1 max_depth=6", "HP")
 
 
 def test_request_carries_every_setting(tmp_path, example_data):

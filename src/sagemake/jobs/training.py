@@ -99,12 +99,15 @@ def job_named(name: str, setting: str = "JOB") -> str:
 
 
 def parse_pairs(text: str, setting: str) -> dict[str, str]:
-    """'key=value key2="a b"' into a dict; a word without '=' is a UserError naming the setting."""
+    """'key=value key2="a b"' into a dict; a word without '=', or a key given twice, is a UserError naming the
+    setting (the last of two would win unseen)."""
     pairs = {}
     for word in words(text, setting):
         key, sep, value = word.partition("=")
         if not sep or not key:
             raise UserError(f"{setting}: '{word}' is not key=value: write {setting}='key=value key2=value2'")
+        if key in pairs:
+            raise UserError(f"{setting}: {key} is given twice ({key}={pairs[key]} and {key}={value}): keep one")
         pairs[key] = value
     return pairs
 
