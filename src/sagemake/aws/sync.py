@@ -69,12 +69,14 @@ from sagemake import data
 from sagemake.aws import unchanged
 from sagemake.aws.api import ERRORS, Progress, call, check_bucket, failure, session
 from sagemake.aws.s3 import split
+from sagemake.aws.synclock import SyncLock
 from sagemake.aws.unchanged import SYNCED, Synced, manifest_uri
-from sagemake.cli import say
+from sagemake.cli import UserError, say
 from sagemake.config import Config, channel_uri
 from sagemake.data import CACHE, PART, EtagCache, channels
 
 WORKERS = 16
+ROUNDS = 3  # sends of a channel's changed files before one that keeps changing fails the sync
 TRANSFER = TransferConfig(multipart_threshold=PART, multipart_chunksize=PART, max_concurrency=4)
 
 
@@ -113,15 +115,16 @@ def write_manifest(s3, uri: str, channel_uri: str, found: list[tuple[str, int, s
          ContentType="application/json", Metadata={unchanged.DIGEST: digest})
 
 
-def sync_channel(s3, folder: Path, uri: str, cache: EtagCache, manifest: str,
-                 synced_before: bool = False) -> tuple[int, int, int, int]:
+def sync_channel(s3, folder: Path, uri: str, cache: EtagCache, manifest: str, synced_before: bool = False,
+                 lock: SyncLock | None = None) -> tuple[int, int, int, int]:
     """(uploaded, unchanged, deleted, bytes uploaded) for one channel folder, with its manifest at `manifest` (an
     S3 URI): an unchanged folder costs a few requests (the module's doc says which), a changed one ends with a new
-    manifest. `synced_before`: this checkout's last sync to that manifest was of this folder, so the unchanged
-    check's pages are asked for at once, with the manifest's metadata."""
+    manifest of what S3 holds. `synced_before`: this checkout's last sync to that manifest was of this folder, so
+    the unchanged check's pages are asked for at once, with the manifest's metadata. `lock`: taken before the first
+    change to S3."""
     bucket, prefix = split(uri)
     paths = data.files(folder)
-    ask = ThreadPoolExecutor(4)
+    ask = ThreadPoolExecutor(unchanged.ASKERS)
     try:
         checked = unchanged.check(Reads(s3), ask, folder, paths, uri, cache, manifest, synced_before)
         if checked.unchanged:
@@ -132,30 +135,61 @@ def sync_channel(s3, folder: Path, uri: str, cache: EtagCache, manifest: str,
         wait([page for _, page in checked.pages])
     finally:
         ask.shutdown(wait=False, cancel_futures=True)  # after a failure: no waiting on the pages left
+    if lock:
+        lock.take()
     if checked.recorded:
         call(s3.delete_object, Bucket=bucket, Key=split(manifest)[1])  # a sync cut off midway leaves no manifest
     remote = call(remote_etags, s3=s3, bucket=bucket, prefix=prefix)
-    files = {prefix + p.relative_to(folder).as_posix(): p for p in paths}
-    progress = Progress(f"upload {uri}", sum(p.stat().st_size for p in files.values()))
+    found, sent, deleted = checked.found, {}, 0
+    for attempt in range(ROUNDS):
+        if attempt:  # what changed is read again; an unchanged file is only stat'ed
+            found = data.contents(folder, data.files(folder), cache)
+        sent.update(send(s3, folder, uri, found, remote))
+        stale = sorted(set(remote) - {prefix + name for name, _, _ in found})
+        for start in range(0, len(stale), 1000):
+            call(s3.delete_objects, Bucket=bucket,
+                 Delete={"Objects": [{"Key": key} for key in stale[start:start + 1000]], "Quiet": True})
+        for key in stale:
+            del remote[key]
+        deleted += len(stale)
+        # S3 holds what the manifest will say only if each file still is what its ETag was taken from.
+        moved = [folder / name for name, _, tag in found
+                 if remote.get(prefix + name) != tag or not cache.holds(folder / name, tag)]
+        if not moved:
+            if lock:
+                lock.take()  # still held: no other sync took it over meanwhile
+            write_manifest(s3, manifest, uri, found, data.digest(found))
+            uploaded = [key for key in sent if key[len(prefix):] in {name for name, _, _ in found}]
+            return len(uploaded), len(found) - len(uploaded), deleted, sum(sent.values())
+        if attempt + 1 < ROUNDS:
+            say(f"upload: {moved[0]} changed while it was uploaded: sending it again")
+    raise UserError(f"a file changed while it was uploaded: {moved[0]}; run make upload again when nothing writes to "
+                    f"DATA_DIR")
 
-    def put(key: str) -> int:
-        """Upload the file unless S3 has the same content; returns the bytes sent."""
-        path = files[key]
-        size = path.stat().st_size
-        if key in remote and remote[key] == cache.etag(path):
-            progress(size)
-            return -1
-        if size < PART:  # one request: lighter than a transfer manager for the many small files
-            with path.open("rb") as body:
-                s3.put_object(Bucket=bucket, Key=key, Body=body)
-            cache.etag(path)  # the file is read again from the page cache, and S3 now has this ETag
-            progress(size)
-        else:
-            s3.upload_file(str(path), bucket, key, Config=TRANSFER, Callback=progress)
+
+def send(s3, folder: Path, uri: str, found: list[tuple[str, int, str]], remote: dict[str, str]) -> dict[str, int]:
+    """Upload each file of `found` whose ETag S3 does not hold (`remote`: {key: ETag}, updated with what S3 holds
+    after each upload); {key: bytes sent}. The progress counts only what is sent."""
+    bucket, prefix = split(uri)
+    todo = [(prefix + name, size, tag) for name, size, tag in found if remote.get(prefix + name) != tag]
+    progress = Progress(f"upload {uri}", sum(size for _, size, _ in todo))
+
+    def put(key: str, size: int, tag: str) -> int:
+        path = folder / key[len(prefix):]
+        try:
+            if size < PART:  # one request: lighter than a transfer manager for the many small files
+                with path.open("rb") as body:
+                    remote[key] = s3.put_object(Bucket=bucket, Key=key, Body=body)["ETag"].strip('"')
+                progress(size)
+            else:  # S3's answer has no ETag here: the re-check of the file after the transfer tells
+                s3.upload_file(str(path), bucket, key, Config=TRANSFER, Callback=progress)
+                remote[key] = tag
+        except FileNotFoundError:  # deleted since it was listed: the next round deletes its object
+            return 0
         return size
 
     with ThreadPoolExecutor(WORKERS) as pool:
-        futures = [pool.submit(put, key) for key in files]
+        futures = {pool.submit(put, *item): item[0] for item in todo}
         try:
             wait(futures, return_when=FIRST_EXCEPTION)
         finally:  # after a failure or Ctrl-C, the files not started yet are left for a re-run
@@ -164,16 +198,8 @@ def sync_channel(s3, folder: Path, uri: str, cache: EtagCache, manifest: str,
     failed = next((f.exception() for f in futures if not f.cancelled() and f.exception()), None)
     if failed is not None:
         raise failure(failed) if isinstance(failed, ERRORS) else failed
-    sent = [future.result() for future in futures]
     progress.done()
-    stale = sorted(set(remote) - set(files))
-    for start in range(0, len(stale), 1000):
-        call(s3.delete_objects, Bucket=bucket,
-             Delete={"Objects": [{"Key": key} for key in stale[start:start + 1000]], "Quiet": True})
-    found = data.contents(folder, paths, cache)  # last: S3 now holds exactly the folder (every ETag is cached)
-    write_manifest(s3, manifest, uri, found, data.digest(found))
-    uploaded = [size for size in sent if size >= 0]
-    return len(uploaded), len(sent) - len(uploaded), len(stale), sum(uploaded)
+    return {key: future.result() for future, key in futures.items()}
 
 
 def sync(config: Config, aws=None) -> dict[str, tuple[int, int, int, int]]:
@@ -184,14 +210,14 @@ def sync(config: Config, aws=None) -> dict[str, tuple[int, int, int, int]]:
     cache = EtagCache(config.root / CACHE)
     synced = Synced(config.root / SYNCED)
     results = {}
-    for channel, folder in found.items():
-        uri, manifest = channel_uri(config, channel), manifest_uri(config, channel)
-        try:
-            results[channel] = sync_channel(s3, folder, uri, cache, manifest,
-                                            synced_before=synced.folders.get(manifest) == str(folder))
-        finally:
-            cache.save()
-        synced.add(manifest, folder)
-        unchanged.report(channel, results[channel], uri)
+    with SyncLock(s3, config) as lock:  # taken before the first change, if there is one
+        for channel, folder in found.items():
+            uri, manifest = channel_uri(config, channel), manifest_uri(config, channel)
+            try:
+                results[channel] = sync_channel(s3, folder, uri, cache, manifest,
+                                                synced_before=synced.folders.get(manifest) == str(folder), lock=lock)
+            finally:
+                cache.save()
+            synced.add(manifest, folder)
+            unchanged.report(channel, results[channel], uri)
     return results
-
