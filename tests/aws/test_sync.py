@@ -11,8 +11,10 @@ files is four pages without uploading thousands: the same code, at a hundredth o
 import hashlib
 import json
 import math
+import os
 import threading
 import urllib.parse
+from pathlib import Path
 
 import pytest
 from emulator import client, make_bucket, settings
@@ -23,6 +25,7 @@ from sagemake.aws import api as cloud
 from sagemake.aws import unchanged
 from sagemake.aws.sync import sync
 from sagemake.aws.unchanged import PAGE
+from sagemake.cli import UserError
 from sagemake.config import resolve
 
 BUCKET = "train-bucket"
@@ -88,8 +91,8 @@ def s3_channel() -> dict[str, str]:
 
 def assert_mirrored(folder):
     """S3 holds the channel exactly: every file, with its content, and nothing else."""
-    local = {CHANNEL + p.relative_to(folder).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
-             for p in folder.rglob("*") if p.is_file()}
+    local = {CHANNEL + (path / name).relative_to(folder).as_posix(): hashlib.md5((path / name).read_bytes()).hexdigest()
+             for path, _, names in ((Path(p), d, n) for p, d, n in os.walk(folder, followlinks=True)) for name in names}
     assert s3_channel() == local
 
 
@@ -312,3 +315,144 @@ def test_a_channels_files_are_walked_in_the_order_its_digest_takes_them(tmp_path
         [p.relative_to(folder) for p in folder.rglob("*") if p.is_file() and not p.is_symlink()]
         + [p.relative_to(copy) for p in copy.rglob("*") if p.is_file()])
     assert [p.relative_to(folder).as_posix() for p in walked][:5] == [".hidden", "B", "a/.x/y", "a/b", "a/b2/c"]
+
+
+class Held:
+    """A botocore hook on the session that, at the first PutObject of `key` (each one, with every=True), runs
+    `meanwhile` before the request is sent: a file edited while an upload is under way."""
+
+    def __init__(self, session, key: str, meanwhile, every: bool = False):
+        self.key, self.meanwhile, self.every, self.times = CHANNEL + key, meanwhile, every, 0
+        session.events.register("before-send.s3.PutObject", self)
+
+    def __call__(self, request, **_):
+        if urllib.parse.unquote(urllib.parse.urlsplit(request.url).path) == f"/{BUCKET}/{self.key}" and (
+                self.every or not self.times):
+            self.times += 1
+            self.meanwhile()
+
+
+def held_sync(config, key, meanwhile, every=False):
+    session = cloud.session(config)
+    held = Held(session, key, meanwhile, every)
+    return sync(config, session)["train"], held.times
+
+
+def replace(path, text):
+    """The file rewritten as editors and tools do: written beside it, then renamed over it."""
+    (path.parent / f".{path.name}.new").write_text(text)
+    (path.parent / f".{path.name}.new").rename(path)
+
+
+def assert_manifest_is_s3():
+    """The manifest lists exactly what S3 holds under the channel: every key, its size and its ETag."""
+    s3 = client("s3", EMULATOR["url"])
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=MANIFEST)["Body"].read())
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=CHANNEL)["Contents"]
+    assert {CHANNEL + name: (size, tag) for name, size, tag in manifest["contents"]} == {
+        o["Key"]: (o["Size"], o["ETag"].strip('"')) for o in listed}
+
+
+@pytest.mark.parametrize("edited", ["another file, unchanged", "the file being sent"])
+def test_a_file_edited_while_an_upload_is_held_is_sent_again_and_the_manifest_says_what_s3_holds(small, capsys,
+                                                                                               edited):
+    """While the upload of part-00003 is held, a file is edited (one that was not to be sent, or part-00003 itself,
+    replaced by a rename while the sync reads the old one): the sync sends it again, S3 ends as the folder and the
+    manifest as S3; the next sync finds it all unchanged."""
+    config, folder = small
+    write_channel(folder, FILES)
+    counted_sync(config)
+    (folder / "part-00003.csv").write_text("changed before the sync\n")
+    victim = folder / ("part-00030.csv" if edited.startswith("another") else "part-00003.csv")
+    result, held = held_sync(config, "part-00003.csv", lambda: replace(victim, "edited during the sync, longer\n"))
+    assert held == 1
+    assert f"upload: {victim} changed while it was uploaded: sending it again" in capsys.readouterr().err
+    assert result[:3] == ((2, FILES - 2, 0) if edited.startswith("another") else (1, FILES - 1, 0))
+    assert_mirrored(folder)
+    assert_manifest_is_s3()
+    assert counted_sync(config)[0] == (0, FILES, 0, 0)
+
+
+def test_a_file_that_keeps_changing_fails_the_sync_in_one_line_and_leaves_no_manifest(small):
+    config, folder = small
+    write_channel(folder, FILES)
+    counted_sync(config)
+    path = folder / "part-00003.csv"
+    path.write_text("changed\n")
+    edits = iter(range(100))
+    with pytest.raises(UserError) as raised:
+        held_sync(config, "part-00003.csv", lambda: replace(path, f"edit {next(edits)}\n"), every=True)
+    assert str(raised.value) == f"a file changed while it was uploaded: {path}; run make upload again when nothing " \
+        "writes to DATA_DIR"
+    listed = {o["Key"] for o in client("s3", EMULATOR["url"]).list_objects_v2(Bucket=BUCKET)["Contents"]}
+    assert MANIFEST not in listed and LOCK not in listed  # the next sync compares every key; no lock left
+    assert counted_sync(config)[0][:3] == (1, FILES - 1, 0)
+    assert_mirrored(folder)
+    assert_manifest_is_s3()
+
+
+def test_the_progress_counts_only_the_bytes_sent(small, capsys):
+    """Ten files of 400 kB, two of them changed: the progress says 0.8 MB, not the 4.0 MB of the whole channel."""
+    config, folder = small
+    folder.mkdir(parents=True)
+    for i in range(10):
+        (folder / f"part-{i:05d}.csv").write_bytes(bytes([65 + i]) * 400_000)
+    counted_sync(config)
+    capsys.readouterr()
+    for i in (2, 7):
+        (folder / f"part-{i:05d}.csv").write_bytes(b"z" * 400_000)
+    assert counted_sync(config)[0] == (2, 8, 0, 800_000)
+    said = capsys.readouterr().err
+    assert f"==> upload s3://{BUCKET}/{CHANNEL}: 0.8 MB done" in said.splitlines()
+    assert "train: 2 uploaded (0.8 MB), 8 unchanged" in said
+
+
+def test_links_inside_data_dir_are_followed_into_s3_and_the_digest(small, tmp_path):
+    """A folder and a file linked into the channel from elsewhere in DATA_DIR are uploaded as if they were in it;
+    a change behind the link changes the digest, and the next sync sends it."""
+    config, folder = small
+    write_channel(folder, 3)
+    images = tmp_path / "data/.shared/images"
+    images.mkdir(parents=True)
+    (images / "cat.png").write_bytes(b"cat")
+    (folder / "images").symlink_to(images)
+    (folder / "labels.csv").symlink_to(images / "cat.png")
+    assert counted_sync(config)[0][0] == 5
+    assert {CHANNEL + "images/cat.png", CHANNEL + "labels.csv"} <= set(s3_channel())
+    assert_mirrored(folder)
+    before = data.summary(config, {"train": folder})["train"]["digest"]
+    (images / "cat.png").write_bytes(b"a dog now")
+    assert data.summary(config, {"train": folder})["train"]["digest"] != before
+    assert counted_sync(config)[0][:3] == (2, 3, 0)
+    assert_mirrored(folder)
+
+
+@pytest.mark.parametrize("bad", ["a link out of DATA_DIR", "a link loop", "a name that is not UTF-8"])
+def test_a_bad_link_or_name_in_a_channel_is_one_line_everywhere(small, tmp_path, bad):
+    """The sync with boto3, the unchanged check without it, the channel's digest and a local job's copy all refuse
+    it in the same one line, naming it."""
+    from sagemake.executors.local.channels import shared_copy
+
+    config, folder = small
+    write_channel(folder, 3)
+    counted_sync(config)
+    if bad == "a link out of DATA_DIR":
+        outside = tmp_path / "elsewhere"
+        outside.mkdir()
+        (folder / "outside").symlink_to(outside)
+        said = f"{folder}/outside is a link to {outside}, outside {tmp_path / 'data'}: copy what it points at " \
+            f"into the channel, or move it inside {tmp_path / 'data'}"
+    elif bad == "a link loop":
+        (folder / "sub").mkdir()
+        (folder / "sub/up").symlink_to(folder)
+        said = f"{folder}/sub/up is a link that loops: point it at a file or folder that does not hold it, or " \
+            "remove it"
+    else:
+        (folder / os.fsdecode(b"caf\xe9.csv")).write_text("latin-1\n")
+        said = f"{folder}/caf\\xe9.csv: its name is not UTF-8, which S3 keys must be: rename it"
+    for attempt in (lambda: counted_sync(config), lambda: unchanged.everywhere(config),
+                    lambda: data.summary(config, {"train": folder}),
+                    lambda: shared_copy(tmp_path / "jobs", folder, "0" * 64)):
+        with pytest.raises(UserError) as raised:
+            attempt()
+        assert str(raised.value) == said

@@ -36,6 +36,7 @@ NAME = "sync.lock"  # beside the manifests (unchanged.MANIFESTS)
 REFRESH = 60  # seconds between rewrites of a held lock
 STALE = 300  # seconds without a rewrite after which a lock is taken over
 CONFLICT = dict.fromkeys(("PreconditionFailed", "ConditionalRequestConflict"), None)  # what a conditional put hears
+GONE = dict.fromkeys(("NoSuchKey", "404"), None)
 
 
 class SyncLock:
@@ -51,6 +52,7 @@ class SyncLock:
         self.owner = {"host": socket.gethostname(), "folder": str(config.root), "pid": os.getpid(),
                       "token": uuid.uuid4().hex}
         self.etag: str | None = None
+        self.tried = False  # a put of the lock was sent
         self.lost: dict | None = None  # who took it over while it was held
         self.stopped = threading.Event()
         self.refresher: threading.Thread | None = None
@@ -62,10 +64,15 @@ class SyncLock:
         self.stopped.set()
         if self.refresher:
             self.refresher.join()
-        if not self.etag or self.lost:
+        if self.lost or not self.tried:
             return
         try:
-            call(self.s3.delete_object, on=CONFLICT, Bucket=self.bucket, Key=self.key, IfMatch=self.etag)
+            if not self.etag:  # cut off while it was taken (Ctrl-C, a lost answer): it may be ours all the same
+                held = self._read()
+                self.etag = held[1] if held and held[0].get("token") == self.owner["token"] else None
+                if not self.etag:
+                    return
+            call(self.s3.delete_object, on={**CONFLICT, **GONE}, Bucket=self.bucket, Key=self.key, IfMatch=self.etag)
         except UserError as err:
             if kind is None:
                 raise
@@ -82,6 +89,7 @@ class SyncLock:
         if self.etag:
             return
         self.owner["since"] = clock.now(timespec="seconds")
+        self.tried = True
         self.etag = self._put(IfNoneMatch="*")
         if self.etag is None:
             held = self._read()
@@ -109,8 +117,7 @@ class SyncLock:
 
     def _read(self) -> tuple[dict, str, float] | None:
         """The lock as S3 holds it: (its owner, its ETag, seconds since it was written by S3's clock), or None."""
-        answer = call(self.s3.get_object, on=dict.fromkeys(("NoSuchKey", "404"), None), Bucket=self.bucket,
-                      Key=self.key)
+        answer = call(self.s3.get_object, on=GONE, Bucket=self.bucket, Key=self.key)
         if answer is None:
             return None
         try:
