@@ -111,7 +111,7 @@ def files(folder: Path) -> list[Path]:
                     elif os.path.isfile(target):
                         found.append(Path(entry.path))
                 elif entry.is_dir(follow_symlinks=False):
-                    walk(entry.path, (*above, os.path.realpath(entry.path)))
+                    walk(entry.path, (*above, os.path.join(above[-1], entry.name)))
                 elif entry.is_file(follow_symlinks=False):
                     found.append(Path(entry.path))
 
@@ -236,7 +236,7 @@ def channels(config: Config) -> dict[str, Path]:
             problems.append(f"'{name}' is not a SageMaker channel name: use 1-64 letters, digits, '.', '-' or '_'")
         elif not folder.is_dir():
             problems.append(f"data channel '{name}' is missing: create {config['DATA_DIR']}/{name}/")
-        elif not any(p.is_file() for p in folder.rglob("*")):
+        elif not any(p.is_file() for p in folder.rglob("*")) and not files(folder):  # files: through links too
             problems.append(f"data channel '{name}' is empty: put its files in {config['DATA_DIR']}/{name}/")
         found[name] = folder
     if problems:

@@ -427,7 +427,8 @@ def test_links_inside_data_dir_are_followed_into_s3_and_the_digest(small, tmp_pa
     assert_mirrored(folder)
 
 
-@pytest.mark.parametrize("bad", ["a link out of DATA_DIR", "a link loop", "a name that is not UTF-8"])
+@pytest.mark.parametrize("bad", ["a link out of DATA_DIR", "a link loop", "a name that is not UTF-8"],
+                         ids=["link-out", "link-loop", "not-utf8"])
 def test_a_bad_link_or_name_in_a_channel_is_one_line_everywhere(small, tmp_path, bad):
     """The sync with boto3, the unchanged check without it, the channel's digest and a local job's copy all refuse
     it in the same one line, naming it."""

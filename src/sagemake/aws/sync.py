@@ -5,37 +5,59 @@ The SageMaker executor's sync_data (`make upload`, and `make train` before submi
 A file is uploaded only when its content differs from the object's (S3's
 ETag, computed locally the way S3 computes it for our part size, and kept in
 build/etags.json so an unchanged file is not read twice); objects no longer
-in the channel folder are deleted, so a job reads exactly DATA_DIR.
-The bucket must be in AWS_REGION: that is checked before anything is sent.
-A failure (after botocore's retries) stops the sync at once: the uploads
-under way end, the files not started are left, and the same command run
-again uploads only what did not arrive.
+in the channel folder are deleted, so a job reads exactly DATA_DIR. The files
+are data.files' (links inside DATA_DIR followed, as for the digest and a local
+job's copy). The bucket must be in AWS_REGION: that is checked before anything
+is sent. A failure (after botocore's retries) stops the sync at once: the
+uploads under way end, the files not started are left, and the same command
+run again uploads only what did not arrive. The progress counts the bytes
+sent, not those of the files S3 already holds.
 
-An unchanged channel costs the same few requests whatever its size. Each sync
-ends by writing the channel's manifest, s3://S3_BUCKET/S3_PREFIX/sync-manifests/
-<channel>.json, beside the channels and never inside one (a job reads every
-object under its channel's prefix): every file's key, size and ETag, and, in
-its metadata, their digest (data.summary's, the one a job records). A re-sync
-computes the folder's digest (unchanged files are not read), asks S3 for the
-manifest's metadata (HEAD) and, when the two digests are equal, lists three
-pages of PAGE keys (the first, the last and one at random) and compares them
-key by key, size and ETag, with the folder: 4 requests, not one listing page
-per 1,000 files. Anything else (no manifest, another digest, a page that
-differs) takes the full path: every key listed, only what differs uploaded,
-what is stale deleted. The manifest is deleted before the first change and
-written again last, so a sync cut off midway leaves none and the next run
-compares every key.
+Each sync that changed anything ends by writing the channel's manifest,
+s3://S3_BUCKET/S3_PREFIX/sync-manifests/<channel>.json, beside the channels
+and never inside one (a job reads every object under its channel's prefix):
+every file's key, size and ETag, and, in its metadata, their digest
+(data.summary's, the one a job records). The manifest says what S3 holds: it
+is written from what was sent (S3's answer to each single-request upload, the
+ETag that was computed for a multipart one) only after every file was checked
+again (stat: size, times, inode) and found as it was when its ETag was taken.
+A file written during the sync is sent again, for at most ROUNDS rounds; one
+that keeps changing fails the sync in one line naming it, and no manifest is
+left. The manifest is deleted before the first change and written again
+last, so a sync cut off midway leaves none and the next run compares every
+key.
+
+A re-sync's unchanged check (unchanged.py) computes the folder's digest
+(unchanged files are not read), asks S3 for the manifest's metadata (HEAD)
+and, when the two digests are equal, lists every page of the channel's prefix
+at once, PAGE keys each, each page starting after the folder's key that
+precedes it (StartAfter), the last one key longer, and compares them key by
+key, size and ETag, with the folder: 1 + ceil(files / 1,000) requests (a
+channel of 100,000 files is 101 small ones), in one round trip while there
+are at most unchanged.ASKERS pages. Anything else (no manifest, another
+digest, a page that differs) takes the full path: every key listed, only
+what differs uploaded, what is stale deleted.
+
+What the unchanged check catches: any change to the folder (a file added,
+deleted, renamed or with other content); the manifest deleted or replaced
+(another machine synced other data there); and, in S3, any object under the
+channel's prefix deleted, overwritten with other content (the same size or
+not) or added, anywhere: before the first key, between any two, after the
+last. The sync then says which object in one line and repairs S3. What it
+does not: a change made in S3 after its listing was answered; an object
+rewritten with its own content, or with other metadata only (nothing a job
+reads differs).
 
 The unchanged check waits on S3 as little as it can. When this checkout's
 last sync to the channel's manifest was of the same folder (build/synced.json
 holds the folder each manifest was last written or found matching for: a
-hint, never trusted for what S3 holds), the three pages are asked for with
-the manifest's metadata, as soon as the folder's file names are known, while
-its files are stat'ed and its digest computed: one round trip instead of two,
-and the local work hidden behind it. When the folder did change, those three
-listings were wasted; they are waited for before the first change, so that
-nothing the check sent is still under way when S3 is changed. A first sync,
-or one of another folder, sends none of them.
+hint, never trusted for what S3 holds), the pages are asked for with the
+manifest's metadata, as soon as the folder's file names are known, while its
+files are stat'ed and its digest computed: one round trip instead of two, and
+the local work hidden behind it. When the folder did change, those listings
+were wasted; they are waited for before the first change, so that nothing
+the check sent is still under way when S3 is changed. A first sync, or one
+of another folder, sends none of them.
 
 `make upload` runs the check first without boto3 (unchanged.everywhere, with
 s3read.py's signed requests), since importing boto3 and making its S3 client
@@ -43,17 +65,9 @@ take longer than the check's requests: a sync with nothing to upload never
 loads it. A channel that differs, a read without an answer, or settings that
 s3read cannot follow as boto3 would, and the sync runs as described here.
 
-What the unchanged check catches: any change to the folder (a file added,
-deleted, renamed or with other content); the manifest deleted or replaced
-(another machine synced other data there); and, in S3, the channel emptied,
-or an object deleted, overwritten or added among its first and last PAGE keys
-or after its last key; a channel of at most PAGE files is compared whole.
-What it does not: in a larger channel, an object deleted, overwritten or
-added by something other than sagemake between those pages is seen only when
-the random page falls on it (PAGE in the channel's file count, each run). To
-compare every key once, delete the manifest and sync again. Two machines
-syncing the same channel at the same moment are not supported (the last
-writer wins, as before).
+Two checkouts syncing to one prefix at the same time: the second refuses in
+one line naming the first (synclock.py: the lock beside the manifests, taken
+before the first change, deleted at the end). One after the other is fine.
 """
 
 from __future__ import annotations

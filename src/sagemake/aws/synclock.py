@@ -73,11 +73,11 @@ class SyncLock:
                 if not self.etag:
                     return
             call(self.s3.delete_object, on={**CONFLICT, **GONE}, Bucket=self.bucket, Key=self.key, IfMatch=self.etag)
-        except UserError as err:
+        except UserError:
             if kind is None:
                 raise
-            # The sync's own error is the one said; the lock left is taken over by the next sync (STALE).
-            say(f"upload: could not remove the sync lock {self.uri} ({err})")
+            # The sync's own error is the one line said; the lock left is taken over by the next sync from this host
+            # at once (this process is gone by then), from another once it is stale.
 
     def take(self) -> None:
         """Hold the lock from now until the block ends; one line naming the holder when another sync holds it. Once

@@ -1,5 +1,6 @@
-"""A re-sync's unchanged check (sync.py's module doc says what it asks and what it catches), through either of
-two readers of S3 with the same two methods (metadata, page): sync.py's, on the sync's boto3 client, and
+"""A re-sync's unchanged check (sync.py's module doc says what it asks, what it catches and what it costs: the
+manifest's metadata and every page of the channel's listing, ceil(files / PAGE) of them, in parallel), through
+either of two readers of S3 with the same two methods (metadata, page): sync.py's, on the sync's boto3 client, and
 s3read's, which needs no boto3. `make upload` runs the check first with s3read's (`everywhere`), so a sync with
 nothing to do never loads boto3; any channel that differs, or any read without an answer, and the whole sync runs
 as usual.
@@ -43,9 +44,9 @@ class Checked:
 
 def check(reads, pool: ThreadPoolExecutor, folder: Path, paths: list[Path], uri: str, cache: EtagCache,
           manifest: str, synced_before: bool) -> Checked:
-    """The unchanged check of one channel folder (`paths`: its files) against `uri`, with its manifest.
-    `synced_before`: this checkout's last sync to that manifest was of this folder, so the pages are asked for at
-    once, with the manifest's metadata."""
+    """The unchanged check of one channel folder (`paths`: its files) against `uri`, with its manifest: every page
+    of the channel's listing compared with the folder. `synced_before`: this checkout's last sync to that manifest
+    was of this folder, so the pages are asked for at once, with the manifest's metadata."""
     prefix = split(uri)[1]
     promised = pool.submit(reads.metadata, *split(manifest))
     pages = []
