@@ -18,9 +18,10 @@ s3://S3_BUCKET/S3_PREFIX/sync-manifests/<channel>.json, beside the channels
 and never inside one (a job reads every object under its channel's prefix):
 every file's key, size and ETag, and, in its metadata, their digest
 (data.summary's, the one a job records). The manifest says what S3 holds: it
-is written from what was sent (S3's answer to each single-request upload, the
-ETag that was computed for a multipart one) only after every file was checked
-again (stat: size, times, inode) and found as it was when its ETag was taken.
+is written from the ETags the files were sent under (a single-request upload
+carries its MD5, so S3 refuses bytes that are not those: BadDigest), only
+after every file was checked again (stat: size, times, inode) and found as it
+was when its ETag was taken.
 A file written during the sync is sent again, for at most ROUNDS rounds; one
 that keeps changing fails the sync in one line naming it, and no manifest is
 left. The manifest is deleted before the first change and written again
@@ -72,16 +73,18 @@ before the first change, deleted at the end). One after the other is fine.
 
 from __future__ import annotations
 
+import base64
 import json
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as ClientConfig
+from botocore.exceptions import ClientError
 
 from sagemake import data
 from sagemake.aws import unchanged
-from sagemake.aws.api import ERRORS, Progress, call, check_bucket, failure, session
+from sagemake.aws.api import ERRORS, Progress, call, check_bucket, error_code, failure, session
 from sagemake.aws.s3 import split
 from sagemake.aws.synclock import SyncLock
 from sagemake.aws.unchanged import SYNCED, Synced, manifest_uri
@@ -173,8 +176,8 @@ def sync_channel(s3, folder: Path, uri: str, cache: EtagCache, manifest: str, sy
             if lock:
                 lock.take()  # still held: no other sync took it over meanwhile
             write_manifest(s3, manifest, uri, found, data.digest(found))
-            uploaded = [key for key in sent if key[len(prefix):] in {name for name, _, _ in found}]
-            return len(uploaded), len(found) - len(uploaded), deleted, sum(sent.values())
+            uploaded = len(sent.keys() & {prefix + name for name, _, _ in found})
+            return uploaded, len(found) - uploaded, deleted, sum(sent.values())
         if attempt + 1 < ROUNDS:
             say(f"upload: {moved[0]} changed while it was uploaded: sending it again")
     raise UserError(f"a file changed while it was uploaded: {moved[0]}; run make upload again when nothing writes to "
@@ -192,14 +195,19 @@ def send(s3, folder: Path, uri: str, found: list[tuple[str, int, str]], remote: 
         path = folder / key[len(prefix):]
         try:
             if size < PART:  # one request: lighter than a transfer manager for the many small files
-                with path.open("rb") as body:
-                    remote[key] = s3.put_object(Bucket=bucket, Key=key, Body=body)["ETag"].strip('"')
+                with path.open("rb") as body:  # S3 refuses bytes whose MD5 is not the ETag taken (BadDigest)
+                    s3.put_object(Bucket=bucket, Key=key, Body=body,
+                                  ContentMD5=base64.b64encode(bytes.fromhex(tag)).decode())
                 progress(size)
-            else:  # S3's answer has no ETag here: the re-check of the file after the transfer tells
+            else:
                 s3.upload_file(str(path), bucket, key, Config=TRANSFER, Callback=progress)
-                remote[key] = tag
         except FileNotFoundError:  # deleted since it was listed: the next round deletes its object
             return 0
+        except ClientError as err:
+            if error_code(err) != "BadDigest":
+                raise
+            return 0  # written while it was read: the re-check after the transfer sends it again
+        remote[key] = tag  # what S3 holds, as long as the re-check finds the file as its ETag was taken
         return size
 
     with ThreadPoolExecutor(WORKERS) as pool:
