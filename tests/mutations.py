@@ -167,9 +167,50 @@ MUTATIONS = {
     "the best trial not marked in make jobs": (
         "src/sagemake/targets/jobs.py", '(" *" if row[0] in best else "")', '""',
         "tests/aws/test_aws_jobs.py -k follows_its_trials"),
-    "a small channel trusted without its page": (
-        "src/sagemake/aws/unchanged.py", "starts = [0] if count <= PAGE else", "starts = [] if count <= PAGE else",
-        "tests/aws/test_sync.py -k deleted_in_s3"),
+    "the unchanged check skips every other page": (
+        "src/sagemake/aws/unchanged.py", "for start in range(0, max(count, 1), PAGE)]",
+        "for start in range(0, max(count, 1), 2 * PAGE)]", "tests/aws/test_sync.py -k middle-deleted"),
+    "the unchanged check blind after the last key": (
+        "src/sagemake/aws/unchanged.py", "        last = start + PAGE >= count", "        last = False",
+        "tests/aws/test_sync.py -k after-added"),
+    "the manifest written without re-checking what was sent": (
+        "src/sagemake/aws/sync.py", "if remote.get(prefix + name) != tag or not cache.holds(folder / name, tag)]",
+        "if False]", "tests/aws/test_sync.py -k held"),
+    "a file changed during the sync not sent again": (
+        "src/sagemake/aws/sync.py", "ROUNDS = 3 ", "ROUNDS = 1 ", "tests/aws/test_sync.py -k held"),
+    "the progress counts unchanged files": (
+        "src/sagemake/aws/sync.py", " for name, size, tag in found if remote.get(prefix + name) != tag]",
+        " for name, size, tag in found]", "tests/aws/test_sync.py -k progress"),
+    "a link out of DATA_DIR followed": (
+        "src/sagemake/data.py", "if not any(Path(target).is_relative_to(root) for root in allowed):", "if False:",
+        "tests/aws/test_sync.py -k link-out"),
+    "a link loop walked": (
+        "src/sagemake/data.py", "if target is None or target in above:", "if target is None:",
+        "tests/aws/test_sync.py -k link-loop"),
+    "a name that is not UTF-8 as a traceback": (
+        "src/sagemake/data.py", "entry.name.encode()", 'entry.name.encode(errors="surrogateescape")',
+        "tests/aws/test_sync.py -k not-utf8"),
+    "a linked folder left out of the channel": (
+        "src/sagemake/data.py", "                    if os.path.isdir(target):", "                    if False:",
+        "tests/local/test_local.py -k behind_a_link"),
+    "the local channel copy not of data.files": (
+        "src/sagemake/executors/local/channels.py", "    for path in files(source):",
+        '    for path in (p for p in source.rglob("*") if p.is_file()):', "tests/local/test_local.py -k behind_a_link"),
+    "no sync lock": (
+        "src/sagemake/aws/sync.py", "    if lock:\n        lock.take()\n    if checked.recorded:",
+        "    if checked.recorded:", "tests/aws/test_sync_lock.py -k second_checkout"),
+    "a stale sync lock never taken over": (
+        "src/sagemake/aws/synclock.py", "            elif stale(*held):", "            elif False:",
+        "tests/aws/test_sync_lock.py -k taken_over"),
+    "a lock left on this host by a process gone kept": (
+        "src/sagemake/aws/synclock.py", "        except ProcessLookupError:\n            return True",
+        "        except ProcessLookupError:\n            return False", "tests/aws/test_sync_lock.py -k this_host"),
+    "the sync lock left after Ctrl-C or SIGTERM": (
+        "src/sagemake/aws/synclock.py", "        if self.lost or not self.tried:\n            return",
+        "        if True:\n            return", "tests/aws/test_sync_lock.py -k ctrl_c"),
+    "a sync lock taken over unnoticed": (
+        "src/sagemake/aws/synclock.py", "        if self.lost:\n            raise UserError(",
+        "        if False:\n            raise UserError(", "tests/aws/test_sync_lock.py -k writes_no_manifest"),
     "the signing key without its prefix": (
         "src/sagemake/aws/s3read.py", 'key = f"AWS4{secret}".encode()', 'key = secret.encode()',
         "tests/aws/test_s3read.py -k signed"),

@@ -169,7 +169,8 @@ def test_an_upload_cut_off_midway_says_so_in_one_line_and_resumes(aws, checkout,
     make_bucket()
     upload = commands(checkout)["upload"]
     attempts = 2
-    # The two reads of the check without boto3, two listings, then 60 requests through; then the network is down.
+    # The two reads of the check without boto3, then boto3's region, manifest, lock and listing, then about 60
+    # requests through; then the network is down.
     with FaultProxy(aws, kinds=NETWORK_DOWN, fail_after=64) as proxy:
         env = command_env(data, tmp_path, proxy.url, AWS_MAX_ATTEMPTS=str(attempts))
         cut = subprocess.run(upload, cwd=checkout, env=env, capture_output=True, text=True, timeout=120)

@@ -246,13 +246,13 @@ def test_make_upload_env_prod_shows_its_progress(aws, tmp_path):
     assert f"==> upload: train: 3 uploaded (0.3 MB), 0 unchanged, 0 deleted -> {uri}/train/" in lines
     assert "%" not in result.stderr  # not a terminal: no line rewritten in place
 
-    # On a terminal the line is rewritten in place as the bytes go (the unchanged files count as they are checked).
+    # On a terminal the line is rewritten in place as the bytes go, of what is sent only (not the unchanged files).
     # One file of each channel changes, or the re-sync would find its manifest true and move nothing.
     for channel, size in (("train", 100_000), ("validation", 200_000)):
         (tmp_path / "data" / channel / "part-0.csv").write_bytes(os.urandom(size))
     status, shown = on_a_terminal(["make", "-s", "upload"], environment({}, tmp_path))
     assert status == 0, shown
-    for channel, size in (("train", "0.3 MB"), ("validation", "0.2 MB")):
+    for channel, size in (("train", "0.1 MB"), ("validation", "0.2 MB")):
         assert f"\r==> upload {uri}/{channel}/: 100% of {size}" in shown
         assert f"\r==> upload {uri}/{channel}/: {size} done\r\n" in shown
 

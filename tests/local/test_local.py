@@ -466,6 +466,22 @@ def test_a_job_that_writes_into_its_input_spoils_nothing(setup, capfd):
         assert "the job wrote into its input channel train" in capfd.readouterr().err
 
 
+def test_a_change_behind_a_link_in_a_channel_reaches_the_next_job(setup):
+    """A folder linked into the channel from elsewhere in DATA_DIR is in the job's copy, as in the channel's digest
+    and in S3: a change behind the link is a new digest, so the next job reads the new content."""
+    jobs, runtime, request = setup
+    shared = jobs.config.root / "my data/.shared"
+    shared.mkdir()
+    (shared / "more.csv").write_text("x,y\n5,0\n")
+    (jobs.config.root / "my data/train/more").symlink_to(shared)
+    jobs.run(request("before"), runtime, 5)
+    (shared / "more.csv").write_text("x,y\n6,1\n")
+    jobs.run(request("after"), runtime, 5)
+    for name, rows in (("before", "x,y\n5,0\n"), ("after", "x,y\n6,1\n")):
+        assert (jobs.folder(name) / "ml/input/data/train/more/more.csv").read_text() == rows
+    assert jobs.describe("before")["LocalChannels"] != jobs.describe("after")["LocalChannels"]
+
+
 def test_clean_jobs_keeps_the_newest_and_the_running_and_their_data(setup, started, capfd):
     jobs, runtime, request = setup
     rows = jobs.config.root / "my data/train/rows.csv"

@@ -1,6 +1,6 @@
-"""The three S3 reads of a re-sync's unchanged check, without boto3: importing boto3 and making an S3 client
-take longer (about half a second) than the check's own requests, so `make upload` with nothing changed asks S3
-here (unchanged.everywhere).
+"""The S3 reads of a re-sync's unchanged check (the bucket's region, the manifest's metadata, the listing's
+pages), without boto3: importing boto3 and making an S3 client take longer (about half a second) than the check's
+own requests, so `make upload` with nothing changed asks S3 here (unchanged.everywhere).
 
 Requests are signed with Signature Version 4 from the keys in the environment (AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN, which boto3's chain takes before any profile) and sent with

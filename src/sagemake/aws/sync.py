@@ -5,37 +5,60 @@ The SageMaker executor's sync_data (`make upload`, and `make train` before submi
 A file is uploaded only when its content differs from the object's (S3's
 ETag, computed locally the way S3 computes it for our part size, and kept in
 build/etags.json so an unchanged file is not read twice); objects no longer
-in the channel folder are deleted, so a job reads exactly DATA_DIR.
-The bucket must be in AWS_REGION: that is checked before anything is sent.
-A failure (after botocore's retries) stops the sync at once: the uploads
-under way end, the files not started are left, and the same command run
-again uploads only what did not arrive.
+in the channel folder are deleted, so a job reads exactly DATA_DIR. The files
+are data.files' (links inside DATA_DIR followed, as for the digest and a local
+job's copy). The bucket must be in AWS_REGION: that is checked before anything
+is sent. A failure (after botocore's retries) stops the sync at once: the
+uploads under way end, the files not started are left, and the same command
+run again uploads only what did not arrive. The progress counts the bytes
+sent, not those of the files S3 already holds.
 
-An unchanged channel costs the same few requests whatever its size. Each sync
-ends by writing the channel's manifest, s3://S3_BUCKET/S3_PREFIX/sync-manifests/
-<channel>.json, beside the channels and never inside one (a job reads every
-object under its channel's prefix): every file's key, size and ETag, and, in
-its metadata, their digest (data.summary's, the one a job records). A re-sync
-computes the folder's digest (unchanged files are not read), asks S3 for the
-manifest's metadata (HEAD) and, when the two digests are equal, lists three
-pages of PAGE keys (the first, the last and one at random) and compares them
-key by key, size and ETag, with the folder: 4 requests, not one listing page
-per 1,000 files. Anything else (no manifest, another digest, a page that
-differs) takes the full path: every key listed, only what differs uploaded,
-what is stale deleted. The manifest is deleted before the first change and
-written again last, so a sync cut off midway leaves none and the next run
-compares every key.
+Each sync that changed anything ends by writing the channel's manifest,
+s3://S3_BUCKET/S3_PREFIX/sync-manifests/<channel>.json, beside the channels
+and never inside one (a job reads every object under its channel's prefix):
+every file's key, size and ETag, and, in its metadata, their digest
+(data.summary's, the one a job records). The manifest says what S3 holds: it
+is written from the ETags the files were sent under (a single-request upload
+carries its MD5, so S3 refuses bytes that are not those: BadDigest), only
+after every file was checked again (stat: size, times, inode) and found as it
+was when its ETag was taken.
+A file written during the sync is sent again, for at most ROUNDS rounds; one
+that keeps changing fails the sync in one line naming it, and no manifest is
+left. The manifest is deleted before the first change and written again
+last, so a sync cut off midway leaves none and the next run compares every
+key.
+
+A re-sync's unchanged check (unchanged.py) computes the folder's digest
+(unchanged files are not read), asks S3 for the manifest's metadata (HEAD)
+and, when the two digests are equal, lists every page of the channel's prefix
+at once, PAGE keys each, each page starting after the folder's key that
+precedes it (StartAfter), the last one key longer, and compares them key by
+key, size and ETag, with the folder: 1 + ceil(files / 1,000) requests (a
+channel of 100,000 files is 101 small ones), in one round trip while there
+are at most unchanged.ASKERS pages. Anything else (no manifest, another
+digest, a page that differs) takes the full path: every key listed, only
+what differs uploaded, what is stale deleted.
+
+What the unchanged check catches: any change to the folder (a file added,
+deleted, renamed or with other content); the manifest deleted or replaced
+(another machine synced other data there); and, in S3, any object under the
+channel's prefix deleted, overwritten with other content (the same size or
+not) or added, anywhere: before the first key, between any two, after the
+last. The sync then says which object in one line and repairs S3. What it
+does not: a change made in S3 after its listing was answered; an object
+rewritten with its own content, or with other metadata only (nothing a job
+reads differs).
 
 The unchanged check waits on S3 as little as it can. When this checkout's
 last sync to the channel's manifest was of the same folder (build/synced.json
 holds the folder each manifest was last written or found matching for: a
-hint, never trusted for what S3 holds), the three pages are asked for with
-the manifest's metadata, as soon as the folder's file names are known, while
-its files are stat'ed and its digest computed: one round trip instead of two,
-and the local work hidden behind it. When the folder did change, those three
-listings were wasted; they are waited for before the first change, so that
-nothing the check sent is still under way when S3 is changed. A first sync,
-or one of another folder, sends none of them.
+hint, never trusted for what S3 holds), the pages are asked for with the
+manifest's metadata, as soon as the folder's file names are known, while its
+files are stat'ed and its digest computed: one round trip instead of two, and
+the local work hidden behind it. When the folder did change, those listings
+were wasted; they are waited for before the first change, so that nothing
+the check sent is still under way when S3 is changed. A first sync, or one
+of another folder, sends none of them.
 
 `make upload` runs the check first without boto3 (unchanged.everywhere, with
 s3read.py's signed requests), since importing boto3 and making its S3 client
@@ -43,38 +66,34 @@ take longer than the check's requests: a sync with nothing to upload never
 loads it. A channel that differs, a read without an answer, or settings that
 s3read cannot follow as boto3 would, and the sync runs as described here.
 
-What the unchanged check catches: any change to the folder (a file added,
-deleted, renamed or with other content); the manifest deleted or replaced
-(another machine synced other data there); and, in S3, the channel emptied,
-or an object deleted, overwritten or added among its first and last PAGE keys
-or after its last key; a channel of at most PAGE files is compared whole.
-What it does not: in a larger channel, an object deleted, overwritten or
-added by something other than sagemake between those pages is seen only when
-the random page falls on it (PAGE in the channel's file count, each run). To
-compare every key once, delete the manifest and sync again. Two machines
-syncing the same channel at the same moment are not supported (the last
-writer wins, as before).
+Two checkouts syncing to one prefix at the same time: the second refuses in
+one line naming the first (synclock.py: the lock beside the manifests, taken
+before the first change, deleted at the end). One after the other is fine.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as ClientConfig
+from botocore.exceptions import ClientError
 
 from sagemake import data
 from sagemake.aws import unchanged
-from sagemake.aws.api import ERRORS, Progress, call, check_bucket, failure, session
+from sagemake.aws.api import ERRORS, Progress, call, check_bucket, error_code, failure, session
 from sagemake.aws.s3 import split
+from sagemake.aws.synclock import SyncLock
 from sagemake.aws.unchanged import SYNCED, Synced, manifest_uri
-from sagemake.cli import say
+from sagemake.cli import UserError, say
 from sagemake.config import Config, channel_uri
 from sagemake.data import CACHE, PART, EtagCache, channels
 
 WORKERS = 16
+ROUNDS = 3  # sends of a channel's changed files before one that keeps changing fails the sync
 TRANSFER = TransferConfig(multipart_threshold=PART, multipart_chunksize=PART, max_concurrency=4)
 
 
@@ -113,15 +132,16 @@ def write_manifest(s3, uri: str, channel_uri: str, found: list[tuple[str, int, s
          ContentType="application/json", Metadata={unchanged.DIGEST: digest})
 
 
-def sync_channel(s3, folder: Path, uri: str, cache: EtagCache, manifest: str,
-                 synced_before: bool = False) -> tuple[int, int, int, int]:
+def sync_channel(s3, folder: Path, uri: str, cache: EtagCache, manifest: str, synced_before: bool = False,
+                 lock: SyncLock | None = None) -> tuple[int, int, int, int]:
     """(uploaded, unchanged, deleted, bytes uploaded) for one channel folder, with its manifest at `manifest` (an
     S3 URI): an unchanged folder costs a few requests (the module's doc says which), a changed one ends with a new
-    manifest. `synced_before`: this checkout's last sync to that manifest was of this folder, so the unchanged
-    check's pages are asked for at once, with the manifest's metadata."""
+    manifest of what S3 holds. `synced_before`: this checkout's last sync to that manifest was of this folder, so
+    the unchanged check's pages are asked for at once, with the manifest's metadata. `lock`: taken before the first
+    change to S3."""
     bucket, prefix = split(uri)
     paths = data.files(folder)
-    ask = ThreadPoolExecutor(4)
+    ask = ThreadPoolExecutor(unchanged.ASKERS)
     try:
         checked = unchanged.check(Reads(s3), ask, folder, paths, uri, cache, manifest, synced_before)
         if checked.unchanged:
@@ -132,30 +152,66 @@ def sync_channel(s3, folder: Path, uri: str, cache: EtagCache, manifest: str,
         wait([page for _, page in checked.pages])
     finally:
         ask.shutdown(wait=False, cancel_futures=True)  # after a failure: no waiting on the pages left
+    if lock:
+        lock.take()
     if checked.recorded:
         call(s3.delete_object, Bucket=bucket, Key=split(manifest)[1])  # a sync cut off midway leaves no manifest
     remote = call(remote_etags, s3=s3, bucket=bucket, prefix=prefix)
-    files = {prefix + p.relative_to(folder).as_posix(): p for p in paths}
-    progress = Progress(f"upload {uri}", sum(p.stat().st_size for p in files.values()))
+    found, sent, deleted = checked.found, {}, 0
+    for attempt in range(ROUNDS):
+        if attempt:  # what changed is read again; an unchanged file is only stat'ed
+            found = data.contents(folder, data.files(folder), cache)
+        sent.update(send(s3, folder, uri, found, remote))
+        stale = sorted(set(remote) - {prefix + name for name, _, _ in found})
+        for start in range(0, len(stale), 1000):
+            call(s3.delete_objects, Bucket=bucket,
+                 Delete={"Objects": [{"Key": key} for key in stale[start:start + 1000]], "Quiet": True})
+        for key in stale:
+            del remote[key]
+        deleted += len(stale)
+        # S3 holds what the manifest will say only if each file still is what its ETag was taken from.
+        moved = [folder / name for name, _, tag in found
+                 if remote.get(prefix + name) != tag or not cache.holds(folder / name, tag)]
+        if not moved:
+            if lock:
+                lock.take()  # still held: no other sync took it over meanwhile
+            write_manifest(s3, manifest, uri, found, data.digest(found))
+            uploaded = len(sent.keys() & {prefix + name for name, _, _ in found})
+            return uploaded, len(found) - uploaded, deleted, sum(sent.values())
+        if attempt + 1 < ROUNDS:
+            say(f"upload: {moved[0]} changed while it was uploaded: sending it again")
+    raise UserError(f"a file changed while it was uploaded: {moved[0]}; run make upload again when nothing writes to "
+                    f"DATA_DIR")
 
-    def put(key: str) -> int:
-        """Upload the file unless S3 has the same content; returns the bytes sent."""
-        path = files[key]
-        size = path.stat().st_size
-        if key in remote and remote[key] == cache.etag(path):
-            progress(size)
-            return -1
-        if size < PART:  # one request: lighter than a transfer manager for the many small files
-            with path.open("rb") as body:
-                s3.put_object(Bucket=bucket, Key=key, Body=body)
-            cache.etag(path)  # the file is read again from the page cache, and S3 now has this ETag
-            progress(size)
-        else:
-            s3.upload_file(str(path), bucket, key, Config=TRANSFER, Callback=progress)
+
+def send(s3, folder: Path, uri: str, found: list[tuple[str, int, str]], remote: dict[str, str]) -> dict[str, int]:
+    """Upload each file of `found` whose ETag S3 does not hold (`remote`: {key: ETag}, updated with what S3 holds
+    after each upload); {key: bytes sent}. The progress counts only what is sent."""
+    bucket, prefix = split(uri)
+    todo = [(prefix + name, size, tag) for name, size, tag in found if remote.get(prefix + name) != tag]
+    progress = Progress(f"upload {uri}", sum(size for _, size, _ in todo))
+
+    def put(key: str, size: int, tag: str) -> int:
+        path = folder / key[len(prefix):]
+        try:
+            if size < PART:  # one request: lighter than a transfer manager for the many small files
+                with path.open("rb") as body:  # S3 refuses bytes whose MD5 is not the ETag taken (BadDigest)
+                    s3.put_object(Bucket=bucket, Key=key, Body=body,
+                                  ContentMD5=base64.b64encode(bytes.fromhex(tag)).decode())
+                progress(size)
+            else:
+                s3.upload_file(str(path), bucket, key, Config=TRANSFER, Callback=progress)
+        except FileNotFoundError:  # deleted since it was listed: the next round deletes its object
+            return 0
+        except ClientError as err:
+            if error_code(err) != "BadDigest":
+                raise
+            return 0  # written while it was read: the re-check after the transfer sends it again
+        remote[key] = tag  # what S3 holds, as long as the re-check finds the file as its ETag was taken
         return size
 
     with ThreadPoolExecutor(WORKERS) as pool:
-        futures = [pool.submit(put, key) for key in files]
+        futures = {pool.submit(put, *item): item[0] for item in todo}
         try:
             wait(futures, return_when=FIRST_EXCEPTION)
         finally:  # after a failure or Ctrl-C, the files not started yet are left for a re-run
@@ -164,16 +220,8 @@ def sync_channel(s3, folder: Path, uri: str, cache: EtagCache, manifest: str,
     failed = next((f.exception() for f in futures if not f.cancelled() and f.exception()), None)
     if failed is not None:
         raise failure(failed) if isinstance(failed, ERRORS) else failed
-    sent = [future.result() for future in futures]
     progress.done()
-    stale = sorted(set(remote) - set(files))
-    for start in range(0, len(stale), 1000):
-        call(s3.delete_objects, Bucket=bucket,
-             Delete={"Objects": [{"Key": key} for key in stale[start:start + 1000]], "Quiet": True})
-    found = data.contents(folder, paths, cache)  # last: S3 now holds exactly the folder (every ETag is cached)
-    write_manifest(s3, manifest, uri, found, data.digest(found))
-    uploaded = [size for size in sent if size >= 0]
-    return len(uploaded), len(sent) - len(uploaded), len(stale), sum(uploaded)
+    return {key: future.result() for future, key in futures.items()}
 
 
 def sync(config: Config, aws=None) -> dict[str, tuple[int, int, int, int]]:
@@ -184,14 +232,14 @@ def sync(config: Config, aws=None) -> dict[str, tuple[int, int, int, int]]:
     cache = EtagCache(config.root / CACHE)
     synced = Synced(config.root / SYNCED)
     results = {}
-    for channel, folder in found.items():
-        uri, manifest = channel_uri(config, channel), manifest_uri(config, channel)
-        try:
-            results[channel] = sync_channel(s3, folder, uri, cache, manifest,
-                                            synced_before=synced.folders.get(manifest) == str(folder))
-        finally:
-            cache.save()
-        synced.add(manifest, folder)
-        unchanged.report(channel, results[channel], uri)
+    with SyncLock(s3, config) as lock:  # taken before the first change, if there is one
+        for channel, folder in found.items():
+            uri, manifest = channel_uri(config, channel), manifest_uri(config, channel)
+            try:
+                results[channel] = sync_channel(s3, folder, uri, cache, manifest,
+                                                synced_before=synced.folders.get(manifest) == str(folder), lock=lock)
+            finally:
+                cache.save()
+            synced.add(manifest, folder)
+            unchanged.report(channel, results[channel], uri)
     return results
-

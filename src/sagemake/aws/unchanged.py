@@ -1,5 +1,6 @@
-"""A re-sync's unchanged check (sync.py's module doc says what it asks and what it catches), through either of
-two readers of S3 with the same two methods (metadata, page): sync.py's, on the sync's boto3 client, and
+"""A re-sync's unchanged check (sync.py's module doc says what it asks, what it catches and what it costs: the
+manifest's metadata and every page of the channel's listing, ceil(files / PAGE) of them, in parallel), through
+either of two readers of S3 with the same two methods (metadata, page): sync.py's, on the sync's boto3 client, and
 s3read's, which needs no boto3. `make upload` runs the check first with s3read's (`everywhere`), so a sync with
 nothing to do never loads boto3; any channel that differs, or any read without an answer, and the whole sync runs
 as usual.
@@ -7,7 +8,6 @@ as usual.
 
 from __future__ import annotations
 
-import random
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import zip_longest
@@ -22,11 +22,9 @@ from sagemake.data import CACHE, EtagCache, channels
 
 MANIFESTS = "sync-manifests"  # s3://S3_BUCKET/S3_PREFIX/sync-manifests/<channel>.json
 DIGEST = "sagemake-digest"  # the manifest's metadata (x-amz-meta-sagemake-digest): the channel's digest
-PAGE = 100  # keys in each page the unchanged check lists
+PAGE = 1000  # keys in each page the unchanged check lists: S3's most in one ListObjectsV2 answer
+ASKERS = 16  # pages asked for at once
 SYNCED = "build/synced.json"  # {manifest: the folder this checkout's last sync to it was of}: pages at once
-chance = random.Random()  # where the unchanged check's third page falls
-
-
 
 def manifest_uri(config: Config, channel: str) -> str:
     return s3_uri(config, MANIFESTS, f"{channel}.json")
@@ -46,9 +44,9 @@ class Checked:
 
 def check(reads, pool: ThreadPoolExecutor, folder: Path, paths: list[Path], uri: str, cache: EtagCache,
           manifest: str, synced_before: bool) -> Checked:
-    """The unchanged check of one channel folder (`paths`: its files) against `uri`, with its manifest.
-    `synced_before`: this checkout's last sync to that manifest was of this folder, so the pages are asked for at
-    once, with the manifest's metadata."""
+    """The unchanged check of one channel folder (`paths`: its files) against `uri`, with its manifest: every page
+    of the channel's listing compared with the folder. `synced_before`: this checkout's last sync to that manifest
+    was of this folder, so the pages are asked for at once, with the manifest's metadata."""
     prefix = split(uri)[1]
     promised = pool.submit(reads.metadata, *split(manifest))
     pages = []
@@ -66,18 +64,18 @@ def check(reads, pool: ThreadPoolExecutor, folder: Path, paths: list[Path], uri:
 
 
 def ask_pages(reads, pool: ThreadPoolExecutor, uri: str, keys: list[str]) -> list[tuple[int, Future]]:
-    """The pages the unchanged check lists, asked for in parallel: (index of its first key in `keys`, the future of
-    its (key, size, ETag) list). `keys`: the folder's, in S3's order. Three requests (one for a channel of at most
-    PAGE files, compared whole)."""
+    """Every page of the channel's listing, asked for in parallel: (index of its first key in `keys`, the future of
+    its (key, size, ETag) list). `keys`: the folder's, in S3's order; each page starts after the key that precedes
+    it there, so together they cover every key S3 could hold under the prefix: ceil(len(keys) / PAGE) requests,
+    one round trip while there are at most ASKERS of them."""
     bucket, prefix = split(uri)
     count = len(keys)
-    starts = [0] if count <= PAGE else [0, chance.randrange(count - PAGE + 1), count - PAGE]
 
     def listed(start: int) -> list[tuple[str, int, str]]:
         last = start + PAGE >= count  # the last page also shows anything after the last key
         return reads.page(bucket, prefix, PAGE + last, keys[start - 1] if start else "")
 
-    return [(start, pool.submit(listed, start)) for start in starts]
+    return [(start, pool.submit(listed, start)) for start in range(0, max(count, 1), PAGE)]
 
 
 def pages_differ(uri: str, pages: list[tuple[int, Future]], found: list[tuple[str, int, str]]) -> str | None:
@@ -104,7 +102,7 @@ def everywhere(config: Config) -> bool:
         return False
     cache, synced = EtagCache(config.root / CACHE), Synced(config.root / SYNCED)
     counts = {}
-    with ThreadPoolExecutor(4) as pool:
+    with ThreadPoolExecutor(ASKERS) as pool:
         try:
             region = pool.submit(reads.region_of, config["S3_BUCKET"])
             for channel, folder in channels(config).items():

@@ -3,7 +3,10 @@
 A local job reads a channel from JOBS_DIR/.channels/<digest>/, a copy of its
 DATA_DIR folder made the first time that content is trained on (the digest is
 data.summary's: every file's path, size and content), with its files and
-folders made read-only. Ten runs on a 500 MB channel cost 500 MB, not 5 GB,
+folders made read-only. The copy holds exactly the files the digest covers and
+the sync sends to S3 (data.files: links inside DATA_DIR followed, as files and
+folders of their own), so a change behind a link is a new digest and a new
+copy, and a job reads locally what it would read on SageMaker. Ten runs on a 500 MB channel cost 500 MB, not 5 GB,
 and editing DATA_DIR during a job changes nothing the job sees. The container
 runtime mounts the copy read-only; the process runtime links to it. Since a
 process running as root ignores file modes, each copy is checked after a job
@@ -21,6 +24,8 @@ import sys
 import threading
 from pathlib import Path
 
+from sagemake.data import files
+
 SHARED = ".channels"  # under JOBS_DIR
 SET_ASIDE = ".changed-"  # a copy a job wrote into, kept until `make clean-jobs`
 
@@ -36,7 +41,12 @@ def shared_copy(jobs_dir: Path, source: Path, digest: str) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
-    shutil.copytree(source, partial)
+    partial.mkdir()
+    base = len(str(source)) + 1
+    for path in files(source):  # the files its digest covers, links followed as the digest and the sync follow them
+        copied = partial / str(path)[base:]
+        copied.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, copied)
     for path in (*partial.rglob("*"), partial):
         path.chmod(0o555 if path.is_dir() else 0o444)
     _stamp_file(target).write_text(json.dumps(fingerprint(partial)))  # the same for the same content
