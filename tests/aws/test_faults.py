@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import tarfile
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from botocore.config import Config as ClientConfig
@@ -233,3 +234,59 @@ def test_a_transfer_that_fails_is_one_line_too(aws, checkout, data, tmp_path, mo
         with pytest.raises(cloud.AwsUnavailable, match=r"^AWS PutObject failed 1 time \(InternalError: "):
             cloud.upload_code(cloud.session(config), checkout, f"s3://train-bucket/{key}")
     assert proxy.broken == {"500": 1}
+
+
+def test_every_call_gets_its_attempts_however_many_failed_before(aws, checkout, data, tmp_path, monkeypatch):
+    """botocore's standard mode shares a retry quota per client (500 tokens, 14 a retry): 60 failing calls drain
+    it, and from then on a call is tried once. sagemake's retry settings give every call its AWS_MAX_ATTEMPTS."""
+    config = prod_config(checkout, data, tmp_path)
+    make_bucket()
+    calls, attempts = 60, 2
+    with FaultProxy(aws, rate=1.0, kinds=("500",)) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        for name in cloud.RETRIES:
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", str(attempts))
+        s3 = cloud.session(config).client("s3")
+        tried = []
+
+        def put(key: str) -> None:
+            with pytest.raises(cloud.AwsError) as failed:
+                cloud.call(s3.put_object, Bucket="train-bucket", Key=key, Body=b"x")
+            tried.append(str(failed.value))
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(put, [f"k{i}" for i in range(calls)]))
+    assert proxy.broken == {"500": calls * attempts}
+    assert tried == [f"AWS PutObject failed {attempts} times (InternalError: We encountered an internal error. "
+                     "Please try again.): AWS is failing or throttling: run the same command again later"] * calls
+
+
+# --- each command of the prod path through a faulty network, with the answer to its create lost ---
+
+BACKOFF_SCALE = 10  # the commands wait a tenth of botocore's backoff between attempts: the attempts are the same
+
+
+@pytest.fixture(scope="module")
+def quick_backoff(tmp_path_factory) -> str:
+    """A folder for the commands' PYTHONPATH whose sitecustomize makes botocore wait a tenth of its backoff
+    between two attempts (its retry decisions are untouched): at 50 % a command's waits take seconds, not minutes."""
+    folder = tmp_path_factory.mktemp("quick-backoff")
+    (folder / "sitecustomize.py").write_text(
+        "import time, types\nimport botocore.endpoint\n"
+        f"botocore.endpoint.time = types.SimpleNamespace(sleep=lambda s: time.sleep(s / {BACKOFF_SCALE}))\n")
+    return str(folder)
+
+
+def test_the_upload_ends_whole_when_half_the_requests_fail(aws, checkout, data, tmp_path, quick_backoff):
+    """Retries hold: 200 files and their listings, each request failing half the time, every call with its
+    attempts (16 here: at 8, one call in 256 fails all of them, and a 200-file sync then ends in one line)."""
+    make_bucket()
+    with FaultProxy(aws, rate=0.5, seed=17, slow_seconds=0.2) as proxy:
+        env = command_env(data, tmp_path, proxy.url, AWS_MAX_ATTEMPTS="16", PYTHONPATH=quick_backoff)
+        done = subprocess.run(commands(checkout)["upload"], cwd=checkout, env=env, capture_output=True, text=True,
+                              timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"upload: train: {FILES} uploaded" in done.stderr and "Traceback" not in done.stderr
+    assert proxy.broken_total > FILES / 2 and set(proxy.broken) == set(KINDS), proxy.broken
+    assert_mirrored(data)
