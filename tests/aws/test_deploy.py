@@ -217,3 +217,35 @@ def test_an_interrupted_deploy_records_what_it_made_and_says_how_to_finish_or_un
     endpoints(config, executor(config))
     assert "deploy interrupted (InService)" in capsys.readouterr().out
     monkeypatch.undo()
+
+
+@pytest.mark.parametrize("fault", ["CreateEndpoint", "POST /endpoints/sagemake-example/invocations"],
+                         ids=["lost create", "smoke request"])
+def test_a_deploy_that_fails_midway_leaves_nothing_no_record_knows(prod, aws, monkeypatch, capsys, fault):
+    """The answer to CreateEndpoint lost (the endpoint made) with no attempt left, or the smoke request failing once
+    the endpoint serves: the command ends in one line, and the record names the endpoint, its configuration and
+    model, so `make endpoints` shows them and `make undeploy` finds them."""
+    from faultproxy import FaultProxy
+
+    from sagemake.aws.api import AwsUnavailable
+
+    config, _, _ = prod
+    with FaultProxy(aws, once={fault: "closed"}) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+        with pytest.raises(AwsUnavailable):
+            deploy(config, executor(config), JOBS[0])
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws)
+    assert proxy.once == {}  # the fault happened
+    sagemaker = client("sagemaker")
+    served = sagemaker.describe_endpoint(EndpointName="sagemake-example")["EndpointConfigName"]
+    (entry,) = history(config)
+    assert entry["event"] == ("deploy failed" if fault == "CreateEndpoint" else "deploy")
+    assert (entry["endpoint"], entry["endpoint_config"], entry["model"], entry["job"]) == \
+        ("sagemake-example", served, JOBS[0], JOBS[0])
+    if fault == "CreateEndpoint":
+        assert ("endpoint sagemake-example: failed; what SageMaker was asked goes on (billed once InService): `make "
+                f"endpoints ENV=prod` shows it, `make deploy ENV=prod JOB={JOBS[0]}` finishes it, `make undeploy "
+                "ENV=prod` removes it") in capsys.readouterr().err
+    undeploy(config, executor(config))
+    assert sagemaker.list_endpoints()["Endpoints"] == [] and sagemaker.list_endpoint_configs()["EndpointConfigs"] == []

@@ -63,8 +63,8 @@ class AwsUnavailable(AwsError):
 
 def session(config: Config) -> boto3.Session:
     """The standard chain's session. Every call retries transient faults with backoff (botocore's legacy mode,
-    8 attempts each, no shared quota) unless AWS_RETRY_MODE or AWS_MAX_ATTEMPTS say otherwise; a call that still fails on the network
-    raises AwsUnavailable, from whichever client, thread or transfer it came."""
+    8 attempts each, no shared quota) unless AWS_RETRY_MODE or AWS_MAX_ATTEMPTS say otherwise; a call that still
+    fails on the network raises AwsUnavailable, from whichever client, thread or transfer it came."""
     for name, value in RETRIES.items():
         os.environ.setdefault(name, value)
     try:

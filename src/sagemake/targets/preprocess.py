@@ -154,12 +154,15 @@ def install(config: Config, place, request: dict, data: Path, stamp: dict) -> No
     staging = data / STAGING
     remove(staging)
     staging.mkdir(parents=True)
-    for channel in CHANNELS:
-        place.download(request, channel, staging / channel)
-        if not raw_files(staging / channel):
-            remove(staging)
-            raise ProcessingFailed(f"processing {request['ProcessingJobName']} wrote nothing to its output "
-                                   f"{channel}: {STEP} must write /opt/ml/processing/output/{channel}/")
+    try:  # a download that fails (the network, Ctrl-C) leaves no staging behind
+        for channel in CHANNELS:
+            place.download(request, channel, staging / channel)
+            if not raw_files(staging / channel):
+                raise ProcessingFailed(f"processing {request['ProcessingJobName']} wrote nothing to its output "
+                                       f"{channel}: {STEP} must write /opt/ml/processing/output/{channel}/")
+    except BaseException:
+        remove(staging)
+        raise
     jsonfile.write(data / PENDING, {**stamp, "channels": channel_digests(config, staging)})
     complete_install(data)
 

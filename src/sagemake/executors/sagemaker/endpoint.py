@@ -123,12 +123,14 @@ def deploy(config: Config, executor: Executor, job: str | None) -> dict:
     each = "unknown" if hourly is None else f"{rate(hourly)} per instance, {rate(hourly * count)}"
     say(f"endpoint {name}: {count} x {instance_type}, billed every hour until `make undeploy{executor.env_flag()}`; "
         f"price per hour: {each} ({prices.sources()})")
-    model = ensure_model(executor, training)["ModelName"]
     job = training["TrainingJobName"]
+    sha256 = model_sha256(config, executor, training)  # before anything is made: it may download the model
     config_name = job_name(config["PROJECT_NAME"], CONFIG_PART)
-    variant = {"VariantName": VARIANT, "ModelName": model, "InitialInstanceCount": count,
+    made = {"endpoint": name, "job": job, "model": job, "endpoint_config": config_name, "region": executor.region}
+    variant = {"VariantName": VARIANT, "ModelName": job, "InitialInstanceCount": count,
                "InstanceType": instance_type, "InitialVariantWeight": 1.0}
-    try:
+    try:  # from the first create on, what was asked is recorded whatever ends the deploy
+        ensure_model(executor, training)
         create(sagemaker.create_endpoint_config, lambda: describe(sagemaker, "endpoint_config", config_name)
                is not None, f"endpoint {name}: configuration {config_name}", EndpointConfigName=config_name,
                ProductionVariants=[variant], Tags=hosting_tags(config, job))
@@ -142,21 +144,21 @@ def deploy(config: Config, executor: Executor, job: str | None) -> dict:
             call(sagemaker.update_endpoint, EndpointName=name, EndpointConfigName=config_name)
             say(f"endpoint {name}: updating in place from {existing['EndpointConfigName']} to {config_name}")
         wait_in_service(executor, name)
-    except KeyboardInterrupt:  # what was made is recorded, with how to finish or undo it
-        record(config, "deploy interrupted", endpoint=name, job=job, model=model, endpoint_config=config_name,
-               region=executor.region)
+    except BaseException as err:  # Ctrl-C, a signal, an AWS error: what was asked is recorded, with what to do
+        stopped = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+        record(config, f"deploy {stopped}", **made)
         env = executor.env_flag()
-        say(f"endpoint {name}: interrupted; what SageMaker was asked goes on (billed once InService): `make "
+        say(f"endpoint {name}: {stopped}; what SageMaker was asked goes on (billed once InService): `make "
             f"endpoints{env}` shows it, `make deploy{env} JOB={job}` finishes it, `make undeploy{env}` removes it")
         raise
+    # InService: recorded at once, so a failure of what follows (the old configuration's deletion, the smoke
+    # request) leaves no endpoint that no record knows.
+    entry = record(config, "deploy", **made, sha256=sha256, image=training["AlgorithmSpecification"]["TrainingImage"],
+                   instance_type=instance_type, instance_count=count)
     if existing is not None:  # the old configuration no longer serves: sagemake's own is deleted
         _delete(executor, "endpoint_config", existing["EndpointConfigName"])
     smoke(config, executor, name, training)
-    entry = record(config, "deploy", endpoint=name, job=job, model=model, endpoint_config=config_name,
-                   sha256=model_sha256(config, executor, training),
-                   image=training["AlgorithmSpecification"]["TrainingImage"], instance_type=instance_type,
-                   instance_count=count, region=executor.region)
-    say(f"endpoint {name}: InService with the model of {job} (sha256 {entry['sha256'][:12]}...)")
+    say(f"endpoint {name}: InService with the model of {job} (sha256 {sha256[:12]}...)")
     return entry
 
 
