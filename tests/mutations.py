@@ -211,6 +211,24 @@ MUTATIONS = {
         "src/sagemake/executors/sagemaker/executor.py",
         '            if {"Key": DIGEST_TAG, "Value": digest} in tags:',
         "            if False:", "tests/aws/test_aws.py -k ctrl_c_while_following"),
+    "every call's attempts drained by a retry quota": (
+        "src/sagemake/aws/api.py", '"AWS_RETRY_MODE": "legacy"', '"AWS_RETRY_MODE": "standard"',
+        "tests/aws/test_faults.py -k every_call_gets_its_attempts"),
+    "a deploy that fails midway records nothing": (
+        "src/sagemake/executors/sagemaker/endpoint.py", "    except BaseException as err:  # Ctrl-C, a signal,",
+        "    except KeyboardInterrupt as err:  # Ctrl-C, a signal,", "tests/aws/test_deploy.py -k midway"),
+    "an InService endpoint recorded only after its smoke request": (
+        "src/sagemake/executors/sagemaker/endpoint.py", '    entry = record(config, "deploy", **made',
+        '    smoke(config, executor, name, training)\n    entry = record(config, "deploy", **made',
+        "tests/aws/test_deploy.py -k smoke_request"),
+    "a lost CreateEndpoint answer taken as a failure": (
+        "src/sagemake/executors/sagemaker/endpoint.py", '"EndpointConfigName") == config_name, f"endpoint {name}"',
+        '"EndpointConfigName") == "", f"endpoint {name}"',
+        "tests/aws/test_faults.py::test_each_command_with_a_lost_create_answer_ends_right_or_in_one_line_and_leaves_"
+        "no_half_state[15%]"),
+    "a failed install's partial outputs left in DATA_DIR": (
+        "src/sagemake/targets/preprocess.py", "    except BaseException:\n        remove(staging)\n        raise",
+        "    except BaseException:\n        raise", "tests/local/test_processing.py -k cut_off"),
     "the other class's probability served": (
         "tests/fixtures/trainer/predict.py", "predict_proba(table)[:, 1]", "predict_proba(table)[:, 0]",
         "tests/local/test_serve.py::test_csv_rows_get_the_models_own_predictions"),

@@ -220,7 +220,7 @@ def test_an_interrupted_deploy_records_what_it_made_and_says_how_to_finish_or_un
 
 
 @pytest.mark.parametrize("fault", ["CreateEndpoint", "POST /endpoints/sagemake-example/invocations"],
-                         ids=["lost create", "smoke request"])
+                         ids=["lost_create", "smoke_request"])
 def test_a_deploy_that_fails_midway_leaves_nothing_no_record_knows(prod, aws, monkeypatch, capsys, fault):
     """The answer to CreateEndpoint lost (the endpoint made) with no attempt left, or the smoke request failing once
     the endpoint serves: the command ends in one line, and the record names the endpoint, its configuration and
