@@ -221,6 +221,10 @@ MUTATIONS = {
         "src/sagemake/executors/sagemaker/endpoint.py", '    entry = record(config, "deploy", **made',
         '    smoke(config, executor, name, training)\n    entry = record(config, "deploy", **made',
         "tests/aws/test_deploy.py -k smoke_request"),
+    "an unfinished deploy's configuration left by undeploy": (
+        "src/sagemake/executors/sagemaker/endpoint.py",
+        '        removed = [c for c in left if _delete(executor, "endpoint_config", c)]', "        removed = []",
+        "tests/aws/test_deploy.py -k failed_create"),
     "a lost CreateEndpoint answer taken as a failure": (
         "src/sagemake/executors/sagemaker/endpoint.py", '"EndpointConfigName") == config_name, f"endpoint {name}"',
         '"EndpointConfigName") == "", f"endpoint {name}"',

@@ -219,18 +219,19 @@ def test_an_interrupted_deploy_records_what_it_made_and_says_how_to_finish_or_un
     monkeypatch.undo()
 
 
-@pytest.mark.parametrize("fault", ["CreateEndpoint", "POST /endpoints/sagemake-example/invocations"],
-                         ids=["lost_create", "smoke_request"])
-def test_a_deploy_that_fails_midway_leaves_nothing_no_record_knows(prod, aws, monkeypatch, capsys, fault):
-    """The answer to CreateEndpoint lost (the endpoint made) with no attempt left, or the smoke request failing once
-    the endpoint serves: the command ends in one line, and the record names the endpoint, its configuration and
-    model, so `make endpoints` shows them and `make undeploy` finds them."""
+@pytest.mark.parametrize(("fault", "kind"), [("CreateEndpoint", "closed"), ("CreateEndpoint", "500"),
+                                             ("POST /endpoints/sagemake-example/invocations", "closed")],
+                         ids=["lost_create", "failed_create", "smoke_request"])
+def test_a_deploy_that_fails_midway_leaves_nothing_no_record_knows(prod, aws, monkeypatch, capsys, fault, kind):
+    """The answer to CreateEndpoint lost (the endpoint made) or refused with no attempt left, or the smoke request
+    failing once the endpoint serves: the command ends in one line, and the record names the endpoint's
+    configuration and model, so `make endpoints` shows them and `make undeploy` removes them."""
     from faultproxy import FaultProxy
 
     from sagemake.aws.api import AwsUnavailable
 
     config, _, _ = prod
-    with FaultProxy(aws, once={fault: "closed"}) as proxy:
+    with FaultProxy(aws, once={fault: kind}) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
         monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
         with pytest.raises(AwsUnavailable):
@@ -238,11 +239,13 @@ def test_a_deploy_that_fails_midway_leaves_nothing_no_record_knows(prod, aws, mo
     monkeypatch.setenv("AWS_ENDPOINT_URL", aws)
     assert proxy.once == {}  # the fault happened
     sagemaker = client("sagemaker")
-    served = sagemaker.describe_endpoint(EndpointName="sagemake-example")["EndpointConfigName"]
+    (asked,) = [c["EndpointConfigName"] for c in sagemaker.list_endpoint_configs()["EndpointConfigs"]]
+    endpoints = [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]]
+    assert endpoints == ([] if kind == "500" else ["sagemake-example"])
     (entry,) = history(config)
     assert entry["event"] == ("deploy failed" if fault == "CreateEndpoint" else "deploy")
     assert (entry["endpoint"], entry["endpoint_config"], entry["model"], entry["job"]) == \
-        ("sagemake-example", served, JOBS[0], JOBS[0])
+        ("sagemake-example", asked, JOBS[0], JOBS[0])
     if fault == "CreateEndpoint":
         assert ("endpoint sagemake-example: failed; what SageMaker was asked goes on (billed once InService): `make "
                 f"endpoints ENV=prod` shows it, `make deploy ENV=prod JOB={JOBS[0]}` finishes it, `make undeploy "

@@ -16,7 +16,7 @@ from pathlib import Path
 from sagemake.aws.api import call, create, plain
 from sagemake.cli import JobFailed, UserError, say
 from sagemake.config import Config
-from sagemake.deployments import record
+from sagemake.deployments import history, record
 from sagemake.executors.interface import Executor
 from sagemake.jobs.endpoint import (
     CONFIG_PART,
@@ -189,13 +189,27 @@ def _delete(executor: Executor, kind: str, name: str) -> bool:
     return True
 
 
+def unfinished(config: Config, executor: Executor, name: str) -> list[str]:
+    """The endpoint configurations that deploys of the endpoint which failed or were interrupted asked for."""
+    return [e["endpoint_config"] for e in history(config) if e.get("endpoint") == name and e.get("region") ==
+            executor.region and e["event"] in ("deploy failed", "deploy interrupted")]
+
+
 def undeploy(config: Config, executor: Executor) -> None:
     sagemaker, name = executor.sagemaker, endpoint_name(config)
     endpoint = describe(sagemaker, "endpoint", name)
+    # sagemake's configurations that an unfinished deploy left and no endpoint serves: deleted too
+    left = [c for c in unfinished(config, executor, name) if not endpoint or c != endpoint["EndpointConfigName"]]
     if endpoint is None:
-        raise UserError(f"no endpoint named {name} in {executor.region}: nothing to undeploy "
-                        f"(`make endpoints{executor.env_flag()}` lists what sagemake deployed)")
+        removed = [c for c in left if _delete(executor, "endpoint_config", c)]
+        if not removed:
+            raise UserError(f"no endpoint named {name} in {executor.region}: nothing to undeploy "
+                            f"(`make endpoints{executor.env_flag()}` lists what sagemake deployed)")
+        record(config, "undeploy", endpoint=name, endpoint_configs=removed, region=executor.region)
+        return
     check_ours(executor, endpoint)
+    for leftover in left:
+        _delete(executor, "endpoint_config", leftover)
     try:
         models = [v["ModelName"] for v in call(sagemaker.describe_endpoint_config,
                                                EndpointConfigName=endpoint["EndpointConfigName"])["ProductionVariants"]]
