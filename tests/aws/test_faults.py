@@ -459,14 +459,12 @@ def test_each_command_with_a_lost_create_answer_ends_right_or_in_one_line_and_le
             problems = half_states(command, done.returncode, before, tmp_path, channels, raw,
                                    {**env, "AWS_ENDPOINT_URL": aws})
             half += [f"{command}: {p}" for p in problems]
-            with capsys.disabled():
-                print(f"\n{rate:.0%} round {seed} {command}: {outcome} (exit {done.returncode}, "
-                      f"{proxy.broken_total} broken): {done.stderr.strip().splitlines()[-1:]} {problems}")
             assert outcome != "neither", (command, done.stderr)
             assert done.returncode == 0 or attempts != "16", (command, done.stderr)
             if done.returncode == 0:  # each lost answer met as the resource it created (a reused model: no create)
                 lost = len(once) - len(proxy.once)
                 assert done.stderr.count("an attempt whose answer was lost created it") == lost, done.stderr
-    with capsys.disabled():
-        print(f"\n{rate:.0%}: {ended['right']} ended right, {ended['one line']} in one line, {len(half)} half states")
-    assert half == []
+    with capsys.disabled():  # the measure, in the test's output
+        print(f"\n{rate:.0%}: {ended['right']} runs ended right, {ended['one line']} in one line, {len(half)} half "
+              "states")
+    assert half == [], half
