@@ -113,10 +113,16 @@ MUTATIONS = {
         "src/sagemake/aws/api.py", '"AWS_MAX_ATTEMPTS": "8"}', '"AWS_MAX_ATTEMPTS": "1"}',
         "tests/aws/test_faults.py -k 15_percent"),
     "a lost create answer taken as a failure": (
-        "src/sagemake/aws/api.py", "        if not (retried(err) and error_code(err) in TAKEN and ours()):",
+        "src/sagemake/aws/api.py",
+        "        if not (retried(err) and error_code(err) in TAKEN and ours() or unanswered(err) and _made(ours)):",
         "        if True:", "tests/unit/test_aws_calls.py"),
     "a name taken by another taken as ours": (
-        "src/sagemake/aws/api.py", "error_code(err) in TAKEN and ours()):", "error_code(err) in TAKEN):",
+        "src/sagemake/aws/api.py", "error_code(err) in TAKEN and ours() or", "error_code(err) in TAKEN or",
+        "tests/unit/test_aws_calls.py"),
+    "a create unanswered on its last attempt taken as a failure": (
+        "src/sagemake/aws/api.py", " or unanswered(err) and _made(ours)):", "):", "tests/unit/test_aws_calls.py"),
+    "a create unanswered on its last attempt taken as made without asking": (
+        "src/sagemake/aws/api.py", "unanswered(err) and _made(ours)):", "unanswered(err)):",
         "tests/unit/test_aws_calls.py"),
     "call's answers for a listed refusal ignored": (
         "src/sagemake/aws/api.py", "answer = (on or {}).get(error_code(err), _NO_ANSWER)", "answer = _NO_ANSWER",

@@ -179,13 +179,28 @@ def create(function, ours, what: str, **request) -> None:
     None of them is idempotent: when an attempt created the resource but its answer was lost, botocore's retry
     hears that the name is taken. Then ours() is asked (the resource as described now, compared with the
     request): it is this one when it was a retry and ours() says so; a name taken by anything else stays an error.
+    When the last attempt failed on the network or on AWS's side, an earlier one (or that one) may still have
+    created it: ours() is asked too, and the command goes on with what SageMaker made instead of leaving it
+    running unfollowed; a failure of that question leaves the call's own failure.
     """
     try:
         function(**request)
-    except ERRORS as err:
-        if not (retried(err) and error_code(err) in TAKEN and ours()):
+    except (*ERRORS, AwsUnavailable) as err:
+        if not (retried(err) and error_code(err) in TAKEN and ours() or unanswered(err) and _made(ours)):
             raise failure(err) from None
         say(f"{what}: an attempt whose answer was lost created it")
+
+
+def unanswered(err: Exception) -> bool:
+    """A call that ended without AWS's answer to the request itself: the network, or AWS's own fault."""
+    return isinstance(err, AwsUnavailable) or transient(err)
+
+
+def _made(ours) -> bool:
+    try:
+        return ours()
+    except UserError:  # not found, or AWS still unreachable
+        return False
 
 
 def account_id(aws: boto3.Session) -> str:
