@@ -141,8 +141,11 @@ def price_list():
 @pytest.fixture
 def aws(moto_endpoint, price_list, monkeypatch, tmp_path_factory):
     """A clean emulated AWS for one test, reached through AWS_ENDPOINT_URL with dummy credentials; the Price List
-    API is the stand-in's, and the price cache a folder of the test's own."""
+    API is the stand-in's, and the price cache a folder of the test's own. SageMaker's names are unique, as on AWS
+    (emulator.refuse_taken_names)."""
     import urllib.request
+
+    from emulator import refuse_taken_names
 
     urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")).read()
     price_list.reset()
@@ -155,7 +158,9 @@ def aws(moto_endpoint, price_list, monkeypatch, tmp_path_factory):
         "AWS_EC2_METADATA_DISABLED": "true",
     }.items():
         monkeypatch.setenv(name, value)
-    return moto_endpoint
+    restore = refuse_taken_names()
+    yield moto_endpoint
+    restore()
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,11 @@ moto's own state: it holds the new job InProgress, walks it through its
 statuses, writes its CloudWatch logs and its outputs. `SageMakerDriver` plays a
 training job, `ProcessingDriver` a processing job (running its step for real)
 and `TuningDriver` a tuning job with its trials.
+
+moto takes a second Create* of a name already taken and overwrites the first;
+SageMaker refuses it, with the error below (`refuse_taken_names`, put in place
+for every test against the emulator), so a lost answer to a create (the server
+acted, the client never heard, botocore retried) is met as on SageMaker.
 """
 
 from __future__ import annotations
@@ -85,6 +90,58 @@ def backend():
     return sagemaker_backends[ACCOUNT][REGION]
 
 
+# What SageMaker answers to a Create* whose name is taken, for each kind sagemake creates: the backend's method,
+# its name argument, where moto keeps that kind, the error code and its message. Jobs are refused as
+# ResourceInUse, models, endpoint configurations and endpoints as ValidationException "Cannot create already
+# existing ..." (SageMaker's own words, as its API answers them).
+TAKEN = {
+    "create_training_job": ("training_job_name", "training_jobs", "ResourceInUse",
+                            "Training job names must be unique within an AWS account and region, and a training job "
+                            "with this name already exists ({arn})"),
+    "create_processing_job": ("processing_job_name", "processing_jobs", "ResourceInUse",
+                              "Processing job names must be unique within an AWS account and region, and a "
+                              "processing job with this name already exists ({arn})"),
+    "create_transform_job": ("transform_job_name", "transform_jobs", "ResourceInUse",
+                             "Transform job names must be unique within an AWS account and region, and a transform "
+                             "job with this name already exists ({arn})"),
+    "create_hyper_parameter_tuning_job": ("hyper_parameter_tuning_job_name", "hyper_parameter_tuning_jobs",
+                                          "ResourceInUse", "Hyperparameter tuning job names must be unique within "
+                                          "an AWS account and region, and a tuning job with this name already exists "
+                                          "({arn})"),
+    "create_model": ("model_name", "_models", "ValidationException", 'Cannot create already existing model "{arn}".'),
+    "create_endpoint_config": ("endpoint_config_name", "endpoint_configs", "ValidationException",
+                               'Cannot create already existing endpoint configuration "{arn}".'),
+    "create_endpoint": ("endpoint_name", "endpoints", "ValidationException",
+                        'Cannot create already existing endpoint "{arn}".'),
+}
+
+
+def refuse_taken_names():
+    """moto refuses a Create* of a taken name as SageMaker does (TAKEN); returns what puts moto back."""
+    from moto.sagemaker.exceptions import ResourceInUseException, ValidationError
+    from moto.sagemaker.models import SageMakerModelBackend
+
+    errors = {"ResourceInUse": ResourceInUseException, "ValidationException": ValidationError}
+    originals = {method: getattr(SageMakerModelBackend, method) for method in TAKEN}
+
+    def refusing(method):
+        argument, kept, code, message = TAKEN[method]
+        create = originals[method]
+
+        def unique(backend, *args, **kwargs):
+            found = getattr(backend, kept).get(kwargs.get(argument))
+            if found is not None:
+                arn = getattr(found, "endpoint_config_arn", None) or found.arn  # moto's config arn is a tuple
+                raise errors[code](message.format(arn=arn))
+            return create(backend, *args, **kwargs)
+
+        return unique
+
+    for method in TAKEN:
+        setattr(SageMakerModelBackend, method, refusing(method))
+    return lambda: [setattr(SageMakerModelBackend, m, f) for m, f in originals.items()]
+
+
 class Driver:
     """What the drivers share: entering patches moto (`_patch`, which returns what puts it back), a thread plays
     the next job of the driver's kind once it is created (`_run`), and leaving ends the play where it is, puts moto
@@ -123,28 +180,16 @@ class Driver:
 
 
 class SageMakerDriver(Driver):
-    """Plays SageMaker for the next job created: statuses, logs on two instances, model, outcome.
-
-    As SageMaker does (and moto does not), it refuses a job name that is taken (ResourceInUse)."""
+    """Plays SageMaker for the next job created: statuses, logs on two instances, model, outcome."""
 
     def __init__(self, outcome="Completed", model: bytes | None = None, step_seconds=1.2, endpoint=None):
         super().__init__(endpoint)
         self.outcome, self.model, self.step = outcome, model, step_seconds
 
     def _patch(self):
-        from moto.sagemaker.exceptions import ResourceInUseException
-        from moto.sagemaker.models import FakeTrainingJob, SageMakerModelBackend
+        from moto.sagemaker.models import FakeTrainingJob
 
-        driver = self
-        original, create = FakeTrainingJob.__init__, SageMakerModelBackend.create_training_job
-
-        def unique_names(backend, *args, **kwargs):
-            name = kwargs.get("training_job_name", args[0] if args else None)
-            if name in backend.training_jobs:
-                raise ResourceInUseException(
-                    "Training job names must be unique within an AWS account and region, and a training job with "
-                    f"this name already exists ({backend.training_jobs[name].arn})")
-            return create(backend, *args, **kwargs)
+        driver, original = self, FakeTrainingJob.__init__
 
         def held_in_progress(job, *args, **kwargs):
             original(job, *args, **kwargs)
@@ -153,12 +198,8 @@ class SageMakerDriver(Driver):
             del job.final_metric_data_list
             driver.job = job
 
-        SageMakerModelBackend.create_training_job, FakeTrainingJob.__init__ = unique_names, held_in_progress
-
-        def restore():
-            SageMakerModelBackend.create_training_job, FakeTrainingJob.__init__ = create, original
-
-        return restore
+        FakeTrainingJob.__init__ = held_in_progress
+        return lambda: setattr(FakeTrainingJob, "__init__", original)
 
     def _run(self, job):
         logs = client("logs", self.endpoint)

@@ -113,10 +113,16 @@ MUTATIONS = {
         "src/sagemake/aws/api.py", '"AWS_MAX_ATTEMPTS": "8"}', '"AWS_MAX_ATTEMPTS": "1"}',
         "tests/aws/test_faults.py -k 15_percent"),
     "a lost create answer taken as a failure": (
-        "src/sagemake/aws/api.py", "        if not (retried(err) and error_code(err) in TAKEN and ours()):",
+        "src/sagemake/aws/api.py",
+        "        if not (retried(err) and error_code(err) in TAKEN and ours() or unanswered(err) and _made(ours)):",
         "        if True:", "tests/unit/test_aws_calls.py"),
     "a name taken by another taken as ours": (
-        "src/sagemake/aws/api.py", "error_code(err) in TAKEN and ours()):", "error_code(err) in TAKEN):",
+        "src/sagemake/aws/api.py", "error_code(err) in TAKEN and ours() or", "error_code(err) in TAKEN or",
+        "tests/unit/test_aws_calls.py"),
+    "a create unanswered on its last attempt taken as a failure": (
+        "src/sagemake/aws/api.py", " or unanswered(err) and _made(ours)):", "):", "tests/unit/test_aws_calls.py"),
+    "a create unanswered on its last attempt taken as made without asking": (
+        "src/sagemake/aws/api.py", "unanswered(err) and _made(ours)):", "unanswered(err)):",
         "tests/unit/test_aws_calls.py"),
     "call's answers for a listed refusal ignored": (
         "src/sagemake/aws/api.py", "answer = (on or {}).get(error_code(err), _NO_ANSWER)", "answer = _NO_ANSWER",
@@ -283,6 +289,25 @@ MUTATIONS = {
     "a processing output left empty installed": (
         "src/sagemake/targets/preprocess.py", "        if not raw_files(staging / channel):", "        if False:",
         "tests/local/test_processing.py -k writes_nothing"),
+    "every call's attempts drained by a retry quota": (
+        "src/sagemake/aws/api.py", '"AWS_RETRY_MODE": "legacy"', '"AWS_RETRY_MODE": "standard"',
+        "tests/aws/test_faults.py -k every_call_gets_its_attempts"),
+    "a deploy that fails midway records nothing": (
+        "src/sagemake/executors/sagemaker/endpoint.py", "    except BaseException as err:\n        stopped",
+        "    except KeyboardInterrupt as err:\n        stopped", "tests/aws/test_deploy.py -k midway"),
+    "an InService endpoint recorded only after its smoke request": (
+        "src/sagemake/executors/sagemaker/endpoint.py", '    entry = record(config, "deploy", endpoint=name',
+        '    smoke(config, executor, name, training)\n    entry = record(config, "deploy", endpoint=name',
+        "tests/aws/test_deploy.py -k smoke_request"),
+    "an unfinished deploy's configuration left by undeploy": (
+        "src/sagemake/executors/sagemaker/endpoint.py",
+        '        removed = [c for c in left if _delete(executor, "endpoint_config", c)]', "        removed = []",
+        "tests/aws/test_deploy.py -k failed_create"),
+    "a lost CreateEndpoint answer taken as a failure": (
+        "src/sagemake/executors/sagemaker/endpoint.py", '"EndpointConfigName") == config_name, f"endpoint {name}"',
+        '"EndpointConfigName") == "", f"endpoint {name}"',
+        "tests/aws/test_faults.py::test_each_command_with_a_lost_create_answer_ends_right_or_in_one_line_and_leaves_"
+        "no_half_state[15%]"),
     "the other class's probability served": (
         "tests/fixtures/trainer/predict.py", "predict_proba(table)[:, 1]", "predict_proba(table)[:, 0]",
         "tests/local/test_serve.py::test_csv_rows_get_the_models_own_predictions"),

@@ -61,16 +61,6 @@ def prod(aws, example_data, tmp_path, monkeypatch):
         return json.dumps({"EndpointArn": endpoint.arn})
 
     monkeypatch.setattr(SageMakerResponse, "update_endpoint", update_endpoint, raising=False)
-    created = SageMakerResponse.create_endpoint
-
-    def create_endpoint(self):
-        """moto's, refusing a name taken as SageMaker does (moto replaces the endpoint)."""
-        taken = self.sagemaker_backend.endpoints.get(json.loads(self.body)["EndpointName"])
-        if taken is not None:
-            raise ValidationError(message=f'Cannot create already existing endpoint "{taken.arn}".')
-        return created(self)
-
-    monkeypatch.setattr(SageMakerResponse, "create_endpoint", create_endpoint)
     env = {**settings(), "ENV": "prod", "DATA_DIR": str(example_data), "MODELS_DIR": str(tmp_path / "models"),
            "ENDPOINT_INSTANCE_TYPE": "ml.c5.xlarge", "ENDPOINT_INSTANCE_COUNT": "2"}
     for key, value in env.items():
@@ -395,3 +385,45 @@ def test_a_deploy_stopped_by_a_signal_while_the_endpoint_starts_is_recorded_and_
     assert finished["endpoint_config"] == entry["endpoint_config"] and updates == []
     assert config_names(sagemaker) == [entry["endpoint_config"]]  # nothing asked twice
     assert [e["event"] for e in history(config)] == ["deploy interrupted", "deploy"]
+
+
+@pytest.mark.parametrize(("fault", "kind"), [("CreateEndpoint", "closed"), ("CreateEndpoint", "500"),
+                                             ("POST /endpoints/sagemake-example/invocations", "closed")],
+                         ids=["lost_create", "failed_create", "smoke_request"])
+def test_a_deploy_that_fails_midway_leaves_nothing_no_record_knows(prod, aws, monkeypatch, capsys, fault, kind):
+    """With no attempt left: the answer to CreateEndpoint lost (the endpoint made) is met as the endpoint made; a
+    CreateEndpoint refused by AWS's fault, or a smoke request failing once the endpoint serves, ends the command in
+    one line, and the record names what was asked (configuration and model, the endpoint), so `make endpoints`
+    shows them and `make undeploy` removes them."""
+    from faultproxy import FaultProxy
+
+    from sagemake.aws.api import AwsUnavailable
+
+    config, _, _ = prod
+    with FaultProxy(aws, once={fault: kind}) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+        if kind == "closed" and fault == "CreateEndpoint":
+            deploy(config, executor(config), JOBS[0])
+        else:
+            with pytest.raises(AwsUnavailable):
+                deploy(config, executor(config), JOBS[0])
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws)
+    assert proxy.once == {}  # the fault happened
+    sagemaker = client("sagemaker")
+    (asked,) = [c["EndpointConfigName"] for c in sagemaker.list_endpoint_configs()["EndpointConfigs"]]
+    endpoints = [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]]
+    assert endpoints == ([] if kind == "500" else ["sagemake-example"])
+    (entry,) = history(config)
+    assert entry["event"] == ("deploy failed" if kind == "500" else "deploy")
+    assert (entry["endpoint"], entry["endpoint_config"], entry["model"], entry["job"]) == \
+        ("sagemake-example", asked, JOBS[0], JOBS[0])
+    said = capsys.readouterr().err
+    if kind == "500":
+        assert ("endpoint sagemake-example: failed; what SageMaker was asked goes on (billed once InService): `make "
+                f"endpoints ENV=prod` shows it, `make deploy ENV=prod JOB={JOBS[0]}` finishes it, `make undeploy "
+                "ENV=prod` removes it") in said
+    if fault == "CreateEndpoint" and kind == "closed":
+        assert "endpoint sagemake-example: an attempt whose answer was lost created it" in said
+    undeploy(config, executor(config))
+    assert sagemaker.list_endpoints()["Endpoints"] == [] and sagemaker.list_endpoint_configs()["EndpointConfigs"] == []

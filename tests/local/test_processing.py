@@ -141,6 +141,7 @@ def test_an_install_cut_off_midway_is_completed_by_the_next_run_and_one_cut_off_
     with pytest.raises(KeyboardInterrupt):
         preprocess(config, executor)
     assert {c: (data / c / f"{c}.csv").read_bytes() for c in before} == before  # as it was
+    assert not (data / target.STAGING).exists()  # no partial outputs left behind
     assert json.loads((data / ".preprocessed.json").read_text())["job"] == first["ProcessingJobName"]
     assert not (data / target.STAGING).exists()  # nothing staged left behind
     monkeypatch.setattr(LocalProcessing, "download", download)

@@ -76,6 +76,29 @@ def test_a_name_taken_by_something_else_or_on_the_first_attempt_stays_an_error()
     assert asked == ["described"]  # only the retried, taken name was looked at
 
 
+def test_a_create_that_failed_on_the_network_or_on_aws_side_is_taken_when_what_is_there_is_the_one_asked(capsys):
+    """Every attempt unanswered (the first lost after the server acted, the others failing): the resource asked
+    for is there, and the command goes on with it; not there, or not known, the call's own failure stands."""
+    from sagemake.aws.api import AwsUnavailable
+
+    unreachable = AwsUnavailable("cannot reach AWS (sagemaker CreateProcessingJob, 3 attempts): ...")
+    internal = ClientError({"Error": {"Code": "InternalFailure", "Message": "try again"},
+                            "ResponseMetadata": {"RetryAttempts": 2, "HTTPStatusCode": 500}}, "CreateProcessingJob")
+    for failed in (internal, unreachable):
+        create(Api(failed), lambda: True, "processing p", ProcessingJobName="p")
+        assert "processing p: an attempt whose answer was lost created it" in capsys.readouterr().err
+
+    def unknown():
+        raise UserError("no SageMaker job named 'p'")
+
+    for ours in (lambda: False, unknown):
+        with pytest.raises(AwsUnavailable) as failed:
+            create(Api(unreachable), ours, "processing p", ProcessingJobName="p")
+        assert failed.value is unreachable
+    with pytest.raises(AwsError, match="AccessDenied"):  # AWS answered: asking again changes nothing
+        create(Api(refusal("AccessDenied", retries=2)), lambda: True, "processing p", ProcessingJobName="p")
+
+
 def test_the_request_digest_is_the_same_job_whatever_its_name_and_another_with_other_data_or_settings():
     from sagemake.jobs import request_digest
 

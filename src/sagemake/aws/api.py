@@ -3,6 +3,23 @@
 Clients come from the standard AWS chain (profile, SSO, environment, assumed
 role) and take their endpoint from AWS_ENDPOINT_URL* when it is set; nothing
 here knows about tests.
+
+Retries: every call gets AWS_MAX_ATTEMPTS attempts, however many calls failed
+before it. botocore's standard mode cannot promise that: each client has a
+retry quota (500 tokens, 14 taken by each retry of a network error or a 5xx,
+given back only by successes) that a transfer of many files through one client
+drains under a bad network, and from then on a call is tried once. botocore
+offers no setting for its size (the quota is made in
+botocore.retries.standard.register_retry_handler with a fixed capacity),
+adaptive mode registers the same quota under its rate limiter, and a retry of
+our own around whole-file transfers would leave every other call of a drained
+client with one attempt. Legacy mode is botocore's supported mode without a
+quota: it retries the same faults (connection errors, timeouts, 500, 502, 503,
+504, throttling), with a random backoff that doubles (at most a minute before
+the 8th attempt), up to AWS_MAX_ATTEMPTS. A storm of retries is what the quota
+prevents; a command ends at its first call that fails every attempt, and the
+sync starts no new file after a failure, so one command's retries stay bounded
+by the files under way.
 """
 
 from __future__ import annotations
@@ -32,7 +49,7 @@ from sagemake.config import Config
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 PROCESSING_LOG_GROUP = "/aws/sagemaker/ProcessingJobs"
-RETRIES = {"AWS_RETRY_MODE": "standard", "AWS_MAX_ATTEMPTS": "8"}
+RETRIES = {"AWS_RETRY_MODE": "legacy", "AWS_MAX_ATTEMPTS": "8"}  # legacy: no retry quota (see above)
 ERRORS = (BotoCoreError, ClientError, Boto3Error)  # what boto3 raises: `except ERRORS as err: raise failure(err)`
 NETWORK = (NetworkError, HTTPClientError)  # refused, reset, closed, timed out, cut off in the middle of an answer
 THROTTLED = {"Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled", "RequestLimitExceeded",
@@ -45,9 +62,9 @@ class AwsUnavailable(AwsError):
 
 
 def session(config: Config) -> boto3.Session:
-    """The standard chain's session. Every call retries transient faults with backoff (botocore's standard mode,
-    8 attempts) unless AWS_RETRY_MODE or AWS_MAX_ATTEMPTS say otherwise; a call that still fails on the network
-    raises AwsUnavailable, from whichever client, thread or transfer it came."""
+    """The standard chain's session. Every call retries transient faults with backoff (botocore's legacy mode,
+    8 attempts each, no shared quota) unless AWS_RETRY_MODE or AWS_MAX_ATTEMPTS say otherwise; a call that still
+    fails on the network raises AwsUnavailable, from whichever client, thread or transfer it came."""
     for name, value in RETRIES.items():
         os.environ.setdefault(name, value)
     try:
@@ -162,13 +179,28 @@ def create(function, ours, what: str, **request) -> None:
     None of them is idempotent: when an attempt created the resource but its answer was lost, botocore's retry
     hears that the name is taken. Then ours() is asked (the resource as described now, compared with the
     request): it is this one when it was a retry and ours() says so; a name taken by anything else stays an error.
+    When the last attempt failed on the network or on AWS's side, an earlier one (or that one) may still have
+    created it: ours() is asked too, and the command goes on with what SageMaker made instead of leaving it
+    running unfollowed; a failure of that question leaves the call's own failure.
     """
     try:
         function(**request)
-    except ERRORS as err:
-        if not (retried(err) and error_code(err) in TAKEN and ours()):
+    except (*ERRORS, AwsUnavailable) as err:
+        if not (retried(err) and error_code(err) in TAKEN and ours() or unanswered(err) and _made(ours)):
             raise failure(err) from None
         say(f"{what}: an attempt whose answer was lost created it")
+
+
+def unanswered(err: Exception) -> bool:
+    """A call that ended without AWS's answer to the request itself: the network, or AWS's own fault."""
+    return isinstance(err, AwsUnavailable) or transient(err)
+
+
+def _made(ours) -> bool:
+    try:
+        return ours()
+    except UserError:  # not found, or AWS still unreachable
+        return False
 
 
 def account_id(aws: boto3.Session) -> str:

@@ -14,10 +14,10 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from sagemake.aws.api import call, create, plain
+from sagemake.aws.api import AwsUnavailable, call, create, plain
 from sagemake.cli import AwsError, JobFailed, UserError, say
 from sagemake.config import Config
-from sagemake.deployments import record
+from sagemake.deployments import history, record
 from sagemake.executors.interface import Executor
 from sagemake.jobs.endpoint import (
     CONFIG_PART,
@@ -160,11 +160,13 @@ def deploy(config: Config, executor: Executor, job: str | None) -> dict:
     each = "unknown" if hourly is None else f"{rate(hourly)} per instance, {rate(hourly * count)}"
     say(f"endpoint {name}: {count} x {instance_type}, billed every hour until `make undeploy{executor.env_flag()}`; "
         f"price per hour: {each} ({prices.sources()})")
-    model = ensure_model(executor, training)["ModelName"]
+    sha256 = model_sha256(config, executor, training)  # before anything is made: it may download the model
     config_name = job_name(config["PROJECT_NAME"], CONFIG_PART)
-    variant = {"VariantName": VARIANT, "ModelName": model, "InitialInstanceCount": count,
+    variant = {"VariantName": VARIANT, "ModelName": job, "InitialInstanceCount": count,
                "InstanceType": instance_type, "InitialVariantWeight": 1.0}
-    with interrupted(config, executor, job, config_name):
+    beaten = None  # the endpoint as another deploy that got there first left it
+    with recorded(config, executor, job, config_name):
+        ensure_model(executor, training)
         create(sagemaker.create_endpoint_config, lambda: describe(sagemaker, "endpoint_config", config_name)
                is not None, f"endpoint {name}: configuration {config_name}", EndpointConfigName=config_name,
                ProductionVariants=[variant], Tags=hosting_tags(config, job))
@@ -178,47 +180,53 @@ def deploy(config: Config, executor: Executor, job: str | None) -> dict:
             else:
                 call(sagemaker.update_endpoint, EndpointName=name, EndpointConfigName=config_name)
                 say(f"endpoint {name}: updating in place from {existing['EndpointConfigName']} to {config_name}")
+        except AwsUnavailable:  # no answer: whether it was made is unknown, so what was asked is recorded
+            raise
         except AwsError:  # refused: another deploy got there first (or SageMaker said no); this one's is unused
             _delete(executor, "endpoint_config", config_name)
-            now = describe(sagemaker, "endpoint", name)
-            if now is None or now["EndpointStatus"] not in BUSY:
+            beaten = describe(sagemaker, "endpoint", name)
+            if beaten is None or beaten["EndpointStatus"] not in BUSY:
                 raise
-            check_ours(executor, now)
-            under_way(executor, now, job)
-            return finish(config, executor, training, now["EndpointConfigName"], replaced=None)
-    return finish(config, executor, training, config_name,
+    if beaten is not None:
+        check_ours(executor, beaten)
+        under_way(executor, beaten, job)
+        return finish(config, executor, training, beaten["EndpointConfigName"], replaced=None, sha256=sha256)
+    return finish(config, executor, training, config_name, sha256=sha256,
                   replaced=None if existing is None else existing["EndpointConfigName"])
 
 
 @contextmanager
-def interrupted(config: Config, executor: Executor, job: str, config_name: str):
-    """Ctrl-C (SIGTERM, SIGHUP) while SageMaker is asked or the endpoint starts: what was asked is recorded, with
-    how to finish or undo it."""
+def recorded(config: Config, executor: Executor, job: str, config_name: str):
+    """From the first create on, what was asked is recorded whatever ends the deploy (Ctrl-C, SIGTERM, SIGHUP, an
+    AWS error), with how to finish or undo it."""
     name, env = endpoint_name(config), executor.env_flag()
     try:
         yield
-    except KeyboardInterrupt:
-        record(config, "deploy interrupted", endpoint=name, job=job, model=job, endpoint_config=config_name,
+    except BaseException as err:
+        stopped = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+        record(config, f"deploy {stopped}", endpoint=name, job=job, model=job, endpoint_config=config_name,
                region=executor.region)
-        say(f"endpoint {name}: interrupted; what SageMaker was asked goes on (billed once InService): `make "
+        say(f"endpoint {name}: {stopped}; what SageMaker was asked goes on (billed once InService): `make "
             f"endpoints{env}` shows it, `make deploy{env} JOB={job}` finishes it, `make undeploy{env}` removes it")
         raise
 
 
-def finish(config: Config, executor: Executor, training: dict, config_name: str, replaced: str | None) -> dict:
-    """Wait for InService with config_name, delete the configuration it replaced, send the smoke request, record."""
+def finish(config: Config, executor: Executor, training: dict, config_name: str, replaced: str | None,
+           sha256: str | None = None) -> dict:
+    """Wait for InService with config_name and record it at once (so a failure of what follows leaves no endpoint
+    that no record knows), then delete the configuration it replaced and send the smoke request."""
     name, job = endpoint_name(config), training["TrainingJobName"]
-    with interrupted(config, executor, job, config_name):
+    sha256 = sha256 or model_sha256(config, executor, training)
+    with recorded(config, executor, job, config_name):
         wait_in_service(executor, name)
+    (variant,) = describe(executor.sagemaker, "endpoint_config", config_name)["ProductionVariants"]
+    entry = record(config, "deploy", endpoint=name, job=job, model=job, endpoint_config=config_name,
+                   region=executor.region, sha256=sha256, image=training["AlgorithmSpecification"]["TrainingImage"],
+                   instance_type=variant["InstanceType"], instance_count=variant["InitialInstanceCount"])
     if replaced is not None:  # the old configuration no longer serves: sagemake's own is deleted
         _delete(executor, "endpoint_config", replaced)
     smoke(config, executor, name, training)
-    (variant,) = describe(executor.sagemaker, "endpoint_config", config_name)["ProductionVariants"]
-    entry = record(config, "deploy", endpoint=name, job=job, model=job, endpoint_config=config_name,
-                   sha256=model_sha256(config, executor, training),
-                   image=training["AlgorithmSpecification"]["TrainingImage"], instance_type=variant["InstanceType"],
-                   instance_count=variant["InitialInstanceCount"], region=executor.region)
-    say(f"endpoint {name}: InService with the model of {job} (sha256 {entry['sha256'][:12]}...)")
+    say(f"endpoint {name}: InService with the model of {job} (sha256 {sha256[:12]}...)")
     return entry
 
 
@@ -249,13 +257,27 @@ def _delete(executor: Executor, kind: str, name: str) -> bool:
     return True
 
 
+def unfinished(config: Config, executor: Executor, name: str) -> list[str]:
+    """The endpoint configurations that deploys of the endpoint which failed or were interrupted asked for."""
+    return [e["endpoint_config"] for e in history(config) if e.get("endpoint") == name and e.get("region") ==
+            executor.region and e["event"] in ("deploy failed", "deploy interrupted")]
+
+
 def undeploy(config: Config, executor: Executor) -> None:
     sagemaker, name = executor.sagemaker, endpoint_name(config)
     endpoint = describe(sagemaker, "endpoint", name)
+    # sagemake's configurations that an unfinished deploy left and no endpoint serves: deleted too
+    left = [c for c in unfinished(config, executor, name) if not endpoint or c != endpoint["EndpointConfigName"]]
     if endpoint is None:
-        raise UserError(f"no endpoint named {name} in {executor.region}: nothing to undeploy "
-                        f"(`make endpoints{executor.env_flag()}` lists what sagemake deployed)")
+        removed = [c for c in left if _delete(executor, "endpoint_config", c)]
+        if not removed:
+            raise UserError(f"no endpoint named {name} in {executor.region}: nothing to undeploy "
+                            f"(`make endpoints{executor.env_flag()}` lists what sagemake deployed)")
+        record(config, "undeploy", endpoint=name, endpoint_configs=removed, region=executor.region)
+        return
     check_ours(executor, endpoint)
+    for leftover in left:
+        _delete(executor, "endpoint_config", leftover)
     try:
         models = [v["ModelName"] for v in call(sagemaker.describe_endpoint_config,
                                                EndpointConfigName=endpoint["EndpointConfigName"])["ProductionVariants"]]
