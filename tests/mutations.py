@@ -319,7 +319,7 @@ MUTATIONS = {
         "tests/local/test_prepare.py -k jobs_python"),
     "a refused deploy keeps its configuration": (
         "src/sagemake/executors/sagemaker/endpoint.py",
-        '            _delete(executor, "endpoint_config", config_name)\n            now =', "            now =",
+        '            _delete(executor, "endpoint_config", config_name)\n            beaten =', "            beaten =",
         "tests/aws/test_deploy.py -k same_moment"),
     "a deploy of another job under way waited for": (
         "src/sagemake/executors/sagemaker/endpoint.py", "    if serving != job:", "    if False:",
