@@ -149,6 +149,27 @@ def test_ctrl_c_stops_the_processing_job_on_sagemaker(aws, tmp_path, signum):
 
 
 
+def test_a_killed_make_preprocess_env_prod_is_not_run_again_while_its_job_runs(aws, tmp_path):
+    """kill -9 (nothing can stop the job then): the processing job runs on, and the same command run again refuses
+    in one line instead of paying for a second one; ALLOW_DUPLICATE=true starts it all the same."""
+    make_bucket()
+    in_ecr()
+    trainer.raw.main(tmp_path / "raw")
+    with ProcessingDriver(tmp_path / "sagemaker", start_seconds=120):
+        interrupted(tmp_path, "preprocess", "] InProgress", signal.SIGKILL)
+        (job,) = processing_jobs()
+        assert job["ProcessingJobStatus"] == "InProgress"
+        again = make("preprocess", tmp_path)
+    assert again.returncode == 2, again.stderr
+    assert (f"sagemake: {job['ProcessingJobName']} is InProgress on SageMaker with this same request: follow it (make "
+            "jobs ENV=prod lists it), or set ALLOW_DUPLICATE=true to start another") in again.stderr, again.stderr
+    assert len(processing_jobs()) == 1
+    with ProcessingDriver(tmp_path / "sagemaker"):
+        forced = make("preprocess", tmp_path, ALLOW_DUPLICATE="true")
+    assert forced.returncode == 0, forced.stderr
+    assert len(processing_jobs()) == 2
+
+
 # --- tuning ---
 
 RANGES = "learning_rate=0.02:0.5:log max_depth=1:4"

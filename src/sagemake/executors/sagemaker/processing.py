@@ -54,7 +54,7 @@ class SageMakerProcessing:
                 cache.save()
             say(f"processing {name}: input {entry['InputName']}: {sent} uploaded ({size / 1e6:.1f} MB), "
                 f"{kept} there already -> {uri}")
-        executor.refuse_duplicate("ProcessingJob", request, "see it in the console")
+        executor.refuse_duplicate("ProcessingJob", request, "make jobs ENV={env} lists it")
         self._create(request)
         try:
             say(f"processing {name}: submitted to SageMaker in {executor.region}")
