@@ -338,7 +338,8 @@ MUTATIONS = {
         "tests/unit/test_request.py -k parse_pairs"),
     "a second processing job paid for by surprise": (
         "src/sagemake/executors/sagemaker/processing.py", '        executor.refuse_duplicate("ProcessingJob"',
-        '        0 and executor.refuse_duplicate("ProcessingJob"', "tests/aws/test_aws_jobs.py -k killed_make_preprocess"),
+        '        0 and executor.refuse_duplicate("ProcessingJob"',
+        "tests/aws/test_aws_jobs.py -k killed_make_preprocess"),
 }
 
 
