@@ -10,8 +10,6 @@ import hashlib
 import json
 import signal
 import subprocess
-import threading
-import time
 
 import pytest
 from conftest import ROOT, sagemake
@@ -232,16 +230,18 @@ def endpoint_state(name="sagemake-example"):
     return backend().endpoints[name]
 
 
-def in_service_after(seconds: float, name="sagemake-example") -> threading.Thread:
-    """SageMaker finishing the operation under way: the endpoint goes InService after `seconds`."""
-    def finish():
-        time.sleep(seconds)
-        if name in backend().endpoints:
+def in_service_when_asked_again(client_, name="sagemake-example") -> None:
+    """SageMaker finishing the operation under way, at the pace of the deploy that waits (never of the clock): once
+    the client's DescribeEndpoint was answered twice from now, the endpoint is InService for the next ask. A deploy
+    that looks once and decides (refuses, or updates in place) never sees it."""
+    answered = []
+
+    def count(**_):
+        answered.append(1)
+        if len(answered) == 2 and name in backend().endpoints:
             endpoint_state(name).endpoint_status = "InService"
 
-    thread = threading.Thread(target=finish, daemon=True)
-    thread.start()
-    return thread
+    client_.meta.events.register("after-call.sagemaker.DescribeEndpoint", count)
 
 
 def other_deploy(sagemaker, job: str, status: str, config_name="sagemake-example-config-other") -> str:
@@ -269,8 +269,9 @@ def test_a_deploy_of_the_same_job_under_way_is_waited_for_not_repeated(prod, cap
     config, _, updates = prod
     sagemaker = client("sagemaker")
     theirs = other_deploy(sagemaker, JOBS[0], "Creating")
-    in_service_after(1.5)
-    entry = deploy(config, executor(config), JOBS[0])
+    ours = executor(config)
+    in_service_when_asked_again(ours.sagemaker)
+    entry = deploy(config, ours, JOBS[0])
     assert entry["event"] == "deploy" and entry["endpoint_config"] == theirs and entry["job"] == JOBS[0]
     assert (entry["instance_type"], entry["instance_count"]) == ("ml.m5.large", 1)  # what SageMaker serves
     assert config_names(sagemaker) == [theirs] and updates == []
@@ -285,18 +286,18 @@ def test_a_deploy_of_another_job_under_way_is_refused_before_anything_is_made(pr
     config, _, updates = prod
     sagemaker = client("sagemaker")
     theirs = other_deploy(sagemaker, JOBS[1], status)
-    finishing = in_service_after(1)  # a deploy that waited for it instead would go on, and fail below
+    ours = executor(config)
+    in_service_when_asked_again(ours.sagemaker)  # a deploy that waited for it instead would go on, and fail below
     refused = ("is Deleting (an undeploy is under way): deploy again once `make endpoints ENV=prod` no longer "
                "shows it") if status == "Deleting" else (
         f"is {status} to serve {JOBS[1]} (another deploy is under way): wait until `make endpoints ENV=prod` shows it "
         "InService, then deploy again")
     with pytest.raises(UserError) as caught:
-        deploy(config, executor(config), JOBS[0])
+        deploy(config, ours, JOBS[0])
     assert str(caught.value) == f"endpoint sagemake-example {refused}"
     assert config_names(sagemaker) == [theirs] and updates == []
     assert [m["ModelName"] for m in sagemaker.list_models()["Models"]] == [JOBS[1]]
     assert history(config) == []
-    finishing.join()
 
 
 @pytest.mark.parametrize("existing", [None, "InService"])
@@ -316,7 +317,7 @@ def test_two_deploys_at_the_same_moment_leave_one_configuration_and_no_orphan(pr
             raced.append(other_deploy(sagemaker, other, "Updating" if existing else "Creating",
                                       config_name="sagemake-example-config-raced"))
             if same_job:
-                in_service_after(1.5)
+                in_service_when_asked_again(ours.sagemaker)
 
     ours = executor(config)
     operation = "UpdateEndpoint" if existing else "CreateEndpoint"
@@ -380,8 +381,9 @@ def test_a_deploy_stopped_by_a_signal_while_the_endpoint_starts_is_recorded_and_
     assert entry["event"] == "deploy interrupted" and config_names(sagemaker) == [entry["endpoint_config"]]
     assert sagemaker.describe_endpoint(EndpointName="sagemake-example")["EndpointStatus"] == "Creating"
 
-    in_service_after(1)
-    finished = deploy(config, executor(config), JOBS[0])
+    ours = executor(config)
+    in_service_when_asked_again(ours.sagemaker)
+    finished = deploy(config, ours, JOBS[0])
     assert finished["endpoint_config"] == entry["endpoint_config"] and updates == []
     assert config_names(sagemaker) == [entry["endpoint_config"]]  # nothing asked twice
     assert [e["event"] for e in history(config)] == ["deploy interrupted", "deploy"]
