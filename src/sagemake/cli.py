@@ -142,12 +142,23 @@ def interrupted_by_signals():
 @contextlib.contextmanager
 def held_signals():
     """Ctrl-C, SIGTERM and SIGHUP held back while steps that only make sense together run (the two renames of a swap):
-    they take effect as soon as the steps are done. Off the main thread nothing changes."""
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}) if main \
-        else None
+    one that arrives meanwhile takes effect, as it would have, once they are done. Python runs every signal handler
+    on the main thread, whichever thread the signal reached, so holding the handlers (not the thread's signal mask)
+    holds them all. Off the main thread nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+    numbers = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {number: signal.signal(number, lambda signum, frame: arrived.append(signum)) for number in numbers}
     try:
         yield
     finally:
-        if previous is not None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if arrived:  # the first one, as its own handler would have taken it
+            handler = previous[arrived[0]]
+            if callable(handler):
+                handler(arrived[0], None)
+            elif handler != signal.SIG_IGN:
+                os.kill(os.getpid(), arrived[0])  # the default action, now
