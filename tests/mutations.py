@@ -311,6 +311,26 @@ MUTATIONS = {
     "a key given twice, the last one winning unseen": (
         "src/sagemake/jobs/training.py", "        if key in pairs:\n", "        if False:\n",
         "tests/unit/test_request.py -k parse_pairs"),
+    "a metric's :max or :min not read": (
+        "src/sagemake/jobs/training.py", "    if name and suffix in DIRECTIONS:", "    if False:",
+        "tests/local/test_tune.py -k direction_is_the_declared_one"),
+    "a tuning objective without a direction let through": (
+        "src/sagemake/jobs/tuning.py", "    if kind is None:\n        raise", "    if False:\n        raise",
+        "tests/local/test_tune.py -k refuses_an_objective_without"),
+    "an objective's direction contradicting METRICS let through": (
+        "src/sagemake/jobs/tuning.py", "    if stated and declared[name] and stated != declared[name]:",
+        "    if False:", "tests/local/test_tune.py -k bad_input"),
+    "the best local trial always the highest": (
+        "src/sagemake/executors/local/tuning.py", '        sign = 1 if self.goal["Type"] == "Minimize" else -1\n'
+        "        return min(scored", "        sign = -1\n        return min(scored",
+        "tests/local/test_tune.py -k minimized_objective"),
+    "the leaderboard always sorted highest first": (
+        "src/sagemake/targets/tune_jobs.py", '    sign = 1 if goal["Type"] == "Minimize" else -1',
+        "    sign = -1", "tests/aws/test_aws_jobs.py -k declared_direction"),
+    "the local search always maximizes": (
+        "src/sagemake/executors/local/tuning.py",
+        '        direction = "minimize" if self.goal["Type"] == "Minimize" else "maximize"',
+        '        direction = "maximize"', "tests/local/test_tune.py -k early_stopping_stops"),
 }
 
 
