@@ -22,7 +22,7 @@ MUTATIONS = {
         "src/sagemake/jobs/training.py", 'METRIC_START = r"(?:^|[^\\w:./-])"', 'METRIC_START = r""',
         "tests/unit/test_request.py -k own_name"),
     "unset optional sent as null": (
-        "src/sagemake/contract/train.py", "items() if value is not None}", "items()}",
+        "src/sagemake/contract/train.py", "items() if value is not None or key in given}", "items()}",
         "tests/local/test_contract.py -k unset_optionals"),
     "SM_* given to every process": (
         "src/sagemake/executors/local/runtimes.py", "        if code.is_dir():\n            program, path = code",
@@ -331,6 +331,16 @@ MUTATIONS = {
         "src/sagemake/executors/local/tuning.py",
         '        direction = "minimize" if self.goal["Type"] == "Minimize" else "maximize"',
         '        direction = "maximize"', "tests/local/test_tune.py -k early_stopping_stops"),
+    "a single value for a list refused": (
+        "src/sagemake/contract/train.py", "    return [decoded] if sequence and not isinstance(decoded, (list, dict)) "
+        "and decoded is not None else decoded", "    return decoded",
+        "tests/local/test_contract.py -k single_value"),
+    "None for an Optional taken as text": (
+        "src/sagemake/contract/train.py", "    if value in NONE and type(None) in members:", "    if False:",
+        "tests/local/test_contract.py -k single_value"),
+    "a None given on purpose left out": (
+        "src/sagemake/contract/train.py", "if value is not None or key in given}", "if value is not None}",
+        "tests/local/test_contract.py -k single_value"),
 }
 
 

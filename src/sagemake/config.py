@@ -109,8 +109,9 @@ SETTINGS = (
             detail="Empty: every folder in DATA_DIR.", example="training"),
     Setting("HP", "", "words", "Hyperparameters as key=value words.", applies=_TRAINING, section=_JOB,
             detail="With sagemake's image they are checked against src/trainer/hyperparameters.py before the job "
-            "starts; with your own image they are passed as they are. A list: HP='features=bmi,bp' (or JSON). At "
-            "most 100, names up to 256 and values up to 2,500 characters, no sagemaker_* names.",
+            "starts; with your own image they are passed as they are. A list: HP='features=bmi,bp' (or JSON; "
+            "one value is a list of one). An Optional set back to None: HP='clip=None' (or 'clip='). A key given "
+            "twice is refused. At most 100, names up to 256 and values up to 2,500 characters, no sagemaker_* names.",
             example="n_estimators=200 learning_rate=0.05"),
     Setting("JOB_ENV", "", "words", "Environment variables for the training container, as key=value words.",
             applies=(*_TRAINING, "processing"), section=_JOB),
