@@ -341,6 +341,15 @@ MUTATIONS = {
     "a None given on purpose left out": (
         "src/sagemake/contract/train.py", "if value is not None or key in given}", "if value is not None}",
         "tests/local/test_contract.py -k single_value"),
+    "a finished trial stopped by a late early stop": (
+        "src/sagemake/executors/local/executor.py",
+        "                    if any(process.returncode != 0 for process in processes.values()):  # else it had "
+        "finished", "                    if True:", "tests/local/test_tune.py -k finished_is_never"),
+    "a finished trial told to optuna as pruned": (
+        "src/sagemake/executors/local/tuning.py",
+        '        if record["TrainingJobStatus"] == "Completed" and value is not None and math.isfinite(value):',
+        '        if not entry["pruned"] and record["TrainingJobStatus"] == "Completed" and value is not None '
+        'and math.isfinite(value):', "tests/local/test_tune.py -k finished_is_never"),
 }
 
 

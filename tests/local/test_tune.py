@@ -9,7 +9,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import ROOT, copy_repo, sagemake, sigint_as_a_terminal_gives_it
+from conftest import ROOT, copy_repo, in_process, sagemake, sigint_as_a_terminal_gives_it
 
 from sagemake.config import resolve
 from sagemake.executors.local.executor import LocalExecutor
@@ -297,6 +297,46 @@ def test_early_stopping_stops_the_trials_worse_than_the_median_at_a_step(goal, b
             completed.append(name)
     assert record["BestTrainingJob"]["TrainingJobName"] in completed
     assert f"stopped early: {goal}=" in capsys.readouterr().err
+
+
+SLOW_EXIT = """
+import atexit
+import time
+
+atexit.register(time.sleep, 2)  # a logger flushing at exit: the process ends seconds after its last metric
+"""
+
+
+def test_a_trial_that_finished_is_never_stopped_early(example_data, tmp_path, capsys):
+    """Early stopping judged a trial on its final line (printed once it had trained, its model written) while its
+    process was still ending, and stopped it: Stopped, its objective blank in `make tune-jobs` and shown in `make
+    jobs`. A trial that finished completes, and its objective is the same in every listing. With 20 rounds the
+    fixture prints no line as it trains: the final one is all the pruner sees."""
+    repo = copy_repo(tmp_path / "my project")
+    with (repo / "src/trainer/train.py").open("a") as handle:
+        handle.write(SLOW_EXIT)
+    config = resolve(root=repo, environ=settings(
+        example_data, tmp_path, TUNE_MAX_JOBS="3", TUNE_PARALLEL="1", TUNE_STRATEGY="Random", TUNE_SEED="1",
+        TUNE_RANGES="learning_rate=0.001|0.5", TUNE_EARLY_STOPPING="Auto"))
+    executor = LocalExecutor(config)
+    _, record = tune(config, executor, in_process(repo))
+    said = capsys.readouterr()
+    assert ": asked to stop: stopping it" in said.err  # the pruner did judge a finished trial hopeless
+    assert "stopped early" not in said.err
+    goal = "validation:roc_auc"
+    for trial in record["TrainingJobSummaries"]:
+        job = executor.describe(trial["TrainingJobName"])
+        assert trial["TrainingJobStatus"] == job["TrainingJobStatus"] == "Completed", trial
+        assert trial["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] == metrics(job)[goal]
+    shown = subprocess.run([*sagemake(repo), "tune-jobs"], capture_output=True, text=True,
+                           env={**os.environ, **settings(example_data, tmp_path)})
+    listed = subprocess.run([*sagemake(repo), "jobs"], capture_output=True, text=True,
+                            env={**os.environ, **settings(example_data, tmp_path)})
+    for trial in record["TrainingJobSummaries"]:  # each listing in its own precision: 6 digits, 4 decimals
+        value = trial["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+        for listing, written in ((shown.stdout, f"{value:.6g}"), (listed.stdout, f"{value:.4f}")):
+            (line,) = [line for line in listing.splitlines() if line.startswith(trial["TrainingJobName"])]
+            assert f" {written} " in f"{line} ", (line, written)
 
 
 @pytest.mark.parametrize("given", ["../outside", "../../x", "/tmp/x", "run/.."])

@@ -130,6 +130,7 @@ def main() -> int:
         resumable = "checkpoint_dir" in inspect.signature(train).parameters and checkpoints.is_dir()
         extra = {"checkpoint_dir": checkpoints} if resumable else {}
         metrics = train(hyperparameters, channels, base / layout.MODEL_DIR, output_data, **extra)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # trained: a stop that comes now (a late early stop) is moot
         (output_data / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         for name, value in sorted(metrics.items()):
             print(f"{name}={value:.6f}", flush=True)
