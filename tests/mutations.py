@@ -345,11 +345,6 @@ MUTATIONS = {
         "src/sagemake/executors/local/executor.py",
         "                    if any(process.returncode != 0 for process in processes.values()):  # else it had "
         "finished", "                    if True:", "tests/local/test_tune.py -k finished_is_never"),
-    "a finished trial told to optuna as pruned": (
-        "src/sagemake/executors/local/tuning.py",
-        '        if record["TrainingJobStatus"] == "Completed" and value is not None and math.isfinite(value):',
-        '        if not entry["pruned"] and record["TrainingJobStatus"] == "Completed" and value is not None '
-        'and math.isfinite(value):', "tests/local/test_tune.py -k finished_is_never"),
 }
 
 
