@@ -22,7 +22,7 @@ MUTATIONS = {
         "src/sagemake/jobs/training.py", 'METRIC_START = r"(?:^|[^\\w:./-])"', 'METRIC_START = r""',
         "tests/unit/test_request.py -k own_name"),
     "unset optional sent as null": (
-        "src/sagemake/contract/train.py", "items() if value is not None}", "items()}",
+        "src/sagemake/contract/train.py", "items() if value is not None or key in given}", "items()}",
         "tests/local/test_contract.py -k unset_optionals"),
     "SM_* given to every process": (
         "src/sagemake/executors/local/runtimes.py", "        if code.is_dir():\n            program, path = code",
@@ -340,6 +340,40 @@ MUTATIONS = {
         "src/sagemake/executors/sagemaker/processing.py", '        executor.refuse_duplicate("ProcessingJob"',
         '        0 and executor.refuse_duplicate("ProcessingJob"',
         "tests/aws/test_aws_jobs.py -k killed_make_preprocess"),
+    "a metric's :max or :min not read": (
+        "src/sagemake/jobs/training.py", "    if name and suffix in DIRECTIONS:", "    if False:",
+        "tests/local/test_tune.py -k direction_is_the_declared_one"),
+    "a tuning objective without a direction let through": (
+        "src/sagemake/jobs/tuning.py", "    if kind is None:\n        raise", "    if False:\n        raise",
+        "tests/local/test_tune.py -k refuses_an_objective_without"),
+    "an objective's direction contradicting METRICS let through": (
+        "src/sagemake/jobs/tuning.py", "    if stated and declared[name] and stated != declared[name]:",
+        "    if False:", "tests/local/test_tune.py -k bad_input"),
+    "the best local trial always the highest": (
+        "src/sagemake/executors/local/tuning.py", '        sign = 1 if self.goal["Type"] == "Minimize" else -1\n'
+        "        return min(scored", "        sign = -1\n        return min(scored",
+        "tests/local/test_tune.py -k minimized_objective"),
+    "the leaderboard always sorted highest first": (
+        "src/sagemake/targets/tune_jobs.py", '    sign = 1 if goal["Type"] == "Minimize" else -1',
+        "    sign = -1", "tests/aws/test_aws_jobs.py -k declared_direction"),
+    "the local search always maximizes": (
+        "src/sagemake/executors/local/tuning.py",
+        '        direction = "minimize" if self.goal["Type"] == "Minimize" else "maximize"',
+        '        direction = "maximize"', "tests/local/test_tune.py -k early_stopping_stops"),
+    "a single value for a list refused": (
+        "src/sagemake/contract/train.py", "    return [decoded] if sequence and not isinstance(decoded, (list, dict)) "
+        "and decoded is not None else decoded", "    return decoded",
+        "tests/local/test_contract.py -k single_value"),
+    "None for an Optional taken as text": (
+        "src/sagemake/contract/train.py", "    if value in NONE and type(None) in members:", "    if False:",
+        "tests/local/test_contract.py -k single_value"),
+    "a None given on purpose left out": (
+        "src/sagemake/contract/train.py", "if value is not None or key in given}", "if value is not None}",
+        "tests/local/test_contract.py -k single_value"),
+    "a finished trial stopped by a late early stop": (
+        "src/sagemake/executors/local/executor.py",
+        "                    if any(process.returncode != 0 for process in processes.values()):  # else it had "
+        "finished", "                    if True:", "tests/local/test_tune.py -k finished_is_never"),
 }
 
 

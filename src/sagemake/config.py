@@ -109,8 +109,9 @@ SETTINGS = (
             detail="Empty: every folder in DATA_DIR.", example="training"),
     Setting("HP", "", "words", "Hyperparameters as key=value words.", applies=_TRAINING, section=_JOB,
             detail="With sagemake's image they are checked against src/trainer/hyperparameters.py before the job "
-            "starts; with your own image they are passed as they are. A list: HP='features=bmi,bp' (or JSON). At "
-            "most 100, names up to 256 and values up to 2,500 characters, no sagemaker_* names.",
+            "starts; with your own image they are passed as they are. A list: HP='features=bmi,bp' (or JSON; "
+            "one value is a list of one). An Optional set back to None: HP='clip=None' (or 'clip='). A key given "
+            "twice is refused. At most 100, names up to 256 and values up to 2,500 characters, no sagemaker_* names.",
             example="n_estimators=200 learning_rate=0.05"),
     Setting("JOB_ENV", "", "words", "Environment variables for the training container, as key=value words.",
             applies=(*_TRAINING, "processing"), section=_JOB),
@@ -157,10 +158,11 @@ SETTINGS = (
             "too: both or neither).", applies=_TRAINING, section=_JOB),
     Setting("POLL_SECONDS", "10", "int", "Seconds between status checks while a SageMaker job is followed.", low=1,
             high=600, applies=KINDS, section=_JOB),
-    Setting("METRICS", "", "words", "The metrics the job prints as name=value lines, as words.",
-            applies=(*_TRAINING, "jobs"), section=_JOB, example="rmse mae r2",
+    Setting("METRICS", "", "words", "The metrics the job prints as name=value lines, as words; name:max or "
+            "name:min declares which way is better (tuning needs it for its objective).",
+            applies=(*_TRAINING, "jobs"), section=_JOB, example="rmse:min mae:min r2:max",
             detail="Empty: those of src/trainer/metrics.py with sagemake's image. Set it for your own image. A name "
-            "matches only standing alone (rmse is not train_rmse)."),
+            "matches only standing alone (rmse is not train_rmse). The direction is never guessed from a name."),
     Setting("PRIMARY_METRIC", "", "str", "The metric `make jobs` shows; empty: the first declared metric.",
             applies=(*_TRAINING, "jobs"), section=_JOB),
     Setting("DOCKERFILE", "", "path", "Your own Dockerfile (relative to this folder).", applies=_IMAGE,
@@ -241,11 +243,10 @@ SETTINGS = (
             "type), low:high:log (Logarithmic scaling, low > 0), or a|b|c (Categorical). The other hyperparameters "
             "come from HP.",
             example="learning_rate=0.01:0.3:log max_depth=2:8 subsample=0.5:1"),
-    Setting("TUNE_OBJECTIVE", "", "str", "The metric optimised: a declared metric (empty: PRIMARY_METRIC).",
-            applies=("tuning",), section=_TUNING),
-    Setting("TUNE_OBJECTIVE_TYPE", "", "choice", "Maximize or Minimize the objective; empty: from its name.",
-            choices=("", "Maximize", "Minimize"), applies=("tuning",), section=_TUNING,
-            detail="Minimize when the name says loss, error, rmse, mae, mse or logloss, else Maximize."),
+    Setting("TUNE_OBJECTIVE", "", "str", "The metric optimised: a declared metric (empty: PRIMARY_METRIC), "
+            "maximized or minimized as declared (name:max or name:min).", applies=("tuning",), section=_TUNING,
+            detail="Its direction comes from METRICS (or src/trainer/metrics.py), or is given here (nll:min); an "
+            "objective with none is refused before anything runs.", example="validation:nll:min"),
     Setting("TUNE_MAX_JOBS", "10", "int", "How many trials in all (SageMaker's MaxNumberOfTrainingJobs).", low=1,
             high=500, applies=("tuning",), section=_TUNING),
     Setting("TUNE_PARALLEL", "1", "int", "How many trials at once (MaxParallelTrainingJobs), at most "

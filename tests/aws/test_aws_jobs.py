@@ -242,6 +242,42 @@ def test_make_tune_env_prod_runs_a_tuning_job_follows_its_trials_and_fetches_the
     assert f"{best['TrainingJobName']} *" in listed.stdout  # the best marked
 
 
+def test_the_declared_direction_reaches_sagemaker_and_decides_the_best_trial(aws, tmp_path, example_data,
+                                                                              trained_model):
+    """METRICS='nll:min acc:max': SageMaker is asked to Minimize nll, and the lowest trial is the best one, first in
+    the leaderboard, starred and fetched. Without a direction (METRICS='nll acc') nothing is uploaded or created."""
+    make_bucket()
+    in_ecr()
+    refused = make("tune", tmp_path, DATA_DIR=str(example_data), JOBS_DIR=str(tmp_path / "jobs"), **TUNING,
+                   METRICS="nll acc")
+    assert refused.returncode == 2 and refused.stderr.splitlines()[-2] == (
+        "sagemake: the tuning objective nll has no declared direction: declare it nll:max or nll:min in METRICS, "
+        "or set TUNE_OBJECTIVE=nll:max (or :min)"), refused.stderr
+    sagemaker = client("sagemaker")
+    assert sagemaker.list_hyper_parameter_tuning_jobs()["HyperParameterTuningJobSummaries"] == []
+    assert "Contents" not in client("s3").list_objects_v2(Bucket="train-bucket")  # nothing synced
+
+    with TuningDriver(trained_model, score) as driver:
+        result = make("tune", tmp_path, DATA_DIR=str(example_data), JOBS_DIR=str(tmp_path / "jobs"), **TUNING,
+                      METRICS="nll:min acc:max")
+        shown = make("tune-jobs", tmp_path, JOBS_DIR=str(tmp_path / "jobs"))
+    assert result.returncode == 0, result.stderr
+    (summary,) = sagemaker.list_hyper_parameter_tuning_jobs()["HyperParameterTuningJobSummaries"]
+    name = summary["HyperParameterTuningJobName"]
+    sent = sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+    assert sent["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"] == {"Type": "Minimize",
+                                                                                         "MetricName": "nll"}
+    assert [m["Name"] for m in sent["TrainingJobDefinition"]["AlgorithmSpecification"]["MetricDefinitions"]] == [
+        "nll", "acc"]
+    lowest = min(driver.trials, key=lambda t: score(t["TunedHyperParameters"]))["TrainingJobName"]
+    assert len({score(t["TunedHyperParameters"]) for t in driver.trials}) == 4
+    assert f"tuning {name}: best trial {lowest} nll=" in result.stderr
+    assert [p.name for p in (tmp_path / "models").iterdir()] == [lowest]
+    rows = [row.split(",") for row in (tmp_path / "jobs" / name / "leaderboard.csv").read_text().splitlines()[1:]]
+    assert rows[0][0] == lowest and [float(r[3]) for r in rows] == sorted(float(r[3]) for r in rows)
+    assert shown.returncode == 0 and f"{lowest} *" in shown.stdout
+
+
 @pytest.mark.parametrize("signum", SIGNALS, ids=lambda s: signal.Signals(s).name)
 def test_ctrl_c_leaves_the_tuning_job_running_on_sagemaker(aws, tmp_path, example_data, trained_model, signum):
     make_bucket()

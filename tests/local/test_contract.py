@@ -9,10 +9,12 @@ import subprocess
 import sys
 import time
 
-from conftest import ROOT
+from conftest import ROOT, copy_repo, in_process
 
-from sagemake.jobs.training import metric_definitions
+from sagemake.jobs.training import metric_definitions, metric_word
 from trainer.metrics import METRICS
+
+NAMES = [metric_word(word)[0] for word in METRICS]  # without their :max
 
 TRAIN = ROOT / "docker" / "train"
 
@@ -53,9 +55,9 @@ def test_trains_writes_model_metrics_and_metric_lines(tmp_path, example_data):
     assert code == 0, output
     assert sorted(p.name for p in (base / "model").iterdir()) == ["features.json", "model.joblib", "pr.png", "roc.png"]
     metrics = json.loads((base / "output/data/metrics.json").read_text())
-    assert set(metrics) == set(METRICS)
+    assert set(metrics) == set(NAMES)
     assert metrics["validation:roc_auc"] > 0.95
-    for definition in metric_definitions(list(METRICS)):  # what SageMaker's regexes will read from the log
+    for definition in metric_definitions(NAMES):  # what SageMaker's regexes will read from the log
         found = re.findall(definition["Regex"], output)
         assert found and abs(float(found[-1]) - metrics[definition["Name"]]) < 1e-6, definition
     assert not (base / "output/failure").exists()
@@ -143,6 +145,39 @@ def test_lists_dicts_and_unset_optionals_travel_as_sagemaker_strings_and_parse_b
     assert back.features == ["bmi", "bp"] and back.weights == {"a": 1.0} and back.cap is None
     assert parse_hyperparameters({"features": "bmi,bp"}, model).features == ["bmi", "bp"]  # shell-friendly lists
     assert parse_hyperparameters({"note": '["kept as text"]'}, model).note == '["kept as text"]'
+
+
+LIST_AND_OPTIONAL = """
+    hidden: list[int] = Field([16, 8], description="units per layer")
+    clip: Optional[float] = Field(0.5, gt=0, description="clip the gradients (None: never)")
+    tag: str = Field("run", description="a text that may read None")
+"""
+
+
+def test_a_single_value_is_a_list_of_one_and_none_sets_an_optional_to_none(tmp_path, example_data):
+    """HP='hidden=16' for a list was refused (16 is not a list); HP='clip=None' was dropped on its way to the job,
+    which then trained with the default 0.5. Now, on a project's own schema: checked on this machine, sent, and
+    read by the job as given; 'clip=' is None too, and a text field keeps the word None."""
+    from sagemake.config import resolve
+    from sagemake.executors.local.executor import LocalExecutor
+    from sagemake.jobs.training import plan
+
+    repo = copy_repo(tmp_path / "my project")
+    schema = repo / "src/trainer/hyperparameters.py"
+    schema.write_text("from typing import Optional\n" + schema.read_text() + LIST_AND_OPTIONAL)
+    for clip in ("None", ""):
+        config = resolve(root=repo, environ={"DATA_DIR": str(example_data), "JOBS_DIR": str(tmp_path / "jobs"),
+                                            "HP": f"n_estimators=5 hidden=16 clip={clip} tag=None"})
+        executor = LocalExecutor(config)
+        request = plan(config, executor)
+        assert {k: request["HyperParameters"][k] for k in ("hidden", "clip", "tag")} == {
+            "hidden": "[16]", "clip": "None", "tag": "None"}
+        record = executor.run(request, in_process(repo))
+        assert record["TrainingJobStatus"] == "Completed", record.get("FailureReason")
+        log = (tmp_path / "jobs" / request["TrainingJobName"] / "train.log").read_text()
+        assert '"hidden":[16],"clip":null,"tag":"None"' in log  # what train() was given
+    untouched = resolve(root=repo, environ={"DATA_DIR": str(example_data), "HP": "hidden=16,8"})
+    assert plan(untouched, LocalExecutor(untouched))["HyperParameters"]["hidden"] == "[16, 8]"
 
 
 def test_a_module_the_image_lacks_is_named_with_the_file_to_add_it_to(tmp_path, example_data):

@@ -9,7 +9,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import ROOT, copy_repo, sagemake, sigint_as_a_terminal_gives_it
+from conftest import ROOT, copy_repo, in_process, sagemake, sigint_as_a_terminal_gives_it
 
 from sagemake.config import resolve
 from sagemake.executors.local.executor import LocalExecutor
@@ -57,13 +57,15 @@ def test_the_request_is_typed_from_the_schema_and_built_from_the_training_reques
 
 
 @pytest.mark.parametrize("more, expected", [
-    ({}, "Maximize"),
-    ({"TUNE_OBJECTIVE_TYPE": "Minimize"}, "Minimize"),
-    ({"METRICS": "validation:logloss accuracy"}, "Minimize"),
-    ({"METRICS": "rmse r2", "TUNE_OBJECTIVE": "r2"}, "Maximize"),
+    ({}, {"Type": "Maximize", "MetricName": "validation:roc_auc"}),  # src/trainer/metrics.py: validation:roc_auc:max
+    ({"TUNE_OBJECTIVE": "validation:nll"}, {"Type": "Minimize", "MetricName": "validation:nll"}),  # :min there
+    ({"METRICS": "nll:min acc:max"}, {"Type": "Minimize", "MetricName": "nll"}),
+    ({"METRICS": "val_auc:max nll:min", "TUNE_OBJECTIVE": "nll"}, {"Type": "Minimize", "MetricName": "nll"}),
+    ({"METRICS": "nll acc", "TUNE_OBJECTIVE": "nll:min"}, {"Type": "Minimize", "MetricName": "nll"}),
+    ({"METRICS": "loss acc", "TUNE_OBJECTIVE": "loss:max"}, {"Type": "Maximize", "MetricName": "loss"}),
 ])
-def test_the_objective_direction_is_inferred_from_its_name_or_set(more, expected, example_data, tmp_path):
-    assert objective(resolve(root=ROOT, environ=settings(example_data, tmp_path, **more)))["Type"] == expected
+def test_the_objective_direction_is_the_declared_one_never_guessed(more, expected, example_data, tmp_path):
+    assert objective(resolve(root=ROOT, environ=settings(example_data, tmp_path, **more))) == expected
 
 
 @pytest.mark.parametrize("more, said", [
@@ -75,6 +77,11 @@ def test_the_objective_direction_is_inferred_from_its_name_or_set(more, expected
     ({"TUNE_OBJECTIVE": "validation:nope"}, "not a declared metric"),
     ({"TUNE_MAX_JOBS": "2", "TUNE_PARALLEL": "3"}, "TUNE_PARALLEL=3 is more than TUNE_MAX_JOBS=2"),
     ({"TUNE_RANGES": "learning_rate=0:0.5:log"}, "learning_rate"),
+    ({"METRICS": "nll acc"}, "the tuning objective nll has no declared direction: declare it nll:max or nll:min in "
+                             "METRICS, or set TUNE_OBJECTIVE=nll:max (or :min)"),
+    ({"METRICS": "validation:logloss rmse"}, "validation:logloss has no declared direction"),  # a name says nothing
+    ({"METRICS": "nll:min acc:max", "TUNE_OBJECTIVE": "nll:max"},
+     "TUNE_OBJECTIVE=nll:max contradicts METRICS, which declares nll:min: keep one"),
 ])
 def test_bad_input_is_one_line_and_exit_2(more, said, example_data, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUNE_")}
@@ -83,6 +90,42 @@ def test_bad_input_is_one_line_and_exit_2(more, said, example_data, tmp_path):
     assert done.returncode == 2, done.stderr
     assert done.stdout == ""
     assert len(done.stderr.strip().splitlines()) == 1 and said in done.stderr, done.stderr
+
+
+def test_make_tune_refuses_an_objective_without_a_direction_before_anything_runs(example_data, tmp_path):
+    """METRICS='nll acc': nll was maximized (its name says nothing), the worst trial starred and fetched; now the
+    run is refused in one line naming the fix, and nothing is trained."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUNE_")}
+    done = subprocess.run([*sagemake(ROOT), "tune"], capture_output=True, text=True,
+                          env={**env, **settings(example_data, tmp_path, METRICS="nll acc")})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines()[-1] == ("sagemake: the tuning objective nll has no declared direction: declare "
+                                            "it nll:max or nll:min in METRICS, or set TUNE_OBJECTIVE=nll:max (or :min)")
+    assert not (tmp_path / "jobs").exists() and not (tmp_path / "models").exists()
+
+
+def test_a_minimized_objective_stars_fetches_and_sorts_its_lowest_trial(example_data, tmp_path, capsys):
+    """validation:nll:min (src/trainer/metrics.py): the best trial is the lowest, first in the leaderboard and
+    starred there and in `make jobs`, and its model is the one fetched."""
+    config = resolve(root=ROOT, environ=settings(example_data, tmp_path, TUNE_MAX_JOBS="4", TUNE_PARALLEL="2",
+                                                 TUNE_OBJECTIVE="validation:nll"))
+    executor = LocalExecutor(config)
+    folder, record = tune(config, executor)
+    assert record["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"] == {
+        "Type": "Minimize", "MetricName": "validation:nll"}
+    values = {t["TrainingJobName"]: metrics(executor.describe(t["TrainingJobName"]))["validation:nll"]
+              for t in record["TrainingJobSummaries"]}
+    assert len(set(values.values())) == 4
+    lowest = min(values, key=values.get)
+    assert record["BestTrainingJob"]["TrainingJobName"] == lowest
+    rows = [row.split(",") for row in (folder / LEADERBOARD).read_text().splitlines()[1:]]
+    assert [row[0] for row in rows] == sorted(values, key=values.get)  # best (lowest) first
+    out = capsys.readouterr().out
+    assert f"{lowest} *" in out and sum(" *" in line for line in out.splitlines()) == 1
+    assert (tmp_path / "models" / lowest / "manifest.json").is_file()
+    assert [p.name for p in (tmp_path / "models").iterdir()] == [lowest]
+    list_jobs(config, executor, 10)
+    assert f"{lowest} *" in capsys.readouterr().out
 
 
 OPTIONAL_FIELDS = """
@@ -221,18 +264,22 @@ def test_kill_9_of_make_tune_settles_its_record_and_its_trials_failed(example_da
     assert f"tuning {path.parent.name}: Failed: ClientError: the executor (pid {process.pid}) ended" in listed.stderr
 
 
-def test_early_stopping_stops_the_trials_worse_than_the_median_at_a_step(example_data, tmp_path, capsys):
+@pytest.mark.parametrize("goal, better", [("validation:roc_auc", max), ("validation:nll", min)])
+def test_early_stopping_stops_the_trials_worse_than_the_median_at_a_step(goal, better, example_data, tmp_path,
+                                                                         capsys):
     """TUNE_EARLY_STOPPING=Auto: each trial's objective, printed after every 50 rounds, is reported as it comes; a
-    trial whose best so far is below the median of the completed earlier trials at that step is stopped."""
+    trial whose best so far is worse than the median of the completed earlier trials at that step is stopped:
+    below it for roc_auc (:max), above it for nll (:min)."""
     config = resolve(root=ROOT, environ=settings(
         example_data, tmp_path, TUNE_MAX_JOBS="4", TUNE_PARALLEL="1", TUNE_STRATEGY="Random", TUNE_SEED="3",
-        TUNE_RANGES="learning_rate=0.001:0.5:log", HP="n_estimators=2000", TUNE_EARLY_STOPPING="Auto"))
+        TUNE_RANGES="learning_rate=0.001:0.5:log", HP="n_estimators=2000", TUNE_EARLY_STOPPING="Auto",
+        TUNE_OBJECTIVE=goal))
     executor = LocalExecutor(config)
     assert plan(config, executor)["HyperParameterTuningJobConfig"]["TrainingJobEarlyStoppingType"] == "Auto"
     _, record = tune(config, executor)
-    definition = {"Name": "validation:roc_auc", "Regex": next(
+    definition = {"Name": goal, "Regex": next(
         d["Regex"] for d in record["TrainingJobDefinition"]["AlgorithmSpecification"]["MetricDefinitions"]
-        if d["Name"] == "validation:roc_auc")}
+        if d["Name"] == goal)}
     series, completed = {}, []
     stopped = [t["TrainingJobName"] for t in record["TrainingJobSummaries"] if t["TrainingJobStatus"] == "Stopped"]
     assert stopped, capsys.readouterr().err  # the seeded search meets a hopeless trial
@@ -241,14 +288,55 @@ def test_early_stopping_stops_the_trials_worse_than_the_median_at_a_step(example
         series[name] = metric_series(definition, (executor.folder(name) / "train.log").read_text().splitlines())
         if name in stopped:
             assert record["TrainingJobStatusCounters"]["Stopped"] == len(stopped)
-            assert any(max(series[name][:step + 1]) < statistics.median(series[c][step] for c in completed)
-                       for step in range(len(series[name]))), (name, series)
+            medians = [statistics.median(series[c][step] for c in completed) for step in range(len(series[name]))]
+            assert any(better(series[name][:step + 1]) != median and better(better(series[name][:step + 1]), median)
+                       == median for step, median in enumerate(medians)), (name, series)  # its best is worse
             assert len(series[name]) < 40  # stopped before its 2,000 rounds
         else:
             assert trial["TrainingJobStatus"] == "Completed" and len(series[name]) == 40  # 39 steps, then the end
             completed.append(name)
     assert record["BestTrainingJob"]["TrainingJobName"] in completed
-    assert "stopped early: validation:roc_auc=" in capsys.readouterr().err
+    assert f"stopped early: {goal}=" in capsys.readouterr().err
+
+
+SLOW_EXIT = """
+import atexit
+import time
+
+atexit.register(time.sleep, 2)  # a logger flushing at exit: the process ends seconds after its last metric
+"""
+
+
+def test_a_trial_that_finished_is_never_stopped_early(example_data, tmp_path, capsys):
+    """Early stopping judged a trial on its final line (printed once it had trained, its model written) while its
+    process was still ending, and stopped it: Stopped, its objective blank in `make tune-jobs` and shown in `make
+    jobs`. A trial that finished completes, and its objective is the same in every listing. With 20 rounds the
+    fixture prints no line as it trains: the final one is all the pruner sees."""
+    repo = copy_repo(tmp_path / "my project")
+    with (repo / "src/trainer/train.py").open("a") as handle:
+        handle.write(SLOW_EXIT)
+    config = resolve(root=repo, environ=settings(
+        example_data, tmp_path, TUNE_MAX_JOBS="3", TUNE_PARALLEL="1", TUNE_STRATEGY="Random", TUNE_SEED="1",
+        TUNE_RANGES="learning_rate=0.001|0.5", TUNE_EARLY_STOPPING="Auto"))
+    executor = LocalExecutor(config)
+    _, record = tune(config, executor, in_process(repo))
+    said = capsys.readouterr()
+    assert ": asked to stop: stopping it" in said.err  # the pruner did judge a finished trial hopeless
+    assert "stopped early" not in said.err
+    goal = "validation:roc_auc"
+    for trial in record["TrainingJobSummaries"]:
+        job = executor.describe(trial["TrainingJobName"])
+        assert trial["TrainingJobStatus"] == job["TrainingJobStatus"] == "Completed", trial
+        assert trial["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] == metrics(job)[goal]
+    shown = subprocess.run([*sagemake(repo), "tune-jobs"], capture_output=True, text=True,
+                           env={**os.environ, **settings(example_data, tmp_path)})
+    listed = subprocess.run([*sagemake(repo), "jobs"], capture_output=True, text=True,
+                            env={**os.environ, **settings(example_data, tmp_path)})
+    for trial in record["TrainingJobSummaries"]:  # each listing in its own precision: 6 digits, 4 decimals
+        value = trial["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+        for listing, written in ((shown.stdout, f"{value:.6g}"), (listed.stdout, f"{value:.4f}")):
+            (line,) = [line for line in listing.splitlines() if line.startswith(trial["TrainingJobName"])]
+            assert f" {written} " in f"{line} ", (line, written)
 
 
 @pytest.mark.parametrize("given", ["../outside", "../../x", "/tmp/x", "run/.."])

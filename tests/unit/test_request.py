@@ -21,6 +21,7 @@ from sagemake.jobs.training import (
     metric_definitions,
     metric_values,
     metric_warnings,
+    metric_word,
     parse_pairs,
     plan,
     tags,
@@ -253,7 +254,8 @@ def test_metric_warnings_name_undeclared_and_missing_metrics():
     ("validation:f1=-2", -2.0), ("validation:f1=nan", "nan"), ("validation:f1=...", None),
 ])
 def test_metric_regexes_read_numbers_only(line, value):
-    (definition,) = [d for d in metric_definitions(list(METRICS)) if d["Name"] == "validation:f1"]
+    names = [metric_word(word)[0] for word in METRICS]
+    (definition,) = [d for d in metric_definitions(names) if d["Name"] == "validation:f1"]
     found = re.findall(definition["Regex"], line)
     if value is None:
         assert found == []

@@ -1,3 +1,4 @@
-"""The metrics train() returns, the first one the main one (every host prints the same values)."""
+"""The metrics train() returns, the first one the main one (every host prints the same values); :max or :min
+says which way is better."""
 
-METRICS = ("validation:auc", "validation:logloss", "validation:accuracy")
+METRICS = ("validation:auc:max", "validation:logloss:min", "validation:accuracy:max")

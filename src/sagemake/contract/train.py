@@ -26,6 +26,7 @@ from sagemake.contract import layout
 RESERVED_PREFIX = "sagemaker_"  # SageMaker's own hyperparameters, not the model's
 FAILURE_EXIT = 255
 STOPPED_EXIT = 128 + signal.SIGTERM
+NONE = ("None", "")  # an Optional hyperparameter given so is None: HP='cap=None' or HP='cap='
 
 
 class Stopped(BaseException):
@@ -49,19 +50,25 @@ def describe_validation_error(err) -> str:
 
 
 def _decoded(model, key: str, value):
-    """SageMaker's strings back into lists and dicts for fields that hold them: JSON text as sagemake sends
-    them, or for a list, comma-separated words as a shell writes them (HP='features=bmi,bp')."""
+    """SageMaker's strings back into what the field holds: None for an Optional field given None (or nothing:
+    HP='cap=None' or 'cap='); lists and dicts from JSON text as sagemake sends them, or for a list, comma-separated
+    words as a shell writes them (HP='features=bmi,bp'); a single value for a list is a list of one (HP='hidden=16')."""
     field = model.model_fields.get(key)
     if not isinstance(value, str) or field is None:
         return value
     union = typing.get_origin(field.annotation) in (typing.Union, types.UnionType)  # Optional[...] and X | None
-    kinds = {typing.get_origin(t) or t for t in (typing.get_args(field.annotation) if union else (field.annotation,))}
-    if not kinds & {list, dict, tuple, set}:
+    members = typing.get_args(field.annotation) if union else (field.annotation,)
+    if value in NONE and type(None) in members:
+        return None
+    kinds = {typing.get_origin(t) or t for t in members}
+    sequence = bool(kinds & {list, tuple, set})
+    if not sequence and dict not in kinds:
         return value
     try:
-        return json.loads(value)
+        decoded = json.loads(value)
     except ValueError:
-        return value.split(",") if kinds & {list, tuple, set} else value
+        return value.split(",") if sequence else value
+    return [decoded] if sequence and not isinstance(decoded, (list, dict)) and decoded is not None else decoded
 
 
 def parse_hyperparameters(raw: dict, model):
@@ -77,9 +84,11 @@ def parse_hyperparameters(raw: dict, model):
 
 
 def as_strings(hyperparameters) -> dict[str, str]:
-    """A validated model as SageMaker's strings: text as it is, anything else as JSON; unset (None) left out."""
-    return {key: value if isinstance(value, str) else json.dumps(value)
-            for key, value in hyperparameters.model_dump(mode="json").items() if value is not None}
+    """A validated model as SageMaker's strings: text as it is, None given on purpose as None (it may not be the
+    field's default), anything else as JSON; a None nobody gave (a default) left out."""
+    given = hyperparameters.model_fields_set
+    return {key: NONE[0] if value is None else value if isinstance(value, str) else json.dumps(value)
+            for key, value in hyperparameters.model_dump(mode="json").items() if value is not None or key in given}
 
 
 def read_channels(base: Path) -> dict[str, Path]:
@@ -121,6 +130,7 @@ def main() -> int:
         resumable = "checkpoint_dir" in inspect.signature(train).parameters and checkpoints.is_dir()
         extra = {"checkpoint_dir": checkpoints} if resumable else {}
         metrics = train(hyperparameters, channels, base / layout.MODEL_DIR, output_data, **extra)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # trained: a stop that comes now (a late early stop) is moot
         (output_data / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         for name, value in sorted(metrics.items()):
             print(f"{name}={value:.6f}", flush=True)

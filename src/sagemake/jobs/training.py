@@ -39,6 +39,7 @@ HYPERPARAMETER_CACHE = "build/hyperparameters.json"
 TRAINER = "trainer"  # the package in src/ that sagemake's image runs: the part a user replaces
 INPUT_MODES = ("File", "FastFile")  # Pipe streams from S3: no local twin, so it is refused before paying
 DISTRIBUTIONS = ("FullyReplicated", "ShardedByS3Key")  # S3DataDistributionType: every file on every host, or a share
+DIRECTIONS = {"max": "Maximize", "min": "Minimize"}  # a metric's direction: name:max or name:min
 
 
 def git_state(root: Path) -> tuple[str, bool]:
@@ -187,13 +188,31 @@ def project_trainer(config: Config, module: str):
     return importlib.import_module(f"{TRAINER}.{module}")
 
 
-def metrics(config: Config) -> list[str]:
-    """The declared metrics: METRICS, else the trainer's (src/trainer/metrics.py) with sagemake's image."""
+def metric_word(word: str) -> tuple[str, str | None]:
+    """A metric as declared: 'name', or 'name:max' / 'name:min' with its direction, ('name', 'Maximize' or
+    'Minimize' or None). The suffix is read off the end, so SageMaker's names keep their colons
+    ('validation:auc:max')."""
+    name, _, suffix = word.rpartition(":")
+    if name and suffix in DIRECTIONS:
+        return name, DIRECTIONS[suffix]
+    return word, None
+
+
+def declared_metrics(config: Config) -> dict[str, str | None]:
+    """The declared metrics and their directions: METRICS, else the trainer's (src/trainer/metrics.py) with
+    sagemake's image."""
     if config["METRICS"]:
-        return config.words("METRICS")
-    if config.sagemake_image:
-        return list(project_trainer(config, "metrics").METRICS)
-    return []
+        words = config.words("METRICS")
+    elif config.sagemake_image:
+        words = list(project_trainer(config, "metrics").METRICS)
+    else:
+        words = []
+    return dict(metric_word(word) for word in words)
+
+
+def metrics(config: Config) -> list[str]:
+    """The declared metrics' names."""
+    return list(declared_metrics(config))
 
 
 def primary_metric(config: Config) -> str | None:

@@ -16,13 +16,15 @@ from sagemake import jsonfile
 from sagemake.cli import UserError
 from sagemake.config import Config
 from sagemake.jobs.training import (
+    DIRECTIONS,
     TAG_PREFIX,
+    declared_metrics,
+    metric_word,
     parse_pairs,
     primary_metric,
     project_trainer,
     tuning_name,
 )
-from sagemake.jobs.training import metrics as declared_metrics
 from sagemake.jobs.training import plan as training_plan
 
 TUNING_TAG = "tuning"  # sagemake:tuning=<tuning run> on every trial (and on the SageMaker tuning job)
@@ -37,7 +39,7 @@ LEADERBOARD = "leaderboard.csv"
 PLOT = "tuning.png"
 
 
-MINIMIZED = re.compile(r"(loss|error|err|rmse|mse|mae|mape|logloss|deviance|perplexity)$", re.IGNORECASE)
+SUFFIXES = {kind: suffix for suffix, kind in DIRECTIONS.items()}  # Maximize: max, Minimize: min
 
 
 RANGE_KINDS = ("IntegerParameterRanges", "ContinuousParameterRanges", "CategoricalParameterRanges")
@@ -131,14 +133,22 @@ def _check_value(schema, name: str, value: str, where: str) -> None:
 
 
 def objective(config: Config) -> dict:
-    """HyperParameterTuningJobObjective: TUNE_OBJECTIVE (default PRIMARY_METRIC), a declared metric; its Type
-    from TUNE_OBJECTIVE_TYPE or its name."""
+    """HyperParameterTuningJobObjective: TUNE_OBJECTIVE (default PRIMARY_METRIC), a declared metric, and its
+    direction as declared (name:max or name:min, in METRICS or in TUNE_OBJECTIVE), never guessed."""
     declared = declared_metrics(config)
-    name = config["TUNE_OBJECTIVE"] or primary_metric(config)
+    name, stated = metric_word(config["TUNE_OBJECTIVE"]) if config["TUNE_OBJECTIVE"] else (primary_metric(config),
+                                                                                          None)
+    where = "METRICS" if config["METRICS"] else "src/trainer/metrics.py"
     if not name or name not in declared:
         raise UserError(f"TUNE_OBJECTIVE={name!r} is not a declared metric: use one of "
                         f"{', '.join(declared) or '(none: declare them with METRICS)'}")
-    kind = config["TUNE_OBJECTIVE_TYPE"] or ("Minimize" if MINIMIZED.search(name.split(":")[-1]) else "Maximize")
+    if stated and declared[name] and stated != declared[name]:
+        raise UserError(f"TUNE_OBJECTIVE={config['TUNE_OBJECTIVE']} contradicts {where}, which declares "
+                        f"{name}:{SUFFIXES[declared[name]]}: keep one")
+    kind = stated or declared[name]
+    if kind is None:
+        raise UserError(f"the tuning objective {name} has no declared direction: declare it {name}:max or {name}:min "
+                        f"in {where}, or set TUNE_OBJECTIVE={name}:max (or :min)")
     return {"Type": kind, "MetricName": name}
 
 

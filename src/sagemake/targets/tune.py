@@ -7,8 +7,8 @@ where ENV says. Locally: TUNE_MAX_JOBS trials, TUNE_PARALLEL at a time, each a
 normal local job, chosen by optuna (TPE for Bayesian, seeded); on SageMaker:
 the tuning job, followed (Ctrl-C leaves it running). Then the best trial's
 model is fetched. Settings: TUNE_RANGES ('learning_rate=0.01:0.3:log
-max_depth=2:8 loss=a|b'), TUNE_OBJECTIVE (default PRIMARY_METRIC),
-TUNE_OBJECTIVE_TYPE (default: inferred from the name), TUNE_MAX_JOBS,
+max_depth=2:8 loss=a|b'), TUNE_OBJECTIVE (default PRIMARY_METRIC, its
+direction declared: name:max or name:min), TUNE_MAX_JOBS,
 TUNE_PARALLEL, TUNE_STRATEGY (Bayesian or Random), TUNE_SEED,
 TUNE_EARLY_STOPPING; the other hyperparameters come from HP.
 Either way the run keeps JOBS_DIR/<tuning run>/: tuning.json

@@ -449,8 +449,9 @@ class _Job:
                     self.stopped_by = "MaxRuntimeExceeded"
                     self._stop(processes, f"MaxRuntimeInSeconds={self.limit} reached")
                 elif self.stopping.is_set() or self.name in self.stop_jobs:
-                    self.stopped_by = "Stopped"
                     self._stop(processes, "asked to stop")
+                    if any(process.returncode != 0 for process in processes.values()):  # else it had finished
+                        self.stopped_by = "Stopped"
                 else:
                     time.sleep(POLL_SECONDS)
         except KeyboardInterrupt:

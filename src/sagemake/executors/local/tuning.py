@@ -91,7 +91,7 @@ class LocalTuning:
                         request = trial_request(self.config, self.executor, self.tuning, len(self.trials) + 1,
                                                 values, data_tags)
                         entry = {"number": trial.number, "name": request["TrainingJobName"], "params": values,
-                                 "record": None, "trial": trial, "reported": 0, "pruned": False}
+                                 "record": None, "trial": trial, "reported": 0, "pruned": None}
                         self.trials.append(entry)
                         say(f"tuning {self.name}: trial {len(self.trials)}/{total} {entry['name']}: "
                             + " ".join(f"{k}={v}" for k, v in values.items()))
@@ -138,9 +138,8 @@ class LocalTuning:
             if math.isfinite(values[step]):
                 trial.report(values[step], step)
         if len(values) > entry["reported"] and trial.should_prune():
-            entry["pruned"] = True
-            say(f"tuning {self.name}: trial {entry['name']}: stopped early: {self.goal['MetricName']}="
-                f"{values[-1]:.6g} at step {len(values)} is worse than the median of the earlier trials there")
+            entry["pruned"] = (f"{self.goal['MetricName']}={values[-1]:.6g} at step {len(values)} is worse than the "
+                               "median of the earlier trials there")
             self.executor.stop_jobs.add(entry["name"])
         entry["reported"] = len(values)
 
@@ -163,10 +162,11 @@ class LocalTuning:
             return
         entry["record"] = record
         value = final_metrics(record).get(self.goal["MetricName"])
-        if entry["pruned"]:
+        if record["TrainingJobStatus"] == "Completed" and value is not None and math.isfinite(value):
+            study.tell(entry["trial"], value)  # one that finished before its early stop reached it too
+        elif entry["pruned"] and record["TrainingJobStatus"] == "Stopped":
+            say(f"tuning {self.name}: trial {entry['name']}: stopped early: {entry['pruned']}")
             study.tell(entry["trial"], state=optuna.trial.TrialState.PRUNED)
-        elif record["TrainingJobStatus"] == "Completed" and value is not None and math.isfinite(value):
-            study.tell(entry["trial"], value)
         else:
             study.tell(entry["trial"], state=optuna.trial.TrialState.FAIL)
         self.save()
