@@ -311,6 +311,15 @@ MUTATIONS = {
     "a key given twice, the last one winning unseen": (
         "src/sagemake/jobs/training.py", "        if key in pairs:\n", "        if False:\n",
         "tests/unit/test_request.py -k parse_pairs"),
+    "the data step fills a channel set that is partly there": (
+        "src/sagemake/data.py", ' or not unfilled(config.path("DATA_DIR")):', ":",
+        "tests/e2e/test_channels.py -k only_when_data_dir"),
+    "hidden files taken for the user's data": (
+        "src/sagemake/data.py", 'all(p.name.startswith(".") and p.name != PENDING for p in data.iterdir())',
+        "not any(data.iterdir())", "tests/e2e/test_channels.py -k only_when_data_dir"),
+    "an empty channel let through": (
+        "src/sagemake/data.py", "        elif not any(p.is_file() for p in folder.rglob(\"*\")) and not files(folder):",
+        "        elif False:", "tests/e2e/test_channels.py -k empty_channel_is_refused"),
 }
 
 
