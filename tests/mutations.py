@@ -374,6 +374,31 @@ MUTATIONS = {
         "src/sagemake/executors/local/executor.py",
         "                    if any(process.returncode != 0 for process in processes.values()):  # else it had "
         "finished", "                    if True:", "tests/local/test_tune.py -k finished_is_never"),
+    "the data step fills a channel set that is partly there": (
+        "src/sagemake/data.py", ' or not unfilled(config.path("DATA_DIR")):', ":",
+        "tests/e2e/test_channels.py -k only_when_data_dir"),
+    "hidden files taken for the user's data": (
+        "src/sagemake/data.py", 'all(p.name.startswith(".") and p.name != PENDING for p in data.iterdir())',
+        "not any(data.iterdir())", "tests/e2e/test_channels.py -k only_when_data_dir"),
+    "an empty channel let through": (
+        "src/sagemake/data.py", "        elif not any(p.is_file() for p in folder.rglob(\"*\")) and not files(folder):",
+        "        elif False:", "tests/e2e/test_channels.py -k empty_channel_is_refused"),
+    "a transform input's header line let through": (
+        "src/sagemake/jobs/transform.py", "        if first is not None:", "        if False:",
+        "tests/unit/test_transform_input.py -k header_line"),
+    "any line of text taken for a header": (
+        "src/sagemake/jobs/transform.py", "any(not serving.numeric(a) and serving.numeric(b) for a, b in below)",
+        "any(not serving.numeric(a) for a, b in below)", "tests/unit/test_transform_input.py -k never_taken"),
+    "transform outputs fewer than the records taken": (
+        "src/sagemake/jobs/transform.py", "    if answered != sent:", "    if False:",
+        "tests/unit/test_transform_input.py -k answered"),
+    "a local transform's outputs not counted": (
+        "src/sagemake/executors/local/transform.py", "        check_answered(path, partial, relative)\n",
+        "        pass\n", "tests/unit/test_transform_input.py -k fewer"),
+    "a SageMaker transform's outputs not counted": (
+        "src/sagemake/executors/sagemaker/transform.py",
+        '            check_answered(path, local / f"{relative}{OUT}", relative)\n', "            pass\n",
+        "tests/local/test_transform.py -k on_sagemaker"),
 }
 
 

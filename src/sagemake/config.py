@@ -102,8 +102,9 @@ SETTINGS = (
             "(repository created, login done). Another registry: log in to it yourself; no ECR call is made."),
     Setting("DATA_DIR", "data", "path", "Folder holding one subfolder per channel.",
             applies=("data", "upload", *_TRAINING, "processing"), section=_DATA,
-            detail="`make train` uses it as it is; only when a channel is missing does it run the trainer's data "
-            "step first (src/trainer/data.py, which writes the example's train/ and validation/)."),
+            detail="`make train` uses it as it is; only when it is absent or holds nothing (hidden files aside) does "
+            "it run the trainer's data step first (src/trainer/data.py, which writes the example's train/ and "
+            "validation/). A channel missing or empty among yours is refused, never filled."),
     Setting("CHANNELS", "", "words", "Channels given to the job, each from DATA_DIR/<channel>/; each must hold "
             "files.", applies=("upload", *_TRAINING, "processing"), section=_DATA,
             detail="Empty: every folder in DATA_DIR.", example="training"),

@@ -2,8 +2,9 @@
 
 The data step is `main(data_dir)` in src/trainer/data.py, run with the job's
 Python (it may need the training requirements). `make data` runs it; `make
-train` runs it only when a channel is missing, so a user's own files in
-DATA_DIR are never touched. Each channel is summed up as its file count, bytes
+train` (and `make tune`) run it only when DATA_DIR holds nothing yet: the
+channels a user put there are theirs, so one that is missing or empty is
+refused, never filled by the data step. Each channel is summed up as its file count, bytes
 and a content digest, recorded with the job and in the model's manifest.
 """
 
@@ -51,11 +52,11 @@ def run_step(config: Config) -> dict[str, Path]:
 
 
 def ensure(config: Config) -> dict[str, Path]:
-    """The channels; the data step runs first only when one is missing or empty."""
+    """The channels; the data step runs first only when DATA_DIR holds nothing yet (unfilled)."""
     try:
         found = channels(config)
     except UserError as err:
-        if not config.sagemake_image or not (config.root / STEP).is_file():
+        if not config.sagemake_image or not (config.root / STEP).is_file() or not unfilled(config.path("DATA_DIR")):
             raise
         say(f"data: {err}: running the data step")
         return run_step(config)
@@ -222,6 +223,13 @@ def _entries(path: Path) -> dict[str, list]:
     return found if isinstance(found, dict) else {}
 
 
+def unfilled(data: Path) -> bool:
+    """Whether DATA_DIR is absent or holds nothing but hidden files: the one case the data step may write the
+    channels. Any folder or file in it is the user's data, and a channel set that is only partly there (one missing,
+    one empty) is theirs to complete: SageMaker refuses an empty channel too."""
+    return not data.is_dir() or all(p.name.startswith(".") and p.name != PENDING for p in data.iterdir())
+
+
 def channels(config: Config) -> dict[str, Path]:
     """CHANNELS, or every folder of DATA_DIR, each a folder with at least one file."""
     data = config.path("DATA_DIR")
@@ -241,7 +249,9 @@ def channels(config: Config) -> dict[str, Path]:
         elif not folder.is_dir():
             problems.append(f"data channel '{name}' is missing: create {config['DATA_DIR']}/{name}/")
         elif not any(p.is_file() for p in folder.rglob("*")) and not files(folder):  # files: through links too
-            problems.append(f"data channel '{name}' is empty: put its files in {config['DATA_DIR']}/{name}/")
+            leave = "leave it out of CHANNELS" if config.words("CHANNELS") else "remove the folder"
+            problems.append(f"data channel '{name}' is empty: put its files in {config['DATA_DIR']}/{name}/ or "
+                            f"{leave} (SageMaker refuses a channel with no files)")
         found[name] = folder
     if problems:
         raise UserError("; ".join(problems))

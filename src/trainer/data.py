@@ -1,7 +1,7 @@
 """The example's data step (replace with yours): main(data_dir) writes one folder per channel.
 
 sagemake runs it with the job's Python (the image's requirements): `make data`
-always, `make train` only when a channel is missing. It writes only files that
+always, `make train` only when DATA_DIR holds nothing yet. It writes only files that
 are absent, so files you put in DATA_DIR are never overwritten.
 """
 

@@ -184,6 +184,24 @@ def test_a_refused_payload_fails_the_transform_naming_the_lines(project, referen
     assert not list((repo / "jobs" / name / "output").rglob("*.out"))  # no half output passes for a whole one
 
 
+def test_a_file_that_starts_with_a_header_line_is_refused_before_anything_runs(project, reference, tmp_path):
+    """A header and three rows: every line goes to the model as a record on SageMaker; sagemake's server took the
+    header for one and answered three lines for four. Refused, naming the file and the fix."""
+    repo, _ = project
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rows = [",".join(reference.features)] + [",".join(cells) for cells in reference.cells[:3]]
+    (folder / "rows.csv").write_text("\n".join(rows) + "\n")
+    jobs = set((repo / "jobs").iterdir())
+    result = script(repo, str(folder), env=no_engine(tmp_path))
+    assert result.returncode == 2, result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("sagemake:")] == [
+        f"sagemake: INPUT={folder}: rows.csv starts with a header line ({rows[0][:60]!r}), which SageMaker's batch "
+        "transform would send as a record: remove that line (tail -n +2)"]
+    assert set((repo / "jobs").iterdir()) == jobs  # nothing ran
+    assert (folder / "rows.csv").read_text() == "\n".join(rows) + "\n"
+
+
 def test_one_request_builder_for_both_places(tmp_path, monkeypatch):
     env = {**settings(), "ENV": "prod", "JOBS_DIR": str(tmp_path)}
     config = resolve(env="prod", environ=env)
@@ -250,8 +268,9 @@ def test_transform_on_sagemaker_makes_the_model_runs_the_job_and_downloads_the_o
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     config = resolve(env="prod")
-    # SageMaker writes <input key>.out; the emulator writes nothing, so the test puts them where the job names.
-    created = []
+    # SageMaker writes <input key>.out; the emulator writes nothing, so the test puts them where the job names: one
+    # line per input line, or (short) one line fewer for a.csv.
+    created, short = [], []
     original = type(backend()).create_transform_job
 
     def writes_outputs(self, *args, **kwargs):
@@ -259,8 +278,8 @@ def test_transform_on_sagemaker_makes_the_model_runs_the_job_and_downloads_the_o
         (job_record,) = [j for j in self.transform_jobs.values() if j.transform_job_name not in created]
         created.append(job_record.transform_job_name)
         out = job_record.transform_output["S3OutputPath"][len("s3://train-bucket/"):]
-        for key in ("a.csv.out", "sub/b.csv.out"):
-            s3.put_object(Bucket="train-bucket", Key=f"{out}/{key}", Body=f"predictions of {key}\n".encode())
+        for key, lines in (("a.csv.out", 2 - len(short)), ("sub/b.csv.out", 1)):
+            s3.put_object(Bucket="train-bucket", Key=f"{out}/{key}", Body=f"predictions of {key}\n".encode() * lines)
         return answer
 
     monkeypatch.setattr(type(backend()), "create_transform_job", writes_outputs)
@@ -278,11 +297,15 @@ def test_transform_on_sagemaker_makes_the_model_runs_the_job_and_downloads_the_o
     uploaded = s3.list_objects_v2(Bucket="train-bucket", Prefix=f"sagemake-example/transform/{name}/input/")
     assert sorted(o["Key"].rsplit("/input/", 1)[1] for o in uploaded["Contents"]) == ["a.csv", "sub/b.csv"]
     out = tmp_path / "jobs" / name / "output"
-    assert (out / "a.csv.out").read_text() == "predictions of a.csv.out\n"
+    assert (out / "a.csv.out").read_text() == "predictions of a.csv.out\n" * 2
     assert (out / "sub" / "b.csv.out").read_text() == "predictions of sub/b.csv.out\n"
     # A second transform of the same job reuses the model sagemake made.
     transform(config, SageMakerExecutor(config), str(folder), job)
     assert [m["ModelName"] for m in sagemaker.list_models()["Models"]] == [job]
+    # Outputs fewer than the inputs' lines fail the transform, naming the file (SageMaker said Completed).
+    short.append(True)
+    with pytest.raises(TransformFailed, match=r"^a.csv: 2 record\(s\) in, 1 line\(s\) out: the model must answer"):
+        transform(config, SageMakerExecutor(config), str(folder), job)
     # A model of that name that is not sagemake's is refused, not reused.
     sagemaker.delete_model(ModelName=job)
     sagemaker.create_model(ModelName=job, ExecutionRoleArn=ROLE, PrimaryContainer={"Image": uri})

@@ -167,7 +167,7 @@ def read_csv(body: bytes, features: list[str] | None) -> list[list[float]]:
                 if sorted(names) == sorted(features) and len(set(names)) == len(names):
                     order = [names.index(name) for name in features]
                     continue
-                if names and not _numeric(names[0]):
+                if names and not numeric(names[0]):
                     unknown = [name for name in names if name not in features]
                     if unknown and set(features) <= set(names):
                         raise Refused(400, f"{where} is a header with columns the model does not take "
@@ -186,7 +186,8 @@ def read_csv(body: bytes, features: list[str] | None) -> list[list[float]]:
     return rows
 
 
-def _numeric(text: str) -> bool:
+def numeric(text: str) -> bool:
+    """Whether a CSV cell holds a number."""
     try:
         float(text)
     except ValueError:

@@ -1,9 +1,16 @@
 """Batch transform: the CreateTransformJob request (the place gives the model and the URIs), its names, and the
 payloads SageMaker makes of each input file (MultiRecord or SingleRecord, at most MaxPayloadInMB each).
+
+SageMaker splits an input file at each newline (SplitType Line) and sends every line as a record: it knows no
+header. A file whose first line names columns is refused before anything runs (the model would be asked to predict
+the header, and sagemake's server would drop it, one output short); and every .out file must hold one line per
+record of its input, in order, wherever the transform ran, or the transform fails naming the file.
 """
 
 from __future__ import annotations
 
+import csv
+import itertools
 from pathlib import Path
 
 from sagemake import jsonfile
@@ -52,7 +59,46 @@ def input_files(folder: Path, given: str) -> list[Path]:
                    and not any(part.startswith(".") for part in p.relative_to(folder).parts))
     if not files or not any(p.stat().st_size for p in files):
         raise UserError(f"INPUT={given} holds no data: put the rows to transform there, one per line")
+    for path in files:
+        first = header(path)
+        if first is not None:
+            raise UserError(f"INPUT={given}: {path.relative_to(folder)} starts with a header line ({first[:60]!r}), "
+                            "which SageMaker's batch transform would send as a record: remove that line (tail -n +2)")
     return files
+
+
+def header(path: Path) -> str | None:
+    """The file's first line when it names columns: a cell that is not a number above a number in the next line.
+    Lines of text (a text model's) are no header: only a line unlike the rows below it is."""
+    with path.open("rb") as handle:
+        lines = [line.decode("utf-8-sig", errors="replace").strip() for line in
+                 itertools.islice((line for line in handle if line.strip()), 2)]
+    if len(lines) < 2:
+        return None
+    try:
+        names, values = csv.reader(lines)
+    except csv.Error:
+        return None  # not CSV: the model's to read
+    below = zip(names, values, strict=False)
+    return lines[0] if any(not serving.numeric(a) and serving.numeric(b) for a, b in below) else None
+
+
+def records(path: Path) -> int:
+    """The records SageMaker makes of an input file: its lines that are not blank (payloads' lines)."""
+    with path.open("rb") as handle:
+        return sum(1 for line in handle if line.strip())
+
+
+def check_answered(source: Path, output: Path, relative: str) -> None:
+    """One line out per record in: a transform's outputs are never silently fewer (or more) than its inputs."""
+    sent = records(source)
+    answered = 0
+    if output.is_file():
+        with output.open("rb") as handle:
+            answered = sum(1 for _ in handle)
+    if answered != sent:
+        raise TransformFailed(f"{relative}: {sent} record(s) in, {answered} line(s) out: the model must answer "
+                              "each record with one line, in order")
 
 
 def transform_request(config: Config, name: str, model: str, input_uri: str, output_uri: str) -> dict:

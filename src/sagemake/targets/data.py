@@ -3,8 +3,8 @@
 Usage: make data   (python -m sagemake data)
 
 It runs main(DATA_DIR) of src/trainer/data.py with the job's Python (the
-image's requirements). `make train` runs it only when a channel is missing;
-your own files in DATA_DIR are never overwritten by sagemake.
+image's requirements). `make train` runs it only when DATA_DIR holds nothing
+yet; your own channels in DATA_DIR are never filled or overwritten by sagemake.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Usage: make train [ENV=local|prod|<name>] [HP='key=value ...']   (python -m sagemake train)
 
-The whole pipeline in one process: the trainer's data step only when a channel
-is missing, the image (built and pushed unless its content tag is there), the
+The whole pipeline in one process: the trainer's data step only when DATA_DIR
+holds nothing yet, the image (built and pushed unless its content tag is there), the
 channels synced (AWS), the CreateTrainingJob request (what `make plan` prints)
 run where ENV says and followed to its end, then the model fetched with its
 manifest. Everything is checked before a job starts: config, hyperparameters,
@@ -26,7 +26,7 @@ from sagemake.models import fetch
 def train(config: Config, executor: Executor) -> int:
     """The whole pipeline in one process: each step with nothing to do costs next to nothing, and the request
     is built (every check made) before anything is built, pushed or uploaded."""
-    data.ensure(config)  # the data step, when a channel is missing: the request names the channels
+    data.ensure(config)  # the data step, when DATA_DIR holds nothing yet: the request names the channels
     request = plan(config, executor)
     executor.ensure_image()
     executor.sync_data()

@@ -25,6 +25,7 @@ from sagemake.jobs.transform import (
     REQUEST_SECONDS,
     TransformFailed,
     batch_environment,
+    check_answered,
     output_folder,
     payloads,
     save,
@@ -93,6 +94,11 @@ def transform_file(client: Client, path: Path, relative: str, destination: Path,
                 future.cancel()
             partial.unlink(missing_ok=True)
             raise
+    try:
+        check_answered(path, partial, relative)
+    except TransformFailed:
+        partial.unlink()
+        raise
     partial.replace(destination)
     return sent
 

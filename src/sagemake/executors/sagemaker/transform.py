@@ -1,5 +1,5 @@
 """Transform jobs on SageMaker: the training job's SageMaker model, the inputs uploaded, the job created and
-followed, its .out files downloaded.
+followed, its .out files downloaded and each checked to answer every record of its input.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from sagemake.clock import elapsed
 from sagemake.config import s3_uri
 from sagemake.executors.interface import Executor
 from sagemake.jobs import TERMINAL
-from sagemake.jobs.transform import OUTPUT, TransformFailed, output_folder, save
+from sagemake.jobs.transform import OUT, OUTPUT, TransformFailed, check_answered, output_folder, save
 
 
 class SageMakerTransforms:
@@ -64,6 +64,9 @@ class SageMakerTransforms:
                                   f"{record.get('FailureReason') or 'no reason given'}")
         count = download_prefix(s3, request["TransformOutput"]["S3OutputPath"], local, f"transform {name}")
         say(f"transform {name}: downloaded {count} output file(s)")
+        for path in files:
+            relative = path.relative_to(folder).as_posix()
+            check_answered(path, local / f"{relative}{OUT}", relative)
         return record
 
     def follow(self, name: str) -> dict:
