@@ -293,8 +293,8 @@ MUTATIONS = {
         "src/sagemake/aws/api.py", '"AWS_RETRY_MODE": "legacy"', '"AWS_RETRY_MODE": "standard"',
         "tests/aws/test_faults.py -k every_call_gets_its_attempts"),
     "a deploy that fails midway records nothing": (
-        "src/sagemake/executors/sagemaker/endpoint.py", "    except BaseException as err:\n        stopped",
-        "    except KeyboardInterrupt as err:\n        stopped", "tests/aws/test_deploy.py -k midway"),
+        "src/sagemake/executors/sagemaker/endpoint.py", "    except BaseException as err:\n        if not",
+        "    except KeyboardInterrupt as err:\n        if not", "tests/aws/test_deploy.py -k fails_to_start"),
     "an InService endpoint recorded only after its smoke request": (
         "src/sagemake/executors/sagemaker/endpoint.py", '    entry = record(config, "deploy", endpoint=name',
         '    smoke(config, executor, name, training)\n    entry = record(config, "deploy", endpoint=name',
@@ -302,10 +302,11 @@ MUTATIONS = {
     "an unfinished deploy's configuration left by undeploy": (
         "src/sagemake/executors/sagemaker/endpoint.py",
         '        removed = [c for c in left if _delete(executor, "endpoint_config", c)]', "        removed = []",
-        "tests/aws/test_deploy.py -k failed_create"),
+        "tests/aws/test_deploy.py -k interrupted_before_its_endpoint"),
     "a lost CreateEndpoint answer taken as a failure": (
-        "src/sagemake/executors/sagemaker/endpoint.py", '"EndpointConfigName") == config_name, f"endpoint {name}"',
-        '"EndpointConfigName") == "", f"endpoint {name}"',
+        "src/sagemake/executors/sagemaker/endpoint.py",
+        "            return found is not None and heading(found) == config_name",
+        '            return found is not None and heading(found) == ""',
         "tests/aws/test_faults.py::test_each_command_with_a_lost_create_answer_ends_right_or_in_one_line_and_leaves_"
         "no_half_state[15%]"),
     "the other class's probability served": (
@@ -399,6 +400,19 @@ MUTATIONS = {
         "src/sagemake/executors/sagemaker/transform.py",
         '            check_answered(path, local / f"{relative}{OUT}", relative)\n', "            pass\n",
         "tests/local/test_transform.py -k on_sagemaker"),
+    "a lost UpdateEndpoint answer taken as a refusal": (
+        "src/sagemake/executors/sagemaker/endpoint.py",
+        'create(sagemaker.update_endpoint, asked, f"endpoint {name}: update", ', "call(sagemaker.update_endpoint, ",
+        "tests/aws/test_deploy.py -k lost_answer_to_update"),
+    "a rolled-back update recorded as deployed": (
+        "src/sagemake/executors/sagemaker/endpoint.py", '        if endpoint["EndpointConfigName"] != config_name:',
+        "        if False:", "tests/aws/test_deploy.py -k rolled_back"),
+    "a refused deploy recorded as going on": (
+        "src/sagemake/executors/sagemaker/endpoint.py", " and nothing_runs(executor, name, config_name):",
+        " and False:", "tests/aws/test_deploy.py -k records_nothing"),
+    "a failed endpoint updated in place": (
+        "src/sagemake/executors/sagemaker/endpoint.py", '    if status == "Failed":', "    if False:",
+        "tests/aws/test_deploy.py -k failed_endpoint"),
 }
 
 

@@ -15,7 +15,7 @@ import pytest
 from conftest import ROOT, sagemake
 from emulator import ACCOUNT, REGION, ROLE, backend, client, make_bucket, model_archive, settings
 
-from sagemake.cli import UserError
+from sagemake.cli import JobFailed, UserError
 from sagemake.config import resolve
 from sagemake.deployments import history
 from sagemake.executors.sagemaker.endpoint import deploy, undeploy
@@ -394,9 +394,9 @@ def test_a_deploy_stopped_by_a_signal_while_the_endpoint_starts_is_recorded_and_
                          ids=["lost_create", "failed_create", "smoke_request"])
 def test_a_deploy_that_fails_midway_leaves_nothing_no_record_knows(prod, aws, monkeypatch, capsys, fault, kind):
     """With no attempt left: the answer to CreateEndpoint lost (the endpoint made) is met as the endpoint made; a
-    CreateEndpoint refused by AWS's fault, or a smoke request failing once the endpoint serves, ends the command in
-    one line, and the record names what was asked (configuration and model, the endpoint), so `make endpoints`
-    shows them and `make undeploy` removes them."""
+    smoke request failing once the endpoint serves ends the command in one line, with the deploy recorded (so `make
+    endpoints` shows it and `make undeploy` removes it); a CreateEndpoint refused by AWS's fault, when SageMaker then
+    says no endpoint was made, ends in one line with the unused configuration deleted and nothing to record."""
     from faultproxy import FaultProxy
 
     from sagemake.aws.api import AwsUnavailable
@@ -413,19 +413,157 @@ def test_a_deploy_that_fails_midway_leaves_nothing_no_record_knows(prod, aws, mo
     monkeypatch.setenv("AWS_ENDPOINT_URL", aws)
     assert proxy.once == {}  # the fault happened
     sagemaker = client("sagemaker")
-    (asked,) = [c["EndpointConfigName"] for c in sagemaker.list_endpoint_configs()["EndpointConfigs"]]
+    configurations = [c["EndpointConfigName"] for c in sagemaker.list_endpoint_configs()["EndpointConfigs"]]
     endpoints = [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]]
-    assert endpoints == ([] if kind == "500" else ["sagemake-example"])
-    (entry,) = history(config)
-    assert entry["event"] == ("deploy failed" if kind == "500" else "deploy")
-    assert (entry["endpoint"], entry["endpoint_config"], entry["model"], entry["job"]) == \
-        ("sagemake-example", asked, JOBS[0], JOBS[0])
     said = capsys.readouterr().err
     if kind == "500":
-        assert ("endpoint sagemake-example: failed; what SageMaker was asked goes on (billed once InService): `make "
-                f"endpoints ENV=prod` shows it, `make deploy ENV=prod JOB={JOBS[0]}` finishes it, `make undeploy "
-                "ENV=prod` removes it") in said
-    if fault == "CreateEndpoint" and kind == "closed":
+        assert endpoints == [] and configurations == [] and history(config) == []
+        assert "goes on" not in said
+        return
+    (asked,) = configurations
+    assert endpoints == ["sagemake-example"]
+    (entry,) = history(config)
+    assert entry["event"] == "deploy"
+    assert (entry["endpoint"], entry["endpoint_config"], entry["model"], entry["job"]) == \
+        ("sagemake-example", asked, JOBS[0], JOBS[0])
+    if fault == "CreateEndpoint":
         assert "endpoint sagemake-example: an attempt whose answer was lost created it" in said
     undeploy(config, executor(config))
     assert sagemaker.list_endpoints()["Endpoints"] == [] and sagemaker.list_endpoint_configs()["EndpointConfigs"] == []
+
+
+def test_an_update_that_fails_and_is_rolled_back_is_not_recorded_as_deployed(prod, monkeypatch):
+    """SageMaker rolls a failed update back: the endpoint is InService on the configuration it had, with a failure
+    reason. The deploy ends in one line, records nothing as deployed, keeps what serves, deletes its own."""
+    from moto.sagemaker.responses import SageMakerResponse
+
+    config, _, _ = prod
+    sagemaker = client("sagemaker")
+    first = deploy(config, executor(config), JOBS[0])
+
+    def rolled_back(self):
+        endpoint = self.sagemaker_backend.endpoints[json.loads(self.body)["EndpointName"]]
+        endpoint.failure_reason = "The primary container did not pass the ping health check."
+        return json.dumps({"EndpointArn": endpoint.arn})
+
+    monkeypatch.setattr(SageMakerResponse, "update_endpoint", rolled_back, raising=False)
+    with pytest.raises(JobFailed) as failed:
+        deploy(config, executor(config), JOBS[1])
+    assert str(failed.value).startswith("endpoint sagemake-example: the update to sagemake-example-config-")
+    assert str(failed.value).endswith(" failed (The primary container did not pass the ping health check.) and was "
+                                      f"rolled back: it still serves {first['endpoint_config']}")
+    assert config_names(sagemaker) == [first["endpoint_config"]]  # what serves is kept, the unused one deleted
+    assert [e["event"] for e in history(config)] == ["deploy"]
+
+
+def test_a_create_sagemaker_refuses_leaves_nothing_and_records_nothing(prod, monkeypatch, capsys):
+    """A refusal that is no race (an account without the endpoint quota): one line, the unused configuration
+    deleted, nothing recorded, no "goes on" said."""
+    from moto.sagemaker.exceptions import SagemakerClientError
+    from moto.sagemaker.responses import SageMakerResponse
+
+    class ResourceLimitExceeded(SagemakerClientError):
+        code = "ResourceLimitExceeded"
+
+    def refused(self):
+        raise ResourceLimitExceeded("The account-level service limit 'ml.c5.xlarge for endpoint usage' is 0 Instances")
+
+    monkeypatch.setattr(SageMakerResponse, "create_endpoint", refused)
+    config, _, _ = prod
+    with pytest.raises(UserError, match="ResourceLimitExceeded"):
+        deploy(config, executor(config), JOBS[0])
+    assert config_names(client("sagemaker")) == [] and history(config) == []
+    assert "goes on" not in capsys.readouterr().err
+
+
+def test_a_failed_endpoint_is_refused_with_how_to_start_again(prod):
+    config, _, updates = prod
+    sagemaker = client("sagemaker")
+    theirs = other_deploy(sagemaker, JOBS[0], "Failed")
+    endpoint_state().failure_reason = "Image not found"
+    with pytest.raises(UserError) as refused:
+        deploy(config, executor(config), JOBS[0])
+    assert str(refused.value) == ("endpoint sagemake-example is Failed (Image not found): `make undeploy ENV=prod` "
+                                  "removes it, then deploy again")
+    assert config_names(sagemaker) == [theirs] and updates == []
+
+
+def test_an_update_under_way_is_known_by_its_pending_configuration():
+    """While an update runs, SageMaker's EndpointConfigName is still the old one; the new one is pending."""
+    from sagemake.executors.sagemaker.endpoint import heading
+
+    assert heading({"EndpointConfigName": "old"}) == "old"
+    assert heading({"EndpointConfigName": "old", "PendingDeploymentSummary": {"EndpointConfigName": "new"}}) == "new"
+
+
+def test_a_lost_answer_to_update_endpoint_is_met_as_the_update_made(prod, aws, monkeypatch, capsys):
+    """UpdateEndpoint is not idempotent: when its first answer is lost after SageMaker began the update, the retry
+    hears "in progress". The deploy sees the endpoint heading to its configuration and follows it."""
+    from faultproxy import FaultProxy
+    from moto.sagemaker.responses import SageMakerResponse
+
+    config, _, _ = prod
+    sagemaker = client("sagemaker")
+    first = deploy(config, executor(config), JOBS[0])
+    played = SageMakerResponse.update_endpoint
+
+    def updating(self):  # as SageMaker: the update runs for a while
+        answer = played(self)
+        endpoint_state().endpoint_status = "Updating"
+        return answer
+
+    monkeypatch.setattr(SageMakerResponse, "update_endpoint", updating, raising=False)
+    with FaultProxy(aws, once={"UpdateEndpoint": "closed"}) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        ours = executor(config)
+        in_service_when_asked_again(ours.sagemaker)
+        second = deploy(config, ours, JOBS[1])
+    assert proxy.once == {}  # the answer was lost
+    assert "endpoint sagemake-example: update: an attempt whose answer was lost created it" in capsys.readouterr().err
+    assert second["event"] == "deploy" and second["job"] == JOBS[1]
+    assert config_names(sagemaker) == [second["endpoint_config"]] != [first["endpoint_config"]]
+    assert sagemaker.describe_endpoint(EndpointName="sagemake-example")["EndpointConfigName"] == \
+        second["endpoint_config"]
+
+
+def test_an_endpoint_that_fails_to_start_is_recorded_with_how_to_remove_it(prod, monkeypatch, capsys):
+    """The endpoint was made and went Failed: it is recorded as a failed deploy (`make endpoints` shows it) and the
+    line says `make undeploy` removes it, never that deploying again finishes it."""
+    from moto.sagemaker.responses import SageMakerResponse
+
+    created = SageMakerResponse.create_endpoint
+
+    def failing(self):
+        answer = created(self)
+        endpoint_state().endpoint_status, endpoint_state().failure_reason = "Failed", "Image not found"
+        return answer
+
+    monkeypatch.setattr(SageMakerResponse, "create_endpoint", failing)
+    config, _, _ = prod
+    with pytest.raises(JobFailed, match="endpoint sagemake-example Failed: Image not found"):
+        deploy(config, executor(config), JOBS[0])
+    (entry,) = history(config)
+    assert entry["event"] == "deploy failed" and entry["endpoint_config"] in config_names(client("sagemaker"))
+    said = capsys.readouterr().err
+    assert ("endpoint sagemake-example: failed; what SageMaker was asked goes on (billed once InService): `make "
+            "endpoints ENV=prod` shows it, `make undeploy ENV=prod` removes it") in said
+    undeploy(config, executor(config))
+    assert config_names(client("sagemaker")) == [] and client("sagemaker").list_endpoints()["Endpoints"] == []
+
+
+def test_undeploy_removes_what_a_deploy_interrupted_before_its_endpoint_left(prod, capsys):
+    """Ctrl-C between the configuration and the endpoint: the configuration is recorded, and `make undeploy`, with
+    no endpoint there, removes it."""
+    config, _, _ = prod
+
+    def interrupted(**_):
+        raise KeyboardInterrupt
+
+    ours = executor(config)
+    ours.sagemaker.meta.events.register("before-call.sagemaker.CreateEndpoint", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        deploy(config, ours, JOBS[0])
+    (entry,) = history(config)
+    assert entry["event"] == "deploy interrupted" and config_names(client("sagemaker")) == [entry["endpoint_config"]]
+    undeploy(config, executor(config))
+    assert config_names(client("sagemaker")) == [] and history(config)[-1]["event"] == "undeploy"

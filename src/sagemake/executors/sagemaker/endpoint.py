@@ -122,6 +122,12 @@ def wait_in_service(executor: Executor, name: str) -> dict:
 BUSY = ("Creating", "Updating", "SystemUpdating", "RollingBack")  # an operation under way, InService at its end
 
 
+def heading(endpoint: dict) -> str:
+    """The configuration the endpoint serves, or the one an update under way takes it to: SageMaker keeps the old
+    name in EndpointConfigName until the update ends, and names the new one in PendingDeploymentSummary."""
+    return (endpoint.get("PendingDeploymentSummary") or {}).get("EndpointConfigName") or endpoint["EndpointConfigName"]
+
+
 def under_way(executor: Executor, endpoint: dict, job: str) -> bool:
     """Whether another operation on the endpoint is under way toward this job's model (this deploy then waits for
     it as its own end); one toward another model, or a deletion, is refused in one line; False when none is."""
@@ -129,9 +135,12 @@ def under_way(executor: Executor, endpoint: dict, job: str) -> bool:
     if status == "Deleting":
         raise UserError(f"endpoint {name} is Deleting (an undeploy is under way): deploy again once `make "
                         f"endpoints{env}` no longer shows it")
+    if status == "Failed":  # SageMaker updates no failed endpoint
+        raise UserError(f"endpoint {name} is Failed ({endpoint.get('FailureReason') or 'no reason given'}): `make "
+                        f"undeploy{env}` removes it, then deploy again")
     if status not in BUSY:
         return False
-    variants = (describe(executor.sagemaker, "endpoint_config", endpoint["EndpointConfigName"]) or {}).get(
+    variants = (describe(executor.sagemaker, "endpoint_config", heading(endpoint)) or {}).get(
         "ProductionVariants") or [{}]
     serving = variants[0].get("ModelName")
     if serving != job:
@@ -152,7 +161,7 @@ def deploy(config: Config, executor: Executor, job: str | None) -> dict:
     if existing is not None:
         check_ours(executor, existing)
         if under_way(executor, existing, job):
-            return finish(config, executor, training, existing["EndpointConfigName"], replaced=None)
+            return finish(config, executor, training, heading(existing), replaced=None)
     instance_type = config["ENDPOINT_INSTANCE_TYPE"] or config["INSTANCE_TYPE"]
     count = config.int("ENDPOINT_INSTANCE_COUNT")
     prices = Prices(config["AWS_REGION"], executor.aws, usage=HOSTING)
@@ -171,14 +180,19 @@ def deploy(config: Config, executor: Executor, job: str | None) -> dict:
                is not None, f"endpoint {name}: configuration {config_name}", EndpointConfigName=config_name,
                ProductionVariants=[variant], Tags=hosting_tags(config, job))
         say(f"endpoint {name}: configuration {config_name} created")
+
+        def asked() -> bool:  # the endpoint serves, or heads to, this deploy's configuration
+            found = describe(sagemaker, "endpoint", name)
+            return found is not None and heading(found) == config_name
+
         try:
             if existing is None:
-                create(sagemaker.create_endpoint, lambda: (describe(sagemaker, "endpoint", name) or {}).get(
-                    "EndpointConfigName") == config_name, f"endpoint {name}", EndpointName=name,
-                    EndpointConfigName=config_name, Tags=hosting_tags(config, job))
+                create(sagemaker.create_endpoint, asked, f"endpoint {name}", EndpointName=name,
+                       EndpointConfigName=config_name, Tags=hosting_tags(config, job))
                 say(f"endpoint {name}: created")
-            else:
-                call(sagemaker.update_endpoint, EndpointName=name, EndpointConfigName=config_name)
+            else:  # not a create, but not idempotent either: a retry after a lost answer hears "in progress"
+                create(sagemaker.update_endpoint, asked, f"endpoint {name}: update", EndpointName=name,
+                       EndpointConfigName=config_name)
                 say(f"endpoint {name}: updating in place from {existing['EndpointConfigName']} to {config_name}")
         except AwsUnavailable:  # no answer: whether it was made is unknown, so what was asked is recorded
             raise
@@ -190,25 +204,42 @@ def deploy(config: Config, executor: Executor, job: str | None) -> dict:
     if beaten is not None:
         check_ours(executor, beaten)
         under_way(executor, beaten, job)
-        return finish(config, executor, training, beaten["EndpointConfigName"], replaced=None, sha256=sha256)
+        return finish(config, executor, training, heading(beaten), replaced=None, sha256=sha256)
     return finish(config, executor, training, config_name, sha256=sha256,
                   replaced=None if existing is None else existing["EndpointConfigName"])
 
 
 @contextmanager
 def recorded(config: Config, executor: Executor, job: str, config_name: str):
-    """From the first create on, what was asked is recorded whatever ends the deploy (Ctrl-C, SIGTERM, SIGHUP, an
-    AWS error), with how to finish or undo it."""
+    """From the first create on, whatever ends the deploy (Ctrl-C, SIGTERM, SIGHUP, an AWS error, a failed endpoint):
+    what may still run is recorded, with how to finish or undo it. After an error, when SageMaker says that nothing
+    runs with this deploy's configuration, the configuration is deleted instead and nothing is recorded."""
     name, env = endpoint_name(config), executor.env_flag()
     try:
         yield
     except BaseException as err:
+        if not isinstance(err, KeyboardInterrupt) and nothing_runs(executor, name, config_name):
+            raise
         stopped = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
         record(config, f"deploy {stopped}", endpoint=name, job=job, model=job, endpoint_config=config_name,
                region=executor.region)
+        finishing = "" if isinstance(err, JobFailed) else f", `make deploy{env} JOB={job}` finishes it"
         say(f"endpoint {name}: {stopped}; what SageMaker was asked goes on (billed once InService): `make "
-            f"endpoints{env}` shows it, `make deploy{env} JOB={job}` finishes it, `make undeploy{env}` removes it")
+            f"endpoints{env}` shows it{finishing}, `make undeploy{env}` removes it")
         raise
+
+
+def nothing_runs(executor: Executor, name: str, config_name: str) -> bool:
+    """After a deploy failed: True when the endpoint neither serves nor heads to its configuration (which is then
+    deleted, unused); False when it does, or when AWS cannot say."""
+    try:
+        endpoint = describe(executor.sagemaker, "endpoint", name)
+        if endpoint is not None and heading(endpoint) == config_name:
+            return False
+        _delete(executor, "endpoint_config", config_name)
+        return True
+    except UserError:
+        return False
 
 
 def finish(config: Config, executor: Executor, training: dict, config_name: str, replaced: str | None,
@@ -218,7 +249,11 @@ def finish(config: Config, executor: Executor, training: dict, config_name: str,
     name, job = endpoint_name(config), training["TrainingJobName"]
     sha256 = sha256 or model_sha256(config, executor, training)
     with recorded(config, executor, job, config_name):
-        wait_in_service(executor, name)
+        endpoint = wait_in_service(executor, name)
+        if endpoint["EndpointConfigName"] != config_name:  # an update that failed: SageMaker rolled it back
+            raise JobFailed(f"endpoint {name}: the update to {config_name} failed ("
+                            f"{endpoint.get('FailureReason') or 'no reason given'}) and was rolled back: it still "
+                            f"serves {endpoint['EndpointConfigName']}")
     (variant,) = describe(executor.sagemaker, "endpoint_config", config_name)["ProductionVariants"]
     entry = record(config, "deploy", endpoint=name, job=job, model=job, endpoint_config=config_name,
                    region=executor.region, sha256=sha256, image=training["AlgorithmSpecification"]["TrainingImage"],
@@ -267,7 +302,8 @@ def undeploy(config: Config, executor: Executor) -> None:
     sagemaker, name = executor.sagemaker, endpoint_name(config)
     endpoint = describe(sagemaker, "endpoint", name)
     # sagemake's configurations that an unfinished deploy left and no endpoint serves: deleted too
-    left = [c for c in unfinished(config, executor, name) if not endpoint or c != endpoint["EndpointConfigName"]]
+    left = [c for c in unfinished(config, executor, name)
+            if not endpoint or c not in (endpoint["EndpointConfigName"], heading(endpoint))]
     if endpoint is None:
         removed = [c for c in left if _delete(executor, "endpoint_config", c)]
         if not removed:
