@@ -388,8 +388,8 @@ MUTATIONS = {
         "src/sagemake/jobs/transform.py", "        if first is not None:", "        if False:",
         "tests/unit/test_transform_input.py -k header_line"),
     "any line of text taken for a header": (
-        "src/sagemake/jobs/transform.py", "any(not serving.numeric(a) and serving.numeric(b) for a, b in below)",
-        "any(not serving.numeric(a) for a, b in below)", "tests/unit/test_transform_input.py -k never_taken"),
+        "src/sagemake/jobs/transform.py", "not serving.numeric(a) and serving.numeric(b) for a, b in below)",
+        "not serving.numeric(a) for a, b in below)", "tests/unit/test_transform_input.py -k never_taken"),
     "transform outputs fewer than the records taken": (
         "src/sagemake/jobs/transform.py", "    if answered != sent:", "    if False:",
         "tests/unit/test_transform_input.py -k answered"),
@@ -413,6 +413,22 @@ MUTATIONS = {
     "a failed endpoint updated in place": (
         "src/sagemake/executors/sagemaker/endpoint.py", '    if status == "Failed":', "    if False:",
         "tests/aws/test_deploy.py -k failed_endpoint"),
+    "a transform output's blank lines counted as answers": (
+        "src/sagemake/jobs/transform.py", "    answered = records(output) if output.is_file() else 0",
+        "    answered = len(output.read_bytes().splitlines()) if output.is_file() else 0",
+        "tests/unit/test_transform_input.py -k blank_lines"),
+    "an empty cell taken for a header's name": (
+        "src/sagemake/jobs/transform.py", "any(a.strip() and not serving.numeric(a)", "any(not serving.numeric(a)",
+        "tests/unit/test_transform_input.py -k never_taken"),
+    "tune-jobs asks one trial's record at a time": (
+        "src/sagemake/targets/tune_jobs.py", "ASKERS = 8", "ASKERS = 1",
+        "tests/local/test_tune.py -k together"),
+    "an old channel removed with Ctrl-C held": (
+        "src/sagemake/targets/preprocess.py", '(data / channel).rename(staging / f".old-{channel}")',
+        "remove(data / channel)", "tests/local/test_processing.py -k only_for_its_renames"),
+    "a removed setting told as any unknown one": (
+        "src/sagemake/config.py", "        if key in REMOVED:", "        if False:",
+        "tests/unit/test_config.py -k removed_setting"),
 }
 
 

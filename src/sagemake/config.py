@@ -54,6 +54,8 @@ PASSED_ON = ("MAKEFLAGS", "MFLAGS", "GNUMAKEFLAGS", "MAKEFILES", "MAKE", "MAKELE
              "GIT_HTTPS_TOKEN", "SAGEMAKER_MODEL_SERVER_WORKERS", "SAGEMAKER_MODEL_SERVER_TIMEOUT", "DOCKER_HOST",
              "CONTAINER_HOST", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TMPDIR")
 _COMMAND_LINE = "make command line"
+# Settings sagemake no longer reads, each with what replaced it: one still given is told that, not "unknown".
+REMOVED = {"TUNE_OBJECTIVE_TYPE": "declare the direction as TUNE_OBJECTIVE=<metric>:max or :min (or in METRICS)"}
 
 
 @dataclass(frozen=True)
@@ -417,7 +419,9 @@ def _unknown(unknown: list[tuple[str, str, str]], hp: str) -> list[str]:
     problems, stray = [], {}
     for where, key, value in unknown:
         near = _near(key) if key == key.upper() else None
-        if key in _ROWS:
+        if key in REMOVED:
+            problems.append(f"{where}: {key} was removed: {REMOVED[key]}")
+        elif key in _ROWS:
             problems.append(f"{where}: {key} is a command parameter, not a setting: pass it as make ... {key}=...")
         elif key.upper() in _ROWS or near:
             problems.append(f"{where}: unknown setting {key}: did you mean {near or key.upper()}?")

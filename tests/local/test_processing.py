@@ -27,7 +27,7 @@ from sagemake.data import channels
 from sagemake.executors import for_config
 from sagemake.executors.local.executor import LocalExecutor
 from sagemake.executors.local.processing import LocalProcessing
-from sagemake.jobs.processing import NAME_PART, ProcessingFailed, duration, processing_request
+from sagemake.jobs.processing import CHANNELS, NAME_PART, ProcessingFailed, duration, processing_request
 from sagemake.jobs.training import job_name, plan
 from sagemake.pricing import money
 from sagemake.targets.jobs import list_jobs
@@ -161,6 +161,7 @@ def test_an_install_cut_off_midway_is_completed_by_the_next_run_and_one_cut_off_
     monkeypatch.setattr(Path, "rename", rename)
     pending = json.loads((data / target.PENDING).read_text())
     assert renamed == ["train"] and (data / target.STAGING / "validation").is_dir()  # half swapped, as a crash would
+    assert (data / target.STAGING / ".old-validation").is_dir() and not (data / "validation").exists()  # moved aside
     with pytest.raises(UserError, match=r"an install of `make preprocess`'s outputs into .*/data/ was cut off: run "
                                         r"`make preprocess` to complete it \(no job runs again\)"):
         channels(config)  # nothing trains on the two runs' mix meanwhile
@@ -173,6 +174,30 @@ def test_an_install_cut_off_midway_is_completed_by_the_next_run_and_one_cut_off_
     assert done["job"] == pending["job"] and len(list((tmp_path / "jobs").glob("*/processing.json"))) == jobs
     assert not (data / target.PENDING).exists() and not (data / target.STAGING).exists()
     check_channels(data, tmp_path / "raw")  # both channels of the same run
+
+
+def test_the_swap_holds_ctrl_c_only_for_its_renames_never_while_an_old_channel_is_removed(tmp_path, monkeypatch):
+    """A large old channel takes a while to remove: that happens after the swap, Ctrl-C working, not within it."""
+    from sagemake.executors.local import channels as local
+    from sagemake.targets import preprocess as target
+
+    data = tmp_path / "data"
+    for channel in CHANNELS:
+        for folder, text in ((data / channel, "old\n"), (data / target.STAGING / channel, "new\n")):
+            folder.mkdir(parents=True)
+            (folder / f"{channel}.csv").write_text(text)
+    (data / target.PENDING).write_text(json.dumps({"job": "j", "channels": {c: "digest" for c in CHANNELS}}))
+    interrupt, removed = signal.getsignal(signal.SIGINT), []
+    remove = local.remove
+    def watched(folder):  # noqa: E306
+        removed.append((folder.name, signal.getsignal(signal.SIGINT) is interrupt))
+        remove(folder)
+
+    monkeypatch.setattr(local, "remove", watched)
+    assert target.complete_install(data)["job"] == "j"
+    assert removed == [(target.STAGING, True)]  # the old channels with the staging, once the swap is done
+    assert {c: (data / c / f"{c}.csv").read_text() for c in CHANNELS} == {c: "new\n" for c in CHANNELS}
+    assert sorted(p.name for p in data.iterdir()) == sorted([*CHANNELS, target.STAMP])
 
 
 def test_a_failing_step_is_a_failed_record_with_its_reason(tmp_path, monkeypatch):

@@ -6,11 +6,13 @@ import os
 import signal
 import statistics
 import subprocess
+import threading
 import time
 
 import pytest
 from conftest import ROOT, copy_repo, in_process, sagemake, sigint_as_a_terminal_gives_it
 
+from sagemake.cli import AwsError, UserError
 from sagemake.config import resolve
 from sagemake.executors.local.executor import LocalExecutor
 from sagemake.jobs.training import final_metrics as metrics
@@ -18,6 +20,7 @@ from sagemake.jobs.training import metric_series
 from sagemake.jobs.training import plan as training_plan
 from sagemake.jobs.tuning import LEADERBOARD, PLOT, RECORD, objective, plan
 from sagemake.models import fetch
+from sagemake.pricing import Price
 from sagemake.targets.jobs import list_jobs
 from sagemake.targets.tune import tune
 
@@ -359,3 +362,45 @@ def test_a_tuning_name_given_by_a_user_is_never_a_path(given, example_data, tmp_
     assert done.stdout == ""
     assert done.stderr == (f"sagemake: TUNING={given!r} is not a job name (1-63 letters, digits or '-'): give the "
                            "name alone, as `make tune-jobs` shows the latest\n")
+
+
+class Trials:
+    """DescribeTrainingJob for tune-jobs: each record answered only once another trial's is being asked too (asked
+    one at a time, the first waits out the barrier and fails); `gone` has no record, `denied` is AWS refusing."""
+
+    def __init__(self):
+        self.together = threading.Barrier(2, timeout=5)
+
+    def describe(self, name):
+        if name == "gone":
+            raise UserError(f"no local job named '{name}'")
+        if name == "denied":
+            raise AwsError("AWS denied DescribeTrainingJob")
+        self.together.wait()
+        return {"TrainingJobName": name, "TrainingTimeInSeconds": 60,
+                "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1}}
+
+
+class Hourly:
+    def hourly(self, instance_type):
+        return Price(instance_type, "us-east-1", 0.6, "test")
+
+
+def test_tune_jobs_asks_the_trials_records_together_in_the_leaderboards_order():
+    from sagemake.targets.tune_jobs import leaderboard
+
+    def summary(name, status, value=None):
+        return {"TrainingJobName": name, "TrainingJobStatus": status, "TunedHyperParameters": {"max_depth": "3"},
+                **({"FinalHyperParameterTuningJobObjectiveMetric": {"Value": value}} if value is not None else {})}
+
+    record = {"HyperParameterTuningJobConfig": {"HyperParameterTuningJobObjective": {"Type": "Minimize",
+                                                                                    "MetricName": "nll"}},
+              "TrainingJobSummaries": [summary("b", "Completed", 0.2), summary("gone", "Failed"),
+                                       summary("a", "Completed", 0.1), summary("c", "InProgress")]}
+    header, rows = leaderboard(record, Trials(), Hourly())
+    assert header == ["TRIAL", "max_depth", "nll", "DURATION", "COST", "STATUS"]
+    assert rows == [["a", "3", "0.1", "60s", "$0.01", "Completed"], ["b", "3", "0.2", "60s", "$0.01", "Completed"],
+                    ["c", "3", "", "", "", "InProgress"], ["gone", "3", "", "", "", "Failed"]]
+    record["TrainingJobSummaries"].append(summary("denied", "Failed"))
+    with pytest.raises(AwsError, match="AWS denied"):
+        leaderboard(record, Trials(), Hourly())

@@ -283,6 +283,15 @@ def test_known_names_and_quoted_values_with_spaces_pass(tmp_path):
     assert resolve(root=tmp_path, environ={"MAKEFLAGS": "s -j2 --jobserver-auth=3,4 --no-print-directory"})
 
 
+def test_a_removed_setting_says_what_replaced_it_in_a_file_and_on_the_command_line(tmp_path):
+    fix = ("TUNE_OBJECTIVE_TYPE was removed: declare the direction as TUNE_OBJECTIVE=<metric>:max or :min "
+           "(or in METRICS)")
+    assert refused(tmp_path, MAKEFLAGS="s -- TUNE_OBJECTIVE_TYPE=Minimize") == (
+        f"1 config problem(s): make command line: {fix}")
+    write(tmp_path / ".env", TUNE_OBJECTIVE_TYPE="Maximize")
+    assert refused(tmp_path) == f"1 config problem(s): .env: {fix}"
+
+
 def test_an_unknown_name_in_a_file_gets_the_same_hint(tmp_path):
     write(tmp_path / ".env", INSTANCE_TYPES="ml.m5.xlarge", max_depth="4", HP="n_estimators=300", ENV="prod")
     message = refused(tmp_path)

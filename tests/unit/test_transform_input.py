@@ -35,10 +35,17 @@ def test_a_file_that_starts_with_a_header_line_is_refused_naming_it_and_the_fix(
     "id-7,0.5\nid-8,0.25\n",  # a key column beside numbers, in every line
     "age,bmi\n",  # one line: nothing to tell it by (the model answers it, or refuses it)
     "\n\n1,2\n",
+    "1,,3\n2,5,4\n",  # an empty cell is a missing value, not a column's name
 ])
 def test_rows_are_never_taken_for_a_header(tmp_path, text):
     folder = folder_of(tmp_path, **{"rows.csv": text})
     assert input_files(folder, "in") == [folder / "rows.csv"]
+
+
+def test_a_header_beside_an_empty_cell_is_still_one(tmp_path):
+    folder = folder_of(tmp_path, **{"rows.csv": ",age,bmi\n0,0.1,0.2\n"})  # pandas' to_csv: the index's name empty
+    with pytest.raises(UserError, match=r"^INPUT=in: rows.csv starts with a header line \(',age,bmi'\)"):
+        input_files(folder, "in")
 
 
 class Dropping:
@@ -70,3 +77,13 @@ def test_every_record_answered_passes_and_a_missing_out_file_is_none_answered(tm
     check_answered(folder / "rows.csv", folder / "rows.csv.out", "rows.csv")
     with pytest.raises(TransformFailed, match=r"^rows.csv: 2 record\(s\) in, 0 line\(s\) out"):
         check_answered(folder / "rows.csv", folder / "gone.out", "rows.csv")
+
+
+def test_blank_lines_out_are_no_answers_as_blank_lines_in_are_no_records(tmp_path):
+    """AssembleWith Line may end each response with a newline of its own: a MultiRecord response that ends in one
+    then leaves a blank line after it, which answers nothing."""
+    folder = folder_of(tmp_path, **{"rows.csv": "1,2\n3,4\n\n5,6\n", "rows.csv.out": "a\nb\n\nc\n\n"})
+    check_answered(folder / "rows.csv", folder / "rows.csv.out", "rows.csv")
+    (folder / "rows.csv.out").write_text("a\n\nb\n\n")
+    with pytest.raises(TransformFailed, match=r"^rows.csv: 3 record\(s\) in, 2 line\(s\) out"):
+        check_answered(folder / "rows.csv", folder / "rows.csv.out", "rows.csv")

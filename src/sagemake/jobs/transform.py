@@ -69,7 +69,8 @@ def input_files(folder: Path, given: str) -> list[Path]:
 
 def header(path: Path) -> str | None:
     """The file's first line when it names columns: a cell that is not a number above a number in the next line.
-    Lines of text (a text model's) are no header: only a line unlike the rows below it is."""
+    Lines of text (a text model's) are no header: only a line unlike the rows below it is. An empty cell is a
+    missing value, never a name."""
     with path.open("rb") as handle:
         lines = [line.decode("utf-8-sig", errors="replace").strip() for line in
                  itertools.islice((line for line in handle if line.strip()), 2)]
@@ -80,11 +81,12 @@ def header(path: Path) -> str | None:
     except csv.Error:
         return None  # not CSV: the model's to read
     below = zip(names, values, strict=False)
-    return lines[0] if any(not serving.numeric(a) and serving.numeric(b) for a, b in below) else None
+    return lines[0] if any(a.strip() and not serving.numeric(a) and serving.numeric(b) for a, b in below) else None
 
 
 def records(path: Path) -> int:
-    """The records SageMaker makes of an input file: its lines that are not blank (payloads' lines)."""
+    """The records SageMaker makes of an input file: its lines that are not blank (payloads' lines). An output's
+    lines are counted the same way: AssembleWith Line may add a newline after a response that ends in one."""
     with path.open("rb") as handle:
         return sum(1 for line in handle if line.strip())
 
@@ -92,10 +94,7 @@ def records(path: Path) -> int:
 def check_answered(source: Path, output: Path, relative: str) -> None:
     """One line out per record in: a transform's outputs are never silently fewer (or more) than its inputs."""
     sent = records(source)
-    answered = 0
-    if output.is_file():
-        with output.open("rb") as handle:
-            answered = sum(1 for _ in handle)
+    answered = records(output) if output.is_file() else 0
     if answered != sent:
         raise TransformFailed(f"{relative}: {sent} record(s) in, {answered} line(s) out: the model must answer "
                               "each record with one line, in order")

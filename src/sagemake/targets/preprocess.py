@@ -168,19 +168,20 @@ def install(config: Config, place, request: dict, data: Path, stamp: dict) -> No
 
 
 def complete_install(data: Path) -> dict | None:
-    """The swap of an install under way (its pending stamp is there): each staged channel replaces DATA_DIR's,
-    then the stamp is written and the staging removed. Any step may be cut off and run again. Returns the stamp
-    written, or None when no install was under way."""
+    """The swap of an install under way (its pending stamp is there): each staged channel replaces DATA_DIR's (the
+    old one moved aside into the staging), then the stamp is written and the staging removed, old channels with it.
+    Any step may be cut off and run again. Returns the stamp written, or None when no install was under way."""
     from sagemake.executors.local.channels import remove
 
     pending = jsonfile.read(data / PENDING, None)
     if not isinstance(pending, dict):
         return None
     staging = data / STAGING
-    with held_signals():  # only a crash (kill -9, power) leaves a swap half done
+    with held_signals():  # only a crash (kill -9, power) leaves a swap half done; renames only, never a long rm
         for channel in pending["channels"]:
             if (staging / channel).is_dir():
-                remove(data / channel)
+                if os.path.lexists(data / channel):
+                    (data / channel).rename(staging / f".old-{channel}")
                 (staging / channel).rename(data / channel)
     jsonfile.write(data / STAMP, pending)
     (data / PENDING).unlink()
