@@ -174,11 +174,17 @@ MUTATIONS = {
         "src/sagemake/targets/jobs.py", '(" *" if row[0] in best else "")', '""',
         "tests/aws/test_aws_jobs.py -k follows_its_trials"),
     "the unchanged check skips every other page": (
-        "src/sagemake/aws/unchanged.py", "for start in range(0, max(count, 1), PAGE)]",
-        "for start in range(0, max(count, 1), 2 * PAGE)]", "tests/aws/test_sync.py -k middle-deleted"),
+        "src/sagemake/aws/unchanged.py", "for start in range(0, count + 1, PAGE)]",
+        "for start in range(0, count + 1, 2 * PAGE)]", "tests/aws/test_sync.py -k middle-deleted"),
     "the unchanged check blind after the last key": (
-        "src/sagemake/aws/unchanged.py", "        last = start + PAGE >= count", "        last = False",
+        "src/sagemake/aws/unchanged.py", "min(PAGE, count - start + 1)", "min(PAGE, count - start)",
         "tests/aws/test_sync.py -k after-added"),
+    "the unchanged check blind after a full last page": (
+        "src/sagemake/aws/unchanged.py", "for start in range(0, count + 1, PAGE)]",
+        "for start in range(0, max(count, 1), PAGE)]", "tests/aws/test_sync.py -k after_a_full"),
+    "the unchanged check asks S3 for more than it answers": (
+        "src/sagemake/aws/unchanged.py", "min(PAGE, count - start + 1)", "count - start + 1",
+        "tests/aws/test_sync.py -k three_requests"),
     "the manifest written without re-checking what was sent": (
         "src/sagemake/aws/sync.py", "if remote.get(prefix + name) != tag or not cache.holds(folder / name, tag)]",
         "if False]", "tests/aws/test_sync.py -k held"),
