@@ -220,6 +220,20 @@ MUTATIONS = {
     "the sync lock left after Ctrl-C or SIGTERM": (
         "src/sagemake/aws/synclock.py", "        if self.lost or not self.tried:\n            return",
         "        if True:\n            return", "tests/aws/test_sync_lock.py -k ctrl_c"),
+    "the sync lock not checked before the manifest": (
+        "src/sagemake/aws/synclock.py", "            self._rewrite()  # the refresher may not have looked since",
+        "            pass  # the refresher may not have looked since",
+        "tests/aws/test_sync_lock.py -k before_a_refresh"),
+    "a lost answer to a lock rewrite taken as a takeover": (
+        "src/sagemake/aws/synclock.py",
+        'if held and held[0].get("token") == self.owner["token"]:\n                etag = held[1]',
+        "if False:\n                etag = held[1]", "tests/aws/test_sync_lock.py -k answer_was_lost"),
+    "a dead pid of another machine of the same hostname trusted": (
+        "src/sagemake/aws/synclock.py", 'and owner.get("machine") == here\n', "\n",
+        "tests/aws/test_sync_lock.py -k same_hostname"),
+    "a dead pid trusted where the machine is unknown": (
+        "src/sagemake/aws/synclock.py", "here is not None and owner", "owner",
+        "tests/aws/test_sync_lock.py -k same_hostname"),
     "a sync lock taken over unnoticed": (
         "src/sagemake/aws/synclock.py", "        if self.lost:\n            raise UserError(",
         "        if False:\n            raise UserError(", "tests/aws/test_sync_lock.py -k writes_no_manifest"),
