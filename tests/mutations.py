@@ -174,11 +174,17 @@ MUTATIONS = {
         "src/sagemake/targets/jobs.py", '(" *" if row[0] in best else "")', '""',
         "tests/aws/test_aws_jobs.py -k follows_its_trials"),
     "the unchanged check skips every other page": (
-        "src/sagemake/aws/unchanged.py", "for start in range(0, max(count, 1), PAGE)]",
-        "for start in range(0, max(count, 1), 2 * PAGE)]", "tests/aws/test_sync.py -k middle-deleted"),
+        "src/sagemake/aws/unchanged.py", "for start in range(0, count + 1, PAGE)]",
+        "for start in range(0, count + 1, 2 * PAGE)]", "tests/aws/test_sync.py -k middle-deleted"),
     "the unchanged check blind after the last key": (
-        "src/sagemake/aws/unchanged.py", "        last = start + PAGE >= count", "        last = False",
+        "src/sagemake/aws/unchanged.py", "min(PAGE, count - start + 1)", "min(PAGE, count - start)",
         "tests/aws/test_sync.py -k after-added"),
+    "the unchanged check blind after a full last page": (
+        "src/sagemake/aws/unchanged.py", "for start in range(0, count + 1, PAGE)]",
+        "for start in range(0, max(count, 1), PAGE)]", "tests/aws/test_sync.py -k after_a_full"),
+    "the unchanged check asks S3 for more than it answers": (
+        "src/sagemake/aws/unchanged.py", "min(PAGE, count - start + 1)", "count - start + 1",
+        "tests/aws/test_sync.py -k three_requests"),
     "the manifest written without re-checking what was sent": (
         "src/sagemake/aws/sync.py", "if remote.get(prefix + name) != tag or not cache.holds(folder / name, tag)]",
         "if False]", "tests/aws/test_sync.py -k held"),
@@ -214,6 +220,20 @@ MUTATIONS = {
     "the sync lock left after Ctrl-C or SIGTERM": (
         "src/sagemake/aws/synclock.py", "        if self.lost or not self.tried:\n            return",
         "        if True:\n            return", "tests/aws/test_sync_lock.py -k ctrl_c"),
+    "the sync lock not checked before the manifest": (
+        "src/sagemake/aws/synclock.py", "            self._rewrite()  # the refresher may not have looked since",
+        "            pass  # the refresher may not have looked since",
+        "tests/aws/test_sync_lock.py -k before_a_refresh"),
+    "a lost answer to a lock rewrite taken as a takeover": (
+        "src/sagemake/aws/synclock.py",
+        'if held and held[0].get("token") == self.owner["token"]:\n                etag = held[1]',
+        "if False:\n                etag = held[1]", "tests/aws/test_sync_lock.py -k answer_was_lost"),
+    "a dead pid of another machine of the same hostname trusted": (
+        "src/sagemake/aws/synclock.py", 'and owner.get("machine") == here\n', "\n",
+        "tests/aws/test_sync_lock.py -k same_hostname"),
+    "a dead pid trusted where the machine is unknown": (
+        "src/sagemake/aws/synclock.py", "here is not None and owner", "owner",
+        "tests/aws/test_sync_lock.py -k same_hostname"),
     "a sync lock taken over unnoticed": (
         "src/sagemake/aws/synclock.py", "        if self.lost:\n            raise UserError(",
         "        if False:\n            raise UserError(", "tests/aws/test_sync_lock.py -k writes_no_manifest"),

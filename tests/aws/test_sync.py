@@ -1,4 +1,4 @@
-"""The sync's manifest against moto's server: an unchanged channel costs two requests and one listing page per
+"""The sync's manifest against moto's server: an unchanged channel costs three requests and one listing page per
 PAGE files, in one round trip; every change, made locally or behind sagemake's back in S3, ends with S3 holding
 exactly the folder; a sync cut off midway is followed by a whole one; a file edited while it is uploaded is sent
 again (or the sync fails in one line, leaving no manifest), so the manifest always says what S3 holds.
@@ -10,7 +10,6 @@ files is four pages without uploading thousands: the same code, at a hundredth o
 
 import hashlib
 import json
-import math
 import os
 import threading
 import urllib.parse
@@ -51,8 +50,14 @@ def small(project, monkeypatch):
 
 
 @pytest.fixture
-def project(aws, tmp_path):
-    """ENV=prod with one channel, train, in DATA_DIR (empty for now), its ETag cache under the project's build/."""
+def project(aws, tmp_path, monkeypatch):
+    """ENV=prod with one channel, train, in DATA_DIR (empty for now), its ETag cache under the project's build/. The
+    emulator answers at most unchanged.PAGE keys per listing, as S3 answers at most 1,000 (moto has no such limit)."""
+    from moto.s3.models import S3Backend
+
+    listed = S3Backend.list_objects_v2
+    monkeypatch.setattr(S3Backend, "list_objects_v2", lambda self, *args, max_keys, **kwargs: listed(
+        self, *args, max_keys=min(max_keys, unchanged.PAGE), **kwargs))
     make_bucket()
     EMULATOR["url"] = aws
     config = resolve(root=tmp_path / "project", environ={"ENV": "prod", "DATA_DIR": str(tmp_path / "data"),
@@ -98,16 +103,17 @@ def assert_mirrored(folder):
 
 def unchanged_check(sent, folder, page=PAGE):
     """The requests of an unchanged re-sync of `folder`: the bucket's region, the manifest's metadata, and every
-    page of the listing, each starting after the last key of the one before (the last one key longer)."""
+    page of the listing, each starting after the last key of the one before, none of more than `page` keys (S3's
+    most), the last one key longer than the folder's keys left."""
     keys = sorted(CHANNEL + p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
     count = len(keys)
     pages = [dict(query) for method, path, query in sent if method == "GET" and dict(query).get("list-type") == "2"]
     others = sorted(request for request in sent if dict(request[2]).get("list-type") != "2")
     assert others == [("GET", f"/{BUCKET}", (("location", ""),)), ("HEAD", f"/{BUCKET}/{MANIFEST}", ())]
-    assert len(pages) == math.ceil(count / page) and all(p["prefix"] == CHANNEL for p in pages)
-    assert sorted(int(p["max-keys"]) for p in pages) == [page] * (len(pages) - 1) + [page + 1]
+    assert len(pages) == 1 + count // page and all(p["prefix"] == CHANNEL for p in pages)
+    assert sorted(int(p["max-keys"]) for p in pages) == sorted([page] * (count // page) + [count % page + 1])
     assert sorted(p.get("start-after", "") for p in pages) == [""] + [
-        keys[start - 1] for start in range(page, count, page)]
+        keys[start - 1] for start in range(page, count + 1, page)]
 
 
 def changes(sent):
@@ -115,15 +121,16 @@ def changes(sent):
     return [r for r in sent if r[0] in ("PUT", "POST", "DELETE") and r[1] != f"/{BUCKET}/{LOCK}"]
 
 
-def test_an_unchanged_resync_costs_two_requests_and_a_page_per_thousand_files(project):
+def test_an_unchanged_resync_costs_three_requests_and_a_page_per_thousand_files(project):
     config, folder = project
-    for count in (300, 2001):
-        write_channel(folder, count - len(list(folder.glob("*"))), start=len(list(folder.glob("*"))))
+    for count in (300, 2000, 2001):
+        before = len(list(folder.glob("*")))
+        write_channel(folder, count - before, start=before)
         first, _ = counted_sync(config)
-        assert first[0] == count - (300 if count == 2001 else 0)
+        assert first[0] == count - before
         again, sent = counted_sync(config)
         assert again == (0, count, 0, 0)
-        assert len(sent) == 2 + math.ceil(count / PAGE), sent
+        assert len(sent) == 3 + count // PAGE, sent
         unchanged_check(sent, folder)
     assert_mirrored(folder)
 
@@ -135,7 +142,8 @@ def test_the_manifest_is_beside_the_channel_and_says_what_s3_holds(small):
     (folder / "sub/more.csv").write_text("more\n")
     counted_sync(config)
     s3 = client("s3")
-    listed = {o["Key"]: o for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=CHANNEL, MaxKeys=1000)["Contents"]}
+    listed = {o["Key"]: o for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=CHANNEL)
+              for o in page["Contents"]}
     assert len(listed) == 151  # the job's prefix holds the folder's files and nothing else
     head = s3.head_object(Bucket=BUCKET, Key=MANIFEST)
     manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=MANIFEST)["Body"].read())
@@ -211,6 +219,29 @@ def test_s3_changed_behind_our_back_anywhere_is_caught_and_repaired(small, capsy
     assert counted_sync(config)[0] == (0, FILES, 0, 0)
 
 
+@pytest.mark.parametrize("reader", ["boto3", "s3read"])
+def test_an_object_after_a_full_last_page_is_seen_by_either_reader(small, reader):
+    """A channel of a whole number of pages: S3 answers at most PAGE keys, so what is after the last key is asked for
+    on its own, by the sync's reader and by s3read's alike."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sagemake.aws import s3read
+    from sagemake.aws.sync import Reads
+    from sagemake.data import CACHE, EtagCache
+
+    config, folder = small
+    write_channel(folder, FILES)
+    counted_sync(config)
+    key = behind_our_back("after", "added")
+    url = urllib.parse.urlsplit(EMULATOR["url"])
+    reads = Reads(client("s3")) if reader == "boto3" else s3read.Reads(
+        url.scheme, url.netloc, config["AWS_REGION"], ("testing", "testing", None))
+    with ThreadPoolExecutor(unchanged.ASKERS) as pool:
+        checked = unchanged.check(reads, pool, folder, data.files(folder), f"s3://{BUCKET}/{CHANNEL}",
+                                  EtagCache(config.root / CACHE), f"s3://{BUCKET}/{MANIFEST}", True)
+    assert (checked.unchanged, checked.why) == (False, f"s3://{BUCKET}/{key} is not in the folder")
+
+
 def test_the_channel_emptied_in_s3_is_uploaded_again(small):
     config, folder = small
     write_channel(folder, FILES)
@@ -249,7 +280,7 @@ def test_the_pages_go_with_the_manifests_metadata_once_the_channel_was_synced_fr
     (folder / "part-00015.csv").write_text("other content\n")
     _, sent = counted_sync(config)
     delete = sent.index(("DELETE", f"/{BUCKET}/{MANIFEST}", ()))
-    assert len(check_pages(sent[:delete])) == FILES // SMALL and not check_pages(sent[delete:])
+    assert len(check_pages(sent[:delete])) == 1 + FILES // SMALL and not check_pages(sent[delete:])
     (config.root / unchanged.SYNCED).unlink()
     (folder / "part-00015.csv").write_text("changed again\n")
     assert not check_pages(counted_sync(config)[1])
@@ -348,7 +379,8 @@ def assert_manifest_is_s3():
     """The manifest lists exactly what S3 holds under the channel: every key, its size and its ETag."""
     s3 = client("s3", EMULATOR["url"])
     manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=MANIFEST)["Body"].read())
-    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=CHANNEL)["Contents"]
+    listed = [o for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=CHANNEL)
+              for o in page["Contents"]]
     assert {CHANNEL + name: (size, tag) for name, size, tag in manifest["contents"]} == {
         o["Key"]: (o["Size"], o["ETag"].strip('"')) for o in listed}
 

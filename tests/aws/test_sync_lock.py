@@ -132,7 +132,7 @@ def test_a_lock_left_on_this_host_by_a_process_gone_is_taken_over(aws, checkouts
     ours = channel(tmp_path / "data", "first")
     gone = subprocess.Popen(["true"])
     gone.wait()
-    put_lock(host=socket.gethostname(), folder=str(first), pid=gone.pid)
+    put_lock(host=socket.gethostname(), machine=synclock.machine(), folder=str(first), pid=gone.pid)
     done = subprocess.run([*sagemake(first), "upload"], env=environment(ours, aws), capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
@@ -182,3 +182,71 @@ def test_a_sync_whose_lock_was_taken_over_writes_no_manifest(aws, tmp_path, monk
         sync(config, session)
     assert "sagemake-example/sync-manifests/train.json" not in {
         o["Key"] for o in client("s3").list_objects_v2(Bucket=BUCKET)["Contents"]}
+
+
+@pytest.mark.parametrize("machine", ["another", None])
+def test_a_lock_of_a_dead_pid_from_another_machine_of_the_same_hostname_is_kept(aws, tmp_path, monkeypatch, machine):
+    """Two containers or VMs can share a hostname, each pid its own machine's: a pid gone here says nothing of the
+    lock's; so is a lock from a machine that cannot be told (machine() None): only its age counts."""
+    make_bucket()
+    config = prod_config(tmp_path, channel(tmp_path / "data", "first"))
+    if machine is None:
+        monkeypatch.setattr(synclock, "machine", lambda: None)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    put_lock(host=socket.gethostname(), machine=machine, pid=gone.pid)
+    with pytest.raises(UserError, match=f"another checkout is syncing to .*host {socket.gethostname()}, folder "):
+        sync(config)
+    assert lock_exists() and not s3_channel()
+
+
+def test_a_lock_taken_over_before_a_refresh_could_tell_writes_no_manifest(aws, tmp_path):
+    """Another sync took the lock over (this one's laptop slept past STALE) and the refresher has not looked since
+    (REFRESH is long): the rewrite before the manifest learns it, and the sync fails in one line."""
+    from sagemake.aws import api as cloud
+
+    make_bucket()
+    config = prod_config(tmp_path, channel(tmp_path / "data", "first"))
+    session = cloud.session(config)
+    taken = []
+
+    def take_over(request, **_):
+        if not taken and request.url.endswith("part-000.csv"):
+            taken.append(1)
+            put_lock()
+
+    session.events.register("before-send.s3.PutObject", take_over)
+    with pytest.raises(UserError) as raised:
+        sync(config, session)
+    assert str(raised.value).startswith(f"another sync took over the lock s3://{BUCKET}/{LOCK} while this one ran "
+                                        "(host elsewhere, folder /home/them/project, pid 1, since "), raised.value
+    assert "sagemake-example/sync-manifests/train.json" not in {
+        o["Key"] for o in client("s3").list_objects_v2(Bucket=BUCKET)["Contents"]}
+    assert json.loads(client("s3").get_object(Bucket=BUCKET, Key=LOCK)["Body"].read())["token"] == "theirs"
+
+
+def test_a_rewrite_of_the_lock_accepted_whose_answer_was_lost_is_not_a_takeover(aws, tmp_path, monkeypatch):
+    """A rewrite S3 accepted but whose answer was lost: sent again If-Match the old ETag, S3 refuses it (the ETag
+    changed, as under SSE-KMS). The lock still holds this sync's token: it carries on, and deletes it at the end;
+    whether the refresher or the rewrite before the manifest met it."""
+    from sagemake.aws import api as cloud
+
+    make_bucket()
+    data = channel(tmp_path / "data", "first")
+    config = prod_config(tmp_path, data)
+    monkeypatch.setattr(synclock, "REFRESH", 0.1)
+    session = cloud.session(config)
+    rewrites = []
+
+    def accepted_then_lost(request, **_):
+        if request.url.endswith("part-000.csv"):
+            time.sleep(0.5)  # the refresher rewrites the lock meanwhile
+        if request.url.endswith(LOCK) and "If-Match" in request.headers and not rewrites:
+            rewrites.append(1)  # what S3 holds now: our lock, under another ETag
+            s3 = client("s3")
+            held = s3.get_object(Bucket=BUCKET, Key=LOCK)["Body"].read()
+            s3.put_object(Bucket=BUCKET, Key=LOCK, Body=held + b"\n")
+
+    session.events.register("before-send.s3.PutObject", accepted_then_lost)
+    sync(config, session)
+    assert rewrites and mirrors(data) and not lock_exists()

@@ -32,10 +32,12 @@ A re-sync's unchanged check (unchanged.py) computes the folder's digest
 (unchanged files are not read), asks S3 for the manifest's metadata (HEAD)
 and, when the two digests are equal, lists every page of the channel's prefix
 at once, PAGE keys each, each page starting after the folder's key that
-precedes it (StartAfter), the last one key longer, and compares them key by
-key, size and ETag, with the folder: 1 + ceil(files / 1,000) requests (a
-channel of 100,000 files is 101 small ones), in one round trip while there
-are at most unchanged.ASKERS pages. Anything else (no manifest, another
+precedes it (StartAfter), the last one key longer than the folder's keys
+left (S3 answers at most 1,000 keys: a last page of 1,000 is followed by
+one of a single key), and compares them key by key, size and ETag, with the
+folder: 2 + floor(files / 1,000) requests (a channel of 100,000 files is 102
+small ones), in one round trip while there are at most unchanged.ASKERS
+pages. Anything else (no manifest, another
 digest, a page that differs) takes the full path: every key listed, only
 what differs uploaded, what is stale deleted.
 

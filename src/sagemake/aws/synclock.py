@@ -7,13 +7,18 @@ writes the lock object beside the manifests, with a conditional put
 (If-None-Match: *, which S3 refuses when the object exists): it names the
 checkout (host, folder, process) and since when it syncs. A second sync that
 finds it refuses in one line naming that checkout. The holder rewrites the
-lock every REFRESH seconds (If-Match its own ETag, so it learns when another
-took it over) and deletes it when the sync ends, whether it ends well, with
-an error, or with Ctrl-C, SIGTERM or SIGHUP (all one path, KeyboardInterrupt).
-A lock left by a sync that was killed is taken over by the next sync once it
-is stale: not rewritten for STALE seconds by S3's own clock, or written from
-this host by a process that is gone. Syncs one after the other, from any
-checkout, are allowed: each makes S3 equal to its folder.
+lock every REFRESH seconds, and once more before each manifest it writes
+(If-Match its own ETag, so it learns when another took it over: a refused
+rewrite is a takeover only when the lock S3 holds is not its own, as after a
+rewrite accepted whose answer was lost), and deletes it when the sync ends,
+whether it ends well, with an error, or with Ctrl-C, SIGTERM or SIGHUP (all
+one path, KeyboardInterrupt). A lock left by a sync that was killed is taken
+over by the next sync once it is stale: not rewritten for STALE seconds by
+S3's own clock, or written from this machine by a process that is gone. The
+machine is told by its hostname and machine(), where a pid means the same
+process (two containers or VMs can share a hostname); where machine() knows
+none, only the age counts. Syncs one after the other, from any checkout, are
+allowed: each makes S3 equal to its folder.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import threading
 import uuid
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 
 from sagemake import clock
 from sagemake.aws.api import call
@@ -49,8 +55,8 @@ class SyncLock:
         self.uri = s3_uri(config, MANIFESTS, NAME)
         self.bucket, self.key = split(self.uri)
         self.prefix = s3_uri(config) + "/"
-        self.owner = {"host": socket.gethostname(), "folder": str(config.root), "pid": os.getpid(),
-                      "token": uuid.uuid4().hex}
+        self.owner = {"host": socket.gethostname(), "machine": machine(), "folder": str(config.root),
+                      "pid": os.getpid(), "token": uuid.uuid4().hex}
         self.etag: str | None = None
         self.tried = False  # a put of the lock was sent
         self.lost: dict | None = None  # who took it over while it was held
@@ -81,7 +87,9 @@ class SyncLock:
 
     def take(self) -> None:
         """Hold the lock from now until the block ends; one line naming the holder when another sync holds it. Once
-        held, it says whether it still is (another sync takes over a lock it finds stale)."""
+        held, it says whether it still is (another sync takes over a lock it finds stale), by rewriting it now."""
+        if self.etag and not self.lost:
+            self._rewrite()  # the refresher may not have looked since (a laptop asleep): S3 says
         if self.lost:
             raise UserError(f"another sync took over the lock {self.uri} while this one ran ({describe(self.lost)}, "
                             f"found it stale): check that nothing else syncs to {self.prefix}, then run make upload "
@@ -130,23 +138,47 @@ class SyncLock:
         return owner, answer["ETag"].strip('"'), (server_now - answer["LastModified"]).total_seconds()
 
     def _refresh(self) -> None:
-        """Rewrite the lock every REFRESH seconds while it is held; note who took it over, if one did."""
-        while not self.stopped.wait(REFRESH):
+        """Rewrite the lock every REFRESH seconds while it is held, until another sync took it over."""
+        while not self.stopped.wait(REFRESH) and not self.lost:
             try:
-                etag = self._put(IfMatch=self.etag)
+                self._rewrite()
             except UserError:  # AWS unreachable for now: the next rewrite may get through
                 continue
-            if etag is None:
-                self.lost = (self._read() or ({}, "", 0.0))[0]
+
+    def _rewrite(self) -> None:
+        """Rewrite the held lock If-Match its ETag; when S3 refuses, note who took it over (`lost`), unless the lock
+        is still ours (a rewrite accepted whose answer was lost, then refused when sent again)."""
+        etag = self._put(IfMatch=self.etag)
+        if etag is None:
+            held = self._read()
+            if held and held[0].get("token") == self.owner["token"]:
+                etag = held[1]
+            else:
+                self.lost = (held or ({}, "", 0.0))[0]
                 return
-            self.etag = etag
+        self.etag = etag
+
+
+def machine() -> str | None:
+    """Where a pid means the same process: this boot of the kernel and this pid namespace (containers share their
+    host's boot), else the machine's id (/etc/machine-id), else None."""
+    try:
+        return f"{Path('/proc/sys/kernel/random/boot_id').read_text().strip()} {os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        pass
+    try:
+        return Path("/etc/machine-id").read_text().strip() or None
+    except OSError:
+        return None
 
 
 def stale(owner: dict, _etag: str, age: float) -> bool:
-    """A lock whose sync is surely gone: not rewritten for STALE seconds, or from this host by a process gone."""
+    """A lock whose sync is surely gone: not rewritten for STALE seconds, or from this machine by a process gone."""
     if age >= STALE:
         return True
-    if owner.get("host") == socket.gethostname() and isinstance(owner.get("pid"), int):
+    here = machine()
+    if (owner.get("host") == socket.gethostname() and here is not None and owner.get("machine") == here
+            and isinstance(owner.get("pid"), int)):
         try:
             os.kill(owner["pid"], 0)
         except ProcessLookupError:

@@ -1,5 +1,5 @@
 """A re-sync's unchanged check (sync.py's module doc says what it asks, what it catches and what it costs: the
-manifest's metadata and every page of the channel's listing, ceil(files / PAGE) of them, in parallel), through
+manifest's metadata and every page of the channel's listing, 1 + files // PAGE of them, in parallel), through
 either of two readers of S3 with the same two methods (metadata, page): sync.py's, on the sync's boto3 client, and
 s3read's, which needs no boto3. `make upload` runs the check first with s3read's (`everywhere`), so a sync with
 nothing to do never loads boto3; any channel that differs, or any read without an answer, and the whole sync runs
@@ -66,16 +66,17 @@ def check(reads, pool: ThreadPoolExecutor, folder: Path, paths: list[Path], uri:
 def ask_pages(reads, pool: ThreadPoolExecutor, uri: str, keys: list[str]) -> list[tuple[int, Future]]:
     """Every page of the channel's listing, asked for in parallel: (index of its first key in `keys`, the future of
     its (key, size, ETag) list). `keys`: the folder's, in S3's order; each page starts after the key that precedes
-    it there, so together they cover every key S3 could hold under the prefix: ceil(len(keys) / PAGE) requests,
-    one round trip while there are at most ASKERS of them."""
+    it there, the last one asks for one key more than the folder's left (anything after the last key), so together
+    they cover every key S3 could hold under the prefix, never asking more than PAGE: 1 + len(keys) // PAGE
+    requests (a folder of PAGE keys is a full page, then one of a single key), one round trip while there are at
+    most ASKERS of them."""
     bucket, prefix = split(uri)
     count = len(keys)
 
     def listed(start: int) -> list[tuple[str, int, str]]:
-        last = start + PAGE >= count  # the last page also shows anything after the last key
-        return reads.page(bucket, prefix, PAGE + last, keys[start - 1] if start else "")
+        return reads.page(bucket, prefix, min(PAGE, count - start + 1), keys[start - 1] if start else "")
 
-    return [(start, pool.submit(listed, start)) for start in range(0, max(count, 1), PAGE)]
+    return [(start, pool.submit(listed, start)) for start in range(0, count + 1, PAGE)]
 
 
 def pages_differ(uri: str, pages: list[tuple[int, Future]], found: list[tuple[str, int, str]]) -> str | None:
