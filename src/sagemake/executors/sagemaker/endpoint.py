@@ -130,7 +130,8 @@ def heading(endpoint: dict) -> str:
 
 def under_way(executor: Executor, endpoint: dict, job: str) -> bool:
     """Whether another operation on the endpoint is under way toward this job's model (this deploy then waits for
-    it as its own end); one toward another model, or a deletion, is refused in one line; False when none is."""
+    it as its own end); one toward another model, a deletion, or a failed endpoint is refused in one line; False when
+    none is."""
     name, status, env = endpoint["EndpointName"], endpoint["EndpointStatus"], executor.env_flag()
     if status == "Deleting":
         raise UserError(f"endpoint {name} is Deleting (an undeploy is under way): deploy again once `make "
