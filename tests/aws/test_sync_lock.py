@@ -159,16 +159,22 @@ def test_a_lock_from_another_host_is_taken_over_once_not_refreshed_for_stale_sec
     assert mirrors(tmp_path / "data") and not lock_exists()
 
 
-def test_a_sync_whose_lock_was_taken_over_writes_no_manifest(aws, tmp_path, monkeypatch):
-    """The holder rewrites its lock every REFRESH seconds; when another sync took it over meanwhile (found it stale),
-    this one fails in one line before its manifest is written."""
+def refreshing_sync(tmp_path, monkeypatch):
+    """(DATA_DIR, config, AWS session) of a sync whose lock is rewritten every 0.1 s: a test hooks the session's
+    requests to act between two rewrites."""
     from sagemake.aws import api as cloud
 
     make_bucket()
     data = channel(tmp_path / "data", "first")
     config = prod_config(tmp_path, data)
     monkeypatch.setattr(synclock, "REFRESH", 0.1)
-    session = cloud.session(config)
+    return data, config, cloud.session(config)
+
+
+def test_a_sync_whose_lock_was_taken_over_writes_no_manifest(aws, tmp_path, monkeypatch):
+    """The holder rewrites its lock every REFRESH seconds; when another sync took it over meanwhile (found it stale),
+    this one fails in one line before its manifest is written."""
+    data, config, session = refreshing_sync(tmp_path, monkeypatch)
     taken = []
 
     def take_over(request, **_):
@@ -229,13 +235,7 @@ def test_a_rewrite_of_the_lock_accepted_whose_answer_was_lost_is_not_a_takeover(
     """A rewrite S3 accepted but whose answer was lost: sent again If-Match the old ETag, S3 refuses it (the ETag
     changed, as under SSE-KMS). The lock still holds this sync's token: it carries on, and deletes it at the end;
     whether the refresher or the rewrite before the manifest met it."""
-    from sagemake.aws import api as cloud
-
-    make_bucket()
-    data = channel(tmp_path / "data", "first")
-    config = prod_config(tmp_path, data)
-    monkeypatch.setattr(synclock, "REFRESH", 0.1)
-    session = cloud.session(config)
+    data, config, session = refreshing_sync(tmp_path, monkeypatch)
     rewrites = []
 
     def accepted_then_lost(request, **_):
