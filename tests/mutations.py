@@ -449,6 +449,22 @@ MUTATIONS = {
     "a removed setting told as any unknown one": (
         "src/sagemake/config.py", "        if key in REMOVED:", "        if False:",
         "tests/unit/test_config.py -k removed_setting"),
+    "COPY sources not checked before the build": (
+        "src/sagemake/image.py", "        check_copied(config)\n", "",
+        "tests/container/test_byo.py -k keeps_out"),
+    "docker's legacy builder taken to read <Dockerfile>.dockerignore": (
+        "src/sagemake/image.py", 'if os.environ.get("DOCKER_BUILDKIT") == "0":\n        return False',
+        'if os.environ.get("DOCKER_BUILDKIT") == "0":\n        return True',
+        "tests/container/test_byo.py -k keeps_out"),
+    "an ignore rule's line number off by one": (
+        "src/sagemake/buildcontext.py", "rules.append((number + 1,", "rules.append((number,",
+        "tests/unit/test_buildcontext.py -k keeps_out"),
+    "heredoc bodies read as instructions": (
+        "src/sagemake/buildcontext.py", "for strip, _, word in _HEREDOC.findall(logical):",
+        "for strip, _, word in []:", "tests/unit/test_buildcontext.py -k copies_from"),
+    "COPY --from sources checked against the context": (
+        "src/sagemake/buildcontext.py", 'if any(flag.startswith("--from") for flag in flags):', "if False:",
+        "tests/unit/test_buildcontext.py -k copies_from"),
 }
 
 
