@@ -37,7 +37,7 @@ $(RUNTIME_STAMP): requirements.txt pyproject.toml
 	@scripts/setup_venv.sh "$(PYTHON)" requirements.txt --package
 	@touch "$@"
 
-$(DEV_STAMP): requirements-dev.txt docker/requirements.txt $(RUNTIME_STAMP)
+$(DEV_STAMP): requirements-dev.txt docker/requirements-sagemake.txt docker/requirements.txt $(RUNTIME_STAMP)
 	@scripts/setup_venv.sh "$(PYTHON)" requirements-dev.txt
 	@touch "$@"
 

@@ -18,12 +18,14 @@ from pathlib import Path
 from sagemake import buildcontext
 from sagemake.cli import UserError, say
 from sagemake.config import Config
+from sagemake.job_python import check_imports, check_pins
 
 # Build flags that change how a build runs, not what it makes: they stay out of the tag.
 NEUTRAL_WITH_VALUE = ("--network", "--progress", "--isolation", "--memory", "-m", "--cpu-shares", "--cpuset-cpus")
 NEUTRAL = ("--quiet", "-q", "--pull", "--no-cache", "--rm", "--force-rm")
 UNCHECKED = "-unchecked"  # a new build's tag until it is shown to start
 WHEELS = "build/wheels"  # made by scripts/prepare.sh from PRIVATE_DEPS, so PRIVATE_DEPS stands for them
+IMAGE_TRAINER = "/opt/program/src/trainer"  # where docker/Dockerfile copies src/trainer/
 
 
 def context(config: Config) -> tuple[Path, Path, Path | None]:
@@ -132,6 +134,8 @@ class Engine:
         start as SageMaker starts it, so a tag in the engine always names an image that can run."""
         config = self.config
         check_copied(config)
+        if config.sagemake_image:
+            check_pins(config.root)
         if config.sagemake_image or config["PRIVATE_DEPS"]:
             self._step([str(config.root / "scripts/prepare.sh")],
                        "the private dependencies could not be prepared (see above)")
@@ -142,6 +146,9 @@ class Engine:
                     unchecked, str(config.path("BUILD_CONTEXT"))],
                    f"the image build failed at the step shown above: fix {shown} or what it copies")
         self.check_startable(unchecked)
+        if config.sagemake_image and config["CODE_MODE"] == "image":  # the trainer is in the image: its imports
+            check_imports([self.name, "run", "--rm", *self.run_flags, "--entrypoint", "python", unchecked],
+                          IMAGE_TRAINER, f"image {unchecked}")
         self._step([self.name, "tag", unchecked, image], f"could not tag {image}")
         self._quiet("rmi", unchecked)  # the name only: the image stays, under its content tag
 

@@ -1,91 +1,254 @@
 """The job's Python: what runs sagemake's own image as a process, and the trainer's data step.
 
-A virtualenv with the image's requirements (docker/requirements.txt and the
-private wheels) and nothing else, so an import the image lacks fails on this
-machine as it would on SageMaker. It is made once per change of them, in the
-tool's own virtualenv (job-python/<hash>/), shared by concurrent runs and by
-every checkout that uses the same tool virtualenv.
+A virtualenv with the image's requirements (sagemake's own, docker/requirements-sagemake.txt, and the trainer's,
+docker/requirements.txt, with the private wheels) and nothing else, so an import the image lacks fails on this
+machine as it would on SageMaker. It lives in the tool's own virtualenv (job-python/), one for every checkout that
+uses that virtualenv, and is updated in place when the requirements change: pip installs only what changed, and
+removes what is no longer required.
+
+Two commands at once: one updates while the others wait (the update lock); an update waits until no command still
+uses the job's Python (each holds the in-use lock, shared, until it ends), so no job sees its packages change under
+it. An update stopped halfway (Ctrl-C, kill -9) leaves no stamp: the next command makes the job's Python afresh.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
+import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from importlib import metadata
 from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
 from sagemake.cli import UserError, say
 from sagemake.config import Config
 
-JOB_PYTHONS = "job-python"  # in the tool's virtualenv: one per set of image requirements, by their hash
-KEEP_JOB_PYTHONS = 2
-REQUIREMENTS = "docker/requirements.txt"
+JOB_PYTHON = "job-python"  # in the tool's virtualenv
+STAMP = ".sagemake-ready"  # in the job's Python: what it was made from; absent while it changes
+REQUIREMENTS = "docker/requirements.txt"  # the trainer's
+OWN_REQUIREMENTS = "docker/requirements-sagemake.txt"  # what sagemake's own code needs in the image
 PRIVATE_WHEELS = "build/wheels"
+TRAINER = "src/trainer"
+TICK = 10  # seconds: a long install says it is still going at least this often
+KEPT = {"pip", "setuptools", "wheel"}  # what venv itself puts there
+
+_guard = threading.Lock()
+_held: dict[Path, tuple[Path, object]] = {}  # the job's Pythons this process uses, each with its in-use lock
+
+
+def requirement_files(root: Path) -> list[Path]:
+    """The image's requirement files, sagemake's first, as the Dockerfiles install them."""
+    return [path for path in (root / OWN_REQUIREMENTS, root / REQUIREMENTS) if path.is_file()]
+
+
+def check_pins(root: Path) -> None:
+    """Refuse, in one line, a package the trainer's requirements pin to another version than sagemake's own: pip
+    would fail on it only after every other download."""
+    own = _pins(root / OWN_REQUIREMENTS)
+    for name, (line, version) in _pins(root / REQUIREMENTS).items():
+        if name in own and own[name][1] != version:
+            raise UserError(f"{REQUIREMENTS} line {line} pins {name}=={version}, but sagemake's image needs "
+                            f"{name}=={own[name][1]} ({OWN_REQUIREMENTS} line {own[name][0]}): pin the same "
+                            f"version, or drop your pin and take sagemake's")
 
 
 def job_python(config: Config) -> Path:
-    """The Python of local process jobs and of the data step: a virtualenv with the image's requirements and
-    nothing else, made once per change of them (<tool's virtualenv>/job-python/<hash>/) and shared by
-    concurrent runs and by every checkout that uses the same tool virtualenv."""
+    """The Python of local process jobs and of the data step, up to date with the image's requirements (updated
+    in place when they change), and held by this process until it ends so that no update changes it under a job."""
     root = config.root
     if config["PRIVATE_DEPS"]:  # the wheels are part of the image: build/wheels/ must be up to date first
         if subprocess.run([str(root / "scripts/prepare.sh")], stdout=2, check=False).returncode != 0:
             raise UserError("the private dependencies could not be prepared (see above): fix PRIVATE_DEPS")
-    requirements = root / REQUIREMENTS
-    wheels = sorted((root / PRIVATE_WHEELS).glob("*.whl"))
-    digest = hashlib.sha256(requirements.read_bytes() if requirements.is_file() else b"")
-    digest.update(sys.version.encode())
+    check_pins(root)
+    files, wheels = requirement_files(root), sorted((root / PRIVATE_WHEELS).glob("*.whl"))
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     for wheel in wheels:
         digest.update(wheel.name.encode() + b"\0" + wheel.read_bytes())
-    home = Path(sys.prefix) / JOB_PYTHONS / digest.hexdigest()[:12]
-    python = home / "bin/python"
-    if python.exists():
-        return python
+    wanted = {"python": f"{sys.version} {getattr(sys, '_base_executable', sys.executable)}",
+              "requirements": digest.hexdigest()}
+    home = Path(sys.prefix) / JOB_PYTHON
+    with _guard:
+        if home not in _held:
+            _held[home] = _ready(home, wanted, files, wheels)
+            if config.sagemake_image and (root / TRAINER).is_dir():
+                env = {**os.environ, "PYTHONPATH": str(root / "src")}
+                check_imports([str(_held[home][0])], str(root / TRAINER), "the job's Python", env)
+        return _held[home][0]
+
+
+def check_imports(python: list[str], trainer: str, where: str, env: dict | None = None) -> None:
+    """Refuse, in one line, a module the trainer imports that python (a command: the job's Python, or one run in
+    the image) cannot find: named with the file and line that import it and the file to add it to, before a job
+    reaches the import."""
+    done = subprocess.run([*python, "-m", "sagemake.contract.imports", trainer], capture_output=True, text=True,
+                          env=env, check=False)
+    found = [line.split("\t") for line in done.stdout.splitlines() if line.count("\t") == 2]
+    if done.returncode == 0 or not found:
+        return
+    (name, line, module), others = found[0], sorted({module for _, _, module in found[1:]} - {found[0][2]})
+    more = f" (and {', '.join(others)})" if others else ""
+    raise UserError(f"src/{name} line {line} imports {module}{more}, which {where} lacks: add the package that "
+                    f"provides it to {REQUIREMENTS}")
+
+
+def _ready(home: Path, wanted: dict, files: list[Path], wheels: list[Path]) -> tuple[Path, object]:
+    """The job's Python at home as wanted, updated first if it is not, and its in-use lock, which this process
+    holds (shared) from now on: the file stays open until the process ends."""
     home.parent.mkdir(parents=True, exist_ok=True)
-    with (home.parent / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # a second run waits here, then finds it made
-        if python.exists():
-            return python
-        started = time.monotonic()
-        say(f"setup: making the job's Python from {REQUIREMENTS} (once per change of it; about a minute)")
-        partial = home.with_name(home.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        _install(partial, requirements, wheels)
-        partial.rename(home)
-        say(f"setup: the job's Python is ready ({time.monotonic() - started:.0f} s)")
-        made = sorted((p for p in home.parent.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
-        for old in made[:-KEEP_JOB_PYTHONS]:  # older requirements: the newest few stay for jobs still running
-            shutil.rmtree(old, ignore_errors=True)
-    return python
+    in_use = (home.parent / f"{JOB_PYTHON}.in-use").open("a")  # kept open (and locked) until this process ends
+    with (home.parent / f"{JOB_PYTHON}.lock").open("a") as update:
+        fcntl.flock(update, fcntl.LOCK_EX)  # one command looks at it or changes it at a time
+        if _stamp(home) != wanted:
+            try:
+                fcntl.flock(in_use, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                say("setup: the requirements changed; waiting for the other sagemake commands that use the job's "
+                    "Python to end before it is updated")
+                fcntl.flock(in_use, fcntl.LOCK_EX)
+            _update(home, wanted, files, wheels)
+        fcntl.flock(in_use, fcntl.LOCK_SH)  # in use (an update waits for it), before another command may update
+    return home / "bin/python", in_use
 
 
-def _progress(command: list[str]) -> int:
-    """Run pip, showing what it collects and installs (its other lines only when it fails)."""
+def _stamp(home: Path) -> dict | None:
+    try:
+        return json.loads((home / STAMP).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _update(home: Path, wanted: dict, files: list[Path], wheels: list[Path]) -> None:
+    """Bring the job's Python to what is wanted: in place when it was made whole by this Python, afresh when not
+    (none yet, another Python, or an update that was stopped halfway, whose packages cannot be trusted)."""
+    started, stamp = time.monotonic(), home / STAMP
+    found = _stamp(home)
+    if found is None or found.get("python") != wanted["python"] or not (home / "bin/python").exists():
+        shutil.rmtree(home, ignore_errors=True)  # also what older versions of sagemake left there
+        say(f"setup: making the job's Python from {', '.join(_shown(files))} (once; then only what changes installs)")
+        _run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", str(home)], home)
+    else:
+        stamp.unlink()  # not ready until the update is whole
+        say(f"setup: updating the job's Python from {', '.join(_shown(files))} (only what changed installs)")
+    pip = [str(home / "bin/python"), "-m", "pip", "--disable-pip-version-check"]
+    if files:
+        _run([*pip, "install", "--progress-bar", "off", *(f"-r{path}" for path in files)], home)
+    if wheels:
+        _run([*pip, "install", "--progress-bar", "off", "--no-deps", *map(str, wheels)], home)
+    unwanted = _unwanted(home, files, wheels)
+    if unwanted:
+        _run([*pip, "uninstall", "--yes", *unwanted], home)
+    partial = stamp.with_name(STAMP + ".partial")
+    partial.write_text(json.dumps(wanted))
+    partial.rename(stamp)
+    say(f"setup: the job's Python is ready ({time.monotonic() - started:.0f} s)")
+
+
+def _shown(files: list[Path]) -> list[str]:
+    return [f"{path.parent.name}/{path.name}" for path in files] or ["no requirements"]
+
+
+def _run(command: list[str], home: Path) -> None:
+    """Run one step, showing what pip collects, installs and removes, and a line at least every TICK seconds (its
+    other lines only when it fails)."""
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines = []
-    for line in process.stdout:
-        lines.append(line)
-        if line.startswith(("Collecting", "Installing", "Successfully")):
-            say(f"setup:   {line.strip()}")
-    code = process.wait()
+    lines, started, last = [], time.monotonic(), [time.monotonic()]
+    done = threading.Event()
+
+    def tick():
+        while not done.wait(1):
+            if time.monotonic() - last[0] >= TICK:
+                say(f"setup:   still at it ({time.monotonic() - started:.0f} s)")
+                last[0] = time.monotonic()
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith(("Collecting", "Installing", "Successfully", "Found existing", "Uninstalling")):
+                say(f"setup:   {line.strip()}")
+                last[0] = time.monotonic()
+        code = process.wait()
+    finally:
+        done.set()
+        ticker.join()
     if code != 0:
         sys.stderr.writelines(lines[-30:])
-    return code
+        raise UserError(f"could not make the job's Python ({' '.join(command[-2:])} failed, see above): check "
+                        f"{REQUIREMENTS} and the network to the package index (the next command starts it again)")
 
 
-def _install(venv: Path, requirements: Path, wheels: list[Path]) -> None:
-    base = getattr(sys, "_base_executable", sys.executable)
-    steps = [[base, "-m", "venv", str(venv)]]
-    pip = [str(venv / "bin/python"), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off"]
-    if requirements.is_file():
-        steps.append([*pip, "-r", str(requirements)])
-    if wheels:
-        steps.append([*pip, "--no-deps", *map(str, wheels)])
-    for step in steps:
-        if _progress(step) != 0:
-            shutil.rmtree(venv, ignore_errors=True)
-            raise UserError(f"could not make the job's Python ({' '.join(step[-2:])} failed, see above): "
-                            f"check {REQUIREMENTS} and the network to the package index")
+def _unwanted(home: Path, files: list[Path], wheels: list[Path]) -> list[str]:
+    """What is installed in the job's Python that neither the requirements nor the wheels lead to (a requirement
+    since removed): left there, it would make an import work here that fails in the image. Nothing when a root
+    cannot be named (an editable path, a bare URL)."""
+    roots = [Requirement(wheel.name.split("-")[0]) for wheel in wheels]
+    for path in files:
+        named = _roots(path)
+        if named is None:
+            return []
+        roots += named
+    sites = list(home.glob("lib/python*/site-packages"))
+    installed = {canonicalize_name(dist.metadata["Name"]): dist for dist in metadata.distributions(path=sites)
+                 if dist.metadata["Name"]}
+    needed, pending = set(), [(root, "") for root in roots]
+    while pending:
+        requirement, extra = pending.pop()
+        if requirement.marker and not requirement.marker.evaluate({"extra": extra}):
+            continue
+        name = canonicalize_name(requirement.name)
+        extras = sorted(requirement.extras)
+        if (name, tuple(extras)) in needed or name not in installed:
+            continue
+        needed.add((name, tuple(extras)))
+        for text in installed[name].requires or []:
+            for chosen in ["", *extras]:
+                pending.append((Requirement(text), chosen))
+    kept = {name for name, _ in needed} | KEPT
+    return sorted(name for name in installed if name not in kept)
+
+
+def _roots(path: Path) -> list[Requirement] | None:
+    """The requirements a pip requirements file names (following -r), or None when one has no name."""
+    roots: list[Requirement] = []
+    for raw in path.read_text().replace("\\\n", " ").splitlines():
+        line = raw.split(" #", 1)[0].strip()
+        nested = next((line[len(p):].lstrip(" =") for p in ("--requirement", "-r") if line.startswith(p)), None)
+        if nested:
+            found = _roots(path.parent / os.path.expandvars(nested))
+            if found is None:
+                return None
+            roots += found
+        elif line.startswith(("-e", "--editable")):
+            return None
+        elif line and not line.startswith(("#", "-")):  # not an option (index, constraints, find-links)
+            try:
+                roots.append(Requirement(line.split(" --", 1)[0]))
+            except InvalidRequirement:
+                return None  # a path or URL without a name
+    return roots
+
+
+def _pins(path: Path) -> dict[str, tuple[int, str]]:
+    """name -> (line, version) of the exact pins in a requirements file."""
+    pins = {}
+    if path.is_file():
+        for number, raw in enumerate(path.read_text().splitlines(), 1):
+            try:
+                requirement = Requirement(raw.split("#", 1)[0].strip())
+            except InvalidRequirement:
+                continue
+            exact = [spec for spec in requirement.specifier if spec.operator in ("==", "===")]
+            if len(exact) == 1 and not requirement.marker:
+                pins[canonicalize_name(requirement.name)] = (number, exact[0].version)
+    return pins
