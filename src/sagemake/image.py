@@ -28,9 +28,11 @@ WHEELS = "build/wheels"  # made by scripts/prepare.sh from PRIVATE_DEPS, so PRIV
 IMAGE_TRAINER = "/opt/program/src/trainer"  # where docker/Dockerfile copies src/trainer/
 
 
-def context(config: Config) -> tuple[Path, Path, Path | None]:
-    """The build context's folder, the Dockerfile and the ignore file the engine applies to the context: the one
-    place that knows what the engine receives."""
+def context(config: Config, engine: str | None = None) -> tuple[Path, Path, Path | None]:
+    """The build context's folder, the Dockerfile and the ignore file that applies: the one place that knows the
+    context. With engine, the ignore file that engine applies; without, BuildKit's choice, which the tag follows
+    whichever engine builds (the same content has the same tag everywhere, and a source that another engine would
+    leave out is refused before that engine builds)."""
     folder, dockerfile = config.path("BUILD_CONTEXT"), config.dockerfile
     if not folder.is_dir():
         raise UserError(f"BUILD_CONTEXT={config['BUILD_CONTEXT']} is not a folder: point it at your image's "
@@ -38,7 +40,7 @@ def context(config: Config) -> tuple[Path, Path, Path | None]:
     if not dockerfile.is_file():
         raise UserError(f"DOCKERFILE={config['DOCKERFILE'] or dockerfile} does not exist: "
                         "point it at your Dockerfile (default: docker/Dockerfile)")
-    return folder, dockerfile, buildcontext.ignore_file(folder, dockerfile, reads_beside(config["CONTAINER_ENGINE"]))
+    return folder, dockerfile, buildcontext.ignore_file(folder, dockerfile, engine is None or reads_beside(engine))
 
 
 @functools.cache
@@ -70,7 +72,7 @@ def tag(config: Config) -> str:
 def check_copied(config: Config) -> None:
     """Refuse, in one line, a COPY or ADD source that is in the context's folder but that the ignore file keeps
     from the engine: the build would fail on it (or the image would lack it) only after the steps before it."""
-    folder, dockerfile, ignore = context(config)
+    folder, dockerfile, ignore = context(config, config["CONTAINER_ENGINE"])
     try:
         patterns = buildcontext.load_patterns(ignore)
         refused = buildcontext.excluded(folder, buildcontext.context_files(folder, ignore), patterns,

@@ -2,13 +2,15 @@
 
 A virtualenv with the image's requirements (sagemake's own, docker/requirements-sagemake.txt, and the trainer's,
 docker/requirements.txt, with the private wheels) and nothing else, so an import the image lacks fails on this
-machine as it would on SageMaker. It lives in the tool's own virtualenv (job-python/), one for every checkout that
+machine as it would on SageMaker. It lives in the tool's own virtualenv (job-python/1/), one for every checkout that
 uses that virtualenv, and is updated in place when the requirements change: pip installs only what changed, and
 removes what is no longer required.
 
-Two commands at once: one updates while the others wait (the update lock); an update waits until no command still
-uses the job's Python (each holds the in-use lock, shared, until it ends), so no job sees its packages change under
-it. An update stopped halfway (Ctrl-C, kill -9) leaves no stamp: the next command makes the job's Python afresh.
+Two commands at once: one looks or updates while the others wait (the update lock), and a command holds the job's
+Python it uses (its in-use lock, shared) until it ends, so no job sees its packages change under it. Requirements
+that change while a command uses it go to a second one (job-python/2/), pruned as soon as no command uses it; with
+both in use, the update waits. An update stopped halfway (Ctrl-C, kill -9) leaves no stamp: the next command makes
+that job's Python afresh.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from sagemake.cli import UserError, say
 from sagemake.config import Config
 
 JOB_PYTHON = "job-python"  # in the tool's virtualenv
+SLOTS = ("1", "2")  # job-python/1 and /2: the second only while a command uses the first and others are wanted
 STAMP = ".sagemake-ready"  # in the job's Python: what it was made from; absent while it changes
 REQUIREMENTS = "docker/requirements.txt"  # the trainer's
 OWN_REQUIREMENTS = "docker/requirements-sagemake.txt"  # what sagemake's own code needs in the image
@@ -76,14 +79,14 @@ def job_python(config: Config) -> Path:
         digest.update(wheel.name.encode() + b"\0" + wheel.read_bytes())
     wanted = {"python": f"{sys.version} {getattr(sys, '_base_executable', sys.executable)}",
               "requirements": digest.hexdigest()}
-    home = Path(sys.prefix) / JOB_PYTHON
+    base = Path(sys.prefix) / JOB_PYTHON
     with _guard:
-        if home not in _held:
-            _held[home] = _ready(home, wanted, files, wheels)
+        if base not in _held:
+            _held[base] = _ready(base, wanted, files, wheels)
             if config.sagemake_image and (root / TRAINER).is_dir():
                 env = {**os.environ, "PYTHONPATH": str(root / "src")}
-                check_imports([str(_held[home][0])], str(root / TRAINER), "the job's Python", env)
-        return _held[home][0]
+                check_imports([str(_held[base][0])], str(root / TRAINER), "the job's Python", env)
+        return _held[base][0]
 
 
 def check_imports(python: list[str], trainer: str, where: str, env: dict | None = None) -> None:
@@ -101,23 +104,51 @@ def check_imports(python: list[str], trainer: str, where: str, env: dict | None 
                     f"provides it to {REQUIREMENTS}")
 
 
-def _ready(home: Path, wanted: dict, files: list[Path], wheels: list[Path]) -> tuple[Path, object]:
-    """The job's Python at home as wanted, updated first if it is not, and its in-use lock, which this process
-    holds (shared) from now on: the file stays open until the process ends."""
-    home.parent.mkdir(parents=True, exist_ok=True)
-    in_use = (home.parent / f"{JOB_PYTHON}.in-use").open("a")  # kept open (and locked) until this process ends
-    with (home.parent / f"{JOB_PYTHON}.lock").open("a") as update:
-        fcntl.flock(update, fcntl.LOCK_EX)  # one command looks at it or changes it at a time
-        if _stamp(home) != wanted:
-            try:
-                fcntl.flock(in_use, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                say("setup: the requirements changed; waiting for the other sagemake commands that use the job's "
-                    "Python to end before it is updated")
-                fcntl.flock(in_use, fcntl.LOCK_EX)
-            _update(home, wanted, files, wheels)
-        fcntl.flock(in_use, fcntl.LOCK_SH)  # in use (an update waits for it), before another command may update
-    return home / "bin/python", in_use
+def _ready(base: Path, wanted: dict, files: list[Path], wheels: list[Path]) -> tuple[Path, object]:
+    """A job's Python in base as wanted, updated first if none is, and its in-use lock, which this process holds
+    (shared) from now on: the file stays open until the process ends."""
+    base.mkdir(parents=True, exist_ok=True)
+    with (base / ".lock").open("a") as update:
+        fcntl.flock(update, fcntl.LOCK_EX)  # one command looks at them or changes them at a time
+        for old in base.iterdir():
+            if old.is_dir() and old.name not in SLOTS:  # an older sagemake's, one per change of requirements
+                shutil.rmtree(old, ignore_errors=True)
+        homes = [base / slot for slot in SLOTS]
+        locks = {home: (base / f"{home.name}.in-use").open("a") for home in homes}
+        chosen = next((home for home in homes if _stamp(home) == wanted), None)
+        try:
+            if chosen is None:
+                free = [home for home in homes if _lock_now(locks[home], fcntl.LOCK_EX)]
+                chosen = max(free or homes, key=_made_at)  # the newest is the closest to what is wanted
+                if not free:
+                    say("setup: the requirements changed; waiting for the other sagemake commands that use the job's "
+                        "Python to end before it is updated")
+                    fcntl.flock(locks[chosen], fcntl.LOCK_EX)
+                _update(chosen, wanted, files, wheels)
+            fcntl.flock(locks[chosen], fcntl.LOCK_SH)  # in use: no update changes it under this command
+            for home in homes:  # prune what no command uses
+                if home != chosen and home.exists() and _lock_now(locks[home], fcntl.LOCK_EX):
+                    shutil.rmtree(home, ignore_errors=True)
+        finally:
+            for home, lock in locks.items():
+                if home != chosen:
+                    lock.close()
+    return chosen / "bin/python", locks[chosen]
+
+
+def _lock_now(lock, kind: int) -> bool:
+    try:
+        fcntl.flock(lock, kind | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def _made_at(home: Path) -> float:
+    try:
+        return (home / STAMP).stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _stamp(home: Path) -> dict | None:
@@ -128,12 +159,12 @@ def _stamp(home: Path) -> dict | None:
 
 
 def _update(home: Path, wanted: dict, files: list[Path], wheels: list[Path]) -> None:
-    """Bring the job's Python to what is wanted: in place when it was made whole by this Python, afresh when not
+    """Bring a job's Python to what is wanted: in place when it was made whole by this Python, afresh when not
     (none yet, another Python, or an update that was stopped halfway, whose packages cannot be trusted)."""
     started, stamp = time.monotonic(), home / STAMP
     found = _stamp(home)
     if found is None or found.get("python") != wanted["python"] or not (home / "bin/python").exists():
-        shutil.rmtree(home, ignore_errors=True)  # also what older versions of sagemake left there
+        shutil.rmtree(home, ignore_errors=True)
         say(f"setup: making the job's Python from {', '.join(_shown(files))} (once; then only what changes installs)")
         _run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", str(home)], home)
     else:

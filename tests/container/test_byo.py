@@ -11,9 +11,9 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import copy_repo
+from conftest import CHECKOUT, copy_repo
 from emulator import make_bucket, settings
-from test_container import ENGINE, engine, image_of, make, podman  # noqa: F401 - fixtures
+from test_container import ENGINE, FLAGS, engine, image_of, make, podman  # noqa: F401 - fixtures
 
 EXAMPLE = "examples/byo-plain"
 BYO = {"DOCKERFILE": f"{EXAMPLE}/Dockerfile", "BUILD_CONTEXT": EXAMPLE, "DATA_DIR": f"{EXAMPLE}/data",
@@ -184,3 +184,33 @@ def test_a_copied_file_the_ignore_file_keeps_out_is_refused_before_building(podm
         handle.write("\n# their change\n")
     assert image_of(repo, podman_own) != image  # the tag follows the files the engine now receives
     subprocess.run(["podman", "rmi", "-f", image], capture_output=True)
+
+
+def test_a_trainer_with_its_own_requirements_gets_sagemakes_from_sagemakes_file(engine, tmp_path):  # noqa: F811
+    """examples/regression's trainer in sagemake's image, docker/requirements.txt its own (scikit-learn, nothing of
+    sagemake's): the image has pydantic (train) and gunicorn (serve) all the same, from
+    docker/requirements-sagemake.txt. A module the trainer imports that its requirements lack is named in one line
+    once the image is built, before it is tagged or anything runs."""
+    repo = copy_repo(tmp_path / "regression", trainer=CHECKOUT / "examples/regression/trainer")
+    shutil.copy(CHECKOUT / "examples/regression/requirements.txt", repo / "docker/requirements.txt")
+    train = repo / "src/trainer/train.py"
+    lines = train.read_text().splitlines(keepends=True)
+    train.write_text("".join([*lines[:12], "import yaml\n", *lines[12:]]))
+    env = {"LOCAL_RUNTIME": "container"}
+    image = image_of(repo, env)
+    refused = make(repo, "build", env)
+    assert refused.returncode != 0
+    [line] = [said for said in refused.stderr.splitlines() if said.startswith("sagemake:")]
+    assert line == (f"sagemake: src/trainer/train.py line 13 imports yaml, which image {image}-unchecked lacks: "
+                    "add the package that provides it to docker/requirements.txt")
+    assert subprocess.run([ENGINE, "image", "inspect", image], capture_output=True).returncode != 0  # not tagged
+    subprocess.run([ENGINE, "rmi", f"{image}-unchecked"], capture_output=True)
+
+    train.write_text("".join(lines))
+    trained = make(repo, "train", env)
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    assert "runtime container (docker, image" in trained.stderr
+    assert "validation:rmse=" in trained.stdout
+    found = subprocess.run([ENGINE, "run", "--rm", *FLAGS.split(), "--entrypoint", "python", image_of(repo, env),
+                            "-c", "import gunicorn.app.base, pydantic, matplotlib"], capture_output=True, text=True)
+    assert found.returncode == 0, found.stderr

@@ -225,9 +225,11 @@ print(r["TrainingJobName"])'
 
 @test "an import the image's requirements lack fails locally too, naming the file to add it to" {
   printf '\nimport yaml  # in the tool, not in the image\n' >>src/trainer/train.py
+  local line
+  line="$(wc -l <src/trainer/train.py)"
   run make train
   assert_failure
-  assert_output --partial "No module named 'yaml': the image lacks it; add it to docker/requirements.txt"
+  assert_line "sagemake: src/trainer/train.py line $line imports yaml, which the job's Python lacks: add the package that provides it to docker/requirements.txt"
 }
 
 @test "make build without a container engine skips the build with a notice" {

@@ -2,8 +2,9 @@
 (scikit-learn, and nothing of sagemake's: pydantic, gunicorn and matplotlib come from docker/requirements-sagemake.txt).
 
 It is updated in place when the requirements change (only what changed installs, what is no longer required goes),
-one per tool virtualenv; an update stopped by kill -9 is never taken as ready; two commands at once take turns,
-and an update waits for a command still using it. Real pip installs into a tool virtualenv of the tests' own (its
+one per tool virtualenv; an update stopped by kill -9 is never taken as ready; two commands at once take turns; a
+job's Python a command uses never changes under it (a second one is made meanwhile, pruned once unused, and with
+both in use an update waits). Real pip installs into a tool virtualenv of the tests' own (its
 sys.prefix), so the suite's job's Python stays as it is.
 """
 
@@ -11,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -83,7 +83,7 @@ def requirements(project, extra=""):
 def test_the_jobs_python_is_updated_in_place_and_nothing_is_left_behind(project):
     repo, tool = project
     first, said = run(project)
-    assert first == tool / "job-python/bin/python"
+    assert first == tool / "job-python/1/bin/python"
     assert "making the job's Python from docker/requirements-sagemake.txt, docker/requirements.txt" in said
     assert not (tool / "job-python/0123456789ab").exists()  # an older sagemake's Pythons are pruned
     # sagemake's needs are there though the trainer's requirements do not name them
@@ -103,7 +103,8 @@ def test_the_jobs_python_is_updated_in_place_and_nothing_is_left_behind(project)
     assert "Uninstalling idna" in said
     assert python(third, "import idna").returncode != 0
     assert marker(third) == numpy
-    assert sorted(p.name for p in tool.iterdir()) == ["job-python", "job-python.in-use", "job-python.lock"]
+    assert [p.name for p in tool.iterdir()] == ["job-python"]
+    assert [p.name for p in (tool / "job-python").iterdir() if p.is_dir()] == ["1"]
 
     _, said = run(project)  # unchanged: nothing to do, nothing said
     assert "setup:" not in said
@@ -112,10 +113,8 @@ def test_the_jobs_python_is_updated_in_place_and_nothing_is_left_behind(project)
 def test_an_update_killed_halfway_is_made_afresh_not_taken_as_ready(project):
     requirements(project, EXTRA)
     killed = start(project)
-    for line in killed.stderr:
-        if "updating the job's Python" in line:
-            os.killpg(killed.pid, signal.SIGKILL)  # pip with it
-            break
+    until(killed, "updating the job's Python")
+    os.killpg(killed.pid, signal.SIGKILL)  # pip with it
     killed.wait(timeout=60)
     assert killed.returncode == -signal.SIGKILL
     path, said = run(project)
@@ -123,7 +122,16 @@ def test_an_update_killed_halfway_is_made_afresh_not_taken_as_ready(project):
     assert python(path, "import idna, sklearn, pydantic").returncode == 0
 
 
-def test_two_commands_at_once_take_turns_and_an_update_waits_for_a_command_using_it(project):
+def until(process, words):
+    """Read the process's stderr until a line holds words."""
+    for line in process.stderr:
+        if words in line:
+            return
+    raise AssertionError(f"never said {words!r}")
+
+
+def test_two_commands_at_once_take_turns_and_none_changes_a_python_in_use(project):
+    _, tool = project
     requirements(project)
     both = [start(project), start(project)]
     answers = [process.communicate(timeout=900) for process in both]
@@ -131,19 +139,26 @@ def test_two_commands_at_once_take_turns_and_an_update_waits_for_a_command_using
     assert answers[0][0] == answers[1][0]
     assert sum("updating the job's Python" in err for _, err in answers) == 1  # one updated, the other found it
 
-    holder = start(project, "hold")  # a job runs with it
-    assert holder.stdout.readline().strip().endswith("job-python/bin/python")
+    first = start(project, "hold")  # a job runs with it
+    assert first.stdout.readline().strip() == str(tool / "job-python/1/bin/python")
     requirements(project, EXTRA)
-    waiting = start(project)
-    for line in waiting.stderr:
-        if "waiting for the other sagemake commands that use the job's Python" in line:
-            break
-    time.sleep(0.5)
-    assert waiting.poll() is None  # still waiting while the job runs
-    holder.communicate(input="", timeout=60)  # the job ends
+    second = start(project, "hold")  # another, with other requirements: a second Python, the first one untouched
+    assert second.stdout.readline().strip() == str(tool / "job-python/2/bin/python")
+    assert python(tool / "job-python/1/bin/python", "import idna").returncode != 0
+
+    requirements(project)
+    (Path(project[0]) / "docker/requirements.txt").open("a").write("# changed again\n")
+    waiting = start(project)  # both in use: it waits
+    until(waiting, "waiting for the other sagemake commands that use the job's Python")
+    assert waiting.poll() is None
+    first.communicate(input="", timeout=60)  # the first job ends: its Python is updated
     out, err = waiting.communicate(timeout=900)
     assert waiting.returncode == 0, err
-    assert python(Path(out.strip()), "import idna").returncode == 0
+    assert out.strip() == str(tool / "job-python/1/bin/python") and "updating the job's Python" in err
+    assert (tool / "job-python/2").is_dir()  # still in use
+    second.communicate(input="", timeout=60)
+    run(project)
+    assert not (tool / "job-python/2").exists()  # pruned once nothing uses it
 
 
 def test_a_module_the_requirements_lack_is_named_before_anything_runs(project):

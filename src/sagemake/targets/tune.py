@@ -68,7 +68,7 @@ def write_plot(config: Config, record: dict, folder: Path) -> Path | None:
         Path(handle.name).unlink()
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no message"])[-1]
-        say(f"tuning: no plot ({last}): matplotlib comes from docker/requirements.txt")
+        say(f"tuning: no plot ({last}): matplotlib comes from docker/requirements-sagemake.txt")
         return None
     return path
 
