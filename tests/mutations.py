@@ -465,6 +465,43 @@ MUTATIONS = {
     "COPY --from sources checked against the context": (
         "src/sagemake/buildcontext.py", 'if any(flag.startswith("--from") for flag in flags):', "if False:",
         "tests/unit/test_buildcontext.py -k copies_from"),
+    "the job's Python made afresh on every change": (
+        "src/sagemake/job_python.py",
+        'if found is None or found.get("python") != wanted["python"] or not (home / "bin/python").exists():',
+        "if True:", "tests/local/test_job_python.py -k in_place"),
+    "what the requirements no longer name kept in the job's Python": (
+        "src/sagemake/job_python.py", "    if unwanted:\n", "    if False:\n",
+        "tests/local/test_job_python.py -k in_place"),
+    "a half-updated job's Python taken as ready": (
+        "src/sagemake/job_python.py", "        stamp.unlink()  # not ready until the update is whole", "        pass",
+        "tests/local/test_job_python.py -k killed"),
+    "a job's Python updated under a command using it": (
+        "src/sagemake/job_python.py", "free = [home for home in homes if _lock_now(locks[home], fcntl.LOCK_EX)]",
+        "free = homes", "tests/local/test_job_python.py -k take_turns"),
+    "sagemake's own requirements left out of the job's Python": (
+        "src/sagemake/job_python.py", "for path in (root / OWN_REQUIREMENTS, root / REQUIREMENTS)",
+        "for path in (root / REQUIREMENTS,)", "tests/local/test_job_python.py -k in_place"),
+    "sagemake's own requirements left out of the image": (
+        "docker/Dockerfile",
+        "RUN pip install -r /opt/program/requirements-sagemake.txt -r /opt/program/requirements.txt",
+        "RUN pip uninstall -y pydantic gunicorn matplotlib && pip install -r /opt/program/requirements.txt",
+        "tests/container/test_byo.py -k its_own_requirements"),
+    "a trainer's imports not looked up in a new image": (
+        "src/sagemake/image.py", 'if config.sagemake_image and config["CODE_MODE"] == "image":', "if False:",
+        "tests/container/test_byo.py -k its_own_requirements"),
+    "a trainer's imports not looked up before a local job": (
+        "src/sagemake/job_python.py", "            if config.sagemake_image and (root / TRAINER).is_dir():",
+        "            if False:", "tests/local/test_job_python.py -k lack"),
+    "an import under try/except ImportError checked": (
+        "src/sagemake/contract/imports.py",
+        "if isinstance(node, ast.Try) and any(_catches_import_errors(h) for h in node.handlers):",
+        "if False:", "tests/unit/test_requirements.py"),
+    "a trainer pin against sagemake's let through": (
+        "src/sagemake/job_python.py", "if name in own and own[name][1] != version:", "if False:",
+        "tests/unit/test_requirements.py"),
+    "a long install step silent": (
+        "src/sagemake/job_python.py", "if time.monotonic() - last[0] >= TICK:", "if False:",
+        "tests/local/test_job_python.py -k still_at_it"),
 }
 
 

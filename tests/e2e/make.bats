@@ -329,3 +329,16 @@ image inspect $image"
   assert_failure
   assert_output --partial "SERVE_PORT='80800' must be a whole number from 1 to 65535"
 }
+
+@test "a long quiet step says it is still at it every 10 s, and keeps its exit status" {
+  # shellcheck source=scripts/lib/common.sh
+  source scripts/lib/common.sh
+  local said="$BATS_TEST_TMPDIR/said"
+  : >"$said"
+  # The step ends once the line is there: no clock is read by the test.
+  with_progress setup bash -c 'until grep -q "still at it" "$1"; do sleep 0.2; done' _ "$said" 2>>"$said"
+  run cat "$said"
+  assert_line "==> setup: still at it (10 s)"
+  run with_progress setup false
+  assert_failure 1
+}

@@ -9,6 +9,7 @@ sys.prefix), so the suite's job's Python stays as it is.
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -174,3 +175,17 @@ def test_a_module_the_requirements_lack_is_named_before_anything_runs(project):
     assert err.strip().splitlines()[-1] == (
         "sagemake: src/trainer/train.py line 13 imports yaml, which the job's Python lacks: add the package that "
         "provides it to docker/requirements.txt")
+
+
+def test_a_long_install_step_says_it_is_still_at_it(tmp_path):
+    """A step of the job's Python that prints nothing for TICK seconds (pip unpacking torch) says it is going on; the
+    step here ends once that line is written, so no clock is read by the test."""
+    said = tmp_path / "said"
+    said.write_text("")
+    wait = ("import pathlib, sys, time\n"
+            "while 'still at it' not in pathlib.Path(sys.argv[1]).read_text():\n    time.sleep(0.2)")
+    step = (f"import sys; from pathlib import Path; from sagemake.job_python import _run; "
+            f"_run([sys.executable, '-c', {wait!r}, {str(said)!r}], Path('.'))")
+    with said.open("a") as stderr:
+        subprocess.run([sys.executable, "-c", step], stderr=stderr, timeout=120, check=True)
+    assert re.search(r"^==> setup:   still at it \(\d+ s\)$", said.read_text(), re.MULTILINE)
