@@ -476,8 +476,9 @@ MUTATIONS = {
         "src/sagemake/job_python.py", "        stamp.unlink()  # not ready until the update is whole", "        pass",
         "tests/local/test_job_python.py -k killed"),
     "a job's Python updated under a command using it": (
-        "src/sagemake/job_python.py", "free = [home for home in homes if _lock_now(locks[home], fcntl.LOCK_EX)]",
-        "free = homes", "tests/local/test_job_python.py -k take_turns"),
+        "src/sagemake/job_python.py",
+        "free = [home for home in homes if _lock_now(locks[home], fcntl.LOCK_EX)]\n                if not free:",
+        "free = homes\n                if not free:", "tests/local/test_job_python.py -k take_turns"),
     "sagemake's own requirements left out of the job's Python": (
         "src/sagemake/job_python.py", "for path in (root / OWN_REQUIREMENTS, root / REQUIREMENTS)",
         "for path in (root / REQUIREMENTS,)", "tests/local/test_job_python.py -k in_place"),

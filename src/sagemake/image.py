@@ -85,15 +85,16 @@ def check_copied(config: Config) -> None:
     shown, rules = _shown(dockerfile, config.root), _shown(ignore, config.root)
     rule = ("!" if pattern.exception else "") + pattern.text
     more = f" (and {others} more source{'s' if others > 1 else ''})" if others else ""
+    beside, by_context = f"{shown}.dockerignore", "set BUILD_CONTEXT to the folder your Dockerfile copies from"
     if config.sagemake_image:
         fix = f"add the line !{source.source} to {rules}, which lets in only what sagemake's Dockerfiles copy"
+    elif rules == beside:  # their own ignore file keeps it out
+        fix = f"add the line !{source.source} to {rules}, or {by_context}"
+    elif reads_beside(config["CONTAINER_ENGINE"]):
+        fix = f"{by_context}, or write {beside} beside it (the engine reads it instead of {rules})"
     else:
-        beside = f"{shown}.dockerignore"
-        fix = (f"set BUILD_CONTEXT to the folder your Dockerfile copies from, or write {beside} beside it (the engine "
-               f"reads it instead of {rules})")
-        if not reads_beside(config["CONTAINER_ENGINE"]):
-            fix = (f"set BUILD_CONTEXT to the folder your Dockerfile copies from, or install docker's buildx plugin "
-                   f"and write {beside} beside it (docker's legacy builder, used without buildx, reads only {rules})")
+        fix = (f"{by_context}, or install docker's buildx plugin and write {beside} beside it (docker's legacy "
+               f"builder, used without buildx, reads only {rules})")
     raise UserError(f"{shown} line {source.line}: {source.instruction} {source.source}{more} is left out of the "
                     f"build context by {rules} line {pattern.line} ({rule}): {fix}")
 

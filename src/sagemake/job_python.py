@@ -41,6 +41,7 @@ OWN_REQUIREMENTS = "docker/requirements-sagemake.txt"  # what sagemake's own cod
 PRIVATE_WHEELS = "build/wheels"
 TRAINER = "src/trainer"
 TICK = 10  # seconds: a long install says it is still going at least this often
+WAIT = 0.5  # seconds between looks while every job's Python is in use
 KEPT = {"pip", "setuptools", "wheel"}  # what venv itself puts there
 
 _guard = threading.Lock()
@@ -119,11 +120,13 @@ def _ready(base: Path, wanted: dict, files: list[Path], wheels: list[Path]) -> t
         try:
             if chosen is None:
                 free = [home for home in homes if _lock_now(locks[home], fcntl.LOCK_EX)]
-                chosen = max(free or homes, key=_made_at)  # the newest is the closest to what is wanted
                 if not free:
                     say("setup: the requirements changed; waiting for the other sagemake commands that use the job's "
                         "Python to end before it is updated")
-                    fcntl.flock(locks[chosen], fcntl.LOCK_EX)
+                while not free:  # whichever is free first
+                    time.sleep(WAIT)
+                    free = [home for home in homes if _lock_now(locks[home], fcntl.LOCK_EX)]
+                chosen = max(free, key=_made_at)  # the newest is the closest to what is wanted
                 _update(chosen, wanted, files, wheels)
             fcntl.flock(locks[chosen], fcntl.LOCK_SH)  # in use: no update changes it under this command
             for home in homes:  # prune what no command uses

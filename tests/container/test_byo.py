@@ -173,6 +173,10 @@ def test_a_copied_file_the_ignore_file_keeps_out_is_refused_before_building(podm
                                    "install docker's buildx plugin and " if name == "docker" else "")), line
         assert "build: " not in refused.stderr  # nothing built
 
+    (repo / "docker/Dockerfile.mine.dockerignore").write_text("*\n")
+    theirs = make(repo, "build", {**OWN, "CONTAINER_ENGINE": "podman"})
+    assert ("by docker/Dockerfile.mine.dockerignore line 1 (*): add the line !mymodel to "
+            "docker/Dockerfile.mine.dockerignore, or set BUILD_CONTEXT") in theirs.stderr
     (repo / "docker/Dockerfile.mine.dockerignore").write_text("*\n!mymodel/\n")
     legacy = make(repo, "build", {**OWN, "DOCKER_BUILDKIT": "0"})
     assert "docker's legacy builder, used without buildx, reads only .dockerignore" in legacy.stderr
