@@ -112,6 +112,8 @@ def test_the_jobs_python_is_updated_in_place_and_nothing_is_left_behind(project)
 
 
 def test_an_update_killed_halfway_is_made_afresh_not_taken_as_ready(project):
+    requirements(project)
+    run(project)  # ready (made by this test, or up to date)
     requirements(project, EXTRA)
     killed = start(project)
     until(killed, "updating the job's Python")
@@ -133,6 +135,8 @@ def until(process, words):
 
 def test_two_commands_at_once_take_turns_and_none_changes_a_python_in_use(project):
     _, tool = project
+    requirements(project, EXTRA)
+    run(project)  # ready (made by this test, or up to date), then changed by two commands at once
     requirements(project)
     both = [start(project), start(project)]
     answers = [process.communicate(timeout=900) for process in both]
