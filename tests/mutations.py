@@ -336,7 +336,7 @@ MUTATIONS = {
         "tests/fixtures/trainer/predict.py", "predict_proba(table)[:, 1]", "predict_proba(table)[:, 0]",
         "tests/local/test_transform.py::test_single_record_sends_one_line_a_request_in_order"),
     "the private wheels left out of the job's Python": (
-        "src/sagemake/job_python.py", "    if wheels:\n        steps.append(", "    if False:\n        steps.append(",
+        "src/sagemake/job_python.py", "    if wheels:\n        _run(", "    if False:\n        _run(",
         "tests/local/test_prepare.py -k jobs_python"),
     "a refused deploy keeps its configuration": (
         "src/sagemake/executors/sagemaker/endpoint.py",
