@@ -274,9 +274,11 @@ STUB
   run cat "$ENGINE_CALLS"
   assert_output "info
 image inspect $image
+buildx version
 build -f $PROJECT/docker/Dockerfile -t $image-unchecked $PROJECT
 image inspect --format {{json .Config.Entrypoint}} $image-unchecked
 run --rm --entrypoint sh $image-unchecked -c command -v train
+run --rm --entrypoint python $image-unchecked -m sagemake.contract.imports /opt/program/src/trainer
 tag $image-unchecked $image
 rmi $image-unchecked
 info
