@@ -202,6 +202,7 @@ def test_a_trainer_with_its_own_requirements_gets_sagemakes_from_sagemakes_file(
     train.write_text("".join([*lines[:12], "import yaml\n", *lines[12:]]))
     env = {"LOCAL_RUNTIME": "container"}
     image = image_of(repo, env)
+    subprocess.run([ENGINE, "rmi", "-f", image], capture_output=True)  # built here (an earlier run may have tagged it)
     refused = make(repo, "build", env)
     assert refused.returncode != 0
     [line] = [said for said in refused.stderr.splitlines() if said.startswith("sagemake:")]
