@@ -450,8 +450,9 @@ MUTATIONS = {
         "src/sagemake/config.py", "        if key in REMOVED:", "        if False:",
         "tests/unit/test_config.py -k removed_setting"),
     "a host of several given every core": (
-        "src/sagemake/executors/local/guard.py", "        os.sched_setaffinity(0, [int(core) for core in rest[1].split(\",\")])",
-        "        pass", "tests/local/test_local.py -k own_share"),
+        "src/sagemake/executors/local/guard.py",
+        "        os.sched_setaffinity(0, [int(core) for core in rest[1].split(\",\")])", "        pass",
+        "tests/local/test_local.py -k own_share"),
     "hosts given overlapping blocks of cores": (
         "src/sagemake/executors/local/runtimes.py", "        shares[name], start = cores[start:end], end",
         "        shares[name], start = cores[:end], end", "tests/local/test_local.py -k blocks"),

@@ -10,8 +10,9 @@ import subprocess
 
 import pytest
 from conftest import ROOT, copy_repo, sagemake, tool_venv
-from sagemake.executors.local.runtimes import cpu_shares
 from test_container import ENGINE, FLAGS, engine  # noqa: F401 (a fixture)
+
+from sagemake.executors.local.runtimes import cpu_shares
 
 SHARDED = {"INSTANCE_COUNT": "2", "DATA_DISTRIBUTION": "train=ShardedByS3Key"}
 

@@ -217,7 +217,8 @@ class ContainerRuntime:
         names = ["--network", network, "--network-alias", host, "--hostname", host] if network else \
             [f for name in hosts(request) for f in ("--add-host", f"{name}:{LOOPBACK}")]
         return [self.engine, "run", "--rm", "--name", self.container(request, host), *mounts, *names,
-                *self.cpu_flags(request, host), *self.run_flags, *(f for key in sorted(env) for f in ("-e", key)), *start, *arguments], \
+                *self.cpu_flags(request, host), *self.run_flags, *(f for key in sorted(env) for f in ("-e", key)),
+                *start, *arguments], \
             {**os.environ, **env}
 
     def cpu_flags(self, request: dict, host: str) -> list[str]:
