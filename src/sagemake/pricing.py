@@ -222,7 +222,7 @@ def plan_line(request: dict, prices: Prices) -> str:
     price = prices.hourly(instance_type, TRAINING)
     where = "on SageMaker (this job runs locally, for nothing)" if prices.hypothetical else "on SageMaker"
     if price.hourly is None:
-        return f"cost {where}: {instance_type} x {count}: unknown ({price.source}, {prices.region})"
+        return f"cost {where}: {instance_type} x {count}: unknown ({prices.sources()})"
     if request.get("EnableManagedSpotTraining"):
         limit, bound = stopping["MaxWaitTimeInSeconds"], "MaxWaitTimeInSeconds"
         note = "; spot bills only the seconds it trains, at most MaxRuntime's, usually far less"

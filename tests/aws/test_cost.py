@@ -68,10 +68,14 @@ def test_without_the_api_the_shipped_table_answers_and_an_unknown_price_is_never
     frankfurt = Prices(REGION, session())
     unknown = frankfurt.hourly("ml.p3.2xlarge")  # the API is refused, and the table has no Frankfurt
     assert unknown.hourly is None
-    assert unknown.source == f"unknown: not in the shipped table of {TABLE_DATE} (us-east-1, us-east-2, us-west-2)"
+    assert unknown.source == (f"unknown: the shipped table of {TABLE_DATE} has no training price for ml.p3.2xlarge "
+                              "in eu-central-1")
     request = {"ResourceConfig": {"InstanceType": "ml.p3.2xlarge", "InstanceCount": 2},
                "StoppingCondition": {"MaxRuntimeInSeconds": 3600}}
-    assert plan_line(request, frankfurt).startswith("cost on SageMaker: ml.p3.2xlarge x 2: unknown (unknown: not in")
+    assert plan_line(request, frankfurt) == (
+        f"cost on SageMaker: ml.p3.2xlarge x 2: unknown (prices for eu-central-1: {unknown.source} (Price List API: "
+        "AWS denied GetProducts (User is not authorized to perform pricing:GetProducts): grant it to your "
+        "credentials))")
     assert "$0" not in plan_line(request, frankfurt)
 
     price_list.refusal = None
