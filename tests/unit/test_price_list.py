@@ -45,7 +45,7 @@ def test_an_offer_file_gives_each_kind_of_use_its_own_rate_in_its_own_region():
         "eu-central-1": {TRAINING: {"ml.m5.xlarge": 0.2999}},  # its $0 (free tier) product is no price
         "eu-west-1": {TRAINING: {"ml.m5.large": 0.1111}, PROCESSING: {"ml.m5.large": 0.2222},
                       TRANSFORM: {"ml.m5.large": 0.3333}, HOSTING: {"ml.m5.large": 0.4444, "ml.g5.2xlarge": 1.6666}},
-        "us-east-1": {TRAINING: {"ml.m5.large": 0.1212}, PROCESSING: {"ml.m5.large": 0.2323},
+        "us-east-1": {TRAINING: {"ml.m5.large": 0.1212}, PROCESSING: {"ml.m5.large": 2.3232},
                       TRANSFORM: {"ml.c5.xlarge": 0.3434}},
     }  # not: notebooks, storage, an instance type the table does not list, an Outpost, GovCloud
     assert (table.source, table.date) == (
