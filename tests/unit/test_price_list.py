@@ -133,3 +133,20 @@ def test_update_prices_rewrites_the_table_from_offer_files(tmp_path):
                              env={**os.environ, "VENV": str(ROOT / ".venv")})
     assert missing.returncode != 0 and missing.stdout == ""
     assert missing.stderr.startswith("update_prices.sh: usage: scripts/update_prices.sh OFFER.json")
+
+
+def test_a_cached_price_of_one_kind_is_never_anothers(offer_table):
+    from datetime import date
+
+    from sagemake.pricing import cache_path
+
+    today = date.today().isoformat()
+    cache_path().parent.mkdir(parents=True)
+    cache_path().write_text(json.dumps({"eu-west-1 ml.m5.large": {"hourly": 9.99, "date": today},
+                                        "eu-west-1 Host:ml.m5.large": {"hourly": 8.88, "date": today}}))
+    ireland = Prices("eu-west-1")
+    assert ireland.hourly("ml.m5.large", TRAINING).hourly == 9.99  # the Price List API's answer, cached
+    assert ireland.hourly("ml.m5.large", HOSTING).hourly == 8.88
+    assert ireland.hourly("ml.m5.large", PROCESSING).hourly == 0.2222  # none cached: the table's
+    assert ireland.sources() == (f"prices for eu-west-1: AWS Price List API as of {today} (cached in {cache_path()}); "
+                                 "the shipped table of 2026-12-01")
