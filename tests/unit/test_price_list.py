@@ -12,7 +12,7 @@ from conftest import ROOT, copy_repo
 
 from sagemake import pricing
 from sagemake.cli import UserError
-from sagemake.price_list import commercial_regions, dump, table_from
+from sagemake.price_list import commercial_regions, dump, offer_prices, table_from
 from sagemake.pricing import (
     HOSTING,
     KINDS,
@@ -48,6 +48,8 @@ def test_an_offer_file_gives_each_kind_of_use_its_own_rate_in_its_own_region():
         "us-east-1": {TRAINING: {"ml.m5.large": 0.1212}, PROCESSING: {"ml.m5.large": 2.3232},
                       TRANSFORM: {"ml.c5.xlarge": 0.3434}},
     }  # not: notebooks, storage, an instance type the table does not list, an Outpost, GovCloud
+    read = offer_prices(json.loads(OFFER.read_text()), TYPES, commercial_regions())
+    assert {kind for kinds in read.values() for kind in kinds} == set(KINDS)  # only the kinds sagemake prices
     assert (table.source, table.date) == (
         "AWS Price List, offer AmazonSageMaker version 20261201000000 (published 2026-12-01)", "2026-12-01")
     assert "us-gov-west-1" not in table.regions and {"eu-west-1", "eu-central-1", "us-east-1"} <= set(table.regions)
