@@ -451,10 +451,11 @@ MUTATIONS = {
         "tests/unit/test_config.py -k removed_setting"),
     "a processing job priced at training's rate": (
         "src/sagemake/targets/jobs.py", 'prices.hourly(cluster["InstanceType"], PROCESSING).hourly',
-        'prices.hourly(cluster["InstanceType"]).hourly', "tests/local/test_processing.py -k after_the_ledger"),
+        'prices.hourly(cluster["InstanceType"], "Train").hourly', "tests/local/test_processing.py -k after_the_ledger"),
     "an endpoint priced at training's rate": (
         "src/sagemake/executors/sagemaker/endpoint.py", "hourly = prices.hourly(instance_type, HOSTING).hourly",
-        "hourly = prices.hourly(instance_type).hourly", "tests/aws/test_deploy.py -k update_in_place_then_undeploy"),
+        'hourly = prices.hourly(instance_type, "Train").hourly',
+        "tests/aws/test_deploy.py -k update_in_place_then_undeploy"),
     "a batch transform priced at training's rate": (
         "src/sagemake/targets/transform.py", "used_line(TRANSFORM, ", 'used_line("Train", ',
         "tests/local/test_transform.py -k on_sagemaker"),

@@ -83,7 +83,6 @@ class Table:
 
 
 TABLE = Table.read(SHIPPED)
-TABLE_DATE = TABLE.date
 
 
 @dataclass(frozen=True)
@@ -105,7 +104,7 @@ class Prices:
         self.problem: str | None = None  # why the API did not answer, once it failed
         self._known: dict[tuple[str, str], Price] = {}
 
-    def hourly(self, instance_type: str, kind: str = TRAINING) -> Price:
+    def hourly(self, instance_type: str, kind: str) -> Price:
         """The on-demand price of one instance of instance_type for an hour of `kind` (TRAINING, PROCESSING,
         TRANSFORM, HOSTING) in this region."""
         if (instance_type, kind) not in self._known:

@@ -64,7 +64,7 @@ def test_the_product_prices_each_kind_at_its_own_rate_and_says_unknown_for_what_
     assert missing.hourly is None
     assert missing.source == ("unknown: the shipped table of 2026-12-01 has no training price for ml.g5.2xlarge in "
                               "eu-west-1")
-    assert Prices("eu-west-2").hourly("ml.m5.large").hourly is None  # never another region's
+    assert Prices("eu-west-2").hourly("ml.m5.large", TRAINING).hourly is None  # never another region's
 
     request = {"ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 2},
                "StoppingCondition": {"MaxRuntimeInSeconds": 3600}}

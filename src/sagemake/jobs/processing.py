@@ -112,7 +112,7 @@ def names_pattern(project: str) -> re.Pattern:
 
 
 def duration(record: dict) -> int:
-    """Seconds a DescribeProcessingJob record ran (sagemake.jobs.duration)."""
+    """Seconds a DescribeProcessingJob record ran (sagemake.jobs.ran)."""
     return ran(record, "Processing")
 
 
