@@ -425,7 +425,7 @@ def test_clean_jobs_keeps_the_newest_processing_jobs_and_a_running_one_and_the_c
     assert "kept the 0 newest or running job(s) and 1 processing job(s)" in err
 
 
-def test_make_jobs_env_prod_lists_this_projects_processing_jobs_on_sagemaker(aws, tmp_path):
+def test_make_jobs_env_prod_lists_this_projects_processing_jobs_on_sagemaker(aws, price_list, tmp_path):
     """One processing job run by `make preprocess ENV=prod` (moto keeps no ProcessingResources: its cost is unknown),
     one newer with its instances as SageMaker describes them, and other projects' jobs, which are not listed."""
     make_bucket()
@@ -458,14 +458,16 @@ def test_make_jobs_env_prod_lists_this_projects_processing_jobs_on_sagemaker(aws
         job.processing_start_time = job.creation_time
         job.processing_end_time = job.creation_time + timedelta(seconds=1800)
     second = next(iter(created))
+    price_list.prices[("EU (Frankfurt)", "EUC1-Processing:ml.m5.xlarge")] = "0.3330000000"  # the stand-in's own
     listed = subprocess.run(["make", "-s", "jobs"], cwd=ROOT, env=environ, capture_output=True, text=True,
                             timeout=120)
     assert listed.returncode == 0, listed.stderr
     seconds = duration(for_config(config).processing().describe(first))
-    # ml.m5.xlarge $0.274/h in the region (the Price List stand-in) x 2 instances x 1800 s -> $0.27
+    # ml.m5.xlarge at processing's $0.333/h in the region (not training's $0.274) x 2 instances x 1800 s -> $0.33
     assert table(listed.stdout) == [["PROCESSING", "JOB", "STATUS", "DURATION", "COST"],
-                                    [second, "Completed", "1800s", "$0.27"],
+                                    [second, "Completed", "1800s", "$0.33"],
                                     [first, "Completed", f"{seconds}s", "unknown"]]
+    assert [r[1]["Filters"][1]["Value"] for r in price_list.requests] == ["EUC1-Processing:ml.m5.xlarge"]
     assert "no training jobs of sagemake-example yet (on SageMaker in" in listed.stderr
 
 
