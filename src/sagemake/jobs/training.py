@@ -230,26 +230,38 @@ def metric_definitions(names: list[str]) -> list[dict]:
     return [{"Name": name, "Regex": METRIC_START + re.escape(name) + "=" + METRIC_VALUE} for name in names]
 
 
-def metric_values(definitions: list[dict], lines: list[str]) -> dict[str, float]:
-    """Each definition applied to each log line, as SageMaker does: the last match wins."""
+def metric_points(definitions: list[dict], lines: list[str], stamps: list[str | None] | None = None
+                  ) -> dict[str, list[dict]]:
+    """The one place a log's lines become metrics: each definition applied to each line, as SageMaker does, giving
+    every metric its series {name: [{"Step", "Value", "Timestamp"}]} in the order printed. Step counts a metric's
+    values from 0 (the step early stopping reports); Timestamp is when its line was printed (stamps[i] for
+    lines[i], ISO 8601), left out where the log kept no times."""
     found = {}
     for definition in definitions:
-        series = metric_series(definition, lines)
-        if series:
-            found[definition["Name"]] = series[-1]
+        pattern, points = re.compile(definition["Regex"]), []
+        for index, line in enumerate(lines):
+            for match in pattern.finditer(line):
+                try:
+                    value = float(match.group(1) if pattern.groups else match.group(0))
+                except ValueError:  # a user's regex that matched something else: no metric, as on SageMaker
+                    continue
+                point = {"Step": len(points), "Value": value}
+                if stamps and stamps[index]:
+                    point["Timestamp"] = stamps[index]
+                points.append(point)
+        if points:
+            found[definition["Name"]] = points
     return found
 
 
+def metric_values(definitions: list[dict], lines: list[str]) -> dict[str, float]:
+    """Each metric's last value in the log lines: its final value, as SageMaker keeps it."""
+    return {name: points[-1]["Value"] for name, points in metric_points(definitions, lines).items()}
+
+
 def metric_series(definition: dict, lines: list[str]) -> list[float]:
-    """Every value of one metric in the log lines, in order: its time series, as SageMaker keeps it."""
-    pattern, values = re.compile(definition["Regex"]), []
-    for line in lines:
-        for match in pattern.finditer(line):
-            try:
-                values.append(float(match.group(1) if pattern.groups else match.group(0)))
-            except ValueError:  # a user's regex that matched something else: no metric, as on SageMaker
-                pass
-    return values
+    """Every value of one metric in the log lines, in order."""
+    return [point["Value"] for point in metric_points([definition], lines).get(definition["Name"], [])]
 
 
 def metric_warnings(definitions: list[dict], found: dict, lines: list[str]) -> list[str]:

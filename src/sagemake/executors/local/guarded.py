@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from sagemake.cli import UserError, interrupted_by_signals
+from sagemake.clock import now
 
 GUARD = Path(__file__).with_name("guard.py")
 
@@ -93,12 +94,16 @@ def run_guarded(command: list[str], env: dict, guard_arguments: list[str], log: 
     return process.returncode, stopped_by
 
 
-def copy_lines(stream, log, prefix: bytes, lock: threading.Lock) -> None:
+def copy_lines(stream, log, prefix: bytes, lock: threading.Lock, stamps: list[str | None] | None = None) -> None:
     """A host's output to train.log and the terminal, line by line as it comes (after prefix, its name when
-    there are several); to train.log alone once the terminal is gone, so the job never blocks on a full pipe."""
+    there are several); to train.log alone once the terminal is gone, so the job never blocks on a full pipe.
+    stamps, when given, gets one entry per line written: when a line that can hold a metric (`name=value`) came,
+    None for any other: the times of the metrics' series (jobs.training.metric_points)."""
     terminal = True
     for line in iter(stream.readline, b""):
         with lock:
+            if stamps is not None:
+                stamps.append(now() if b"=" in line else None)
             log.write(prefix + line)
             log.flush()
             if terminal:
