@@ -13,7 +13,7 @@ MAKEFLAGS += --no-print-directory
 
 PYTHON ?= python3
 # JOB (and KEEP) reach the scripts through the environment, so no name can break the recipe's quoting.
-export JOB KEEP TUNING
+export JOB JOBS KEEP TUNING
 VENV ?= .venv
 export VENV
 PY := "$(VENV)/bin/python"
@@ -91,6 +91,14 @@ fetch: setup
 .PHONY: jobs
 jobs: setup
 	@$(RUN) jobs
+
+.PHONY: report
+report: setup
+	@$(RUN) report
+
+.PHONY: compare
+compare: setup
+	@$(RUN) compare $${JOBS:+$$JOBS}
 
 .PHONY: tune-plan
 tune-plan: setup

@@ -2,9 +2,9 @@
 
 Usage: python tune_plot.py SPEC.json OUT.png
 
-SPEC: {"objective": {"Type", "MetricName"}, "trials": [{"name", "created", "value", "params"}], "parameter",
-"why", "log", "title"}. Left: the objective of each trial by its number (the order the trials started, as their
-names say: <tuning run>-<number>-<id>), with the best so far. Right: the objective against the most important
+SPEC: {"objective": {"Type", "MetricName"}, "trials": [{"name", "number", "value", "params"}], "parameter",
+"why", "log", "title"}. Left: the objective of each trial by its number (the order the trials started), with the
+best so far. Right: the objective against the most important
 hyperparameter. The run's name titles the figure. Standard library and matplotlib only.
 """
 
@@ -18,15 +18,10 @@ from matplotlib import pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
-def trial_number(name: str) -> int:
-    """A trial's number, from its name (<tuning run>-<3 digits>-<8 hex>): the order the run started it."""
-    return int(name.rsplit("-", 2)[-2])
-
-
 def figure(spec: dict):
     """The plot as a matplotlib Figure (left: objective over trials; right: against one hyperparameter)."""
     goal, parameter = spec["objective"], spec["parameter"]
-    trials = sorted(spec["trials"], key=lambda t: trial_number(t["name"]))
+    trials = sorted(spec["trials"], key=lambda t: t["number"])
     values = [t["value"] for t in trials]
     best, best_so_far = None, []
     for value in values:
@@ -36,7 +31,7 @@ def figure(spec: dict):
     panels = 2 if parameter else 1
     drawn, axes = plt.subplots(1, panels, figsize=(5 * panels, 4), dpi=100, squeeze=False)
     left = axes[0][0]
-    numbers = [trial_number(t["name"]) for t in trials]
+    numbers = [t["number"] for t in trials]
     left.plot(numbers, values, "o", label="trial")
     left.step(numbers, best_so_far, where="post", label="best so far")
     left.xaxis.set_major_locator(MaxNLocator(integer=True))  # trial 1, 2, 3: never 1.5

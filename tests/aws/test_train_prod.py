@@ -49,6 +49,13 @@ def test_make_train_env_prod_end_to_end(aws, tmp_path, trained_model):
     first, second = series["validation:roc_auc"]
     assert (first["Step"], first["Value"], second["Step"], second["Value"]) == (0, 0.912345, 1, 0.987654)
     assert manifest["created"] < first["Timestamp"] < second["Timestamp"]
+    # The report reads the same from SageMaker: the job, its billable seconds and its learning curve.
+    reported = make("report", {}, tmp_path)
+    assert reported.returncode == 0, reported.stderr
+    page = (ROOT / "build/report.html").read_text()
+    (ROOT / "build/report.html").unlink()
+    assert f"<td>{job}</td><td>Completed</td>" in page and "<td class=n>100s</td>" in page
+    assert '"y":[0.912345,0.987654]' in page.replace(" ", "")
 
     # A second run with nothing changed uploads nothing and builds nothing.
     with SageMakerDriver(model=trained_model):

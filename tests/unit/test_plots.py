@@ -7,6 +7,7 @@ import pytest
 pytest.importorskip("matplotlib")  # the job's requirements, in the test virtualenv (requirements-dev.txt)
 
 from sagemake import tune_plot  # noqa: E402
+from sagemake.jobs.tuning import trial_number  # noqa: E402
 
 RUN = "acme-261207093000abc"
 
@@ -24,11 +25,10 @@ def visible_labels(axes) -> list[str]:
 
 
 def test_tuning_plot_numbers_trials_as_they_started_with_whole_number_ticks():
-    # Trial 002's record was made first (two trials started side by side): it is still trial 2.
-    trials = [{"name": f"{RUN}-002-0badc0de", "created": "2026-12-07T09:30:01", "value": 0.9, "params": {"depth": "3"}},
-              {"name": f"{RUN}-001-deadbeef", "created": "2026-12-07T09:30:02", "value": 0.8, "params": {"depth": "2"}},
-              {"name": f"{RUN}-003-feedf00d", "created": "2026-12-07T09:30:03", "value": 0.85,
-               "params": {"depth": "4"}}]
+    # Listed out of order (trial 002's record made first, two trials started side by side): each by its number.
+    names = [f"{RUN}-002-0badc0de", f"{RUN}-001-deadbeef", f"{RUN}-003-feedf00d"]
+    trials = [{"name": name, "number": trial_number(name), "value": value, "params": {"depth": depth}}
+              for name, value, depth in zip(names, [0.9, 0.8, 0.85], ["3", "2", "4"], strict=True)]
     figure = tune_plot.figure(spec(trials))
     left, right = figure.axes
     points, best = left.get_lines()
@@ -41,7 +41,7 @@ def test_tuning_plot_numbers_trials_as_they_started_with_whole_number_ticks():
 
 
 def test_tuning_plot_of_many_trials_keeps_whole_number_ticks():
-    trials = [{"name": f"{RUN}-{n:03d}-00000000", "created": "", "value": n / 40, "params": {"depth": "2"}}
+    trials = [{"name": f"{RUN}-{n:03d}-00000000", "number": n, "value": n / 40, "params": {"depth": "2"}}
               for n in range(1, 24)]
     labels = visible_labels(tune_plot.figure(spec(trials)).axes[0])
     assert labels and all(label.isdigit() for label in labels)

@@ -136,7 +136,7 @@ class Executor(ABC):
 
     @abstractmethod
     def tuning(self):
-        """Tuning jobs here: run, record (describe with its trials), latest, best_trials."""
+        """Tuning jobs here: run, record (describe with its trials), names, latest, best_trials."""
 
     @abstractmethod
     def transforms(self):

@@ -15,6 +15,7 @@ import shlex
 import string
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -374,6 +375,17 @@ def plan(config: Config, executor) -> dict:
 def tags(request: dict) -> dict[str, str]:
     """This tool's tags, without their prefix: project, git-sha, git-dirty, env."""
     return {t["Key"][len(TAG_PREFIX):]: t["Value"] for t in request.get("Tags", []) if t["Key"].startswith(TAG_PREFIX)}
+
+
+def duration(record: dict) -> int:
+    """Seconds a DescribeTrainingJob record says the job took: TrainingTimeInSeconds once it has one; before (still
+    running, or ended before training) from its creation to now, or to its last change when it ended."""
+    seconds = record.get("TrainingTimeInSeconds")
+    if seconds is not None:
+        return seconds
+    running = record["TrainingJobStatus"] == "InProgress"
+    end = time.time() if running else datetime.fromisoformat(record["LastModifiedTime"]).timestamp()
+    return round(end - datetime.fromisoformat(record["CreationTime"]).timestamp())
 
 
 def final_metrics(record: dict) -> dict[str, float]:

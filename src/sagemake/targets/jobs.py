@@ -11,13 +11,11 @@ status, duration, $. Locally, what the jobs would have cost on SageMaker.
 from __future__ import annotations
 
 import sys
-import time
-from datetime import datetime
 
 from sagemake.cli import Exit, UserError, print_table, run, say
 from sagemake.config import Config, resolve
 from sagemake.executors import Executor, for_config
-from sagemake.jobs.training import final_metrics, primary_metric
+from sagemake.jobs.training import duration, final_metrics, primary_metric
 from sagemake.pricing import Prices, cost, ledger_entry, money
 
 
@@ -31,11 +29,7 @@ def list_jobs(config: Config, executor: Executor, limit: int) -> int:
     billable, spent, saved, unknown, unsaved = 0, 0.0, 0.0, 0, 0
     for name in executor.names(limit):
         record = executor.describe(name)
-        seconds = record.get("TrainingTimeInSeconds")
-        if seconds is None:  # still running, or ended before training (then its last change is its end)
-            running = record["TrainingJobStatus"] == "InProgress"
-            end = time.time() if running else datetime.fromisoformat(record["LastModifiedTime"]).timestamp()
-            seconds = round(end - datetime.fromisoformat(record["CreationTime"]).timestamp())
+        seconds = duration(record)
         value = final_metrics(record).get(primary)
         entry = ledger_entry(record, prices)
         billable += entry.billable or 0
