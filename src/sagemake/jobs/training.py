@@ -265,6 +265,13 @@ def metric_series(definition: dict, lines: list[str]) -> list[float]:
     return [point["Value"] for point in metric_points([definition], lines).get(definition["Name"], [])]
 
 
+def printed_metrics(lines: list[str]) -> list[str]:
+    """The names of the `name=value` lines printed (a toolkit's environment, SM_NUM_CPUS=2 and the like, aside), in
+    the order first printed: the metrics of a job that declares none (a processing job's)."""
+    return list(dict.fromkeys(m.group(1) for line in lines
+                              if (m := METRIC_LINE.match(line)) and not ENVIRONMENT.fullmatch(m.group(1))))
+
+
 def metric_warnings(definitions: list[dict], found: dict, lines: list[str]) -> list[str]:
     """Declared metrics the job never printed, and `name=value` lines whose name is not declared."""
     declared = {d["Name"] for d in definitions}
@@ -273,8 +280,7 @@ def metric_warnings(definitions: list[dict], found: dict, lines: list[str]) -> l
     if missing:
         warnings.append(f"declared metric(s) {', '.join(missing)} never printed as name=<number>: "
                         "fix METRICS (or src/trainer/metrics.py), or print them")
-    printed = {m.group(1) for line in lines if (m := METRIC_LINE.match(line)) and not ENVIRONMENT.fullmatch(m.group(1))}
-    undeclared = sorted(printed - declared)
+    undeclared = sorted(set(printed_metrics(lines)) - declared)
     if undeclared:
         warnings.append(f"printed but not declared, so not recorded: {', '.join(undeclared)}: "
                         "add them to METRICS (or src/trainer/metrics.py) to keep them")

@@ -39,7 +39,15 @@ from sagemake.data import summary
 from sagemake.executors.interface import Executor
 from sagemake.executors.local import records
 from sagemake.executors.local.channels import copy_name, remove, shared_copy, unchanged, unused
-from sagemake.executors.local.guarded import GUARD, POLL_SECONDS, copy_lines, process_identity, uri_path
+from sagemake.executors.local.guarded import (
+    GUARD,
+    POLL_SECONDS,
+    SERIES,
+    copy_lines,
+    log_lines,
+    process_identity,
+    uri_path,
+)
 from sagemake.executors.local.runtimes import (
     ARN_PREFIX,
     HOST,
@@ -59,7 +67,6 @@ TREE = "ml"  # the job's /opt/ml (algo-1's; other hosts' beside it: ml-algo-2, .
 HOST_PREFIX = re.compile(r"^\[algo-\d+\] ")  # on each line of a job of several hosts
 REQUEST = "request.json"
 LOG = "train.log"
-SERIES = "metrics.json"  # every metric the job printed, as its series: {name: [{Step, Value, Timestamp}]}
 CODE_FOLDER = "code"  # JOBS_DIR/code/<hash>/sourcedir.tar.gz: script mode's code, once per content
 
 
@@ -592,15 +599,6 @@ class _Job:
 
 def save(folder: Path, record: dict) -> None:
     jsonfile.write(folder / RECORD, record)
-
-
-def log_lines(path: Path) -> list[str]:
-    """A log's lines as they were written, one per line its job printed (split at newlines only, as they were
-    read), so each has its place in the stamps copy_lines kept."""
-    if not path.is_file():
-        return []
-    text = path.read_bytes().decode(errors="replace")
-    return text.removesuffix("\n").split("\n") if text else []
 
 
 

@@ -21,6 +21,7 @@ GUARD = Path(__file__).with_name("guard.py")
 
 
 POLL_SECONDS = 0.2  # how often the hosts are looked at while they train
+SERIES = "metrics.json"  # in a job's folder: every metric it printed, as its series {name: [{Step, Value, Timestamp}]}
 
 
 def uri_path(uri: str) -> Path:
@@ -62,17 +63,18 @@ def _stat(pid: int) -> list[str] | None:
 
 
 def run_guarded(command: list[str], env: dict, guard_arguments: list[str], log: Path, limit: float,
-                grace: int) -> tuple[int, str | None]:
+                grace: int, stamps: list[str | None] | None = None) -> tuple[int, str | None]:
     """One command under the guard (guard.py), so it dies with this process however it ends, its output to log and
-    the terminal: (exit status, None or why it was stopped: MaxRuntimeExceeded, Stopped). MaxRuntime, Ctrl-C,
-    SIGTERM and SIGHUP stop it (SIGTERM, SIGKILL after grace; a second Ctrl-C kills it at once)."""
+    the terminal (the times of its lines in stamps, see copy_lines): (exit status, None or why it was stopped:
+    MaxRuntimeExceeded, Stopped). MaxRuntime, Ctrl-C, SIGTERM and SIGHUP stop it (SIGTERM, SIGKILL after grace; a
+    second Ctrl-C kills it at once)."""
     stopped_by = None
     with interrupted_by_signals():
         with log.open("wb") as handle:
             process = subprocess.Popen([sys.executable, str(GUARD), str(os.getpid()), str(grace), *guard_arguments,
                                         "--", *command], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, start_new_session=True)
-            reader = threading.Thread(target=copy_lines, args=(process.stdout, handle, b"", threading.Lock()),
+            reader = threading.Thread(target=copy_lines, args=(process.stdout, handle, b"", threading.Lock(), stamps),
                                       daemon=True)
             reader.start()
             started = time.monotonic()
@@ -112,3 +114,12 @@ def copy_lines(stream, log, prefix: bytes, lock: threading.Lock, stamps: list[st
                     sys.stdout.flush()
                 except OSError:
                     terminal = False
+
+
+def log_lines(path: Path) -> list[str]:
+    """A log's lines as they were written, one per line its job printed (split at newlines only, as they were
+    read), so each has its place in the stamps copy_lines kept."""
+    if not path.is_file():
+        return []
+    text = path.read_bytes().decode(errors="replace")
+    return text.removesuffix("\n").split("\n") if text else []
