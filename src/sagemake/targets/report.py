@@ -10,11 +10,13 @@ its steps), each tuning run's leaderboard with its objective over the trials and
 against each hyperparameter, the data (channel digests) and image each model
 came from, and the cost per day. Charts are Plotly's, with plotly.js inside the
 file: it opens offline, needs no server and fetches nothing. With no jobs yet,
-the page says so.
+the page says so. The first `make report` installs Plotly into the virtualenv
+(requirements-report.txt); no other command needs it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 
 from sagemake import history
@@ -30,6 +32,9 @@ JOBS, RUNS = 100, 20
 def main(argv: list[str]) -> int:
     if len(argv) > 1 or (argv and not argv[0].isdigit()):
         raise UserError("usage: make report (python -m sagemake report [N])")
+    if importlib.util.find_spec("plotly") is None:
+        raise UserError("plotly is not in this virtualenv: run `make report`, which installs it "
+                        "(requirements-report.txt) the first time")
     from sagemake.report import page
     from sagemake.targets.tune_jobs import leaderboard
 
