@@ -3,9 +3,9 @@
 Usage: python tune_plot.py SPEC.json OUT.png
 
 SPEC: {"objective": {"Type", "MetricName"}, "trials": [{"name", "number", "value", "params"}], "parameter",
-"why", "log", "title"}. Left: the objective of each trial by its number (the order the trials started), with the
-best so far. Right: the objective against the most important
-hyperparameter. The run's name titles the figure. Standard library and matplotlib only.
+"why", "log", "title"}. Left: the objective of each trial by its number (the order the trials started, on
+whole-number ticks), with the best so far. Right: the objective against the most important hyperparameter. The
+run's name titles the figure. Standard library and matplotlib only.
 """
 
 import json

@@ -2,12 +2,9 @@
 started, with whole-number ticks; roc.png has its chance diagonal and pr.png its baseline; each names its job."""
 
 import numpy as np
-import pytest
 
-pytest.importorskip("matplotlib")  # the job's requirements, in the test virtualenv (requirements-dev.txt)
-
-from sagemake import tune_plot  # noqa: E402
-from sagemake.jobs.tuning import trial_number  # noqa: E402
+from sagemake import tune_plot  # matplotlib: the job's requirements are in the test virtualenv (requirements-dev.txt)
+from sagemake.jobs.tuning import trial_number
 
 RUN = "acme-261207093000abc"
 
