@@ -449,6 +449,16 @@ MUTATIONS = {
     "a removed setting told as any unknown one": (
         "src/sagemake/config.py", "        if key in REMOVED:", "        if False:",
         "tests/unit/test_config.py -k removed_setting"),
+    "a host of several given every core": (
+        "src/sagemake/executors/local/guard.py",
+        "        os.sched_setaffinity(0, [int(core) for core in rest[1].split(\",\")])", "        pass",
+        "tests/local/test_local.py -k own_share"),
+    "hosts given overlapping blocks of cores": (
+        "src/sagemake/executors/local/runtimes.py", "        shares[name], start = cores[start:end], end",
+        "        shares[name], start = cores[:end], end", "tests/local/test_local.py -k blocks"),
+    "a container host not given its CPU set": (
+        "src/sagemake/executors/local/runtimes.py", "*self.cpu_flags(request, host), *self.run_flags,",
+        "*self.run_flags,", "tests/container/test_distributed.py -k containers"),
     "metric series without the times of their lines": (
         "src/sagemake/executors/local/executor.py",
         "stamps = self.stamps if len(self.stamps) == len(lines) else None", "stamps = None",
