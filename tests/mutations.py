@@ -478,7 +478,7 @@ MUTATIONS = {
         "tests/unit/test_plots.py -k chance_diagonal"),
     "the report's tuning chart ticks between trials": (
         "src/sagemake/report.py", 'tickmode="linear", tick0=1, dtick=1, ', "",
-        "tests/unit/test_report.py -k whole_number"),
+        "tests/unit/test_report_charts.py -k whole_number"),
     "the report takes plotly.js from the internet": (
         "src/sagemake/report.py", 'script = f"<script>{get_plotlyjs()}</script>"',
         'script = \'<script src="https://cdn.plot.ly/plotly-3.3.0.min.js"></script>\'',
@@ -486,7 +486,7 @@ MUTATIONS = {
     "make jobs loads the report": (
         "src/sagemake/targets/jobs.py", "from sagemake.pricing import Prices, cost, ledger_entry, money",
         "from sagemake.pricing import Prices, cost, ledger_entry, money\nimport sagemake.report  # noqa",
-        "tests/unit/test_report.py -k never_import"),
+        "tests/unit/test_report_charts.py -k never_import"),
     "compare shows what is the same first": (
         "src/sagemake/targets/compare.py", "(same if len(set(values)) == 1 else differ)",
         "(differ if len(set(values)) == 1 else same)", "tests/local/test_compare.py -k differs_first"),

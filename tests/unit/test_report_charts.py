@@ -59,9 +59,8 @@ def imported(*target: str, **env: str) -> str:
     return done.stderr
 
 
-def test_make_jobs_plan_and_tune_plan_never_import_the_report_or_plotly(example_data, tmp_path):
-    for target in ("jobs", "plan", "tune-plan"):
-        modules = imported(target, DATA_DIR=str(example_data), JOBS_DIR=str(tmp_path),
-                           TUNE_RANGES="learning_rate=0.01:0.3")
+def test_make_jobs_and_plan_never_import_the_report_or_plotly(example_data, tmp_path):
+    for target in ("jobs", "plan"):
+        modules = imported(target, DATA_DIR=str(example_data), JOBS_DIR=str(tmp_path))
         assert not re.search(r"\| +(plotly|sagemake\.report)\b", modules)
     assert re.search(r"\| +sagemake\.report\b", imported("report", JOBS_DIR=str(tmp_path / "none yet")))
