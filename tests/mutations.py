@@ -493,6 +493,9 @@ MUTATIONS = {
     "compare takes one job": (
         "src/sagemake/targets/compare.py", "    if len(names) < 2:", "    if not names:",
         "tests/local/test_compare.py -k refuses"),
+    "learning curves ticked between steps": (
+        "src/sagemake/report.py", 'tickmode="linear", tick0=0, dtick=max(1, math.ceil(steps / 10)), ', "",
+        "tests/unit/test_report_charts.py -k learning_curves"),
 }
 
 

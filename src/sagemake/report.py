@@ -142,7 +142,8 @@ def learning_figure(one: Job):
             hovertemplate="step %{x}: %{y:.6g}<br>%{text}<extra>" + metric + "</extra>"))
     figure.update_layout(title=f"{one.name} ({one.status})", xaxis_title="step (the metric's nth value)",
                          height=320, margin={"t": 50})
-    figure.update_xaxes(tickformat="d", rangemode="tozero")
+    steps = max((len(points) for points in one.series.values()), default=1)
+    figure.update_xaxes(tickmode="linear", tick0=0, dtick=max(1, math.ceil(steps / 10)), rangemode="tozero")
     return figure
 
 

@@ -7,7 +7,9 @@ import sys
 
 from conftest import ROOT
 
-from sagemake.report import page, tuning_figure
+from sagemake.history import Job
+from sagemake.pricing import Entry
+from sagemake.report import learning_figure, page, tuning_figure
 
 RUN = "acme-261207093000abc"
 
@@ -42,6 +44,19 @@ def test_the_tuning_chart_numbers_trials_as_they_started_on_whole_number_ticks_a
     assert list(alpha.x) == [0.1, 0.001, 0.01] and figure.layout.xaxis2.type == "log"
     assert list(solver.x) == ["a", "a", "b"]
     assert figure.layout.title.text == RUN
+
+
+def test_learning_curves_plot_every_metric_over_whole_steps_titled_with_the_job():
+    series = {"loss": [{"Step": n, "Value": 1 / (n + 1), "Timestamp": f"2026-12-07T09:30:0{n}"} for n in range(3)],
+              "auc": [{"Step": 0, "Value": 0.9}]}
+    job = Job("acme-1a2b3c4-261207-093000-000abcde", {"TrainingJobStatus": "Completed"}, {}, Entry(1, 0.1, None, True),
+              series=series)
+    figure = learning_figure(job)
+    assert {trace.name: list(trace.x) for trace in figure.data} == {"auc": [0], "loss": [0, 1, 2]}
+    assert (figure.layout.xaxis.tickmode, figure.layout.xaxis.dtick) == ("linear", 1)  # never step 0.5
+    assert figure.layout.title.text == "acme-1a2b3c4-261207-093000-000abcde (Completed)"
+    long = Job(job.name, job.record, {}, job.bill, series={"loss": [{"Step": n, "Value": 1.0} for n in range(250)]})
+    assert learning_figure(long).layout.xaxis.dtick == 25
 
 
 def test_an_empty_report_says_so_and_carries_no_script():
