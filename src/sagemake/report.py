@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 
 from sagemake.history import Job, cost_per_day
 from sagemake.jobs.tuning import trial_number
-from sagemake.pricing import money
+from sagemake.pricing import bill_cells, money, total_cells
 
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 STYLE = """
@@ -92,20 +92,9 @@ def _value(value: float | None) -> str:
 
 
 def _ledger(found: list[Job], primary: str | None) -> list[str]:
-    rows, billable, spent, saved, unknown = [], 0, 0.0, 0.0, 0
-    for one in found:
-        bill = one.bill
-        billable += bill.billable or 0
-        spent += bill.cost or 0
-        saved += bill.saved or 0
-        unknown += bill.billable is not None and not bill.known
-        rows.append([one.name, one.status, one.created[:19].replace("T", " "), f"{one.seconds}s",
-                     "-" if bill.billable is None else f"{bill.billable}s",
-                     money(bill.cost) if bill.billable is not None else "-",
-                     money(bill.saved) if bill.saved is not None else "unknown" if bill.saved_unknown else "-",
-                     _value(one.metrics.get(primary)) if primary else "-", one.commit, one.tuning or ""])
-    rows.append(["TOTAL", "", "", "", f"{billable}s", money(spent) + (f" + {unknown} unknown" if unknown else ""),
-                 money(saved), "", "", ""])
+    rows = [[one.name, one.status, one.created[:19].replace("T", " "), f"{one.seconds}s", *bill_cells(one.bill),
+             _value(one.metrics.get(primary)) if primary else "-", one.commit, one.tuning or ""] for one in found]
+    rows.append(["TOTAL", "", "", "", *total_cells([one.bill for one in found]), "", "", ""])
     header = ["job", "status", "created (UTC)", "duration", "billable", "cost", "spot saved", primary or "metric",
               "commit", "tuning run"]
     return ["<h2>Ledger</h2>", _table(header, rows, {3, 4, 5, 6, 7}, "ledger")]

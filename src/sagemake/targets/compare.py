@@ -20,14 +20,13 @@ from sagemake.cli import Exit, UserError, print_table, run
 from sagemake.config import resolve
 from sagemake.executors import for_config
 from sagemake.jobs.training import job_named
-from sagemake.pricing import money
+from sagemake.pricing import bill_cells
 
 WIDEST = 48  # characters of a value shown: a long hyperparameter or image URI is cut, marked with ...
 
 
 def facts(one: history.Job) -> list[tuple[str, str]]:
     """The job's facts as (what, value) rows, in the order they are shown."""
-    bill = one.bill
     rows = [("status", one.status), ("commit", one.commit), ("created", one.created[:19].replace("T", " ")),
             ("duration", f"{one.seconds}s")]
     rows += [(f"setting {name}", value) for name, value in one.settings.items()]
@@ -37,9 +36,7 @@ def facts(one: history.Job) -> list[tuple[str, str]]:
     rows += [("image", one.image), ("image digest", one.image_digest or "-"),
              ("model sha256", (one.model_sha256 or "not fetched")[:12])]
     rows += [(f"metric {name}", f"{value:.6g}") for name, value in sorted(one.metrics.items())]
-    rows += [("billable", "-" if bill.billable is None else f"{bill.billable}s"),
-             ("cost", money(bill.cost) if bill.billable is not None else "-"),
-             ("spot saved", money(bill.saved) if bill.saved is not None else "unknown" if bill.saved_unknown else "-")]
+    rows += list(zip(("billable", "cost", "spot saved"), bill_cells(one.bill), strict=True))
     return rows
 
 
