@@ -484,8 +484,8 @@ MUTATIONS = {
         'script = \'<script src="https://cdn.plot.ly/plotly-3.3.0.min.js"></script>\'',
         "tests/local/test_report.py -k numbers"),
     "make jobs loads the report": (
-        "src/sagemake/targets/jobs.py", "from sagemake.pricing import Prices, cost, ledger_entry, money",
-        "from sagemake.pricing import Prices, cost, ledger_entry, money\nimport sagemake.report  # noqa",
+        "src/sagemake/targets/jobs.py", "from sagemake.jobs.training import duration, final_metrics, primary_metric",
+        "import sagemake.report\nfrom sagemake.jobs.training import duration, final_metrics, primary_metric",
         "tests/unit/test_report_charts.py -k never_import"),
     "compare shows what is the same first": (
         "src/sagemake/targets/compare.py", "(same if len(set(values)) == 1 else differ)",
