@@ -192,7 +192,9 @@ class SageMakerDriver(Driver):
         driver, original = self, FakeTrainingJob.__init__
 
         def held_in_progress(job, *args, **kwargs):
+            asked = list(kwargs["algorithm_specification"].get("MetricDefinitions", []))
             original(job, *args, **kwargs)
+            job.algorithm_specification["MetricDefinitions"] = asked  # moto puts a sample of its own there
             job.training_job_status, job.secondary_status = "InProgress", "Starting"
             job.training_end_time = None
             del job.final_metric_data_list

@@ -491,6 +491,43 @@ MUTATIONS = {
     "offer files that disagree merged silently": (
         "src/sagemake/price_list.py", "                if known.get(instance_type, hourly) != hourly:",
         "                if False:", "tests/unit/test_price_list.py -k disagree"),
+    "metric series without the times of their lines": (
+        "src/sagemake/executors/local/executor.py",
+        "stamps = self.stamps if len(self.stamps) == len(lines) else None", "stamps = None",
+        "tests/local/test_local.py -k metric_value"),
+    "a processing job's metrics not kept": (
+        "src/sagemake/executors/local/processing.py", "metric_definitions(printed_metrics(lines))", "[]",
+        "tests/local/test_processing.py -k process_writes_clean"),
+    "tuning.png ticks between trials": (
+        "src/sagemake/tune_plot.py", "    left.xaxis.set_major_locator(MaxNLocator(integer=True))", "    pass",
+        "tests/unit/test_plots.py -k as_they_started"),
+    "tuning.png trials in the order listed": (
+        "src/sagemake/tune_plot.py", 'trials = sorted(spec["trials"], key=lambda t: t["number"])',
+        'trials = spec["trials"]', "tests/unit/test_plots.py -k as_they_started"),
+    "roc.png without its chance diagonal": (
+        "tests/fixtures/trainer/train.py",
+        '        axes.plot(*chance, linestyle="--", color="grey", label=chance_label)\n', "",
+        "tests/unit/test_plots.py -k chance_diagonal"),
+    "the report's tuning chart ticks between trials": (
+        "src/sagemake/report.py", 'tickmode="linear", tick0=1, dtick=1, ', "",
+        "tests/unit/test_report_charts.py -k whole_number"),
+    "the report takes plotly.js from the internet": (
+        "src/sagemake/report.py", 'script = f"<script>{get_plotlyjs()}</script>"',
+        'script = \'<script src="https://cdn.plot.ly/plotly-3.3.0.min.js"></script>\'',
+        "tests/local/test_report.py -k numbers"),
+    "make jobs loads the report": (
+        "src/sagemake/targets/jobs.py", "from sagemake.jobs.training import duration, final_metrics, primary_metric",
+        "import sagemake.report\nfrom sagemake.jobs.training import duration, final_metrics, primary_metric",
+        "tests/unit/test_report_charts.py -k never_import"),
+    "compare shows what is the same first": (
+        "src/sagemake/targets/compare.py", "(same if len(set(values)) == 1 else differ)",
+        "(differ if len(set(values)) == 1 else same)", "tests/local/test_compare.py -k differs_first"),
+    "compare takes one job": (
+        "src/sagemake/targets/compare.py", "    if len(names) < 2:", "    if not names:",
+        "tests/local/test_compare.py -k refuses"),
+    "learning curves ticked between steps": (
+        "src/sagemake/report.py", 'tickmode="linear", tick0=0, dtick=max(1, math.ceil(steps / 10)), ', "",
+        "tests/unit/test_report_charts.py -k learning_curves"),
 }
 
 

@@ -267,6 +267,8 @@ SETTINGS = (
             ".env.<name> file; any but local runs on SageMaker.", section=_PARAMETERS),
     Setting("JOB", "", "parameter", "A job name; empty: the latest job (stop needs one).",
             applies=("fetch", "logs", "stop", "serve", "predict", "transform", "deploy"), section=_PARAMETERS),
+    Setting("JOBS", "", "parameter", "Two or more job names, as words: the jobs `make compare` sets side by side.",
+            applies=("compare",), section=_PARAMETERS),
     Setting("KEEP", "5", "parameter", "How many of the newest local job and processing job folders to keep "
             "(and any running one).", applies=("clean-jobs",), section=_PARAMETERS),
     Setting("TUNING", "", "parameter", "A tuning run's name; empty: the latest.", applies=("tune-jobs",),

@@ -163,6 +163,18 @@ def test_completed_job_answers_like_describe_training_job(setup, capfd):
     assert "loss=0.25" in capfd.readouterr().out  # streamed to the terminal as well
 
 
+def test_every_metric_value_is_kept_with_its_step_and_when_it_was_printed(setup):
+    jobs, runtime, request = setup
+    record = jobs.run(request(), runtime, grace_seconds=5)
+    series = jobs.metric_series("job-1")
+    assert [(p["Step"], p["Value"]) for p in series["loss"]] == [(0, 0.5), (1, 0.25)]
+    first, last = (p["Timestamp"] for p in series["loss"])
+    assert record["CreationTime"] <= first <= last <= record["TrainingEndTime"]
+    assert record["FinalMetricDataList"] == [{"MetricName": "loss", "Value": 0.25, "Timestamp": last}]
+    (jobs.folder("job-1") / "metrics.json").unlink()  # a job from before metrics.json: its log, without times
+    assert jobs.metric_series("job-1") == {"loss": [{"Step": 0, "Value": 0.5}, {"Step": 1, "Value": 0.25}]}
+
+
 def test_the_contract_environment_and_tree(setup):
     jobs, runtime, request = setup
     jobs.run(request(), runtime, grace_seconds=5)

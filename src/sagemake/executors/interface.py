@@ -91,6 +91,11 @@ class Executor(ABC):
     def names(self, limit: int = 10) -> list[str]:
         """This project's jobs, newest first."""
 
+    @abstractmethod
+    def metric_series(self, name: str) -> dict[str, list[dict]]:
+        """Every declared metric the job printed, as its series: {name: [{"Step", "Value", "Timestamp"}]}, in the
+        order printed (jobs.training.metric_points)."""
+
     def completed(self, name: str, purpose: str) -> dict:
         """The job's record; only a Completed job has a model to fetch, serve or deploy (purpose says which)."""
         record = self.describe(name)
@@ -131,7 +136,7 @@ class Executor(ABC):
 
     @abstractmethod
     def tuning(self):
-        """Tuning jobs here: run, record (describe with its trials), latest, best_trials."""
+        """Tuning jobs here: run, record (describe with its trials), names, latest, best_trials."""
 
     @abstractmethod
     def transforms(self):

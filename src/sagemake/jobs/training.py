@@ -15,6 +15,7 @@ import shlex
 import string
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -230,26 +231,45 @@ def metric_definitions(names: list[str]) -> list[dict]:
     return [{"Name": name, "Regex": METRIC_START + re.escape(name) + "=" + METRIC_VALUE} for name in names]
 
 
-def metric_values(definitions: list[dict], lines: list[str]) -> dict[str, float]:
-    """Each definition applied to each log line, as SageMaker does: the last match wins."""
+def metric_points(definitions: list[dict], lines: list[str], stamps: list[str | None] | None = None
+                  ) -> dict[str, list[dict]]:
+    """The one place a log's lines become metrics: each definition applied to each line, as SageMaker does, giving
+    every metric its series {name: [{"Step", "Value", "Timestamp"}]} in the order printed. Step counts a metric's
+    values from 0 (the step early stopping reports); Timestamp is when its line was printed (stamps[i] for
+    lines[i], ISO 8601), left out where the log kept no times."""
     found = {}
     for definition in definitions:
-        series = metric_series(definition, lines)
-        if series:
-            found[definition["Name"]] = series[-1]
+        pattern, points = re.compile(definition["Regex"]), []
+        for index, line in enumerate(lines):
+            for match in pattern.finditer(line):
+                try:
+                    value = float(match.group(1) if pattern.groups else match.group(0))
+                except ValueError:  # a user's regex that matched something else: no metric, as on SageMaker
+                    continue
+                point = {"Step": len(points), "Value": value}
+                if stamps and stamps[index]:
+                    point["Timestamp"] = stamps[index]
+                points.append(point)
+        if points:
+            found[definition["Name"]] = points
     return found
 
 
+def metric_values(definitions: list[dict], lines: list[str]) -> dict[str, float]:
+    """Each metric's last value in the log lines: its final value, as SageMaker keeps it."""
+    return {name: points[-1]["Value"] for name, points in metric_points(definitions, lines).items()}
+
+
 def metric_series(definition: dict, lines: list[str]) -> list[float]:
-    """Every value of one metric in the log lines, in order: its time series, as SageMaker keeps it."""
-    pattern, values = re.compile(definition["Regex"]), []
-    for line in lines:
-        for match in pattern.finditer(line):
-            try:
-                values.append(float(match.group(1) if pattern.groups else match.group(0)))
-            except ValueError:  # a user's regex that matched something else: no metric, as on SageMaker
-                pass
-    return values
+    """Every value of one metric in the log lines, in order."""
+    return [point["Value"] for point in metric_points([definition], lines).get(definition["Name"], [])]
+
+
+def printed_metrics(lines: list[str]) -> list[str]:
+    """The names of the `name=value` lines printed (a toolkit's environment, SM_NUM_CPUS=2 and the like, aside), in
+    the order first printed: the metrics of a job that declares none (a processing job's)."""
+    return list(dict.fromkeys(m.group(1) for line in lines
+                              if (m := METRIC_LINE.match(line)) and not ENVIRONMENT.fullmatch(m.group(1))))
 
 
 def metric_warnings(definitions: list[dict], found: dict, lines: list[str]) -> list[str]:
@@ -260,8 +280,7 @@ def metric_warnings(definitions: list[dict], found: dict, lines: list[str]) -> l
     if missing:
         warnings.append(f"declared metric(s) {', '.join(missing)} never printed as name=<number>: "
                         "fix METRICS (or src/trainer/metrics.py), or print them")
-    printed = {m.group(1) for line in lines if (m := METRIC_LINE.match(line)) and not ENVIRONMENT.fullmatch(m.group(1))}
-    undeclared = sorted(printed - declared)
+    undeclared = sorted(set(printed_metrics(lines)) - declared)
     if undeclared:
         warnings.append(f"printed but not declared, so not recorded: {', '.join(undeclared)}: "
                         "add them to METRICS (or src/trainer/metrics.py) to keep them")
@@ -362,6 +381,17 @@ def plan(config: Config, executor) -> dict:
 def tags(request: dict) -> dict[str, str]:
     """This tool's tags, without their prefix: project, git-sha, git-dirty, env."""
     return {t["Key"][len(TAG_PREFIX):]: t["Value"] for t in request.get("Tags", []) if t["Key"].startswith(TAG_PREFIX)}
+
+
+def duration(record: dict) -> int:
+    """Seconds a DescribeTrainingJob record says the job took: TrainingTimeInSeconds once it has one; before (still
+    running, or ended before training) from its creation to now, or to its last change when it ended."""
+    seconds = record.get("TrainingTimeInSeconds")
+    if seconds is not None:
+        return seconds
+    running = record["TrainingJobStatus"] == "InProgress"
+    end = time.time() if running else datetime.fromisoformat(record["LastModifiedTime"]).timestamp()
+    return round(end - datetime.fromisoformat(record["CreationTime"]).timestamp())
 
 
 def final_metrics(record: dict) -> dict[str, float]:

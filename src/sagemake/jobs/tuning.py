@@ -195,6 +195,12 @@ def plan(config: Config, executor) -> dict:
     }
 
 
+def trial_number(name: str) -> int:
+    """A trial's number, from its name (<tuning job>-<3 digits>-<8 hex>, on SageMaker as here): the order the run
+    started it in."""
+    return int(name.rsplit("-", 2)[-2])
+
+
 def trial_request(config: Config, executor, tuning: dict, number: int, values: dict[str, str],
                   data_tags: list[dict]) -> dict:
     """CreateTrainingJob for trial `number`, named as SageMaker names a tuning job's children

@@ -11,14 +11,12 @@ status, duration, $. Locally, what the jobs would have cost on SageMaker.
 from __future__ import annotations
 
 import sys
-import time
-from datetime import datetime
 
 from sagemake.cli import Exit, UserError, print_table, run, say
 from sagemake.config import Config, resolve
 from sagemake.executors import Executor, for_config
-from sagemake.jobs.training import final_metrics, primary_metric
-from sagemake.pricing import PROCESSING, Prices, cost, ledger_entry, money
+from sagemake.jobs.training import duration, final_metrics, primary_metric
+from sagemake.pricing import PROCESSING, Prices, bill_cells, cost, ledger_entry, money, total_cells
 
 
 def list_jobs(config: Config, executor: Executor, limit: int) -> int:
@@ -27,25 +25,12 @@ def list_jobs(config: Config, executor: Executor, limit: int) -> int:
     $ (none: nothing more); where the prices came from on stderr."""
     primary = primary_metric(config) or "METRIC"
     prices = executor.prices()
-    rows, pools = [], []
-    billable, spent, saved, unknown, unsaved = 0, 0.0, 0.0, 0, 0
+    rows, pools, entries = [], [], []
     for name in executor.names(limit):
         record = executor.describe(name)
-        seconds = record.get("TrainingTimeInSeconds")
-        if seconds is None:  # still running, or ended before training (then its last change is its end)
-            running = record["TrainingJobStatus"] == "InProgress"
-            end = time.time() if running else datetime.fromisoformat(record["LastModifiedTime"]).timestamp()
-            seconds = round(end - datetime.fromisoformat(record["CreationTime"]).timestamp())
         value = final_metrics(record).get(primary)
-        entry = ledger_entry(record, prices)
-        billable += entry.billable or 0
-        spent += entry.cost or 0
-        saved += entry.saved or 0
-        unknown += entry.billable is not None and not entry.known
-        unsaved += entry.saved_unknown
-        rows.append([name, record["TrainingJobStatus"], f"{seconds}s", _seconds(entry.billable),
-                     money(entry.cost) if entry.billable is not None else "-",
-                     money(entry.saved) if entry.saved is not None else "unknown" if entry.saved_unknown else "-",
+        entries.append(ledger_entry(record, prices))
+        rows.append([name, record["TrainingJobStatus"], f"{duration(record)}s", *bill_cells(entries[-1]),
                      "-" if value is None else f"{value:.4f}"])
         pools.append(_pool(record.get("WarmPoolStatus")))
     best = executor.tuning().best_trials()
@@ -58,8 +43,7 @@ def list_jobs(config: Config, executor: Executor, limit: int) -> int:
             return Exit.OK
     else:
         header = ["JOB", "STATUS", "DURATION", "BILLABLE", "COST", "SPOT SAVED", primary]
-        total = ["TOTAL", "", "", _seconds(billable), money(spent) + (f" + {unknown} unknown" if unknown else ""),
-                 money(saved) + (f" + {unsaved} unknown" if unsaved else ""), ""]
+        total = ["TOTAL", "", "", *total_cells(entries), ""]
         if any(pools):  # a column only when a job has a warm pool
             header.append("WARM POOL")
             rows = [row + [pool or "-"] for row, pool in zip(rows, pools, strict=True)]
@@ -95,10 +79,6 @@ def _processing_rows(executor: Executor, limit: int, prices: Prices) -> list[lis
                      money(cost(hourly, seconds, cluster.get("InstanceCount", 1)))])
     return rows
 
-
-
-def _seconds(value: int | None) -> str:
-    return "-" if value is None else f"{value}s"
 
 
 def _pool(status: dict | None) -> str:

@@ -11,7 +11,8 @@ shape. The image runs in Docker or podman; sagemake's own image can also run
 as a process under the same contract (runtimes.py).
 
 Job folder (JOBS_DIR/<job name>/): request.json, job.json (the record),
-train.log, ml/ (algo-1's /opt/ml tree; ml-algo-2/ ... beside it), shards/ (with
+train.log, metrics.json (each metric's series: the step and time of each value),
+ml/ (algo-1's /opt/ml tree; ml-algo-2/ ... beside it), shards/ (with
 ShardedByS3Key) and output/ (the artefacts).
 """
 
@@ -38,7 +39,15 @@ from sagemake.data import summary
 from sagemake.executors.interface import Executor
 from sagemake.executors.local import records
 from sagemake.executors.local.channels import copy_name, remove, shared_copy, unchanged, unused
-from sagemake.executors.local.guarded import GUARD, POLL_SECONDS, copy_lines, process_identity, uri_path
+from sagemake.executors.local.guarded import (
+    GUARD,
+    POLL_SECONDS,
+    SERIES,
+    copy_lines,
+    log_lines,
+    process_identity,
+    uri_path,
+)
 from sagemake.executors.local.runtimes import (
     ARN_PREFIX,
     HOST,
@@ -50,7 +59,7 @@ from sagemake.executors.local.runtimes import (
 )
 from sagemake.image import Engine
 from sagemake.job_python import job_python
-from sagemake.jobs.training import metric_values, metric_warnings, tags
+from sagemake.jobs.training import metric_points, metric_warnings, tags
 from sagemake.pricing import DEFAULT_REGION, Prices
 
 RECORD = "job.json"
@@ -180,6 +189,16 @@ class LocalExecutor(Executor):
     def log_path(self, name: str) -> Path:
         return self.folder(name) / LOG
 
+    def metric_series(self, name: str) -> dict[str, list[dict]]:
+        """metrics.json, written as the job ended; for a job still running (or one older than that file), its
+        log read now, without times."""
+        saved = jsonfile.read(self.folder(name) / SERIES, None)
+        if isinstance(saved, dict):
+            return saved
+        request = jsonfile.read(self.folder(name) / REQUEST, {})
+        return metric_points(request.get("AlgorithmSpecification", {}).get("MetricDefinitions", []),
+                             [HOST_PREFIX.sub("", line) for line in log_lines(self.log_path(name))])
+
     def print_log(self, name: str) -> bool:
         path = self.log_path(name)
         offset = 0
@@ -281,6 +300,7 @@ class _Job:
         self.stopped_by: str | None = None
         self.interrupted = False  # Ctrl-C, SIGTERM or SIGHUP reached this job (not a stop asked by a tuning run)
         self.record: dict = {}
+        self.stamps: list[str | None] = []  # when each line of train.log came (for the lines that can hold a metric)
         self.stopping, self.stop_jobs = executor.stopping, executor.stop_jobs
 
     def run(self) -> dict:
@@ -426,7 +446,8 @@ class _Job:
             processes[host] = subprocess.Popen(guarded, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                                stdin=subprocess.DEVNULL, start_new_session=True)
             prefix = f"[{host}] ".encode() if len(self.hosts) > 1 else b""
-            readers.append(threading.Thread(target=copy_lines, args=(processes[host].stdout, log, prefix, lock),
+            readers.append(threading.Thread(target=copy_lines, args=(processes[host].stdout, log, prefix, lock,
+                                                                                  self.stamps),
                                             daemon=True))
             readers[-1].start()
         self.record["LocalGuards"] = [process_identity(p.pid) for p in processes.values()]
@@ -548,17 +569,22 @@ class _Job:
         return sorted(entries.items())
 
     def _metrics(self, warn: bool) -> list[dict]:
-        """The metric definitions applied to every host's lines, as SageMaker applies them to every log stream."""
-        log = self.folder / LOG
-        lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
+        """The metric definitions applied to every host's lines, as SageMaker applies them to every log stream: each
+        metric's series (with the step and time of each value) saved as metrics.json, its last value returned as
+        FinalMetricDataList."""
+        lines = log_lines(self.folder / LOG)
+        stamps = self.stamps if len(self.stamps) == len(lines) else None  # a line cut by another host's: no times
         if len(self.hosts) > 1:
             lines = [HOST_PREFIX.sub("", line) for line in lines]
         definitions = self.request["AlgorithmSpecification"].get("MetricDefinitions", [])
-        found = metric_values(definitions, lines)
+        series = metric_points(definitions, lines, stamps)
+        jsonfile.write(self.folder / SERIES, series, indent=None)
+        found = {name: points[-1]["Value"] for name, points in series.items()}
         for warning in metric_warnings(definitions, found, lines) if warn else []:
             say(f"job {self.name}: warning: {warning}")
         stamp = now()
-        return [{"MetricName": name, "Value": value, "Timestamp": stamp} for name, value in found.items()]
+        return [{"MetricName": name, "Value": points[-1]["Value"], "Timestamp": points[-1].get("Timestamp", stamp)}
+                for name, points in series.items()]
 
     def _status(self, secondary: str, message: str) -> None:
         stamp = now()

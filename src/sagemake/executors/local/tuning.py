@@ -274,8 +274,12 @@ class LocalTunings:
                 pass
         return found
 
+    def names(self, limit: int) -> list[str]:
+        """The local tuning runs, newest first."""
+        return records.names(self.config.path("JOBS_DIR"), RECORD, limit=limit)
+
     def latest(self) -> str | None:
-        found = records.names(self.config.path("JOBS_DIR"), RECORD, limit=1)
+        found = self.names(1)
         return found[0] if found else None
 
 

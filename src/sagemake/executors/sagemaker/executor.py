@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 
@@ -39,7 +40,14 @@ from sagemake.executors.interface import Executor
 from sagemake.image import Engine
 from sagemake.image import check as image_check
 from sagemake.jobs import DIGEST_TAG, request_digest
-from sagemake.jobs.training import METRIC_LINE, TAG_PREFIX, metric_warnings, names_pattern, tuning_head
+from sagemake.jobs.training import (
+    METRIC_LINE,
+    TAG_PREFIX,
+    metric_points,
+    metric_warnings,
+    names_pattern,
+    tuning_head,
+)
 from sagemake.pricing import Prices
 
 TERMINAL = ("Completed", "Failed", "Stopped")
@@ -276,6 +284,15 @@ class SageMakerExecutor(Executor):
         summaries = sorted(answer["TrainingJobSummaries"], key=lambda s: s["CreationTime"], reverse=True)
         ours = names_pattern(project)
         return [s["TrainingJobName"] for s in summaries if ours.fullmatch(s["TrainingJobName"])][:limit]
+
+    def metric_series(self, name: str) -> dict[str, list[dict]]:
+        """The job's metric definitions applied to every instance's CloudWatch log, in the order CloudWatch timed
+        the lines, each value with that time."""
+        definitions = self.describe(name)["AlgorithmSpecification"].get("MetricDefinitions", [])
+        events = sorted(LogReader(self.logs, name).new_events(), key=lambda event: event[0])
+        stamps = [datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds")
+                  for ms, _ in events]
+        return metric_points(definitions, [line.split("] ", 1)[-1] for _, line in events], stamps)
 
     def submit(self, request: dict) -> None:
         name = request["TrainingJobName"]
