@@ -6,6 +6,9 @@ The N most recent jobs (default 10): status, duration, billable seconds, $,
 spot savings, main metric, warm pool; a total; the best trial of each tuning
 run starred; then the N most recent processing jobs (`make preprocess`):
 status, duration, $. Locally, what the jobs would have cost on SageMaker.
+Each job's main metric is the one its own record declared first (PRIMARY_METRIC
+when the job declared it), never today's METRICS: jobs that declared other
+metrics show theirs, each in a column of its own.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from datetime import datetime
 from sagemake.cli import Exit, UserError, print_table, run, say
 from sagemake.config import Config, resolve
 from sagemake.executors import Executor, for_config
-from sagemake.jobs.training import final_metrics, primary_metric
+from sagemake.jobs.training import final_metrics
+from sagemake.jobs.tuning import run_of
 from sagemake.pricing import Prices, cost, ledger_entry, money
 
 
@@ -25,9 +29,8 @@ def list_jobs(config: Config, executor: Executor, limit: int) -> int:
     """The ledger: each job's status, duration, billable seconds, $ and spot savings, main metric (and its warm
     pool when it has one), then the totals; then this project's processing jobs, each with its status, duration and
     $ (none: nothing more); where the prices came from on stderr."""
-    primary = primary_metric(config) or "METRIC"
     prices = executor.prices()
-    rows, pools = [], []
+    rows, pools, shown = [], [], []  # shown: each row's (metric, value)
     billable, spent, saved, unknown, unsaved = 0, 0.0, 0.0, 0, 0
     for name in executor.names(limit):
         record = executor.describe(name)
@@ -36,7 +39,8 @@ def list_jobs(config: Config, executor: Executor, limit: int) -> int:
             running = record["TrainingJobStatus"] == "InProgress"
             end = time.time() if running else datetime.fromisoformat(record["LastModifiedTime"]).timestamp()
             seconds = round(end - datetime.fromisoformat(record["CreationTime"]).timestamp())
-        value = final_metrics(record).get(primary)
+        metric = main_metric(record, config["PRIMARY_METRIC"])
+        shown.append((metric, final_metrics(record).get(metric)))
         entry = ledger_entry(record, prices)
         billable += entry.billable or 0
         spent += entry.cost or 0
@@ -45,21 +49,26 @@ def list_jobs(config: Config, executor: Executor, limit: int) -> int:
         unsaved += entry.saved_unknown
         rows.append([name, record["TrainingJobStatus"], f"{seconds}s", _seconds(entry.billable),
                      money(entry.cost) if entry.billable is not None else "-",
-                     money(entry.saved) if entry.saved is not None else "unknown" if entry.saved_unknown else "-",
-                     "-" if value is None else f"{value:.4f}"])
+                     money(entry.saved) if entry.saved is not None else "unknown" if entry.saved_unknown else "-"])
         pools.append(_pool(record.get("WarmPoolStatus")))
     best = executor.tuning().best_trials()
     rows = [[row[0] + (" *" if row[0] in best else ""), *row[1:]] for row in rows]
     processed = _processing_rows(executor, limit, prices)
     if not rows:
         which = "training jobs" if processed else "jobs"
-        say(f"no {which} of {config['PROJECT_NAME']} yet ({executor.where()}): `make train` runs one")
+        say(f"no {which} of {config['PROJECT_NAME']} yet ({executor.where()}): `make train{executor.env_flag()}` "
+            "runs one")
         if not processed:
             return Exit.OK
     else:
-        header = ["JOB", "STATUS", "DURATION", "BILLABLE", "COST", "SPOT SAVED", primary]
+        header = ["JOB", "STATUS", "DURATION", "BILLABLE", "COST", "SPOT SAVED"]
         total = ["TOTAL", "", "", _seconds(billable), money(spent) + (f" + {unknown} unknown" if unknown else ""),
-                 money(saved) + (f" + {unsaved} unknown" if unsaved else ""), ""]
+                 money(saved) + (f" + {unsaved} unknown" if unsaved else "")]
+        columns = list(dict.fromkeys(metric for metric, _ in shown if metric)) or ["METRIC"]
+        header += columns
+        total += [""] * len(columns)
+        rows = [row + ["-" if value is None or metric != column else f"{value:.4f}" for column in columns]
+                for row, (metric, value) in zip(rows, shown, strict=True)]
         if any(pools):  # a column only when a job has a warm pool
             header.append("WARM POOL")
             rows = [row + [pool or "-"] for row, pool in zip(rows, pools, strict=True)]
@@ -69,12 +78,22 @@ def list_jobs(config: Config, executor: Executor, limit: int) -> int:
         if rows:
             print()
         print_table([["PROCESSING JOB", "STATUS", "DURATION", "COST"], *processed])
-    if any(row[0].endswith(" *") for row in rows):
-        say("jobs: * the best trial of its tuning run (`make tune-jobs` shows the run)")
+    starred = sorted({run_of(row[0].removesuffix(" *")) for row in rows if row[0].endswith(" *")} - {None})
+    if starred:
+        shows = ", ".join(f"`make tune-jobs{executor.env_flag()} TUNING={run}`" for run in starred)
+        say(f"jobs: * the best trial of its tuning run ({shows} shows the run)")
     would = "what they would have cost on SageMaker (their instance type and count, for their duration); " \
         if prices.hypothetical else ""
     say(f"jobs: {would}{prices.sources()}")
     return Exit.OK
+
+
+def main_metric(record: dict, chosen: str = "") -> str | None:
+    """The metric the ledger shows for a job, from its own record: chosen (PRIMARY_METRIC) when the job declared it,
+    else the first it declared (its MetricDefinitions, in the order declared), else the first it reported."""
+    declared = [d["Name"] for d in record.get("AlgorithmSpecification", {}).get("MetricDefinitions", [])]
+    declared = declared or list(final_metrics(record))
+    return chosen if chosen in declared else next(iter(declared), None)
 
 
 def _processing_rows(executor: Executor, limit: int, prices: Prices) -> list[list[str]]:

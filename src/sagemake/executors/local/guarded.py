@@ -93,9 +93,10 @@ def run_guarded(command: list[str], env: dict, guard_arguments: list[str], log: 
     return process.returncode, stopped_by
 
 
-def copy_lines(stream, log, prefix: bytes, lock: threading.Lock) -> None:
+def copy_lines(stream, log, prefix: bytes, lock: threading.Lock, label: bytes = b"") -> None:
     """A host's output to train.log and the terminal, line by line as it comes (after prefix, its name when
-    there are several); to train.log alone once the terminal is gone, so the job never blocks on a full pipe."""
+    there are several; on the terminal after label too, a tuning trial's where several run at once); to train.log
+    alone once the terminal is gone, so the job never blocks on a full pipe."""
     terminal = True
     for line in iter(stream.readline, b""):
         with lock:
@@ -103,7 +104,7 @@ def copy_lines(stream, log, prefix: bytes, lock: threading.Lock) -> None:
             log.flush()
             if terminal:
                 try:
-                    sys.stdout.buffer.write(prefix + line)
+                    sys.stdout.buffer.write(label + prefix + line)
                     sys.stdout.flush()
                 except OSError:
                     terminal = False
