@@ -30,7 +30,7 @@ def list_jobs(config: Config, executor: Executor, limit: int) -> int:
     pool when it has one), then the totals; then this project's processing jobs, each with its status, duration and
     $ (none: nothing more); where the prices came from on stderr."""
     prices = executor.prices()
-    rows, pools, shown = [], [], []  # shown: each row's (metric, value)
+    rows, pools, mains, values = [], [], [], []  # each row's main metric, and every metric it recorded
     billable, spent, saved, unknown, unsaved = 0, 0.0, 0.0, 0, 0
     for name in executor.names(limit):
         record = executor.describe(name)
@@ -39,8 +39,8 @@ def list_jobs(config: Config, executor: Executor, limit: int) -> int:
             running = record["TrainingJobStatus"] == "InProgress"
             end = time.time() if running else datetime.fromisoformat(record["LastModifiedTime"]).timestamp()
             seconds = round(end - datetime.fromisoformat(record["CreationTime"]).timestamp())
-        metric = main_metric(record, config["PRIMARY_METRIC"])
-        shown.append((metric, final_metrics(record).get(metric)))
+        mains.append(main_metric(record, config["PRIMARY_METRIC"]))
+        values.append(final_metrics(record))
         entry = ledger_entry(record, prices)
         billable += entry.billable or 0
         spent += entry.cost or 0
@@ -64,11 +64,11 @@ def list_jobs(config: Config, executor: Executor, limit: int) -> int:
         header = ["JOB", "STATUS", "DURATION", "BILLABLE", "COST", "SPOT SAVED"]
         total = ["TOTAL", "", "", _seconds(billable), money(spent) + (f" + {unknown} unknown" if unknown else ""),
                  money(saved) + (f" + {unsaved} unknown" if unsaved else "")]
-        columns = list(dict.fromkeys(metric for metric, _ in shown if metric)) or ["METRIC"]
+        columns = list(dict.fromkeys(metric for metric in mains if metric)) or ["METRIC"]  # each job's main one
         header += columns
         total += [""] * len(columns)
-        rows = [row + ["-" if value is None or metric != column else f"{value:.4f}" for column in columns]
-                for row, (metric, value) in zip(rows, shown, strict=True)]
+        rows = [row + [f"{found[column]:.4f}" if column in found else "-" for column in columns]
+                for row, found in zip(rows, values, strict=True)]
         if any(pools):  # a column only when a job has a warm pool
             header.append("WARM POOL")
             rows = [row + [pool or "-"] for row, pool in zip(rows, pools, strict=True)]
