@@ -449,6 +449,48 @@ MUTATIONS = {
     "a removed setting told as any unknown one": (
         "src/sagemake/config.py", "        if key in REMOVED:", "        if False:",
         "tests/unit/test_config.py -k removed_setting"),
+    "parallel trials' lines without their label": (
+        "src/sagemake/executors/local/tuning.py", 'label = trial_label(entry["name"]) if parallel > 1 else ""',
+        'label = ""', "tests/local/test_tune.py -k 6_trials"),
+    "make logs of a tuning run without labels": (
+        "src/sagemake/targets/logs.py", "executor.print_log(trial, trial_label(trial))", "executor.print_log(trial)",
+        "tests/local/test_tune.py -k 6_trials"),
+    "a failed job's reason said in its status line too": (
+        "src/sagemake/executors/local/executor.py", 'said="Training job failed" if status == "Failed" else None',
+        "said=None", "tests/local/test_messages.py -k once"),
+    "a failed job's final line holds the whole reason": (
+        "src/sagemake/targets/train.py", 'reason = reason_line(record.get("FailureReason") or',
+        'reason = (record.get("FailureReason") or', "tests/local/test_messages.py -k once"),
+    "a failed SageMaker job's reason said before the final line": (
+        "src/sagemake/executors/sagemaker/executor.py",
+        "        # Its reason is said once, by what ends the command; its log, just followed, is above.\n",
+        '        print(record.get("FailureReason"), file=sys.stderr)\n', "tests/aws/test_aws.py -k failed_job"),
+    "a bare traceback told by its first line": (
+        "src/sagemake/jobs/__init__.py", "first = first[:-len(TRACEBACK)] + lines[-1]", "first = first",
+        "tests/local/test_messages.py -k several_lines"),
+    "the ledger's metric from today's settings": (
+        "src/sagemake/targets/jobs.py", 'mains.append(main_metric(record, config["PRIMARY_METRIC"]))',
+        'mains.append(main_metric({}, config["PRIMARY_METRIC"]))', "tests/local/test_messages.py -k ledger"),
+    "a fetch suggested of a job that cannot be fetched": (
+        "src/sagemake/models.py", '    asked(lambda: executor.completed(job, "serve"))\n', "",
+        "tests/local/test_messages.py -k suggested"),
+    "no nearest job named": (
+        "src/sagemake/executors/local/executor.py", "near = difflib.get_close_matches(name, known, n=1)", "near = []",
+        "tests/local/test_messages.py -k suggested"),
+    "the latest tuning run suggested when there is none": (
+        "src/sagemake/jobs/tuning.py", "    if latest:\n        return f\"the latest is",
+        "    if True:\n        return f\"the latest is", "tests/local/test_messages.py -k suggested"),
+    "the starred trials' run not named": (
+        "src/sagemake/targets/jobs.py", 'TUNING={run}`" for run in starred)', '`" for run in starred)',
+        "tests/local/test_tune.py -k 6_trials"),
+    "a sync lock's refusal suggests make upload without ENV": (
+        "src/sagemake/aws/synclock.py", 'self.again = f"make upload ENV={config.env}"', 'self.again = "make upload"',
+        "tests/aws/test_sync_lock.py -k second_checkout"),
+    "make build suggested for a prebuilt image": (
+        "src/sagemake/executors/local/executor.py", 'get = "pull or build it" if config["TRAINING_IMAGE"] else',
+        "get = ", "tests/local/test_local.py -k runtime_choice"),
+    "Bring your own leaves a setting out": (
+        "README.md", "| `CODE_MODE` |", "| `CODE MODE` |", "tests/unit/test_docs.py -k bring_your_own"),
 }
 
 
