@@ -6,6 +6,7 @@ image would run it), written as AWS's bring-your-own examples write one: it prin
 error writes the message and its traceback to /opt/ml/output/failure and prints the same to its log.
 """
 
+import json
 import os
 import re
 import shlex
@@ -14,8 +15,6 @@ from pathlib import Path
 
 import pytest
 from conftest import copy_repo, sagemake, tool_venv
-
-from sagemake.jobs import reason_line
 
 OWN_TRAIN = '''
 import os
@@ -82,13 +81,13 @@ def test_a_failed_job_says_its_reason_once(own):
 
 def reason_line_lines(repo: Path, job: str) -> list[str]:
     """The non-blank lines of a local job's FailureReason."""
-    import json
-
     reason = json.loads((repo / "jobs" / job / "job.json").read_text())["FailureReason"]
     return [line for line in reason.splitlines() if line.strip()]
 
 
 def test_a_reason_of_several_lines_is_told_by_its_first_or_its_error():
+    from sagemake.jobs import reason_line
+
     assert reason_line("AlgorithmError: bad data in row 7") == "AlgorithmError: bad data in row 7"
     toolkit = 'AlgorithmError: ExecuteUserScriptError:\nExitCode 1\nErrorMessage "ValueError: x"\nCommand "train"'
     assert reason_line(toolkit) == "AlgorithmError: ExecuteUserScriptError: ExitCode 1 [4 lines in all]"
