@@ -10,7 +10,9 @@ and `TuningDriver` a tuning job with its trials.
 moto takes a second Create* of a name already taken and overwrites the first;
 SageMaker refuses it, with the error below (`refuse_taken_names`, put in place
 for every test against the emulator), so a lost answer to a create (the server
-acted, the client never heard, botocore retried) is met as on SageMaker.
+acted, the client never heard, botocore retried) is met as on SageMaker. moto
+also answers DescribeTrainingJob with MetricDefinitions of its own (`test:dcg`)
+where SageMaker answers the request's (`keep_metric_definitions`, likewise).
 """
 
 from __future__ import annotations
@@ -140,6 +142,24 @@ def refuse_taken_names():
     for method in TAKEN:
         setattr(SageMakerModelBackend, method, refusing(method))
     return lambda: [setattr(SageMakerModelBackend, m, f) for m, f in originals.items()]
+
+
+def keep_metric_definitions():
+    """moto's training job keeps the MetricDefinitions it was created with, as SageMaker's does (moto puts a sample
+    of its own in their place, in the request's own dict); returns what puts moto back."""
+    import copy
+
+    from moto.sagemaker.models import FakeTrainingJob
+
+    original = FakeTrainingJob.__init__
+
+    def as_sent(job, *args, algorithm_specification, **kwargs):
+        sent = copy.deepcopy(algorithm_specification)
+        original(job, *args, algorithm_specification=algorithm_specification, **kwargs)
+        job.algorithm_specification = sent
+
+    FakeTrainingJob.__init__ = as_sent
+    return lambda: setattr(FakeTrainingJob, "__init__", original)
 
 
 class Driver:
