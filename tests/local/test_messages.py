@@ -74,12 +74,12 @@ def test_a_failed_job_says_its_reason_once(own):
     assert f"==> job {job}: Failed / Failed: Training job failed" in done.stderr.splitlines()
     assert done.stderr.splitlines()[-1] == (
         f"sagemake: job {job} Failed: AlgorithmError: Exception during training: the labels hold NaN "
-        f"[{len(reason_line_lines(repo, job))} lines in all] (log: `make logs JOB={job}`)")
+        f"[{len(reason_lines(repo, job))} lines in all] (log: `make logs JOB={job}`)")
     ours = [line for line in done.stderr.splitlines() if line.startswith(("==>", "sagemake:"))]
     assert sum("the labels hold NaN" in line for line in ours) == 1, ours  # sagemake says the reason once
 
 
-def reason_line_lines(repo: Path, job: str) -> list[str]:
+def reason_lines(repo: Path, job: str) -> list[str]:
     """The non-blank lines of a local job's FailureReason."""
     reason = json.loads((repo / "jobs" / job / "job.json").read_text())["FailureReason"]
     return [line for line in reason.splitlines() if line.strip()]
