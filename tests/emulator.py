@@ -10,7 +10,9 @@ and `TuningDriver` a tuning job with its trials.
 moto takes a second Create* of a name already taken and overwrites the first;
 SageMaker refuses it, with the error below (`refuse_taken_names`, put in place
 for every test against the emulator), so a lost answer to a create (the server
-acted, the client never heard, botocore retried) is met as on SageMaker.
+acted, the client never heard, botocore retried) is met as on SageMaker. moto
+also answers DescribeTrainingJob with MetricDefinitions of its own (`test:dcg`)
+where SageMaker answers the request's (`keep_metric_definitions`, likewise).
 """
 
 from __future__ import annotations
@@ -142,6 +144,24 @@ def refuse_taken_names():
     return lambda: [setattr(SageMakerModelBackend, m, f) for m, f in originals.items()]
 
 
+def keep_metric_definitions():
+    """moto's training job keeps the MetricDefinitions it was created with, as SageMaker's does (moto puts a sample
+    of its own in their place, in the request's own dict); returns what puts moto back."""
+    import copy
+
+    from moto.sagemaker.models import FakeTrainingJob
+
+    original = FakeTrainingJob.__init__
+
+    def as_sent(job, *args, algorithm_specification, **kwargs):
+        sent = copy.deepcopy(algorithm_specification)
+        original(job, *args, algorithm_specification=algorithm_specification, **kwargs)
+        job.algorithm_specification = sent
+
+    FakeTrainingJob.__init__ = as_sent
+    return lambda: setattr(FakeTrainingJob, "__init__", original)
+
+
 class Driver:
     """What the drivers share: entering patches moto (`_patch`, which returns what puts it back), a thread plays
     the next job of the driver's kind once it is created (`_run`), and leaving ends the play where it is, puts moto
@@ -182,9 +202,10 @@ class Driver:
 class SageMakerDriver(Driver):
     """Plays SageMaker for the next job created: statuses, logs on two instances, model, outcome."""
 
-    def __init__(self, outcome="Completed", model: bytes | None = None, step_seconds=1.2, endpoint=None):
+    def __init__(self, outcome="Completed", model: bytes | None = None, step_seconds=1.2, endpoint=None,
+                 failure: str = ""):
         super().__init__(endpoint)
-        self.outcome, self.model, self.step = outcome, model, step_seconds
+        self.outcome, self.model, self.step, self.failure = outcome, model, step_seconds, failure
 
     def _patch(self):
         from moto.sagemaker.models import FakeTrainingJob
@@ -204,15 +225,8 @@ class SageMakerDriver(Driver):
         return lambda: setattr(FakeTrainingJob, "__init__", original)
 
     def _run(self, job):
-        logs = client("logs", self.endpoint)
         name = job.training_job_name
-        try:
-            logs.create_log_group(logGroupName=LOG_GROUP)
-        except logs.exceptions.ResourceAlreadyExistsException:
-            pass
-        streams = [f"{name}/algo-1-1700000000", f"{name}/algo-2-1700000000"]
-        for stream in streams:
-            logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
+        logs, streams = self._streams(name, 2)
         self._transition(job, "Downloading", "Downloading input data")
         if self.halt.wait(self.step):
             return
@@ -229,7 +243,9 @@ class SageMakerDriver(Driver):
         job.final_metric_data_list = [{"MetricName": "validation:roc_auc", "Value": 0.987654,
                                        "Timestamp": datetime.now(timezone.utc)}]
         if self.outcome == "Failed":
-            job.failure_reason = "AlgorithmError: label column 'label' not found"
+            if self.failure:  # as an image that writes its traceback to output/failure prints it too
+                self._log(logs, streams[0], self.failure.splitlines())
+            job.failure_reason = "AlgorithmError: " + (self.failure or "label column 'label' not found")
         self._transition(job, "Uploading" if self.outcome == "Completed" else self.outcome, "Finishing")
         job.training_end_time = datetime.now(timezone.utc)
         self._transition(job, self.outcome, "Job ended")
@@ -241,6 +257,18 @@ class SageMakerDriver(Driver):
         job.secondary_status_transitions[-1]["EndTime"] = now
         job.secondary_status_transitions.append({"Status": status, "StartTime": now, "StatusMessage": message})
         job.secondary_status = status
+
+    def _streams(self, job: str, hosts: int):
+        """The job's CloudWatch log streams, one per instance, as SageMaker names them."""
+        logs = client("logs", self.endpoint)
+        try:
+            logs.create_log_group(logGroupName=LOG_GROUP)
+        except logs.exceptions.ResourceAlreadyExistsException:
+            pass
+        streams = [f"{job}/algo-{number}-1700000000" for number in range(1, hosts + 1)]
+        for stream in streams:
+            logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
+        return logs, streams
 
     @staticmethod
     def _log(logs, stream, lines):
@@ -440,6 +468,8 @@ class TuningDriver(Driver):
             debug_rule_configurations=None, tensor_board_output_config=None, experiment_config=None)
         trial.training_job_status, trial.training_end_time = "InProgress", None
         del trial.final_metric_data_list
+        logs, (stream,) = SageMakerDriver._streams(self, name, 1)
+        SageMakerDriver._log(logs, stream, [f"training {name} with {json.dumps(values, sort_keys=True)}"])
         now = datetime.now(timezone.utc)
         self.trials.append({"TrainingJobName": name, "TrainingJobArn": trial.arn,
                             "TuningJobName": job.hyper_parameter_tuning_job_name, "CreationTime": now,

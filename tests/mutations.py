@@ -286,7 +286,8 @@ MUTATIONS = {
         "src/sagemake/targets/tune_jobs.py", 'job_named(argv[0], "TUNING") if argv', "argv[0] if argv",
         "tests/local/test_tune.py -k never_a_path"),
     "make logs silent for a job without a log": (
-        "src/sagemake/targets/logs.py", "    if not printed:", "    if False:",
+        "src/sagemake/targets/logs.py", "    if not executor.print_log(name):",
+        "    if executor.print_log(name) and False:",
         "tests/local/test_local.py -k logs_of_a_job"),
     "a local job's empty log taken for a log": (
         "src/sagemake/executors/local/executor.py", "                return offset > 0", "                return True",
@@ -516,8 +517,8 @@ MUTATIONS = {
         'script = \'<script src="https://cdn.plot.ly/plotly-3.3.0.min.js"></script>\'',
         "tests/local/test_report.py -k numbers"),
     "make jobs loads the report": (
-        "src/sagemake/targets/jobs.py", "from sagemake.jobs.training import duration, final_metrics, primary_metric",
-        "import sagemake.report\nfrom sagemake.jobs.training import duration, final_metrics, primary_metric",
+        "src/sagemake/targets/jobs.py", "from sagemake.jobs.training import duration, final_metrics, main_metric",
+        "import sagemake.report\nfrom sagemake.jobs.training import duration, final_metrics, main_metric",
         "tests/unit/test_report_charts.py -k never_import"),
     "compare shows what is the same first": (
         "src/sagemake/targets/compare.py", "(same if len(set(values)) == 1 else differ)",
@@ -528,6 +529,48 @@ MUTATIONS = {
     "learning curves ticked between steps": (
         "src/sagemake/report.py", 'tickmode="linear", tick0=0, dtick=max(1, math.ceil(steps / 10)), ', "",
         "tests/unit/test_report_charts.py -k learning_curves"),
+    "parallel trials' lines without their label": (
+        "src/sagemake/executors/local/tuning.py", 'label = trial_label(entry["name"]) if parallel > 1 else ""',
+        'label = ""', "tests/local/test_tune.py -k 6_trials"),
+    "make logs of a tuning run without labels": (
+        "src/sagemake/targets/logs.py", "executor.print_log(trial, trial_label(trial))", "executor.print_log(trial)",
+        "tests/local/test_tune.py -k 6_trials"),
+    "a failed job's reason said in its status line too": (
+        "src/sagemake/executors/local/executor.py", 'said="Training job failed" if status == "Failed" else None',
+        "said=None", "tests/local/test_messages.py -k once"),
+    "a failed job's final line holds the whole reason": (
+        "src/sagemake/targets/train.py", 'reason = reason_line(record.get("FailureReason") or',
+        'reason = (record.get("FailureReason") or', "tests/local/test_messages.py -k once"),
+    "a failed SageMaker job's reason said before the final line": (
+        "src/sagemake/executors/sagemaker/executor.py",
+        "        # Its reason is said once, by what ends the command; its log, just followed, is above.\n",
+        '        print(record.get("FailureReason"), file=sys.stderr)\n', "tests/aws/test_aws.py -k failed_job"),
+    "a bare traceback told by its first line": (
+        "src/sagemake/jobs/__init__.py", "first = first[:-len(TRACEBACK)] + lines[-1]", "first = first",
+        "tests/local/test_messages.py -k several_lines"),
+    "the ledger's metric from today's settings": (
+        "src/sagemake/targets/jobs.py", 'mains.append(main_metric(record, config["PRIMARY_METRIC"]))',
+        'mains.append(main_metric({}, config["PRIMARY_METRIC"]))', "tests/local/test_messages.py -k ledger"),
+    "a fetch suggested of a job that cannot be fetched": (
+        "src/sagemake/models.py", '    asked(lambda: executor.completed(job, "serve"))\n', "",
+        "tests/local/test_messages.py -k suggested"),
+    "no nearest job named": (
+        "src/sagemake/executors/local/executor.py", "near = difflib.get_close_matches(name, known, n=1)", "near = []",
+        "tests/local/test_messages.py -k suggested"),
+    "the latest tuning run suggested when there is none": (
+        "src/sagemake/jobs/tuning.py", "    if latest:\n        return f\"the latest is",
+        "    if True:\n        return f\"the latest is", "tests/local/test_messages.py -k suggested"),
+    "the starred trials' run not named": (
+        "src/sagemake/targets/jobs.py", 'TUNING={run}`" for run in starred)', '`" for run in starred)',
+        "tests/local/test_tune.py -k 6_trials"),
+    "a sync lock's refusal suggests make upload without ENV": (
+        "src/sagemake/aws/synclock.py", 'self.again = f"make upload ENV={config.env}"', 'self.again = "make upload"',
+        "tests/aws/test_sync_lock.py -k second_checkout"),
+    "make build suggested for a prebuilt image": (
+        "src/sagemake/executors/local/executor.py", 'get = "pull or build it" if config["TRAINING_IMAGE"] else',
+        "get = ", "tests/local/test_local.py -k runtime_choice"),
+    "Bring your own leaves a setting out": (
+        "README.md", "| `CODE_MODE` |", "| `CODE MODE` |", "tests/unit/test_docs.py -k bring_your_own"),
 }
 
 

@@ -163,11 +163,12 @@ SETTINGS = (
             high=600, applies=KINDS, section=_JOB),
     Setting("METRICS", "", "words", "The metrics the job prints as name=value lines, as words; name:max or "
             "name:min declares which way is better (tuning needs it for its objective).",
-            applies=(*_TRAINING, "jobs"), section=_JOB, example="rmse:min mae:min r2:max",
+            applies=_TRAINING, section=_JOB, example="rmse:min mae:min r2:max",
             detail="Empty: those of src/trainer/metrics.py with sagemake's image. Set it for your own image. A name "
             "matches only standing alone (rmse is not train_rmse). The direction is never guessed from a name."),
     Setting("PRIMARY_METRIC", "", "str", "The metric `make jobs` shows; empty: the first declared metric.",
-            applies=(*_TRAINING, "jobs"), section=_JOB),
+            applies=(*_TRAINING, "jobs"), section=_JOB, detail="`make jobs` reads each job's metrics from its own "
+            "record: a job that declared none of this name shows the first it declared."),
     Setting("DOCKERFILE", "", "path", "Your own Dockerfile (relative to this folder).", applies=_IMAGE,
             section=_BUILD, detail="Empty: docker/Dockerfile (docker/Dockerfile.script with CODE_MODE=script). The "
             "image tag is a hash of the build context as the engine receives it (.dockerignore applies), the "

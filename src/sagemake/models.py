@@ -111,6 +111,38 @@ def fetch(config: Config, executor, name: str | None = None) -> Path:
     return destination
 
 
+def fetched(config: Config, name: str | None) -> tuple[Path, dict]:
+    """MODELS_DIR/<job>/ and its manifest: the named job's, or the newest fetched there. When there is none, the
+    one line names a command that fetches it only when the job can be fetched (it exists and Completed where ENV
+    runs jobs); else it says why not, as fetch would."""
+    models = config.path("MODELS_DIR")
+    if name is None:
+        found = [(json.loads(m.read_text()).get("created") or "", m.parent) for m in models.glob(f"*/{MANIFEST}")
+                 if not m.parent.name.startswith(".")]  # .<job>.*: a fetch under way
+        if found:
+            folder = max(found)[1]
+            return folder, json.loads((folder / MANIFEST).read_text())
+    elif (models / name / MANIFEST).is_file():
+        return models / name, json.loads((models / name / MANIFEST).read_text())
+    from sagemake.executors import for_config
+
+    executor = for_config(config)
+    where = f"no fetched model{f' of job {name}' if name else ''} in {config['MODELS_DIR']}/"
+
+    def asked(question):  # no job to fetch, or none with a model: a fetch would fail too, so none is suggested
+        try:
+            return question()
+        except AwsError:
+            raise
+        except UserError as err:
+            raise UserError(f"{where}, and {err}") from None
+
+    job = name or asked(lambda: latest_or_best(executor))
+    asked(lambda: executor.completed(job, "serve"))
+    raise UserError(f"{where}: run `make fetch{executor.env_flag()}{f' JOB={name}' if name else ''}`"
+                    f"{'' if name else f' (the latest job, {job})'}")
+
+
 def latest_or_best(executor) -> str:
     """The latest job; when it is a trial of a tuning run, that run's best trial (the one `make tune` fetched)."""
     from sagemake.jobs.tuning import TUNING_TAG

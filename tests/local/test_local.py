@@ -337,6 +337,9 @@ def test_runtime_choice(tmp_path):
         executor(DOCKERFILE="x/Dockerfile").runtime(request)
     with pytest.raises(UserError, match="LOCAL_RUNTIME=process runs only sagemake's own images"):
         executor(LOCAL_RUNTIME="process", TRAINING_IMAGE="theirs:1").runtime(request)
+    with pytest.raises(UserError, match=r"\(TRAINING_IMAGE=theirs:1 runs only in a container\): start the engine and "
+                                        "pull or build it$"):  # `make build` builds no prebuilt image
+        executor(TRAINING_IMAGE="theirs:1").runtime(request)
 
 
 def test_unpack_refuses_members_outside_the_folder_even_without_extraction_filters(tmp_path, monkeypatch):

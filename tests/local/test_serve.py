@@ -346,8 +346,8 @@ def test_make_predict_bad_input_is_one_line_and_a_non_zero_exit(project, referen
         ((f"FILE={tmp_path}/none.csv",), f"sagemake: FILE={tmp_path}/none.csv does not exist"),
         ((f"FILE={tmp_path}/rows.txt",), f"sagemake: FILE={tmp_path}/rows.txt is neither .csv nor .json"),
         ((f"FILE={tmp_path}/short.csv", "JOB=sagemake-example-nope"),
-         "sagemake: no fetched model of job sagemake-example-nope in models/: "
-         "run `make fetch JOB=sagemake-example-nope`"),
+         "sagemake: no fetched model of job sagemake-example-nope in models/, and no local job named "
+         "'sagemake-example-nope' in jobs/: "),
         ((f"FILE={tmp_path}/short.csv",), f"sagemake: the model server refused {tmp_path}/short.csv (400): "
                                           "line 1 has 3 values; the model takes 30"),
     ):

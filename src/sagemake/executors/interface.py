@@ -15,6 +15,7 @@ from pathlib import Path
 from sagemake.cli import UserError
 from sagemake.config import DEFAULT_ENV, Config
 from sagemake.image import tag
+from sagemake.jobs import reason_line
 
 
 class Executor(ABC):
@@ -101,7 +102,7 @@ class Executor(ABC):
         record = self.describe(name)
         status = record["TrainingJobStatus"]
         if status != "Completed":
-            why = f": {record['FailureReason']}" if record.get("FailureReason") else ""
+            why = f": {reason_line(record['FailureReason'])}" if record.get("FailureReason") else ""
             raise UserError(f"job {name} is {status}{why}; only a Completed job has a model to {purpose} "
                             f"(`make logs{self.env_flag()} JOB={name}`)")
         if "ModelArtifacts" not in record:
@@ -116,9 +117,10 @@ class Executor(ABC):
         return names[0]
 
     @abstractmethod
-    def print_log(self, name: str) -> bool:
-        """The job's log; while it runs, keep following it. Whether there was any to print (a job that ended
-        before it wrote a line has none)."""
+    def print_log(self, name: str, label: str = "") -> bool:
+        """The job's log, each line after label (a tuning trial's, where several trials' logs are shown); while it
+        runs, keep following it. Whether there was any to print (a job that ended before it wrote a line has
+        none)."""
 
     @abstractmethod
     def stop(self, name: str | None) -> None:

@@ -9,6 +9,23 @@ from datetime import datetime
 
 TERMINAL = ("Completed", "Failed", "Stopped")  # every kind's statuses that end a job
 DIGEST_TAG = "sagemake:request-digest"  # on every job sagemake submits: what makes two of them the same job
+TRACEBACK = "Traceback (most recent call last):"
+
+
+def reason_line(reason: str) -> str:
+    """A failure reason in one line, for the one line that ends a failed command. A reason of several lines (an image
+    that writes its traceback to output/failure, as AWS's own examples do, or the training toolkit's report) is told
+    by its first line (with the next when the first only introduces it, or a bare traceback's last line: the error),
+    and how many lines it has: the rest is in the job's log, printed above it."""
+    lines = [line.strip() for line in reason.strip().splitlines() if line.strip()]
+    if len(lines) < 2:
+        return reason.strip()
+    first = lines[0]
+    if first.endswith(TRACEBACK):
+        first = first[:-len(TRACEBACK)] + lines[-1]
+    elif first.endswith(":"):
+        first = f"{first} {lines[1]}"
+    return f"{first} [{len(lines)} lines in all]"
 
 
 def request_digest(request: dict, name: str) -> str:

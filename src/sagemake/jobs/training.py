@@ -226,6 +226,14 @@ def primary_metric(config: Config) -> str | None:
     return chosen or (declared[0] if declared else None)
 
 
+def main_metric(record: dict, chosen: str = "") -> str | None:
+    """The metric the ledger shows for a job, from its own record: chosen (PRIMARY_METRIC) when the job declared it,
+    else the first it declared (its MetricDefinitions, in the order declared), else the first it reported."""
+    declared = [d["Name"] for d in record.get("AlgorithmSpecification", {}).get("MetricDefinitions", [])]
+    declared = declared or list(final_metrics(record))
+    return chosen if chosen in declared else next(iter(declared), None)
+
+
 def metric_definitions(names: list[str]) -> list[dict]:
     """Regexes matching the `name=value` lines a job prints, the name standing alone."""
     return [{"Name": name, "Regex": METRIC_START + re.escape(name) + "=" + METRIC_VALUE} for name in names]

@@ -219,6 +219,29 @@ def trial_request(config: Config, executor, tuning: dict, number: int, values: d
     return request
 
 
+TRIAL_NAME = re.compile(r"^(?P<run>.+)-(?P<number>\d{3})-[0-9a-f]{8}$")  # as trial_request names them
+
+
+def run_of(trial: str) -> str | None:
+    """The tuning run a trial's name belongs to; None for a name that is not a trial's."""
+    found = TRIAL_NAME.match(trial)
+    return found["run"] if found else None
+
+
+def unknown_run(latest: str | None, env_flag: str = "") -> str:
+    """What to do when a tuning run named is not there: the latest, when there is one; else how to start one."""
+    if latest:
+        return f"the latest is {latest} (`make tune-jobs{env_flag}` shows it)"
+    return f"there is none yet: `make tune{env_flag}` starts one"
+
+
+def trial_label(trial: str) -> str:
+    """What starts each line of a trial's log where several trials' lines meet: [trial-<number>], as hosts get
+    [algo-<number>]."""
+    found = TRIAL_NAME.match(trial)
+    return f"[trial-{int(found['number'])}] " if found else f"[{trial}] "
+
+
 def distributions(parameter_ranges: dict) -> dict:
     """ParameterRanges as optuna's distributions."""
     import optuna

@@ -6,6 +6,9 @@ The N most recent jobs (default 10): status, duration, billable seconds, $,
 spot savings, main metric, warm pool; a total; the best trial of each tuning
 run starred; then the N most recent processing jobs (`make preprocess`):
 status, duration, $. Locally, what the jobs would have cost on SageMaker.
+Each job's main metric is the one its own record declared first (PRIMARY_METRIC
+when the job declared it), never today's METRICS: jobs that declared other
+metrics show theirs, each in a column of its own.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import sys
 from sagemake.cli import Exit, UserError, print_table, run, say
 from sagemake.config import Config, resolve
 from sagemake.executors import Executor, for_config
-from sagemake.jobs.training import duration, final_metrics, primary_metric
+from sagemake.jobs.training import duration, final_metrics, main_metric
+from sagemake.jobs.tuning import run_of
 from sagemake.pricing import PROCESSING, Prices, bill_cells, cost, ledger_entry, money, total_cells
 
 
@@ -23,27 +27,32 @@ def list_jobs(config: Config, executor: Executor, limit: int) -> int:
     """The ledger: each job's status, duration, billable seconds, $ and spot savings, main metric (and its warm
     pool when it has one), then the totals; then this project's processing jobs, each with its status, duration and
     $ (none: nothing more); where the prices came from on stderr."""
-    primary = primary_metric(config) or "METRIC"
     prices = executor.prices()
-    rows, pools, entries = [], [], []
+    rows, pools, entries, mains, values = [], [], [], [], []  # each row's main metric, and every one it recorded
     for name in executor.names(limit):
         record = executor.describe(name)
-        value = final_metrics(record).get(primary)
+        mains.append(main_metric(record, config["PRIMARY_METRIC"]))
+        values.append(final_metrics(record))
         entries.append(ledger_entry(record, prices))
-        rows.append([name, record["TrainingJobStatus"], f"{duration(record)}s", *bill_cells(entries[-1]),
-                     "-" if value is None else f"{value:.4f}"])
+        rows.append([name, record["TrainingJobStatus"], f"{duration(record)}s", *bill_cells(entries[-1])])
         pools.append(_pool(record.get("WarmPoolStatus")))
     best = executor.tuning().best_trials()
     rows = [[row[0] + (" *" if row[0] in best else ""), *row[1:]] for row in rows]
     processed = _processing_rows(executor, limit, prices)
     if not rows:
         which = "training jobs" if processed else "jobs"
-        say(f"no {which} of {config['PROJECT_NAME']} yet ({executor.where()}): `make train` runs one")
+        say(f"no {which} of {config['PROJECT_NAME']} yet ({executor.where()}): `make train{executor.env_flag()}` "
+            "runs one")
         if not processed:
             return Exit.OK
     else:
-        header = ["JOB", "STATUS", "DURATION", "BILLABLE", "COST", "SPOT SAVED", primary]
-        total = ["TOTAL", "", "", *total_cells(entries), ""]
+        header = ["JOB", "STATUS", "DURATION", "BILLABLE", "COST", "SPOT SAVED"]
+        total = ["TOTAL", "", "", *total_cells(entries)]
+        columns = list(dict.fromkeys(metric for metric in mains if metric)) or ["METRIC"]  # each job's main one
+        header += columns
+        total += [""] * len(columns)
+        rows = [row + [f"{found[column]:.4f}" if column in found else "-" for column in columns]
+                for row, found in zip(rows, values, strict=True)]
         if any(pools):  # a column only when a job has a warm pool
             header.append("WARM POOL")
             rows = [row + [pool or "-"] for row, pool in zip(rows, pools, strict=True)]
@@ -53,8 +62,10 @@ def list_jobs(config: Config, executor: Executor, limit: int) -> int:
         if rows:
             print()
         print_table([["PROCESSING JOB", "STATUS", "DURATION", "COST"], *processed])
-    if any(row[0].endswith(" *") for row in rows):
-        say("jobs: * the best trial of its tuning run (`make tune-jobs` shows the run)")
+    starred = sorted({run_of(row[0].removesuffix(" *")) for row in rows if row[0].endswith(" *")} - {None})
+    if starred:
+        shows = ", ".join(f"`make tune-jobs{executor.env_flag()} TUNING={run}`" for run in starred)
+        say(f"jobs: * the best trial of its tuning run ({shows} shows the run)")
     would = "what they would have cost on SageMaker (their instance type and count, for their duration); " \
         if prices.hypothetical else ""
     say(f"jobs: {would}{prices.sources()}")

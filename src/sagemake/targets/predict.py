@@ -17,8 +17,8 @@ from sagemake.cli import UserError, run
 from sagemake.config import Config, resolve
 from sagemake.contract import serve as serving
 from sagemake.executors.local.serving import ServerFailed, free_port, start
-from sagemake.jobs.endpoint import fetched
 from sagemake.jobs.training import job_named
+from sagemake.models import fetched
 
 CONTENT_TYPES = {".csv": serving.CSV, ".json": serving.JSON}
 REQUEST_SECONDS = serving.DEFAULT_TIMEOUT_SECONDS + 10

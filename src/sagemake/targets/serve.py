@@ -15,8 +15,8 @@ import sys
 from sagemake.cli import UserError, run, say
 from sagemake.config import Config, resolve
 from sagemake.executors.local.serving import ServerFailed, start
-from sagemake.jobs.endpoint import fetched
 from sagemake.jobs.training import job_named
+from sagemake.models import fetched
 
 
 def serve(config: Config, name: str | None) -> int:

@@ -19,6 +19,7 @@ ShardedByS3Key) and output/ (the artefacts).
 from __future__ import annotations
 
 import collections
+import difflib
 import filecmp
 import json
 import os
@@ -145,12 +146,14 @@ class LocalExecutor(Executor):
             return ContainerRuntime(self.engine.name, image, self.engine.run_flags), "the engine has the image"
         if config["LOCAL_RUNTIME"] == "container" or not config.sagemake_image:
             why = "" if config.sagemake_image else f" ({_whose(config)} runs only in a container)"
-            raise UserError(f"{self.engine.name} has no image {image}{why}: start the engine and run `make build`")
+            get = "pull or build it" if config["TRAINING_IMAGE"] else "run `make build`"  # a prebuilt one is not built
+            raise UserError(f"{self.engine.name} has no image {image}{why}: start the engine and {get}")
         return ProcessRuntime(config.root, job_python(config)), f"no {self.engine.name} engine with the image"
 
     # --- jobs ---
-    def run(self, request: dict, runtime: ContainerRuntime | ProcessRuntime | None = None) -> dict:
-        """The job to its end; runtime as chosen by LOCAL_RUNTIME unless given."""
+    def run(self, request: dict, runtime: ContainerRuntime | ProcessRuntime | None = None, label: str = "") -> dict:
+        """The job to its end; runtime as chosen by LOCAL_RUNTIME unless given; label starts each line of its log on
+        the terminal (a tuning trial's, where several trials run at once)."""
         runtime, why = (runtime, "given") if runtime else self.runtime(request)
         say(f"job {request['TrainingJobName']}: runtime {runtime.describe()}: {why}")
         keep = request["ResourceConfig"].get("KeepAlivePeriodInSeconds")
@@ -160,7 +163,7 @@ class LocalExecutor(Executor):
         code = request["HyperParameters"].get(sourcedir.DIRECTORY_KEY)
         if code:
             sourcedir.write(self.config.root, uri_path(code))
-        return _Job(self, request, runtime, self.config.int("STOP_GRACE_SECONDS")).run()
+        return _Job(self, request, runtime, self.config.int("STOP_GRACE_SECONDS"), label).run()
 
     def prices(self) -> Prices:
         """What these jobs would have cost on SageMaker: AWS_REGION's prices (us-east-1's when unset), from the
@@ -175,7 +178,10 @@ class LocalExecutor(Executor):
         settled now as Failed, saying so, so nothing waits on a job that no one runs."""
         record = records.read(self.folder(name) / RECORD) if name else None
         if record is None:
-            raise UserError(f"no local job named '{name}' in {self.config['JOBS_DIR']}/: `make jobs` lists them")
+            known = [path.parent.name for path in self.jobs_dir.glob(f"*/{RECORD}")] if self.jobs_dir.is_dir() else []
+            near = difflib.get_close_matches(name, known, n=1)
+            meant = f"did you mean {near[0]}? (`make jobs` lists them)" if near else "`make jobs` lists them"
+            raise UserError(f"no local job named '{name}' in {self.config['JOBS_DIR']}/: {meant}")
         return record
 
     def tags(self, name: str) -> dict[str, str]:
@@ -199,7 +205,7 @@ class LocalExecutor(Executor):
         return metric_points(request.get("AlgorithmSpecification", {}).get("MetricDefinitions", []),
                              [HOST_PREFIX.sub("", line) for line in log_lines(self.log_path(name))])
 
-    def print_log(self, name: str) -> bool:
+    def print_log(self, name: str, label: str = "") -> bool:
         path = self.log_path(name)
         offset = 0
         while True:
@@ -208,7 +214,11 @@ class LocalExecutor(Executor):
                 with path.open("rb") as log:
                     log.seek(offset)
                     chunk = log.read()
+                if label and running:  # whole lines only, each after its label: the rest comes next time
+                    chunk = chunk[:chunk.rfind(b"\n") + 1]
                 offset += len(chunk)
+                if label:
+                    chunk = b"".join(label.encode() + line for line in chunk.splitlines(keepends=True))
                 sys.stdout.buffer.write(chunk)
                 sys.stdout.flush()
             if not running:
@@ -283,8 +293,8 @@ def _whose(config) -> str:
 
 
 class _Job:
-    def __init__(self, executor: LocalExecutor, request: dict, runtime, grace: int):
-        self.request, self.runtime, self.grace = request, runtime, grace
+    def __init__(self, executor: LocalExecutor, request: dict, runtime, grace: int, label: str = ""):
+        self.request, self.runtime, self.grace, self.label = request, runtime, grace, label.encode()
         self.name = request["TrainingJobName"]
         self.folder = executor.folder(self.name)
         self.hosts = hosts(request)
@@ -447,8 +457,7 @@ class _Job:
                                                stdin=subprocess.DEVNULL, start_new_session=True)
             prefix = f"[{host}] ".encode() if len(self.hosts) > 1 else b""
             readers.append(threading.Thread(target=copy_lines, args=(processes[host].stdout, log, prefix, lock,
-                                                                                  self.stamps),
-                                            daemon=True))
+                                                                      self.stamps, self.label), daemon=True))
             readers[-1].start()
         self.record["LocalGuards"] = [process_identity(p.pid) for p in processes.values()]
         save(self.folder, self.record)
@@ -550,7 +559,8 @@ class _Job:
             "BillableTimeInSeconds": max(1, round(seconds)),
             "FinalMetricDataList": self._metrics(warn=status == "Completed"),
         })
-        self._status(secondary, message)
+        # The reason is the record's; said once, by what ends the command (its log, above, has the traceback).
+        self._status(secondary, message, said="Training job failed" if status == "Failed" else None)
 
     def _merged(self, folder: str) -> list[tuple[str, Path]]:
         """Every host's folder as one list of archive entries, host by host, a later host's file replacing an
@@ -586,7 +596,8 @@ class _Job:
         return [{"MetricName": name, "Value": points[-1]["Value"], "Timestamp": points[-1].get("Timestamp", stamp)}
                 for name, points in series.items()]
 
-    def _status(self, secondary: str, message: str) -> None:
+    def _status(self, secondary: str, message: str, said: str | None = None) -> None:
+        """A new secondary status with its message, in the record and on stderr (said in place of the message)."""
         stamp = now()
         transitions = self.record["SecondaryStatusTransitions"]
         if transitions:
@@ -594,7 +605,7 @@ class _Job:
         transitions.append({"Status": secondary, "StartTime": stamp, "StatusMessage": message})
         self.record.update({"SecondaryStatus": secondary, "LastModifiedTime": stamp})
         save(self.folder, self.record)
-        say(f"job {self.name}: {self.record['TrainingJobStatus']} / {secondary}: {message}")
+        say(f"job {self.name}: {self.record['TrainingJobStatus']} / {secondary}: {said or message}")
 
 
 def save(folder: Path, record: dict) -> None:

@@ -96,9 +96,11 @@ def run_guarded(command: list[str], env: dict, guard_arguments: list[str], log: 
     return process.returncode, stopped_by
 
 
-def copy_lines(stream, log, prefix: bytes, lock: threading.Lock, stamps: list[str | None] | None = None) -> None:
+def copy_lines(stream, log, prefix: bytes, lock: threading.Lock, stamps: list[str | None] | None = None,
+               label: bytes = b"") -> None:
     """A host's output to train.log and the terminal, line by line as it comes (after prefix, its name when
-    there are several); to train.log alone once the terminal is gone, so the job never blocks on a full pipe.
+    there are several; on the terminal after label too, a tuning trial's where several run at once); to train.log
+    alone once the terminal is gone, so the job never blocks on a full pipe.
     stamps, when given, gets one entry per line written: when a line that can hold a metric (`name=value`) came,
     None for any other: the times of the metrics' series (jobs.training.metric_points)."""
     terminal = True
@@ -110,7 +112,7 @@ def copy_lines(stream, log, prefix: bytes, lock: threading.Lock, stamps: list[st
             log.flush()
             if terminal:
                 try:
-                    sys.stdout.buffer.write(prefix + line)
+                    sys.stdout.buffer.write(label + prefix + line)
                     sys.stdout.flush()
                 except OSError:
                     terminal = False

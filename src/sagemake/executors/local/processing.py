@@ -106,7 +106,7 @@ class LocalProcessing:
         stamp = now()
         record.update({"ProcessingJobStatus": status, "ProcessingEndTime": stamp, "LastModifiedTime": stamp})
         save(folder, record)
-        say(f"processing {name}: {status}{': ' + record['FailureReason'] if status == 'Failed' else ''}")
+        say(f"processing {name}: {status}")  # a failure's reason is said once, by what ends the command
         if stopped_by == "Stopped":
             raise KeyboardInterrupt
         return record

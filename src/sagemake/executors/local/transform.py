@@ -110,7 +110,7 @@ class LocalTransforms:
         self.executor, self.config = executor, executor.config
 
     def model(self, job: str | None) -> str:
-        from sagemake.jobs.endpoint import fetched  # the manifest's check: no fetched model is named with its fetch
+        from sagemake.models import fetched  # no fetched model: what would fetch it, when that works
 
         self.folder, self.manifest = fetched(self.config, job)
         return self.manifest["job_name"]

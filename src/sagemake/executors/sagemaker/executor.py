@@ -8,7 +8,6 @@ IMAGE_REGISTRY), and everything a paid job needs is checked before it starts.
 
 from __future__ import annotations
 
-import collections
 import re
 import sys
 import time
@@ -53,7 +52,6 @@ from sagemake.pricing import Prices
 TERMINAL = ("Completed", "Failed", "Stopped")
 MANIFESTS = ("application/vnd.docker.distribution.manifest.v2+json", "application/vnd.oci.image.manifest.v1+json",
              "application/vnd.docker.distribution.manifest.list.v2+json", "application/vnd.oci.image.index.v1+json")
-LAST_LINES = 20
 LOST_CONTACT = 5  # failed polls in a row before following gives up (the job itself goes on)
 ECR_HOST = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
 
@@ -325,17 +323,17 @@ class SageMakerExecutor(Executor):
         call(self.sagemaker.stop_training_job, TrainingJobName=name)
         say(f"job {name}: stop requested (SageMaker sends SIGTERM, then SIGKILL after 120 s)")
 
-    def follow(self, name: str, definitions: list[dict] | None = None) -> dict:
-        """Follow a job to its end: status transitions with elapsed time, and every instance's log."""
+    def follow(self, name: str, definitions: list[dict] | None = None, label: str = "") -> dict:
+        """Follow a job to its end: status transitions with elapsed time, and every instance's log (each line after
+        label)."""
         seen_transitions = 0
-        tail: collections.deque = collections.deque(maxlen=LAST_LINES)
         printed: list[str] = []  # the `name=value` lines, for the metric warnings
         pool_checked = False
         try:
             reader = LogReader(self.logs, name)
             for (record, lines), seconds in self.watch(
                     f"job {name}", lambda: (self.describe(name), reader.new_lines()),
-                    f"make logs ENV={self.config.env} JOB={name}, then make fetch"):
+                    f"make logs ENV={self.config.env} JOB={name}, then make fetch ENV={self.config.env} JOB={name}"):
                 transitions = record.get("SecondaryStatusTransitions", [])
                 for transition in transitions[seen_transitions:]:
                     say(f"job {name}: [{elapsed(seconds)}] {record['TrainingJobStatus']} / {transition['Status']}: "
@@ -345,8 +343,7 @@ class SageMakerExecutor(Executor):
                     pool_checked = True  # a warm pool is taken as the job starts: asked once, past Starting
                     self._say_reused_pool(name)
                 for line in lines:
-                    tail.append(line)
-                    print(line, flush=True)
+                    print(label + line, flush=True)
                     message = line.split("] ", 1)[-1]
                     if METRIC_LINE.match(message):
                         printed.append(message)
@@ -359,7 +356,7 @@ class SageMakerExecutor(Executor):
             found = {m["MetricName"]: m["Value"] for m in record.get("FinalMetricDataList", [])}
             for warning in metric_warnings(definitions, found, printed):
                 say(f"job {name}: warning: {warning}")
-        self._summarise(record, list(tail))
+        self._summarise(record)
         return record
 
     def _say_reused_pool(self, name: str) -> None:
@@ -376,7 +373,7 @@ class SageMakerExecutor(Executor):
                     "instances to wait for)")
                 return
 
-    def _summarise(self, record: dict, tail: list[str]) -> None:
+    def _summarise(self, record: dict) -> None:
         name, status = record["TrainingJobName"], record["TrainingJobStatus"]
         billable, training = record.get("BillableTimeInSeconds"), record.get("TrainingTimeInSeconds")
         if billable is not None and training:
@@ -389,12 +386,7 @@ class SageMakerExecutor(Executor):
                 "while kept): the next job with the same instance type and count, volume, role and VPC starts on them")
         if status == "Completed":
             return
-        print(f"job {name} {status}: {record.get('FailureReason', record.get('SecondaryStatus', ''))}",
-              file=sys.stderr)
-        if tail:
-            print(f"last {len(tail)} log lines:", file=sys.stderr)
-            for line in tail:
-                print(f"  {line}", file=sys.stderr)
+        # Its reason is said once, by what ends the command; its log, just followed, is above.
         print(f"console: {console_url(self.region, name)}", file=sys.stderr)
         print(f"logs:    {logs_url(self.region, name)}", file=sys.stderr)
 
@@ -431,16 +423,16 @@ class SageMakerExecutor(Executor):
             details["image_digest"] = cloud.image_digest(self.aws, record["AlgorithmSpecification"]["TrainingImage"])
         return details
 
-    def print_log(self, name: str) -> bool:
+    def print_log(self, name: str, label: str = "") -> bool:
         """A job's log from every instance; while the job runs, keep following it (its statuses said as they come,
         taken as having something to print)."""
         record = self.describe(name)
         if record["TrainingJobStatus"] not in TERMINAL:
-            self.follow(name)
+            self.follow(name, label=label)
             return True
         lines = LogReader(self.logs, name).new_lines()
         for line in lines:
-            print(line, flush=True)
+            print(label + line, flush=True)
         return bool(lines)
 
 
