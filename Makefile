@@ -12,8 +12,8 @@ SHELL := bash
 MAKEFLAGS += --no-print-directory
 
 PYTHON ?= python3
-# JOB (and KEEP) reach the scripts through the environment, so no name can break the recipe's quoting.
-export JOB KEEP TUNING
+# JOB (KEEP, ...) reach the scripts through the environment, so no name can break the recipe's quoting.
+export JOB KEEP TUNING CHECKPOINTS
 VENV ?= .venv
 export VENV
 PY := "$(VENV)/bin/python"
@@ -114,7 +114,7 @@ stop: setup
 
 .PHONY: clean-jobs
 clean-jobs: setup
-	@$(RUN) clean-jobs $${KEEP:+"$$KEEP"}
+	@$(RUN) clean-jobs "$${KEEP:-}" "$${CHECKPOINTS:-}"
 
 .PHONY: serve
 serve: setup
