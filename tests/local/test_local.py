@@ -532,7 +532,7 @@ def test_a_spot_drill_interrupts_the_job_which_resumes_from_its_checkpoint_to_th
     statuses = [t["Status"] for t in record["SecondaryStatusTransitions"]]
     assert statuses[statuses.index("Interrupted"):] == ["Interrupted", "Restarting", "Training", "Uploading",
                                                         "Completed"]
-    assert record["CheckpointConfig"]["S3Uri"].endswith(f"/{drilled_job}/ml/checkpoints")
+    assert record["CheckpointConfig"]["S3Uri"].endswith(f"/jobs/checkpoints/{drilled_job}")  # outside its folder
     log = (tmp_path / "jobs" / drilled_job / "train.log").read_text()
     assert "train: stopped by SIGTERM" in log
     resumed = re.search(r"resumed from the checkpoint at round (\d+) of 1000", log)
