@@ -8,7 +8,7 @@ import signal
 import subprocess
 import time
 
-from conftest import ROOT, sagemake, sigint_as_a_terminal_gives_it
+from conftest import ROOT, sagemake, sigint_as_a_terminal_gives_it, tool_venv
 
 HP = "n_estimators=1000 learning_rate=0.01"  # 20 steps of 50 rounds: saved after the first, then every 5 s
 
@@ -94,8 +94,20 @@ def test_a_stopped_job_seeds_a_new_one_which_carries_on_its_training_after_clean
     assert sorted(p.name for p in (tmp_path / "jobs").iterdir()) == before  # nothing ran, nothing was made
 
 
-def test_clean_jobs_refuses_an_unknown_checkpoints_choice(tmp_path, example_data):
-    refused = sagemake_run(tmp_path, example_data, "clean-jobs", "", "purge")
+def test_make_clean_jobs_passes_checkpoints_on_and_refuses_another_choice(tmp_path, example_data):
+    def make(*words):
+        return subprocess.run(["make", "-s", "clean-jobs", *words], cwd=ROOT, capture_output=True, text=True,
+                              env={**environment(tmp_path, example_data), "VENV": tool_venv()}, timeout=300)
+
+    refused = make("CHECKPOINTS=purge")
     assert refused.returncode == 2
-    assert refused.stderr == ("sagemake: CHECKPOINTS='purge': give keep (the default: removed jobs' checkpoints "
-                              "stay) or delete (they go with their jobs)\n")
+    assert refused.stderr.splitlines()[0] == ("sagemake: CHECKPOINTS='purge': give keep (the default: removed jobs' "
+                                              "checkpoints stay) or delete (they go with their jobs)")
+    place = tmp_path / "jobs/checkpoints/p-1a2b3c4-261207-101500-000aaaaa"  # a job's, its folder gone
+    place.mkdir(parents=True)
+    (place / "state.bin").write_bytes(b"state")
+    kept = make("KEEP=2")
+    assert kept.returncode == 0 and "kept the checkpoints of 1 job(s) gone" in kept.stderr and place.is_dir()
+    deleted = make("KEEP=2", "CHECKPOINTS=delete")
+    assert deleted.returncode == 0 and "removed the checkpoints of 1 job(s) gone" in deleted.stderr
+    assert not place.exists()
