@@ -458,8 +458,8 @@ MUTATIONS = {
         "            if False:\n                (base / layout.CHECKPOINT_DIR).symlink_to",
         "tests/local/test_checkpoints.py -k seeds_a_new_one"),
     "CHECKPOINT_FROM a running local job": (
-        "src/sagemake/executors/local/executor.py", "            if records.running_now(record):\n                raise",
-        "            if False:\n                raise", "tests/local/test_local.py -k checkpoint_from"),
+        "src/sagemake/executors/local/executor.py", "            if records.running_now(record):\n",
+        "            if False:\n", "tests/local/test_local.py -k checkpoint_from"),
     "clean-jobs deletes checkpoints unasked": (
         "src/sagemake/targets/clean_jobs.py", 'checkpoints=checkpoints == "delete")', "checkpoints=True)",
         "tests/local/test_checkpoints.py -k make_clean_jobs"),
@@ -473,8 +473,11 @@ MUTATIONS = {
         "src/sagemake/executors/sagemaker/executor.py", "        if status not in TERMINAL:\n            raise",
         "        if False:\n            raise", "tests/aws/test_checkpoints_prod.py -k bad_checkpoint_from"),
     "checkpoints mixed into a place that holds others": (
-        "src/sagemake/executors/interface.py", "        if held:\n            raise",
-        "        if False:\n            raise", "tests/aws/test_checkpoints_prod.py -k copied_within_s3"),
+        "src/sagemake/executors/interface.py", "if held and not held.items() <= self.checkpoint_files(source).items():",
+        "if False:", "tests/aws/test_checkpoints_prod.py -k copied_within_s3"),
+    "a copy cut short refused on a re-run": (
+        "src/sagemake/executors/interface.py", "if held and not held.items() <= self.checkpoint_files(source).items():",
+        "if held:", "tests/aws/test_checkpoints_prod.py -k bad_checkpoint_from"),
     "an S3 folder taken as a bare prefix": (
         "src/sagemake/aws/api.py", 'return bucket, key.rstrip("/") + "/" if key.strip("/") else ""',
         "return bucket, key", "tests/aws/test_checkpoints_prod.py -k bad_checkpoint_from"),

@@ -93,7 +93,7 @@ def test_a_job_starts_from_another_jobs_checkpoints_copied_within_s3_or_from_the
     config = resolve(root=ROOT, environ={**environment(tmp_path, example_data), "CHECKPOINT_FROM": first_job,
                                          "CHECKPOINT_S3_URI": f"{CHECKPOINTS}/second"})
     with pytest.raises(UserError, match=rf"^CHECKPOINT_FROM={first_job}: {CHECKPOINTS}/second/, where the new job "
-                                        rf"keeps its checkpoints, holds 1 file\(s\) already"):
+                                        rf"keeps its checkpoints, holds 1 other file\(s\) already"):
         plan(config, SageMakerExecutor(config))
 
 
@@ -152,3 +152,6 @@ def test_a_bad_checkpoint_from_is_one_line_before_anything_is_built_uploaded_or_
     assert {"Key": "sagemake:checkpoint-from", "Value": "sibling"} in request["Tags"]
     assert request["CheckpointConfig"]["S3Uri"] == f"{CHECKPOINTS}/new/"
     assert keys("checkpoints/new/") == {}  # a plan copies nothing
+    # A place holding a copy of that job's files (a run cut short after the copy, before the job) is taken again.
+    client("s3").put_object(Bucket="train-bucket", Key="checkpoints/new/checkpoint.joblib", Body=b"state")
+    assert planned("sibling")["CheckpointConfig"]["S3Uri"] == f"{CHECKPOINTS}/new/"

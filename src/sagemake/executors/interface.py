@@ -65,8 +65,8 @@ class Executor(ABC):
         no such job, it still runs, or it kept none."""
 
     @abstractmethod
-    def checkpoint_files(self, uri: str) -> int:
-        """How many files a checkpoint place holds (0 when it does not exist)."""
+    def checkpoint_files(self, uri: str) -> dict[str, int]:
+        """The files a checkpoint place holds, each path below it with its bytes (none when it does not exist)."""
 
     @abstractmethod
     def copy_checkpoints(self, source: str, into: str) -> int:
@@ -75,8 +75,9 @@ class Executor(ABC):
     def start_checkpoints(self, request: dict, copy: bool = True) -> None:
         """What the job finds in /opt/ml/checkpoints when it starts: what its CheckpointConfig's place holds, with
         CHECKPOINT_FROM (the request's tag) that job's checkpoints copied there first, unless that is where they are
-        already. A place that holds other checkpoints is refused, never mixed. copy=False checks alone, before
-        anything is spent (`make plan`, and `make train` before the image and the data)."""
+        already. A place that holds other checkpoints is refused, never mixed (one that holds some of that job's, a
+        copy cut short, is copied into again). copy=False checks alone, before anything is spent (`make plan`, and
+        `make train` before the image and the data)."""
         into = request.get("CheckpointConfig", {}).get("S3Uri")
         if into is None:
             return
@@ -84,17 +85,17 @@ class Executor(ABC):
         held = self.checkpoint_files(into)
         if source_job is None:
             if held and copy:
-                say(f"job {name}: {into} holds {held} checkpoint file(s): the job starts from them")
+                say(f"job {name}: {into} holds {len(held)} checkpoint file(s): the job starts from them")
             return
         source = self.checkpoints_of(source_job)
         if source.rstrip("/") == into.rstrip("/"):
             if copy:
                 say(f"job {name}: starts from the checkpoints of job {source_job}, at {into} already")
             return
-        if held:
+        if held and not held.items() <= self.checkpoint_files(source).items():
             raise UserError(f"CHECKPOINT_FROM={source_job}: {into}, where the new job keeps its checkpoints, holds "
-                            f"{held} file(s) already, which it would start from too: set CHECKPOINT_S3_URI to an "
-                            f"empty place, or to {source} to carry on there")
+                            f"{len(held)} other file(s) already, which it would start from too: set CHECKPOINT_S3_URI "
+                            f"to an empty place, or to {source} to carry on there")
         if copy:
             count = self.copy_checkpoints(source, into)
             say(f"job {name}: starts from the checkpoints of job {source_job}: {count} file(s) copied from {source} "

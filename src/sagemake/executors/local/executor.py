@@ -117,13 +117,14 @@ class LocalExecutor(Executor):
                             "/opt/ml/checkpoints): name a job that did")
         return place.as_uri()
 
-    def checkpoint_files(self, uri: str) -> int:
+    def checkpoint_files(self, uri: str) -> dict[str, int]:
         place = uri_path(uri)
-        return sum(1 for path in place.rglob("*") if path.is_file()) if place.is_dir() else 0
+        found = sorted(path for path in place.rglob("*") if path.is_file()) if place.is_dir() else []
+        return {path.relative_to(place).as_posix(): path.stat().st_size for path in found}
 
     def copy_checkpoints(self, source: str, into: str) -> int:
         shutil.copytree(uri_path(source), uri_path(into), symlinks=True, dirs_exist_ok=True)
-        return self.checkpoint_files(into)
+        return len(self.checkpoint_files(source))
 
     # --- before a job ---
     def ensure_image(self) -> None:

@@ -126,8 +126,9 @@ class SageMakerExecutor(Executor):
                             "trainer wrote none to /opt/ml/checkpoints, or they were deleted): name another job")
         return uri
 
-    def checkpoint_files(self, uri: str) -> int:
-        return len(cloud.objects(self.aws.client("s3"), uri)[2])
+    def checkpoint_files(self, uri: str) -> dict[str, int]:
+        _, prefix, found = cloud.objects(self.aws.client("s3"), uri)
+        return {item["Key"][len(prefix):]: item["Size"] for item in found}
 
     def copy_checkpoints(self, source: str, into: str) -> int:
         return cloud.copy_prefix(self.aws.client("s3"), source, into)
