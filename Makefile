@@ -12,8 +12,8 @@ SHELL := bash
 MAKEFLAGS += --no-print-directory
 
 PYTHON ?= python3
-# JOB (and KEEP) reach the scripts through the environment, so no name can break the recipe's quoting.
-export JOB JOBS KEEP TUNING
+# JOB (KEEP, ...) reach the scripts through the environment, so no name can break the recipe's quoting.
+export JOB JOBS KEEP TUNING CHECKPOINTS
 VENV ?= .venv
 export VENV
 PY := "$(VENV)/bin/python"
@@ -128,7 +128,7 @@ stop: setup
 
 .PHONY: clean-jobs
 clean-jobs: setup
-	@$(RUN) clean-jobs $${KEEP:+"$$KEEP"}
+	@$(RUN) clean-jobs "$${KEEP:-}" "$${CHECKPOINTS:-}"
 
 .PHONY: serve
 serve: setup

@@ -571,6 +571,48 @@ MUTATIONS = {
         "get = ", "tests/local/test_local.py -k runtime_choice"),
     "Bring your own leaves a setting out": (
         "README.md", "| `CODE_MODE` |", "| `CODE MODE` |", "tests/unit/test_docs.py -k bring_your_own"),
+    "CHECKPOINT_FROM not copied into a local job": (
+        "src/sagemake/executors/local/executor.py", "            self.executor.start_checkpoints(self.request)\n",
+        "", "tests/local/test_checkpoints.py -k seeds_a_new_one"),
+    "local checkpoints inside the job's folder": (
+        "src/sagemake/executors/local/executor.py",
+        "            if kept:\n                (base / layout.CHECKPOINT_DIR).symlink_to",
+        "            if False:\n                (base / layout.CHECKPOINT_DIR).symlink_to",
+        "tests/local/test_checkpoints.py -k seeds_a_new_one"),
+    "CHECKPOINT_FROM a running local job": (
+        "src/sagemake/executors/local/executor.py", "            if records.running_now(record):\n",
+        "            if False:\n", "tests/local/test_local.py -k checkpoint_from"),
+    "clean-jobs deletes checkpoints unasked": (
+        "src/sagemake/targets/clean_jobs.py", 'checkpoints=checkpoints == "delete")', "checkpoints=True)",
+        "tests/local/test_checkpoints.py -k make_clean_jobs"),
+    "CHECKPOINT_FROM not copied within S3": (
+        "src/sagemake/executors/sagemaker/executor.py", "        self.start_checkpoints(request)\n", "",
+        "tests/aws/test_checkpoints_prod.py -k copied_within_s3"),
+    "CHECKPOINT_S3_URI given a folder per job": (
+        "src/sagemake/executors/sagemaker/executor.py", 'return f"{given}/{job}/" if own else f"{given}/"',
+        'return f"{given}/{job}/"', "tests/aws/test_checkpoints_prod.py -k copied_within_s3"),
+    "CHECKPOINT_FROM a running SageMaker job": (
+        "src/sagemake/executors/sagemaker/executor.py", "        if status not in TERMINAL:\n            raise",
+        "        if False:\n            raise", "tests/aws/test_checkpoints_prod.py -k bad_checkpoint_from"),
+    "checkpoints mixed into a place that holds others": (
+        "src/sagemake/executors/interface.py", "if held and not held.items() <= self.checkpoint_files(source).items():",
+        "if False:", "tests/aws/test_checkpoints_prod.py -k copied_within_s3"),
+    "a copy cut short refused on a re-run": (
+        "src/sagemake/executors/interface.py", "if held and not held.items() <= self.checkpoint_files(source).items():",
+        "if held:", "tests/aws/test_checkpoints_prod.py -k bad_checkpoint_from"),
+    "an S3 folder taken as a bare prefix": (
+        "src/sagemake/aws/api.py", 'return bucket, key.rstrip("/") + "/" if key.strip("/") else ""',
+        "return bucket, key", "tests/aws/test_checkpoints_prod.py -k bad_checkpoint_from"),
+    "manifest without checkpoint_from": (
+        "src/sagemake/models.py",
+        '        **({"checkpoint_from": tagged[CHECKPOINT_FROM_TAG]} if CHECKPOINT_FROM_TAG in tagged else {}),\n',
+        "", "tests/local/test_checkpoints.py -k seeds_a_new_one"),
+    "tune takes CHECKPOINT_FROM": (
+        "src/sagemake/jobs/tuning.py", '    if config["CHECKPOINT_FROM"]:\n        raise',
+        "    if False:\n        raise", "tests/local/test_tune.py -k bad_input"),
+    "request digest blind to CHECKPOINT_FROM": (
+        "src/sagemake/jobs/__init__.py", 'kept = ("sagemake:data:", "sagemake:checkpoint-from")',
+        'kept = ("sagemake:data:",)', "tests/unit/test_aws_calls.py -k request_digest"),
 }
 
 

@@ -2,8 +2,9 @@
 
 Writes MODELS_DIR/<job>/manifest.json: job, status, git commit (and whether
 the tree was dirty), image, runtime, hyperparameters, metrics, each channel's
-data, and the artefact's sha256, so a model file can always be traced to what
-made it. What the job wrote to /opt/ml/output/data/ lands in MODELS_DIR/<job>/output/.
+data, the job whose checkpoints it started from, and the artefact's sha256, so
+a model file can always be traced to what made it. What the job wrote to
+/opt/ml/output/data/ lands in MODELS_DIR/<job>/output/.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from sagemake.cli import AwsError, UserError, held_signals, say
 from sagemake.config import Config
 from sagemake.contract import layout
 from sagemake.jobs.endpoint import MANIFEST, OUTPUT
-from sagemake.jobs.training import final_metrics
+from sagemake.jobs.training import CHECKPOINT_FROM_TAG, final_metrics
 
 
 def manifest(record: dict, tagged: dict, artifact: Path, executor) -> dict:
@@ -41,6 +42,8 @@ def manifest(record: dict, tagged: dict, artifact: Path, executor) -> dict:
         "git_sha": tagged.get("git-sha"),
         "git_dirty": tagged.get("git-dirty") == "true",
         **({"tuning_job": tagged["tuning"]} if "tuning" in tagged else {}),  # a trial of `make tune`
+        # the job whose checkpoints it started from (CHECKPOINT_FROM)
+        **({"checkpoint_from": tagged[CHECKPOINT_FROM_TAG]} if CHECKPOINT_FROM_TAG in tagged else {}),
         "image": record["AlgorithmSpecification"]["TrainingImage"],
         "runtime": record.get("LocalRuntime", "sagemaker"),
         "created": record.get("CreationTime"),

@@ -92,7 +92,8 @@ def test_plan_carries_every_configured_field(aws, checkout, tmp_path, example_da
     assert request["ResourceConfig"] == {"InstanceType": "ml.g5.xlarge", "InstanceCount": 2, "VolumeSizeInGB": 100}
     assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200}
     assert request["EnableManagedSpotTraining"] is True
-    assert request["CheckpointConfig"] == {"S3Uri": f"s3://train-bucket/checkpoints/{request['TrainingJobName']}",
+    # CHECKPOINT_S3_URI as given (as a folder): the next job given it starts from what this one leaves there.
+    assert request["CheckpointConfig"] == {"S3Uri": "s3://train-bucket/checkpoints/",
                                            "LocalPath": "/opt/ml/checkpoints"}
     assert request["VpcConfig"] == {"Subnets": ["subnet-1", "subnet-2"], "SecurityGroupIds": ["sg-1"]}
     assert request["Environment"] == {"MODE": "full"}

@@ -578,7 +578,7 @@ def test_a_spot_drill_interrupts_the_job_which_resumes_from_its_checkpoint_to_th
     statuses = [t["Status"] for t in record["SecondaryStatusTransitions"]]
     assert statuses[statuses.index("Interrupted"):] == ["Interrupted", "Restarting", "Training", "Uploading",
                                                         "Completed"]
-    assert record["CheckpointConfig"]["S3Uri"].endswith(f"/{drilled_job}/ml/checkpoints")
+    assert record["CheckpointConfig"]["S3Uri"].endswith(f"/jobs/checkpoints/{drilled_job}")  # outside its folder
     log = (tmp_path / "jobs" / drilled_job / "train.log").read_text()
     assert "train: stopped by SIGTERM" in log
     resumed = re.search(r"resumed from the checkpoint at round (\d+) of 1000", log)
@@ -622,3 +622,29 @@ def test_clean_jobs_keeps_the_data_copy_a_running_processing_job_reads(setup):
                                                             "LocalChannels": {"raw": copy}}))
     jobs.prune(1)
     assert not (jobs.jobs_dir / ".channels" / copy).exists()
+
+
+def test_checkpoint_from_a_running_job_or_one_that_kept_none_is_refused_in_one_line(setup, started):
+    from sagemake.jobs.training import seeded_from
+
+    jobs, runtime, request = setup
+    kept = {"CheckpointConfig": {"S3Uri": jobs.checkpoint_uri("job-1"), "LocalPath": "/opt/ml/checkpoints"}}
+    jobs.run({**request(), **kept}, runtime, 5)  # its program writes nothing to /opt/ml/checkpoints
+    place = jobs.jobs_dir / "checkpoints" / "job-1"
+    assert (jobs.folder("job-1") / "ml/checkpoints").resolve() == place and place.is_dir()
+    started(jobs, request("running", mode="sleep"), grace=2)
+
+    def seeded(source):
+        jobs.config.values["CHECKPOINT_FROM"] = source
+        new = {**request("job-2"), "Tags": [], "CheckpointConfig": {"S3Uri": jobs.checkpoint_uri("job-2")}}
+        seeded_from(jobs.config, jobs.executor, new)
+
+    with pytest.raises(UserError, match=r"^CHECKPOINT_FROM=running: the job is still running, its checkpoints still "
+                                        r"changing: wait for it to end, or stop it \(Ctrl-C in its terminal\)$"):
+        seeded("running")
+    with pytest.raises(UserError, match=r"^CHECKPOINT_FROM=job-1: the job kept no checkpoints \(its trainer wrote "
+                                        r"nothing to /opt/ml/checkpoints\): name a job that did$"):
+        seeded("job-1")
+    with pytest.raises(UserError, match=r"^CHECKPOINT_FROM='\.\./job-1' is not a job name"):
+        seeded("../job-1")
+    assert sorted(p.name for p in (jobs.jobs_dir / "checkpoints").iterdir()) == ["job-1"]  # nothing made for job-2

@@ -85,6 +85,8 @@ def test_the_objective_direction_is_the_declared_one_never_guessed(more, expecte
     ({"METRICS": "validation:logloss rmse"}, "validation:logloss has no declared direction"),  # a name says nothing
     ({"METRICS": "nll:min acc:max", "TUNE_OBJECTIVE": "nll:max"},
      "TUNE_OBJECTIVE=nll:max contradicts METRICS, which declares nll:min: keep one"),
+    ({"CHECKPOINT_FROM": "sagemake-example-1a2b3c4-261122-101500-123k3x9q"},
+     "starts one training job (make train) from another's checkpoints; a tuning run's trials start afresh"),
 ])
 def test_bad_input_is_one_line_and_exit_2(more, said, example_data, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUNE_")}

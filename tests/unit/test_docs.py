@@ -21,7 +21,8 @@ DOCS = [README, *sorted((ROOT / "docs").glob("*.md"))]
 PENDING: set[str] = set()
 
 # What `make` takes besides the settings: the Makefile's own variables and those its scripts read.
-MAKE_PARAMETERS = {"ENV", "JOB", "KEEP", "TUNING", "FILE", "INPUT", "JOBS", "VENV", "PYTHON", "DEBUG", "SINCE"}
+MAKE_PARAMETERS = {"ENV", "JOB", "KEEP", "CHECKPOINTS", "TUNING", "FILE", "INPUT", "JOBS", "VENV", "PYTHON", "DEBUG",
+                   "SINCE"}
 
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.M | re.S)
 INLINE = re.compile(r"`([^`]+)`")  # a span may wrap onto the next line

@@ -30,8 +30,10 @@ def reason_line(reason: str) -> str:
 
 def request_digest(request: dict, name: str) -> str:
     """What makes two Create* requests the same job: all of the request but its name (wherever the name stands: in
-    output and checkpoint places too) and its tags, with the data tags kept (other data makes another job)."""
-    tags = sorted((t["Key"], t["Value"]) for t in request.get("Tags", []) if t["Key"].startswith("sagemake:data:"))
+    output and checkpoint places too) and its tags, with the data tags kept (other data makes another job), and the
+    job whose checkpoints it starts from (another start makes another job)."""
+    kept = ("sagemake:data:", "sagemake:checkpoint-from")
+    tags = sorted((t["Key"], t["Value"]) for t in request.get("Tags", []) if t["Key"].startswith(kept))
     rest = {key: value for key, value in request.items() if key != "Tags"}
     text = json.dumps([rest, tags], sort_keys=True).replace(name, "<name>")
     return hashlib.sha256(text.encode()).hexdigest()[:32]

@@ -26,6 +26,7 @@ from sagemake.contract import layout
 from sagemake.data import channels
 
 TAG_PREFIX = "sagemake:"
+CHECKPOINT_FROM_TAG = "checkpoint-from"  # the job whose checkpoints a job started from (CHECKPOINT_FROM)
 NO_GIT = "nogit"
 METRIC_VALUE = r"([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|nan|[-+]?inf)"
 # A metric's name stands alone: `rmse` does not match `val_rmse=`, `train:rmse=` or `rmse.std=`.
@@ -373,9 +374,12 @@ def plan(config: Config, executor) -> dict:
     if config["USE_SPOT"] == "true":
         request["EnableManagedSpotTraining"] = True
         request["StoppingCondition"]["MaxWaitTimeInSeconds"] = config.int("MAX_WAIT_SECONDS")
-    if config["USE_SPOT"] == "true" or config["CHECKPOINT_S3_URI"] or config.int("SPOT_DRILL_SECONDS"):
-        request["CheckpointConfig"] = {"S3Uri": executor.checkpoint_uri(name),
+    checkpoints = executor.checkpoint_uri(name)
+    if checkpoints:
+        request["CheckpointConfig"] = {"S3Uri": checkpoints,
                                        "LocalPath": f"{layout.DEFAULT_BASE_DIR}/{layout.CHECKPOINT_DIR}"}
+    if config["CHECKPOINT_FROM"]:
+        seeded_from(config, executor, request)
     if config.int("KEEP_ALIVE_SECONDS"):
         request["ResourceConfig"]["KeepAlivePeriodInSeconds"] = config.int("KEEP_ALIVE_SECONDS")
     if config["SUBNETS"]:
@@ -384,6 +388,18 @@ def plan(config: Config, executor) -> dict:
             "SecurityGroupIds": config.words("SECURITY_GROUP_IDS"),
         }
     return request
+
+
+def seeded_from(config: Config, executor, request: dict) -> None:
+    """CHECKPOINT_FROM=<job>: the request tagged with the job it starts from, once the executor has found that job's
+    checkpoints and a place for the new job's that holds no others (nothing is copied yet: `make plan` and the
+    checks before paying come here too)."""
+    source = job_named(config["CHECKPOINT_FROM"], "CHECKPOINT_FROM")
+    if "CheckpointConfig" not in request:
+        raise UserError(f"CHECKPOINT_FROM={source}: jobs {executor.where()} keep checkpoints only with "
+                        "CHECKPOINT_S3_URI: set CHECKPOINT_S3_URI=s3://<bucket>/<prefix>/ for the new job's")
+    request["Tags"].append({"Key": TAG_PREFIX + CHECKPOINT_FROM_TAG, "Value": source})
+    executor.start_checkpoints(request, copy=False)
 
 
 def tags(request: dict) -> dict[str, str]:

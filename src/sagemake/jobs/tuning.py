@@ -155,6 +155,9 @@ def objective(config: Config) -> dict:
 def plan(config: Config, executor) -> dict:
     """The CreateHyperParameterTuningJob request: the training job definition from the training request (the
     same image, channels, metric definitions, resources), its static hyperparameters less the tuned ones."""
+    if config["CHECKPOINT_FROM"]:
+        raise UserError(f"CHECKPOINT_FROM={config['CHECKPOINT_FROM']} starts one training job (make train) from "
+                        "another's checkpoints; a tuning run's trials start afresh: leave it out")
     limits = {"MaxNumberOfTrainingJobs": config.int("TUNE_MAX_JOBS"),
               "MaxParallelTrainingJobs": config.int("TUNE_PARALLEL")}
     if limits["MaxParallelTrainingJobs"] > limits["MaxNumberOfTrainingJobs"]:
@@ -180,7 +183,7 @@ def plan(config: Config, executor) -> dict:
     }
     if "CheckpointConfig" in training:  # per tuning run: SageMaker adds each trial's name below it
         definition["CheckpointConfig"] = {**training["CheckpointConfig"],
-                                          "S3Uri": executor.checkpoint_uri(name)}
+                                          "S3Uri": executor.checkpoint_uri(name, own=True)}
     return {
         "HyperParameterTuningJobName": name,
         "HyperParameterTuningJobConfig": {

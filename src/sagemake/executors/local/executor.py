@@ -24,6 +24,7 @@ import filecmp
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -69,6 +70,7 @@ HOST_PREFIX = re.compile(r"^\[algo-\d+\] ")  # on each line of a job of several 
 REQUEST = "request.json"
 LOG = "train.log"
 CODE_FOLDER = "code"  # JOBS_DIR/code/<hash>/sourcedir.tar.gz: script mode's code, once per content
+CHECKPOINTS = "checkpoints"  # JOBS_DIR/checkpoints/<job>/: each job's /opt/ml/checkpoints, kept apart from its folder
 
 
 
@@ -101,8 +103,38 @@ class LocalExecutor(Executor):
     def code_uri(self, digest: str) -> str:
         return (self.jobs_dir / CODE_FOLDER / digest / sourcedir.ARCHIVE).as_uri()
 
-    def checkpoint_uri(self, job: str) -> str:
-        return (self.folder(job) / TREE / layout.CHECKPOINT_DIR).as_uri()  # kept when the job starts again
+    def checkpoint_uri(self, job: str, own: bool = False) -> str:
+        """JOBS_DIR/checkpoints/<job>/ for every job: its /opt/ml/checkpoints, kept apart from its folder, so it
+        outlives `make clean-jobs` unless CHECKPOINTS=delete."""
+        return (self.jobs_dir / CHECKPOINTS / job).as_uri()
+
+    def checkpoints_of(self, job: str) -> str:
+        """Found by the job's record, or, once `make clean-jobs` removed its folder, in JOBS_DIR/checkpoints/<job>/ (a
+        job of an earlier sagemake kept its own in its tree)."""
+        record = records.read(self.folder(job) / RECORD)
+        place = self.jobs_dir / CHECKPOINTS / job
+        if record is not None:
+            if records.running_now(record):
+                raise UserError(f"CHECKPOINT_FROM={job}: the job is still running, its checkpoints still changing: "
+                                "wait for it to end, or stop it (Ctrl-C in its terminal)")
+            uri = record.get("CheckpointConfig", {}).get("S3Uri")
+            place = uri_path(uri) if uri else self.folder(job) / TREE / layout.CHECKPOINT_DIR
+        elif not place.is_dir():
+            raise UserError(f"CHECKPOINT_FROM={job}: no local job named '{job}' in {self.config['JOBS_DIR']}/, nor "
+                            "checkpoints of one: `make jobs` lists them")
+        if not self.checkpoint_files(place.as_uri()):
+            raise UserError(f"CHECKPOINT_FROM={job}: the job kept no checkpoints (its trainer wrote nothing to "
+                            "/opt/ml/checkpoints): name a job that did")
+        return place.as_uri()
+
+    def checkpoint_files(self, uri: str) -> dict[str, int]:
+        place = uri_path(uri)
+        found = sorted(path for path in place.rglob("*") if path.is_file()) if place.is_dir() else []
+        return {path.relative_to(place).as_posix(): path.stat().st_size for path in found}
+
+    def copy_checkpoints(self, source: str, into: str) -> int:
+        shutil.copytree(uri_path(source), uri_path(into), symlinks=True, dirs_exist_ok=True)
+        return len(self.checkpoint_files(source))
 
     # --- before a job ---
     def ensure_image(self) -> None:
@@ -228,10 +260,11 @@ class LocalExecutor(Executor):
     def stop(self, name: str | None) -> None:
         raise UserError("local jobs stop with Ctrl-C in the terminal that runs them; `make stop` is for SageMaker")
 
-    def prune(self, keep: int) -> None:
+    def prune(self, keep: int, checkpoints: bool = False) -> None:
         """Of each kind of local job, counted apart, all folders but the `keep` newest and any running one go;
         transforms stay (their folders hold their outputs). Then the data copies that only removed jobs read: a
-        kept training job's copies and a running job's stay."""
+        kept training job's copies and a running job's stay. The checkpoints of jobs whose folders are gone stay
+        in JOBS_DIR/checkpoints/ (a new job can start from them) unless `checkpoints` says they go too."""
         if keep < 1:
             raise UserError(f"KEEP={keep}: keep at least the newest job (KEEP=1 or more)")
         by_kind: dict[str, list[tuple[Path, dict]]] = {}
@@ -252,11 +285,22 @@ class LocalExecutor(Executor):
         for entry in unused(self.jobs_dir, used):
             freed += _size(entry)
             remove(entry)
+        place = self.jobs_dir / CHECKPOINTS
+        orphans = [entry for entry in sorted(place.iterdir()) if not (self.folder(entry.name) / RECORD).is_file()] \
+            if place.is_dir() else []
+        if checkpoints:
+            for entry in orphans:
+                freed += _size(entry)
+                remove(entry)
+            left = f"removed the checkpoints of {len(orphans)} job(s) gone"
+        else:
+            left = (f"kept the checkpoints of {len(orphans)} job(s) gone in {self.config['JOBS_DIR']}/{CHECKPOINTS}/ "
+                    "(CHECKPOINT_FROM starts a job from them; CHECKPOINTS=delete removes them)")
         say(f"clean-jobs: removed {removed['Training']} job folder(s), {removed['Processing']} processing job "
             f"folder(s) and the data copies only they read, {freed / 1e6:.1f} MB; kept the {kept['Training']} newest "
             f"or running job(s) and {kept['Processing']} processing job(s) in {self.config['JOBS_DIR']}/; tuning "
             f"runs: {removed['HyperParameterTuning']} removed, {kept['HyperParameterTuning']} kept; transforms kept "
-            "(their folders hold their outputs)")
+            f"(their folders hold their outputs); {left}")
 
     # --- the other kinds ---
     def processing(self):
@@ -294,7 +338,8 @@ def _whose(config) -> str:
 
 class _Job:
     def __init__(self, executor: LocalExecutor, request: dict, runtime, grace: int, label: str = ""):
-        self.request, self.runtime, self.grace, self.label = request, runtime, grace, label.encode()
+        self.executor, self.request, self.runtime, self.grace = executor, request, runtime, grace
+        self.label = label.encode()
         self.name = request["TrainingJobName"]
         self.folder = executor.folder(self.name)
         self.hosts = hosts(request)
@@ -387,9 +432,17 @@ class _Job:
         sharded = [c["ChannelName"] for c in self.request["InputDataConfig"]
                    if c["DataSource"]["S3DataSource"].get("S3DataDistributionType") == "ShardedByS3Key"]
         shards = {name: self._shards(name) for name in sharded if len(self.hosts) > 1}
+        kept = self.request.get("CheckpointConfig", {}).get("S3Uri")
+        if kept:  # every host's checkpoints/ is the job's kept place, as every host's is saved to S3Uri
+            self.executor.start_checkpoints(self.request)
+            uri_path(kept).mkdir(parents=True, exist_ok=True)
         for host, base in self.trees.items():
-            for folder in (layout.CONFIG_DIR, layout.MODEL_DIR, layout.OUTPUT_DATA_DIR, layout.CHECKPOINT_DIR):
+            for folder in (layout.CONFIG_DIR, layout.MODEL_DIR, layout.OUTPUT_DATA_DIR):
                 (base / folder).mkdir(parents=True)
+            if kept:
+                (base / layout.CHECKPOINT_DIR).symlink_to(uri_path(kept), target_is_directory=True)
+            else:
+                (base / layout.CHECKPOINT_DIR).mkdir()
             hyperparameters = dict(self.request.get("HyperParameters", {}))
             code = hyperparameters.get(sourcedir.DIRECTORY_KEY, "")
             if code.startswith("file://"):  # script mode: the code in /opt/ml/code, as SageMaker's local mode has it

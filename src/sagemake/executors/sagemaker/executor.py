@@ -32,7 +32,7 @@ from sagemake.aws.api import (
 )
 from sagemake.aws.logs import LogReader
 from sagemake.aws.s3 import split
-from sagemake.cli import UserError, say
+from sagemake.cli import AwsError, UserError, say
 from sagemake.clock import elapsed
 from sagemake.config import Config, channel_uri, s3_uri
 from sagemake.executors.interface import Executor
@@ -104,8 +104,40 @@ class SageMakerExecutor(Executor):
     def code_uri(self, digest: str) -> str:
         return s3_uri(self.config, "code", digest, sourcedir.ARCHIVE)
 
-    def checkpoint_uri(self, job: str) -> str:
-        return f"{self.config['CHECKPOINT_S3_URI'].rstrip('/')}/{job}"
+    def checkpoint_uri(self, job: str, own: bool = False) -> str | None:
+        """CHECKPOINT_S3_URI as given, as a folder: every job with it starts from what the last left there (a spot
+        job SageMaker starts again is the same job, so it resumes either way); a tuning run's in a folder below it."""
+        given = self.config["CHECKPOINT_S3_URI"].rstrip("/")
+        if not given:
+            return None
+        return f"{given}/{job}/" if own else f"{given}/"
+
+    def checkpoints_of(self, job: str) -> str:
+        try:
+            record = self.describe(job)
+        except AwsError:
+            raise
+        except UserError as err:
+            raise UserError(f"CHECKPOINT_FROM={job}: {err}") from None
+        status = record["TrainingJobStatus"]
+        if status not in TERMINAL:
+            raise UserError(f"CHECKPOINT_FROM={job}: the job is {status}, its checkpoints still changing: wait for it "
+                            f"to end, or stop it (make stop ENV={self.config.env} JOB={job})")
+        uri = record.get("CheckpointConfig", {}).get("S3Uri")
+        if not uri:
+            raise UserError(f"CHECKPOINT_FROM={job}: the job kept no checkpoints (it ran without CHECKPOINT_S3_URI): "
+                            "name a job that had one")
+        if not self.checkpoint_files(uri):
+            raise UserError(f"CHECKPOINT_FROM={job}: nothing at {uri}, where the job kept its checkpoints (its "
+                            "trainer wrote none to /opt/ml/checkpoints, or they were deleted): name another job")
+        return uri
+
+    def checkpoint_files(self, uri: str) -> dict[str, int]:
+        _, prefix, found = cloud.objects(self.aws.client("s3"), uri)
+        return {item["Key"][len(prefix):]: item["Size"] for item in found}
+
+    def copy_checkpoints(self, source: str, into: str) -> int:
+        return cloud.copy_prefix(self.aws.client("s3"), source, into)
 
     # --- before a job ---
     def ensure_image(self) -> None:
@@ -203,6 +235,7 @@ class SageMakerExecutor(Executor):
         self.ready(request["AlgorithmSpecification"]["TrainingImage"], request["InputDataConfig"],
                    request["HyperParameters"])
         self.refuse_duplicate("TrainingJob", request, "make logs ENV={env} JOB={name}")
+        self.start_checkpoints(request)
         self.submit(request)
         return self.follow(request["TrainingJobName"], definitions=request["AlgorithmSpecification"].get(
             "MetricDefinitions", []))
