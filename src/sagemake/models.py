@@ -23,7 +23,7 @@ from sagemake.cli import AwsError, UserError, held_signals, say
 from sagemake.config import Config
 from sagemake.contract import layout
 from sagemake.jobs.endpoint import MANIFEST, OUTPUT
-from sagemake.jobs.training import final_metrics
+from sagemake.jobs.training import SAGEMAKE_IMAGE_TAG, final_metrics
 
 
 def manifest(record: dict, tagged: dict, artifact: Path, executor) -> dict:
@@ -42,6 +42,7 @@ def manifest(record: dict, tagged: dict, artifact: Path, executor) -> dict:
         "git_dirty": tagged.get("git-dirty") == "true",
         **({"tuning_job": tagged["tuning"]} if "tuning" in tagged else {}),  # a trial of `make tune`
         "image": record["AlgorithmSpecification"]["TrainingImage"],
+        **({"sagemake_image": tagged[SAGEMAKE_IMAGE_TAG] == "true"} if SAGEMAKE_IMAGE_TAG in tagged else {}),
         "runtime": record.get("LocalRuntime", "sagemaker"),
         "created": record.get("CreationTime"),
         "ended": record.get("TrainingEndTime"),

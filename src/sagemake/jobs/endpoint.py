@@ -85,3 +85,9 @@ def fetched(config: Config, name: str | None) -> tuple[Path, dict]:
             raise UserError(f"no fetched model of job {name} in {config['MODELS_DIR']}/: "
                             f"run `make fetch{env} JOB={name}`")
     return folder, json.loads((folder / MANIFEST).read_text())
+
+
+def sagemake_image(manifest: dict) -> bool:
+    """Whether the model's image is sagemake's own (so a process can stand in for it), as its training job recorded
+    it; a manifest from before that record says so only of a job that ran as a process."""
+    return manifest.get("sagemake_image", manifest.get("runtime") == "process")

@@ -25,6 +25,7 @@ from sagemake.contract import layout
 from sagemake.data import channels
 
 TAG_PREFIX = "sagemake:"
+SAGEMAKE_IMAGE_TAG = "sagemake-image"  # "true" when the job ran sagemake's own image: what may serve its model
 NO_GIT = "nogit"
 METRIC_VALUE = r"([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|nan|[-+]?inf)"
 # A metric's name stands alone: `rmse` does not match `val_rmse=`, `train:rmse=` or `rmse.std=`.
@@ -334,6 +335,7 @@ def plan(config: Config, executor) -> dict:
             {"Key": f"{TAG_PREFIX}git-sha", "Value": git[0]},
             {"Key": f"{TAG_PREFIX}git-dirty", "Value": json.dumps(git[1])},
             {"Key": f"{TAG_PREFIX}env", "Value": config.env},
+            {"Key": f"{TAG_PREFIX}{SAGEMAKE_IMAGE_TAG}", "Value": json.dumps(config.sagemake_image)},
         ],
     }
     if config["CODE_MODE"] == "script":
@@ -360,7 +362,7 @@ def plan(config: Config, executor) -> dict:
 
 
 def tags(request: dict) -> dict[str, str]:
-    """This tool's tags, without their prefix: project, git-sha, git-dirty, env."""
+    """This tool's tags, without their prefix: project, git-sha, git-dirty, env, sagemake-image."""
     return {t["Key"][len(TAG_PREFIX):]: t["Value"] for t in request.get("Tags", []) if t["Key"].startswith(TAG_PREFIX)}
 
 
