@@ -8,11 +8,13 @@ that copy's image (the one its manifest names) and, like tests/test_container.py
 unless REQUIRE_CONTAINER_TESTS=1; TEST_CONTAINER_FLAGS holds the engine flags this machine needs.
 """
 
+import contextlib
 import csv
 import http.client
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -26,6 +28,7 @@ import pytest
 from conftest import ROOT, sigint_as_a_terminal_gives_it, tool_venv
 from test_container import ENGINE, FLAGS, engine  # noqa: F401 (a fixture)
 
+import sagemake
 from sagemake.contract import serve as serving
 from sagemake.executors.local.serving import ServerFailed, ServingContainer, ServingProcess, model_files
 
@@ -105,7 +108,7 @@ def runtime(request, project):
     repo, _ = project
     if request.param == "process":
         return ServingProcess(repo, Path(sys.executable))  # this run's Python has the image's requirements
-    return ServingContainer(ENGINE, request.getfixturevalue("image"), FLAGS.split())
+    return ServingContainer(ENGINE, request.getfixturevalue("image"), FLAGS.split(), binds_to_port=True)  # its label
 
 
 def start(runtime, project, tmp_path_factory, environment=None):
@@ -160,6 +163,7 @@ def test_a_server_with_no_model_stops_with_one_line(tmp_path):
     with pytest.raises(ServerFailed, match=r"the model server stopped before answering /ping \(exit 1\): "
                                            r"serve: /\S+/model is empty: the model archive's files belong there"):
         server.wait_ready(seconds=60, log=log)
+    assert server.stop() == 1 and not server.scratch.exists()
 
 
 def test_the_servers_settings_come_from_sagemakers_variables(monkeypatch):
@@ -307,7 +311,7 @@ def test_sigterm_lets_the_request_in_flight_finish_then_stops(runtime, project, 
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as client:
         client.sendall(head + body[:len(body) // 2])
         time.sleep(1)  # the worker is reading the body when SIGTERM comes
-        server.runtime.signal(server, kill=False)
+        server.process.send_signal(signal.SIGTERM)  # to the guard, which passes it on
         time.sleep(1)
         assert server.process.poll() is None  # draining, not gone
         client.sendall(body[len(body) // 2:])
@@ -355,11 +359,46 @@ def test_make_predict_bad_input_is_one_line_and_a_non_zero_exit(project, referen
         assert result.returncode != 0, args
         (said,) = [line for line in result.stderr.splitlines() if line.startswith("sagemake:")]
         assert said.startswith(sentence), (args, result.stderr)
-    # A model whose image is not sagemake's, and that no engine has, is not served as a process.
-    result = make(repo, "predict", f"FILE={tmp_path}/short.csv", env={**env, "TRAINING_IMAGE": "theirs:1.0"})
-    assert result.returncode != 0
-    assert ("sagemake: docker has no image sagemake-example:" in result.stderr
-            and "(TRAINING_IMAGE=theirs:1.0 serves only in a container)" in result.stderr), result.stderr
+
+
+@contextlib.contextmanager
+def model_copy(repo: Path, job: str, **manifest):
+    """A copy of the fetched model of job under another job's name, its manifest changed as given: its name."""
+    copy = repo / "models" / f"{job}-copy"
+    shutil.copytree(repo / "models" / job, copy)
+    found = json.loads((copy / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(json.dumps({**found, "job_name": copy.name, **manifest}))
+    try:
+        yield copy.name
+    finally:
+        shutil.rmtree(copy)
+
+
+def test_the_models_manifest_not_the_settings_decides_what_serves_it(project, reference, tmp_path):
+    """The image a model was trained with (its manifest's) serves it, whatever today's settings say: sagemake's
+    own image's model as a process even when TRAINING_IMAGE now names another image; a model of another image,
+    that no engine has, is never served as a process, and nothing advises LOCAL_RUNTIME=process for it."""
+    repo, job = project
+    env = no_engine(tmp_path)
+    (tmp_path / "rows.csv").write_bytes(reference.csv())
+    assert json.loads((repo / "models" / job / "manifest.json").read_text())["sagemake_image"] is True
+    result = make(repo, "predict", f"FILE={tmp_path / 'rows.csv'}", env={**env, "TRAINING_IMAGE": "theirs:1.0"})
+    assert result.returncode == 0, result.stderr
+    assert read_csv_predictions(result.stdout.encode()) == reference.expected()
+    with model_copy(repo, job, image="theirs:1.0", sagemake_image=False) as theirs:
+        for runtime in ("auto", "container", "process"):
+            result = make(repo, "predict", f"FILE={tmp_path / 'rows.csv'}", f"JOB={theirs}",
+                          env={**env, "LOCAL_RUNTIME": runtime})
+            assert result.returncode == 2, (runtime, result.stderr)
+            (said,) = [line for line in result.stderr.splitlines() if line.startswith("sagemake:")]
+            assert f"the model of {theirs} was trained with image theirs:1.0, not sagemake's" in said, said
+            advice = said.rsplit(": ", 1)[1]
+            assert "LOCAL_RUNTIME=process" not in advice and "runtime process" not in result.stderr, said
+            if runtime == "process":
+                assert advice == "serve it in a container with LOCAL_RUNTIME=auto or container", said
+            else:
+                assert said.startswith("sagemake: docker has no image theirs:1.0 (") and \
+                    advice == "start the engine, and pull or build that image", said
 
 
 def test_make_serve_on_a_port_in_use_names_the_port(project, tmp_path):
@@ -419,31 +458,130 @@ def test_make_predict_runs_the_jobs_image_when_the_engine_has_it(project, refere
     assert json.loads(result.stdout) == {"predictions": reference.expected()}
 
 
-def test_an_image_that_is_not_ours_and_has_no_serve_is_named(project, engine, tmp_path):  # noqa: F811
+def test_an_image_without_serve_is_named_as_the_manifest_says_whose_it_is(project, engine, tmp_path):  # noqa: F811
     repo, job = project
     plain = "python:3.11-slim"  # in the engine (the offline base image), with no `serve`
     if subprocess.run([ENGINE, "image", "inspect", plain], capture_output=True).returncode != 0:
         pytest.fail(f"{plain} is not in the engine (tests/container_engine.sh provides it)")
-    theirs = repo / "models" / f"{job}-theirs"
-    theirs.mkdir()
-    for path in model_files(repo / "models" / job):
-        if path.is_file():
-            (theirs / path.name).write_bytes(path.read_bytes())
-    manifest = json.loads((repo / "models" / job / "manifest.json").read_text())
-    (theirs / "manifest.json").write_text(json.dumps({**manifest, "job_name": theirs.name, "image": plain}))
-    try:
-        result = make(repo, "serve", f"JOB={theirs.name}", f"SERVE_PORT={free_port()}",
-                      env={"TRAINING_IMAGE": plain, "CONTAINER_RUN_FLAGS": FLAGS})
-        # With sagemake's own settings, an image of ours without `serve` (an older one, or script mode's).
-        ours = make(repo, "serve", f"JOB={theirs.name}", f"SERVE_PORT={free_port()}",
-                    env={"CONTAINER_RUN_FLAGS": FLAGS})
-    finally:
-        for path in theirs.iterdir():
-            path.unlink()
-        theirs.rmdir()
+    # A model of another image, served without repeating TRAINING_IMAGE, or with it: the same answer.
+    with model_copy(repo, job, image=plain, sagemake_image=False) as theirs:
+        results = [make(repo, "serve", f"JOB={theirs}", f"SERVE_PORT={free_port()}",
+                        env={"CONTAINER_RUN_FLAGS": FLAGS, **settings})
+                   for settings in ({}, {"TRAINING_IMAGE": plain})]
+    for result in results:
+        assert result.returncode != 0
+        assert f"sagemake: image {plain} is not sagemake's and has neither an executable 'serve' on its PATH nor " \
+               "an ENTRYPOINT (SageMaker runs `docker run IMAGE serve`): add one to its Dockerfile" in result.stderr
+        assert "LOCAL_RUNTIME=process" not in result.stderr
+    # A model of an image of ours without `serve` (an older one, or script mode's), whatever the settings say.
+    with model_copy(repo, job, image=plain, sagemake_image=True) as ours:
+        result = make(repo, "serve", f"JOB={ours}", f"SERVE_PORT={free_port()}",
+                      env={"CONTAINER_RUN_FLAGS": FLAGS, "TRAINING_IMAGE": "theirs:1.0"})
     assert result.returncode != 0
-    assert f"sagemake: image {plain} is not sagemake's and has neither an executable 'serve' on its PATH nor " \
-           "an ENTRYPOINT (SageMaker runs `docker run IMAGE serve`): add one to its Dockerfile" in result.stderr
-    assert ours.returncode != 0
     assert f"sagemake: image {plain} has no 'serve' (built before sagemake served models, or a script-mode " \
-           "image, which does not serve yet): `make train` again" in ours.stderr
+           "image, which does not serve yet): `make train` again" in result.stderr
+
+
+# --- Ctrl-C at any moment -------------------------------------------------------------------------------------
+
+
+class CtrlC:
+    """Ctrl-C (a real SIGINT, to this process) at the at-th line of sagemake's code run after the model server first
+    answers /ping 200 (the lines of every function sagemake runs, one after another), or, with at=None, once `make
+    serve` waits for its server, which counts those lines (steps). Installed with sys.settrace for one serve()."""
+
+    SOURCE = os.path.dirname(sagemake.__file__)
+
+    def __init__(self, at: int | None):
+        from sagemake.targets import serve as target
+
+        self.at, self.waiting = at, target.serve.__code__
+        self.armed = self.sent = False
+        self.steps = 0
+
+    def urlopen(self, real):
+        def answered(url, *args, **kwargs):
+            answer = real(url, *args, **kwargs)
+            if str(url).endswith("/ping") and answer.status == 200:
+                self.armed = True
+            return answer
+        return answered
+
+    def trace(self, frame, event, arg):
+        if (self.at is None and self.armed and not self.sent and frame.f_code is subprocess.Popen.wait.__code__
+                and frame.f_back is not None and frame.f_back.f_code is self.waiting):
+            self.interrupt()  # make serve waits for its server: every step is counted
+        return self.line if frame.f_code.co_filename.startswith(self.SOURCE) else None
+
+    def line(self, frame, event, arg):
+        if event == "line" and self.armed and not self.sent:
+            self.steps += 1
+            if self.steps == self.at:
+                self.interrupt()
+        return self.line
+
+    def interrupt(self):
+        self.sent = True
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def serve_until_ctrl_c(config, job: str, at: int | None, monkeypatch) -> CtrlC:
+    """One serve(), the way `make serve` runs it, with Ctrl-C at step at; asserts that the server and all it started
+    are gone once serve() is over (it returned or raised): nothing waits for a guard's own stop here, since this
+    process lives on."""
+    import urllib.request
+
+    from sagemake.executors.local import serving as runtimes
+    from sagemake.targets.serve import serve
+
+    ctrl_c, started = CtrlC(at), []
+
+    class Recorded(runtimes.Server):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            started.append(self)
+
+    monkeypatch.setattr(runtimes, "Server", Recorded)
+    monkeypatch.setattr(urllib.request, "urlopen", ctrl_c.urlopen(urllib.request.urlopen))
+    sys.settrace(ctrl_c.trace)
+    try:
+        serve(config, job)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sys.settrace(None)
+        monkeypatch.undo()
+    assert ctrl_c.sent, f"no Ctrl-C was sent at step {at}"
+    (server,) = started
+    assert server.process.returncode is not None, f"Ctrl-C at step {at}: the server's guard still runs"
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
+    assert server.scratch is None or not server.scratch.exists()
+    if server.container:
+        listed = subprocess.run([ENGINE, "ps", "--all", "--quiet", "--filter", f"name=^{server.container}$"],
+                                capture_output=True, text=True, check=True).stdout
+        assert listed == "", f"Ctrl-C at step {at}: container {server.container} is still there"
+    return ctrl_c
+
+
+def ctrl_c_at_every_step(config, job: str, monkeypatch) -> int:
+    """serve_until_ctrl_c at every step from the first /ping answer to `make serve` waiting: how many."""
+    ignored = signal.signal(signal.SIGINT, signal.default_int_handler)  # a test run in the background ignores it
+    try:
+        steps = serve_until_ctrl_c(config, job, None, monkeypatch).steps
+        assert steps > 10  # the record, the lines said, and what leads there
+        for at in range(1, steps + 1):
+            serve_until_ctrl_c(config, job, at, monkeypatch)
+    finally:
+        signal.signal(signal.SIGINT, ignored)
+    return steps
+
+
+def test_ctrl_c_at_any_moment_after_the_first_ping_stops_make_serve_and_its_server(project, monkeypatch):
+    """A Ctrl-C just as /ping first answers once left the server running on its port (2 tries in 13); here it
+    comes at each step between that answer and make serve waiting, in turn, with the process runtime."""
+    from sagemake.config import resolve
+
+    repo, job = project
+    config = resolve(root=repo, environ={"LOCAL_RUNTIME": "process", "SERVE_PORT": str(free_port())})
+    ctrl_c_at_every_step(config, job, monkeypatch)
