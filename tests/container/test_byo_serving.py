@@ -10,6 +10,7 @@ that can, unless REQUIRE_CONTAINER_TESTS=1.
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -271,8 +272,9 @@ def test_on_the_hosts_network_an_image_without_the_label_is_on_8080_only(wrong_p
     host = ServingContainer(ENGINE, image, ["--network", "host"], binds_to_port=False)
     fixed = (f"image {image} listens on port 8080 only (it has no label {BIND_LABEL}=true) and CONTAINER_RUN_FLAGS "
              "gives it this machine's network")
-    with pytest.raises(UserError, match=f"^SERVE_PORT=9999 cannot be served: {fixed}: serve on SERVE_PORT=8080, or "
-                                        "drop --network host from CONTAINER_RUN_FLAGS$"):
+    refused = f"SERVE_PORT=9999 cannot be served: {fixed}: serve on SERVE_PORT=8080, or drop --network host from " \
+              "CONTAINER_RUN_FLAGS"
+    with pytest.raises(UserError, match=f"^{re.escape(refused)}$"):
         host.reserve(9999)
     with socket.socket() as taken:  # 8080 in use (by this test, or whatever else holds it here)
         try:
@@ -280,7 +282,8 @@ def test_on_the_hosts_network_an_image_without_the_label_is_on_8080_only(wrong_p
             taken.listen()
         except OSError:
             pass
-        with pytest.raises(UserError, match=f"^port 8080 is in use \\(.*\\): {fixed}: stop what listens there"):
+        busy = re.escape(f"{fixed}: stop what listens there")
+        with pytest.raises(UserError, match=rf"^port 8080 is in use \(.*\): {busy}"):
             host.reserve(None)
     port = free_port()  # an image with the label is given any port, the host's network or not
     assert ServingContainer(ENGINE, image, ["--network", "host"], binds_to_port=True).reserve(port) == port

@@ -10,6 +10,7 @@ unless REQUIRE_CONTAINER_TESTS=1; TEST_CONTAINER_FLAGS holds the engine flags th
 
 import contextlib
 import csv
+import dis
 import http.client
 import json
 import os
@@ -486,18 +487,24 @@ def test_an_image_without_serve_is_named_as_the_manifest_says_whose_it_is(projec
 
 
 class CtrlC:
-    """Ctrl-C (a real SIGINT, to this process) at the at-th line of sagemake's code run after the model server first
-    answers /ping 200 (the lines of every function sagemake runs, one after another), or, with at=None, once `make
-    serve` waits for its server, which counts those lines (steps). Installed with sys.settrace for one serve()."""
+    """Ctrl-C (a real SIGINT, to this process) at step at: the at-th line of sagemake's code run after the model
+    server first answers /ping 200 (the lines of every function sagemake runs, one after another), or, with at=None,
+    once `make serve` waits for its server, which counts the steps. Installed with sys.settrace for one serve().
+
+    The signal is sent where Python itself would take one: at the next call (or loop jump, or function start) from
+    that line on, never in the middle of a line, where no real signal can land (an exception raised there, at a
+    `try:` say, would be one no real Ctrl-C can cause)."""
 
     SOURCE = os.path.dirname(sagemake.__file__)
+    TAKEN = {dis.opmap[name] for name in ("PRECALL", "CALL", "CALL_FUNCTION_EX", "JUMP_BACKWARD", "RESUME")
+             if name in dis.opmap}  # where the interpreter runs signal handlers
 
     def __init__(self, at: int | None):
         from sagemake.targets import serve as target
 
         self.at, self.waiting = at, target.serve.__code__
-        self.armed = self.sent = False
-        self.steps = 0
+        self.armed = self.due = self.sent = self.late = False
+        self.steps, self.where = 0, None
 
     def urlopen(self, real):
         def answered(url, *args, **kwargs):
@@ -508,20 +515,31 @@ class CtrlC:
         return answered
 
     def trace(self, frame, event, arg):
-        if (self.at is None and self.armed and not self.sent and frame.f_code is subprocess.Popen.wait.__code__
+        if (self.armed and not self.sent and not self.due and frame.f_code is subprocess.Popen.wait.__code__
                 and frame.f_back is not None and frame.f_back.f_code is self.waiting):
-            self.interrupt()  # make serve waits for its server: every step is counted
-        return self.line if frame.f_code.co_filename.startswith(self.SOURCE) else None
+            self.late = self.at is not None  # step at never came: this run took fewer steps than it should
+            self.interrupt(frame)  # make serve waits for its server: every step is counted
+        if self.due:
+            frame.f_trace_opcodes = True
+        return self.line if self.due or frame.f_code.co_filename.startswith(self.SOURCE) else None
 
     def line(self, frame, event, arg):
-        if event == "line" and self.armed and not self.sent:
+        if event == "line" and self.armed and not self.sent and not self.due:
             self.steps += 1
             if self.steps == self.at:
-                self.interrupt()
+                self.due, self.where = True, f"{frame.f_code.co_name}:{frame.f_lineno}"
+                caller = frame
+                while caller is not None:  # wherever the next call comes, in this function or after it returns
+                    caller.f_trace, caller.f_trace_opcodes = self.line, True
+                    caller = caller.f_back
+        elif event == "opcode" and self.due and frame.f_code.co_code[frame.f_lasti] in self.TAKEN:
+            self.due = False
+            self.interrupt(frame)
         return self.line
 
-    def interrupt(self):
+    def interrupt(self, frame):
         self.sent = True
+        self.where = self.where or f"{frame.f_code.co_name}:{frame.f_lineno}"
         os.kill(os.getpid(), signal.SIGINT)
 
 
@@ -551,8 +569,9 @@ def serve_until_ctrl_c(config, job: str, at: int | None, monkeypatch) -> CtrlC:
     finally:
         sys.settrace(None)
         monkeypatch.undo()
-    assert ctrl_c.sent, f"no Ctrl-C was sent at step {at}"
+    assert ctrl_c.sent and not ctrl_c.late, f"no Ctrl-C was sent at step {at}"
     (server,) = started
+    at = f"{at} ({ctrl_c.where})"
     assert server.process.returncode is not None, f"Ctrl-C at step {at}: the server's guard still runs"
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
@@ -568,6 +587,7 @@ def ctrl_c_at_every_step(config, job: str, monkeypatch) -> int:
     """serve_until_ctrl_c at every step from the first /ping answer to `make serve` waiting: how many."""
     ignored = signal.signal(signal.SIGINT, signal.default_int_handler)  # a test run in the background ignores it
     try:
+        serve_until_ctrl_c(config, job, None, monkeypatch)  # the first imports what the next ones have
         steps = serve_until_ctrl_c(config, job, None, monkeypatch).steps
         assert steps > 10  # the record, the lines said, and what leads there
         for at in range(1, steps + 1):
