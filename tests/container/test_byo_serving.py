@@ -21,9 +21,9 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pytest
-from conftest import copy_repo, sagemake, sigint_as_a_terminal_gives_it, tool_venv
+from conftest import copy_repo, sagemake
 from test_container import ENGINE, FLAGS, REQUIRED, engine, image_of, make  # noqa: F401 - engine is a fixture
-from test_serve import ctrl_c_at_every_step, free_port
+from test_serve import ctrl_c_at_every_step, free_port, started_serve
 
 from sagemake.cli import UserError
 from sagemake.config import resolve
@@ -146,22 +146,10 @@ def listed(repo: Path) -> str:
     return result.stdout + result.stderr
 
 
-def started_serve(repo: Path, job: str, port: int) -> subprocess.Popen:
-    """`make serve` in a session of its own, as a terminal runs it; returned once it says the server is up."""
-    serving = subprocess.Popen(["make", "-s", "serve", f"JOB={job}", f"SERVE_PORT={port}"], cwd=repo,
-                               env={**os.environ, "VENV": tool_venv(), **settings_only()}, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, start_new_session=True,
-                               preexec_fn=sigint_as_a_terminal_gives_it)
-    for line in serving.stdout:
-        if b"serve: Ctrl-C stops it" in line:
-            return serving
-    raise AssertionError(f"make serve ended: {serving.wait()}")
-
-
 def test_make_serve_maps_a_port_to_8080_and_endpoints_lists_it_only_while_it_runs(trained):
     repo, job, image = trained
     port = free_port()
-    serving = started_serve(repo, job, port)
+    serving, _ = started_serve(repo, port, settings_only(), f"JOB={job}")
     try:
         (name,) = containers(port)
         inspected = json.loads(subprocess.run([ENGINE, "inspect", name], capture_output=True, text=True,
@@ -189,7 +177,7 @@ def test_make_serve_maps_a_port_to_8080_and_endpoints_lists_it_only_while_it_run
 def test_kill_9_of_make_serve_stops_its_container_and_endpoints_stops_listing_it(trained):
     repo, job, _ = trained
     port = free_port()
-    serving = started_serve(repo, job, port)
+    serving, _ = started_serve(repo, port, settings_only(), f"JOB={job}")
     try:
         assert len(containers(port)) == 1
         assert f"http://127.0.0.1:{port}" in listed(repo)

@@ -414,28 +414,43 @@ def test_make_serve_on_a_port_in_use_names_the_port(project, tmp_path):
            f"another port with SERVE_PORT={port + 1}" in result.stderr
 
 
+def started_serve(repo: Path, port: int, env: dict, *args: str) -> tuple[subprocess.Popen, bytes]:
+    """`make serve` in a session of its own, as a terminal runs it, and what it said until the server was up."""
+    serving = subprocess.Popen(["make", "-s", "serve", f"SERVE_PORT={port}", *args], cwd=repo,
+                               env={**os.environ, "VENV": tool_venv(), **env}, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, start_new_session=True,
+                               preexec_fn=sigint_as_a_terminal_gives_it)
+    output = b""
+    deadline = time.monotonic() + 120
+    while b"serve: Ctrl-C stops it" not in output and time.monotonic() < deadline:
+        ready, _, _ = select.select([serving.stdout], [], [], 1)
+        if ready:
+            chunk = os.read(serving.stdout.fileno(), 1 << 16)
+            if not chunk:
+                os.killpg(serving.pid, signal.SIGKILL)
+                raise AssertionError(output.decode())
+            output += chunk
+    return serving, output
+
+
+def endpoints(repo: Path) -> str:
+    result = make(repo, "endpoints")
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def test_make_serve_serves_until_ctrl_c_then_drains_and_stops(project, reference, tmp_path):
     repo, job = project
     port = free_port()
-    env = {**os.environ, "VENV": tool_venv(), **no_engine(tmp_path)}
-    serving = subprocess.Popen(["make", "-s", "serve", f"SERVE_PORT={port}"], cwd=repo, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-                               preexec_fn=sigint_as_a_terminal_gives_it)
-    output = b""
+    serving, output = started_serve(repo, port, no_engine(tmp_path))
     try:
-        deadline = time.monotonic() + 120
-        while b"serve: Ctrl-C stops it" not in output and time.monotonic() < deadline:
-            ready, _, _ = select.select([serving.stdout], [], [], 1)
-            if ready:
-                chunk = os.read(serving.stdout.fileno(), 1 << 16)
-                assert chunk, output.decode()
-                output += chunk
         text = output.decode()
         assert f"serve: http://127.0.0.1:{port}" in text
         assert f"curl -s -H 'Content-Type: text/csv' --data-binary @rows.csv http://127.0.0.1:{port}/invocations" \
                in text
         status, _, body = call(port, body=reference.csv(), headers={"Content-Type": "text/csv"})
         assert status == 200 and read_csv_predictions(body) == reference.expected()
+        assert f"http://127.0.0.1:{port}" in endpoints(repo)  # while it runs
         os.killpg(serving.pid, signal.SIGINT)  # Ctrl-C in the terminal: make and the target get it, the server not
         rest, _ = serving.communicate(timeout=60)  # until every holder of the pipe, the server too, is gone
         output += rest
@@ -447,6 +462,33 @@ def test_make_serve_serves_until_ctrl_c_then_drains_and_stops(project, reference
     assert "serve: stopped" in text and "Handling signal: term" in text
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    assert f"http://127.0.0.1:{port}" not in endpoints(repo)  # stopped: no longer listed
+
+
+def test_kill_9_of_make_serve_takes_its_server_along_and_endpoints_stops_listing_it(project, tmp_path):
+    """make serve killed outright (kill -9: no Ctrl-C path runs) left its server on the port, and make endpoints
+    listed it as served."""
+    repo, job = project
+    port = free_port()
+    serving, _ = started_serve(repo, port, no_engine(tmp_path))
+    try:
+        assert call(port, "/ping", method="GET")[0] == 200
+        os.killpg(serving.pid, signal.SIGKILL)  # make and sagemake at once; the server is in a session of its own
+        serving.wait()
+        deadline = time.monotonic() + 60  # the guard looks every 0.2 s; the server drains first
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            except ConnectionRefusedError:
+                break
+            time.sleep(0.2)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    finally:
+        if serving.poll() is None:
+            os.killpg(serving.pid, signal.SIGKILL)
+    assert f"http://127.0.0.1:{port}" not in endpoints(repo)
+    assert "serve" in (repo / "models/deployments.jsonl").read_text()  # recorded, and not listed
 
 
 def test_make_predict_runs_the_jobs_image_when_the_engine_has_it(project, reference, image, tmp_path):
