@@ -634,6 +634,7 @@ def ctrl_c_at_every_step(config, job: str, monkeypatch) -> int:
         assert steps > 10  # the record, the lines said, and what leads there
         for at in range(1, steps + 1):
             serve_until_ctrl_c(config, job, at, monkeypatch)
+        print(f"\n==> Ctrl-C at each of {steps} steps from the first /ping answer: nothing left running")
     finally:
         signal.signal(signal.SIGINT, ignored)
     return steps

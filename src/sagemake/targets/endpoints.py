@@ -21,7 +21,8 @@ from sagemake.executors.local.guarded import running
 
 def endpoints(config: Config, executor: Executor) -> None:
     rows = [("WHERE", "ENV", "EVENT", "JOB", "SHA256", "IMAGE", "SINCE")]
-    for (env, where), entry in sorted(current(config).items(), key=lambda item: item[1]["time"], reverse=True):
+    latest = current(config)
+    for (env, where), entry in sorted(latest.items(), key=lambda item: item[1]["time"], reverse=True):
         event = entry["event"]
         if event == "serve" and not running(entry.get("executor")):
             continue  # a local server lives as long as the `make serve` that started it: this one has stopped
@@ -30,7 +31,9 @@ def endpoints(config: Config, executor: Executor) -> None:
         rows.append((where, env, event, entry.get("job", "-"), (entry.get("sha256") or "-")[:12],
                      entry.get("image", "-"), entry["time"]))
     if len(rows) == 1:
-        say(f"nothing served, transformed or deployed yet (the record is {config['MODELS_DIR']}/{RECORDS})")
+        said = "no model is served now, and none was transformed or deployed" if latest else \
+            "nothing served, transformed or deployed yet"
+        say(f"{said} (the record is {config['MODELS_DIR']}/{RECORDS})")
         return
     print_table(rows)
 

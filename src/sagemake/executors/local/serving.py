@@ -173,13 +173,13 @@ class ServingContainer:
     def reached(self, port: int) -> str:
         """Where the server was looked for, why there, and what makes it answer."""
         if self.binds_to_port:
-            where = (f"on port {port} of this machine (the container has its network)" if self.host_network
+            where = (f"on port {port} of this machine (the container shares its network)" if self.host_network
                      else f"on {LOOPBACK}:{port}, mapped to port {port} in the container")
             return (f"{where}: image {self.image} declares {BIND_LABEL}=true, so it was given "
                     f"SAGEMAKER_BIND_TO_PORT={port} and must listen there: make its server listen on "
                     f"0.0.0.0:$SAGEMAKER_BIND_TO_PORT, or remove the label and listen on {CONTAINER_PORT}")
-        where = (f"on port {CONTAINER_PORT} of this machine (the container has its network)" if self.host_network
-                 else f"on {LOOPBACK}:{port}, mapped to port {CONTAINER_PORT} in the container")
+        where = (f"on port {CONTAINER_PORT} of this machine (the container shares its network)"
+                 if self.host_network else f"on {LOOPBACK}:{port}, mapped to port {CONTAINER_PORT} in the container")
         return (f"{where}: image {self.image} has no label {BIND_LABEL}=true, so it must listen on port "
                 f"{CONTAINER_PORT}, as SageMaker's contract says: make its server listen on 0.0.0.0:{CONTAINER_PORT}, "
                 "or give the image the label and listen on $SAGEMAKER_BIND_TO_PORT")
@@ -207,9 +207,6 @@ class ServingProcess:
 
     def describe(self) -> str:
         return f"process (the job's Python, from {REQUIREMENTS})"
-
-    def bind_host(self) -> str:
-        return LOOPBACK
 
     def reserve(self, asked: int | None) -> int:
         return reserve(LOOPBACK, asked)
