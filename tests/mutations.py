@@ -486,12 +486,16 @@ MUTATIONS = {
         "    def __exit__(self, *exc) -> None:\n        pass", "tests/local/test_serve.py -k ctrl_c_at_any"),
     "a served model's process outlives a killed make serve": (
         "src/sagemake/executors/local/serving.py",
-        'process = guarded([str(self.python), str(self.root / "docker" / SERVE)], env, [], output)',
+        'process = guarded([str(self.python), str(self.root / "docker" / SERVE)], env, ["--scratch", str(scratch)],\n'
+        "                              output)",
         'process = subprocess.Popen([str(self.python), str(self.root / "docker" / SERVE)], env=env, stdout=output, '
         "start_new_session=True)", "tests/local/test_serve.py -k kill_9"),
     "make endpoints lists a stopped server": (
         "src/sagemake/targets/endpoints.py", 'if event == "serve" and not running(entry.get("executor")):',
         "if False:", "tests/local/test_serve.py -k until_ctrl_c_then"),
+    "a killed make serve's scratch tree left behind": (
+        "src/sagemake/executors/local/guard.py", "    if scratch:\n        shutil.rmtree",
+        "    if False:\n        shutil.rmtree", "tests/local/test_serve.py -k kill_9"),
 }
 
 

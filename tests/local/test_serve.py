@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -484,11 +485,20 @@ def test_kill_9_of_make_serve_takes_its_server_along_and_endpoints_stops_listing
             time.sleep(0.2)
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        while scratch_of(repo / "models" / job) and time.monotonic() < deadline:  # the guard removes it last
+            time.sleep(0.2)
+        assert scratch_of(repo / "models" / job) == []  # the server's /opt/ml tree went with it
     finally:
         if serving.poll() is None:
             os.killpg(serving.pid, signal.SIGKILL)
     assert f"http://127.0.0.1:{port}" not in endpoints(repo)
     assert "serve" in (repo / "models/deployments.jsonl").read_text()  # recorded, and not listed
+
+
+def scratch_of(model: Path) -> list[Path]:
+    """The process runtime's /opt/ml trees (sagemake-serve-* in the temporary folder) that serve this model."""
+    return [tree for tree in Path(tempfile.gettempdir()).glob("sagemake-serve-*")
+            if any(link.resolve().parent == model.resolve() for link in (tree / "model").glob("*"))]
 
 
 def test_make_predict_runs_the_jobs_image_when_the_engine_has_it(project, reference, image, tmp_path):

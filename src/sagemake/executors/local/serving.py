@@ -227,7 +227,8 @@ class ServingProcess:
                "HOME": str(home), "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
                serving.PORT_VARIABLE: str(port), serving.HOST_VARIABLE: LOOPBACK}
         try:
-            process = guarded([str(self.python), str(self.root / "docker" / SERVE)], env, [], output)
+            process = guarded([str(self.python), str(self.root / "docker" / SERVE)], env, ["--scratch", str(scratch)],
+                              output)
         except OSError:
             shutil.rmtree(scratch, ignore_errors=True)
             raise
