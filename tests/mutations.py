@@ -613,6 +613,43 @@ MUTATIONS = {
     "request digest blind to CHECKPOINT_FROM": (
         "src/sagemake/jobs/__init__.py", 'kept = ("sagemake:data:", "sagemake:checkpoint-from")',
         'kept = ("sagemake:data:",)', "tests/unit/test_aws_calls.py -k request_digest"),
+    "a container reached on the port it was given, not on 8080": (
+        "src/sagemake/executors/local/serving.py", "        inside = port if self.binds_to_port else CONTAINER_PORT",
+        "        inside = port", "tests/container/test_byo_serving.py -k reach_its_port"),
+    "SAGEMAKER_BIND_TO_PORT given to an image without the label": (
+        "src/sagemake/executors/local/serving.py",
+        "**({serving.PORT_VARIABLE: str(port)} if self.binds_to_port else {})}", "serving.PORT_VARIABLE: str(port)}",
+        "tests/container/test_byo_serving.py -k maps_a_port"),
+    "the bind-to-port label not read": (
+        "src/sagemake/executors/local/serving.py", 'labels.get(BIND_LABEL) == "true"),', "False),",
+        "tests/container/test_byo_serving.py -k label_decides"),
+    "a silent server's error names no port": (
+        "src/sagemake/executors/local/serving.py", 'f"{self.runtime.reached(self.port)}{_last_line(', 'f"{_last_line(',
+        "tests/container/test_byo_serving.py -k label_decides"),
+    "today's settings decide what serves a model": (
+        "src/sagemake/executors/local/serving.py", "    ours = sagemake_image(manifest)",
+        "    ours = config.sagemake_image", "tests/local/test_serve.py -k manifest_not_the_settings"),
+    "a job's image not recorded as sagemake's or not": (
+        "src/sagemake/jobs/training.py", "json.dumps(config.sagemake_image)}", "json.dumps(True)}",
+        "tests/unit/test_request.py -k own_image"),
+    "a Ctrl-C as the server first answers leaves it running": (
+        "src/sagemake/executors/local/serving.py", "        except BaseException:\n            if self.server",
+        "        except Exception:\n            if self.server", "tests/local/test_serve.py -k ctrl_c_at_any"),
+    "the end of a serving block leaves the server running": (
+        "src/sagemake/executors/local/serving.py", "    def __exit__(self, *exc) -> None:\n        self.server.stop()",
+        "    def __exit__(self, *exc) -> None:\n        pass", "tests/local/test_serve.py -k ctrl_c_at_any"),
+    "a served model's process outlives a killed make serve": (
+        "src/sagemake/executors/local/serving.py",
+        'process = guarded([str(self.python), str(self.root / "docker" / SERVE)], env, ["--scratch", str(scratch)],\n'
+        "                              output)",
+        'process = subprocess.Popen([str(self.python), str(self.root / "docker" / SERVE)], env=env, stdout=output, '
+        "start_new_session=True)", "tests/local/test_serve.py -k kill_9"),
+    "make endpoints lists a stopped server": (
+        "src/sagemake/targets/endpoints.py", 'if event == "serve" and not running(entry.get("executor")):',
+        "if False:", "tests/local/test_serve.py -k until_ctrl_c_then"),
+    "a killed make serve's scratch tree left behind": (
+        "src/sagemake/executors/local/guard.py", "    if scratch:\n        shutil.rmtree",
+        "    if False:\n        shutil.rmtree", "tests/local/test_serve.py -k kill_9"),
 }
 
 

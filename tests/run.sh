@@ -126,7 +126,8 @@ main() {
   "$venv/bin/shellcheck" -x "${files[@]}"
 
   say "test: ruff"
-  "$venv/bin/ruff" check --no-cache src tests scripts bench examples docker/train docker/serve docker/train-script
+  "$venv/bin/ruff" check --no-cache src tests scripts bench examples docker/train docker/serve docker/train-script \
+    examples/byo-serving/program/train examples/byo-serving/program/serve
 
   say "test: hadolint, CircleCI schema"
   files=()

@@ -24,7 +24,7 @@ from sagemake.cli import AwsError, UserError, held_signals, say
 from sagemake.config import Config
 from sagemake.contract import layout
 from sagemake.jobs.endpoint import MANIFEST, OUTPUT
-from sagemake.jobs.training import CHECKPOINT_FROM_TAG, final_metrics
+from sagemake.jobs.training import CHECKPOINT_FROM_TAG, SAGEMAKE_IMAGE_TAG, final_metrics
 
 
 def manifest(record: dict, tagged: dict, artifact: Path, executor) -> dict:
@@ -45,6 +45,7 @@ def manifest(record: dict, tagged: dict, artifact: Path, executor) -> dict:
         # the job whose checkpoints it started from (CHECKPOINT_FROM)
         **({"checkpoint_from": tagged[CHECKPOINT_FROM_TAG]} if CHECKPOINT_FROM_TAG in tagged else {}),
         "image": record["AlgorithmSpecification"]["TrainingImage"],
+        **({"sagemake_image": tagged[SAGEMAKE_IMAGE_TAG] == "true"} if SAGEMAKE_IMAGE_TAG in tagged else {}),
         "runtime": record.get("LocalRuntime", "sagemaker"),
         "created": record.get("CreationTime"),
         "ended": record.get("TrainingEndTime"),

@@ -63,3 +63,9 @@ MANIFEST = "manifest.json"
 
 
 OUTPUT = "output"  # MODELS_DIR/<job>/output/: the job's /opt/ml/output/data/
+
+
+def sagemake_image(manifest: dict) -> bool:
+    """Whether the model's image is sagemake's own (so a process can stand in for it), as its training job recorded
+    it; a manifest from before that record says so only of a job that ran as a process."""
+    return manifest.get("sagemake_image", manifest.get("runtime") == "process")

@@ -27,6 +27,7 @@ from sagemake.data import channels
 
 TAG_PREFIX = "sagemake:"
 CHECKPOINT_FROM_TAG = "checkpoint-from"  # the job whose checkpoints a job started from (CHECKPOINT_FROM)
+SAGEMAKE_IMAGE_TAG = "sagemake-image"  # "true" when the job ran sagemake's own image: what may serve its model
 NO_GIT = "nogit"
 METRIC_VALUE = r"([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|nan|[-+]?inf)"
 # A metric's name stands alone: `rmse` does not match `val_rmse=`, `train:rmse=` or `rmse.std=`.
@@ -362,6 +363,7 @@ def plan(config: Config, executor) -> dict:
             {"Key": f"{TAG_PREFIX}git-sha", "Value": git[0]},
             {"Key": f"{TAG_PREFIX}git-dirty", "Value": json.dumps(git[1])},
             {"Key": f"{TAG_PREFIX}env", "Value": config.env},
+            {"Key": f"{TAG_PREFIX}{SAGEMAKE_IMAGE_TAG}", "Value": json.dumps(config.sagemake_image)},
         ],
     }
     if config["CODE_MODE"] == "script":
@@ -403,7 +405,7 @@ def seeded_from(config: Config, executor, request: dict) -> None:
 
 
 def tags(request: dict) -> dict[str, str]:
-    """This tool's tags, without their prefix: project, git-sha, git-dirty, env."""
+    """This tool's tags, without their prefix: project, git-sha, git-dirty, env, sagemake-image."""
     return {t["Key"][len(TAG_PREFIX):]: t["Value"] for t in request.get("Tags", []) if t["Key"].startswith(TAG_PREFIX)}
 
 
