@@ -157,3 +157,16 @@ def test_a_bad_checkpoint_from_is_one_line_before_anything_is_built_uploaded_or_
     # A place holding a copy of that job's files (a run cut short after the copy, before the job) is taken again.
     client("s3").put_object(Bucket="train-bucket", Key="checkpoints/new/checkpoint.joblib", Body=b"state")
     assert planned("sibling")["CheckpointConfig"]["S3Uri"] == f"{CHECKPOINTS}/new/"
+    # A place holding a newer checkpoint of the same size (a fixed-size one, as torch saves) is no copy cut short.
+    job("first", "Completed", f"{CHECKPOINTS}/first")
+    client("s3").put_object(Bucket="train-bucket", Key="checkpoints/first/model.pt", Body=b"epoch-03")
+    client("s3").put_object(Bucket="train-bucket", Key="checkpoints/second/model.pt", Body=b"epoch-09")
+    config = resolve(root=ROOT, environ={**environment(tmp_path, example_data), "CHECKPOINT_FROM": "first",
+                                         "CHECKPOINT_S3_URI": f"{CHECKPOINTS}/second"})
+    request = {"TrainingJobName": "third", "CheckpointConfig": {"S3Uri": f"{CHECKPOINTS}/second/"},
+               "Tags": [{"Key": "sagemake:checkpoint-from", "Value": "first"}]}
+    with pytest.raises(UserError, match=rf"^CHECKPOINT_FROM=first: {CHECKPOINTS}/second/, where the new job keeps its "
+                                        r"checkpoints, holds 1 other file\(s\) already"):
+        SageMakerExecutor(config).start_checkpoints(request)
+    assert client("s3").get_object(Bucket="train-bucket", Key="checkpoints/second/model.pt")["Body"].read() == (
+        b"epoch-09")

@@ -8,7 +8,12 @@ import signal
 import subprocess
 import time
 
+import pytest
 from conftest import ROOT, sagemake, sigint_as_a_terminal_gives_it, tool_venv
+
+from sagemake.cli import UserError
+from sagemake.config import resolve
+from sagemake.executors.local.executor import LocalExecutor
 
 HP = "n_estimators=1000 learning_rate=0.01"  # 20 steps of 50 rounds: saved after the first, then every 5 s
 
@@ -111,3 +116,22 @@ def test_make_clean_jobs_passes_checkpoints_on_and_refuses_another_choice(tmp_pa
     deleted = make("KEEP=2", "CHECKPOINTS=delete")
     assert deleted.returncode == 0 and "removed the checkpoints of 1 job(s) gone" in deleted.stderr
     assert not place.exists()
+
+
+def test_a_newer_checkpoint_of_the_same_size_is_refused_not_overwritten(tmp_path):
+    """A place holding a file of the same path and size as the source's but another content (a fixed-size torch
+    checkpoint of a newer epoch) holds other checkpoints: refused, left as it was."""
+    places = tmp_path / "jobs" / "checkpoints"
+    for job, content in (("first", "epoch-03"), ("second", "epoch-09")):
+        (places / job).mkdir(parents=True)
+        (places / job / "model.pt").write_text(content)
+    config = resolve(root=ROOT, environ={"JOBS_DIR": str(tmp_path / "jobs"), "LOCAL_RUNTIME": "process"})
+    request = {"TrainingJobName": "third", "CheckpointConfig": {"S3Uri": (places / "second").as_uri()},
+               "Tags": [{"Key": "sagemake:checkpoint-from", "Value": "first"}]}
+    with pytest.raises(UserError, match=r"^CHECKPOINT_FROM=first: .*/second, where the new job keeps its checkpoints, "
+                                        r"holds 1 other file\(s\) already"):
+        LocalExecutor(config).start_checkpoints(request)
+    assert (places / "second" / "model.pt").read_text() == "epoch-09"
+    (places / "second" / "model.pt").write_text("epoch-03")  # a copy cut short is copied into again
+    LocalExecutor(config).start_checkpoints(request)
+    assert (places / "second" / "model.pt").read_text() == "epoch-03"

@@ -66,8 +66,9 @@ class Executor(ABC):
         no such job, it still runs, or it kept none."""
 
     @abstractmethod
-    def checkpoint_files(self, uri: str) -> dict[str, int]:
-        """The files a checkpoint place holds, each path below it with its bytes (none when it does not exist)."""
+    def checkpoint_files(self, uri: str) -> dict[str, str]:
+        """The files a checkpoint place holds, each path below it with a digest of its content (none when it does not
+        exist): two files of the same size but another content (a newer epoch) differ."""
 
     @abstractmethod
     def copy_checkpoints(self, source: str, into: str) -> int:

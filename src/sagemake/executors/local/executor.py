@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from sagemake import jsonfile, sourcedir
-from sagemake.archive import pack, tree, unpack
+from sagemake.archive import pack, sha256, tree, unpack
 from sagemake.cli import UserError, interrupted_by_signals, say
 from sagemake.clock import now
 from sagemake.contract import layout
@@ -127,10 +127,10 @@ class LocalExecutor(Executor):
                             "/opt/ml/checkpoints): name a job that did")
         return place.as_uri()
 
-    def checkpoint_files(self, uri: str) -> dict[str, int]:
+    def checkpoint_files(self, uri: str) -> dict[str, str]:
         place = uri_path(uri)
         found = sorted(path for path in place.rglob("*") if path.is_file()) if place.is_dir() else []
-        return {path.relative_to(place).as_posix(): path.stat().st_size for path in found}
+        return {path.relative_to(place).as_posix(): sha256(path) for path in found}
 
     def copy_checkpoints(self, source: str, into: str) -> int:
         shutil.copytree(uri_path(source), uri_path(into), symlinks=True, dirs_exist_ok=True)

@@ -132,9 +132,10 @@ class SageMakerExecutor(Executor):
                             "trainer wrote none to /opt/ml/checkpoints, or they were deleted): name another job")
         return uri
 
-    def checkpoint_files(self, uri: str) -> dict[str, int]:
+    def checkpoint_files(self, uri: str) -> dict[str, str]:
+        """Each object's ETag, the digest S3 keeps of its content (a copy within S3 keeps it)."""
         _, prefix, found = cloud.objects(self.aws.client("s3"), uri)
-        return {item["Key"][len(prefix):]: item["Size"] for item in found}
+        return {item["Key"][len(prefix):]: item["ETag"] for item in found}
 
     def copy_checkpoints(self, source: str, into: str) -> int:
         return cloud.copy_prefix(self.aws.client("s3"), source, into)
