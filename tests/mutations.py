@@ -657,8 +657,11 @@ MUTATIONS = {
     "S3 checkpoints compared by size, not content": (
         "src/sagemake/executors/sagemaker/executor.py", 'item["Key"][len(prefix):]: item["ETag"]',
         'item["Key"][len(prefix):]: item["Size"]', "tests/aws/test_checkpoints_prod.py -k bad_checkpoint_from"),
+    "the report's ledger shows the newest job's metric alone": (
+        "src/sagemake/report.py", "parts += _ledger(found, metric_columns([one.record for one in found], chosen))",
+        "parts += _ledger(found, [primary] if primary else [])",
+        "tests/unit/test_report_charts.py -k ledger_shows"),
 }
-
 def caught(name: str) -> bool:
     file, before, after, tests = MUTATIONS[name]
     path = ROOT / file

@@ -16,6 +16,7 @@ import math
 from datetime import datetime, timezone
 
 from sagemake.history import Job, cost_per_day
+from sagemake.jobs.training import main_metric, metric_columns
 from sagemake.jobs.tuning import trial_number
 from sagemake.pricing import bill_cells, money, total_cells
 
@@ -31,10 +32,11 @@ p.note { color: #555; font-size: 0.9em; } .chart { max-width: 1100px; }
 """
 
 
-def page(project: str, where: str, primary: str | None, found: list[Job], runs: list[dict], leaderboards: dict,
+def page(project: str, where: str, chosen: str, found: list[Job], runs: list[dict], leaderboards: dict,
          now: datetime | None = None) -> str:
-    """The whole report as one HTML document. leaderboards: {tuning run: (header, rows)} as `make tune-jobs`
-    prints them."""
+    """The whole report as one HTML document. chosen: PRIMARY_METRIC; the primary metric is the newest job's main
+    one, from its own record (as the ledger's), not today's METRICS. leaderboards: {tuning run: (header, rows)} as
+    `make tune-jobs` prints them."""
     now = now or datetime.now(timezone.utc)
     title = f"{project}: jobs report"
     parts = [f"<h1>{_e(title)}</h1>",
@@ -44,7 +46,8 @@ def page(project: str, where: str, primary: str | None, found: list[Job], runs: 
         parts.append(f"<p id=empty>No jobs of {_e(project)} yet ({_e(where)}): <code>make train</code> runs one, "
                      "then <code>make report</code> shows it here.</p>")
     else:
-        parts += _ledger(found, primary)
+        primary = main_metric(found[0].record, chosen)
+        parts += _ledger(found, metric_columns([one.record for one in found], chosen))
         parts.append("<h2>Primary metric across jobs</h2>")
         parts.append(_chart(figures, primary_figure(found, primary)) if primary else
                      "<p class=note>No metric is declared (METRICS): nothing to follow across jobs.</p>")
@@ -91,13 +94,15 @@ def _value(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def _ledger(found: list[Job], primary: str | None) -> list[str]:
+def _ledger(found: list[Job], columns: list[str]) -> list[str]:
+    """Each job's row, with a column per main metric of the jobs (as `make jobs`)."""
+    columns = columns or ["metric"]
     rows = [[one.name, one.status, one.created[:19].replace("T", " "), f"{one.seconds}s", *bill_cells(one.bill),
-             _value(one.metrics.get(primary)) if primary else "-", one.commit, one.tuning or ""] for one in found]
-    rows.append(["TOTAL", "", "", "", *total_cells([one.bill for one in found]), "", "", ""])
-    header = ["job", "status", "created (UTC)", "duration", "billable", "cost", "spot saved", primary or "metric",
-              "commit", "tuning run"]
-    return ["<h2>Ledger</h2>", _table(header, rows, {3, 4, 5, 6, 7}, "ledger")]
+             *(_value(one.metrics.get(column)) for column in columns), one.commit, one.tuning or ""] for one in found]
+    rows.append(["TOTAL", "", "", "", *total_cells([one.bill for one in found]), *[""] * len(columns), "", ""])
+    header = ["job", "status", "created (UTC)", "duration", "billable", "cost", "spot saved", *columns, "commit",
+              "tuning run"]
+    return ["<h2>Ledger</h2>", _table(header, rows, set(range(3, 7 + len(columns))), "ledger")]
 
 
 def primary_figure(found: list[Job], primary: str):

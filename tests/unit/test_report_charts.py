@@ -79,3 +79,21 @@ def test_make_jobs_and_plan_never_import_the_report_or_plotly(example_data, tmp_
         modules = imported(target, DATA_DIR=str(example_data), JOBS_DIR=str(tmp_path))
         assert not re.search(r"\| +(plotly|sagemake\.report)\b", modules)
     assert re.search(r"\| +sagemake\.report\b", imported("report", JOBS_DIR=str(tmp_path / "none yet")))
+
+
+def test_the_ledger_shows_a_column_for_each_jobs_main_metric_as_make_jobs_does():
+    def job(name, created, metric, value):
+        record = {"TrainingJobName": name, "TrainingJobStatus": "Completed", "CreationTime": created,
+                  "TrainingTimeInSeconds": 60, "FinalMetricDataList": [{"MetricName": metric, "Value": value}],
+                  "AlgorithmSpecification": {"TrainingImage": "img", "MetricDefinitions": [
+                      {"Name": metric, "Regex": f"{metric}=(.*)"}]}}
+        return Job(name, record, {"git-sha": "1a2b3c4"}, Entry(60, 0.01, None, True))
+
+    found = [job("acme-new", "2026-12-07T10:00:00", "auc", 0.91), job("acme-old", "2026-12-07T09:00:00", "rmse", 0.5)]
+    text = page("acme", "locally, in jobs/", "", found, [], {})
+    ledger = re.search(r"<table id=ledger>.*?</table>", text, re.S).group(0)
+    header = re.findall(r"<th[^>]*>(.*?)</th>", ledger)
+    assert header[7:9] == ["auc", "rmse"]
+    rows = {row[0]: row for row in (re.findall(r"<td[^>]*>(.*?)</td>", tr)
+                                    for tr in re.findall(r"<tr>(.*?)</tr>", ledger, re.S)) if row}
+    assert rows["acme-new"][7:9] == ["0.9100", "-"] and rows["acme-old"][7:9] == ["-", "0.5000"]

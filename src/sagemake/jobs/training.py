@@ -236,6 +236,11 @@ def main_metric(record: dict, chosen: str = "") -> str | None:
     return chosen if chosen in declared else next(iter(declared), None)
 
 
+def metric_columns(records: list[dict], chosen: str = "") -> list[str]:
+    """The ledger's metric columns (`make jobs`, `make report`): each job's main metric, once, in the jobs' order."""
+    return list(dict.fromkeys(metric for metric in (main_metric(record, chosen) for record in records) if metric))
+
+
 def metric_definitions(names: list[str]) -> list[dict]:
     """Regexes matching the `name=value` lines a job prints, the name standing alone."""
     return [{"Name": name, "Regex": METRIC_START + re.escape(name) + "=" + METRIC_VALUE} for name in names]

@@ -18,7 +18,7 @@ import sys
 from sagemake.cli import Exit, UserError, print_table, run, say
 from sagemake.config import Config, resolve
 from sagemake.executors import Executor, for_config
-from sagemake.jobs.training import duration, final_metrics, main_metric
+from sagemake.jobs.training import duration, final_metrics, metric_columns
 from sagemake.jobs.tuning import run_of
 from sagemake.pricing import PROCESSING, Prices, bill_cells, cost, ledger_entry, money, total_cells
 
@@ -28,10 +28,10 @@ def list_jobs(config: Config, executor: Executor, limit: int) -> int:
     pool when it has one), then the totals; then this project's processing jobs, each with its status, duration and
     $ (none: nothing more); where the prices came from on stderr."""
     prices = executor.prices()
-    rows, pools, entries, mains, values = [], [], [], [], []  # each row's main metric, and every one it recorded
+    rows, pools, entries, records, values = [], [], [], [], []  # each row's record, and every metric it recorded
     for name in executor.names(limit):
         record = executor.describe(name)
-        mains.append(main_metric(record, config["PRIMARY_METRIC"]))
+        records.append(record)
         values.append(final_metrics(record))
         entries.append(ledger_entry(record, prices))
         rows.append([name, record["TrainingJobStatus"], f"{duration(record)}s", *bill_cells(entries[-1])])
@@ -48,7 +48,7 @@ def list_jobs(config: Config, executor: Executor, limit: int) -> int:
     else:
         header = ["JOB", "STATUS", "DURATION", "BILLABLE", "COST", "SPOT SAVED"]
         total = ["TOTAL", "", "", *total_cells(entries)]
-        columns = list(dict.fromkeys(metric for metric in mains if metric)) or ["METRIC"]  # each job's main one
+        columns = metric_columns(records, config["PRIMARY_METRIC"]) or ["METRIC"]  # each job's main one
         header += columns
         total += [""] * len(columns)
         rows = [row + [f"{found[column]:.4f}" if column in found else "-" for column in columns]

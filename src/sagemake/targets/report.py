@@ -23,7 +23,6 @@ from sagemake import history
 from sagemake.cli import Exit, UserError, run, say
 from sagemake.config import resolve
 from sagemake.executors import for_config
-from sagemake.jobs.training import main_metric
 
 REPORT = "build/report.html"
 JOBS, RUNS = 100, 20
@@ -44,9 +43,7 @@ def main(argv: list[str]) -> int:
     found = history.jobs(executor, int(argv[0]) if argv else JOBS, prices, series=True)
     runs = history.tunings(executor, RUNS) if found else []
     boards = {run["HyperParameterTuningJobName"]: leaderboard(run, executor, prices) for run in runs}
-    # The newest job's main metric, from its own record (as the ledger's), not today's METRICS.
-    primary = main_metric(found[0].record, config["PRIMARY_METRIC"]) if found else None
-    text = page(config["PROJECT_NAME"], executor.where(), primary, found, runs, boards)
+    text = page(config["PROJECT_NAME"], executor.where(), config["PRIMARY_METRIC"], found, runs, boards)
     path = config.root / REPORT
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
