@@ -104,7 +104,7 @@ report: setup $(REPORT_STAMP)
 
 .PHONY: compare
 compare: setup
-	@$(RUN) compare $${JOBS:+$$JOBS}
+	@$(RUN) compare "$${JOBS:-}"
 
 .PHONY: tune-plan
 tune-plan: setup

@@ -661,7 +661,12 @@ MUTATIONS = {
         "src/sagemake/report.py", "parts += _ledger(found, metric_columns([one.record for one in found], chosen))",
         "parts += _ledger(found, [primary] if primary else [])",
         "tests/unit/test_report_charts.py -k ledger_shows"),
+    "make compare's JOBS globbed by the shell": (
+        "Makefile", '\t@$(RUN) compare "$${JOBS:-}"\n', "\t@$(RUN) compare $${JOBS:+$$JOBS}\n",
+        "tests/local/test_compare.py -k refuses"),
 }
+
+
 def caught(name: str) -> bool:
     file, before, after, tests = MUTATIONS[name]
     path = ROOT / file

@@ -55,7 +55,9 @@ def test_compare_refuses_one_job_or_an_unknown_one_in_one_line(two_jobs):
                        (f"{first} {first}", "make compare takes two or more jobs"),
                        ("", "make compare takes two or more jobs: make compare JOBS='<job> <job>'"),
                        (f"{first} nobody-1", "no local job named 'nobody-1' in jobs/: `make jobs` lists them"),
-                       (f"{first} ../jobs", "JOBS='../jobs' is not a job name")):
+                       (f"{first} ../jobs", "JOBS='../jobs' is not a job name"),
+                       ("*", "JOBS='*' is not a job name"),  # read as given, never a shell's glob of the folder
+                       (f"{first} *", "JOBS='*' is not a job name")):
         done = make(repo, "compare", f"JOBS={jobs}")
         assert done.returncode == 2, (jobs, done.stderr)
         (line,) = [line for line in done.stderr.splitlines() if line.startswith("sagemake: ")]

@@ -19,7 +19,7 @@ from sagemake import history
 from sagemake.cli import Exit, UserError, print_table, run
 from sagemake.config import resolve
 from sagemake.executors import for_config
-from sagemake.jobs.training import job_named
+from sagemake.jobs.training import job_named, words
 from sagemake.pricing import bill_cells
 
 WIDEST = 48  # characters of a value shown: a long hyperparameter or image URI is cut, marked with ...
@@ -57,7 +57,10 @@ def _cut(value: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    names = list(dict.fromkeys(job_named(name, "JOBS") for name in argv))
+    """argv: the jobs' names, as words (make passes JOBS as one argument, quoted: split here, never globbed by a
+    shell)."""
+    named = [name for argument in argv for name in words(argument, "JOBS")]
+    names = list(dict.fromkeys(job_named(name, "JOBS") for name in named))
     if len(names) < 2:
         given = f" (JOBS={' '.join(names)!r} names one)" if names else ""
         raise UserError(f"make compare takes two or more jobs{given}: make compare JOBS='<job> <job>' "
