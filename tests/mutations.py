@@ -664,6 +664,9 @@ MUTATIONS = {
     "make compare's JOBS globbed by the shell": (
         "Makefile", '\t@$(RUN) compare "$${JOBS:-}"\n', "\t@$(RUN) compare $${JOBS:+$$JOBS}\n",
         "tests/local/test_compare.py -k refuses"),
+    "compare's checkpoint from row always empty": (
+        "src/sagemake/history.py", '"checkpoint from": self.tags.get(CHECKPOINT_FROM_TAG, "-"),',
+        '"checkpoint from": "-",', "tests/unit/test_report_charts.py -k checkpoints_it_started"),
 }
 
 

@@ -15,7 +15,7 @@ from sagemake import jsonfile
 from sagemake.config import Config
 from sagemake.executors import Executor
 from sagemake.jobs.endpoint import MANIFEST
-from sagemake.jobs.training import duration, final_metrics
+from sagemake.jobs.training import CHECKPOINT_FROM_TAG, duration, final_metrics
 from sagemake.jobs.tuning import TUNING_TAG
 from sagemake.pricing import Entry, Prices, ledger_entry
 
@@ -94,7 +94,7 @@ class Job:
             "spot": "yes" if record.get("EnableManagedSpotTraining") else "no",
             "max wait s": str(stopping.get("MaxWaitTimeInSeconds", "-")),
             "keep alive s": str(resources.get("KeepAlivePeriodInSeconds", "-")),
-            "checkpoints": "yes" if record.get("CheckpointConfig") else "no",
+            "checkpoint from": self.tags.get(CHECKPOINT_FROM_TAG, "-"),
             "input modes": " ".join(f"{c['ChannelName']}={c.get('InputMode', 'File')}"
                                     for c in record.get("InputDataConfig", [])),
             "distribution": " ".join(

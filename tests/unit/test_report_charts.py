@@ -97,3 +97,11 @@ def test_the_ledger_shows_a_column_for_each_jobs_main_metric_as_make_jobs_does()
     rows = {row[0]: row for row in (re.findall(r"<td[^>]*>(.*?)</td>", tr)
                                     for tr in re.findall(r"<tr>(.*?)</tr>", ledger, re.S)) if row}
     assert rows["acme-new"][7:9] == ["0.9100", "-"] and rows["acme-old"][7:9] == ["-", "0.5000"]
+
+
+def test_a_jobs_settings_name_the_job_whose_checkpoints_it_started_from():
+    record = {"TrainingJobStatus": "Completed", "AlgorithmSpecification": {"TrainingImage": "img"},
+              "CheckpointConfig": {"S3Uri": "file:///jobs/checkpoints/acme-2/"}}  # every local job has a place
+    bill = Entry(60, 0.01, None, True)
+    assert Job("acme-2", record, {"checkpoint-from": "acme-1"}, bill).settings["checkpoint from"] == "acme-1"
+    assert Job("acme-3", record, {}, bill).settings["checkpoint from"] == "-"
