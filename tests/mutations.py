@@ -667,6 +667,12 @@ MUTATIONS = {
     "compare's checkpoint from row always empty": (
         "src/sagemake/history.py", '"checkpoint from": self.tags.get(CHECKPOINT_FROM_TAG, "-"),',
         '"checkpoint from": "-",', "tests/unit/test_report_charts.py -k checkpoints_it_started"),
+    "an offer file that is not a JSON object read as one": (
+        "src/sagemake/price_list.py", "        if not isinstance(offer, dict):\n            raise",
+        "        if False:\n            raise", "tests/unit/test_price_list.py -k not_sagemakers"),
+    "an offer file without products makes an empty table": (
+        "src/sagemake/price_list.py", '        if not offer.get("products"):\n            raise',
+        "        if False:\n            raise", "tests/unit/test_price_list.py -k not_sagemakers"),
 }
 
 
