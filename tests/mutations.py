@@ -673,6 +673,9 @@ MUTATIONS = {
     "an offer file without products makes an empty table": (
         "src/sagemake/price_list.py", '        if not offer.get("products"):\n            raise',
         "        if False:\n            raise", "tests/unit/test_price_list.py -k not_sagemakers"),
+    "the report written over in place": (
+        "src/sagemake/targets/report.py", "    jsonfile.write_text(path, text)",
+        "    path.write_text(text)", "tests/local/test_report.py -k remade"),
 }
 
 

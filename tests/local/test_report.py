@@ -55,3 +55,15 @@ def test_the_report_with_no_jobs_says_so(tmp_path):
     page = open_page(repo / "build/report.html", tmp_path / "empty.png")
     assert page.errors == []
     assert "No jobs of sagemake-example yet (locally, in jobs/): make train runs one" in page.text
+
+
+def test_the_report_is_remade_whole_a_reader_of_the_old_one_never_sees_it_half_written(tmp_path):
+    repo = copy_repo(tmp_path / "new project")
+    report = repo / "build/report.html"
+    report.parent.mkdir(parents=True)
+    report.write_text("the old report\n")
+    with report.open() as reader:  # a browser reading the page as it is remade
+        assert make(repo, "report").returncode == 0
+        assert reader.read() == "the old report\n"  # replaced by another file, never written over in place
+    assert "No jobs of sagemake-example yet" in report.read_text()
+    assert sorted(p.name for p in report.parent.iterdir()) == ["report.html"]  # nothing left beside it

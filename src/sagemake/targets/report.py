@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 
-from sagemake import history
+from sagemake import history, jsonfile
 from sagemake.cli import Exit, UserError, run, say
 from sagemake.config import resolve
 from sagemake.executors import for_config
@@ -45,8 +45,7 @@ def main(argv: list[str]) -> int:
     boards = {run["HyperParameterTuningJobName"]: leaderboard(run, executor, prices) for run in runs}
     text = page(config["PROJECT_NAME"], executor.where(), config["PRIMARY_METRIC"], found, runs, boards)
     path = config.root / REPORT
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    jsonfile.write_text(path, text)  # a browser reloading it meanwhile reads the old page whole, never half
     said = f"{len(found)} job(s), {len(runs)} tuning run(s)" if found else \
         f"no jobs of {config['PROJECT_NAME']} yet ({executor.where()}): an empty report; `make train` runs one"
     say(f"report: {path.relative_to(config.root)} ({len(text.encode()) / 1e6:.1f} MB): {said}; open it in a browser")
