@@ -94,8 +94,9 @@ def table_from(paths: list[Path], instance_types: list[str], regions: list[str])
         versions.add(offer.get("version", "?"))
         dates.add(offer.get("publicationDate", "")[:10])
     if not prices:
-        raise UserError(f"the offer files price none of {', '.join(instance_types)} in {len(regions)} commercial "
-                        f"regions: give {OFFER_FILES} (the whole service's, or those regions')")
+        raise UserError(f"the offer files price none of the table's {len(instance_types)} instance types in its "
+                        f"{len(regions)} commercial regions: give {OFFER_FILES} (the whole service's, or those "
+                        "regions')")
     ordered = {region: {kind: dict(sorted(prices[region][kind].items(), key=lambda i: instance_types.index(i[0])))
                         for kind in KINDS if kind in prices[region]} for region in regions if region in prices}
     return Table(f"AWS Price List, offer AmazonSageMaker version {', '.join(sorted(versions))} "

@@ -102,8 +102,8 @@ def test_offer_files_that_disagree_or_are_not_sagemakers_are_refused(tmp_path):
     empty.write_text(json.dumps({"offerCode": "AmazonSageMaker", "version": "1", "products": {}}))
     with pytest.raises(UserError, match=rf"^the offer file {empty} lists no products: give the Price List's "):
         table_from([empty], TYPES, commercial_regions())
-    with pytest.raises(UserError, match=r"^the offer files price none of ml.nothing.large in 2 commercial regions: "
-                                        r"give the Price List's"):
+    with pytest.raises(UserError, match=r"^the offer files price none of the table's 1 instance types in its 2 "
+                                        r"commercial regions: give the Price List's"):
         table_from([OFFER], ["ml.nothing.large"], ["us-east-1", "eu-west-1"])
 
 
