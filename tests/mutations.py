@@ -517,8 +517,8 @@ MUTATIONS = {
         'script = \'<script src="https://cdn.plot.ly/plotly-3.3.0.min.js"></script>\'',
         "tests/local/test_report.py -k numbers"),
     "make jobs loads the report": (
-        "src/sagemake/targets/jobs.py", "from sagemake.jobs.training import duration, final_metrics, main_metric",
-        "import sagemake.report\nfrom sagemake.jobs.training import duration, final_metrics, main_metric",
+        "src/sagemake/targets/jobs.py", "from sagemake.jobs.training import duration, final_metrics, metric_columns",
+        "import sagemake.report\nfrom sagemake.jobs.training import duration, final_metrics, metric_columns",
         "tests/unit/test_report_charts.py -k never_import"),
     "compare shows what is the same first": (
         "src/sagemake/targets/compare.py", "(same if len(set(values)) == 1 else differ)",
@@ -549,8 +549,8 @@ MUTATIONS = {
         "src/sagemake/jobs/__init__.py", "first = first[:-len(TRACEBACK)] + lines[-1]", "first = first",
         "tests/local/test_messages.py -k several_lines"),
     "the ledger's metric from today's settings": (
-        "src/sagemake/targets/jobs.py", 'mains.append(main_metric(record, config["PRIMARY_METRIC"]))',
-        'mains.append(main_metric({}, config["PRIMARY_METRIC"]))', "tests/local/test_messages.py -k ledger"),
+        "src/sagemake/jobs/training.py", "(main_metric(record, chosen) for record in records)",
+        "(main_metric({}, chosen) for record in records)", "tests/local/test_messages.py -k ledger"),
     "a fetch suggested of a job that cannot be fetched": (
         "src/sagemake/models.py", '    asked(lambda: executor.completed(job, "serve"))\n', "",
         "tests/local/test_messages.py -k suggested"),
