@@ -141,11 +141,11 @@ def price_list():
 @pytest.fixture
 def aws(moto_endpoint, price_list, monkeypatch, tmp_path_factory):
     """A clean emulated AWS for one test, reached through AWS_ENDPOINT_URL with dummy credentials; the Price List
-    API is the stand-in's, and the price cache a folder of the test's own. SageMaker's names are unique, as on AWS
-    (emulator.refuse_taken_names)."""
+    API is the stand-in's, and the price cache a folder of the test's own. SageMaker's names are unique, and a
+    training job keeps its MetricDefinitions, as on AWS (emulator.refuse_taken_names, keep_metric_definitions)."""
     import urllib.request
 
-    from emulator import refuse_taken_names
+    from emulator import keep_metric_definitions, refuse_taken_names
 
     urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")).read()
     price_list.reset()
@@ -158,9 +158,10 @@ def aws(moto_endpoint, price_list, monkeypatch, tmp_path_factory):
         "AWS_EC2_METADATA_DISABLED": "true",
     }.items():
         monkeypatch.setenv(name, value)
-    restore = refuse_taken_names()
+    restores = [refuse_taken_names(), keep_metric_definitions()]
     yield moto_endpoint
-    restore()
+    for restore in reversed(restores):
+        restore()
 
 
 @pytest.fixture(scope="session")

@@ -129,8 +129,14 @@ class Engine:
         return answer is not None and answer.returncode == 0
 
     def has(self, image: str) -> bool:
-        answer = self._quiet("image", "inspect", image, timeout=20)
-        return answer is not None and answer.returncode == 0
+        return self.inspect(image) is not None
+
+    def inspect(self, image: str) -> dict | None:
+        """The image's own configuration (Entrypoint, Labels, ...); None when the engine does not have it."""
+        answer = self._quiet("image", "inspect", "--format", "{{json .Config}}", image, timeout=20)
+        if answer is None or answer.returncode != 0:
+            return None
+        return json.loads(answer.stdout.strip() or "null") or {}
 
     def build(self, image: str) -> None:
         """Build the image from DOCKERFILE and BUILD_CONTEXT; it takes its content tag only once it is shown to

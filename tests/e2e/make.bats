@@ -302,15 +302,15 @@ image inspect $image"
   done
 }
 
-@test "make serve and make predict without a fetched model name the make fetch to run" {
+@test "make serve and make predict without a fetched model say what to run, only when it works" {
   printf '1,2\n' >rows.csv
   run make serve
   assert_failure
-  assert_output --partial "sagemake: no fetched model in models/: run \`make fetch\` (the latest job's model) or \`make train\`"
+  assert_output --partial "sagemake: no fetched model in models/, and no jobs of sagemake-example yet (locally, in jobs/): run \`make train\` first"
   local job=sagemake-example-abc1234-20261202-101500-123
   run make predict FILE=rows.csv JOB="$job"
   assert_failure
-  assert_output --partial "sagemake: no fetched model of job $job in models/: run \`make fetch JOB=$job\`"
+  assert_output --partial "sagemake: no fetched model of job $job in models/, and no local job named '$job' in jobs/: \`make jobs\` lists them"
   run make serve JOB=../models
   assert_failure
   assert_output --partial "is not a job name (1-63 letters, digits or '-')"

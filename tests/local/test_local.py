@@ -23,7 +23,7 @@ from sagemake.archive import pack, tree, unpack
 from sagemake.cli import UserError
 from sagemake.config import resolve
 from sagemake.executors.local.executor import LocalExecutor
-from sagemake.executors.local.runtimes import ContainerRuntime, ProcessRuntime, toolkit_environment
+from sagemake.executors.local.runtimes import ContainerRuntime, ProcessRuntime, cpu_shares, toolkit_environment
 
 PROGRAM = """
 import json, os, signal, sys, time
@@ -34,6 +34,9 @@ if mode == "silent":
     sys.exit(3)
 (base / "model/env.json").write_text(json.dumps(dict(os.environ)))
 (base / "model/seen.txt").write_text((base / "input/data/train/rows.csv").read_text())
+if mode == "cpus":
+    print(json.dumps({"host": json.loads((base / "input/config/resourceconfig.json").read_text())["current_host"],
+                      "affinity": sorted(os.sched_getaffinity(0)), "count": os.cpu_count()}), flush=True)
 if mode == "write-input":
     try:
         with (base / "input/data/train/rows.csv").open("a") as rows:
@@ -111,6 +114,34 @@ def members(archive):
         return sorted(tar.getnames())
 
 
+def test_each_host_of_several_runs_on_its_own_share_of_the_cores(setup, capfd):
+    jobs, runtime, request = setup
+    two = request(mode="cpus")
+    two["ResourceConfig"]["InstanceCount"] = 2
+    assert jobs.run(two, runtime, grace_seconds=5)["TrainingJobStatus"] == "Completed"
+    seen = {}
+    for line in capfd.readouterr().out.splitlines():
+        host, _, text = line.partition("] ")
+        if text.startswith("{"):
+            seen[host.lstrip("[")] = json.loads(text)
+    shares = cpu_shares(["algo-1", "algo-2"])
+    assert {host: s["affinity"] for host, s in seen.items()} == shares
+    assert {host: s["count"] for host, s in seen.items()} == {host: len(cores) for host, cores in shares.items()}
+    one = request(name="job-2", mode="cpus")
+    jobs.run(one, runtime, grace_seconds=5)
+    alone = json.loads(next(line for line in capfd.readouterr().out.splitlines() if line.startswith("{")))
+    assert alone["affinity"] == sorted(os.sched_getaffinity(0))  # one host has the whole machine
+
+
+def test_hosts_share_the_cores_in_blocks_or_take_turns_when_more_than_cores():
+    hosts = [f"algo-{n}" for n in range(1, 5)]
+    assert cpu_shares(hosts[:1], [0, 1]) == {"algo-1": [0, 1]}
+    assert cpu_shares(hosts[:2], [0, 1]) == {"algo-1": [0], "algo-2": [1]}
+    assert cpu_shares(hosts, [0, 1]) == {"algo-1": [0], "algo-2": [1], "algo-3": [0], "algo-4": [1]}
+    assert cpu_shares(hosts[:3], list(range(8))) == {"algo-1": [0, 1, 2], "algo-2": [3, 4, 5], "algo-3": [6, 7]}
+    assert cpu_shares(hosts[:2], [2, 5, 7]) == {"algo-1": [2, 5], "algo-2": [7]}
+
+
 def test_completed_job_answers_like_describe_training_job(setup, capfd):
     jobs, runtime, request = setup
     record = jobs.run(request(), runtime, grace_seconds=5)
@@ -130,6 +161,18 @@ def test_completed_job_answers_like_describe_training_job(setup, capfd):
     assert json.loads((folder / "request.json").read_text())["TrainingJobName"] == "job-1"
     assert "loss=0.25" in (folder / "train.log").read_text()
     assert "loss=0.25" in capfd.readouterr().out  # streamed to the terminal as well
+
+
+def test_every_metric_value_is_kept_with_its_step_and_when_it_was_printed(setup):
+    jobs, runtime, request = setup
+    record = jobs.run(request(), runtime, grace_seconds=5)
+    series = jobs.metric_series("job-1")
+    assert [(p["Step"], p["Value"]) for p in series["loss"]] == [(0, 0.5), (1, 0.25)]
+    first, last = (p["Timestamp"] for p in series["loss"])
+    assert record["CreationTime"] <= first <= last <= record["TrainingEndTime"]
+    assert record["FinalMetricDataList"] == [{"MetricName": "loss", "Value": 0.25, "Timestamp": last}]
+    (jobs.folder("job-1") / "metrics.json").unlink()  # a job from before metrics.json: its log, without times
+    assert jobs.metric_series("job-1") == {"loss": [{"Step": 0, "Value": 0.5}, {"Step": 1, "Value": 0.25}]}
 
 
 def test_the_contract_environment_and_tree(setup):
@@ -294,6 +337,9 @@ def test_runtime_choice(tmp_path):
         executor(DOCKERFILE="x/Dockerfile").runtime(request)
     with pytest.raises(UserError, match="LOCAL_RUNTIME=process runs only sagemake's own images"):
         executor(LOCAL_RUNTIME="process", TRAINING_IMAGE="theirs:1").runtime(request)
+    with pytest.raises(UserError, match=r"\(TRAINING_IMAGE=theirs:1 runs only in a container\): start the engine and "
+                                        "pull or build it$"):  # `make build` builds no prebuilt image
+        executor(TRAINING_IMAGE="theirs:1").runtime(request)
 
 
 def test_unpack_refuses_members_outside_the_folder_even_without_extraction_filters(tmp_path, monkeypatch):
@@ -532,7 +578,7 @@ def test_a_spot_drill_interrupts_the_job_which_resumes_from_its_checkpoint_to_th
     statuses = [t["Status"] for t in record["SecondaryStatusTransitions"]]
     assert statuses[statuses.index("Interrupted"):] == ["Interrupted", "Restarting", "Training", "Uploading",
                                                         "Completed"]
-    assert record["CheckpointConfig"]["S3Uri"].endswith(f"/{drilled_job}/ml/checkpoints")
+    assert record["CheckpointConfig"]["S3Uri"].endswith(f"/jobs/checkpoints/{drilled_job}")  # outside its folder
     log = (tmp_path / "jobs" / drilled_job / "train.log").read_text()
     assert "train: stopped by SIGTERM" in log
     resumed = re.search(r"resumed from the checkpoint at round (\d+) of 1000", log)
@@ -576,3 +622,29 @@ def test_clean_jobs_keeps_the_data_copy_a_running_processing_job_reads(setup):
                                                             "LocalChannels": {"raw": copy}}))
     jobs.prune(1)
     assert not (jobs.jobs_dir / ".channels" / copy).exists()
+
+
+def test_checkpoint_from_a_running_job_or_one_that_kept_none_is_refused_in_one_line(setup, started):
+    from sagemake.jobs.training import seeded_from
+
+    jobs, runtime, request = setup
+    kept = {"CheckpointConfig": {"S3Uri": jobs.checkpoint_uri("job-1"), "LocalPath": "/opt/ml/checkpoints"}}
+    jobs.run({**request(), **kept}, runtime, 5)  # its program writes nothing to /opt/ml/checkpoints
+    place = jobs.jobs_dir / "checkpoints" / "job-1"
+    assert (jobs.folder("job-1") / "ml/checkpoints").resolve() == place and place.is_dir()
+    started(jobs, request("running", mode="sleep"), grace=2)
+
+    def seeded(source):
+        jobs.config.values["CHECKPOINT_FROM"] = source
+        new = {**request("job-2"), "Tags": [], "CheckpointConfig": {"S3Uri": jobs.checkpoint_uri("job-2")}}
+        seeded_from(jobs.config, jobs.executor, new)
+
+    with pytest.raises(UserError, match=r"^CHECKPOINT_FROM=running: the job is still running, its checkpoints still "
+                                        r"changing: wait for it to end, or stop it \(Ctrl-C in its terminal\)$"):
+        seeded("running")
+    with pytest.raises(UserError, match=r"^CHECKPOINT_FROM=job-1: the job kept no checkpoints \(its trainer wrote "
+                                        r"nothing to /opt/ml/checkpoints\): name a job that did$"):
+        seeded("job-1")
+    with pytest.raises(UserError, match=r"^CHECKPOINT_FROM='\.\./job-1' is not a job name"):
+        seeded("../job-1")
+    assert sorted(p.name for p in (jobs.jobs_dir / "checkpoints").iterdir()) == ["job-1"]  # nothing made for job-2

@@ -151,7 +151,8 @@ def test_request_carries_every_setting(tmp_path, example_data):
     assert request["ResourceConfig"] == {"InstanceType": "ml.c5.2xlarge", "InstanceCount": 1, "VolumeSizeInGB": 80}
     assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 600}
     assert request["Environment"] == {"MODE": "fast", "TOKEN_FILE": "/x"}
-    assert tags(request) == {"project": "churn", "git-sha": "nogit", "git-dirty": "false", "env": "local"}
+    assert tags(request) == {"project": "churn", "git-sha": "nogit", "git-dirty": "false", "env": "local",
+                             "sagemake-image": "true"}
     assert "RoleArn" not in request  # none configured: local jobs need none
 
 
@@ -166,6 +167,7 @@ def test_with_your_own_image_hyperparameters_pass_as_strings_and_metrics_come_fr
                          METRICS="rmse r2")
     assert request["HyperParameters"] == {"alpha": "0.5", "layers": "[1,2]"}  # no schema of ours applies
     assert request["AlgorithmSpecification"]["TrainingImage"] == "theirs:1.0"
+    assert tags(request)["sagemake-image"] == "false"  # its model is served by that image alone
     assert [d["Name"] for d in request["AlgorithmSpecification"]["MetricDefinitions"]] == ["rmse", "r2"]
     with pytest.raises(UserError, match="PRIMARY_METRIC='mae' is not a declared metric: use one of rmse, r2"):
         local_plan(ROOT, example_data, TRAINING_IMAGE="theirs:1.0", METRICS="rmse r2", PRIMARY_METRIC="mae")

@@ -16,9 +16,9 @@ from pathlib import Path
 from sagemake.cli import UserError, run
 from sagemake.config import Config, resolve
 from sagemake.contract import serve as serving
-from sagemake.executors.local.serving import ServerFailed, free_port, start
-from sagemake.jobs.endpoint import fetched
+from sagemake.executors.local.serving import ServerFailed, Serving
 from sagemake.jobs.training import job_named
+from sagemake.models import fetched
 
 CONTENT_TYPES = {".csv": serving.CSV, ".json": serving.JSON}
 REQUEST_SECONDS = serving.DEFAULT_TIMEOUT_SECONDS + 10
@@ -36,11 +36,8 @@ def predict(config: Config, file: str, name: str | None) -> int:
     body = path.read_bytes()
     folder, manifest = fetched(config, name)
     with tempfile.NamedTemporaryFile(prefix="sagemake-serve-", suffix=".log") as log:
-        server = start(config, folder, manifest, free_port(), output=log, log=Path(log.name))
-        try:
+        with Serving(config, folder, manifest, output=log, log=Path(log.name)) as server:
             status, answer = post(server.url, body, kind)
-        finally:
-            server.stop()
     if status != 200:
         raise UserError(f"the model server refused {file} ({status}): {answer.decode(errors='replace').strip()}")
     sys.stdout.buffer.write(answer)

@@ -19,6 +19,7 @@ from sagemake import data
 from sagemake.cli import Exit, JobFailed, UserError, run
 from sagemake.config import Config, resolve
 from sagemake.executors import Executor, for_config
+from sagemake.jobs import reason_line
 from sagemake.jobs.training import data_tags, plan
 from sagemake.models import fetch
 
@@ -38,7 +39,7 @@ def train(config: Config, executor: Executor) -> int:
         return Exit.INTERRUPTED
     status = record["TrainingJobStatus"]
     if status != "Completed":
-        reason = record.get("FailureReason") or record["SecondaryStatus"]
+        reason = reason_line(record.get("FailureReason") or record["SecondaryStatus"])
         raise JobFailed(f"job {name} {status}: {reason} (log: `make logs{executor.env_flag()} JOB={name}`)")
     fetch(config, executor, name)
     return Exit.OK
