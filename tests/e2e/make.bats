@@ -338,6 +338,7 @@ image inspect $image"
   local said="$BATS_TEST_TMPDIR/said"
   : >"$said"
   # The step ends once the line is there: no clock is read by the test.
+  # shellcheck disable=SC2016,SC2094 # $1 is the inner shell's; the step reads what the ticker writes, on purpose
   with_progress setup bash -c 'until grep -q "still at it" "$1"; do sleep 0.2; done' _ "$said" 2>>"$said"
   run cat "$said"
   assert_line "==> setup: still at it (10 s)"
