@@ -6,7 +6,9 @@ context the way the engine does and applies .dockerignore with Docker's own
 rules: those of moby's patternmatcher and ignorefile, walked as BuildKit's fsutil
 walks a local context. Docker's legacy builder gives the same files except in one
 corner (see `_can_skip`) and ignores `<Dockerfile>.dockerignore`; buildah/podman
-differ in a few more corners. Only the standard library is used.
+differ in a few more corners. It also reads what a Dockerfile's COPY and ADD take
+from the context, so that a source the ignore file keeps out is named, with the
+ignore file's line, before any build. Only the standard library is used.
 """
 
 from __future__ import annotations
