@@ -337,7 +337,9 @@ image inspect $image"
   source scripts/lib/common.sh
   local said="$BATS_TEST_TMPDIR/said"
   : >"$said"
-  # The step ends once the line is there: no clock is read by the test.
+  # The step ends once the line is there: no clock is read by the test. Its own shell expands $1, and it reads
+  # the file its stderr goes to on purpose: it waits for what with_progress wrote there.
+  # shellcheck disable=SC2016,SC2094
   with_progress setup bash -c 'until grep -q "still at it" "$1"; do sleep 0.2; done' _ "$said" 2>>"$said"
   run cat "$said"
   assert_line "==> setup: still at it (10 s)"
