@@ -111,7 +111,7 @@ def _ready(base: Path, wanted: dict, files: list[Path], wheels: list[Path]) -> t
     base.mkdir(parents=True, exist_ok=True)
     with (base / ".lock").open("a") as update:
         if not _lock_now(update, fcntl.LOCK_EX):  # one command looks at them or changes them at a time
-            say("setup: another sagemake command is making or updating the job's Python: waiting for it")
+            say("setup: waiting for another sagemake command, which is setting up the job's Python")
             fcntl.flock(update, fcntl.LOCK_EX)
         for old in base.iterdir():
             if old.is_dir() and old.name not in SLOTS:  # an older sagemake's, one per change of requirements

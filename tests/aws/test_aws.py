@@ -406,7 +406,7 @@ def test_build_and_push_creates_the_repository_once_and_skips_a_pushed_tag(aws, 
     calls.unlink()
     kept = run_target("build", env, engine, tmp_path)
     assert kept.returncode == 0, kept.stderr
-    assert calls.read_text().splitlines() == ["info", f"image inspect {image}", *engine_calls(image)[-2:]]
+    assert calls.read_text().splitlines() == [*engine_calls(image)[:2], *engine_calls(image)[-2:]]
 
     register_image(image)  # what the push did in a real ECR
     calls.unlink()
@@ -421,10 +421,13 @@ def engine_calls(image: str) -> list[str]:
     """What building and pushing IMAGE asks of the engine, in order."""
     return [
         "info",
-        f"image inspect {image}",
+        f"image inspect --format {{{{json .Config}}}} {image}",  # there already? (its labels too)
+        "buildx version",  # which builder reads the .dockerignore files
         f"build --network host -f {ROOT}/docker/Dockerfile -t {image}-unchecked {ROOT}",
         f"image inspect --format {{{{json .Config.Entrypoint}}}} {image}-unchecked",  # no ENTRYPOINT: `train` on PATH?
         f"run --rm --network host --entrypoint sh {image}-unchecked -c command -v train",
+        f"run --rm --network host --entrypoint python {image}-unchecked -m sagemake.contract.imports "
+        "/opt/program/src/trainer",  # every module the trainer imports is in the image
         f"tag {image}-unchecked {image}",  # its content tag, once it is shown to start
         f"rmi {image}-unchecked",
         f"login --username AWS --password-stdin {image.split('/')[0]}",

@@ -273,7 +273,7 @@ STUB
   assert_output --partial "build: $image is up to date"
   run cat "$ENGINE_CALLS"
   assert_output "info
-image inspect $image
+image inspect --format {{json .Config}} $image
 buildx version
 build -f $PROJECT/docker/Dockerfile -t $image-unchecked $PROJECT
 image inspect --format {{json .Config.Entrypoint}} $image-unchecked
@@ -282,7 +282,7 @@ run --rm --entrypoint python $image-unchecked -m sagemake.contract.imports /opt/
 tag $image-unchecked $image
 rmi $image-unchecked
 info
-image inspect $image"
+image inspect --format {{json .Config}} $image"
 }
 
 @test "the scripts and the targets print their usage with --help and exit 0" {
@@ -337,8 +337,9 @@ image inspect $image"
   source scripts/lib/common.sh
   local said="$BATS_TEST_TMPDIR/said"
   : >"$said"
-  # The step ends once the line is there: no clock is read by the test.
-  # shellcheck disable=SC2016,SC2094 # $1 is the inner shell's; the step reads what the ticker writes, on purpose
+  # The step ends once the line is there: no clock is read by the test. Its own shell expands $1, and it reads
+  # the file its stderr goes to on purpose: it waits for what with_progress wrote there.
+  # shellcheck disable=SC2016,SC2094
   with_progress setup bash -c 'until grep -q "still at it" "$1"; do sleep 0.2; done' _ "$said" 2>>"$said"
   run cat "$said"
   assert_line "==> setup: still at it (10 s)"
