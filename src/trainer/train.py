@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 from pathlib import Path
 
@@ -134,14 +133,15 @@ def _plot_curves(labels, scores, metrics, model_dir: Path) -> None:
     """ROC and precision-recall curves on the validation channel, saved beside the model."""
     from matplotlib import pyplot as plt
 
-    for name, figure in curve_figures(labels, scores, metrics, os.environ.get("TRAINING_JOB_NAME", "")).items():
+    for name, figure in curve_figures(labels, scores, metrics).items():
         figure.savefig(model_dir / name, metadata={"Software": None})
         plt.close(figure)
 
 
-def curve_figures(labels, scores, metrics, job: str) -> dict:
+def curve_figures(labels, scores, metrics) -> dict:
     """{file name: matplotlib Figure}: the ROC curve with the chance diagonal, and the precision-recall curve with
-    its baseline (the share of positives, what a model that guesses gets), each titled with the job."""
+    its baseline (the share of positives, what a model that guesses gets). Part of the model, so not titled with
+    the job's name: the same inputs give the same model bytes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -163,8 +163,6 @@ def curve_figures(labels, scores, metrics, job: str) -> dict:
         axes.plot(*chance, linestyle="--", color="grey", label=chance_label)
         axes.set(xlabel=xlabel, ylabel=ylabel, title=title, xlim=(0, 1), ylim=(0, 1.02))
         axes.legend(loc="lower right" if name == "roc.png" else "lower left", fontsize=8)
-        if job:
-            figure.suptitle(job, fontsize=7)
         figure.tight_layout()
         figures[name] = figure
     return figures
