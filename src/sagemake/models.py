@@ -16,6 +16,7 @@ import os
 import tarfile
 import tempfile
 import zlib
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -115,7 +116,7 @@ def fetch(config: Config, executor, name: str | None = None) -> Path:
     return destination
 
 
-def fetched(config: Config, name: str | None) -> tuple[Path, dict]:
+def fetched(config: Config, name: str | None, executor: Callable[[], object]) -> tuple[Path, dict]:
     """MODELS_DIR/<job>/ and its manifest: the named job's, or the newest fetched there. When there is none, the
     one line names a command that fetches it only when the job can be fetched (it exists and Completed where ENV
     runs jobs); else it says why not, as fetch would."""
@@ -128,9 +129,7 @@ def fetched(config: Config, name: str | None) -> tuple[Path, dict]:
             return folder, json.loads((folder / MANIFEST).read_text())
     elif (models / name / MANIFEST).is_file():
         return models / name, json.loads((models / name / MANIFEST).read_text())
-    from sagemake.executors import for_config
-
-    executor = for_config(config)
+    executor = executor()  # asked only now: where jobs run, to say whether a fetch would work
     where = f"no fetched model{f' of job {name}' if name else ''} in {config['MODELS_DIR']}/"
 
     def asked(question):  # no job to fetch, or none with a model: a fetch would fail too, so none is suggested

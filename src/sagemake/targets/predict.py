@@ -16,6 +16,7 @@ from pathlib import Path
 from sagemake.cli import UserError, run
 from sagemake.config import Config, resolve
 from sagemake.contract import serve as serving
+from sagemake.executors import for_config
 from sagemake.executors.local.serving import ServerFailed, Serving
 from sagemake.jobs.training import job_named
 from sagemake.models import fetched
@@ -34,7 +35,7 @@ def predict(config: Config, file: str, name: str | None) -> int:
     if not path.is_file():
         raise UserError(f"FILE={file} does not exist")
     body = path.read_bytes()
-    folder, manifest = fetched(config, name)
+    folder, manifest = fetched(config, name, lambda: for_config(config))
     with tempfile.NamedTemporaryFile(prefix="sagemake-serve-", suffix=".log") as log:
         with Serving(config, folder, manifest, output=log, log=Path(log.name)) as server:
             status, answer = post(server.url, body, kind)

@@ -18,6 +18,7 @@ import sys
 
 from sagemake.cli import UserError, run, say
 from sagemake.config import Config, resolve
+from sagemake.executors import for_config
 from sagemake.executors.local.guarded import process_identity
 from sagemake.executors.local.serving import ServerFailed, Serving
 from sagemake.jobs.training import job_named
@@ -25,7 +26,7 @@ from sagemake.models import fetched
 
 
 def serve(config: Config, name: str | None) -> int:
-    folder, manifest = fetched(config, name)
+    folder, manifest = fetched(config, name, lambda: for_config(config))
     with Serving(config, folder, manifest, config.int("SERVE_PORT")) as server:
         from sagemake.deployments import record
 

@@ -112,7 +112,7 @@ class LocalTransforms:
     def model(self, job: str | None) -> str:
         from sagemake.models import fetched  # no fetched model: what would fetch it, when that works
 
-        self.folder, self.manifest = fetched(self.config, job)
+        self.folder, self.manifest = fetched(self.config, job, lambda: self.executor)
         return self.manifest["job_name"]
 
     def provenance(self) -> dict:
