@@ -730,6 +730,9 @@ MUTATIONS = {
     "a long install step silent": (
         "src/sagemake/job_python.py", "if time.monotonic() - last[0] >= TICK:", "if False:",
         "tests/local/test_job_python.py -k still_at_it"),
+    "early stopping judges only the last step read": (
+        "src/sagemake/executors/local/tuning.py", "            if trial.should_prune():",
+        "            if step == len(values) - 1 and trial.should_prune():", "tests/local/test_tune.py -k many_steps"),
 }
 
 

@@ -325,6 +325,31 @@ def test_early_stopping_stops_the_trials_worse_than_the_median_at_a_step(goal, b
     assert f"stopped early: {goal}=" in capsys.readouterr().err
 
 
+def test_a_read_that_brings_many_steps_judges_each_of_them(example_data, tmp_path):
+    """The log is read once a second: a trial whose lines for steps 1 to 5 arrive in one read is stopped at the first
+    step where it was worse than the median, though its best by step 5 is better than the median there."""
+    import optuna
+
+    from sagemake.executors.local.tuning import LocalTuning, pruner
+
+    config = resolve(root=ROOT, environ=settings(example_data, tmp_path, TUNE_EARLY_STOPPING="Auto"))
+    executor = LocalExecutor(config)
+    study = optuna.create_study(direction="minimize", pruner=pruner(config, 3))
+    earlier = study.ask()
+    for step, value in enumerate([0.5, 0.4, 0.3, 0.2, 0.15]):
+        earlier.report(value, step)
+    study.tell(earlier, 0.15)
+    tuning = LocalTuning.__new__(LocalTuning)
+    tuning.executor, tuning.goal = executor, {"MetricName": "validation:nll", "Type": "Minimize"}
+    tuning.objective = {"Name": "validation:nll", "Regex": r"validation:nll=([0-9.]+)"}
+    entry = {"name": "late-starter", "trial": study.ask(), "reported": 0, "pruned": None}
+    executor.log_path(entry["name"]).parent.mkdir(parents=True)
+    executor.log_path(entry["name"]).write_text("".join(f"validation:nll={v}\n" for v in (0.6, 0.3, 0.2, 0.1, 0.05)))
+    tuning._prune(entry)
+    assert entry["pruned"] == ("validation:nll=0.6 at step 1 is worse than the median of the earlier trials there")
+    assert entry["name"] in executor.stop_jobs and entry["reported"] == 1
+
+
 SLOW_EXIT = """
 import atexit
 import time

@@ -137,14 +137,16 @@ class LocalTuning:
             return
         values = metric_series(self.objective, lines)
         trial = entry["trial"]
-        for step in range(entry["reported"], len(values)):
-            if math.isfinite(values[step]):
-                trial.report(values[step], step)
-        if len(values) > entry["reported"] and trial.should_prune():
-            entry["pruned"] = (f"{self.goal['MetricName']}={values[-1]:.6g} at step {len(values)} is worse than the "
-                               "median of the earlier trials there")
-            self.executor.stop_jobs.add(entry["name"])
-        entry["reported"] = len(values)
+        for step in range(entry["reported"], len(values)):  # judged at each step, however many lines one read brings
+            entry["reported"] = step + 1
+            if not math.isfinite(values[step]):
+                continue
+            trial.report(values[step], step)
+            if trial.should_prune():
+                entry["pruned"] = (f"{self.goal['MetricName']}={values[step]:.6g} at step {step + 1} is worse than "
+                                   "the median of the earlier trials there")
+                self.executor.stop_jobs.add(entry["name"])
+                return
 
     def _run_trial(self, request: dict, label: str) -> dict:
         return self.executor.run(request, self.runtime, label)
