@@ -733,6 +733,9 @@ MUTATIONS = {
     "early stopping judges only the last step read": (
         "src/sagemake/executors/local/tuning.py", "            if trial.should_prune():",
         "            if step == len(values) - 1 and trial.should_prune():", "tests/local/test_tune.py -k many_steps"),
+    "a checkpoint place a later job took is still the first's": (
+        "src/sagemake/executors/sagemaker/executor.py", "        if later:\n", "        if False:\n",
+        "tests/aws/test_checkpoints_prod.py -k copied_within"),
 }
 
 
