@@ -736,6 +736,10 @@ MUTATIONS = {
     "a checkpoint place a later job took is still the first's": (
         "src/sagemake/executors/sagemaker/executor.py", "        if later:\n", "        if False:\n",
         "tests/aws/test_checkpoints_prod.py -k copied_within"),
+    "no near name for an unknown SageMaker job": (
+        "src/sagemake/executors/sagemaker/executor.py",
+        "near = difflib.get_close_matches(name, self.names(limit=100), n=1)", "near = []",
+        "tests/aws/test_aws.py -k unknown_job"),
 }
 
 

@@ -8,6 +8,7 @@ IMAGE_REGISTRY), and everything a paid job needs is checked before it starts.
 
 from __future__ import annotations
 
+import difflib
 import re
 import sys
 import time
@@ -320,10 +321,13 @@ class SageMakerExecutor(Executor):
             time.sleep(poll)
 
     def describe(self, name: str) -> dict:
-        unknown = UserError(f"no SageMaker job named '{name}' in {self.region}: `make jobs ENV={self.config.env}` "
-                            "lists them")
-        return plain(call(self.sagemaker.describe_training_job, on={"ValidationException": unknown},
-                          TrainingJobName=name))
+        answer = call(self.sagemaker.describe_training_job, on={"ValidationException": None}, TrainingJobName=name)
+        if answer is None:
+            near = difflib.get_close_matches(name, self.names(limit=100), n=1)
+            listed = f"`make jobs ENV={self.config.env}` lists them"
+            raise UserError(f"no SageMaker job named '{name}' in {self.region}: "
+                            + (f"did you mean {near[0]}? ({listed})" if near else listed))
+        return plain(answer)
 
     def tags(self, name: str) -> dict[str, str]:
         arn = self.describe(name)["TrainingJobArn"]
