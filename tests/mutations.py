@@ -740,6 +740,16 @@ MUTATIONS = {
         "src/sagemake/executors/sagemaker/executor.py",
         "near = difflib.get_close_matches(name, self.names(limit=100), n=1)", "near = []",
         "tests/aws/test_aws.py -k unknown_job"),
+    "the trainer's import check remembered whatever its content": (
+        "src/sagemake/job_python.py", "        key.update(path.relative_to(root).as_posix().encode() + b",
+        "        (path.relative_to(root).as_posix().encode() + b",
+        "tests/local/test_job_python.py -k requirements_lack"),
+    "an absent engine socket asked anyway": (
+        "src/sagemake/image.py", "            answer = None if absent else self._quiet(",
+        "            answer = None if False else self._quiet(", "tests/unit/test_buildcontext.py -k socket"),
+    "the engine asked again each time": (
+        "src/sagemake/image.py", "        if self._reachable is None:\n", "        if True:\n",
+        "tests/unit/test_buildcontext.py -k socket"),
 }
 
 
