@@ -750,6 +750,9 @@ MUTATIONS = {
     "the engine asked again each time": (
         "src/sagemake/image.py", "        if self._reachable is None:\n", "        if True:\n",
         "tests/unit/test_buildcontext.py -k socket"),
+    "a container run as it is made": (
+        "src/sagemake/executors/local/guard.py", '    created = bool(container) and command[1:2] == ["run"]',
+        "    created = False", "tests/container/test_container_stop.py -k makes_the_container"),
 }
 
 
