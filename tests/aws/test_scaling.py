@@ -74,7 +74,8 @@ def span_and_target() -> tuple:
     tracking = policy["TargetTrackingScalingPolicyConfiguration"]
     assert (target["ResourceId"], target["ScalableDimension"], policy["PolicyType"]) == \
         (RESOURCE, DIMENSION, "TargetTrackingScaling")
-    assert tracking["PredefinedMetricSpecification"] == {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"}
+    metric = {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"}
+    assert tracking["PredefinedMetricSpecification"] == metric
     return target["MinCapacity"], target["MaxCapacity"], tracking["TargetValue"]
 
 
@@ -182,8 +183,9 @@ def test_a_change_of_instance_type_takes_the_registration_off_first(prod, quotas
     quotas["defaults"]["ml.m5.large for endpoint usage"] = 4.0
     deploy(config, executor(config), JOBS[1])
     assert refused == [] and span_and_target() == (2, 4, 70.0)
-    configuration = client("sagemaker").describe_endpoint_config(EndpointConfigName=client("sagemaker").describe_endpoint(
-        EndpointName="sagemake-example")["EndpointConfigName"])
+    sagemaker = client("sagemaker")
+    serving = sagemaker.describe_endpoint(EndpointName="sagemake-example")["EndpointConfigName"]
+    configuration = sagemaker.describe_endpoint_config(EndpointConfigName=serving)
     assert configuration["ProductionVariants"][0]["InstanceType"] == "ml.m5.large"
 
 
