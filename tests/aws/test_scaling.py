@@ -9,7 +9,7 @@ own server, with quotas of its choosing, as test_deploy plays UpdateEndpoint.
 import json
 
 import pytest
-from emulator import client
+from emulator import backend, client
 from test_deploy import JOBS, executor, prod  # noqa: F401  (prod is a fixture)
 
 from sagemake.cli import UserError
@@ -93,11 +93,12 @@ def test_deploy_registers_autoscaling_a_redeploy_updates_or_removes_it_and_undep
     assert worst in said and said.index(worst) < said.index("model sagemake-example-abc1234")  # before anything
     assert "endpoint sagemake-example: scales from 2 to 5 instances to keep 120 invocations per instance" in said
 
+    # Under load, Application Auto Scaling raises the variant's desired count; SageMaker starts the instances.
+    backend().endpoints["sagemake-example"].production_variants[0]["DesiredInstanceCount"] = 4
     endpoints(config, executor(config))
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["WHERE", "ENV", "EVENT", "INSTANCES", "DESIRED", "JOB", "SHA256", "IMAGE", "SINCE"]
-    assert out[1].split()[:5] == ["sagemake-example", "prod", "deploy", "(InService)", "2"]
-    assert out[1].split()[5:7] == ["2", JOBS[0]]
+    assert out[1].split()[:7] == ["sagemake-example", "prod", "deploy", "(InService)", "2", "4", JOBS[0]]
 
     config = settings(monkeypatch, ENDPOINT_MAX_INSTANCES="3", ENDPOINT_TARGET_INVOCATIONS="47.5")
     deploy(config, executor(config), JOBS[1])
