@@ -772,6 +772,9 @@ MUTATIONS = {
     "make endpoints shows the current count as the desired one": (
         "src/sagemake/targets/endpoints.py", 'variant.get("DesiredInstanceCount", "-")',
         'variant.get("CurrentInstanceCount", "-")', "tests/aws/test_scaling.py -k registers"),
+    "credentials without autoscaling permission refused a plain deploy": (
+        "src/sagemake/executors/sagemaker/scaling.py", 'on={"AccessDeniedException": {}},', "on={},",
+        "tests/aws/test_scaling.py -k may_not_read"),
 }
 
 

@@ -224,3 +224,23 @@ def test_bad_autoscaling_settings_are_refused_in_one_line_before_anything(prod, 
     with pytest.raises(UserError) as refused:
         settings(monkeypatch, **values)
     assert str(refused.value) == f"1 config problem(s): {problem}"
+
+
+def test_credentials_that_may_not_read_autoscaling_still_deploy_and_undeploy_without_it(prod, monkeypatch):  # noqa: F811
+    """No application-autoscaling permission (played: moto checks none): a deploy and an undeploy that use no
+    autoscaling go as before."""
+    from moto.applicationautoscaling.responses import ApplicationAutoScalingResponse
+    from moto.core.exceptions import JsonRESTError
+
+    denied = []
+
+    def describe_scalable_targets(self):
+        denied.append(json.loads(self.body))
+        raise JsonRESTError("AccessDeniedException", "not authorized to perform: application-autoscaling:"
+                            "DescribeScalableTargets")
+
+    monkeypatch.setattr(ApplicationAutoScalingResponse, "describe_scalable_targets", describe_scalable_targets)
+    config, _, _ = prod
+    deploy(config, executor(config), JOBS[0])
+    undeploy(config, executor(config))
+    assert len(denied) == 2 and client("sagemaker").list_endpoints()["Endpoints"] == []

@@ -264,9 +264,9 @@ def finish(config: Config, executor: Executor, training: dict, config_name: str,
     entry = record(config, "deploy", endpoint=name, job=job, model=job, endpoint_config=config_name,
                    region=executor.region, sha256=sha256, image=training["AlgorithmSpecification"]["TrainingImage"],
                    instance_type=variant["InstanceType"], instance_count=variant["InitialInstanceCount"])
-    scaling.apply(config, executor, name)
     if replaced is not None:  # the old configuration no longer serves: sagemake's own is deleted
         _delete(executor, "endpoint_config", replaced)
+    scaling.apply(config, executor, name)
     smoke(config, executor, name, training)
     say(f"endpoint {name}: InService with the model of {job} (sha256 {sha256[:12]}...)")
     return entry

@@ -75,10 +75,12 @@ def check(config: Config, executor, instance_type: str, prices: Prices) -> None:
 
 
 def registered(executor, endpoint: str) -> dict | None:
-    """The endpoint's variant as a scalable target (DescribeScalableTargets), or None."""
-    found = call(executor.autoscaling.describe_scalable_targets, ServiceNamespace=NAMESPACE,
-                 ResourceIds=[resource_id(endpoint)], ScalableDimension=DIMENSION)["ScalableTargets"]
-    return found[0] if found else None
+    """The endpoint's variant as a scalable target (DescribeScalableTargets), or None. Credentials that may not
+    read Application Auto Scaling registered none through sagemake: a deploy or undeploy without autoscaling needs
+    no permission for it."""
+    found = call(executor.autoscaling.describe_scalable_targets, on={"AccessDeniedException": {}},
+                 ServiceNamespace=NAMESPACE, ResourceIds=[resource_id(endpoint)], ScalableDimension=DIMENSION)
+    return (found.get("ScalableTargets") or [None])[0]
 
 
 def apply(config: Config, executor, endpoint: str) -> None:
