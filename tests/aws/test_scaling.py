@@ -7,12 +7,14 @@ own server, with quotas of its choosing, as test_deploy plays UpdateEndpoint.
 """
 
 import json
+import subprocess
 
 import pytest
+from conftest import ROOT, sagemake
 from emulator import backend, client
 from test_deploy import JOBS, executor, prod  # noqa: F401  (prod is a fixture)
 
-from sagemake.cli import UserError
+from sagemake.cli import Exit, UserError
 from sagemake.config import resolve
 from sagemake.executors.sagemaker.endpoint import deploy, undeploy
 from sagemake.targets.endpoints import endpoints
@@ -244,3 +246,19 @@ def test_credentials_that_may_not_read_autoscaling_still_deploy_and_undeploy_wit
     deploy(config, executor(config), JOBS[0])
     undeploy(config, executor(config))
     assert len(denied) == 2 and client("sagemaker").list_endpoints()["Endpoints"] == []
+
+
+@pytest.mark.parametrize(("values", "problem"), [
+    ({"ENDPOINT_MAX_INSTANCES": "9"}, "ENDPOINT_MAX_INSTANCES=9 is above this account's quota of 4 ml.c5.xlarge for "
+     "endpoints in eu-central-1: set it to 4 or less, or ask AWS for more (Service Quotas: 'ml.c5.xlarge for endpoint "
+     "usage')"),
+    ({"ENDPOINT_MAX_INSTANCES": "1"}, "1 config problem(s): ENDPOINT_MAX_INSTANCES=1 is below "
+     "ENDPOINT_INSTANCE_COUNT=2: set it to 2 or more to scale, or to 0 for no autoscaling"),
+], ids=["above_quota", "below_count"])
+def test_make_deploy_ends_bad_autoscaling_in_one_line_with_exit_2(prod, quotas, monkeypatch, values, problem):  # noqa: F811
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    refused = subprocess.run([*sagemake(ROOT), "deploy", JOBS[0]], capture_output=True, text=True, timeout=300)
+    assert refused.returncode == Exit.BAD_INPUT, refused.stderr
+    assert refused.stderr.splitlines()[-1] == f"sagemake: {problem}"
+    assert client("sagemaker").list_endpoint_configs()["EndpointConfigs"] == [] and scaling() == ([], [])
