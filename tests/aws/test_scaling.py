@@ -262,3 +262,18 @@ def test_make_deploy_ends_bad_autoscaling_in_one_line_with_exit_2(prod, quotas, 
     assert refused.returncode == Exit.BAD_INPUT, refused.stderr
     assert refused.stderr.splitlines()[-1] == f"sagemake: {problem}"
     assert client("sagemaker").list_endpoint_configs()["EndpointConfigs"] == [] and scaling() == ([], [])
+
+
+@pytest.mark.parametrize("operation", ["RegisterScalableTarget", "PutScalingPolicy"])
+def test_a_lost_answer_while_deploy_registers_autoscaling_is_asked_again_to_the_same_end(
+        prod, quotas, aws, monkeypatch, operation):  # noqa: F811
+    """Both calls create or update: the retry after a lost answer leaves one target and one policy, as asked."""
+    from faultproxy import FaultProxy
+
+    config = settings(monkeypatch, ENDPOINT_MAX_INSTANCES="3", ENDPOINT_TARGET_INVOCATIONS="25")
+    with FaultProxy(aws, once={operation: "closed"}) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        deploy(config, executor(config), JOBS[0])
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws)
+    assert proxy.once == {}  # the answer was lost
+    assert span_and_target() == (2, 3, 25.0)

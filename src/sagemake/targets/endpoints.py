@@ -4,9 +4,10 @@ Usage: make endpoints [ENV=...]   (python -m sagemake endpoints)
 
 The last event of each endpoint, transform and served URL in
 MODELS_DIR/deployments.jsonl; for ENV's own endpoints, their status and
-their instances (how many serve now, how many SageMaker is heading to:
-autoscaling moves the second) as SageMaker says them now. A URL of `make serve` is listed only while the server
-runs: one that was stopped, or whose `make serve` ended in any way, is not.
+instances (how many serve now, and how many SageMaker is heading to, which
+autoscaling moves) as SageMaker says them now. A URL of `make serve` is listed
+only while the server runs: one that was stopped, or whose `make serve` ended
+in any way, is not.
 """
 
 from __future__ import annotations

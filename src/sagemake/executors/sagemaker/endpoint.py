@@ -327,7 +327,7 @@ def undeploy(config: Config, executor: Executor) -> None:
                                                EndpointConfigName=endpoint["EndpointConfigName"])["ProductionVariants"]]
     except UserError:
         models = []
-    if scaling.remove(executor, name):  # first, as AWS advises: a deletion without the permission to do it fails
+    if scaling.remove(executor, name):  # first, as AWS advises: DeleteEndpoint deregisters it only when allowed to
         say(f"endpoint {name}: autoscaling removed")
     call(sagemaker.delete_endpoint, EndpointName=name)
     say(f"endpoint {name}: deleted")
