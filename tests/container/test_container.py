@@ -359,6 +359,17 @@ def test_podman_builds_runs_and_pushes_the_image(podman, registry, aws, tmp_path
     assert result.returncode == 0, result.stdout + result.stderr
     assert "runtime container (podman, image" in result.stderr
     assert "validation:roc_auc=" in result.stdout
+    # Served by podman too: its answer, one label a row, and no container left once `make predict` ends.
+    rows = (repo / "data/validation/validation.csv").read_text().splitlines()[1:4]
+    (tmp_path / "rows.csv").write_text("".join(row.rsplit(",", 1)[0] + "\n" for row in rows))
+    served = make(repo, "predict", local, f"FILE={tmp_path / 'rows.csv'}")
+    assert served.returncode == 0, served.stderr
+    assert "runtime container (podman, image" in served.stderr
+    answers = [[float(cell) for cell in line.split(",")] for line in served.stdout.split()]
+    assert len(answers) == 3 and all(label in (0, 1) and 0 <= chance <= 1 for label, chance in answers)
+    left = subprocess.run(["podman", "ps", "--all", "--format", "{{.Names}}"], capture_output=True, text=True,
+                          check=True).stdout.split()
+    assert not [name for name in left if name.startswith("sagemake-serve-")]
 
     make_bucket()
     prod_env = {**local, **prod(registry, ECR_REPOSITORY="with-podman")}

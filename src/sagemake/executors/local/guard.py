@@ -73,10 +73,10 @@ def main(argv: list[str]) -> int:
             pass
         orphaned = os.getppid() != executor
         if deadline is None and (requests or orphaned):
-            _stop(training, container, kill=False)
+            _stop(training, container, kill=False, attached=created)
             deadline = time.monotonic() + grace
         elif deadline is not None and not killed and (time.monotonic() >= deadline or len(requests) > 1):
-            _stop(training, container, kill=True)
+            _stop(training, container, kill=True, attached=created)
             killed = True
     if created:
         state = subprocess.run([container[0], "container", "inspect", "--format", "{{.State.ExitCode}}",
@@ -89,9 +89,13 @@ def main(argv: list[str]) -> int:
     return code if code >= 0 else 128 - code
 
 
-def _stop(training: subprocess.Popen, container: list[str] | None, kill: bool) -> None:
+def _stop(training: subprocess.Popen, container: list[str] | None, kill: bool, attached: bool = False) -> None:
+    """SIGTERM (or, with kill, SIGKILL) to the training; a container's through its engine. A client attached to a
+    container (`start --attach`) is left to end with it, carrying its last output and its status, unless killed."""
     if container:
         _engine(container, *(("rm", "--force") if kill else ("kill", "--signal", "TERM")))
+    if attached and not kill:
+        return
     try:
         os.killpg(training.pid, signal.SIGKILL if kill else signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
