@@ -111,6 +111,11 @@ class Executor(ABC):
         return names[0]
 
     @abstractmethod
+    def metric_points(self, record: dict) -> list[list]:
+        """Every metric value a training or processing job's log printed, as [name, value, time in ms, step], in the
+        order printed (jobs.training.MetricPoints): the series a tracked run keeps."""
+
+    @abstractmethod
     def print_log(self, name: str) -> bool:
         """The job's log; while it runs, keep following it. Whether there was any to print (a job that ended
         before it wrote a line has none)."""

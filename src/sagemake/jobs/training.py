@@ -252,6 +252,35 @@ def metric_series(definition: dict, lines: list[str]) -> list[float]:
     return values
 
 
+class MetricPoints:
+    """Every metric value of a job's log, line by line as the lines come, each with its time and its step (how many
+    values of that metric came before it): the series SageMaker keeps of each metric definition, and of every
+    other whole `name=value` line (a job without definitions, such as processing, has only those). Kept as
+    [name, value, time in ms, step], the record's LocalMetrics."""
+
+    def __init__(self, definitions: list[dict]):
+        self.patterns = [(d["Name"], re.compile(d["Regex"])) for d in definitions]
+        self.points: list[list] = []
+        self.steps: dict[str, int] = {}
+
+    def seen(self, line: str, millis: int) -> None:
+        found = []
+        for name, pattern in self.patterns:
+            for match in pattern.finditer(line):
+                found.append((name, match.group(1) if pattern.groups else match.group(0)))
+        whole = METRIC_LINE.match(line)
+        if whole and not ENVIRONMENT.fullmatch(whole[1]) and all(whole[1] != name for name, _ in self.patterns):
+            found.append((whole[1], whole[2]))
+        for name, text in found:
+            try:
+                value = float(text)
+            except ValueError:  # a user's regex that matched something else: no metric, as on SageMaker
+                continue
+            step = self.steps.get(name, 0)
+            self.steps[name] = step + 1
+            self.points.append([name, value, millis, step])
+
+
 def metric_warnings(definitions: list[dict], found: dict, lines: list[str]) -> list[str]:
     """Declared metrics the job never printed, and `name=value` lines whose name is not declared."""
     declared = {d["Name"] for d in definitions}

@@ -6,7 +6,8 @@ The whole pipeline in one process: the trainer's data step only when DATA_DIR
 holds nothing yet, the image (built and pushed unless its content tag is there), the
 channels synced (AWS), the CreateTrainingJob request (what `make plan` prints)
 run where ENV says and followed to its end, then the model fetched with its
-manifest. Everything is checked before a job starts: config, hyperparameters,
+manifest, and the job written as an MLflow run (MLFLOW_TRACKING_URI; TRACKING=false
+turns it off). Everything is checked before a job starts: config, hyperparameters,
 data channels and, on AWS, credentials, the bucket's region, the image and the data.
 Exit status: 0 done, 1 the job failed or stopped, 2 bad input, 3 an AWS error, 130 interrupted.
 """
@@ -21,6 +22,7 @@ from sagemake.config import Config, resolve
 from sagemake.executors import Executor, for_config
 from sagemake.jobs.training import data_tags, plan
 from sagemake.models import fetch
+from sagemake.tracking import Tracker
 
 
 def train(config: Config, executor: Executor) -> int:
@@ -32,15 +34,17 @@ def train(config: Config, executor: Executor) -> int:
     executor.sync_data()
     request["Tags"] += data_tags(config)
     name = request["TrainingJobName"]
+    tracker = Tracker(config)  # opens the store while the job runs
     try:
         record = executor.run(request)
     except KeyboardInterrupt:
         return Exit.INTERRUPTED
     status = record["TrainingJobStatus"]
     if status != "Completed":
+        tracker.training(executor, record)
         reason = record.get("FailureReason") or record["SecondaryStatus"]
         raise JobFailed(f"job {name} {status}: {reason} (log: `make logs{executor.env_flag()} JOB={name}`)")
-    fetch(config, executor, name)
+    tracker.training(executor, record, fetch(config, executor, name))
     return Exit.OK
 
 

@@ -50,7 +50,7 @@ from sagemake.executors.local.runtimes import (
 )
 from sagemake.image import Engine
 from sagemake.job_python import job_python
-from sagemake.jobs.training import metric_values, metric_warnings, tags
+from sagemake.jobs.training import MetricPoints, metric_values, metric_warnings, tags
 from sagemake.pricing import DEFAULT_REGION, Prices
 
 RECORD = "job.json"
@@ -160,6 +160,10 @@ class LocalExecutor(Executor):
 
     def folder(self, name: str) -> Path:
         return self.jobs_dir / name
+
+    def metric_points(self, record: dict) -> list[list]:
+        """Kept in the record as the job's lines came (copy_lines)."""
+        return record.get("LocalMetrics", [])
 
     def describe(self, name: str) -> dict:
         """The job's record; one still InProgress whose executor and guard are gone (kill -9, a crash) is
@@ -282,6 +286,7 @@ class _Job:
         self.interrupted = False  # Ctrl-C, SIGTERM or SIGHUP reached this job (not a stop asked by a tuning run)
         self.record: dict = {}
         self.stopping, self.stop_jobs = executor.stopping, executor.stop_jobs
+        self.points = MetricPoints(request["AlgorithmSpecification"].get("MetricDefinitions", []))
 
     def run(self) -> dict:
         """The whole job; SIGTERM or SIGHUP to this process (a closed terminal, a cancelled CI run)
@@ -426,8 +431,8 @@ class _Job:
             processes[host] = subprocess.Popen(guarded, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                                stdin=subprocess.DEVNULL, start_new_session=True)
             prefix = f"[{host}] ".encode() if len(self.hosts) > 1 else b""
-            readers.append(threading.Thread(target=copy_lines, args=(processes[host].stdout, log, prefix, lock),
-                                            daemon=True))
+            readers.append(threading.Thread(target=copy_lines, args=(processes[host].stdout, log, prefix, lock,
+                                                                     self.points), daemon=True))
             readers[-1].start()
         self.record["LocalGuards"] = [process_identity(p.pid) for p in processes.values()]
         save(self.folder, self.record)
@@ -528,6 +533,7 @@ class _Job:
             "TrainingTimeInSeconds": max(1, round(seconds)),
             "BillableTimeInSeconds": max(1, round(seconds)),
             "FinalMetricDataList": self._metrics(warn=status == "Completed"),
+            "LocalMetrics": self.points.points,  # every value with its time and step: the series (tracking.py)
         })
         self._status(secondary, message)
 

@@ -61,18 +61,19 @@ def _stat(pid: int) -> list[str] | None:
 
 
 def run_guarded(command: list[str], env: dict, guard_arguments: list[str], log: Path, limit: float,
-                grace: int) -> tuple[int, str | None]:
+                grace: int, metrics=None) -> tuple[int, str | None]:
     """One command under the guard (guard.py), so it dies with this process however it ends, its output to log and
-    the terminal: (exit status, None or why it was stopped: MaxRuntimeExceeded, Stopped). MaxRuntime, Ctrl-C,
-    SIGTERM and SIGHUP stop it (SIGTERM, SIGKILL after grace; a second Ctrl-C kills it at once)."""
+    the terminal (and each line to metrics, a jobs.training.MetricPoints, when given): (exit status, None or why it
+    was stopped: MaxRuntimeExceeded, Stopped). MaxRuntime, Ctrl-C, SIGTERM and SIGHUP stop it (SIGTERM, SIGKILL
+    after grace; a second Ctrl-C kills it at once)."""
     stopped_by = None
     with interrupted_by_signals():
         with log.open("wb") as handle:
             process = subprocess.Popen([sys.executable, str(GUARD), str(os.getpid()), str(grace), *guard_arguments,
                                         "--", *command], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, start_new_session=True)
-            reader = threading.Thread(target=copy_lines, args=(process.stdout, handle, b"", threading.Lock()),
-                                      daemon=True)
+            reader = threading.Thread(target=copy_lines, args=(process.stdout, handle, b"", threading.Lock(),
+                                                               metrics), daemon=True)
             reader.start()
             started = time.monotonic()
             try:
@@ -93,14 +94,17 @@ def run_guarded(command: list[str], env: dict, guard_arguments: list[str], log: 
     return process.returncode, stopped_by
 
 
-def copy_lines(stream, log, prefix: bytes, lock: threading.Lock) -> None:
+def copy_lines(stream, log, prefix: bytes, lock: threading.Lock, metrics=None) -> None:
     """A host's output to train.log and the terminal, line by line as it comes (after prefix, its name when
-    there are several); to train.log alone once the terminal is gone, so the job never blocks on a full pipe."""
+    there are several); to train.log alone once the terminal is gone, so the job never blocks on a full pipe.
+    Each line also goes to metrics (a jobs.training.MetricPoints) when given, with the time it came."""
     terminal = True
     for line in iter(stream.readline, b""):
         with lock:
             log.write(prefix + line)
             log.flush()
+            if metrics is not None:
+                metrics.seen(line.decode(errors="replace").rstrip(), round(time.time() * 1000))
             if terminal:
                 try:
                     sys.stdout.buffer.write(prefix + line)

@@ -16,6 +16,7 @@ from sagemake.contract import layout
 from sagemake.executors.interface import Executor
 from sagemake.executors.local import records
 from sagemake.jobs.processing import LOG, MESSAGE_LIMIT, RECORD, REQUEST, names_pattern, new_record, record_config, save
+from sagemake.jobs.training import MetricPoints
 
 
 class LocalProcessing:
@@ -53,6 +54,7 @@ class LocalProcessing:
         record.update({"LocalRuntime": runtime.name, "LocalExecutor": process_identity(os.getpid()), "LocalLog": LOG})
         save(folder, record)
         tree, copies, code, stopped_by, reason = folder / "ml", {}, None, None, None
+        points = MetricPoints([])  # a processing job has no metric definitions: its name=value lines
         try:
             sources = {i["InputName"]: uri_path(i["S3Input"]["S3Uri"]) for i in request["ProcessingInputs"]}
             digests = {n: found["digest"] for n, found in summary(self.config, sources).items()}
@@ -74,7 +76,7 @@ class LocalProcessing:
             say(f"processing {name}: InProgress")
             code, stopped_by = run_guarded(command, env, runtime.processing_guard_arguments(request), folder / LOG,
                                            request["StoppingCondition"]["MaxRuntimeInSeconds"],
-                                           self.config.int("STOP_GRACE_SECONDS"))
+                                           self.config.int("STOP_GRACE_SECONDS"), points)
         except KeyboardInterrupt:
             stopped_by = "Stopped"
         except (OSError, UserError) as err:
@@ -99,7 +101,8 @@ class LocalProcessing:
                 f"AlgorithmError: the processing container exited with code {code}: {lines[-1] if lines else ''}"
             record["FailureReason"] = reason[:MESSAGE_LIMIT]
         stamp = now()
-        record.update({"ProcessingJobStatus": status, "ProcessingEndTime": stamp, "LastModifiedTime": stamp})
+        record.update({"ProcessingJobStatus": status, "ProcessingEndTime": stamp, "LastModifiedTime": stamp,
+                       "LocalMetrics": points.points})
         save(folder, record)
         say(f"processing {name}: {status}{': ' + record['FailureReason'] if status == 'Failed' else ''}")
         if stopped_by == "Stopped":

@@ -39,7 +39,7 @@ from sagemake.executors.interface import Executor
 from sagemake.image import Engine
 from sagemake.image import check as image_check
 from sagemake.jobs import DIGEST_TAG, request_digest
-from sagemake.jobs.training import METRIC_LINE, TAG_PREFIX, metric_warnings, names_pattern, tuning_head
+from sagemake.jobs.training import METRIC_LINE, TAG_PREFIX, MetricPoints, metric_warnings, names_pattern, tuning_head
 from sagemake.pricing import Prices
 
 TERMINAL = ("Completed", "Failed", "Stopped")
@@ -413,6 +413,18 @@ class SageMakerExecutor(Executor):
         if not self.config["IMAGE_REGISTRY"]:
             details["image_digest"] = cloud.image_digest(self.aws, record["AlgorithmSpecification"]["TrainingImage"])
         return details
+
+    def metric_points(self, record: dict) -> list[list]:
+        """Read from the job's CloudWatch streams (every instance's), in time order."""
+        if "ProcessingJobName" in record:  # a processing job has no metric definitions: its name=value lines
+            name, group, definitions = record["ProcessingJobName"], cloud.PROCESSING_LOG_GROUP, []
+        else:
+            name, group = record["TrainingJobName"], cloud.LOG_GROUP
+            definitions = record["AlgorithmSpecification"].get("MetricDefinitions", [])
+        points = MetricPoints(definitions)
+        for millis, _, message in sorted(LogReader(self.logs, name, group).new_events(), key=lambda e: e[0]):
+            points.seen(message, millis)
+        return points.points
 
     def print_log(self, name: str) -> bool:
         """A job's log from every instance; while the job runs, keep following it (its statuses said as they come,

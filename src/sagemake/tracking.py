@@ -1,0 +1,324 @@
+"""Every job an MLflow run, written on this machine from what the job left, whatever its image knows of MLflow.
+
+A run per job of every kind, named as the job: a training job (a tuning run's trials nested under the tuning
+run's own run), a processing job, a batch transform. Its parameters are the hyperparameters and the settings that
+shape the job (`job.*`: instance type and count, image, spot); its metrics every value the job's log printed, each
+with its step and time (Executor.metric_points), or the record's final values when the log has none; its tags the
+job's name, ARN and status, ENV, the git commit and whether the tree was dirty, the image (and its digest where
+known), each channel's data digest, billable seconds and cost (`sagemake.*`); its artefacts the model's
+manifest.json and the plots the job wrote, or a tuning run's leaderboard and plot.
+
+Where runs go is MLFLOW_TRACKING_URI: by default a SQLite file in the project (build/mlflow/, its artefacts beside
+it), a team's server by URL, SageMaker's managed MLflow by ARN (AWS's sagemaker-mlflow plugin). TRACKING=false
+writes nothing. MLflow is imported here only, in a thread started as the job starts (importing it and opening a
+store take seconds, which the job's own time hides); a store that cannot be written is one line, and the job
+stands as it ended.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from datetime import datetime
+from pathlib import Path
+
+from sagemake.cli import say
+from sagemake.config import Config
+
+STATUSES = {"Completed": "FINISHED", "Failed": "FAILED", "Stopped": "KILLED"}  # a job's end, in MLflow's words
+TAG = "sagemake."  # this tool's tags on a run
+PARAM = "job."  # the settings that shape a job, beside its hyperparameters
+PLOTS = ("*.png", "*.svg")  # the plots in a fetched model's folder (its own, or its output/), kept with its run
+# MLflow's limits on one log_batch call.
+BATCH_METRICS, BATCH_PARAMS, BATCH_TAGS = 1000, 100, 100
+# An unreachable server is said after one try, not after MLflow's default of minutes of retries.
+CLIENT_ENVIRONMENT = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+                      "MLFLOW_LOGGING_LEVEL": "WARNING"}
+
+
+def store_uri(config: Config) -> str:
+    """MLFLOW_TRACKING_URI, a relative SQLite path made absolute from the project's folder."""
+    uri = config["MLFLOW_TRACKING_URI"]
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str(config.root / uri[len("sqlite:///"):])
+    return uri
+
+
+def local_store(config: Config) -> Path | None:
+    """The SQLite file of a local store; None for a server."""
+    uri = store_uri(config)
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def artifact_root(config: Config) -> str | None:
+    """Where a local store keeps artefacts: beside its file. A server keeps its own."""
+    store = local_store(config)
+    return (store.parent / "artifacts").as_uri() if store else None
+
+
+def experiment_name(config: Config) -> str:
+    return config["MLFLOW_EXPERIMENT"] or config["PROJECT_NAME"]
+
+
+def millis(stamp: str | None) -> int | None:
+    return round(datetime.fromisoformat(stamp).timestamp() * 1000) if stamp else None
+
+
+class Tracker:
+    """The store, opened in a thread of its own from the moment this is made; each job written when it has ended.
+    With TRACKING=false, nothing is opened or written."""
+
+    def __init__(self, config: Config):
+        self.config, self.uri, self.on = config, store_uri(config), config.flag("TRACKING")
+        self.client, self.experiment, self.error = None, None, None
+        self.thread = None
+        if self.on:
+            for name, value in CLIENT_ENVIRONMENT.items():
+                os.environ.setdefault(name, value)
+            self.thread = threading.Thread(target=self._open, name="tracking", daemon=True)
+            self.thread.start()
+
+    def _open(self) -> None:
+        try:
+            from mlflow.tracking import MlflowClient  # MLflow is imported here only (seconds): never by plan or upload
+
+            store = local_store(self.config)
+            if store:
+                store.parent.mkdir(parents=True, exist_ok=True)
+            client = MlflowClient(self.uri)
+            name = experiment_name(self.config)
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                try:
+                    self.experiment = client.create_experiment(name, artifact_location=artifact_root(self.config))
+                except Exception:  # made meanwhile by another job
+                    found = client.get_experiment_by_name(name)
+                    if found is None:
+                        raise
+            self.experiment = self.experiment or found.experiment_id
+            self.client = client
+        except Exception as err:  # noqa: BLE001 - any failure of the store is said once, and the job stands
+            self.error = err
+
+    def ready(self, job: str) -> bool:
+        """Whether runs can be written; when not, one line naming the store, saying the job was not tracked."""
+        if not self.on:
+            return False
+        self.thread.join()
+        if self.error is not None:
+            said = " ".join(str(self.error).split())[:300] or type(self.error).__name__
+            say(f"tracking: MLFLOW_TRACKING_URI={self.config['MLFLOW_TRACKING_URI']} cannot be written ({said}): "
+                f"job {job} ran but was not tracked; fix the URI or the server (or TRACKING=false)")
+            self.on = False  # said once: the other jobs of this command were not tracked either
+        return self.on
+
+    # --- one kind each: what its record says, as a run ---
+    def training(self, executor, record: dict, model: Path | None = None, parent: str | None = None,
+                 quiet: bool = False) -> str | None:
+        """A training job (a tuning run's trial when parent is given); model: its fetched folder (manifest, plots)."""
+        name = record["TrainingJobName"]
+        if not self.ready(name):
+            return None
+        from sagemake.pricing import ledger_entry
+
+        tagged = executor.tags(name)
+        resources = record.get("ResourceConfig", {})
+        spec = record["AlgorithmSpecification"]
+        params = {**record.get("HyperParameters", {}),
+                  **_settings(resources.get("InstanceType"), resources.get("InstanceCount"), spec["TrainingImage"],
+                              record.get("EnableManagedSpotTraining", False), resources.get("VolumeSizeInGB"))}
+        entry = ledger_entry(record, executor.prices())
+        tags = {**_common(record, name, record.get("TrainingJobArn"), record["TrainingJobStatus"], tagged),
+                **_money(entry.billable, entry.cost),
+                **_image(spec["TrainingImage"], executor.provenance(record).get("image_digest"))}
+        points = executor.metric_points(record)
+        finals = [[m["MetricName"], m["Value"], millis(_stamp(m.get("Timestamp"))) or millis(_end(record)), 0]
+                  for m in record.get("FinalMetricDataList", [])]
+        printed = {point[0] for point in points}
+        artifacts = []
+        if model is not None:
+            artifacts = [model / "manifest.json", *sorted(p for pattern in PLOTS for p in model.rglob(pattern))]
+        return self._write(name, record, record["TrainingJobStatus"], params, tags,
+                           points + [f for f in finals if f[0] not in printed], artifacts, parent, quiet)
+
+    def tuning(self, executor, record: dict, folder: Path, model: Path | None = None) -> str | None:
+        """A tuning run, with each of its trials as a run nested under it; its objective per trial as a series."""
+        name = record["HyperParameterTuningJobName"]
+        if not self.ready(name):
+            return None
+        import json
+
+        from sagemake.jobs.training import tags as request_tags
+
+        config = record["HyperParameterTuningJobConfig"]
+        goal, limits = config["HyperParameterTuningJobObjective"], config["ResourceLimits"]
+        definition = record["TrainingJobDefinition"]
+        resources = definition.get("ResourceConfig", {})
+        ranges = {entry["Name"]: _range(kind, entry) for kind, entries in config["ParameterRanges"].items()
+                  for entry in entries}
+        params = {**definition.get("StaticHyperParameters", {}), **ranges,
+                  **_settings(resources.get("InstanceType"), resources.get("InstanceCount"),
+                              definition["AlgorithmSpecification"]["TrainingImage"],
+                              definition.get("EnableManagedSpotTraining", False), resources.get("VolumeSizeInGB")),
+                  f"{PARAM}objective": f"{goal['Type']} {goal['MetricName']}",
+                  f"{PARAM}strategy": config.get("Strategy", ""),
+                  f"{PARAM}max_jobs": limits["MaxNumberOfTrainingJobs"],
+                  f"{PARAM}parallel_jobs": limits["MaxParallelTrainingJobs"]}
+        requested = folder / "request.json"
+        tagged = request_tags(json.loads(requested.read_text())) if requested.is_file() else {}
+        trials = sorted(record.get("TrainingJobSummaries", []), key=lambda s: (s.get("CreationTime") or "",
+                                                                                s["TrainingJobName"]))
+        objective = [[goal["MetricName"], s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"],
+                      millis(s.get("TrainingEndTime")) or millis(_end(record)), number]
+                     for number, s in enumerate(trials, 1) if "FinalHyperParameterTuningJobObjectiveMetric" in s]
+        best = (record.get("BestTrainingJob") or {}).get("TrainingJobName")
+        tags = {**_common(record, name, record.get("HyperParameterTuningJobArn"),
+                          record["HyperParameterTuningJobStatus"], tagged),
+                **({f"{TAG}best_trial": best} if best else {}), f"{TAG}trials": str(len(trials))}
+        artifacts = [path for path in (folder / "leaderboard.csv", folder / "tuning.png") if path.is_file()]
+        parent = self._write(name, record, record["HyperParameterTuningJobStatus"], params, tags, objective,
+                             artifacts)
+        if parent is None:
+            return None
+        for trial in trials:
+            try:
+                found = executor.describe(trial["TrainingJobName"])
+            except Exception as err:  # noqa: BLE001 - a trial whose record is gone (make clean-jobs): the others go on
+                say(f"tracking: trial {trial['TrainingJobName']}: not tracked ({err})")
+                continue
+            self.training(executor, found, model if trial["TrainingJobName"] == best else None, parent, quiet=True)
+        say(f"tracking: its {len(trials)} trial(s) are nested under it")
+        return parent
+
+    def processing(self, executor, record: dict, data: dict[str, str]) -> str | None:
+        """A processing job; data: the digest of each of its inputs and outputs."""
+        name = record["ProcessingJobName"]
+        if not self.ready(name):
+            return None
+        from sagemake.jobs.processing import duration
+        from sagemake.pricing import cost
+
+        cluster = record["ProcessingResources"]["ClusterConfig"]
+        app = record["AppSpecification"]
+        params = {**_settings(cluster["InstanceType"], cluster["InstanceCount"], app["ImageUri"], False,
+                              cluster.get("VolumeSizeInGB")),
+                  f"{PARAM}entrypoint": " ".join(app.get("ContainerEntrypoint", [])),
+                  f"{PARAM}arguments": " ".join(app.get("ContainerArguments", []))}
+        seconds = duration(record)
+        hourly = executor.prices().hourly(cluster["InstanceType"]).hourly
+        tagged = {**self._here(), **{f"data:{k}": f"digest={v}" for k, v in data.items() if v}}
+        tags = {**_common(record, name, record.get("ProcessingJobArn"), record["ProcessingJobStatus"], tagged),
+                **_money(seconds * cluster["InstanceCount"], cost(hourly, seconds, cluster["InstanceCount"])),
+                **_image(app["ImageUri"], None)}
+        return self._write(name, record, record["ProcessingJobStatus"], params, tags, executor.metric_points(record),
+                           [])
+
+    def transform(self, executor, record: dict, files: int, model: dict) -> str | None:
+        """A batch transform; files: how many it transformed; model: the provenance of the model it served."""
+        name = record["TransformJobName"]
+        if not self.ready(name):
+            return None
+        from sagemake.pricing import cost
+
+        resources = record["TransformResources"]
+        params = {**_settings(resources["InstanceType"], resources["InstanceCount"], model.get("image"), False, None),
+                  f"{PARAM}batch_strategy": record.get("BatchStrategy", ""),
+                  f"{PARAM}max_payload_mb": record.get("MaxPayloadInMB", ""),
+                  f"{PARAM}max_concurrent": record.get("MaxConcurrentTransforms", "")}
+        start, end = millis(record.get("TransformStartTime") or record.get("CreationTime")), millis(_end(record))
+        seconds = max(0, round((end - start) / 1000)) if start and end else 0
+        hourly = executor.prices().hourly(resources["InstanceType"]).hourly
+        tags = {**_common(record, name, record.get("TransformJobArn"), record["TransformJobStatus"], self._here()),
+                **_money(seconds * resources["InstanceCount"], cost(hourly, seconds, resources["InstanceCount"])),
+                **_image(model.get("image"), None),
+                f"{TAG}model_job": record.get("ModelName", ""), f"{TAG}model_sha256": model.get("sha256", "")}
+        return self._write(name, record, record["TransformJobStatus"], params, tags, [["files", files, end, 0]], [])
+
+    def _here(self) -> dict:
+        """The tags a kind without sagemake's own tags takes from here: ENV, the git commit and dirty flag."""
+        from sagemake.jobs.training import git_state
+
+        sha, dirty = git_state(self.config.root)
+        return {"env": self.config.env, "git-sha": sha, "git-dirty": "true" if dirty else "false"}
+
+    # --- the one writer ---
+    def _write(self, name: str, record: dict, status: str, params: dict, tags: dict, points: list[list],
+               artifacts: list[Path], parent: str | None = None, quiet: bool = False) -> str | None:
+        """One run: made, its params, tags and metrics written in batches, its artefacts, ended as the job ended.
+        Returns its id, or None (said in one line) when the store refused it."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        client = self.client
+        try:
+            if parent:
+                tags["mlflow.parentRunId"] = parent
+            run = client.create_run(self.experiment, start_time=millis(record.get("CreationTime")),
+                                    run_name=name).info.run_id
+            params = [Param(key, str(value)) for key, value in params.items() if value not in (None, "")]
+            tags = [RunTag(key, str(value)) for key, value in tags.items() if value not in (None, "")]
+            metrics = [Metric(key, value, stamp or 0, step) for key, value, stamp, step in points]
+            for index in range(0, max(len(params), len(tags), 1), BATCH_PARAMS):
+                client.log_batch(run, params=params[index:index + BATCH_PARAMS], tags=tags[index:index + BATCH_TAGS])
+            for index in range(0, len(metrics), BATCH_METRICS):
+                client.log_batch(run, metrics=metrics[index:index + BATCH_METRICS])
+            for path in artifacts:
+                if path.is_file():
+                    folder = path.parent.relative_to(artifacts[0].parent).as_posix()
+                    client.log_artifact(run, str(path), None if folder == "." else folder)
+            client.set_terminated(run, STATUSES.get(status, "FAILED"), end_time=millis(_end(record)))
+        except Exception as err:  # noqa: BLE001 - the job stands as it ended: only its run is missing
+            said = " ".join(str(err).split())[:300] or type(err).__name__
+            say(f"tracking: MLFLOW_TRACKING_URI={self.config['MLFLOW_TRACKING_URI']} refused job {name}'s run "
+                f"({said}): it was not tracked")
+            return None
+        if not quiet:
+            where = " (`make ui` shows it)" if local_store(self.config) else ""
+            say(f"tracking: job {name} is run {run} of experiment {experiment_name(self.config)} in "
+                f"{self.config['MLFLOW_TRACKING_URI']}{where}")
+        return run
+
+
+def _settings(instance_type, count, image, spot, volume) -> dict:
+    return {f"{PARAM}instance_type": instance_type, f"{PARAM}instance_count": count, f"{PARAM}image": image,
+            f"{PARAM}spot": "true" if spot else "false", f"{PARAM}volume_gb": volume}
+
+
+def _common(record: dict, name: str, arn: str | None, status: str, tagged: dict) -> dict:
+    """The tags of every kind: the job, its status, ENV, git, each channel's data digest (data:<channel> tags)."""
+    found = {f"{TAG}job": name, f"{TAG}arn": arn, f"{TAG}status": status, f"{TAG}env": tagged.get("env"),
+             f"{TAG}failure_reason": record.get("FailureReason"), f"{TAG}git_commit": tagged.get("git-sha"),
+             f"{TAG}git_dirty": tagged.get("git-dirty"), "mlflow.source.git.commit": tagged.get("git-sha"),
+             f"{TAG}tuning_job": tagged.get("tuning")}
+    for key, value in tagged.items():
+        if key.startswith("data:"):
+            words = dict(word.split("=", 1) for word in value.split() if "=" in word)
+            found[f"{TAG}data.{key[len('data:'):]}"] = words.get("digest", value)
+    return found
+
+
+def _money(billable, dollars) -> dict:
+    return {f"{TAG}billable_seconds": billable, f"{TAG}cost_usd": None if dollars is None else f"{dollars:.6f}"}
+
+
+def _image(image: str | None, digest: str | None) -> dict:
+    return {f"{TAG}image": image, f"{TAG}image_digest": digest}
+
+
+def _range(kind: str, entry: dict) -> str:
+    if kind.startswith("Categorical"):
+        return "|".join(entry["Values"])
+    scale = ":log" if entry.get("ScalingType") == "Logarithmic" else ""
+    return f"{entry['MinValue']}:{entry['MaxValue']}{scale}"
+
+
+def _end(record: dict) -> str | None:
+    """When the job ended (its kind's end time), or its last change."""
+    for field in ("TrainingEndTime", "ProcessingEndTime", "TransformEndTime", "HyperParameterTuningEndTime",
+                  "LastModifiedTime"):
+        if record.get(field):
+            return record[field]
+    return None
+
+
+def _stamp(value) -> str | None:
+    return value if isinstance(value, str) else None
