@@ -142,6 +142,24 @@ def refuse_taken_names():
     return lambda: [setattr(SageMakerModelBackend, m, f) for m, f in originals.items()]
 
 
+def keep_mlflow_config():
+    """moto drops CreateTrainingJob's MlflowConfig: it is kept on the job here, so DescribeTrainingJob answers it as
+    SageMaker does; returns what puts moto back."""
+    from moto.sagemaker.responses import SageMakerResponse
+
+    original = SageMakerResponse.create_training_job
+
+    def keeping(response):
+        answer = original(response)
+        given = response._get_param("MlflowConfig")
+        if given:
+            response.sagemaker_backend.training_jobs[response._get_param("TrainingJobName")].mlflow_config = given
+        return answer
+
+    SageMakerResponse.create_training_job = keeping
+    return lambda: setattr(SageMakerResponse, "create_training_job", original)
+
+
 class Driver:
     """What the drivers share: entering patches moto (`_patch`, which returns what puts it back), a thread plays
     the next job of the driver's kind once it is created (`_run`), and leaving ends the play where it is, puts moto

@@ -17,6 +17,7 @@ stands as it ended.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from datetime import datetime
@@ -64,6 +65,21 @@ def millis(stamp: str | None) -> int | None:
     return round(datetime.fromisoformat(stamp).timestamp() * 1000) if stamp else None
 
 
+def _never_failing(write):
+    """A kind's writer whose failure (a record missing a field, a store that refuses) is one line: never the
+    command's, whose job stands as it ended."""
+    @functools.wraps(write)
+    def guarded(self, executor, record: dict, *args, **kwargs):
+        try:
+            return write(self, executor, record, *args, **kwargs)
+        except Exception as err:  # noqa: BLE001 - see above
+            name = next((value for key, value in record.items() if key.endswith("JobName")), "?")
+            said = " ".join(str(err).split())[:300]
+            say(f"tracking: job {name} was not tracked ({type(err).__name__}: {said})")
+            return None
+    return guarded
+
+
 class Tracker:
     """The store, opened in a thread of its own from the moment this is made; each job written when it has ended.
     With TRACKING=false, nothing is opened or written."""
@@ -80,8 +96,12 @@ class Tracker:
 
     def _open(self) -> None:
         try:
-            from mlflow.tracking import MlflowClient  # MLflow is imported here only (seconds): never by plan or upload
+            import mlflow  # imported here only (seconds): never by plan or upload
+            from mlflow.tracking import MlflowClient
 
+            # This process's store for the plugins too: the ARN's request headers and a server's artefact
+            # repository are found through the tracking URI in force, not the client's.
+            mlflow.set_tracking_uri(self.uri)
             store = local_store(self.config)
             if store:
                 store.parent.mkdir(parents=True, exist_ok=True)
@@ -113,6 +133,7 @@ class Tracker:
         return self.on
 
     # --- one kind each: what its record says, as a run ---
+    @_never_failing
     def training(self, executor, record: dict, model: Path | None = None, parent: str | None = None,
                  quiet: bool = False) -> str | None:
         """A training job (a tuning run's trial when parent is given); model: its fetched folder (manifest, plots)."""
@@ -141,6 +162,7 @@ class Tracker:
         return self._write(name, record, record["TrainingJobStatus"], params, tags,
                            points + [f for f in finals if f[0] not in printed], artifacts, parent, quiet)
 
+    @_never_failing
     def tuning(self, executor, record: dict, folder: Path, model: Path | None = None) -> str | None:
         """A tuning run, with each of its trials as a run nested under it; its objective per trial as a series."""
         name = record["HyperParameterTuningJobName"]
@@ -190,6 +212,7 @@ class Tracker:
         say(f"tracking: its {len(trials)} trial(s) are nested under it")
         return parent
 
+    @_never_failing
     def processing(self, executor, record: dict, data: dict[str, str]) -> str | None:
         """A processing job; data: the digest of each of its inputs and outputs."""
         name = record["ProcessingJobName"]
@@ -198,21 +221,22 @@ class Tracker:
         from sagemake.jobs.processing import duration
         from sagemake.pricing import cost
 
-        cluster = record["ProcessingResources"]["ClusterConfig"]
-        app = record["AppSpecification"]
-        params = {**_settings(cluster["InstanceType"], cluster["InstanceCount"], app["ImageUri"], False,
+        cluster = record.get("ProcessingResources", {}).get("ClusterConfig", {})
+        count, app = cluster.get("InstanceCount", 1), record["AppSpecification"]
+        params = {**_settings(cluster.get("InstanceType"), count, app["ImageUri"], False,
                               cluster.get("VolumeSizeInGB")),
                   f"{PARAM}entrypoint": " ".join(app.get("ContainerEntrypoint", [])),
                   f"{PARAM}arguments": " ".join(app.get("ContainerArguments", []))}
         seconds = duration(record)
-        hourly = executor.prices().hourly(cluster["InstanceType"]).hourly
+        hourly = executor.prices().hourly(cluster["InstanceType"]).hourly if cluster.get("InstanceType") else None
         tagged = {**self._here(), **{f"data:{k}": f"digest={v}" for k, v in data.items() if v}}
         tags = {**_common(record, name, record.get("ProcessingJobArn"), record["ProcessingJobStatus"], tagged),
-                **_money(seconds * cluster["InstanceCount"], cost(hourly, seconds, cluster["InstanceCount"])),
+                **_money(seconds * count, cost(hourly, seconds, count)),
                 **_image(app["ImageUri"], None)}
         return self._write(name, record, record["ProcessingJobStatus"], params, tags, executor.metric_points(record),
                            [])
 
+    @_never_failing
     def transform(self, executor, record: dict, files: int, model: dict) -> str | None:
         """A batch transform; files: how many it transformed; model: the provenance of the model it served."""
         name = record["TransformJobName"]

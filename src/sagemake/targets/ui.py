@@ -14,10 +14,12 @@ Exit status: 0 stopped by Ctrl-C, 1 the server stopped by itself, 2 bad input.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 from sagemake.cli import Exit, JobFailed, UserError, run, say
 from sagemake.config import Config, resolve
@@ -28,14 +30,11 @@ UI_PYTHONS = "mlflow-ui"  # in the tool's virtualenv, as job-python/ is
 READY_SECONDS = 180  # a cold import of MLflow's server takes a while
 STOP_SECONDS = 5  # SIGTERM, then SIGKILL: the UI holds nothing to save
 LOOPBACK = "127.0.0.1"
-# The server's environment beside this one's: no background job runner (a pool of processes the UI never uses).
-SERVER_ENVIRONMENT = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 def ui(config: Config) -> int:
     from sagemake.executors.local.guarded import run_guarded
     from sagemake.executors.local.serving import free_port
-    from sagemake.job_python import made_python
 
     store = local_store(config)
     if store is None:
@@ -43,8 +42,7 @@ def ui(config: Config) -> int:
                         "server's own UI (`make ui` serves a SQLite store, MLFLOW_TRACKING_URI=sqlite:///...)")
     if not store.is_file():
         raise UserError(f"no runs yet in {store}: `make train` (with TRACKING=true) writes the first")
-    python = made_python(UI_PYTHONS, config.root / REQUIREMENTS, [], f"MLflow's server from {REQUIREMENTS}",
-                         "a few minutes")
+    python = server_python(config.root)
     port = free_port()
     url = f"http://{LOOPBACK}:{port}"
     command = [str(python), "-m", "mlflow", "server", "--backend-store-uri", store_uri(config),
@@ -54,11 +52,25 @@ def ui(config: Config) -> int:
         f" at {url} (Ctrl-C stops it)")
     threading.Thread(target=_tell_when_ready, args=(url,), daemon=True).start()
     log = store.parent / "ui.log"
-    code, stopped = run_guarded(command, _environment(), [], log, float("inf"), STOP_SECONDS)
+    code, stopped = run_guarded(command, server_environment(), [], log, float("inf"), STOP_SECONDS)
     if stopped:
         say("ui: stopped")
         return Exit.OK
     raise JobFailed(f"MLflow's server stopped by itself (exit {code}): see its output above, or {log}")
+
+
+def server_python(root: Path) -> Path:
+    """The Python of MLflow's server: a virtualenv of requirements-ui.txt, made on first use (as the job's is)."""
+    from sagemake.job_python import made_python
+
+    return made_python(UI_PYTHONS, root / REQUIREMENTS, [], f"MLflow's server from {REQUIREMENTS}", "a few minutes")
+
+
+def server_environment() -> dict[str, str]:
+    """The server's environment: this one, without the variables that would point it at another store, and without
+    MLflow's background job runner (a pool of processes the UI never uses)."""
+    kept = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    return {**kept, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 def _tell_when_ready(url: str) -> None:
@@ -71,14 +83,6 @@ def _tell_when_ready(url: str) -> None:
                     return
         except OSError:
             time.sleep(0.5)
-
-
-def _environment() -> dict[str, str]:
-    """The server's environment: this one, without the variables that would point it at another store."""
-    import os
-
-    kept = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    return {**kept, **SERVER_ENVIRONMENT}
 
 
 def main(argv: list[str]) -> int:

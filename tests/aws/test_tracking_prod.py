@@ -1,0 +1,48 @@
+"""`make train ENV=prod` tracked in SageMaker's managed MLflow, named by its ARN: the request carries MlflowConfig (read
+back from the emulator), and the run is written through AWS's sagemaker-mlflow plugin to an MLflow server the test
+starts on 127.0.0.1 (the plugin's SAGEMAKER_MLFLOW_CUSTOM_ENDPOINT stands for SageMaker's MLflow endpoint)."""
+
+import json
+import os
+import subprocess
+
+from conftest import ROOT, mlflow_server
+from emulator import ACCOUNT, REGION, SageMakerDriver, client, make_bucket, register_image, repository_image, settings
+from mlflow.tracking import MlflowClient
+
+ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:mlflow-tracking-server/team"
+
+
+def test_a_job_on_sagemaker_is_linked_to_its_run_and_tracked_in_the_managed_mlflow(aws, tmp_path, trained_model):
+    make_bucket()
+    env = {"ENV": "prod", **settings(), "MLFLOW_TRACKING_URI": ARN, "MLFLOW_EXPERIMENT": "team-models"}
+    image = repository_image(env)
+    register_image(image)
+    # As SageMaker's MLflow keeps them, artefacts go to S3 (the emulator's), written by the client.
+    with mlflow_server(tmp_path, "--default-artifact-root", "s3://train-bucket/mlflow", "--no-serve-artifacts") as url:
+        with SageMakerDriver(model=trained_model):
+            done = subprocess.run(["make", "-s", "train"], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                                  env={**os.environ, **env, "DATA_DIR": str(tmp_path / "data"),
+                                       "MODELS_DIR": str(tmp_path / "models"), "SAGEMAKER_MLFLOW_CUSTOM_ENDPOINT": url})
+        assert done.returncode == 0, done.stderr
+        (job,) = [p.name for p in (tmp_path / "models").iterdir()]
+        described = client("sagemaker").describe_training_job(TrainingJobName=job)
+        assert described["MlflowConfig"] == {"MlflowResourceArn": ARN, "MlflowExperimentName": "team-models",
+                                             "MlflowRunName": job}
+
+        tracked = MlflowClient(url)
+        experiment = tracked.get_experiment_by_name("team-models")
+        (run,) = tracked.search_runs([experiment.experiment_id], f"attributes.run_name = '{job}'")
+        manifest = json.loads((tmp_path / "models" / job / "manifest.json").read_text())
+        assert f"tracking: job {job} is run {run.info.run_id} of experiment team-models in {ARN}" in done.stderr
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["sagemake.arn"] == described["TrainingJobArn"] and run.data.tags["sagemake.env"] == "prod"
+        assert run.data.tags["sagemake.billable_seconds"] == "100"  # SageMaker's, not the 400 s of training
+        assert run.data.tags["sagemake.image"] == image and run.data.tags["sagemake.image_digest"] == \
+            manifest["image_digest"]
+        assert run.data.params["job.instance_type"] == "ml.m5.large"
+        # The series, read from the job's CloudWatch streams with their times: two values on algo-1.
+        history = tracked.get_metric_history(run.info.run_id, "validation:roc_auc")
+        assert [(m.step, m.value) for m in history] == [(0, 0.912345), (1, 0.987654)]
+        assert history[0].timestamp <= history[1].timestamp
+        assert "manifest.json" in {a.path for a in tracked.list_artifacts(run.info.run_id)}
