@@ -150,3 +150,71 @@ def test_make_plan_loads_no_mlflow(project, example_data):
     loaded = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time")}
     assert "sagemake.config" in loaded  # the profile is there
     assert not {name for name in loaded if name.split(".")[0] == "mlflow"}
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below pid, from /proc."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def test_make_ui_answers_on_a_free_port_and_ctrl_c_leaves_nothing_running(project):
+    import re
+    import signal
+    import time
+    import urllib.request
+
+    from conftest import sigint_as_a_terminal_gives_it
+
+    if not (project / STORE).is_file():
+        assert make(project, "train", "HP=n_estimators=10").returncode == 0
+    served = subprocess.Popen([*sagemake(project), "ui"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, start_new_session=True, preexec_fn=sigint_as_a_terminal_gives_it)
+    try:
+        said = []
+        for line in served.stdout:  # the first run installs MLflow's server: its progress, then the URL
+            said.append(line)
+            found = re.search(r"ui: (http://127\.0\.0\.1:(\d+)) is up", line)
+            if found:
+                break
+        assert found, "".join(said[-20:])
+        url = found[1]
+        with urllib.request.urlopen(f"{url}/ajax-api/2.0/mlflow/experiments/get-by-name?experiment_name="
+                                    "sagemake-example", timeout=30) as answer:
+            assert json.loads(answer.read())["experiment"]["name"] == "sagemake-example"
+        with urllib.request.urlopen(url, timeout=30) as page:
+            assert page.status == 200 and b"MLflow" in page.read()
+        below = descendants(served.pid)
+        assert below  # the guard, the server and its worker
+        os.killpg(served.pid, signal.SIGINT)  # Ctrl-C in the terminal: the foreground group
+        rest = served.stdout.read()
+        assert served.wait(timeout=60) == 0, rest
+        assert "ui: stopped" in rest
+        deadline = time.monotonic() + 10
+        while below & descendants(1) and time.monotonic() < deadline:  # reaped by now, or very soon
+            time.sleep(0.2)
+        assert not {pid for pid in below if Path(f"/proc/{pid}").exists()}
+    finally:
+        if served.poll() is None:
+            served.kill()
+            served.wait()
+
+
+def test_make_ui_refuses_a_server_and_an_empty_store(tmp_path):
+    repo = copy_repo(tmp_path / "p")
+    empty = make(repo, "ui")
+    assert empty.returncode == 2 and f"no runs yet in {repo / STORE}: `make train`" in empty.stderr
+    remote = make(repo, "ui", MLFLOW_TRACKING_URI="https://mlflow.example.com")
+    assert remote.returncode == 2
+    assert "MLFLOW_TRACKING_URI=https://mlflow.example.com is not a local store: open that server's own UI" in \
+        remote.stderr

@@ -263,3 +263,26 @@ def test_metric_regexes_read_numbers_only(line, value):
         assert found == ["nan"]
     else:
         assert float(found[-1]) == value
+
+
+def test_metric_points_keep_every_value_with_its_step_and_time():
+    from sagemake.jobs.training import MetricPoints
+
+    points = MetricPoints(metric_definitions(["rmse", "validation:rmse"]))
+    for millis, line in enumerate(["epoch 1: rmse=0.5 loss=2", "validation:rmse=0.4", "SM_NUM_CPUS=2", "r2=0.9",
+                                   "train_rmse=9.0", "epoch 2: rmse=0.3", "validation:rmse=0.35", "r2=0.95"]):
+        points.seen(line, 1000 + millis)
+    # The definitions anywhere in a line, as SageMaker applies them; any other name as a whole name=value line.
+    assert points.points == [["rmse", 0.5, 1000, 0], ["validation:rmse", 0.4, 1001, 0], ["r2", 0.9, 1003, 0],
+                             ["train_rmse", 9.0, 1004, 0], ["rmse", 0.3, 1005, 1], ["validation:rmse", 0.35, 1006, 1],
+                             ["r2", 0.95, 1007, 1]]
+
+
+def test_a_managed_mlflow_by_arn_is_named_in_the_request(tmp_path, example_data):
+    arn = "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-app/app-5ABC"
+    root = copy_image_inputs(tmp_path)
+    request = local_plan(root, example_data, MLFLOW_TRACKING_URI=arn)
+    assert request["MlflowConfig"] == {"MlflowResourceArn": arn, "MlflowExperimentName": "sagemake-example",
+                                       "MlflowRunName": request["TrainingJobName"]}
+    assert "MlflowConfig" not in local_plan(root, example_data, MLFLOW_TRACKING_URI=arn, TRACKING="false")
+    assert "MlflowConfig" not in local_plan(root, example_data)  # the local store: nothing for SageMaker to link
