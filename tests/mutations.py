@@ -449,6 +449,36 @@ MUTATIONS = {
     "a removed setting told as any unknown one": (
         "src/sagemake/config.py", "        if key in REMOVED:", "        if False:",
         "tests/unit/test_config.py -k removed_setting"),
+    "a run keeps final metric values only": (
+        "src/sagemake/executors/local/executor.py", '"LocalMetrics": self.points.points,', '"LocalMetrics": [],',
+        "tests/local/test_tracking.py -k make_train_is_a_run"),
+    "every value of a metric at step 0": (
+        "src/sagemake/jobs/training.py", "self.steps[name] = step + 1", "self.steps[name] = step",
+        "tests/unit/test_request.py -k metric_points"),
+    "trials not nested under their tuning run": (
+        "src/sagemake/tracking.py", 'tags["mlflow.parentRunId"] = parent', 'tags["sagemake.parent"] = parent',
+        "tests/local/test_tracking.py -k make_tune"),
+    "a processing run without its outputs' digests": (
+        "src/sagemake/targets/preprocess.py", "{INPUT: raw_digest, **channel_digests(config, data)}",
+        "{INPUT: raw_digest}", "tests/local/test_tracking.py -k make_preprocess"),
+    "an unreachable store not said": (
+        "src/sagemake/tracking.py", "        if self.error is not None:", "        if False:",
+        "tests/local/test_tracking.py -k unreachable"),
+    "a managed MLflow not named in the request": (
+        "src/sagemake/jobs/training.py",
+        'if config.flag("TRACKING") and config["MLFLOW_TRACKING_URI"].startswith("arn:"):', "if False:",
+        "tests/unit/test_request.py -k managed_mlflow"),
+    "a SageMaker job's series not read from its log": (
+        "src/sagemake/executors/sagemaker/executor.py", "            points.seen(message, millis)",
+        "            pass", "tests/aws/test_tracking_prod.py"),
+    "make plan loads MLflow": (
+        "src/sagemake/targets/plan.py", "from sagemake.pricing import plan_line",
+        "from sagemake.pricing import plan_line; import mlflow  # noqa", "tests/local/test_tracking.py -k plan"),
+    "make ui's server not under the guard": (
+        "src/sagemake/targets/ui.py",
+        'code, stopped = run_guarded(command, server_environment(), [], log, float("inf"), STOP_SECONDS)',
+        'code, stopped = __import__("subprocess").run(command, env=server_environment()).returncode, None',
+        "tests/local/test_tracking.py -k free_port"),
 }
 
 
