@@ -109,6 +109,16 @@ def test_make_transform_as_a_process_gives_the_models_own_predictions_line_by_li
     assert listed.returncode == 0, listed.stderr
     (row,) = [line.split() for line in listed.stdout.splitlines() if line.startswith(name)]
     assert row[1:5] == ["local", "transform", job, manifest["artifact"]["sha256"][:12]]
+    # And it is an MLflow run, naming the model it served.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{repo / 'build/mlflow/mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("sagemake-example").experiment_id],
+                                f"attributes.run_name = '{name}'")
+    assert run.info.status == "FINISHED" and run.data.metrics["files"] == len(files)
+    assert (run.data.tags["sagemake.model_job"], run.data.tags["sagemake.model_sha256"]) == \
+        (job, manifest["artifact"]["sha256"])
+    assert run.data.params["job.batch_strategy"] == "MultiRecord" and run.data.params["job.max_concurrent"] == "3"
 
 
 def test_single_record_sends_one_line_a_request_in_order(project, reference, tmp_path):
