@@ -449,6 +449,48 @@ MUTATIONS = {
     "a removed setting told as any unknown one": (
         "src/sagemake/config.py", "        if key in REMOVED:", "        if False:",
         "tests/unit/test_config.py -k removed_setting"),
+    "a host of several given every core": (
+        "src/sagemake/executors/local/guard.py",
+        "        os.sched_setaffinity(0, [int(core) for core in rest[1].split(\",\")])", "        pass",
+        "tests/local/test_local.py -k own_share"),
+    "hosts given overlapping blocks of cores": (
+        "src/sagemake/executors/local/runtimes.py", "        shares[name], start = cores[start:end], end",
+        "        shares[name], start = cores[:end], end", "tests/local/test_local.py -k blocks"),
+    "a container host not given its CPU set": (
+        "src/sagemake/executors/local/runtimes.py", "*self.cpu_flags(request, host), *self.run_flags,",
+        "*self.run_flags,", "tests/container/test_distributed.py -k containers"),
+    "a processing job priced at training's rate": (
+        "src/sagemake/targets/jobs.py", 'prices.hourly(cluster["InstanceType"], PROCESSING).hourly',
+        'prices.hourly(cluster["InstanceType"], "Train").hourly', "tests/local/test_processing.py -k after_the_ledger"),
+    "an endpoint priced at training's rate": (
+        "src/sagemake/executors/sagemaker/endpoint.py", "hourly = prices.hourly(instance_type, HOSTING).hourly",
+        'hourly = prices.hourly(instance_type, "Train").hourly',
+        "tests/aws/test_deploy.py -k update_in_place_then_undeploy"),
+    "a batch transform priced at training's rate": (
+        "src/sagemake/targets/transform.py", "used_line(TRANSFORM, ", 'used_line("Train", ',
+        "tests/local/test_transform.py -k on_sagemaker"),
+    "the Price List API asked for training's usage type whatever the kind": (
+        "src/sagemake/pricing.py", 'usage_type = f"{prefix}-{kind}:{instance_type}"',
+        'usage_type = f"{prefix}-{TRAINING}:{instance_type}"', "tests/local/test_transform.py -k on_sagemaker"),
+    "the shipped table read for training whatever the kind": (
+        "src/sagemake/pricing.py", "hourly = TABLE.hourly(self.region, kind, instance_type)",
+        "hourly = TABLE.hourly(self.region, TRAINING, instance_type)",
+        "tests/unit/test_price_list.py -k says_unknown"),
+    "one cache entry for every kind": (
+        "src/sagemake/pricing.py", "{instance_type if kind == TRAINING else f'{kind}:{instance_type}'}\"",
+        "{instance_type}\"", "tests/unit/test_price_list.py -k never_anothers"),
+    "a free tier's $0 taken for the price": (
+        "src/sagemake/pricing.py", 'and usd and float(usd) > 0:', "and usd:",
+        "tests/unit/test_price_list.py -k own_region"),
+    "an offer file's notebooks taken for a kind of job": (
+        "src/sagemake/price_list.py", 'or usage is None or usage["kind"] not in KINDS', "or usage is None",
+        "tests/unit/test_price_list.py -k own_region"),
+    "an Outpost's price taken for its region's": (
+        "src/sagemake/price_list.py", '\n                or attributes.get("locationType") != "AWS Region"):', "):",
+        "tests/unit/test_price_list.py -k own_region"),
+    "offer files that disagree merged silently": (
+        "src/sagemake/price_list.py", "                if known.get(instance_type, hourly) != hourly:",
+        "                if False:", "tests/unit/test_price_list.py -k disagree"),
     "a run keeps final metric values only": (
         "src/sagemake/executors/local/executor.py", '"LocalMetrics": self.points.points,', '"LocalMetrics": [],',
         "tests/local/test_tracking.py -k make_train_is_a_run"),

@@ -1,13 +1,18 @@
-"""What SageMaker training costs: $ per instance-hour by instance type and region, and what a job may cost or did.
+"""What SageMaker costs: $ per instance-hour by instance type, region and kind of use, and what a job may cost or did.
 
-A price comes from, in order:
+SageMaker bills each kind of use at its own rate, named by the Price List's usage type
+`<location prefix>-<kind>:<instance type>`: training (Train), processing (Processing), batch transform (Tsform)
+and endpoints (Host). A price comes from, in order:
   1. the cache of earlier Price List answers, in the user's cache folder ($XDG_CACHE_HOME/sagemake/pricing.json,
      by default ~/.cache/sagemake/pricing.json: prices are the same for every project), kept CACHE_DAYS days, each
      entry with its date;
-  2. the AWS Price List API (pricing GetProducts: service AmazonSageMaker, the region's location and its training
-     usage type `<prefix>-Train:<instance type>`), when an AWS session is given and its credentials allow;
-  3. TABLE, the on-demand training prices shipped here, dated TABLE_DATE, for a few regions.
-Every answer says which one it came from. A price none of them knows is unknown (None), never 0.
+  2. the AWS Price List API (pricing GetProducts: service AmazonSageMaker, the region's location and the kind's
+     usage type), when an AWS session is given and its credentials allow;
+  3. the shipped table, prices.json beside this file: on-demand prices for the instance types it lists in the
+     commercial regions, each kind apart, dated and with its source (scripts/update_prices.sh makes it from the
+     Price List's offer files).
+Every answer says which one it came from. A price none of them knows is unknown (None), never 0, and never another
+kind's or another region's.
 
 SageMaker bills training by the second, per instance, at the on-demand rate: managed spot bills fewer seconds
 (BillableTimeInSeconds), and a warm pool bills the time it kept the instances (ResourceRetainedBillableTimeInSeconds).
@@ -29,9 +34,15 @@ CACHE_DAYS = 7
 PRICING_REGION = "us-east-1"  # the Price List API answers from us-east-1 (and a few others), for every region
 DEFAULT_REGION = "us-east-1"  # local jobs without AWS_REGION are priced as if there
 SERVICE = "AmazonSageMaker"
-TRAINING, HOSTING = "Train", "Host"  # the usage types: <location prefix>-Train:<type>, -Host:<type> (endpoints)
+SHIPPED = Path(__file__).with_name("prices.json")
 
-# The Price List's name of each region (its `location` attribute) and the prefix of its usage types.
+# The kinds of use, as the Price List's usage types name them (<location prefix>-<kind>:<instance type>), and as
+# the user reads them.
+TRAINING, PROCESSING, TRANSFORM, HOSTING = "Train", "Processing", "Tsform", "Host"
+KINDS = {TRAINING: "training", PROCESSING: "processing", TRANSFORM: "batch transform", HOSTING: "endpoint"}
+
+# The Price List's name of each region (its `location` attribute) and the prefix of its usage types, for the
+# GetProducts question; the shipped table needs neither (its offer files name each product's regionCode).
 LOCATIONS = {
     "us-east-1": ("US East (N. Virginia)", "USE1"),
     "us-east-2": ("US East (Ohio)", "USE2"),
@@ -51,23 +62,27 @@ LOCATIONS = {
     "sa-east-1": ("South America (Sao Paulo)", "SAE1"),
 }
 
-# On-demand SageMaker training, USD per instance-hour: AWS's published rates for US East (N. Virginia), which
-# US East (Ohio) and US West (Oregon) share for these types. Refresh with the API (any ENV but local writes the
-# cache); other regions differ and are left to the API rather than guessed.
-TABLE_DATE = "2026-12-02"
-_US = {
-    "ml.m5.large": 0.115, "ml.m5.xlarge": 0.23, "ml.m5.2xlarge": 0.461, "ml.m5.4xlarge": 0.922,
-    "ml.m5.12xlarge": 2.765, "ml.m5.24xlarge": 5.53,
-    "ml.c5.xlarge": 0.204, "ml.c5.2xlarge": 0.408, "ml.c5.4xlarge": 0.816, "ml.c5.9xlarge": 1.836,
-    "ml.c5.18xlarge": 3.672,
-    "ml.g4dn.xlarge": 0.736, "ml.g4dn.2xlarge": 0.94, "ml.g4dn.4xlarge": 1.505, "ml.g4dn.8xlarge": 2.72,
-    "ml.g4dn.12xlarge": 4.89, "ml.g4dn.16xlarge": 5.44,
-    "ml.g5.xlarge": 1.408, "ml.g5.2xlarge": 1.515, "ml.g5.4xlarge": 2.03, "ml.g5.8xlarge": 3.06,
-    "ml.g5.12xlarge": 7.09, "ml.g5.16xlarge": 4.1, "ml.g5.24xlarge": 10.18, "ml.g5.48xlarge": 20.36,
-    "ml.p3.2xlarge": 3.825, "ml.p3.8xlarge": 14.688, "ml.p3.16xlarge": 28.152,
-    "ml.trn1.2xlarge": 1.5484, "ml.trn1.32xlarge": 24.7726,
-}
-TABLE = {"us-east-1": _US, "us-east-2": _US, "us-west-2": _US}
+
+@dataclass(frozen=True)
+class Table:
+    """The shipped prices: {region: {kind: {instance type: USD per instance-hour}}}, what they came from and when."""
+    source: str
+    date: str
+    instance_types: list[str]
+    regions: list[str]
+    prices: dict[str, dict[str, dict[str, float]]]
+
+    @classmethod
+    def read(cls, path: Path) -> Table:
+        document = json.loads(path.read_text())
+        return cls(document["source"], document["date"], document["instance_types"], document["regions"],
+                   document["prices"])
+
+    def hourly(self, region: str, kind: str, instance_type: str) -> float | None:
+        return self.prices.get(region, {}).get(kind, {}).get(instance_type)
+
+
+TABLE = Table.read(SHIPPED)
 
 
 @dataclass(frozen=True)
@@ -79,21 +94,22 @@ class Price:
 
 
 class Prices:
-    """Prices in one region, each asked for once. With `aws` (a boto3 session) the Price List API is asked for what
-    the cache does not hold; without, only the cache and the table are read."""
+    """Prices in one region, each (instance type, kind) asked for once. With `aws` (a boto3 session) the Price List
+    API is asked for what the cache does not hold; without, only the cache and the shipped table are read."""
 
-    def __init__(self, region: str, aws=None, hypothetical: bool = False, today: date | None = None,
-                 usage: str = TRAINING):
-        self.region, self.aws, self.hypothetical, self.usage = region, aws, hypothetical, usage
+    def __init__(self, region: str, aws=None, hypothetical: bool = False, today: date | None = None):
+        self.region, self.aws, self.hypothetical = region, aws, hypothetical
         self.today = today or date.today()
         self.cache_path = cache_path()
         self.problem: str | None = None  # why the API did not answer, once it failed
-        self._known: dict[str, Price] = {}
+        self._known: dict[tuple[str, str], Price] = {}
 
-    def hourly(self, instance_type: str) -> Price:
-        if instance_type not in self._known:
-            self._known[instance_type] = self._find(instance_type)
-        return self._known[instance_type]
+    def hourly(self, instance_type: str, kind: str) -> Price:
+        """The on-demand price of one instance of instance_type for an hour of `kind` (TRAINING, PROCESSING,
+        TRANSFORM, HOSTING) in this region."""
+        if (instance_type, kind) not in self._known:
+            self._known[instance_type, kind] = self._find(instance_type, kind)
+        return self._known[instance_type, kind]
 
     def sources(self) -> str:
         """Where the prices used so far came from, one phrase."""
@@ -101,18 +117,18 @@ class Prices:
         said = "; ".join(used) or "none asked"
         return f"prices for {self.region}: {said}" + (f" (Price List API: {self.problem})" if self.problem else "")
 
-    def _find(self, instance_type: str) -> Price:
-        key = f"{self.region} {instance_type if self.usage == TRAINING else f'{self.usage}:{instance_type}'}"
+    def _find(self, instance_type: str, kind: str) -> Price:
+        key = f"{self.region} {instance_type if kind == TRAINING else f'{kind}:{instance_type}'}"
         cache = self._read_cache()
         entry = cache.get(key)
         if entry and self.today - date.fromisoformat(entry["date"]) <= timedelta(days=CACHE_DAYS):
             if entry["hourly"] is not None:
                 return Price(instance_type, self.region, entry["hourly"],
                              f"AWS Price List API as of {entry['date']} (cached in {self.cache_path})")
-            return self._table(instance_type, f"the Price List API had none on {entry['date']}")
+            return self._table(instance_type, kind, f"the Price List API had none on {entry['date']}")
         if self.aws is not None and self.problem is None:
             try:
-                hourly = self._ask(instance_type)
+                hourly = self._ask(instance_type, kind)
             except AwsError as err:
                 self.problem = str(err)
             else:
@@ -120,24 +136,19 @@ class Prices:
                 self._write_cache(cache)
                 if hourly is not None:
                     return Price(instance_type, self.region, hourly, f"AWS Price List API, {self.today.isoformat()}")
-                return self._table(instance_type, "the Price List API has none")
-        return self._table(instance_type, None)
+                return self._table(instance_type, kind, "the Price List API has none")
+        return self._table(instance_type, kind, None)
 
-    def _table(self, instance_type: str, why: str | None) -> Price:
-        hourly = TABLE.get(self.region, {}).get(instance_type) if self.usage == TRAINING else None
+    def _table(self, instance_type: str, kind: str, why: str | None) -> Price:
+        hourly = TABLE.hourly(self.region, kind, instance_type)
         if hourly is not None:
-            return Price(instance_type, self.region, hourly, f"the shipped table of {TABLE_DATE}")
-        if self.usage != TRAINING:
-            said = f"{why}, and" if why else "not asked (no AWS session), and"
-            return Price(instance_type, self.region, None, f"unknown: {said} the shipped table holds training prices "
-                                                           "only")
-        regions = ", ".join(TABLE)
-        said = f"{why}, and it is not in" if why else "not in"
-        return Price(instance_type, self.region, None,
-                     f"unknown: {said} the shipped table of {TABLE_DATE} ({regions})")
+            return Price(instance_type, self.region, hourly, f"the shipped table of {TABLE.date}")
+        said = f"{why}, and " if why else ""
+        return Price(instance_type, self.region, None, f"unknown: {said}the shipped table of {TABLE.date} has no "
+                                                       f"{KINDS[kind]} price for {instance_type} in {self.region}")
 
-    def _ask(self, instance_type: str) -> float | None:
-        """GetProducts for the training usage type of instance_type in this region; None when it lists none."""
+    def _ask(self, instance_type: str, kind: str) -> float | None:
+        """GetProducts for the kind's usage type of instance_type in this region; None when it lists none."""
         from botocore.config import Config
 
         from sagemake.aws.api import call  # boto3: only when AWS is asked
@@ -145,13 +156,20 @@ class Prices:
         if self.region not in LOCATIONS:
             raise AwsError(f"no Price List location known for region {self.region}")
         location, prefix = LOCATIONS[self.region]
+        usage_type = f"{prefix}-{kind}:{instance_type}"
         client = call(self.aws.client, service_name="pricing", region_name=PRICING_REGION, config=Config(
             retries={"mode": "standard", "max_attempts": 2}, connect_timeout=5, read_timeout=15))
         answer = call(client.get_products, ServiceCode=SERVICE, FormatVersion="aws_v1", MaxResults=10, Filters=[
             {"Type": "TERM_MATCH", "Field": "location", "Value": location},
-            {"Type": "TERM_MATCH", "Field": "usagetype", "Value": f"{prefix}-{self.usage}:{instance_type}"},
+            {"Type": "TERM_MATCH", "Field": "usagetype", "Value": usage_type},
         ])
-        return on_demand_hourly(answer.get("PriceList", []), f"{prefix}-{self.usage}:{instance_type}")
+        for item in answer.get("PriceList", []):
+            product = json.loads(item) if isinstance(item, str) else item
+            if product.get("product", {}).get("attributes", {}).get("usagetype") == usage_type:
+                hourly = on_demand_hourly(product.get("terms", {}).get("OnDemand", {}))
+                if hourly is not None:
+                    return hourly
+        return None
 
     def _read_cache(self) -> dict:
         return jsonfile.read(self.cache_path, {})
@@ -168,17 +186,14 @@ def cache_path() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / CACHE
 
 
-def on_demand_hourly(price_list: list, usage_type: str) -> float | None:
-    """The USD hourly on-demand rate in GetProducts' PriceList (each item a JSON string) for usage_type."""
-    for item in price_list:
-        product = json.loads(item) if isinstance(item, str) else item
-        if product.get("product", {}).get("attributes", {}).get("usagetype") != usage_type:
-            continue
-        for term in product.get("terms", {}).get("OnDemand", {}).values():
-            for dimension in term.get("priceDimensions", {}).values():
-                usd = dimension.get("pricePerUnit", {}).get("USD")
-                if dimension.get("unit", "").lower().startswith("hr") and usd and float(usd) > 0:
-                    return float(usd)
+def on_demand_hourly(terms: dict) -> float | None:
+    """The USD hourly rate in one product's OnDemand terms ({term code: term}, as GetProducts and the offer files
+    give them); None when they hold none above $0 (a free tier's rate is not the price)."""
+    for term in terms.values():
+        for dimension in term.get("priceDimensions", {}).values():
+            usd = dimension.get("pricePerUnit", {}).get("USD")
+            if dimension.get("unit", "").lower().startswith("hr") and usd and float(usd) > 0:
+                return float(usd)
     return None
 
 
@@ -199,26 +214,38 @@ def rate(hourly: float) -> str:
 
 
 def plan_line(request: dict, prices: Prices) -> str:
-    """What the request may cost on SageMaker: $/h x instances, and the worst case (MaxRuntime; MaxWait with spot),
-    plus a warm pool's kept time."""
+    """What the training request may cost on SageMaker: $/h x instances, and the worst case (MaxRuntime; MaxWait
+    with spot), plus a warm pool's kept time."""
     resources, stopping = request["ResourceConfig"], request["StoppingCondition"]
-    kind, count = resources["InstanceType"], resources["InstanceCount"]
-    price = prices.hourly(kind)
+    instance_type, count = resources["InstanceType"], resources["InstanceCount"]
+    price = prices.hourly(instance_type, TRAINING)
     where = "on SageMaker (this job runs locally, for nothing)" if prices.hypothetical else "on SageMaker"
     if price.hourly is None:
-        return f"cost {where}: {kind} x {count}: unknown ({price.source}, {prices.region})"
+        return f"cost {where}: {instance_type} x {count}: unknown ({prices.sources()})"
     if request.get("EnableManagedSpotTraining"):
         limit, bound = stopping["MaxWaitTimeInSeconds"], "MaxWaitTimeInSeconds"
         note = "; spot bills only the seconds it trains, at most MaxRuntime's, usually far less"
     else:
         limit, bound, note = stopping["MaxRuntimeInSeconds"], "MaxRuntimeInSeconds", ""
-    line = (f"cost {where}: {kind} {rate(price.hourly)}/h x {count} instance{'s' if count != 1 else ''} = "
+    line = (f"cost {where}: {instance_type} {rate(price.hourly)}/h x {count} instance{'s' if count != 1 else ''} = "
             f"{rate(price.hourly * count)}/h; at most {money(cost(price.hourly, limit, count))} for {bound}={limit} s"
             f"{note}")
     keep = resources.get("KeepAlivePeriodInSeconds")
     if keep:
         line += f"; a warm pool kept {keep} s adds up to {money(cost(price.hourly, keep, count))}"
     return f"{line} ({prices.sources()})"
+
+
+def used_line(kind: str, instance_type: str, count: int, seconds: int, prices: Prices) -> str:
+    """What `count` instances of instance_type used for `seconds` of `kind` cost (or, locally, would have) on
+    SageMaker, at that kind's rate in the prices' region."""
+    price = prices.hourly(instance_type, kind)
+    where = "would have cost on SageMaker" if prices.hypothetical else "cost on SageMaker"
+    used = f"{count} x {instance_type} for {seconds} s"
+    if price.hourly is None:
+        return f"{where}: {used}: unknown ({prices.sources()})"
+    return (f"{where}: {used} at {rate(price.hourly)}/h of {KINDS[kind]} = "
+            f"{money(cost(price.hourly, seconds, count))} ({prices.sources()})")
 
 
 @dataclass
@@ -240,7 +267,7 @@ def ledger_entry(record: dict, prices: Prices) -> Entry:
     time, which no local run can know."""
     resources = record.get("ResourceConfig", {})
     count = resources.get("InstanceCount", 1)
-    price = prices.hourly(resources.get("InstanceType", ""))
+    price = prices.hourly(resources.get("InstanceType", ""), TRAINING)
     training = record.get("TrainingTimeInSeconds")
     billable = record.get("BillableTimeInSeconds", training)
     if billable is None:

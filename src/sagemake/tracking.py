@@ -218,8 +218,8 @@ class Tracker:
         name = record["ProcessingJobName"]
         if not self.ready(name):
             return None
-        from sagemake.jobs.processing import duration
-        from sagemake.pricing import cost
+        from sagemake.jobs import ran
+        from sagemake.pricing import PROCESSING, cost
 
         cluster = record.get("ProcessingResources", {}).get("ClusterConfig", {})
         count, app = cluster.get("InstanceCount", 1), record["AppSpecification"]
@@ -227,8 +227,9 @@ class Tracker:
                               cluster.get("VolumeSizeInGB")),
                   f"{PARAM}entrypoint": " ".join(app.get("ContainerEntrypoint", [])),
                   f"{PARAM}arguments": " ".join(app.get("ContainerArguments", []))}
-        seconds = duration(record)
-        hourly = executor.prices().hourly(cluster["InstanceType"]).hourly if cluster.get("InstanceType") else None
+        seconds = ran(record, "Processing")
+        hourly = executor.prices().hourly(cluster["InstanceType"], PROCESSING).hourly \
+            if cluster.get("InstanceType") else None
         tagged = {**self._here(), **{f"data:{k}": f"digest={v}" for k, v in data.items() if v}}
         tags = {**_common(record, name, record.get("ProcessingJobArn"), record["ProcessingJobStatus"], tagged),
                 **_money(seconds * count, cost(hourly, seconds, count)),
@@ -242,16 +243,16 @@ class Tracker:
         name = record["TransformJobName"]
         if not self.ready(name):
             return None
-        from sagemake.pricing import cost
+        from sagemake.jobs import ran
+        from sagemake.pricing import TRANSFORM, cost
 
         resources = record["TransformResources"]
         params = {**_settings(resources["InstanceType"], resources["InstanceCount"], model.get("image"), False, None),
                   f"{PARAM}batch_strategy": record.get("BatchStrategy", ""),
                   f"{PARAM}max_payload_mb": record.get("MaxPayloadInMB", ""),
                   f"{PARAM}max_concurrent": record.get("MaxConcurrentTransforms", "")}
-        start, end = millis(record.get("TransformStartTime") or record.get("CreationTime")), millis(_end(record))
-        seconds = max(0, round((end - start) / 1000)) if start and end else 0
-        hourly = executor.prices().hourly(resources["InstanceType"]).hourly
+        seconds, end = ran(record, "Transform"), millis(_end(record))
+        hourly = executor.prices().hourly(resources["InstanceType"], TRANSFORM).hourly
         tags = {**_common(record, name, record.get("TransformJobArn"), record["TransformJobStatus"], self._here()),
                 **_money(seconds * resources["InstanceCount"], cost(hourly, seconds, resources["InstanceCount"])),
                 **_image(model.get("image"), None),

@@ -17,7 +17,7 @@ from sagemake.config import resolve
 from sagemake.executors.local.executor import LocalExecutor
 from sagemake.executors.sagemaker.executor import SageMakerExecutor
 from sagemake.jobs.training import plan
-from sagemake.pricing import TABLE_DATE, Prices, cache_path, ledger_entry, plan_line
+from sagemake.pricing import TABLE, TRAINING, Prices, cache_path, ledger_entry, plan_line
 from sagemake.targets.jobs import list_jobs
 
 TARGET = "AWSPriceListService.GetProducts"
@@ -35,47 +35,51 @@ def asked(usage_type, location="EU (Frankfurt)"):
 
 
 def test_a_price_comes_from_the_price_list_api_then_from_its_dated_cache(aws, price_list):
-    price = Prices(REGION, session()).hourly("ml.m5.xlarge")
+    price = Prices(REGION, session()).hourly("ml.m5.xlarge", TRAINING)
     assert (price.hourly, price.source) == (0.274, f"AWS Price List API, {date.today().isoformat()}")
     assert price_list.requests == [asked("EUC1-Train:ml.m5.xlarge")]  # exactly this, once
     assert json.loads(cache_path().read_text()) == {
         f"{REGION} ml.m5.xlarge": {"hourly": 0.274, "date": date.today().isoformat()}}
 
     again = Prices(REGION, session())  # another command, later: the cache answers
-    assert again.hourly("ml.m5.xlarge").hourly == 0.274
+    assert again.hourly("ml.m5.xlarge", TRAINING).hourly == 0.274
     assert again.sources() == (f"prices for {REGION}: AWS Price List API as of {date.today().isoformat()} "
                                f"(cached in {cache_path()})")
     assert len(price_list.requests) == 1
 
     week_later = Prices(REGION, session(), today=date.today() + timedelta(days=8))  # too old: asked again
-    assert week_later.hourly("ml.m5.xlarge").hourly == 0.274
+    assert week_later.hourly("ml.m5.xlarge", TRAINING).hourly == 0.274
     assert len(price_list.requests) == 2
 
 
 def test_without_the_api_the_shipped_table_answers_and_an_unknown_price_is_never_zero(aws, price_list):
     price_list.refusal = (400, "AccessDeniedException", "User is not authorized to perform pricing:GetProducts")
     east = Prices("us-east-1", session("us-east-1"))
-    price = east.hourly("ml.g5.2xlarge")
-    assert (price.hourly, price.source) == (1.515, f"the shipped table of {TABLE_DATE}")
+    price = east.hourly("ml.g5.2xlarge", TRAINING)
+    assert (price.hourly, price.source) == (1.515, f"the shipped table of {TABLE.date}")
     assert price_list.requests == [asked("USE1-Train:ml.g5.2xlarge", "US East (N. Virginia)")]
-    assert east.sources() == (f"prices for us-east-1: the shipped table of {TABLE_DATE} (Price List API: AWS denied "
+    assert east.sources() == (f"prices for us-east-1: the shipped table of {TABLE.date} (Price List API: AWS denied "
                               "GetProducts (User is not authorized to perform pricing:GetProducts): grant it to your "
                               "credentials)")
-    east.hourly("ml.c5.xlarge")
+    east.hourly("ml.c5.xlarge", TRAINING)
     assert len(price_list.requests) == 1  # refused once: not asked again by the same command
     assert not cache_path().exists()  # a refusal is not a price
 
     frankfurt = Prices(REGION, session())
-    unknown = frankfurt.hourly("ml.p3.2xlarge")  # the API is refused, and the table has no Frankfurt
+    unknown = frankfurt.hourly("ml.p3.2xlarge", TRAINING)  # the API is refused, and the table has no Frankfurt
     assert unknown.hourly is None
-    assert unknown.source == f"unknown: not in the shipped table of {TABLE_DATE} (us-east-1, us-east-2, us-west-2)"
+    assert unknown.source == (f"unknown: the shipped table of {TABLE.date} has no training price for ml.p3.2xlarge "
+                              "in eu-central-1")
     request = {"ResourceConfig": {"InstanceType": "ml.p3.2xlarge", "InstanceCount": 2},
                "StoppingCondition": {"MaxRuntimeInSeconds": 3600}}
-    assert plan_line(request, frankfurt).startswith("cost on SageMaker: ml.p3.2xlarge x 2: unknown (unknown: not in")
+    assert plan_line(request, frankfurt) == (
+        f"cost on SageMaker: ml.p3.2xlarge x 2: unknown (prices for eu-central-1: {unknown.source} (Price List API: "
+        "AWS denied GetProducts (User is not authorized to perform pricing:GetProducts): grant it to your "
+        "credentials))")
     assert "$0" not in plan_line(request, frankfurt)
 
     price_list.refusal = None
-    listed_none = Prices(REGION, session()).hourly("ml.trn1.2xlarge")  # the API answers, with no such product
+    listed_none = Prices(REGION, session()).hourly("ml.trn1.2xlarge", TRAINING)  # the API answers, with no such product
     assert listed_none.hourly is None and listed_none.source.startswith("unknown: the Price List API has none, and")
 
 
@@ -85,7 +89,7 @@ def test_plan_says_the_hourly_rate_and_the_worst_case(aws, price_list):
                  "StoppingCondition": {"MaxRuntimeInSeconds": 7200}}
     assert plan_line(on_demand, prices) == (
         "cost on SageMaker: ml.m5.xlarge $0.23/h x 3 instances = $0.69/h; at most $1.38 for MaxRuntimeInSeconds=7200 s "
-        f"(prices for us-east-1: the shipped table of {TABLE_DATE})")
+        f"(prices for us-east-1: the shipped table of {TABLE.date})")
     spot = {"ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1}, "EnableManagedSpotTraining": True,
             "StoppingCondition": {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 36000}}
     assert plan_line(spot, prices).startswith(
@@ -229,6 +233,6 @@ def test_local_jobs_show_what_they_would_have_cost_and_keep_nothing_warm(tmp_pat
     assert out.splitlines()[-1].split()[:2] == ["TOTAL", f"{record['TrainingTimeInSeconds']}s"]
     assert err.splitlines()[-1] == (
         "==> jobs: what they would have cost on SageMaker (their instance type and count, for their duration); "
-        f"prices for us-east-1: the shipped table of {TABLE_DATE}")
+        f"prices for us-east-1: the shipped table of {TABLE.date}")
     assert "cost on SageMaker (this job runs locally, for nothing): ml.c5.xlarge $0.204/h x 1 instance" in \
         plan_line(request, executor.prices())

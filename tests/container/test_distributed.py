@@ -12,6 +12,8 @@ import pytest
 from conftest import ROOT, copy_repo, sagemake, tool_venv
 from test_container import ENGINE, FLAGS, engine  # noqa: F401 (a fixture)
 
+from sagemake.executors.local.runtimes import cpu_shares
+
 SHARDED = {"INSTANCE_COUNT": "2", "DATA_DISTRIBUTION": "train=ShardedByS3Key"}
 
 
@@ -38,8 +40,10 @@ def newest_job(repo):
 def check_two_hosts_trained_one_model(repo, done):
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
+    shares = cpu_shares(["algo-1", "algo-2"])  # each host on its own share of the cores, as on two instances
     for rank, host in enumerate(("algo-1", "algo-2")):
-        assert f"[{host}] {host}: rank {rank} of 2, training on its 2000 rows" in lines
+        cores = ",".join(map(str, shares[host]))
+        assert f"[{host}] {host}: rank {rank} of 2, training on its 2000 rows on CPU(s) {cores}" in lines
         assert f"[{host}] {host}: joined the tracker on algo-1 as rank {rank}" in lines
     # Each host trained on its own half of the files, yet both end with the same model: they trained together.
     metrics = {host: sorted(line.split("] ", 1)[1] for line in lines if line.startswith(f"[{host}] validation:"))

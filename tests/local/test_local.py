@@ -23,7 +23,7 @@ from sagemake.archive import pack, tree, unpack
 from sagemake.cli import UserError
 from sagemake.config import resolve
 from sagemake.executors.local.executor import LocalExecutor
-from sagemake.executors.local.runtimes import ContainerRuntime, ProcessRuntime, toolkit_environment
+from sagemake.executors.local.runtimes import ContainerRuntime, ProcessRuntime, cpu_shares, toolkit_environment
 
 PROGRAM = """
 import json, os, signal, sys, time
@@ -34,6 +34,9 @@ if mode == "silent":
     sys.exit(3)
 (base / "model/env.json").write_text(json.dumps(dict(os.environ)))
 (base / "model/seen.txt").write_text((base / "input/data/train/rows.csv").read_text())
+if mode == "cpus":
+    print(json.dumps({"host": json.loads((base / "input/config/resourceconfig.json").read_text())["current_host"],
+                      "affinity": sorted(os.sched_getaffinity(0)), "count": os.cpu_count()}), flush=True)
 if mode == "write-input":
     try:
         with (base / "input/data/train/rows.csv").open("a") as rows:
@@ -109,6 +112,34 @@ def setup(tmp_path, monkeypatch):
 def members(archive):
     with tarfile.open(archive) as tar:
         return sorted(tar.getnames())
+
+
+def test_each_host_of_several_runs_on_its_own_share_of_the_cores(setup, capfd):
+    jobs, runtime, request = setup
+    two = request(mode="cpus")
+    two["ResourceConfig"]["InstanceCount"] = 2
+    assert jobs.run(two, runtime, grace_seconds=5)["TrainingJobStatus"] == "Completed"
+    seen = {}
+    for line in capfd.readouterr().out.splitlines():
+        host, _, text = line.partition("] ")
+        if text.startswith("{"):
+            seen[host.lstrip("[")] = json.loads(text)
+    shares = cpu_shares(["algo-1", "algo-2"])
+    assert {host: s["affinity"] for host, s in seen.items()} == shares
+    assert {host: s["count"] for host, s in seen.items()} == {host: len(cores) for host, cores in shares.items()}
+    one = request(name="job-2", mode="cpus")
+    jobs.run(one, runtime, grace_seconds=5)
+    alone = json.loads(next(line for line in capfd.readouterr().out.splitlines() if line.startswith("{")))
+    assert alone["affinity"] == sorted(os.sched_getaffinity(0))  # one host has the whole machine
+
+
+def test_hosts_share_the_cores_in_blocks_or_take_turns_when_more_than_cores():
+    hosts = [f"algo-{n}" for n in range(1, 5)]
+    assert cpu_shares(hosts[:1], [0, 1]) == {"algo-1": [0, 1]}
+    assert cpu_shares(hosts[:2], [0, 1]) == {"algo-1": [0], "algo-2": [1]}
+    assert cpu_shares(hosts, [0, 1]) == {"algo-1": [0], "algo-2": [1], "algo-3": [0], "algo-4": [1]}
+    assert cpu_shares(hosts[:3], list(range(8))) == {"algo-1": [0, 1, 2], "algo-2": [3, 4, 5], "algo-3": [6, 7]}
+    assert cpu_shares(hosts[:2], [2, 5, 7]) == {"algo-1": [2, 5], "algo-2": [7]}
 
 
 def test_completed_job_answers_like_describe_training_job(setup, capfd):

@@ -21,6 +21,7 @@ from emulator import settings as aws_settings
 from test_container import ENGINE, FLAGS, built_project, containers, engine  # noqa: F401 (fixtures)
 
 import trainer.raw
+from sagemake import pricing
 from sagemake.cli import UserError
 from sagemake.config import resolve
 from sagemake.data import channels
@@ -29,7 +30,8 @@ from sagemake.executors.local.executor import LocalExecutor
 from sagemake.executors.local.processing import LocalProcessing
 from sagemake.jobs.processing import CHANNELS, NAME_PART, ProcessingFailed, duration, processing_request
 from sagemake.jobs.training import job_name, plan
-from sagemake.pricing import money
+from sagemake.price_list import commercial_regions, table_from
+from sagemake.pricing import PROCESSING, TRAINING, money
 from sagemake.targets.jobs import list_jobs
 from sagemake.targets.preprocess import preprocess
 
@@ -318,14 +320,19 @@ def table(out: str) -> list[list[str]]:
 def test_make_jobs_lists_this_projects_processing_jobs_after_the_ledger_with_their_cost(tmp_path, monkeypatch,
                                                                                        capfd, example_data):
     as_process(monkeypatch)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the shipped table prices, whatever is cached
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the table's prices, whatever is cached
+    # a table whose us-east-1 processing rate for ml.m5.large is not training's
+    offered = table_from([ROOT / "tests/fixtures/prices/offer.json"], ["ml.m5.large"], commercial_regions())
+    monkeypatch.setattr(pricing, "TABLE", offered)
+    rate = offered.hourly("us-east-1", PROCESSING, "ml.m5.large")
+    assert rate > 10 * offered.hourly("us-east-1", TRAINING, "ml.m5.large")
     config, executor = local(tmp_path)
     capfd.readouterr()
     list_jobs(config, executor, 10)
     assert "no jobs of sagemake-example yet" in capfd.readouterr().err
 
-    preprocessed = preprocess(config, executor)  # on ml.m5.large, $0.115/h in the shipped table
-    unpriced, _ = local(tmp_path, PROCESSING_INSTANCE_TYPE="ml.p4d.24xlarge")  # not in the shipped table
+    preprocessed = preprocess(config, executor)  # on ml.m5.large
+    unpriced, _ = local(tmp_path, PROCESSING_INSTANCE_TYPE="ml.p4d.24xlarge")  # not in the table
     place = LocalProcessing(executor)
     failed = place.run(step_request(unpriced, executor, "import time; time.sleep(1.2); raise SystemExit(3)"))
     place.run(step_request(config, executor, "print('done')", name="other-proc-261122-000000-000abcde"))
@@ -337,8 +344,8 @@ def test_make_jobs_lists_this_projects_processing_jobs_after_the_ledger_with_the
     assert table(out) == [
         ["PROCESSING", "JOB", "STATUS", "DURATION", "COST"],
         [failed["ProcessingJobName"], "Failed", f"{duration(failed)}s", "unknown"],  # never $0
-        [preprocessed["ProcessingJobName"], "Completed", f"{seconds}s", money(0.115 * seconds / 3600)]]
-    assert duration(failed) >= 1
+        [preprocessed["ProcessingJobName"], "Completed", f"{seconds}s", money(rate * seconds / 3600)]]
+    assert duration(failed) >= 1 and seconds >= 1
     assert err.splitlines()[-1].startswith("==> jobs: what they would have cost on SageMaker")
 
     trained = LocalExecutor(resolve(root=ROOT, environ={**settings(tmp_path), "DATA_DIR": str(example_data),
@@ -418,7 +425,7 @@ def test_clean_jobs_keeps_the_newest_processing_jobs_and_a_running_one_and_the_c
     assert "kept the 0 newest or running job(s) and 1 processing job(s)" in err
 
 
-def test_make_jobs_env_prod_lists_this_projects_processing_jobs_on_sagemaker(aws, tmp_path):
+def test_make_jobs_env_prod_lists_this_projects_processing_jobs_on_sagemaker(aws, price_list, tmp_path):
     """One processing job run by `make preprocess ENV=prod` (moto keeps no ProcessingResources: its cost is unknown),
     one newer with its instances as SageMaker describes them, and other projects' jobs, which are not listed."""
     make_bucket()
@@ -451,14 +458,16 @@ def test_make_jobs_env_prod_lists_this_projects_processing_jobs_on_sagemaker(aws
         job.processing_start_time = job.creation_time
         job.processing_end_time = job.creation_time + timedelta(seconds=1800)
     second = next(iter(created))
+    price_list.prices[("EU (Frankfurt)", "EUC1-Processing:ml.m5.xlarge")] = "0.3330000000"  # the stand-in's own
     listed = subprocess.run(["make", "-s", "jobs"], cwd=ROOT, env=environ, capture_output=True, text=True,
                             timeout=120)
     assert listed.returncode == 0, listed.stderr
     seconds = duration(for_config(config).processing().describe(first))
-    # ml.m5.xlarge $0.274/h in the region (the Price List stand-in) x 2 instances x 1800 s -> $0.27
+    # ml.m5.xlarge at processing's $0.333/h in the region (not training's $0.274) x 2 instances x 1800 s -> $0.33
     assert table(listed.stdout) == [["PROCESSING", "JOB", "STATUS", "DURATION", "COST"],
-                                    [second, "Completed", "1800s", "$0.27"],
+                                    [second, "Completed", "1800s", "$0.33"],
                                     [first, "Completed", f"{seconds}s", "unknown"]]
+    assert [r[1]["Filters"][1]["Value"] for r in price_list.requests] == ["EUC1-Processing:ml.m5.xlarge"]
     assert "no training jobs of sagemake-example yet (on SageMaker in" in listed.stderr
 
 

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,9 @@ from test_serve import FLAGS, Reference, make, no_engine, read_csv_predictions
 from sagemake.config import resolve
 from sagemake.executors.local.transform import LocalTransforms
 from sagemake.executors.sagemaker.transform import SageMakerTransforms
+from sagemake.jobs import ran
 from sagemake.jobs.transform import TransformFailed, batch_environment, payloads, transform_request
+from sagemake.pricing import TABLE, TRANSFORM, money, rate
 from sagemake.targets.transform import transform
 
 ROWS_A, ROWS_B = 7000, 9000
@@ -83,7 +86,8 @@ def test_make_transform_as_a_process_gives_the_models_own_predictions_line_by_li
     repo, job = project
     folder, files = inputs
     result = make(repo, "transform", f"INPUT={folder}", env={**no_engine(tmp_path), "TRANSFORM_MAX_PAYLOAD_MB": "1",
-                                                             "TRANSFORM_MAX_CONCURRENT": "3"})
+                                                             "TRANSFORM_MAX_CONCURRENT": "3",
+                                                             "XDG_CACHE_HOME": str(tmp_path / "cache")})
     assert result.returncode == 0, result.stderr
     name = the_transform(result)
     record = check_outputs(repo, name, inputs, reference)
@@ -99,6 +103,14 @@ def test_make_transform_as_a_process_gives_the_models_own_predictions_line_by_li
     least = sum(math.ceil((folder / f).stat().st_size / 2**20) for f in files)
     assert least >= 4 and least <= posts(repo, name) <= least + len(files), log
     assert "runtime process" in result.stderr
+    # What it would have cost on SageMaker: batch transform's price, which the shipped table may not have.
+    said = f"transform {name}: would have cost on SageMaker: 1 x ml.m5.large for {ran(record, 'Transform')} s"
+    hourly = TABLE.hourly("us-east-1", TRANSFORM, "ml.m5.large")
+    if hourly is None:
+        assert f"{said}: unknown (prices for us-east-1: unknown: the shipped table of {TABLE.date} has no batch " \
+               "transform price for ml.m5.large in us-east-1)" in result.stderr
+    else:
+        assert f"{said} at {rate(hourly)}/h of batch transform = " in result.stderr
     # The deployment record has it, and `make endpoints` shows it.
     manifest = json.loads((repo / "models" / job / "manifest.json").read_text())
     (entry,) = [json.loads(line) for line in (repo / "models/deployments.jsonl").read_text().splitlines()
@@ -255,7 +267,8 @@ def test_payloads_fill_the_limit_with_whole_lines(tmp_path):
 # --- on SageMaker (the emulator) -------------------------------------------------------------------------------
 
 
-def test_transform_on_sagemaker_makes_the_model_runs_the_job_and_downloads_the_outputs(aws, tmp_path, monkeypatch):
+def test_transform_on_sagemaker_makes_the_model_runs_the_job_and_downloads_the_outputs(aws, price_list, tmp_path,
+                                                                                       monkeypatch, capsys):
     from sagemake.executors.sagemaker.executor import SageMakerExecutor
 
     make_bucket()
@@ -293,9 +306,17 @@ def test_transform_on_sagemaker_makes_the_model_runs_the_job_and_downloads_the_o
         return answer
 
     monkeypatch.setattr(type(backend()), "create_transform_job", writes_outputs)
+    price_list.prices[("EU (Frankfurt)", "EUC1-Tsform:ml.m5.large")] = "0.6180000000"  # the stand-in's own figure
     record = transform(config, SageMakerExecutor(config), str(folder), job)
     name = record["TransformJobName"]
     assert record["TransformJobStatus"] == "Completed" and record["ModelName"] == job
+    # What it cost, at batch transform's rate (not training's) in the job's region, for the time it ran.
+    resources, seconds = record["TransformResources"], ran(record, "Transform")
+    assert (resources["InstanceType"], resources["InstanceCount"]) == ("ml.m5.large", 1)
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"==> transform {name}: cost on SageMaker: 1 x ml.m5.large for {seconds} s at $0.618/h of batch transform = "
+        f"{money(0.618 * seconds / 3600)} (prices for eu-central-1: AWS Price List API, {date.today().isoformat()})")
+    assert [r[1]["Filters"][1]["Value"] for r in price_list.requests] == ["EUC1-Tsform:ml.m5.large"]
     described = sagemaker.describe_transform_job(TransformJobName=name)
     assert described["BatchStrategy"] == "SingleRecord" and described["TransformInput"]["SplitType"] == "Line"
     model = sagemaker.describe_model(ModelName=job)

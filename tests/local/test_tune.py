@@ -384,7 +384,7 @@ class Trials:
 
 
 class Hourly:
-    def hourly(self, instance_type):
+    def hourly(self, instance_type, kind):
         return Price(instance_type, "us-east-1", 0.6, "test")
 
 

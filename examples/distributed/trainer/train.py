@@ -78,7 +78,8 @@ def train(hp: Hyperparameters, channels: dict[str, Path], model_dir: Path, outpu
     rank = hosts.index(here)
     x, y, names = load(channels["train"], hp.target)
     x_val, y_val, _ = load(channels["validation"], hp.target)
-    print(f"{here}: rank {rank} of {len(hosts)}, training on its {len(y)} rows", flush=True)
+    cores = ",".join(map(str, sorted(os.sched_getaffinity(0))))  # XGBoost's threads: one per core it may use
+    print(f"{here}: rank {rank} of {len(hosts)}, training on its {len(y)} rows on CPU(s) {cores}", flush=True)
     params = {"objective": "binary:logistic", "tree_method": "hist", "eta": hp.eta, "max_depth": hp.max_depth,
               "seed": hp.seed}
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
-from datetime import datetime
 from pathlib import Path
 
 from sagemake import jsonfile
@@ -16,7 +14,7 @@ from sagemake.cli import JobFailed, UserError
 from sagemake.clock import now
 from sagemake.config import Config
 from sagemake.contract import layout
-from sagemake.jobs import TERMINAL
+from sagemake.jobs import ran
 
 INPUT = "raw"  # the input's name: /opt/ml/processing/input/raw
 
@@ -114,16 +112,8 @@ def names_pattern(project: str) -> re.Pattern:
 
 
 def duration(record: dict) -> int:
-    """Seconds a DescribeProcessingJob record ran: from ProcessingStartTime (CreationTime when it never started) to
-    ProcessingEndTime, to now while it runs, or to its last change when it ended without an end time."""
-    start = record.get("ProcessingStartTime") or record["CreationTime"]
-    if record.get("ProcessingEndTime"):
-        end = datetime.fromisoformat(record["ProcessingEndTime"]).timestamp()
-    elif record["ProcessingJobStatus"] in TERMINAL:
-        end = datetime.fromisoformat(record["LastModifiedTime"]).timestamp()
-    else:
-        end = time.time()
-    return max(0, round(end - datetime.fromisoformat(start).timestamp()))
+    """Seconds a DescribeProcessingJob record ran (sagemake.jobs.ran)."""
+    return ran(record, "Processing")
 
 
 def new_record(request: dict, arn: str) -> dict:

@@ -18,7 +18,7 @@ from sagemake.cli import Exit, UserError, print_table, run, say
 from sagemake.config import Config, resolve
 from sagemake.executors import Executor, for_config
 from sagemake.jobs.training import final_metrics, primary_metric
-from sagemake.pricing import Prices, cost, ledger_entry, money
+from sagemake.pricing import PROCESSING, Prices, cost, ledger_entry, money
 
 
 def list_jobs(config: Config, executor: Executor, limit: int) -> int:
@@ -79,7 +79,8 @@ def list_jobs(config: Config, executor: Executor, limit: int) -> int:
 
 def _processing_rows(executor: Executor, limit: int, prices: Prices) -> list[list[str]]:
     """This project's processing jobs where the executor runs them, newest first: name, status, duration, and
-    what it cost (or, locally, would have) on SageMaker for its instance type and count for that duration."""
+    what it cost (or, locally, would have) on SageMaker for its instance type and count for that duration, at
+    processing's rate."""
     from sagemake.jobs.processing import duration
     place = executor.processing()
     rows = []
@@ -89,7 +90,7 @@ def _processing_rows(executor: Executor, limit: int, prices: Prices) -> list[lis
             continue
         cluster = record.get("ProcessingResources", {}).get("ClusterConfig", {})
         seconds = duration(record)
-        hourly = prices.hourly(cluster["InstanceType"]).hourly if cluster.get("InstanceType") else None
+        hourly = prices.hourly(cluster["InstanceType"], PROCESSING).hourly if cluster.get("InstanceType") else None
         rows.append([name, record["ProcessingJobStatus"], f"{seconds}s",
                      money(cost(hourly, seconds, cluster.get("InstanceCount", 1)))])
     return rows

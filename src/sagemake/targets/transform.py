@@ -7,7 +7,9 @@ served as `make serve` serves it, with the batch variables, and each file's
 lines are sent as SageMaker sends them (MultiRecord or SingleRecord, at most
 TRANSFORM_MAX_PAYLOAD_MB a request, TRANSFORM_MAX_CONCURRENT at once); on
 SageMaker the inputs are uploaded, the job created and followed, and the .out
-files downloaded. Either way they land in JOBS_DIR/<transform>/output/.
+files downloaded. Either way they land in JOBS_DIR/<transform>/output/, and
+what the job cost on SageMaker (locally: would have) is said at batch
+transform's rate.
 Exit status: 0 done, 1 the transform failed, 2 bad input, 3 an AWS error, 130 interrupted.
 """
 
@@ -19,8 +21,10 @@ from pathlib import Path
 from sagemake.cli import Exit, UserError, run, say
 from sagemake.config import Config, resolve
 from sagemake.executors import Executor, for_config
+from sagemake.jobs import ran
 from sagemake.jobs.training import job_name, job_named
 from sagemake.jobs.transform import NAME_PART, input_files, output_folder, transform_request
+from sagemake.pricing import TRANSFORM, used_line
 from sagemake.tracking import Tracker
 
 
@@ -38,8 +42,11 @@ def transform(config: Config, executor: Executor, given: str, job: str | None) -
     provenance = place.provenance()
     write_record(config, "transform", transform=name, job=model, **provenance,
                  output=str(output_folder(config, name)))
-    tracker.transform(executor, record, len(files), provenance)
     say(f"transform {name}: Completed: {len(files)} .out file(s) in {output_folder(config, name)}")
+    resources = record["TransformResources"]
+    say(f"transform {name}: " + used_line(TRANSFORM, resources["InstanceType"], resources["InstanceCount"],
+                                          ran(record, "Transform"), executor.prices()))
+    tracker.transform(executor, record, len(files), provenance)
     return record
 
 

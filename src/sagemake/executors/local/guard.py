@@ -1,6 +1,6 @@
 """Keeps a local job's training from outliving the executor that started it.
 
-Usage: python guard.py EXECUTOR_PID GRACE_SECONDS [--container ENGINE NAME] -- COMMAND...
+Usage: python guard.py EXECUTOR_PID GRACE_SECONDS [--cpus N,N...] [--container ENGINE NAME] -- COMMAND...
 
 Runs COMMAND in a session of its own (so a terminal's Ctrl-C reaches only the
 executor, which decides) and exits with its status (128 + N when signal N
@@ -10,7 +10,8 @@ have passed, when:
   a second request kills at once;
 - the executor is gone, whatever ended it (kill -9 included): its parent is
   no longer EXECUTOR_PID.
-With --container, stopping also goes to the container named NAME through
+With --cpus, COMMAND runs on those cores only (its CPU affinity, which its
+children inherit). With --container, stopping also goes to the container named NAME through
 ENGINE (`kill --signal TERM`, then `rm --force`), as `docker run` alone would
 leave it running.
 
@@ -33,6 +34,9 @@ def main(argv: list[str]) -> int:
     executor, grace = int(argv[0]), float(argv[1])
     rest = argv[2:]
     container = None
+    if rest[0] == "--cpus":
+        os.sched_setaffinity(0, [int(core) for core in rest[1].split(",")])
+        rest = rest[2:]
     if rest[0] == "--container":
         container, rest = rest[1:3], rest[3:]
     command = rest[1:]  # after "--"

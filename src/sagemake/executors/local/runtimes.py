@@ -41,6 +41,23 @@ def hosts(request: dict) -> list[str]:
     return [f"algo-{number}" for number in range(1, request["ResourceConfig"]["InstanceCount"] + 1)]
 
 
+def cpu_shares(names: list[str], cores: list[int] | None = None) -> dict[str, list[int]]:
+    """Each host's share of this machine's cores, so hosts do not fight over them as separate instances would
+    not: consecutive blocks, as even as they divide; with more hosts than cores, hosts take turns on each core.
+    One host has every core."""
+    cores = sorted(os.sched_getaffinity(0)) if cores is None else cores
+    if len(names) <= 1:
+        return {name: cores for name in names}
+    if len(names) >= len(cores):
+        return {name: [cores[number % len(cores)]] for number, name in enumerate(names)}
+    size, extra = divmod(len(cores), len(names))
+    shares, start = {}, 0
+    for number, name in enumerate(names):
+        end = start + size + (number < extra)
+        shares[name], start = cores[start:end], end
+    return shares
+
+
 def toolkit_environment(request: dict, base: str, cpus: int, host: str = HOST) -> dict[str, str]:
     """The SM_* variables SageMaker's training toolkit sets for script mode (its Environment.to_env_vars)."""
     def compact(value):
@@ -123,9 +140,13 @@ def input_data_config(request: dict) -> dict:
     }
 
 
-# Put on a local process's path when a job has several hosts: Python finds their names as on SageMaker.
+# Put on a local process's path when a job has several hosts: Python finds their names as on SageMaker, and
+# os.cpu_count() is the host's share of the cores (its CPU affinity), as an instance's count is its own.
 NAMES = """# Written by sagemake for a local job of several hosts: all run on this machine.
+import os
 import socket
+
+os.cpu_count = lambda: len(os.sched_getaffinity(0))
 
 _HOSTS = set({hosts!r})
 _getaddrinfo, _gethostbyname, _gethostbyname_ex = socket.getaddrinfo, socket.gethostbyname, socket.gethostbyname_ex
@@ -196,8 +217,17 @@ class ContainerRuntime:
         names = ["--network", network, "--network-alias", host, "--hostname", host] if network else \
             [f for name in hosts(request) for f in ("--add-host", f"{name}:{LOOPBACK}")]
         return [self.engine, "run", "--rm", "--name", self.container(request, host), *mounts, *names,
-                *self.run_flags, *(f for key in sorted(env) for f in ("-e", key)), *start, *arguments], \
+                *self.cpu_flags(request, host), *self.run_flags, *(f for key in sorted(env) for f in ("-e", key)),
+                *start, *arguments], \
             {**os.environ, **env}
+
+    def cpu_flags(self, request: dict, host: str) -> list[str]:
+        """A host of several gets its share of the cores as its CPU set (what `nproc` sees inside), unless
+        CONTAINER_RUN_FLAGS sizes it."""
+        chosen = any(flag.split("=")[0] in ("--cpus", "--cpuset-cpus", "--cpu-quota") for flag in self.run_flags)
+        if len(hosts(request)) == 1 or chosen:
+            return []
+        return ["--cpuset-cpus", ",".join(map(str, cpu_shares(hosts(request))[host]))]
 
     def guard_arguments(self, request: dict, host: str) -> list[str]:
         """What the guard (guard.py) needs to stop the container itself, not just its `run` client."""
@@ -260,7 +290,7 @@ class ProcessRuntime:
         code = tree / layout.CODE
         if code.is_dir():
             program, path = code / sourcedir.PROGRAM, code
-            env.update(toolkit_environment(request, str(tree), os.cpu_count() or 1, host))
+            env.update(toolkit_environment(request, str(tree), len(cpu_shares(hosts(request))[host]), host))
         else:
             program, path = self.root / "docker/train", self.root / "src"
         paths = [str(path)]
@@ -277,7 +307,11 @@ class ProcessRuntime:
             "HOME": str(home), "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 
     def guard_arguments(self, request: dict, host: str) -> list[str]:
-        return []  # the guard stops the process's whole group
+        """A host of several runs on its share of the cores (the guard sets the CPU affinity its command
+        inherits); the guard stops the process's whole group."""
+        if len(hosts(request)) == 1:
+            return []
+        return ["--cpus", ",".join(map(str, cpu_shares(hosts(request))[host]))]
 
     def processing_command(self, request: dict, tree: Path, inputs: dict[str, Path],
                            outputs: dict[str, Path]) -> tuple[list[str], dict]:

@@ -30,7 +30,7 @@ from sagemake.jobs.endpoint import (
     smoke_rows,
 )
 from sagemake.jobs.training import job_name
-from sagemake.pricing import HOSTING, Prices, rate
+from sagemake.pricing import HOSTING, rate
 
 
 def ours(sagemaker, arn: str, project: str) -> bool:
@@ -165,8 +165,8 @@ def deploy(config: Config, executor: Executor, job: str | None) -> dict:
             return finish(config, executor, training, heading(existing), replaced=None)
     instance_type = config["ENDPOINT_INSTANCE_TYPE"] or config["INSTANCE_TYPE"]
     count = config.int("ENDPOINT_INSTANCE_COUNT")
-    prices = Prices(config["AWS_REGION"], executor.aws, usage=HOSTING)
-    hourly = prices.hourly(instance_type).hourly
+    prices = executor.prices()
+    hourly = prices.hourly(instance_type, HOSTING).hourly
     each = "unknown" if hourly is None else f"{rate(hourly)} per instance, {rate(hourly * count)}"
     say(f"endpoint {name}: {count} x {instance_type}, billed every hour until `make undeploy{executor.env_flag()}`; "
         f"price per hour: {each} ({prices.sources()})")
