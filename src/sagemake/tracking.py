@@ -322,7 +322,9 @@ def _common(record: dict, name: str, arn: str | None, status: str, tagged: dict)
 
 
 def _money(billable, dollars) -> dict:
-    return {f"{TAG}billable_seconds": billable, f"{TAG}cost_usd": None if dollars is None else f"{dollars:.6f}"}
+    """Billable seconds and their cost; a cost whose price is not known says so (never 0)."""
+    said = f"{dollars:.6f}" if dollars is not None else "unknown" if billable is not None else None
+    return {f"{TAG}billable_seconds": billable, f"{TAG}cost_usd": said}
 
 
 def _image(image: str | None, digest: str | None) -> dict:

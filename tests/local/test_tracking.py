@@ -124,7 +124,9 @@ def test_make_preprocess_is_a_run_with_its_data_digests(project):
     assert run.data.tags["sagemake.data.raw"] == stamp["raw"]
     assert {c: run.data.tags[f"sagemake.data.{c}"] for c in ("train", "validation")} == stamp["channels"]
     assert run.data.metrics["rows_read"] > 0 and "rows_dropped" in run.data.metrics
-    assert float(run.data.tags["sagemake.cost_usd"]) >= 0 and run.data.tags["sagemake.git_commit"]
+    cost = run.data.tags["sagemake.cost_usd"]  # processing's price may be missing from the shipped table
+    assert (cost == "unknown" or float(cost) >= 0) and int(run.data.tags["sagemake.billable_seconds"]) >= 0
+    assert run.data.tags["sagemake.git_commit"] == git(project, "rev-parse", "--short=7", "HEAD")
 
 
 def test_an_unreachable_store_is_one_line_and_the_job_still_runs(tmp_path):

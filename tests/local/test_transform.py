@@ -313,7 +313,8 @@ def test_transform_on_sagemaker_makes_the_model_runs_the_job_and_downloads_the_o
     # What it cost, at batch transform's rate (not training's) in the job's region, for the time it ran.
     resources, seconds = record["TransformResources"], ran(record, "Transform")
     assert (resources["InstanceType"], resources["InstanceCount"]) == ("ml.m5.large", 1)
-    assert capsys.readouterr().err.splitlines()[-1] == (
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "cost on SageMaker" in line]
+    assert line == (
         f"==> transform {name}: cost on SageMaker: 1 x ml.m5.large for {seconds} s at $0.618/h of batch transform = "
         f"{money(0.618 * seconds / 3600)} (prices for eu-central-1: AWS Price List API, {date.today().isoformat()})")
     assert [r[1]["Filters"][1]["Value"] for r in price_list.requests] == ["EUC1-Tsform:ml.m5.large"]
