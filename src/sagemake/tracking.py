@@ -17,6 +17,7 @@ stands as it ended.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
@@ -273,7 +274,7 @@ class Tracker:
         Returns its id, or None (said in one line) when the store refused it."""
         from mlflow.entities import Metric, Param, RunTag
 
-        client = self.client
+        client, run = self.client, None
         try:
             if parent:
                 tags["mlflow.parentRunId"] = parent
@@ -295,6 +296,9 @@ class Tracker:
             said = " ".join(str(err).split())[:300] or type(err).__name__
             say(f"tracking: MLFLOW_TRACKING_URI={self.config['MLFLOW_TRACKING_URI']} refused job {name}'s run "
                 f"({said}): it was not tracked")
+            if run is not None:  # made, then refused: ended FAILED rather than left RUNNING
+                with contextlib.suppress(Exception):
+                    client.set_terminated(run, "FAILED")
             return None
         if not quiet:
             where = " (`make ui` shows it)" if local_store(self.config) else ""
