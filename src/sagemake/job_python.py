@@ -36,10 +36,10 @@ def job_python(config: Config) -> Path:
             raise UserError("the private dependencies could not be prepared (see above): fix PRIVATE_DEPS")
     requirements = root / REQUIREMENTS
     wheels = sorted((root / PRIVATE_WHEELS).glob("*.whl"))
-    return made_python(JOB_PYTHONS, requirements, wheels, f"the job's Python from {REQUIREMENTS}", "about a minute")
+    return made_python(JOB_PYTHONS, requirements, wheels, "the job's Python", REQUIREMENTS, "about a minute")
 
 
-def made_python(kind: str, requirements: Path, wheels: list[Path], what: str, takes: str) -> Path:
+def made_python(kind: str, requirements: Path, wheels: list[Path], what: str, source: str, takes: str) -> Path:
     """A virtualenv with requirements (and wheels) and nothing else, made once per change of them, with pip's
     progress, in the tool's own virtualenv (<kind>/<hash>/), shared by concurrent runs and by every checkout that
     uses the same tool virtualenv; the newest few are kept. Its Python."""
@@ -57,12 +57,12 @@ def made_python(kind: str, requirements: Path, wheels: list[Path], what: str, ta
         if python.exists():
             return python
         started = time.monotonic()
-        say(f"setup: making {what} (once per change of it; {takes})")
+        say(f"setup: making {what} from {source} (once per change of it; {takes})")
         partial = home.with_name(home.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
-        _install(partial, requirements, wheels, what)
+        _install(partial, requirements, wheels, f"{what} ({source})")
         partial.rename(home)
-        say(f"setup: {what.split(' from ')[0]} is ready ({time.monotonic() - started:.0f} s)")
+        say(f"setup: {what} is ready ({time.monotonic() - started:.0f} s)")
         made = sorted((p for p in home.parent.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
         for old in made[:-KEEP_JOB_PYTHONS]:  # older requirements: the newest few stay for jobs still running
             shutil.rmtree(old, ignore_errors=True)
@@ -84,6 +84,7 @@ def _progress(command: list[str]) -> int:
 
 
 def _install(venv: Path, requirements: Path, wheels: list[Path], what: str) -> None:
+    """what: the virtualenv and its requirements file, for the error."""
     base = getattr(sys, "_base_executable", sys.executable)
     steps = [[base, "-m", "venv", str(venv)]]
     pip = [str(venv / "bin/python"), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off"]
@@ -94,5 +95,5 @@ def _install(venv: Path, requirements: Path, wheels: list[Path], what: str) -> N
     for step in steps:
         if _progress(step) != 0:
             shutil.rmtree(venv, ignore_errors=True)
-            raise UserError(f"could not make {what} ({' '.join(step[-2:])} failed, see above): check that file and "
+            raise UserError(f"could not make {what}: {' '.join(step[-2:])} failed (see above): check that file and "
                             "the network to the package index")

@@ -63,7 +63,7 @@ def server_python(root: Path) -> Path:
     """The Python of MLflow's server: a virtualenv of requirements-ui.txt, made on first use (as the job's is)."""
     from sagemake.job_python import made_python
 
-    return made_python(UI_PYTHONS, root / REQUIREMENTS, [], f"MLflow's server from {REQUIREMENTS}", "a few minutes")
+    return made_python(UI_PYTHONS, root / REQUIREMENTS, [], "MLflow's server", REQUIREMENTS, "a few minutes")
 
 
 def server_environment() -> dict[str, str]:
