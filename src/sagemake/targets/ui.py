@@ -1,4 +1,4 @@
-"""Summary: MLflow's UI on the local store of runs (a free port, printed); Ctrl-C stops it
+"""Summary: serve MLflow's UI on the local store of runs (a free port, printed); Ctrl-C stops it
 
 Usage: make ui   (python -m sagemake ui)
 
