@@ -12,8 +12,8 @@ SHELL := bash
 MAKEFLAGS += --no-print-directory
 
 PYTHON ?= python3
-# JOB (and KEEP) reach the scripts through the environment, so no name can break the recipe's quoting.
-export JOB KEEP TUNING
+# JOB (KEEP, ...) reach the scripts through the environment, so no name can break the recipe's quoting.
+export JOB JOBS KEEP TUNING CHECKPOINTS
 VENV ?= .venv
 export VENV
 PY := "$(VENV)/bin/python"
@@ -24,6 +24,7 @@ empty :=
 space := $(empty) $(empty)
 RUNTIME_STAMP := $(subst $(space),\$(space),$(VENV))/.installed
 DEV_STAMP := $(subst $(space),\$(space),$(VENV))/.installed-dev
+REPORT_STAMP := $(subst $(space),\$(space),$(VENV))/.installed-report
 
 .PHONY: help
 help: ## list the targets (each with its Summary line) and the variables they take
@@ -37,9 +38,14 @@ $(RUNTIME_STAMP): requirements.txt pyproject.toml
 	@scripts/setup_venv.sh "$(PYTHON)" requirements.txt --package
 	@touch "$@"
 
-$(DEV_STAMP): requirements-dev.txt docker/requirements.txt $(RUNTIME_STAMP)
-	@scripts/setup_venv.sh "$(PYTHON)" requirements-dev.txt
+# The report's charting library, installed the first time `make report` runs (requirements-dev.txt has it too).
+$(REPORT_STAMP): requirements-report.txt $(RUNTIME_STAMP)
+	@scripts/setup_venv.sh "$(PYTHON)" requirements-report.txt
 	@touch "$@"
+
+$(DEV_STAMP): requirements-dev.txt requirements-report.txt docker/requirements-sagemake.txt docker/requirements.txt $(RUNTIME_STAMP)
+	@scripts/setup_venv.sh "$(PYTHON)" requirements-dev.txt
+	@touch "$@" "$(VENV)/.installed-report"
 
 .PHONY: setup
 setup: $(RUNTIME_STAMP) ## create the virtualenv with the pinned dependencies (redone only when they change)
@@ -92,6 +98,14 @@ fetch: setup
 jobs: setup
 	@$(RUN) jobs
 
+.PHONY: report
+report: setup $(REPORT_STAMP)
+	@$(RUN) report
+
+.PHONY: compare
+compare: setup
+	@$(RUN) compare "$${JOBS:-}"
+
 .PHONY: tune-plan
 tune-plan: setup
 	@$(RUN) tune-plan
@@ -114,7 +128,7 @@ stop: setup
 
 .PHONY: clean-jobs
 clean-jobs: setup
-	@$(RUN) clean-jobs $${KEEP:+"$$KEEP"}
+	@$(RUN) clean-jobs "$${KEEP:-}" "$${CHECKPOINTS:-}"
 
 .PHONY: serve
 serve: setup
@@ -160,6 +174,7 @@ bench: $(DEV_STAMP) ## measure `make train` (local, against the AWS emulator), t
 	@$(PY) bench/bench_serve.py
 	@$(PY) bench/bench_hosts.py
 	@$(PY) bench/bench_tune.py
+	@$(PY) bench/bench_report.py
 
 .PHONY: clean
 clean: ## remove the virtualenv and caches (keeps data/, jobs/ and models/)

@@ -62,7 +62,9 @@ main() {
   HP   hyperparameters, e.g. HP='n_estimators=200 learning_rate=0.05'
   JOB  a job name for fetch, logs, stop, serve, predict, transform and deploy (all but stop default to the latest)
   FILE rows for predict, .csv or .json as /invocations takes them; SERVE_PORT the port of serve (8080)
-  INPUT a folder of files for transform, one row a line; KEEP the jobs clean-jobs keeps; TUNING a tuning run
+  INPUT a folder of files for transform, one row a line; KEEP the jobs clean-jobs keeps (CHECKPOINTS=delete:
+       their checkpoints go too); TUNING a tuning run; CHECKPOINT_FROM a job whose checkpoints train starts from
+  JOBS two or more job names for compare, e.g. JOBS='<job> <job>'
 
 Your own project, by settings: replace src/trainer/ (sagemake's image), or DOCKERFILE=... BUILD_CONTEXT=...
 (your image), or TRAINING_IMAGE=... (prebuilt); DATA_DIR, CHANNELS, METRICS and HP work with all three.

@@ -35,7 +35,7 @@ main() {
     "$python" -m venv "$venv" || die "could not create $venv: on Debian/Ubuntu, apt-get install python3-venv"
   fi
   say "setup: installing $requirements (pinned) into $venv"
-  "$venv/bin/python" -m pip install --disable-pip-version-check --quiet --progress-bar off \
+  with_progress setup "$venv/bin/python" -m pip install --disable-pip-version-check --quiet --progress-bar off \
     -r "$SAGEMAKE_ROOT/$requirements" ||
     die "pip could not install $requirements (see its message above): check the network (or proxy) to the package index, then run make again"
   local serves here
@@ -47,8 +47,8 @@ main() {
     say "setup: $venv runs sagemake from $serves (the checkout that made it): left as it is"
   elif [[ -n "$package" ]]; then
     say "setup: installing sagemake itself (editable) into $venv"
-    "$venv/bin/python" -m pip install --disable-pip-version-check --quiet --progress-bar off --no-deps \
-      --editable "$SAGEMAKE_ROOT" ||
+    with_progress setup "$venv/bin/python" -m pip install --disable-pip-version-check --quiet --progress-bar off \
+      --no-deps --editable "$SAGEMAKE_ROOT" ||
       die "pip could not install sagemake from $SAGEMAKE_ROOT (see its message above): check pyproject.toml and the network to the package index"
   fi
 }

@@ -141,11 +141,12 @@ def price_list():
 @pytest.fixture
 def aws(moto_endpoint, price_list, monkeypatch, tmp_path_factory):
     """A clean emulated AWS for one test, reached through AWS_ENDPOINT_URL with dummy credentials; the Price List
-    API is the stand-in's, and the price cache a folder of the test's own. SageMaker's names are unique, as on AWS
-    (emulator.refuse_taken_names), and a training job keeps its MlflowConfig (emulator.keep_mlflow_config)."""
+    API is the stand-in's, and the price cache a folder of the test's own. SageMaker's names are unique, and a
+    training job keeps its MetricDefinitions and its MlflowConfig, as on AWS (emulator.refuse_taken_names,
+    keep_metric_definitions, keep_mlflow_config)."""
     import urllib.request
 
-    from emulator import keep_mlflow_config, refuse_taken_names
+    from emulator import keep_metric_definitions, keep_mlflow_config, refuse_taken_names
 
     urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")).read()
     price_list.reset()
@@ -158,10 +159,10 @@ def aws(moto_endpoint, price_list, monkeypatch, tmp_path_factory):
         "AWS_EC2_METADATA_DISABLED": "true",
     }.items():
         monkeypatch.setenv(name, value)
-    restore, unkeep = refuse_taken_names(), keep_mlflow_config()
+    restores = [refuse_taken_names(), keep_metric_definitions(), keep_mlflow_config()]
     yield moto_endpoint
-    unkeep()
-    restore()
+    for restore in reversed(restores):
+        restore()
 
 
 @pytest.fixture(scope="session")

@@ -4,11 +4,11 @@
 #
 # start: installs Debian's docker.io, podman and docker-registry when they are
 # missing (as root), starts dockerd with its socket, data and pid file under DIR
-# and a registry on 127.0.0.1 (standing in for ECR's registry), gives podman its
+# (and a bridge of its own, so published ports work) and a registry on 127.0.0.1 (standing in for ECR's registry), gives podman its
 # configuration and storage under DIR, makes an offline stand-in for the base
 # image python:3.11-slim when no registry can provide it, and writes DIR/env
 # (DOCKER_HOST, TEST_REGISTRY, CONTAINERS_*) to be sourced.
-# stop: stops both by their pid files. Nothing else on the machine is touched.
+# stop: stops both by their pid files and removes the bridge. Nothing else on the machine is touched.
 set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/common.sh"
@@ -44,12 +44,39 @@ wait_for() {
   done
 }
 
+# make_bridge DIR: a bridge of this engine's own (a name and a free 10.213.N.0/24 taken from DIR), so `docker run -p`
+# maps a port of this machine to a container's, as on a workstation; prints its name, or nothing when none can be
+# made. It has no NAT (no iptables): a container on it reaches this machine alone, so builds and jobs that fetch
+# packages use --network host.
+make_bridge() {
+  local dir="$1" name n taken
+  name="sgm$(printf '%s' "$dir" | md5sum | cut -c1-10)"
+  taken="$(ip -4 -o addr show 2>/dev/null || true)"
+  ip link add "$name" type bridge 2>/dev/null || return 0
+  for n in $(seq 1 250 | shuf); do
+    [[ "$taken" == *" 10.213.$n."* ]] && continue
+    if ip addr add "10.213.$n.1/24" dev "$name" 2>/dev/null && ip link set "$name" up; then
+      printf '%s\n' "$name" >"$dir/bridge"
+      printf '%s\n' "$name"
+      return 0
+    fi
+  done
+  ip link del "$name" 2>/dev/null || true
+}
+
 start_engine() {
-  local dir="$1"
+  local dir="$1" bridge network
+  bridge="$(make_bridge "$dir")"
+  if [[ -n "$bridge" ]]; then
+    network=(--bridge="$bridge" --userland-proxy=true)
+  else
+    network=(--bridge=none --userland-proxy=false)
+    say "engine: no bridge could be made: containers get no mapped ports (only --network host reaches them)"
+  fi
   say "engine: starting dockerd (socket $dir/docker.sock)"
   dockerd --data-root "$dir/data" --exec-root "$dir/exec" -H "unix://$dir/docker.sock" \
-    --pidfile "$dir/docker.pid" --iptables=false --bridge=none --storage-driver=overlay2 \
-    --userland-proxy=false >"$dir/dockerd.log" 2>&1 &
+    --pidfile "$dir/docker.pid" --iptables=false "${network[@]}" --storage-driver=overlay2 \
+    >"$dir/dockerd.log" 2>&1 &
   export DOCKER_HOST="unix://$dir/docker.sock"
   wait_for dockerd docker info
 }
@@ -162,6 +189,10 @@ stop() {
   stop_pid "$dir/docker.pid"
   if [[ -d "$dir/exec/netns" ]] && mountpoint -q "$dir/exec/netns/default" 2>/dev/null; then
     umount "$dir/exec/netns/default" || true
+  fi
+  if [[ -f "$dir/bridge" ]]; then
+    ip link del "$(cat "$dir/bridge")" 2>/dev/null || true
+    rm -f "$dir/bridge"
   fi
   say "engine: stopped"
 }

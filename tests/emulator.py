@@ -4,13 +4,16 @@ Where moto cannot act like SageMaker (it completes every job at once, runs no
 container, writes no logs and no model), a driver plays SageMaker's part in
 moto's own state: it holds the new job InProgress, walks it through its
 statuses, writes its CloudWatch logs and its outputs. `SageMakerDriver` plays a
-training job, `ProcessingDriver` a processing job (running its step for real)
-and `TuningDriver` a tuning job with its trials.
+training job, `TrainingDriver` one for real (the fixture trainer run, its
+checkpoints saved to and restored from S3), `ProcessingDriver` a processing job
+(running its step for real) and `TuningDriver` a tuning job with its trials.
 
 moto takes a second Create* of a name already taken and overwrites the first;
 SageMaker refuses it, with the error below (`refuse_taken_names`, put in place
 for every test against the emulator), so a lost answer to a create (the server
-acted, the client never heard, botocore retried) is met as on SageMaker.
+acted, the client never heard, botocore retried) is met as on SageMaker. moto
+also answers DescribeTrainingJob with MetricDefinitions of its own (`test:dcg`)
+where SageMaker answers the request's (`keep_metric_definitions`, likewise).
 """
 
 from __future__ import annotations
@@ -160,6 +163,42 @@ def keep_mlflow_config():
     return lambda: setattr(SageMakerResponse, "create_training_job", original)
 
 
+def keep_metric_definitions():
+    """moto's training job keeps the MetricDefinitions it was created with, as SageMaker's does (moto puts a sample
+    of its own in their place, in the request's own dict); returns what puts moto back."""
+    import copy
+
+    from moto.sagemaker.models import FakeTrainingJob
+
+    original = FakeTrainingJob.__init__
+
+    def as_sent(job, *args, algorithm_specification, **kwargs):
+        sent = copy.deepcopy(algorithm_specification)
+        original(job, *args, algorithm_specification=algorithm_specification, **kwargs)
+        job.algorithm_specification = sent
+
+    FakeTrainingJob.__init__ = as_sent
+    return lambda: setattr(FakeTrainingJob, "__init__", original)
+
+
+def download_folder(s3, uri: str, target: Path) -> None:
+    """Every object below the S3 folder uri into target, by its key below it (SageMaker's File mode)."""
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    prefix = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
+    target.mkdir(parents=True, exist_ok=True)
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            (target / item["Key"][len(prefix):]).parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, item["Key"], str(target / item["Key"][len(prefix):]))
+
+
+def upload_folder(s3, folder: Path, uri: str) -> None:
+    """Every file of folder to the S3 folder uri, by its path below folder."""
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        s3.upload_file(str(path), bucket, f"{prefix.rstrip('/')}/{path.relative_to(folder).as_posix()}".lstrip("/"))
+
+
 class Driver:
     """What the drivers share: entering patches moto (`_patch`, which returns what puts it back), a thread plays
     the next job of the driver's kind once it is created (`_run`), and leaving ends the play where it is, puts moto
@@ -200,9 +239,10 @@ class Driver:
 class SageMakerDriver(Driver):
     """Plays SageMaker for the next job created: statuses, logs on two instances, model, outcome."""
 
-    def __init__(self, outcome="Completed", model: bytes | None = None, step_seconds=1.2, endpoint=None):
+    def __init__(self, outcome="Completed", model: bytes | None = None, step_seconds=1.2, endpoint=None,
+                 failure: str = ""):
         super().__init__(endpoint)
-        self.outcome, self.model, self.step = outcome, model, step_seconds
+        self.outcome, self.model, self.step, self.failure = outcome, model, step_seconds, failure
 
     def _patch(self):
         from moto.sagemaker.models import FakeTrainingJob
@@ -210,7 +250,9 @@ class SageMakerDriver(Driver):
         driver, original = self, FakeTrainingJob.__init__
 
         def held_in_progress(job, *args, **kwargs):
+            asked = list(kwargs["algorithm_specification"].get("MetricDefinitions", []))
             original(job, *args, **kwargs)
+            job.algorithm_specification["MetricDefinitions"] = asked  # moto puts a sample of its own there
             job.training_job_status, job.secondary_status = "InProgress", "Starting"
             job.training_end_time = None
             del job.final_metric_data_list
@@ -220,15 +262,8 @@ class SageMakerDriver(Driver):
         return lambda: setattr(FakeTrainingJob, "__init__", original)
 
     def _run(self, job):
-        logs = client("logs", self.endpoint)
         name = job.training_job_name
-        try:
-            logs.create_log_group(logGroupName=LOG_GROUP)
-        except logs.exceptions.ResourceAlreadyExistsException:
-            pass
-        streams = [f"{name}/algo-1-1700000000", f"{name}/algo-2-1700000000"]
-        for stream in streams:
-            logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
+        logs, streams = self._streams(name, 2)
         self._transition(job, "Downloading", "Downloading input data")
         if self.halt.wait(self.step):
             return
@@ -245,7 +280,9 @@ class SageMakerDriver(Driver):
         job.final_metric_data_list = [{"MetricName": "validation:roc_auc", "Value": 0.987654,
                                        "Timestamp": datetime.now(timezone.utc)}]
         if self.outcome == "Failed":
-            job.failure_reason = "AlgorithmError: label column 'label' not found"
+            if self.failure:  # as an image that writes its traceback to output/failure prints it too
+                self._log(logs, streams[0], self.failure.splitlines())
+            job.failure_reason = "AlgorithmError: " + (self.failure or "label column 'label' not found")
         self._transition(job, "Uploading" if self.outcome == "Completed" else self.outcome, "Finishing")
         job.training_end_time = datetime.now(timezone.utc)
         self._transition(job, self.outcome, "Job ended")
@@ -258,11 +295,91 @@ class SageMakerDriver(Driver):
         job.secondary_status_transitions.append({"Status": status, "StartTime": now, "StatusMessage": message})
         job.secondary_status = status
 
+    def _streams(self, job: str, hosts: int):
+        """The job's CloudWatch log streams, one per instance, as SageMaker names them."""
+        logs = client("logs", self.endpoint)
+        try:
+            logs.create_log_group(logGroupName=LOG_GROUP)
+        except logs.exceptions.ResourceAlreadyExistsException:
+            pass
+        streams = [f"{job}/algo-{number}-1700000000" for number in range(1, hosts + 1)]
+        for stream in streams:
+            logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
+        return logs, streams
+
     @staticmethod
     def _log(logs, stream, lines):
         now = int(time.time() * 1000)
         logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=stream,
                             logEvents=[{"timestamp": now + i, "message": line} for i, line in enumerate(lines)])
+
+
+class TrainingDriver(SageMakerDriver):
+    """Plays SageMaker for the next training job created, for real, as ProcessingDriver does a processing job: an
+    /opt/ml tree of its own with the config files, each channel downloaded and, with a CheckpointConfig, what its
+    S3Uri holds in checkpoints/; the image's `train` run (docker/train of the session's project by this Python, the
+    fixture trainer in it), its lines sent to CloudWatch; then checkpoints/ saved back to S3Uri, model/ and
+    output/data/ packed to the job's artefacts, its metrics (the contract's metrics.json) as FinalMetricDataList, and
+    the job Completed or Failed by the exit status."""
+
+    def __init__(self, scratch: Path, endpoint=None):
+        super().__init__(endpoint=endpoint)
+        self.scratch = scratch
+
+    def _run(self, job):
+        import sys
+
+        from conftest import ROOT as root  # the session's project, with the fixture trainer
+        s3, logs = client("s3", self.endpoint), client("logs", self.endpoint)
+        try:
+            logs.create_log_group(logGroupName=LOG_GROUP)
+        except logs.exceptions.ResourceAlreadyExistsException:
+            pass
+        name = job.training_job_name
+        stream = f"{name}/algo-1-1700000000"
+        logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
+        self._transition(job, "Downloading", "Downloading input data")
+        base = self.scratch / name
+        (base / "input/config").mkdir(parents=True)
+        (base / "input/config/hyperparameters.json").write_text(json.dumps(job.hyper_parameters))
+        (base / "input/config/inputdataconfig.json").write_text(json.dumps({
+            c["ChannelName"]: {"TrainingInputMode": c.get("InputMode", "File"), "RecordWrapperType": "None",
+                               "S3DistributionType": c["DataSource"]["S3DataSource"]["S3DataDistributionType"]}
+            for c in job.input_data_config}))
+        (base / "input/config/resourceconfig.json").write_text(json.dumps(
+            {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"}))
+        for channel in job.input_data_config:
+            download_folder(s3, channel["DataSource"]["S3DataSource"]["S3Uri"],
+                            base / "input/data" / channel["ChannelName"])
+        for folder in ("model", "output/data", "checkpoints"):
+            (base / folder).mkdir(parents=True, exist_ok=True)
+        checkpoints = (job.checkpoint_config or {}).get("S3Uri")
+        if checkpoints:  # what the place holds when the job starts is what /opt/ml/checkpoints holds
+            download_folder(s3, checkpoints, base / "checkpoints")
+        self._transition(job, "Training", "Training image download completed. Training in progress.")
+        done = subprocess.run([sys.executable, str(root / "docker/train")], capture_output=True, text=True,
+                              env={**os.environ, "SAGEMAKER_BASE_DIR": str(base), "PYTHONPATH": str(root / "src"),
+                                   "TRAINING_JOB_NAME": name})
+        self._log(logs, stream, (done.stdout + done.stderr).splitlines())
+        if checkpoints:
+            upload_folder(s3, base / "checkpoints", checkpoints)
+        outcome = "Completed" if done.returncode == 0 else "Failed"
+        bucket, _, key = job.model_artifacts["S3ModelArtifacts"][len("s3://"):].partition("/")
+        for folder, archive in (("model", key), ("output/data", key.rsplit("/", 1)[0] + "/output.tar.gz")):
+            files = {p.relative_to(base / folder).as_posix(): p.read_bytes()
+                     for p in sorted((base / folder).rglob("*")) if p.is_file()}
+            s3.put_object(Bucket=bucket, Key=archive, Body=model_archive(files))
+        metrics = base / "output/data/metrics.json"
+        now = datetime.now(timezone.utc)
+        job.final_metric_data_list = [{"MetricName": metric, "Value": value, "Timestamp": now} for metric, value
+                                      in (json.loads(metrics.read_text()).items() if metrics.is_file() else ())]
+        job.training_time_in_seconds = job.billable_time_in_seconds = 60
+        if outcome == "Failed":
+            job.failure_reason = "AlgorithmError: " + (base / "output/failure").read_text().strip()
+        self._transition(job, "Uploading", "Uploading generated training model")
+        job.training_end_time = now
+        self._transition(job, outcome, "Job ended")
+        job.training_job_status = outcome
 
 
 class ProcessingDriver(Driver):
@@ -310,12 +427,8 @@ class ProcessingDriver(Driver):
                 return
         base = self.scratch / job.processing_job_name
         for entry in job.processing_inputs:
-            bucket, _, prefix = entry["S3Input"]["S3Uri"][len("s3://"):].partition("/")
-            target = base / entry["S3Input"]["LocalPath"].removeprefix("/opt/ml/")
-            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-                for item in page.get("Contents", []):
-                    (target / item["Key"][len(prefix):]).parent.mkdir(parents=True, exist_ok=True)
-                    s3.download_file(bucket, item["Key"], str(target / item["Key"][len(prefix):]))
+            local = entry["S3Input"]["LocalPath"].removeprefix("/opt/ml/")
+            download_folder(s3, entry["S3Input"]["S3Uri"], base / local)
         outputs = job.processing_output_config["Outputs"]
         for entry in outputs:
             (base / entry["S3Output"]["LocalPath"].removeprefix("/opt/ml/")).mkdir(parents=True)
@@ -339,10 +452,8 @@ class ProcessingDriver(Driver):
         self._log(logs, stream, lines, sent)
         if process.returncode == 0:
             for entry in outputs:
-                folder = base / entry["S3Output"]["LocalPath"].removeprefix("/opt/ml/")
-                bucket, _, prefix = entry["S3Output"]["S3Uri"][len("s3://"):].partition("/")
-                for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-                    s3.upload_file(str(path), bucket, f"{prefix.rstrip('/')}/{path.relative_to(folder).as_posix()}")
+                local = entry["S3Output"]["LocalPath"].removeprefix("/opt/ml/")
+                upload_folder(s3, base / local, entry["S3Output"]["S3Uri"])
             job.processing_job_status = "Completed"
         else:
             job.failure_reason = "AlgorithmError: See job logs for more information"
@@ -456,6 +567,8 @@ class TuningDriver(Driver):
             debug_rule_configurations=None, tensor_board_output_config=None, experiment_config=None)
         trial.training_job_status, trial.training_end_time = "InProgress", None
         del trial.final_metric_data_list
+        logs, (stream,) = SageMakerDriver._streams(self, name, 1)
+        SageMakerDriver._log(logs, stream, [f"training {name} with {json.dumps(values, sort_keys=True)}"])
         now = datetime.now(timezone.utc)
         self.trials.append({"TrainingJobName": name, "TrainingJobArn": trial.arn,
                             "TuningJobName": job.hyper_parameter_tuning_job_name, "CreationTime": now,

@@ -286,7 +286,8 @@ MUTATIONS = {
         "src/sagemake/targets/tune_jobs.py", 'job_named(argv[0], "TUNING") if argv', "argv[0] if argv",
         "tests/local/test_tune.py -k never_a_path"),
     "make logs silent for a job without a log": (
-        "src/sagemake/targets/logs.py", "    if not printed:", "    if False:",
+        "src/sagemake/targets/logs.py", "    if not executor.print_log(name):",
+        "    if executor.print_log(name) and False:",
         "tests/local/test_local.py -k logs_of_a_job"),
     "a local job's empty log taken for a log": (
         "src/sagemake/executors/local/executor.py", "                return offset > 0", "                return True",
@@ -336,7 +337,7 @@ MUTATIONS = {
         "tests/fixtures/trainer/predict.py", "predict_proba(table)[:, 1]", "predict_proba(table)[:, 0]",
         "tests/local/test_transform.py::test_single_record_sends_one_line_a_request_in_order"),
     "the private wheels left out of the job's Python": (
-        "src/sagemake/job_python.py", "    if wheels:\n        steps.append(", "    if False:\n        steps.append(",
+        "src/sagemake/job_python.py", "    if wheels:\n        _run(", "    if False:\n        _run(",
         "tests/local/test_prepare.py -k jobs_python"),
     "a refused deploy keeps its configuration": (
         "src/sagemake/executors/sagemaker/endpoint.py",
@@ -492,11 +493,10 @@ MUTATIONS = {
         "src/sagemake/price_list.py", "                if known.get(instance_type, hourly) != hourly:",
         "                if False:", "tests/unit/test_price_list.py -k disagree"),
     "a run keeps final metric values only": (
-        "src/sagemake/executors/local/executor.py", '"LocalMetrics": self.points.points,', '"LocalMetrics": [],',
-        "tests/local/test_tracking.py -k make_train_is_a_run"),
+        "src/sagemake/tracking.py", "        points = _points(executor.metric_series(name), millis(_end(record)))",
+        "        points = []", "tests/local/test_tracking.py -k make_train_is_a_run"),
     "every value of a metric at step 0": (
-        "src/sagemake/jobs/training.py", "self.steps[name] = step + 1", "self.steps[name] = step",
-        "tests/unit/test_request.py -k metric_points"),
+        "src/sagemake/tracking.py", 'point["Step"]]', "0]", "tests/local/test_tracking.py -k make_train_is_a_run"),
     "trials not nested under their tuning run": (
         "src/sagemake/tracking.py", 'tags["mlflow.parentRunId"] = parent', 'tags["sagemake.parent"] = parent',
         "tests/local/test_tracking.py -k make_tune"),
@@ -510,9 +510,10 @@ MUTATIONS = {
         "src/sagemake/jobs/training.py",
         'if config.flag("TRACKING") and config["MLFLOW_TRACKING_URI"].startswith("arn:"):', "if False:",
         "tests/unit/test_request.py -k managed_mlflow"),
-    "a SageMaker job's series not read from its log": (
-        "src/sagemake/executors/sagemaker/executor.py", "            points.seen(message, millis)",
-        "            pass", "tests/aws/test_tracking_prod.py"),
+    "a SageMaker processing job's series not read from its log": (
+        "src/sagemake/executors/sagemaker/processing.py",
+        "return logged_series(self.executor.logs, name, PROCESSING_LOG_GROUP, None)", "return {}",
+        "tests/aws/test_tracking_prod.py -k processing"),
     "make plan loads MLflow": (
         "src/sagemake/targets/plan.py", "from sagemake.pricing import plan_line",
         "from sagemake.pricing import plan_line; import mlflow  # noqa", "tests/local/test_tracking.py -k plan"),
@@ -521,6 +522,247 @@ MUTATIONS = {
         'code, stopped = run_guarded(command, server_environment(), [], log, float("inf"), STOP_SECONDS)',
         'code, stopped = __import__("subprocess").run(command, env=server_environment()).returncode, None',
         "tests/local/test_tracking.py -k free_port"),
+    "metric series without the times of their lines": (
+        "src/sagemake/executors/local/executor.py",
+        "stamps = self.stamps if len(self.stamps) == len(lines) else None", "stamps = None",
+        "tests/local/test_local.py -k metric_value"),
+    "a processing job's metrics not kept": (
+        "src/sagemake/executors/local/processing.py", "metric_definitions(printed_metrics(lines))", "[]",
+        "tests/local/test_processing.py -k process_writes_clean"),
+    "tuning.png ticks between trials": (
+        "src/sagemake/tune_plot.py", "    left.xaxis.set_major_locator(MaxNLocator(integer=True))", "    pass",
+        "tests/unit/test_plots.py -k as_they_started"),
+    "tuning.png trials in the order listed": (
+        "src/sagemake/tune_plot.py", 'trials = sorted(spec["trials"], key=lambda t: t["number"])',
+        'trials = spec["trials"]', "tests/unit/test_plots.py -k as_they_started"),
+    "roc.png without its chance diagonal": (
+        "tests/fixtures/trainer/train.py",
+        '        axes.plot(*chance, linestyle="--", color="grey", label=chance_label)\n', "",
+        "tests/unit/test_plots.py -k chance_diagonal"),
+    "the report's tuning chart ticks between trials": (
+        "src/sagemake/report.py", 'tickmode="linear", tick0=1, dtick=1, ', "",
+        "tests/unit/test_report_charts.py -k whole_number"),
+    "the report takes plotly.js from the internet": (
+        "src/sagemake/report.py", 'script = f"<script>{get_plotlyjs()}</script>"',
+        'script = \'<script src="https://cdn.plot.ly/plotly-3.3.0.min.js"></script>\'',
+        "tests/local/test_report.py -k numbers"),
+    "make jobs loads the report": (
+        "src/sagemake/targets/jobs.py", "from sagemake.jobs.training import duration, final_metrics, metric_columns",
+        "import sagemake.report\nfrom sagemake.jobs.training import duration, final_metrics, metric_columns",
+        "tests/unit/test_report_charts.py -k never_import"),
+    "compare shows what is the same first": (
+        "src/sagemake/targets/compare.py", "(same if len(set(values)) == 1 else differ)",
+        "(differ if len(set(values)) == 1 else same)", "tests/local/test_compare.py -k differs_first"),
+    "compare takes one job": (
+        "src/sagemake/targets/compare.py", "    if len(names) < 2:", "    if not names:",
+        "tests/local/test_compare.py -k refuses"),
+    "learning curves ticked between steps": (
+        "src/sagemake/report.py", 'tickmode="linear", tick0=0, dtick=max(1, math.ceil(steps / 10)), ', "",
+        "tests/unit/test_report_charts.py -k learning_curves"),
+    "parallel trials' lines without their label": (
+        "src/sagemake/executors/local/tuning.py", 'label = trial_label(entry["name"]) if parallel > 1 else ""',
+        'label = ""', "tests/local/test_tune.py -k 6_trials"),
+    "make logs of a tuning run without labels": (
+        "src/sagemake/targets/logs.py", "executor.print_log(trial, trial_label(trial))", "executor.print_log(trial)",
+        "tests/local/test_tune.py -k 6_trials"),
+    "a failed job's reason said in its status line too": (
+        "src/sagemake/executors/local/executor.py", 'said="Training job failed" if status == "Failed" else None',
+        "said=None", "tests/local/test_messages.py -k once"),
+    "a failed job's final line holds the whole reason": (
+        "src/sagemake/targets/train.py", 'reason = reason_line(record.get("FailureReason") or',
+        'reason = (record.get("FailureReason") or', "tests/local/test_messages.py -k once"),
+    "a failed SageMaker job's reason said before the final line": (
+        "src/sagemake/executors/sagemaker/executor.py",
+        "        # Its reason is said once, by what ends the command; its log, just followed, is above.\n",
+        '        print(record.get("FailureReason"), file=sys.stderr)\n', "tests/aws/test_aws.py -k failed_job"),
+    "a bare traceback told by its first line": (
+        "src/sagemake/jobs/__init__.py", "first = first[:-len(TRACEBACK)] + lines[-1]", "first = first",
+        "tests/local/test_messages.py -k several_lines"),
+    "the ledger's metric from today's settings": (
+        "src/sagemake/jobs/training.py", "(main_metric(record, chosen) for record in records)",
+        "(main_metric({}, chosen) for record in records)", "tests/local/test_messages.py -k ledger"),
+    "a fetch suggested of a job that cannot be fetched": (
+        "src/sagemake/models.py", '    asked(lambda: executor.completed(job, "serve"))\n', "",
+        "tests/local/test_messages.py -k suggested"),
+    "no nearest job named": (
+        "src/sagemake/executors/local/executor.py", "near = difflib.get_close_matches(name, known, n=1)", "near = []",
+        "tests/local/test_messages.py -k suggested"),
+    "the latest tuning run suggested when there is none": (
+        "src/sagemake/jobs/tuning.py", "    if latest:\n        return f\"the latest is",
+        "    if True:\n        return f\"the latest is", "tests/local/test_messages.py -k suggested"),
+    "the starred trials' run not named": (
+        "src/sagemake/targets/jobs.py", 'TUNING={run}`" for run in starred)', '`" for run in starred)',
+        "tests/local/test_tune.py -k 6_trials"),
+    "a sync lock's refusal suggests make upload without ENV": (
+        "src/sagemake/aws/synclock.py", 'self.again = f"make upload ENV={config.env}"', 'self.again = "make upload"',
+        "tests/aws/test_sync_lock.py -k second_checkout"),
+    "make build suggested for a prebuilt image": (
+        "src/sagemake/executors/local/executor.py", 'get = "pull or build it" if config["TRAINING_IMAGE"] else',
+        "get = ", "tests/local/test_local.py -k runtime_choice"),
+    "Bring your own leaves a setting out": (
+        "README.md", "| `CODE_MODE` |", "| `CODE MODE` |", "tests/unit/test_docs.py -k bring_your_own"),
+    "CHECKPOINT_FROM not copied into a local job": (
+        "src/sagemake/executors/local/executor.py", "            self.executor.start_checkpoints(self.request)\n",
+        "", "tests/local/test_checkpoints.py -k seeds_a_new_one"),
+    "local checkpoints inside the job's folder": (
+        "src/sagemake/executors/local/executor.py",
+        "            if kept:\n                (base / layout.CHECKPOINT_DIR).symlink_to",
+        "            if False:\n                (base / layout.CHECKPOINT_DIR).symlink_to",
+        "tests/local/test_checkpoints.py -k seeds_a_new_one"),
+    "CHECKPOINT_FROM a running local job": (
+        "src/sagemake/executors/local/executor.py", "            if records.running_now(record):\n",
+        "            if False:\n", "tests/local/test_local.py -k checkpoint_from"),
+    "clean-jobs deletes checkpoints unasked": (
+        "src/sagemake/targets/clean_jobs.py", 'checkpoints=checkpoints == "delete")', "checkpoints=True)",
+        "tests/local/test_checkpoints.py -k make_clean_jobs"),
+    "CHECKPOINT_FROM not copied within S3": (
+        "src/sagemake/executors/sagemaker/executor.py", "        self.start_checkpoints(request)\n", "",
+        "tests/aws/test_checkpoints_prod.py -k copied_within_s3"),
+    "CHECKPOINT_S3_URI given a folder per job": (
+        "src/sagemake/executors/sagemaker/executor.py", 'return f"{given}/{job}/" if own else f"{given}/"',
+        'return f"{given}/{job}/"', "tests/aws/test_checkpoints_prod.py -k copied_within_s3"),
+    "CHECKPOINT_FROM a running SageMaker job": (
+        "src/sagemake/executors/sagemaker/executor.py", "        if status not in TERMINAL:\n            raise",
+        "        if False:\n            raise", "tests/aws/test_checkpoints_prod.py -k bad_checkpoint_from"),
+    "checkpoints mixed into a place that holds others": (
+        "src/sagemake/executors/interface.py", "if held and not held.items() <= self.checkpoint_files(source).items():",
+        "if False:", "tests/aws/test_checkpoints_prod.py -k copied_within_s3"),
+    "a copy cut short refused on a re-run": (
+        "src/sagemake/executors/interface.py", "if held and not held.items() <= self.checkpoint_files(source).items():",
+        "if held:", "tests/aws/test_checkpoints_prod.py -k bad_checkpoint_from"),
+    "an S3 folder taken as a bare prefix": (
+        "src/sagemake/aws/api.py", 'return bucket, key.rstrip("/") + "/" if key.strip("/") else ""',
+        "return bucket, key", "tests/aws/test_checkpoints_prod.py -k bad_checkpoint_from"),
+    "manifest without checkpoint_from": (
+        "src/sagemake/models.py",
+        '        **({"checkpoint_from": tagged[CHECKPOINT_FROM_TAG]} if CHECKPOINT_FROM_TAG in tagged else {}),\n',
+        "", "tests/local/test_checkpoints.py -k seeds_a_new_one"),
+    "tune takes CHECKPOINT_FROM": (
+        "src/sagemake/jobs/tuning.py", '    if config["CHECKPOINT_FROM"]:\n        raise',
+        "    if False:\n        raise", "tests/local/test_tune.py -k bad_input"),
+    "request digest blind to CHECKPOINT_FROM": (
+        "src/sagemake/jobs/__init__.py", 'kept = ("sagemake:data:", "sagemake:checkpoint-from")',
+        'kept = ("sagemake:data:",)', "tests/unit/test_aws_calls.py -k request_digest"),
+    "a container reached on the port it was given, not on 8080": (
+        "src/sagemake/executors/local/serving.py", "        inside = port if self.binds_to_port else CONTAINER_PORT",
+        "        inside = port", "tests/container/test_byo_serving.py -k reach_its_port"),
+    "SAGEMAKER_BIND_TO_PORT given to an image without the label": (
+        "src/sagemake/executors/local/serving.py",
+        "**({serving.PORT_VARIABLE: str(port)} if self.binds_to_port else {})}", "serving.PORT_VARIABLE: str(port)}",
+        "tests/container/test_byo_serving.py -k maps_a_port"),
+    "the bind-to-port label not read": (
+        "src/sagemake/executors/local/serving.py", 'labels.get(BIND_LABEL) == "true"),', "False),",
+        "tests/container/test_byo_serving.py -k label_decides"),
+    "a silent server's error names no port": (
+        "src/sagemake/executors/local/serving.py", 'f"{self.runtime.reached(self.port)}{_last_line(', 'f"{_last_line(',
+        "tests/container/test_byo_serving.py -k label_decides"),
+    "today's settings decide what serves a model": (
+        "src/sagemake/executors/local/serving.py", "    ours = sagemake_image(manifest)",
+        "    ours = config.sagemake_image", "tests/local/test_serve.py -k manifest_not_the_settings"),
+    "a job's image not recorded as sagemake's or not": (
+        "src/sagemake/jobs/training.py", "json.dumps(config.sagemake_image)}", "json.dumps(True)}",
+        "tests/unit/test_request.py -k own_image"),
+    "a Ctrl-C as the server first answers leaves it running": (
+        "src/sagemake/executors/local/serving.py", "        except BaseException:\n            if self.server",
+        "        except Exception:\n            if self.server", "tests/local/test_serve.py -k ctrl_c_at_any"),
+    "the end of a serving block leaves the server running": (
+        "src/sagemake/executors/local/serving.py", "    def __exit__(self, *exc) -> None:\n        self.server.stop()",
+        "    def __exit__(self, *exc) -> None:\n        pass", "tests/local/test_serve.py -k ctrl_c_at_any"),
+    "a served model's process outlives a killed make serve": (
+        "src/sagemake/executors/local/serving.py",
+        'process = guarded([str(self.python), str(self.root / "docker" / SERVE)], env, ["--scratch", str(scratch)],\n'
+        "                              output)",
+        'process = subprocess.Popen([str(self.python), str(self.root / "docker" / SERVE)], env=env, stdout=output, '
+        "start_new_session=True)", "tests/local/test_serve.py -k kill_9"),
+    "make endpoints lists a stopped server": (
+        "src/sagemake/targets/endpoints.py", 'if event == "serve" and not running(entry.get("executor")):',
+        "if False:", "tests/local/test_serve.py -k until_ctrl_c_then"),
+    "a killed make serve's scratch tree left behind": (
+        "src/sagemake/executors/local/guard.py", "    if scratch:\n        shutil.rmtree",
+        "    if False:\n        shutil.rmtree", "tests/local/test_serve.py -k kill_9"),
+    "local checkpoints compared by size, not content": (
+        "src/sagemake/executors/local/executor.py", "path.relative_to(place).as_posix(): sha256(path)",
+        "path.relative_to(place).as_posix(): path.stat().st_size",
+        "tests/local/test_checkpoints.py -k newer_checkpoint"),
+    "S3 checkpoints compared by size, not content": (
+        "src/sagemake/executors/sagemaker/executor.py", 'item["Key"][len(prefix):]: item["ETag"]',
+        'item["Key"][len(prefix):]: item["Size"]', "tests/aws/test_checkpoints_prod.py -k bad_checkpoint_from"),
+    "the report's ledger shows the newest job's metric alone": (
+        "src/sagemake/report.py", "parts += _ledger(found, metric_columns([one.record for one in found], chosen))",
+        "parts += _ledger(found, [primary] if primary else [])",
+        "tests/unit/test_report_charts.py -k ledger_shows"),
+    "make compare's JOBS globbed by the shell": (
+        "Makefile", '\t@$(RUN) compare "$${JOBS:-}"\n', "\t@$(RUN) compare $${JOBS:+$$JOBS}\n",
+        "tests/local/test_compare.py -k refuses"),
+    "compare's checkpoint from row always empty": (
+        "src/sagemake/history.py", '"checkpoint from": self.tags.get(CHECKPOINT_FROM_TAG, "-"),',
+        '"checkpoint from": "-",', "tests/unit/test_report_charts.py -k checkpoints_it_started"),
+    "an offer file that is not a JSON object read as one": (
+        "src/sagemake/price_list.py", "        if not isinstance(offer, dict):\n            raise",
+        "        if False:\n            raise", "tests/unit/test_price_list.py -k not_sagemakers"),
+    "an offer file without products makes an empty table": (
+        "src/sagemake/price_list.py", '        if not offer.get("products"):\n            raise',
+        "        if False:\n            raise", "tests/unit/test_price_list.py -k not_sagemakers"),
+    "the report written over in place": (
+        "src/sagemake/targets/report.py", "    jsonfile.write_text(path, text)",
+        "    path.write_text(text)", "tests/local/test_report.py -k remade"),
+    "COPY sources not checked before the build": (
+        "src/sagemake/image.py", "        check_copied(config)\n", "",
+        "tests/container/test_byo.py -k keeps_out"),
+    "docker's legacy builder taken to read <Dockerfile>.dockerignore": (
+        "src/sagemake/image.py", 'if os.environ.get("DOCKER_BUILDKIT") == "0":\n        return False',
+        'if os.environ.get("DOCKER_BUILDKIT") == "0":\n        return True',
+        "tests/container/test_byo.py -k keeps_out"),
+    "an ignore rule's line number off by one": (
+        "src/sagemake/buildcontext.py", "rules.append((number + 1,", "rules.append((number,",
+        "tests/unit/test_buildcontext.py -k keeps_out"),
+    "heredoc bodies read as instructions": (
+        "src/sagemake/buildcontext.py", "for strip, _, word in _HEREDOC.findall(logical):",
+        "for strip, _, word in []:", "tests/unit/test_buildcontext.py -k copies_from"),
+    "COPY --from sources checked against the context": (
+        "src/sagemake/buildcontext.py", 'if any(flag.startswith("--from") for flag in flags):', "if False:",
+        "tests/unit/test_buildcontext.py -k copies_from"),
+    "the job's Python made afresh on every change": (
+        "src/sagemake/job_python.py",
+        'if found is None or found.get("python") != wanted["python"] or not (home / "bin/python").exists():',
+        "if True:", "tests/local/test_job_python.py -k in_place"),
+    "what the requirements no longer name kept in the job's Python": (
+        "src/sagemake/job_python.py", "    if unwanted:\n", "    if False:\n",
+        "tests/local/test_job_python.py -k in_place"),
+    "a half-updated job's Python taken as ready": (
+        "src/sagemake/job_python.py", "        stamp.unlink()  # not ready until the update is whole", "        pass",
+        "tests/local/test_job_python.py -k killed"),
+    "a job's Python updated under a command using it": (
+        "src/sagemake/job_python.py",
+        "free = [home for home in homes if _lock_now(locks[home], fcntl.LOCK_EX)]\n                if not free:",
+        "free = homes\n                if not free:", "tests/local/test_job_python.py -k take_turns"),
+    "sagemake's own requirements left out of the job's Python": (
+        "src/sagemake/job_python.py", "for path in (root / OWN_REQUIREMENTS, root / REQUIREMENTS)",
+        "for path in (root / REQUIREMENTS,)", "tests/local/test_job_python.py -k in_place"),
+    "sagemake's own requirements left out of the image": (
+        "docker/Dockerfile",
+        "RUN pip install -r /opt/program/requirements-sagemake.txt -r /opt/program/requirements.txt",
+        "RUN pip uninstall -y pydantic gunicorn matplotlib && pip install -r /opt/program/requirements.txt",
+        "tests/container/test_byo.py -k its_own_requirements"),
+    "a trainer's imports not looked up in a new image": (
+        "src/sagemake/image.py", 'if config.sagemake_image and config["CODE_MODE"] == "image":', "if False:",
+        "tests/container/test_byo.py -k its_own_requirements"),
+    "a trainer's imports not looked up before a local job": (
+        "src/sagemake/job_python.py", "        if fresh and config.sagemake_image and (root / TRAINER).is_dir():",
+        "        if False:", "tests/local/test_job_python.py -k lack"),
+    "an import under try/except ImportError checked": (
+        "src/sagemake/contract/imports.py",
+        "if isinstance(node, ast.Try) and any(_catches_import_errors(h) for h in node.handlers):",
+        "if False:", "tests/unit/test_requirements.py"),
+    "a trainer pin against sagemake's let through": (
+        "src/sagemake/job_python.py", "if name in own and own[name][1] != version:", "if False:",
+        "tests/unit/test_requirements.py"),
+    "a long install step silent": (
+        "src/sagemake/job_python.py", "if time.monotonic() - last[0] >= TICK:", "if False:",
+        "tests/local/test_job_python.py -k still_at_it"),
+    "early stopping judges only the last step read": (
+        "src/sagemake/executors/local/tuning.py", "            if trial.should_prune():",
+        "            if step == len(values) - 1 and trial.should_prune():", "tests/local/test_tune.py -k many_steps"),
 }
 
 

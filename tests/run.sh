@@ -40,6 +40,24 @@ bats_libraries() {
   printf '%s\n' "$dir"
 }
 
+# browser: a headless Chromium for the report's browser test (tests/browser.py): one on PATH (or CHROMIUM), else
+# Debian's chromium, installed as root or through sudo.
+browser() {
+  local name sudo=()
+  for name in "${CHROMIUM:-}" chromium chromium-browser google-chrome; do
+    if [[ -n "$name" ]] && command -v "$name" >/dev/null 2>&1; then return 0; fi
+  done
+  if [[ "$(id -u)" -ne 0 ]]; then
+    sudo -n true 2>/dev/null ||
+      die "the report's browser test needs Chromium: install it (apt-get install chromium), or set CHROMIUM to one"
+    sudo=(sudo -n)
+  fi
+  command -v apt-get >/dev/null 2>&1 || die "the report's browser test needs Chromium: install it, or set CHROMIUM to one"
+  say "test: installing Debian's chromium (the report's browser test)"
+  "${sudo[@]}" apt-get update -qq >&2
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+}
+
 # shell_files: every tracked or new shell file, by extension or by shebang.
 shell_files() {
   local file
@@ -97,6 +115,7 @@ main() {
   [[ "$venv" == /* ]] || venv="$SAGEMAKE_ROOT/$venv"
   BATS_LIB_PATH="$(bats_libraries)"
   export BATS_LIB_PATH
+  browser
   hermetic
   trap 'stop_bats; rm -rf "$HOME"' EXIT
   rm -rf "$results"
@@ -107,7 +126,8 @@ main() {
   "$venv/bin/shellcheck" -x "${files[@]}"
 
   say "test: ruff"
-  "$venv/bin/ruff" check --no-cache src tests scripts bench examples docker/train docker/serve docker/train-script
+  "$venv/bin/ruff" check --no-cache src tests scripts bench examples docker/train docker/serve docker/train-script \
+    examples/byo-serving/program/train examples/byo-serving/program/serve
 
   say "test: hadolint, CircleCI schema"
   files=()

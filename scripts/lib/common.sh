@@ -28,6 +28,25 @@ say() {
   printf '==> %s\n' "$*" >&2
 }
 
+# with_progress WHAT COMMAND...: run COMMAND, saying "WHAT: still at it (N s)" every 10 s until it ends (a long
+# step that prints nothing of its own, such as a quiet pip install, is not silence); its exit status.
+with_progress() {
+  local what="$1" ticker status=0
+  shift
+  (
+    elapsed=0
+    while sleep 10; do
+      elapsed=$((elapsed + 10))
+      say "$what: still at it ($elapsed s)"
+    done
+  ) &
+  ticker=$!
+  "$@" || status=$?
+  kill "$ticker" 2>/dev/null || true
+  wait "$ticker" 2>/dev/null || true
+  return "$status"
+}
+
 # venv_bin: the bin folder of the project's virtualenv (VENV, default .venv), which `make setup` made.
 venv_bin() {
   local venv="${VENV:-.venv}"

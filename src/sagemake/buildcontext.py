@@ -6,12 +6,17 @@ context the way the engine does and applies .dockerignore with Docker's own
 rules: those of moby's patternmatcher and ignorefile, walked as BuildKit's fsutil
 walks a local context. Docker's legacy builder gives the same files except in one
 corner (see `_can_skip`) and ignores `<Dockerfile>.dockerignore`; buildah/podman
-differ in a few more corners. Only the standard library is used.
+differ in a few more corners. It also reads what a Dockerfile's COPY and ADD take
+from the context, so that a source the ignore file keeps out is named, with the
+ignore file's line, before any build. Only the standard library is used.
 """
 
 from __future__ import annotations
 
+import bisect
+import glob
 import hashlib
+import json
 import os
 import re
 import stat
@@ -53,6 +58,11 @@ def read_rules(text: str) -> list[str]:
     A line is a comment only when `#` is its very first character; whitespace is
     trimmed (also after a leading `!`), the path cleaned and one leading `/` dropped.
     """
+    return [rule for _, rule in numbered_rules(text)]
+
+
+def numbered_rules(text: str) -> list[tuple[int, str]]:
+    """read_rules, each pattern with its line number in the file (from 1)."""
     rules = []
     for number, line in enumerate(text.split("\n")):
         line = line.removesuffix("\r")
@@ -70,7 +80,7 @@ def read_rules(text: str) -> list[str]:
             line = go_clean(line)
             if len(line) > 1 and line.startswith("/"):
                 line = line[1:]
-        rules.append("!" + line if exception else line)
+        rules.append((number + 1, "!" + line if exception else line))
     return rules
 
 
@@ -85,6 +95,7 @@ class Pattern:
     exception: bool
     kind: str  # "exact", "prefix", "suffix" or "regexp": patternmatcher's shortcuts change results in corners
     regex: re.Pattern[str] | None
+    line: int = 0  # its line in the ignore file (0: not read from one)
 
     def matches(self, path: str) -> bool:
         """Whether the slash path (relative to the context) matches this pattern itself, not via a parent."""
@@ -143,7 +154,7 @@ def translate(text: str) -> tuple[str, str]:
     return kind, regex
 
 
-def compile_pattern(rule: str, source: str) -> Pattern | None:
+def compile_pattern(rule: str, source: str, line: int = 0) -> Pattern | None:
     """The Pattern for one rule (None for a blank one), as patternmatcher.New builds it; ValueError if invalid."""
     rule = rule.strip()
     if not rule:
@@ -161,12 +172,7 @@ def compile_pattern(rule: str, source: str) -> Pattern | None:
             compiled = re.compile(regex)  # also for the shortcut kinds: a malformed pattern fails the build
     except re.error as error:
         raise ValueError(f"{source}: the .dockerignore pattern {rule!r} is invalid ({error}).") from None
-    return Pattern(rule, exception, kind, compiled if kind == "regexp" else None)
-
-
-def compile_rules(rules: Iterable[str], source: str) -> list[Pattern]:
-    """The Patterns of a list of rules, in order (later ones win)."""
-    return [pattern for rule in rules if (pattern := compile_pattern(rule, source)) is not None]
+    return Pattern(rule, exception, kind, compiled if kind == "regexp" else None, line)
 
 
 # --- walking the context -----------------------------------------------------------------------------------
@@ -241,10 +247,11 @@ def walk(context: Path, patterns: Sequence[Pattern]) -> list[str]:
 # --- the public API ----------------------------------------------------------------------------------------
 
 
-def ignore_file(context: Path, dockerfile: Path | None = None) -> Path | None:
-    """The ignore file the engine applies: `<Dockerfile>.dockerignore` beside the Dockerfile (BuildKit), else the
-    context's .dockerignore, else none."""
-    if dockerfile is not None:
+def ignore_file(context: Path, dockerfile: Path | None = None, beside: bool = True) -> Path | None:
+    """The ignore file the engine applies: `<Dockerfile>.dockerignore` beside the Dockerfile (BuildKit and podman
+    read it; beside=False for docker's legacy builder, which does not), else the context's .dockerignore, else
+    none."""
+    if dockerfile is not None and beside:
         specific = dockerfile.parent / (dockerfile.name + IGNORE_FILE)
         if specific.is_file():
             return specific
@@ -257,7 +264,8 @@ def load_patterns(source: Path | None) -> list[Pattern]:
     if source is None:
         return []
     text = source.read_bytes().decode("utf-8", errors="surrogateescape")
-    return compile_rules(read_rules(text), str(source))
+    return [pattern for line, rule in numbered_rules(text)
+            if (pattern := compile_pattern(rule, str(source), line)) is not None]
 
 
 def check_context(context: Path) -> None:
@@ -333,3 +341,126 @@ def context_digest(context: Path, dockerfile: Path, extra: Sequence[str] = (), d
         for value in entry_fields(context, name):
             digest.update(field(value))
     return digest.hexdigest()
+
+
+# --- what a Dockerfile copies from the context -------------------------------------------------------------
+
+COPYING = ("COPY", "ADD")
+_DIRECTIVE = re.compile(r"#\s*([a-zA-Z]+)\s*=\s*(\S+)\s*")
+_HEREDOC = re.compile(r"<<(-?)([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
+
+
+@dataclass(frozen=True)
+class Copied:
+    """One source of a COPY or ADD instruction: where the Dockerfile names it, and the path in the context."""
+
+    line: int
+    instruction: str
+    source: str
+
+
+def _instructions(text: str) -> list[tuple[int, str]]:
+    """The Dockerfile's instructions, each with the line it starts on: continuation lines joined (comments and blank
+    lines inside one skipped, as Docker does), heredoc bodies left out."""
+    escape = "\\"
+    lines = text.split("\n")
+    for line in lines:  # parser directives: only before anything else
+        directive = _DIRECTIVE.fullmatch(line.strip())
+        if not directive:
+            break
+        if directive[1].lower() == "escape":
+            escape = directive[2]
+    found, index = [], 0
+    while index < len(lines):
+        start, logical = index + 1, lines[index].rstrip("\r")
+        index += 1
+        if not logical.strip() or logical.lstrip().startswith("#"):
+            continue
+        while logical.rstrip().endswith(escape) and index < len(lines):
+            logical = logical.rstrip()[:-len(escape)]
+            while index < len(lines) and (not lines[index].strip() or lines[index].lstrip().startswith("#")):
+                index += 1
+            if index < len(lines):
+                logical += lines[index].rstrip("\r")
+                index += 1
+        for strip, _, word in _HEREDOC.findall(logical):  # the body is the instruction's, not instructions
+            while index < len(lines) and (lines[index].lstrip("\t") if strip else lines[index]).rstrip("\r") != word:
+                index += 1
+            index += 1
+        found.append((start, logical))
+    return found
+
+
+def copied(dockerfile: Path) -> list[Copied]:
+    """The context paths the Dockerfile's COPY and ADD instructions copy (not those from a stage or an image
+    (--from), URLs, heredocs, or paths built from variables, which only the build can know)."""
+    text = Path(dockerfile).read_bytes().decode("utf-8", errors="surrogateescape")
+    sources = []
+    for line, logical in _instructions(text):
+        words = logical.split(None, 1)
+        if words[0].upper() not in COPYING or len(words) < 2:
+            continue
+        rest, flags = words[1].strip(), []
+        while rest.startswith("--"):
+            flag, _, rest = rest.partition(" ")
+            flags.append(flag)
+            rest = rest.strip()
+        if any(flag.startswith("--from") for flag in flags):
+            continue
+        arguments = None
+        if rest.startswith("["):
+            try:
+                arguments = json.loads(rest)
+            except ValueError:
+                pass
+        if not isinstance(arguments, list) or not all(isinstance(word, str) for word in arguments):
+            arguments = rest.split()
+        for source in arguments[:-1]:
+            if "$" in source or "://" in source or source.startswith(("<<", "git@")):
+                continue
+            cleaned = go_clean("/" + source).lstrip("/") or "."
+            if cleaned != ".":
+                sources.append(Copied(line, words[0].upper(), cleaned))
+    return sources
+
+
+def deciding(patterns: Sequence[Pattern], path: str) -> Pattern | None:
+    """The exclusion that keeps path out of the context (None when it is in), its folders' matches carried down."""
+    matched: list[bool] | None = None
+    excluded, parts = False, path.split("/")
+    for depth in range(1, len(parts) + 1):
+        excluded, matched = evaluate(patterns, "/".join(parts[:depth]), matched)
+    if not excluded or matched is None:
+        return None
+    return next(patterns[i] for i in reversed(range(len(patterns))) if matched[i] and not patterns[i].exception)
+
+
+def excluded(context: Path, received: Sequence[str], patterns: Sequence[Pattern],
+             sources: Iterable[Copied]) -> list[tuple[Copied, Pattern]]:
+    """The sources that are in the context's folder but of which the engine receives nothing, each with the
+    ignore-file pattern that keeps it out. A source with a wildcard counts by what it matches."""
+    received = sorted(received)
+    kept = set(received)
+
+    def sent(path: str) -> bool:  # the file itself, or anything under the folder
+        at = bisect.bisect_left(received, path + "/")
+        return path in kept or (at < len(received) and received[at].startswith(path + "/"))
+
+    refused = []
+    for source in sources:
+        names = (glob.glob(source.source, root_dir=context, include_hidden=True)
+                 if any(char in "*?[" for char in source.source) else [source.source])
+        present = [name for name in names if os.path.lexists(context / name)]
+        if not present or any(sent(name) for name in present):
+            continue
+        for name in present:
+            inside = context / name
+            if inside.is_dir() and not inside.is_symlink():  # a folder: the first of its files tells which rule
+                first = next((Path(folder, files[0]) for folder, _, files in os.walk(inside) if files), None)
+                if first is None:
+                    continue  # an empty folder: nothing to send
+                name = first.relative_to(context).as_posix()
+            if pattern := deciding(patterns, name):
+                refused.append((source, pattern))
+                break
+    return refused

@@ -144,15 +144,16 @@ def held_signals():
     """Ctrl-C, SIGTERM and SIGHUP held back while steps that only make sense together run (the two renames of a swap):
     one that arrives meanwhile takes effect, as it would have, once they are done. Python runs every signal handler
     on the main thread, whichever thread the signal reached, so holding the handlers (not the thread's signal mask)
-    holds them all. Off the main thread nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    holds them all. It yields the list of the signals that arrived so far, for steps that answer one at once (a stop
+    that hastens). Off the main thread nothing changes."""
     arrived: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield arrived
+        return
     numbers = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous = {number: signal.signal(number, lambda signum, frame: arrived.append(signum)) for number in numbers}
     try:
-        yield
+        yield arrived
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)

@@ -148,10 +148,19 @@ SETTINGS = (
             "a re-run after a killed command would otherwise start a second paid job."),
     Setting("MAX_WAIT_SECONDS", "0", "int", "With USE_SPOT=true: seconds to wait for capacity and run, at least "
             "MAX_RUNTIME_SECONDS.", low=0, high=_DAYS_28, applies=_TRAINING, section=_JOB),
-    Setting("CHECKPOINT_S3_URI", "", "str", "Where each job saves /opt/ml/checkpoints (at "
-            "CHECKPOINT_S3_URI/<job>/) to resume after an interruption; needed with USE_SPOT=true.",
-            applies=_TRAINING, section=_JOB,
-            detail="Locally a job's checkpoints stay in JOBS_DIR/<job>/ml/checkpoints/."),
+    Setting("CHECKPOINT_S3_URI", "", "str", "The S3 folder a job on SageMaker saves /opt/ml/checkpoints to, used "
+            "as given: a job starts from what it holds; needed with USE_SPOT=true.", applies=_TRAINING,
+            section=_JOB, detail="A spot job SageMaker starts again after an interruption resumes from it, and so "
+            "does a new job given the same folder: a new folder starts afresh. A tuning run's trials keep theirs "
+            "in CHECKPOINT_S3_URI/<tuning run>/. Locally every job keeps its checkpoints in "
+            "JOBS_DIR/checkpoints/<job>/, which `make clean-jobs` keeps.",
+            example="s3://my-bucket/checkpoints/churn-v2/"),
+    Setting("CHECKPOINT_FROM", "", "str", "A job (its name) whose checkpoints this job starts from: copied into "
+            "its /opt/ml/checkpoints before it starts.", applies=("training",), section=_JOB,
+            detail="The job must have ended (Completed, Stopped or Failed) and kept checkpoints. On SageMaker they "
+            "are copied within S3 into CHECKPOINT_S3_URI, which must be empty or be that job's own folder (then "
+            "nothing is copied). Recorded as the job's tag checkpoint-from and in the model's manifest. Not with "
+            "make tune.", example="sagemake-example-1a2b3c4-261122-101500-123k3x9q"),
     Setting("SPOT_DRILL_SECONDS", "0", "int", "Local jobs only: interrupt the job this many seconds in, as a spot "
             "interruption does, then start it again on its checkpoints; 0: no drill.", low=0, high=_DAYS_28,
             applies=_TRAINING, section=_JOB, detail="The interruption is SIGTERM, the grace, SIGKILL."),
@@ -167,11 +176,12 @@ SETTINGS = (
             high=600, applies=KINDS, section=_JOB),
     Setting("METRICS", "", "words", "The metrics the job prints as name=value lines, as words; name:max or "
             "name:min declares which way is better (tuning needs it for its objective).",
-            applies=(*_TRAINING, "jobs"), section=_JOB, example="rmse:min mae:min r2:max",
+            applies=_TRAINING, section=_JOB, example="rmse:min mae:min r2:max",
             detail="Empty: those of src/trainer/metrics.py with sagemake's image. Set it for your own image. A name "
             "matches only standing alone (rmse is not train_rmse). The direction is never guessed from a name."),
     Setting("PRIMARY_METRIC", "", "str", "The metric `make jobs` shows; empty: the first declared metric.",
-            applies=(*_TRAINING, "jobs"), section=_JOB),
+            applies=(*_TRAINING, "jobs"), section=_JOB, detail="`make jobs` reads each job's metrics from its own "
+            "record: a job that declared none of this name shows the first it declared."),
     Setting("DOCKERFILE", "", "path", "Your own Dockerfile (relative to this folder).", applies=_IMAGE,
             section=_BUILD, detail="Empty: docker/Dockerfile (docker/Dockerfile.script with CODE_MODE=script). The "
             "image tag is a hash of the build context as the engine receives it (.dockerignore applies), the "
@@ -286,8 +296,13 @@ SETTINGS = (
             ".env.<name> file; any but local runs on SageMaker.", section=_PARAMETERS),
     Setting("JOB", "", "parameter", "A job name; empty: the latest job (stop needs one).",
             applies=("fetch", "logs", "stop", "serve", "predict", "transform", "deploy"), section=_PARAMETERS),
+    Setting("JOBS", "", "parameter", "Two or more job names, as words: the jobs `make compare` sets side by side.",
+            applies=("compare",), section=_PARAMETERS),
     Setting("KEEP", "5", "parameter", "How many of the newest local job and processing job folders to keep "
             "(and any running one).", applies=("clean-jobs",), section=_PARAMETERS),
+    Setting("CHECKPOINTS", "keep", "parameter", "keep: the checkpoints of removed jobs stay in "
+            "JOBS_DIR/checkpoints/ for CHECKPOINT_FROM; delete: they go with their jobs.", applies=("clean-jobs",),
+            section=_PARAMETERS),
     Setting("TUNING", "", "parameter", "A tuning run's name; empty: the latest.", applies=("tune-jobs",),
             section=_PARAMETERS),
     Setting("FILE", "", "parameter", "Rows to predict, .csv or .json as /invocations takes them.",

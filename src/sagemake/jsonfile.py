@@ -13,10 +13,15 @@ from pathlib import Path
 
 
 def write(path: Path, value, indent: int | None = 2, sort_keys: bool = False) -> None:
+    write_text(path, json.dumps(value, indent=indent, sort_keys=sort_keys) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Any text file written so (the report, a page read while it is remade)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
     try:
-        partial.write_text(json.dumps(value, indent=indent, sort_keys=sort_keys) + "\n")
+        partial.write_text(text)
         partial.replace(path)
     finally:
         partial.unlink(missing_ok=True)  # after a failed write (a full disk): nothing left beside the target

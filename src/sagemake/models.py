@@ -2,8 +2,9 @@
 
 Writes MODELS_DIR/<job>/manifest.json: job, status, git commit (and whether
 the tree was dirty), image, runtime, hyperparameters, metrics, each channel's
-data, and the artefact's sha256, so a model file can always be traced to what
-made it. What the job wrote to /opt/ml/output/data/ lands in MODELS_DIR/<job>/output/.
+data, the job whose checkpoints it started from, and the artefact's sha256, so
+a model file can always be traced to what made it. What the job wrote to
+/opt/ml/output/data/ lands in MODELS_DIR/<job>/output/.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import tarfile
 import tempfile
 import zlib
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from sagemake.cli import AwsError, UserError, held_signals, say
 from sagemake.config import Config
 from sagemake.contract import layout
 from sagemake.jobs.endpoint import MANIFEST, OUTPUT
-from sagemake.jobs.training import final_metrics
+from sagemake.jobs.training import CHECKPOINT_FROM_TAG, SAGEMAKE_IMAGE_TAG, final_metrics
 
 
 def manifest(record: dict, tagged: dict, artifact: Path, executor) -> dict:
@@ -41,7 +43,10 @@ def manifest(record: dict, tagged: dict, artifact: Path, executor) -> dict:
         "git_sha": tagged.get("git-sha"),
         "git_dirty": tagged.get("git-dirty") == "true",
         **({"tuning_job": tagged["tuning"]} if "tuning" in tagged else {}),  # a trial of `make tune`
+        # the job whose checkpoints it started from (CHECKPOINT_FROM)
+        **({"checkpoint_from": tagged[CHECKPOINT_FROM_TAG]} if CHECKPOINT_FROM_TAG in tagged else {}),
         "image": record["AlgorithmSpecification"]["TrainingImage"],
+        **({"sagemake_image": tagged[SAGEMAKE_IMAGE_TAG] == "true"} if SAGEMAKE_IMAGE_TAG in tagged else {}),
         "runtime": record.get("LocalRuntime", "sagemaker"),
         "created": record.get("CreationTime"),
         "ended": record.get("TrainingEndTime"),
@@ -109,6 +114,36 @@ def fetch(config: Config, executor, name: str | None = None) -> Path:
     for metric, value in details["metrics"].items():
         print(f"  {metric:<22} {value:.4f}")
     return destination
+
+
+def fetched(config: Config, name: str | None, executor: Callable[[], object]) -> tuple[Path, dict]:
+    """MODELS_DIR/<job>/ and its manifest: the named job's, or the newest fetched there. When there is none, the
+    one line names a command that fetches it only when the job can be fetched (it exists and Completed where ENV
+    runs jobs); else it says why not, as fetch would."""
+    models = config.path("MODELS_DIR")
+    if name is None:
+        found = [(json.loads(m.read_text()).get("created") or "", m.parent) for m in models.glob(f"*/{MANIFEST}")
+                 if not m.parent.name.startswith(".")]  # .<job>.*: a fetch under way
+        if found:
+            folder = max(found)[1]
+            return folder, json.loads((folder / MANIFEST).read_text())
+    elif (models / name / MANIFEST).is_file():
+        return models / name, json.loads((models / name / MANIFEST).read_text())
+    executor = executor()  # asked only now: where jobs run, to say whether a fetch would work
+    where = f"no fetched model{f' of job {name}' if name else ''} in {config['MODELS_DIR']}/"
+
+    def asked(question):  # no job to fetch, or none with a model: a fetch would fail too, so none is suggested
+        try:
+            return question()
+        except AwsError:
+            raise
+        except UserError as err:
+            raise UserError(f"{where}, and {err}") from None
+
+    job = name or asked(lambda: latest_or_best(executor))
+    asked(lambda: executor.completed(job, "serve"))
+    raise UserError(f"{where}: run `make fetch{executor.env_flag()}{f' JOB={name}' if name else ''}`"
+                    f"{'' if name else f' (the latest job, {job})'}")
 
 
 def latest_or_best(executor) -> str:

@@ -22,6 +22,7 @@ from pathlib import Path
 from sagemake.cli import Exit, UserError, run, say
 from sagemake.pricing import KINDS, SHIPPED, TABLE, Table, on_demand_hourly
 
+OFFER_FILES = "the Price List's offers/v1.0/aws/AmazonSageMaker/current[/<region>]/index.json"
 # <location prefix>-<kind>:<instance type>, e.g. EU-Train:ml.m5.large, USE1-Tsform:ml.c5.xlarge
 USAGE_TYPE = re.compile(r"[A-Z0-9]+-(?P<kind>\w+):(?P<instance_type>ml\.[\w.-]+)")
 
@@ -39,8 +40,7 @@ def offer_prices(offer: dict, instance_types: list[str], regions: list[str]) -> 
     """{region: {kind: {instance type: USD per instance-hour}}} for the given instance types and regions, from one
     offer file; two products that price the same thing differently are refused."""
     if offer.get("offerCode") != "AmazonSageMaker":
-        raise UserError(f"not a SageMaker offer file (offerCode {offer.get('offerCode')!r}): give the Price List's "
-                        "offers/v1.0/aws/AmazonSageMaker/current[/<region>]/index.json")
+        raise UserError(f"not a SageMaker offer file (offerCode {offer.get('offerCode')!r}): give {OFFER_FILES}")
     wanted_types, wanted_regions = set(instance_types), set(regions)
     on_demand = offer.get("terms", {}).get("OnDemand", {})
     found: dict[str, dict[str, dict[str, float]]] = {}
@@ -84,9 +84,19 @@ def table_from(paths: list[Path], instance_types: list[str], regions: list[str])
             offer = json.loads(path.read_text())
         except (OSError, ValueError) as err:
             raise UserError(f"cannot read the offer file {path}: {err}: give a Price List offer file (JSON)") from err
-        merge(prices, offer_prices(offer, instance_types, regions))
+        if not isinstance(offer, dict):
+            raise UserError(f"{path} is not a Price List offer file (its JSON is a {type(offer).__name__}, not an "
+                            f"object): give {OFFER_FILES}")
+        found = offer_prices(offer, instance_types, regions)
+        if not offer.get("products"):
+            raise UserError(f"the offer file {path} lists no products: give {OFFER_FILES}, downloaded in full")
+        merge(prices, found)
         versions.add(offer.get("version", "?"))
         dates.add(offer.get("publicationDate", "")[:10])
+    if not prices:
+        raise UserError(f"the offer files price none of the table's {len(instance_types)} instance types in its "
+                        f"{len(regions)} commercial regions: give {OFFER_FILES} (the whole service's, or those "
+                        "regions')")
     ordered = {region: {kind: dict(sorted(prices[region][kind].items(), key=lambda i: instance_types.index(i[0])))
                         for kind in KINDS if kind in prices[region]} for region in regions if region in prices}
     return Table(f"AWS Price List, offer AmazonSageMaker version {', '.join(sorted(versions))} "

@@ -280,3 +280,20 @@ def ledger_entry(record: dict, prices: Prices) -> Entry:
     local_spot = "LocalRuntime" in record and bool(record.get("EnableManagedSpotTraining")
                                                    or record.get("LocalSpotDrillSeconds"))
     return Entry(billable, spent, saved, price.hourly is not None, saved is None and local_spot)
+
+
+def bill_cells(entry: Entry) -> list[str]:
+    """One job's bill as the ledgers show it: billable seconds, $ and spot savings ("-" for none yet)."""
+    return ["-" if entry.billable is None else f"{entry.billable}s",
+            money(entry.cost) if entry.billable is not None else "-",
+            money(entry.saved) if entry.saved is not None else "unknown" if entry.saved_unknown else "-"]
+
+
+def total_cells(entries: list[Entry]) -> list[str]:
+    """The jobs' total bill as the ledgers show it: billable seconds, $ and spot savings, each saying how many of
+    the jobs' prices (or savings) are unknown."""
+    unknown = sum(e.billable is not None and not e.known for e in entries)
+    unsaved = sum(e.saved_unknown for e in entries)
+    return [f"{sum(e.billable or 0 for e in entries)}s",
+            money(sum(e.cost or 0 for e in entries)) + (f" + {unknown} unknown" if unknown else ""),
+            money(sum(e.saved or 0 for e in entries)) + (f" + {unsaved} unknown" if unsaved else "")]

@@ -3,7 +3,7 @@
 A run per job of every kind, named as the job: a training job (a tuning run's trials nested under the tuning
 run's own run), a processing job, a batch transform. Its parameters are the hyperparameters and the settings that
 shape the job (`job.*`: instance type and count, image, spot); its metrics every value the job's log printed, each
-with its step and time (Executor.metric_points), or the record's final values when the log has none; its tags the
+with its step and time (Executor.metric_series), or the record's final values when the log has none; its tags the
 job's name, ARN and status, ENV, the git commit and whether the tree was dirty, the image (and its digest where
 known), each channel's data digest, billable seconds and cost (`sagemake.*`); its artefacts the model's
 manifest.json and the plots the job wrote, or a tuning run's leaderboard and plot.
@@ -153,7 +153,7 @@ class Tracker:
         tags = {**_common(record, name, record.get("TrainingJobArn"), record["TrainingJobStatus"], tagged),
                 **_money(entry.billable, entry.cost),
                 **_image(spec["TrainingImage"], executor.provenance(record).get("image_digest"))}
-        points = executor.metric_points(record)
+        points = _points(executor.metric_series(name), millis(_end(record)))
         finals = [[m["MetricName"], m["Value"], millis(_stamp(m.get("Timestamp"))) or millis(_end(record)), 0]
                   for m in record.get("FinalMetricDataList", [])]
         printed = {point[0] for point in points}
@@ -235,8 +235,8 @@ class Tracker:
         tags = {**_common(record, name, record.get("ProcessingJobArn"), record["ProcessingJobStatus"], tagged),
                 **_money(seconds * count, cost(hourly, seconds, count)),
                 **_image(app["ImageUri"], None)}
-        return self._write(name, record, record["ProcessingJobStatus"], params, tags, executor.metric_points(record),
-                           [])
+        points = _points(executor.processing().metric_series(name), millis(_end(record)))
+        return self._write(name, record, record["ProcessingJobStatus"], params, tags, points, [])
 
     @_never_failing
     def transform(self, executor, record: dict, files: int, model: dict) -> str | None:
@@ -305,6 +305,13 @@ class Tracker:
             say(f"tracking: job {name} is run {run} of experiment {experiment_name(self.config)} in "
                 f"{self.config['MLFLOW_TRACKING_URI']}{where}")
         return run
+
+
+def _points(series: dict[str, list[dict]], end: int | None) -> list[list]:
+    """A job's metric series as MLflow's metrics: [name, value, time in ms (when its line was printed, else when the
+    job ended), step]."""
+    return [[name, point["Value"], millis(point.get("Timestamp")) or end, point["Step"]]
+            for name, points in series.items() for point in points]
 
 
 def _settings(instance_type, count, image, spot, volume) -> dict:

@@ -105,6 +105,11 @@ def main(argv: list[str]) -> int:
     print(f"preprocess: read {len(rows)} rows; dropped {dropped['rows_missing']} with a missing value, "
           f"{dropped['rows_duplicate']} duplicates, text column(s) {', '.join(dropped['columns_text']) or 'none'}; "
           f"wrote train {len(y_train)} rows, validation {len(y_val)} rows", flush=True)
+    # The same counts as metrics (name=value lines): sagemake keeps them with the job.
+    for metric, value in (("dropped_missing", dropped["rows_missing"]),
+                          ("dropped_duplicates", dropped["rows_duplicate"]),
+                          ("train_rows", len(y_train)), ("validation_rows", len(y_val))):
+        print(f"preprocess:{metric}={value}", flush=True)
     return 0
 
 

@@ -131,6 +131,17 @@ def _fit(hp: Hyperparameters, x, y, checkpoint_dir: Path | None, progress) -> Gr
 
 def _plot_curves(labels, scores, metrics, model_dir: Path) -> None:
     """ROC and precision-recall curves on the validation channel, saved beside the model."""
+    from matplotlib import pyplot as plt
+
+    for name, figure in curve_figures(labels, scores, metrics).items():
+        figure.savefig(model_dir / name, metadata={"Software": None})
+        plt.close(figure)
+
+
+def curve_figures(labels, scores, metrics) -> dict:
+    """{file name: matplotlib Figure}: the ROC curve with the chance diagonal, and the precision-recall curve with
+    its baseline (the share of positives, what a model that guesses gets). Part of the model, so not titled with
+    the job's name: the same inputs give the same model bytes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -139,15 +150,19 @@ def _plot_curves(labels, scores, metrics, model_dir: Path) -> None:
 
     fpr, tpr, _ = roc_curve(labels, scores)
     precision, recall, _ = precision_recall_curve(labels, scores)
-    roc_title = f"ROC (AUC {metrics['validation:roc_auc']:.3f})"
-    pr_title = f"PR (AP {metrics['validation:pr_auc']:.3f})"
-    for name, x, y, xlabel, ylabel, title in (
-        ("roc.png", fpr, tpr, "false positive rate", "true positive rate", roc_title),
-        ("pr.png", recall, precision, "recall", "precision", pr_title),
+    positives = float(np.mean(labels))
+    figures = {}
+    for name, x, y, xlabel, ylabel, title, chance, chance_label in (
+        ("roc.png", fpr, tpr, "false positive rate", "true positive rate",
+         f"ROC (AUC {metrics['validation:roc_auc']:.3f})", ([0, 1], [0, 1]), "chance"),
+        ("pr.png", recall, precision, "recall", "precision", f"PR (AP {metrics['validation:pr_auc']:.3f})",
+         ([0, 1], [positives, positives]), f"baseline (positive rate {positives:.2f})"),
     ):
         figure, axes = plt.subplots(figsize=(4, 4), dpi=100)
-        axes.plot(x, y)
+        axes.plot(x, y, label="model")
+        axes.plot(*chance, linestyle="--", color="grey", label=chance_label)
         axes.set(xlabel=xlabel, ylabel=ylabel, title=title, xlim=(0, 1), ylim=(0, 1.02))
+        axes.legend(loc="lower right" if name == "roc.png" else "lower left", fontsize=8)
         figure.tight_layout()
-        figure.savefig(model_dir / name, metadata={"Software": None})
-        plt.close(figure)
+        figures[name] = figure
+    return figures

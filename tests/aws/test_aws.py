@@ -92,7 +92,8 @@ def test_plan_carries_every_configured_field(aws, checkout, tmp_path, example_da
     assert request["ResourceConfig"] == {"InstanceType": "ml.g5.xlarge", "InstanceCount": 2, "VolumeSizeInGB": 100}
     assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200}
     assert request["EnableManagedSpotTraining"] is True
-    assert request["CheckpointConfig"] == {"S3Uri": f"s3://train-bucket/checkpoints/{request['TrainingJobName']}",
+    # CHECKPOINT_S3_URI as given (as a folder): the next job given it starts from what this one leaves there.
+    assert request["CheckpointConfig"] == {"S3Uri": "s3://train-bucket/checkpoints/",
                                            "LocalPath": "/opt/ml/checkpoints"}
     assert request["VpcConfig"] == {"Subnets": ["subnet-1", "subnet-2"], "SecurityGroupIds": ["sg-1"]}
     assert request["Environment"] == {"MODE": "full"}
@@ -157,16 +158,29 @@ def test_train_follows_to_completed_with_every_stream_then_fetches(ready, traine
     assert (ready.path("MODELS_DIR") / name / "model.joblib").is_file()
 
 
-def test_a_failed_job_says_why_with_its_last_lines_and_links(ready, capsys):
+TRACEBACK = """Exception during training: the labels hold NaN
+Traceback (most recent call last):
+  File "/opt/program/train", line 40, in fit
+    raise ValueError("the labels hold NaN")
+ValueError: the labels hold NaN"""
+
+
+def test_a_failed_job_says_why_once_with_its_links(ready, capsys):
+    """An image that writes its traceback to output/failure and prints it: the traceback was printed in the log, in
+    the record's reason after it, in the last log lines once more, and in the final line. It is in the log alone; the
+    final line says the reason's first line and where the log is."""
     executor = SageMakerExecutor(ready)
-    with SageMakerDriver(outcome="Failed"):
-        with pytest.raises(JobFailed, match=r"Failed: AlgorithmError: label column 'label' not found") as failed:
+    with SageMakerDriver(outcome="Failed", failure=TRACEBACK):
+        with pytest.raises(JobFailed) as failed:
             train(ready, executor)
     assert failed.value.status == Exit.JOB_FAILED
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     name = executor.latest()
-    assert f"(log: `make logs ENV=prod JOB={name}`)" in str(failed.value)
-    assert "last 5 log lines:" in err and "[algo-1-1700000000] epoch 2" in err
+    assert str(failed.value) == (f"job {name} Failed: AlgorithmError: Exception during training: the labels hold NaN "
+                                 f"[5 lines in all] (log: `make logs ENV=prod JOB={name}`)")
+    said = out + err + str(failed.value)
+    assert said.count('raise ValueError("the labels hold NaN")') == 1 and said.count("Traceback") == 1, said
+    assert '[algo-1-1700000000]     raise ValueError("the labels hold NaN")' in out  # the log's own line
     assert f"console: https://{REGION}.console.aws.amazon.com/sagemaker/home?region={REGION}#/jobs/{name}" in err
     assert f"logs:    https://{REGION}.console.aws.amazon.com/cloudwatch/home?region={REGION}" in err
     with pytest.raises(UserError, match=rf"job {name} is Failed: AlgorithmError"):
@@ -392,7 +406,7 @@ def test_build_and_push_creates_the_repository_once_and_skips_a_pushed_tag(aws, 
     calls.unlink()
     kept = run_target("build", env, engine, tmp_path)
     assert kept.returncode == 0, kept.stderr
-    assert calls.read_text().splitlines() == ["info", f"image inspect {image}", *engine_calls(image)[-2:]]
+    assert calls.read_text().splitlines() == [*engine_calls(image)[:2], *engine_calls(image)[-2:]]
 
     register_image(image)  # what the push did in a real ECR
     calls.unlink()
@@ -407,10 +421,13 @@ def engine_calls(image: str) -> list[str]:
     """What building and pushing IMAGE asks of the engine, in order."""
     return [
         "info",
-        f"image inspect {image}",
+        f"image inspect --format {{{{json .Config}}}} {image}",  # there already? (its labels too)
+        "buildx version",  # which builder reads the .dockerignore files
         f"build --network host -f {ROOT}/docker/Dockerfile -t {image}-unchecked {ROOT}",
         f"image inspect --format {{{{json .Config.Entrypoint}}}} {image}-unchecked",  # no ENTRYPOINT: `train` on PATH?
         f"run --rm --network host --entrypoint sh {image}-unchecked -c command -v train",
+        f"run --rm --network host --entrypoint python {image}-unchecked -m sagemake.contract.imports "
+        "/opt/program/src/trainer",  # every module the trainer imports is in the image
         f"tag {image}-unchecked {image}",  # its content tag, once it is shown to start
         f"rmi {image}-unchecked",
         f"login --username AWS --password-stdin {image.split('/')[0]}",

@@ -189,10 +189,11 @@ def test_make_tune_env_prod_runs_a_tuning_job_follows_its_trials_and_fetches_the
         result = make("tune", tmp_path, DATA_DIR=str(example_data), JOBS_DIR=str(tmp_path / "jobs"), **TUNING)
         shown = make("tune-jobs", tmp_path, JOBS_DIR=str(tmp_path / "jobs"))
         listed = make("jobs", tmp_path)  # the trials are this project's jobs
+        sagemaker = client("sagemaker")
+        (summary,) = sagemaker.list_hyper_parameter_tuning_jobs()["HyperParameterTuningJobSummaries"]
+        name = summary["HyperParameterTuningJobName"]
+        logs = make("logs", tmp_path, JOB=name)  # the tuning job's trials' logs, each line after its trial's label
     assert result.returncode == 0, result.stderr
-    sagemaker = client("sagemaker")
-    (summary,) = sagemaker.list_hyper_parameter_tuning_jobs()["HyperParameterTuningJobSummaries"]
-    name = summary["HyperParameterTuningJobName"]
     sent = sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
     assert sent["HyperParameterTuningJobConfig"] == {
         "Strategy": "Bayesian", "ResourceLimits": {"MaxNumberOfTrainingJobs": 4, "MaxParallelTrainingJobs": 2},
@@ -240,6 +241,12 @@ def test_make_tune_env_prod_runs_a_tuning_job_follows_its_trials_and_fetches_the
     assert shown.returncode == 0 and f"{best['TrainingJobName']} *" in shown.stdout
     assert all(t["TrainingJobName"] in listed.stdout for t in trials), listed.stdout + listed.stderr
     assert f"{best['TrainingJobName']} *" in listed.stdout  # the best marked
+    assert f"* the best trial of its tuning run (`make tune-jobs ENV=prod TUNING={name}` shows the run)" in \
+        listed.stderr
+    assert logs.returncode == 0, logs.stderr
+    assert logs.stdout.splitlines() == [
+        f"[trial-{number}] [algo-1-1700000000] training {t['TrainingJobName']} with "
+        f"{json.dumps(t['TunedHyperParameters'], sort_keys=True)}" for number, t in enumerate(trials, start=1)]
 
     # Tracked from this machine (a tuning job's request has no MlflowConfig): the run, its trials nested under it.
     from mlflow.tracking import MlflowClient

@@ -414,8 +414,8 @@ def test_a_file_that_keeps_changing_fails_the_sync_in_one_line_and_leaves_no_man
     edits = iter(range(100))
     with pytest.raises(UserError) as raised:
         held_sync(config, "part-00003.csv", lambda: replace(path, f"edit {next(edits)}\n"), every=True)
-    assert str(raised.value) == f"a file changed while it was uploaded: {path}; run make upload again when nothing " \
-        "writes to DATA_DIR"
+    assert str(raised.value) == f"a file changed while it was uploaded: {path}; run the command again once nothing " \
+        f"writes to {folder}"  # a processing job's input is synced so too: `make upload` would not send it
     listed = {o["Key"] for o in client("s3", EMULATOR["url"]).list_objects_v2(Bucket=BUCKET)["Contents"]}
     assert MANIFEST not in listed and LOCK not in listed  # the next sync compares every key; no lock left
     assert counted_sync(config)[0][:3] == (1, FILES - 1, 0)

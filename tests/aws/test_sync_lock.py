@@ -94,7 +94,7 @@ def test_a_second_checkout_syncing_other_data_to_the_prefix_refuses_in_one_line(
     (line,) = refused.stderr.splitlines()
     assert line.startswith(f"sagemake: another checkout is syncing to s3://{BUCKET}/sagemake-example/ (host "
                            f"{socket.gethostname()}, folder {first}, pid {process.pid}, since 20"), line
-    assert line.endswith(f"wait for it to end, then run make upload again (a lock not refreshed for "
+    assert line.endswith(f"wait for it to end, then run `make upload ENV=prod` (a lock not refreshed for "
                          f"{synclock.STALE // 60} minutes is taken over; it is s3://{BUCKET}/{LOCK})"), line
     assert mirrors(ours) and not lock_exists()  # S3 is the first's folder, untouched by the second
     # One after the other, from either checkout: each makes S3 its folder.

@@ -44,6 +44,18 @@ def test_make_train_env_prod_end_to_end(aws, tmp_path, trained_model):
     (job,) = [p.name for p in (tmp_path / "models").iterdir()]
     manifest = json.loads((tmp_path / "models" / job / "manifest.json").read_text())
     assert manifest["status"] == "Completed" and manifest["image"] == image and manifest["region"] == REGION
+    # Every value of a metric, from the CloudWatch log, each with its step and the time CloudWatch gave its line.
+    series = SageMakerExecutor(resolve(root=ROOT, environ={"ENV": "prod", **settings()})).metric_series(job)
+    first, second = series["validation:roc_auc"]
+    assert (first["Step"], first["Value"], second["Step"], second["Value"]) == (0, 0.912345, 1, 0.987654)
+    assert manifest["created"] < first["Timestamp"] < second["Timestamp"]
+    # The report reads the same from SageMaker: the job, its billable seconds and its learning curve.
+    reported = make("report", {}, tmp_path)
+    assert reported.returncode == 0, reported.stderr
+    page = (ROOT / "build/report.html").read_text()
+    (ROOT / "build/report.html").unlink()
+    assert f"<td>{job}</td><td>Completed</td>" in page and "<td class=n>100s</td>" in page
+    assert '"y":[0.912345,0.987654]' in page.replace(" ", "")
 
     # A second run with nothing changed uploads nothing and builds nothing.
     with SageMakerDriver(model=trained_model):

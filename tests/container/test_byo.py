@@ -7,12 +7,13 @@ REQUIRE_CONTAINER_TESTS=1); the checks before paying run against the AWS emulato
 """
 
 import json
+import shutil
 import subprocess
 
 import pytest
-from conftest import copy_repo
+from conftest import CHECKOUT, copy_repo
 from emulator import make_bucket, settings
-from test_container import ENGINE, engine, image_of, make  # noqa: F401 - engine is a fixture
+from test_container import ENGINE, FLAGS, engine, image_of, make, podman  # noqa: F401 - fixtures
 
 EXAMPLE = "examples/byo-plain"
 BYO = {"DOCKERFILE": f"{EXAMPLE}/Dockerfile", "BUILD_CONTEXT": EXAMPLE, "DATA_DIR": f"{EXAMPLE}/data",
@@ -71,7 +72,7 @@ def test_a_plain_image_trains_by_settings_alone(repo):
     run = tracked(repo, job)
     assert run.info.status == "FINISHED" and run.data.params["alpha"] == "0.5"
     assert {k: run.data.metrics[k] for k in ("rmse", "mae", "r2")} == pytest.approx(found["metrics"])
-    assert run.data.metrics["train_rmse"] == pytest.approx(float(printed["train_rmse"]))  # every name=value line
+    assert "train_rmse" not in run.data.metrics  # not declared: not recorded, as the job's own record says
     assert run.data.tags["sagemake.data.training"] == found["data"]["training"]["digest"]
 
     jobs = make(repo, "jobs", BYO)
@@ -165,3 +166,76 @@ def test_bad_hyperparameters_stop_ENV_prod_before_anything_is_built_or_uploaded(
     assert "build:" not in result.stderr and "upload:" not in result.stderr
     assert client("ecr").describe_repositories()["repositories"] == []
     assert client("s3").list_objects_v2(Bucket="train-bucket")["KeyCount"] == 0
+
+
+OWN = {"DOCKERFILE": "docker/Dockerfile.mine", "DATA_DIR": f"{EXAMPLE}/data", "CHANNELS": "training",
+       "METRICS": "rmse:min", "LOCAL_RUNTIME": "auto"}
+
+
+def test_a_copied_file_the_ignore_file_keeps_out_is_refused_before_building(podman, tmp_path):  # noqa: F811
+    """Their own Dockerfile, in docker/ beside sagemake's, with the default build context (the repository, whose
+    .dockerignore lets in only what sagemake's image copies): what it copies is checked against the context the
+    engine receives before anything is built, and the fix the line names works (podman and BuildKit read
+    <Dockerfile>.dockerignore; docker's legacy builder does not, and is told so)."""
+    repo = copy_repo(tmp_path / "own dockerfile")
+    shutil.copytree(repo / EXAMPLE / "code", repo / "mymodel")
+    (repo / "docker/Dockerfile.mine").write_text(
+        "FROM python:3.11-slim\n\n# their model\nCOPY mymodel/ /opt/ml/code/\n"
+        'ENTRYPOINT ["python3", "/opt/ml/code/entry.py"]\n')
+    fixes = ("set BUILD_CONTEXT to the folder your Dockerfile copies from, or {}write "
+             "docker/Dockerfile.mine.dockerignore beside it ")
+    for name, env in (("docker", {"DOCKER_BUILDKIT": "0"}), ("podman", {})):
+        refused = make(repo, "build", {**OWN, **env, "CONTAINER_ENGINE": name})
+        assert refused.returncode != 0
+        [line] = [said for said in refused.stderr.splitlines() if said.startswith("sagemake:")]
+        assert line.startswith("sagemake: docker/Dockerfile.mine line 4: COPY mymodel is left out of the build "
+                               "context by .dockerignore line 3 (*): " + fixes.format(
+                                   "install docker's buildx plugin and " if name == "docker" else "")), line
+        assert "build: " not in refused.stderr  # nothing built
+
+    (repo / "docker/Dockerfile.mine.dockerignore").write_text("*\n")
+    theirs = make(repo, "build", {**OWN, "CONTAINER_ENGINE": "podman"})
+    assert ("by docker/Dockerfile.mine.dockerignore line 1 (*): add the line !mymodel to "
+            "docker/Dockerfile.mine.dockerignore, or set BUILD_CONTEXT") in theirs.stderr
+    (repo / "docker/Dockerfile.mine.dockerignore").write_text("*\n!mymodel/\n")
+    legacy = make(repo, "build", {**OWN, "DOCKER_BUILDKIT": "0"})
+    assert "docker's legacy builder, used without buildx, reads only .dockerignore" in legacy.stderr
+    podman_own = {**OWN, "CONTAINER_ENGINE": "podman"}
+    image = image_of(repo, podman_own)
+    built = make(repo, "build", podman_own)
+    assert built.returncode == 0, built.stderr
+    with (repo / "mymodel/model.py").open("a") as handle:
+        handle.write("\n# their change\n")
+    assert image_of(repo, podman_own) != image  # the tag follows the files the engine now receives
+    subprocess.run(["podman", "rmi", "-f", image], capture_output=True)
+
+
+def test_a_trainer_with_its_own_requirements_gets_sagemakes_from_sagemakes_file(engine, tmp_path):  # noqa: F811
+    """examples/regression's trainer in sagemake's image, docker/requirements.txt its own (scikit-learn, nothing of
+    sagemake's): the image has pydantic (train) and gunicorn (serve) all the same, from
+    docker/requirements-sagemake.txt. A module the trainer imports that its requirements lack is named in one line
+    once the image is built, before it is tagged or anything runs."""
+    repo = copy_repo(tmp_path / "regression", trainer=CHECKOUT / "examples/regression/trainer")
+    shutil.copy(CHECKOUT / "examples/regression/requirements.txt", repo / "docker/requirements.txt")
+    train = repo / "src/trainer/train.py"
+    lines = train.read_text().splitlines(keepends=True)
+    train.write_text("".join([*lines[:12], "import yaml\n", *lines[12:]]))
+    env = {"LOCAL_RUNTIME": "container"}
+    image = image_of(repo, env)
+    subprocess.run([ENGINE, "rmi", "-f", image], capture_output=True)  # built here (an earlier run may have tagged it)
+    refused = make(repo, "build", env)
+    assert refused.returncode != 0
+    [line] = [said for said in refused.stderr.splitlines() if said.startswith("sagemake:")]
+    assert line == (f"sagemake: src/trainer/train.py line 13 imports yaml, which image {image}-unchecked lacks: "
+                    "add the package that provides it to docker/requirements.txt")
+    assert subprocess.run([ENGINE, "image", "inspect", image], capture_output=True).returncode != 0  # not tagged
+    subprocess.run([ENGINE, "rmi", f"{image}-unchecked"], capture_output=True)
+
+    train.write_text("".join(lines))
+    trained = make(repo, "train", env)
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    assert "runtime container (docker, image" in trained.stderr
+    assert "validation:rmse=" in trained.stdout
+    found = subprocess.run([ENGINE, "run", "--rm", *FLAGS.split(), "--entrypoint", "python", image_of(repo, env),
+                            "-c", "import gunicorn.app.base, pydantic, matplotlib"], capture_output=True, text=True)
+    assert found.returncode == 0, found.stderr

@@ -218,6 +218,8 @@ def test_make_train_runs_the_image_under_the_local_executor(project):
     assert manifest["runtime"] == "container" and manifest["image"] == image_of(repo, env)
     assert manifest["metrics"]["validation:roc_auc"] > 0.95
     assert (repo / "models" / job / "model.joblib").is_file()
+    # What the container saved in /opt/ml/checkpoints is kept apart from the job's folder, for CHECKPOINT_FROM.
+    assert (repo / "jobs/checkpoints" / job / "checkpoint.joblib").is_file()
 
 
 def test_max_runtime_stops_the_container(project):

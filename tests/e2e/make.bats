@@ -225,9 +225,11 @@ print(r["TrainingJobName"])'
 
 @test "an import the image's requirements lack fails locally too, naming the file to add it to" {
   printf '\nimport yaml  # in the tool, not in the image\n' >>src/trainer/train.py
+  local line
+  line="$(wc -l <src/trainer/train.py)"
   run make train
   assert_failure
-  assert_output --partial "No module named 'yaml': the image lacks it; add it to docker/requirements.txt"
+  assert_line "sagemake: src/trainer/train.py line $line imports yaml, which the job's Python lacks: add the package that provides it to docker/requirements.txt"
 }
 
 @test "make build without a container engine skips the build with a notice" {
@@ -271,14 +273,16 @@ STUB
   assert_output --partial "build: $image is up to date"
   run cat "$ENGINE_CALLS"
   assert_output "info
-image inspect $image
+image inspect --format {{json .Config}} $image
+buildx version
 build -f $PROJECT/docker/Dockerfile -t $image-unchecked $PROJECT
 image inspect --format {{json .Config.Entrypoint}} $image-unchecked
 run --rm --entrypoint sh $image-unchecked -c command -v train
+run --rm --entrypoint python $image-unchecked -m sagemake.contract.imports /opt/program/src/trainer
 tag $image-unchecked $image
 rmi $image-unchecked
 info
-image inspect $image"
+image inspect --format {{json .Config}} $image"
 }
 
 @test "the scripts and the targets print their usage with --help and exit 0" {
@@ -298,15 +302,15 @@ image inspect $image"
   done
 }
 
-@test "make serve and make predict without a fetched model name the make fetch to run" {
+@test "make serve and make predict without a fetched model say what to run, only when it works" {
   printf '1,2\n' >rows.csv
   run make serve
   assert_failure
-  assert_output --partial "sagemake: no fetched model in models/: run \`make fetch\` (the latest job's model) or \`make train\`"
+  assert_output --partial "sagemake: no fetched model in models/, and no jobs of sagemake-example yet (locally, in jobs/): run \`make train\` first"
   local job=sagemake-example-abc1234-20261202-101500-123
   run make predict FILE=rows.csv JOB="$job"
   assert_failure
-  assert_output --partial "sagemake: no fetched model of job $job in models/: run \`make fetch JOB=$job\`"
+  assert_output --partial "sagemake: no fetched model of job $job in models/, and no local job named '$job' in jobs/: \`make jobs\` lists them"
   run make serve JOB=../models
   assert_failure
   assert_output --partial "is not a job name (1-63 letters, digits or '-')"
@@ -326,4 +330,19 @@ image inspect $image"
   run make serve SERVE_PORT=80800
   assert_failure
   assert_output --partial "SERVE_PORT='80800' must be a whole number from 1 to 65535"
+}
+
+@test "a long quiet step says it is still at it every 10 s, and keeps its exit status" {
+  # shellcheck source=scripts/lib/common.sh
+  source scripts/lib/common.sh
+  local said="$BATS_TEST_TMPDIR/said"
+  : >"$said"
+  # The step ends once the line is there: no clock is read by the test. Its own shell expands $1, and it reads
+  # the file its stderr goes to on purpose: it waits for what with_progress wrote there.
+  # shellcheck disable=SC2016,SC2094
+  with_progress setup bash -c 'until grep -q "still at it" "$1"; do sleep 0.2; done' _ "$said" 2>>"$said"
+  run cat "$said"
+  assert_line "==> setup: still at it (10 s)"
+  run with_progress setup false
+  assert_failure 1
 }

@@ -163,6 +163,18 @@ def test_completed_job_answers_like_describe_training_job(setup, capfd):
     assert "loss=0.25" in capfd.readouterr().out  # streamed to the terminal as well
 
 
+def test_every_metric_value_is_kept_with_its_step_and_when_it_was_printed(setup):
+    jobs, runtime, request = setup
+    record = jobs.run(request(), runtime, grace_seconds=5)
+    series = jobs.metric_series("job-1")
+    assert [(p["Step"], p["Value"]) for p in series["loss"]] == [(0, 0.5), (1, 0.25)]
+    first, last = (p["Timestamp"] for p in series["loss"])
+    assert record["CreationTime"] <= first <= last <= record["TrainingEndTime"]
+    assert record["FinalMetricDataList"] == [{"MetricName": "loss", "Value": 0.25, "Timestamp": last}]
+    (jobs.folder("job-1") / "metrics.json").unlink()  # a job from before metrics.json: its log, without times
+    assert jobs.metric_series("job-1") == {"loss": [{"Step": 0, "Value": 0.5}, {"Step": 1, "Value": 0.25}]}
+
+
 def test_the_contract_environment_and_tree(setup):
     jobs, runtime, request = setup
     jobs.run(request(), runtime, grace_seconds=5)
@@ -325,6 +337,9 @@ def test_runtime_choice(tmp_path):
         executor(DOCKERFILE="x/Dockerfile").runtime(request)
     with pytest.raises(UserError, match="LOCAL_RUNTIME=process runs only sagemake's own images"):
         executor(LOCAL_RUNTIME="process", TRAINING_IMAGE="theirs:1").runtime(request)
+    with pytest.raises(UserError, match=r"\(TRAINING_IMAGE=theirs:1 runs only in a container\): start the engine and "
+                                        "pull or build it$"):  # `make build` builds no prebuilt image
+        executor(TRAINING_IMAGE="theirs:1").runtime(request)
 
 
 def test_unpack_refuses_members_outside_the_folder_even_without_extraction_filters(tmp_path, monkeypatch):
@@ -563,7 +578,7 @@ def test_a_spot_drill_interrupts_the_job_which_resumes_from_its_checkpoint_to_th
     statuses = [t["Status"] for t in record["SecondaryStatusTransitions"]]
     assert statuses[statuses.index("Interrupted"):] == ["Interrupted", "Restarting", "Training", "Uploading",
                                                         "Completed"]
-    assert record["CheckpointConfig"]["S3Uri"].endswith(f"/{drilled_job}/ml/checkpoints")
+    assert record["CheckpointConfig"]["S3Uri"].endswith(f"/jobs/checkpoints/{drilled_job}")  # outside its folder
     log = (tmp_path / "jobs" / drilled_job / "train.log").read_text()
     assert "train: stopped by SIGTERM" in log
     resumed = re.search(r"resumed from the checkpoint at round (\d+) of 1000", log)
@@ -607,3 +622,29 @@ def test_clean_jobs_keeps_the_data_copy_a_running_processing_job_reads(setup):
                                                             "LocalChannels": {"raw": copy}}))
     jobs.prune(1)
     assert not (jobs.jobs_dir / ".channels" / copy).exists()
+
+
+def test_checkpoint_from_a_running_job_or_one_that_kept_none_is_refused_in_one_line(setup, started):
+    from sagemake.jobs.training import seeded_from
+
+    jobs, runtime, request = setup
+    kept = {"CheckpointConfig": {"S3Uri": jobs.checkpoint_uri("job-1"), "LocalPath": "/opt/ml/checkpoints"}}
+    jobs.run({**request(), **kept}, runtime, 5)  # its program writes nothing to /opt/ml/checkpoints
+    place = jobs.jobs_dir / "checkpoints" / "job-1"
+    assert (jobs.folder("job-1") / "ml/checkpoints").resolve() == place and place.is_dir()
+    started(jobs, request("running", mode="sleep"), grace=2)
+
+    def seeded(source):
+        jobs.config.values["CHECKPOINT_FROM"] = source
+        new = {**request("job-2"), "Tags": [], "CheckpointConfig": {"S3Uri": jobs.checkpoint_uri("job-2")}}
+        seeded_from(jobs.config, jobs.executor, new)
+
+    with pytest.raises(UserError, match=r"^CHECKPOINT_FROM=running: the job is still running, its checkpoints still "
+                                        r"changing: wait for it to end, or stop it \(Ctrl-C in its terminal\)$"):
+        seeded("running")
+    with pytest.raises(UserError, match=r"^CHECKPOINT_FROM=job-1: the job kept no checkpoints \(its trainer wrote "
+                                        r"nothing to /opt/ml/checkpoints\): name a job that did$"):
+        seeded("job-1")
+    with pytest.raises(UserError, match=r"^CHECKPOINT_FROM='\.\./job-1' is not a job name"):
+        seeded("../job-1")
+    assert sorted(p.name for p in (jobs.jobs_dir / "checkpoints").iterdir()) == ["job-1"]  # nothing made for job-2

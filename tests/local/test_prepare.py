@@ -3,6 +3,7 @@
 import base64
 import http.server
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -125,11 +126,13 @@ def test_the_token_is_never_sent_over_plain_http(repo, scheme):
 def test_the_jobs_python_has_the_private_wheels_and_is_made_once(repo, tmp_path, monkeypatch):
     """The job's Python (local process jobs, the data step): the image's requirements and its private wheels, in
     the tool's virtualenv, made once per change of them. Here the image has no public requirements, so it takes
-    seconds, and the tool's virtualenv is this test's own: the suite's job's Pythons stay as they are."""
+    seconds, and the tool's virtualenv is this test's own: the suite's job's Python stays as it is."""
     from sagemake.config import resolve
-    from sagemake.job_python import JOB_PYTHONS, job_python
+    from sagemake.job_python import JOB_PYTHON, job_python
 
     (repo / "docker/requirements.txt").unlink()
+    (repo / "docker/requirements-sagemake.txt").unlink()
+    shutil.rmtree(repo / "src/trainer")  # no trainer whose imports would need them
     tool = tmp_path / "tool venv"
     monkeypatch.setattr(sys, "prefix", str(tool))
     package = private_package(tmp_path / "features")
@@ -137,7 +140,7 @@ def test_the_jobs_python_has_the_private_wheels_and_is_made_once(repo, tmp_path,
     monkeypatch.setenv("PRIVATE_DEPS", f"file://{package}@v1.0.0")  # prepare.sh reads it from the environment
     config = resolve(root=repo, environ={"PRIVATE_DEPS": f"file://{package}@v1.0.0"})
     python = job_python(config)
-    assert python.parents[2] == tool / JOB_PYTHONS
+    assert python.parents[2] == tool / JOB_PYTHON
     assert job_python(config) == python  # made once
     found = subprocess.run([str(python), "-c", "import acme_features; print(acme_features.VERSION)"],
                            capture_output=True, text=True, check=True).stdout.strip()

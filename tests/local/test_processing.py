@@ -101,6 +101,10 @@ def test_preprocess_as_a_process_writes_clean_split_channels_and_is_not_run_agai
     assert (tree / "processing/input/raw").resolve().parent.name == ".channels"  # the shared read-only copy
     check_channels(tmp_path / "data", tmp_path / "raw")
     assert "dropped 6 with a missing value, 9 duplicates, text column(s) note" in (job / "processing.log").read_text()
+    series = json.loads((job / "metrics.json").read_text())  # its name=value lines, each with its step and time
+    assert [(p["Step"], p["Value"]) for p in series["preprocess:dropped_duplicates"]] == [(0, 9)]
+    (train_rows,) = series["preprocess:train_rows"]
+    assert record["ProcessingStartTime"] <= train_rows["Timestamp"] <= record["ProcessingEndTime"]
 
     capfd.readouterr()
     again = preprocess(config, executor)

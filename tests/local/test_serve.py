@@ -8,15 +8,19 @@ that copy's image (the one its manifest names) and, like tests/test_container.py
 unless REQUIRE_CONTAINER_TESTS=1; TEST_CONTAINER_FLAGS holds the engine flags this machine needs.
 """
 
+import contextlib
 import csv
+import dis
 import http.client
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +30,7 @@ import pytest
 from conftest import ROOT, sigint_as_a_terminal_gives_it, tool_venv
 from test_container import ENGINE, FLAGS, engine  # noqa: F401 (a fixture)
 
+import sagemake
 from sagemake.contract import serve as serving
 from sagemake.executors.local.serving import ServerFailed, ServingContainer, ServingProcess, model_files
 
@@ -105,7 +110,7 @@ def runtime(request, project):
     repo, _ = project
     if request.param == "process":
         return ServingProcess(repo, Path(sys.executable))  # this run's Python has the image's requirements
-    return ServingContainer(ENGINE, request.getfixturevalue("image"), FLAGS.split())
+    return ServingContainer(ENGINE, request.getfixturevalue("image"), FLAGS.split(), binds_to_port=True)  # its label
 
 
 def start(runtime, project, tmp_path_factory, environment=None):
@@ -160,6 +165,7 @@ def test_a_server_with_no_model_stops_with_one_line(tmp_path):
     with pytest.raises(ServerFailed, match=r"the model server stopped before answering /ping \(exit 1\): "
                                            r"serve: /\S+/model is empty: the model archive's files belong there"):
         server.wait_ready(seconds=60, log=log)
+    assert server.stop() == 1 and not server.scratch.exists()
 
 
 def test_the_servers_settings_come_from_sagemakers_variables(monkeypatch):
@@ -307,7 +313,7 @@ def test_sigterm_lets_the_request_in_flight_finish_then_stops(runtime, project, 
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as client:
         client.sendall(head + body[:len(body) // 2])
         time.sleep(1)  # the worker is reading the body when SIGTERM comes
-        server.runtime.signal(server, kill=False)
+        server.process.send_signal(signal.SIGTERM)  # to the guard, which passes it on
         time.sleep(1)
         assert server.process.poll() is None  # draining, not gone
         client.sendall(body[len(body) // 2:])
@@ -346,8 +352,8 @@ def test_make_predict_bad_input_is_one_line_and_a_non_zero_exit(project, referen
         ((f"FILE={tmp_path}/none.csv",), f"sagemake: FILE={tmp_path}/none.csv does not exist"),
         ((f"FILE={tmp_path}/rows.txt",), f"sagemake: FILE={tmp_path}/rows.txt is neither .csv nor .json"),
         ((f"FILE={tmp_path}/short.csv", "JOB=sagemake-example-nope"),
-         "sagemake: no fetched model of job sagemake-example-nope in models/: "
-         "run `make fetch JOB=sagemake-example-nope`"),
+         "sagemake: no fetched model of job sagemake-example-nope in models/, and no local job named "
+         "'sagemake-example-nope' in jobs/: "),
         ((f"FILE={tmp_path}/short.csv",), f"sagemake: the model server refused {tmp_path}/short.csv (400): "
                                           "line 1 has 3 values; the model takes 30"),
     ):
@@ -355,11 +361,46 @@ def test_make_predict_bad_input_is_one_line_and_a_non_zero_exit(project, referen
         assert result.returncode != 0, args
         (said,) = [line for line in result.stderr.splitlines() if line.startswith("sagemake:")]
         assert said.startswith(sentence), (args, result.stderr)
-    # A model whose image is not sagemake's, and that no engine has, is not served as a process.
-    result = make(repo, "predict", f"FILE={tmp_path}/short.csv", env={**env, "TRAINING_IMAGE": "theirs:1.0"})
-    assert result.returncode != 0
-    assert ("sagemake: docker has no image sagemake-example:" in result.stderr
-            and "(TRAINING_IMAGE=theirs:1.0 serves only in a container)" in result.stderr), result.stderr
+
+
+@contextlib.contextmanager
+def model_copy(repo: Path, job: str, **manifest):
+    """A copy of the fetched model of job under another job's name, its manifest changed as given: its name."""
+    copy = repo / "models" / f"{job}-copy"
+    shutil.copytree(repo / "models" / job, copy)
+    found = json.loads((copy / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(json.dumps({**found, "job_name": copy.name, **manifest}))
+    try:
+        yield copy.name
+    finally:
+        shutil.rmtree(copy)
+
+
+def test_the_models_manifest_not_the_settings_decides_what_serves_it(project, reference, tmp_path):
+    """The image a model was trained with (its manifest's) serves it, whatever today's settings say: sagemake's
+    own image's model as a process even when TRAINING_IMAGE now names another image; a model of another image,
+    that no engine has, is never served as a process, and nothing advises LOCAL_RUNTIME=process for it."""
+    repo, job = project
+    env = no_engine(tmp_path)
+    (tmp_path / "rows.csv").write_bytes(reference.csv())
+    assert json.loads((repo / "models" / job / "manifest.json").read_text())["sagemake_image"] is True
+    result = make(repo, "predict", f"FILE={tmp_path / 'rows.csv'}", env={**env, "TRAINING_IMAGE": "theirs:1.0"})
+    assert result.returncode == 0, result.stderr
+    assert read_csv_predictions(result.stdout.encode()) == reference.expected()
+    with model_copy(repo, job, image="theirs:1.0", sagemake_image=False) as theirs:
+        for runtime in ("auto", "container", "process"):
+            result = make(repo, "predict", f"FILE={tmp_path / 'rows.csv'}", f"JOB={theirs}",
+                          env={**env, "LOCAL_RUNTIME": runtime})
+            assert result.returncode == 2, (runtime, result.stderr)
+            (said,) = [line for line in result.stderr.splitlines() if line.startswith("sagemake:")]
+            assert f"the model of {theirs} was trained with image theirs:1.0, not sagemake's" in said, said
+            advice = said.rsplit(": ", 1)[1]
+            assert "LOCAL_RUNTIME=process" not in advice and "runtime process" not in result.stderr, said
+            if runtime == "process":
+                assert advice == "serve it in a container with LOCAL_RUNTIME=auto or container", said
+            else:
+                assert said.startswith("sagemake: docker has no image theirs:1.0 (") and \
+                    advice == "start the engine, and pull or build that image", said
 
 
 def test_make_serve_on_a_port_in_use_names_the_port(project, tmp_path):
@@ -374,28 +415,43 @@ def test_make_serve_on_a_port_in_use_names_the_port(project, tmp_path):
            f"another port with SERVE_PORT={port + 1}" in result.stderr
 
 
+def started_serve(repo: Path, port: int, env: dict, *args: str) -> tuple[subprocess.Popen, bytes]:
+    """`make serve` in a session of its own, as a terminal runs it, and what it said until the server was up."""
+    serving = subprocess.Popen(["make", "-s", "serve", f"SERVE_PORT={port}", *args], cwd=repo,
+                               env={**os.environ, "VENV": tool_venv(), **env}, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, start_new_session=True,
+                               preexec_fn=sigint_as_a_terminal_gives_it)
+    output = b""
+    deadline = time.monotonic() + 120
+    while b"serve: Ctrl-C stops it" not in output and time.monotonic() < deadline:
+        ready, _, _ = select.select([serving.stdout], [], [], 1)
+        if ready:
+            chunk = os.read(serving.stdout.fileno(), 1 << 16)
+            if not chunk:
+                os.killpg(serving.pid, signal.SIGKILL)
+                raise AssertionError(output.decode())
+            output += chunk
+    return serving, output
+
+
+def endpoints(repo: Path) -> str:
+    result = make(repo, "endpoints")
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def test_make_serve_serves_until_ctrl_c_then_drains_and_stops(project, reference, tmp_path):
     repo, job = project
     port = free_port()
-    env = {**os.environ, "VENV": tool_venv(), **no_engine(tmp_path)}
-    serving = subprocess.Popen(["make", "-s", "serve", f"SERVE_PORT={port}"], cwd=repo, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-                               preexec_fn=sigint_as_a_terminal_gives_it)
-    output = b""
+    serving, output = started_serve(repo, port, no_engine(tmp_path))
     try:
-        deadline = time.monotonic() + 120
-        while b"serve: Ctrl-C stops it" not in output and time.monotonic() < deadline:
-            ready, _, _ = select.select([serving.stdout], [], [], 1)
-            if ready:
-                chunk = os.read(serving.stdout.fileno(), 1 << 16)
-                assert chunk, output.decode()
-                output += chunk
         text = output.decode()
         assert f"serve: http://127.0.0.1:{port}" in text
         assert f"curl -s -H 'Content-Type: text/csv' --data-binary @rows.csv http://127.0.0.1:{port}/invocations" \
                in text
         status, _, body = call(port, body=reference.csv(), headers={"Content-Type": "text/csv"})
         assert status == 200 and read_csv_predictions(body) == reference.expected()
+        assert f"http://127.0.0.1:{port}" in endpoints(repo)  # while it runs
         os.killpg(serving.pid, signal.SIGINT)  # Ctrl-C in the terminal: make and the target get it, the server not
         rest, _ = serving.communicate(timeout=60)  # until every holder of the pipe, the server too, is gone
         output += rest
@@ -407,6 +463,42 @@ def test_make_serve_serves_until_ctrl_c_then_drains_and_stops(project, reference
     assert "serve: stopped" in text and "Handling signal: term" in text
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    assert f"http://127.0.0.1:{port}" not in endpoints(repo)  # stopped: no longer listed
+
+
+def test_kill_9_of_make_serve_takes_its_server_along_and_endpoints_stops_listing_it(project, tmp_path):
+    """make serve killed outright (kill -9: no Ctrl-C path runs) left its server on the port, and make endpoints
+    listed it as served."""
+    repo, job = project
+    port = free_port()
+    serving, _ = started_serve(repo, port, no_engine(tmp_path))
+    try:
+        assert call(port, "/ping", method="GET")[0] == 200
+        os.killpg(serving.pid, signal.SIGKILL)  # make and sagemake at once; the server is in a session of its own
+        serving.wait()
+        deadline = time.monotonic() + 60  # the guard looks every 0.2 s; the server drains first
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            except ConnectionRefusedError:
+                break
+            time.sleep(0.2)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        while scratch_of(repo / "models" / job) and time.monotonic() < deadline:  # the guard removes it last
+            time.sleep(0.2)
+        assert scratch_of(repo / "models" / job) == []  # the server's /opt/ml tree went with it
+    finally:
+        if serving.poll() is None:
+            os.killpg(serving.pid, signal.SIGKILL)
+    assert f"http://127.0.0.1:{port}" not in endpoints(repo)
+    assert "serve" in (repo / "models/deployments.jsonl").read_text()  # recorded, and not listed
+
+
+def scratch_of(model: Path) -> list[Path]:
+    """The process runtime's /opt/ml trees (sagemake-serve-* in the temporary folder) that serve this model."""
+    return [tree for tree in Path(tempfile.gettempdir()).glob("sagemake-serve-*")
+            if any(link.resolve().parent == model.resolve() for link in (tree / "model").glob("*"))]
 
 
 def test_make_predict_runs_the_jobs_image_when_the_engine_has_it(project, reference, image, tmp_path):
@@ -419,31 +511,150 @@ def test_make_predict_runs_the_jobs_image_when_the_engine_has_it(project, refere
     assert json.loads(result.stdout) == {"predictions": reference.expected()}
 
 
-def test_an_image_that_is_not_ours_and_has_no_serve_is_named(project, engine, tmp_path):  # noqa: F811
+def test_an_image_without_serve_is_named_as_the_manifest_says_whose_it_is(project, engine, tmp_path):  # noqa: F811
     repo, job = project
     plain = "python:3.11-slim"  # in the engine (the offline base image), with no `serve`
     if subprocess.run([ENGINE, "image", "inspect", plain], capture_output=True).returncode != 0:
         pytest.fail(f"{plain} is not in the engine (tests/container_engine.sh provides it)")
-    theirs = repo / "models" / f"{job}-theirs"
-    theirs.mkdir()
-    for path in model_files(repo / "models" / job):
-        if path.is_file():
-            (theirs / path.name).write_bytes(path.read_bytes())
-    manifest = json.loads((repo / "models" / job / "manifest.json").read_text())
-    (theirs / "manifest.json").write_text(json.dumps({**manifest, "job_name": theirs.name, "image": plain}))
-    try:
-        result = make(repo, "serve", f"JOB={theirs.name}", f"SERVE_PORT={free_port()}",
-                      env={"TRAINING_IMAGE": plain, "CONTAINER_RUN_FLAGS": FLAGS})
-        # With sagemake's own settings, an image of ours without `serve` (an older one, or script mode's).
-        ours = make(repo, "serve", f"JOB={theirs.name}", f"SERVE_PORT={free_port()}",
-                    env={"CONTAINER_RUN_FLAGS": FLAGS})
-    finally:
-        for path in theirs.iterdir():
-            path.unlink()
-        theirs.rmdir()
+    # A model of another image, served without repeating TRAINING_IMAGE, or with it: the same answer.
+    with model_copy(repo, job, image=plain, sagemake_image=False) as theirs:
+        results = [make(repo, "serve", f"JOB={theirs}", f"SERVE_PORT={free_port()}",
+                        env={"CONTAINER_RUN_FLAGS": FLAGS, **settings})
+                   for settings in ({}, {"TRAINING_IMAGE": plain})]
+    for result in results:
+        assert result.returncode != 0
+        assert f"sagemake: image {plain} is not sagemake's and has neither an executable 'serve' on its PATH nor " \
+               "an ENTRYPOINT (SageMaker runs `docker run IMAGE serve`): add one to its Dockerfile" in result.stderr
+        assert "LOCAL_RUNTIME=process" not in result.stderr
+    # A model of an image of ours without `serve` (an older one, or script mode's), whatever the settings say.
+    with model_copy(repo, job, image=plain, sagemake_image=True) as ours:
+        result = make(repo, "serve", f"JOB={ours}", f"SERVE_PORT={free_port()}",
+                      env={"CONTAINER_RUN_FLAGS": FLAGS, "TRAINING_IMAGE": "theirs:1.0"})
     assert result.returncode != 0
-    assert f"sagemake: image {plain} is not sagemake's and has neither an executable 'serve' on its PATH nor " \
-           "an ENTRYPOINT (SageMaker runs `docker run IMAGE serve`): add one to its Dockerfile" in result.stderr
-    assert ours.returncode != 0
     assert f"sagemake: image {plain} has no 'serve' (built before sagemake served models, or a script-mode " \
-           "image, which does not serve yet): `make train` again" in ours.stderr
+           "image, which does not serve yet): `make train` again" in result.stderr
+
+
+# --- Ctrl-C at any moment -------------------------------------------------------------------------------------
+
+
+class CtrlC:
+    """Ctrl-C (a real SIGINT, to this process) at step at: the at-th line of sagemake's code run after the model
+    server first answers /ping 200 (the lines of every function sagemake runs, one after another), or, with at=None,
+    once `make serve` waits for its server, which counts the steps. Installed with sys.settrace for one serve().
+
+    The signal is sent where Python itself would take one: at the next call (or loop jump, or function start) from
+    that line on, never in the middle of a line, where no real signal can land (an exception raised there, at a
+    `try:` say, would be one no real Ctrl-C can cause)."""
+
+    SOURCE = os.path.dirname(sagemake.__file__)
+    TAKEN = {dis.opmap[name] for name in ("PRECALL", "CALL", "CALL_FUNCTION_EX", "JUMP_BACKWARD", "RESUME")
+             if name in dis.opmap}  # where the interpreter runs signal handlers
+
+    def __init__(self, at: int | None):
+        from sagemake.targets import serve as target
+
+        self.at, self.waiting = at, target.serve.__code__
+        self.armed = self.due = self.sent = self.late = False
+        self.steps, self.where = 0, None
+
+    def urlopen(self, real):
+        def answered(url, *args, **kwargs):
+            answer = real(url, *args, **kwargs)
+            if str(url).endswith("/ping") and answer.status == 200:
+                self.armed = True
+            return answer
+        return answered
+
+    def trace(self, frame, event, arg):
+        if (self.armed and not self.sent and not self.due and frame.f_code is subprocess.Popen.wait.__code__
+                and frame.f_back is not None and frame.f_back.f_code is self.waiting):
+            self.late = self.at is not None  # step at never came: this run took fewer steps than it should
+            self.interrupt(frame)  # make serve waits for its server: every step is counted
+        if self.due:
+            frame.f_trace_opcodes = True
+        return self.line if self.due or frame.f_code.co_filename.startswith(self.SOURCE) else None
+
+    def line(self, frame, event, arg):
+        if event == "line" and self.armed and not self.sent and not self.due:
+            self.steps += 1
+            if self.steps == self.at:
+                self.due, self.where = True, f"{frame.f_code.co_name}:{frame.f_lineno}"
+                caller = frame
+                while caller is not None:  # wherever the next call comes, in this function or after it returns
+                    caller.f_trace, caller.f_trace_opcodes = self.line, True
+                    caller = caller.f_back
+        elif event == "opcode" and self.due and frame.f_code.co_code[frame.f_lasti] in self.TAKEN:
+            self.due = False
+            self.interrupt(frame)
+        return self.line
+
+    def interrupt(self, frame):
+        self.sent = True
+        self.where = self.where or f"{frame.f_code.co_name}:{frame.f_lineno}"
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def serve_until_ctrl_c(config, job: str, at: int | None, monkeypatch) -> CtrlC:
+    """One serve(), the way `make serve` runs it, with Ctrl-C at step at; asserts that the server and all it started
+    are gone once serve() is over (it returned or raised): nothing waits for a guard's own stop here, since this
+    process lives on."""
+    import urllib.request
+
+    from sagemake.executors.local import serving as runtimes
+    from sagemake.targets.serve import serve
+
+    ctrl_c, started = CtrlC(at), []
+
+    class Recorded(runtimes.Server):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            started.append(self)
+
+    monkeypatch.setattr(runtimes, "Server", Recorded)
+    monkeypatch.setattr(urllib.request, "urlopen", ctrl_c.urlopen(urllib.request.urlopen))
+    sys.settrace(ctrl_c.trace)
+    try:
+        serve(config, job)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sys.settrace(None)
+        monkeypatch.undo()
+    assert ctrl_c.sent and not ctrl_c.late, f"no Ctrl-C was sent at step {at}"
+    (server,) = started
+    at = f"{at} ({ctrl_c.where})"
+    assert server.process.returncode is not None, f"Ctrl-C at step {at}: the server's guard still runs"
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
+    assert server.scratch is None or not server.scratch.exists()
+    if server.container:
+        listed = subprocess.run([ENGINE, "ps", "--all", "--quiet", "--filter", f"name=^{server.container}$"],
+                                capture_output=True, text=True, check=True).stdout
+        assert listed == "", f"Ctrl-C at step {at}: container {server.container} is still there"
+    return ctrl_c
+
+
+def ctrl_c_at_every_step(config, job: str, monkeypatch) -> int:
+    """serve_until_ctrl_c at every step from the first /ping answer to `make serve` waiting: how many."""
+    ignored = signal.signal(signal.SIGINT, signal.default_int_handler)  # a test run in the background ignores it
+    try:
+        serve_until_ctrl_c(config, job, None, monkeypatch)  # the first imports what the next ones have
+        steps = serve_until_ctrl_c(config, job, None, monkeypatch).steps
+        assert steps > 10  # the record, the lines said, and what leads there
+        for at in range(1, steps + 1):
+            serve_until_ctrl_c(config, job, at, monkeypatch)
+        print(f"\n==> Ctrl-C at each of {steps} steps from the first /ping answer: nothing left running")
+    finally:
+        signal.signal(signal.SIGINT, ignored)
+    return steps
+
+
+def test_ctrl_c_at_any_moment_after_the_first_ping_stops_make_serve_and_its_server(project, monkeypatch):
+    """A Ctrl-C just as /ping first answers once left the server running on its port (2 tries in 13); here it
+    comes at each step between that answer and make serve waiting, in turn, with the process runtime."""
+    from sagemake.config import resolve
+
+    repo, job = project
+    config = resolve(root=repo, environ={"LOCAL_RUNTIME": "process", "SERVE_PORT": str(free_port())})
+    ctrl_c_at_every_step(config, job, monkeypatch)

@@ -171,10 +171,10 @@ def test_bad_input_is_one_line(project, reference, tmp_path):
         ((f"INPUT={tmp_path}/none",), {}, f"sagemake: INPUT={tmp_path}/none is not a folder"),
         ((f"INPUT={tmp_path}/empty",), {}, f"sagemake: INPUT={tmp_path}/empty holds no data"),
         ((f"INPUT={tmp_path}/rows",), {"MODELS_DIR": str(tmp_path / "no models")},
-         f"sagemake: no fetched model in {tmp_path}/no models/: run `make fetch` (the latest job's model)"),
+         f"sagemake: no fetched model in {tmp_path}/no models/: run `make fetch` (the latest job, "),
         ((f"INPUT={tmp_path}/rows", "JOB=sagemake-example-nope"), {},
-         "sagemake: no fetched model of job sagemake-example-nope in models/: "
-         "run `make fetch JOB=sagemake-example-nope`"),
+         "sagemake: no fetched model of job sagemake-example-nope in models/, and no local job named "
+         "'sagemake-example-nope' in jobs/: "),
         ((f"INPUT={tmp_path}/rows",), {"TRANSFORM_BATCH_STRATEGY": "Everything"},
          "1 config problem(s): TRANSFORM_BATCH_STRATEGY='Everything' must be one of: MultiRecord, SingleRecord"),
     ):

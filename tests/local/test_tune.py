@@ -85,6 +85,8 @@ def test_the_objective_direction_is_the_declared_one_never_guessed(more, expecte
     ({"METRICS": "validation:logloss rmse"}, "validation:logloss has no declared direction"),  # a name says nothing
     ({"METRICS": "nll:min acc:max", "TUNE_OBJECTIVE": "nll:max"},
      "TUNE_OBJECTIVE=nll:max contradicts METRICS, which declares nll:min: keep one"),
+    ({"CHECKPOINT_FROM": "sagemake-example-1a2b3c4-261122-101500-123k3x9q"},
+     "starts one training job (make train) from another's checkpoints; a tuning run's trials start afresh"),
 ])
 def test_bad_input_is_one_line_and_exit_2(more, said, example_data, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUNE_")}
@@ -174,9 +176,12 @@ def test_a_local_tuning_run_of_6_trials_2_at_a_time(example_data, tmp_path, caps
     config = resolve(root=ROOT, environ=environ)
     executor = LocalExecutor(config)
     baseline = executor.run(training_plan(config, executor))  # the default values of the tuned hyperparameters
+    capsys.readouterr()
     folder, record = tune(config, executor)
     name = record["HyperParameterTuningJobName"]
     trials = record["TrainingJobSummaries"]
+    out = capsys.readouterr().out
+    assert_labelled(executor, trials, out)  # trials side by side: each line says whose it is
     assert len(trials) == 6 and record["HyperParameterTuningJobStatus"] == "Completed"
     assert record["TrainingJobStatusCounters"]["Completed"] == 6 and record["ObjectiveStatusCounters"]["Succeeded"] == 6
     goal = "validation:roc_auc"
@@ -207,13 +212,29 @@ def test_a_local_tuning_run_of_6_trials_2_at_a_time(example_data, tmp_path, caps
     assert len(scores) == 6 and scores == sorted(scores, reverse=True)
     assert (folder / PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((folder / RECORD).read_text()) == record
-    assert best["TrainingJobName"] + " *" in capsys.readouterr().out  # the leaderboard, the best marked
+    assert best["TrainingJobName"] + " *" in out  # the leaderboard, the best marked
     assert fetch(config, executor).name == best["TrainingJobName"]  # `make fetch` after a run: its best trial
     assert "is a trial of tuning run" in capsys.readouterr().err or executor.latest() == best["TrainingJobName"]
     list_jobs(config, executor, 10)  # `make jobs`: the trials among the jobs, the best marked
     listed = capsys.readouterr()
-    assert f"{best['TrainingJobName']} *" in listed.out and "* the best trial of its tuning run" in listed.err
+    assert f"{best['TrainingJobName']} *" in listed.out
+    assert f"* the best trial of its tuning run (`make tune-jobs TUNING={name}` shows the run)" in listed.err
     assert sum(line.split()[0] in values for line in listed.out.splitlines() if line.strip()) == 6
+    logs = subprocess.run([*sagemake(ROOT), "logs", name], capture_output=True, text=True,
+                          env={**os.environ, **environ})  # `make logs JOB=<tuning run>`: its trials' logs
+    assert logs.returncode == 0, logs.stderr
+    assert_labelled(executor, trials, logs.stdout)
+    assert logs.stderr.splitlines()[-1] == f"==> tuning {name}: Completed: 6 trial(s)"
+
+
+def assert_labelled(executor, trials: list[dict], out: str) -> None:
+    """Every line of each trial's log is in out after its trial's label ([trial-<number>]), and none without it."""
+    shown = out.splitlines()
+    for trial in trials:
+        number = int(trial["TrainingJobName"].split("-")[-2])
+        lines = (executor.folder(trial["TrainingJobName"]) / "train.log").read_text().splitlines()
+        assert lines and all(f"[trial-{number}] {line}" in shown for line in lines), (number, lines, out)
+    assert not [line for line in shown if line.startswith(("hyperparameters:", "validation:"))], out
 
 
 def test_ctrl_c_stops_the_running_trials_and_keeps_the_record(example_data, tmp_path):
@@ -302,6 +323,31 @@ def test_early_stopping_stops_the_trials_worse_than_the_median_at_a_step(goal, b
             completed.append(name)
     assert record["BestTrainingJob"]["TrainingJobName"] in completed
     assert f"stopped early: {goal}=" in capsys.readouterr().err
+
+
+def test_a_read_that_brings_many_steps_judges_each_of_them(example_data, tmp_path):
+    """The log is read once a second: a trial whose lines for steps 1 to 5 arrive in one read is stopped at the first
+    step where it was worse than the median, though its best by step 5 is better than the median there."""
+    import optuna
+
+    from sagemake.executors.local.tuning import LocalTuning, pruner
+
+    config = resolve(root=ROOT, environ=settings(example_data, tmp_path, TUNE_EARLY_STOPPING="Auto"))
+    executor = LocalExecutor(config)
+    study = optuna.create_study(direction="minimize", pruner=pruner(config, 3))
+    earlier = study.ask()
+    for step, value in enumerate([0.5, 0.4, 0.3, 0.2, 0.15]):
+        earlier.report(value, step)
+    study.tell(earlier, 0.15)
+    tuning = LocalTuning.__new__(LocalTuning)
+    tuning.executor, tuning.goal = executor, {"MetricName": "validation:nll", "Type": "Minimize"}
+    tuning.objective = {"Name": "validation:nll", "Regex": r"validation:nll=([0-9.]+)"}
+    entry = {"name": "late-starter", "trial": study.ask(), "reported": 0, "pruned": None}
+    executor.log_path(entry["name"]).parent.mkdir(parents=True)
+    executor.log_path(entry["name"]).write_text("".join(f"validation:nll={v}\n" for v in (0.6, 0.3, 0.2, 0.1, 0.05)))
+    tuning._prune(entry)
+    assert entry["pruned"] == ("validation:nll=0.6 at step 1 is worse than the median of the earlier trials there")
+    assert entry["name"] in executor.stop_jobs and entry["reported"] == 1
 
 
 SLOW_EXIT = """

@@ -112,3 +112,6 @@ def test_the_request_digest_is_the_same_job_whatever_its_name_and_another_with_o
     assert request_digest(request("p-261207-101501-000bbbbb"), "p-261207-101501-000bbbbb") == first
     assert request_digest(request("p-1", data="digest=abd"), "p-1") != first
     assert request_digest(request("p-1", instance="ml.m5.xlarge"), "p-1") != first
+    seeded = request("p-1")  # started from another job's checkpoints (CHECKPOINT_FROM): another job
+    seeded["Tags"].append({"Key": "sagemake:checkpoint-from", "Value": "p-261207-101400-000ccccc"})
+    assert request_digest(seeded, "p-1") != first

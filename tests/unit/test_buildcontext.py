@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from sagemake.buildcontext import context_digest, context_files, read_rules
+from sagemake.buildcontext import Copied, context_digest, context_files, copied, excluded, load_patterns, read_rules
 
 ENGINE = "docker"
 BASE_IMAGE = "python:3.11-slim"
@@ -281,6 +281,52 @@ def test_large_files_are_read_whole(project):
         stream.seek(-1, os.SEEK_END)
         stream.write(b"\1")
     assert context_digest(root, dockerfile) != before
+
+
+# --- what a Dockerfile copies ------------------------------------------------------------------------------
+
+DOCKERFILE = """# escape=`
+FROM python:3.11-slim AS base
+# COPY not/this comment
+COPY --chown=1000:1000 --chmod=755 `
+
+  # a comment inside the instruction
+  app/ lib/*.py /opt/
+ADD ["with space/f i l e", "/opt/"]
+COPY --from=base /usr/bin/python3 /x
+ADD https://example.com/a.tgz /opt/
+COPY $FOLDER/ /opt/
+RUN <<END
+COPY not/an/instruction /x
+END
+COPY <<EOT /opt/inline.txt
+ADD not/either /x
+EOT
+copy ./nested/../top.txt /top.txt
+"""
+
+
+def test_the_sources_a_dockerfile_copies_from_the_context(tmp_path):
+    (tmp_path / "Dockerfile").write_text(DOCKERFILE)
+    assert copied(tmp_path / "Dockerfile") == [
+        Copied(4, "COPY", "app"), Copied(4, "COPY", "lib/*.py"), Copied(8, "ADD", "with space/f i l e"),
+        Copied(18, "COPY", "top.txt")]
+
+
+def test_a_source_the_ignore_file_keeps_out_is_named_with_the_rule_that_does(tmp_path):
+    root = make_tree(tmp_path / "ctx", ["app/main.py", "lib/a.py", "lib/b.txt", "kept/x", "docs/a.md",
+                                        "docs/b.md"], "# sagemake's\n*\n!kept\n!docs/b.md\n\ndocs/**/*.md\n")
+    (root / "empty").mkdir()
+    patterns = load_patterns(root / ".dockerignore")
+    sources = [Copied(1, "COPY", name) for name in ("app", "lib/*.py", "kept", "docs", "missing", "empty")]
+    found = excluded(root, context_files(root), patterns, sources)
+    # app and lib/a.py by `*` (line 2); kept is let in; docs/b.md is let in, then out again by line 6; a missing
+    # source or an empty folder is the engine's to report
+    assert [(source.source, pattern.text, pattern.line) for source, pattern in found] == [
+        ("app", "*", 2), ("lib/*.py", "*", 2), ("docs", "docs/**/*.md", 6)]
+    (root / ".dockerignore").write_text("*\n!lib/b.txt\n")
+    patterns = load_patterns(root / ".dockerignore")
+    assert excluded(root, context_files(root), patterns, [Copied(1, "COPY", "lib")]) == []  # part of it is sent
 
 
 # --- against a real engine ----------------------------------------------------------------------------------

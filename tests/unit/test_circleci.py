@@ -39,3 +39,10 @@ def test_main_builds_then_trains_after_approval_and_every_push_tests():
         assert jobs[name]["filters"] == {"branches": {"only": "main"}}
     test_steps = CONFIG["jobs"]["test"]["steps"]
     assert {"store_test_results": {"path": "build/test-results"}} in test_steps
+
+
+def test_the_training_job_keeps_the_report_whatever_the_training_did():
+    steps = CONFIG["jobs"]["train"]["steps"]
+    (report,) = [s["run"] for s in steps if isinstance(s, dict) and "run" in s and "report" in s["run"]["command"]]
+    assert report["command"] == "make report ENV=prod" and report["when"] == "always"
+    assert {"store_artifacts": {"path": "build/report.html"}} in steps

@@ -267,7 +267,7 @@ def test_makeflags_as_gnu_make_writes_it():
 
 @pytest.mark.parametrize("given, meant", [("INSTANCE_TYPES", "INSTANCE_TYPE"), ("CHANNEL", "CHANNELS"),
                                           ("MAX_RUNTIME", "MAX_RUNTIME_SECONDS"), ("TUNE_MAX_JOB", "TUNE_MAX_JOBS"),
-                                          ("instance_type", "INSTANCE_TYPE"), ("JOBS", "JOB")])
+                                          ("instance_type", "INSTANCE_TYPE"), ("JOBB", "JOB")])
 def test_a_misspelt_name_on_the_command_line_is_refused_with_the_name_meant(tmp_path, given, meant):
     message = refused(tmp_path, MAKEFLAGS=f"s --no-print-directory -- {given}=1", **{given: "1"})
     assert message == f"1 config problem(s): make command line: unknown setting {given}: did you mean {meant}?"

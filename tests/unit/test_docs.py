@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, copy_repo, tool_venv
 
-from sagemake.config import DEFAULTS
+from sagemake.config import AWS_REQUIRED, DEFAULTS, SETTINGS
 
 README = ROOT / "README.md"
 README_LIMIT = 15_000  # bytes: a newcomer reads it top to bottom; the rest belongs in docs/
@@ -21,7 +21,8 @@ DOCS = [README, *sorted((ROOT / "docs").glob("*.md"))]
 PENDING: set[str] = set()
 
 # What `make` takes besides the settings: the Makefile's own variables and those its scripts read.
-MAKE_PARAMETERS = {"ENV", "JOB", "KEEP", "TUNING", "FILE", "INPUT", "JOBS", "VENV", "PYTHON", "DEBUG", "SINCE"}
+MAKE_PARAMETERS = {"ENV", "JOB", "KEEP", "CHECKPOINTS", "TUNING", "FILE", "INPUT", "JOBS", "VENV", "PYTHON", "DEBUG",
+                   "SINCE"}
 
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.M | re.S)
 INLINE = re.compile(r"`([^`]+)`")  # a span may wrap onto the next line
@@ -84,6 +85,18 @@ def all_commands() -> list[tuple[str, str]]:
 
 def test_the_readme_is_short():
     assert README.stat().st_size < README_LIMIT
+
+
+def test_bring_your_own_names_every_setting_a_project_sets_once():
+    """A project of one's own sets its name, data, image, metrics and AWS place once, in .env: the README's "Bring
+    your own" names every such setting (none left to find by repeating it on each command), and only settings."""
+    section = README.read_text().split("\n## Bring your own\n")[1].split("\n### ")[0]  # its settings, before path 1
+    named = set(re.findall(r"`([A-Z][A-Z0-9_]*)`", section))
+    rows = {row.name: row for row in SETTINGS}
+    sections = {rows[name].section for name in ("PROJECT_NAME", "DATA_DIR", "DOCKERFILE")}  # the project, data, image
+    own = {row.name for row in SETTINGS if row.section in sections} | {"METRICS", "PRIMARY_METRIC", *AWS_REQUIRED}
+    assert own - named == set()
+    assert named - set(rows) == set()
 
 
 def test_the_docs_exist():

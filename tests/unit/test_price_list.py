@@ -93,13 +93,26 @@ def test_offer_files_that_disagree_or_are_not_sagemakers_are_refused(tmp_path):
     ec2.write_text(json.dumps({"offerCode": "AmazonEC2", "products": {}}))
     with pytest.raises(UserError, match="not a SageMaker offer file .offerCode 'AmazonEC2'.: give the Price List's"):
         table_from([ec2], TYPES, commercial_regions())
+    listed = tmp_path / "list.json"
+    listed.write_text("[]")
+    with pytest.raises(UserError, match=rf"^{listed} is not a Price List offer file \(its JSON is a list, not an "
+                                        r"object\): give the Price List's offers/v1.0/aws/AmazonSageMaker/current"):
+        table_from([listed], TYPES, commercial_regions())
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"offerCode": "AmazonSageMaker", "version": "1", "products": {}}))
+    with pytest.raises(UserError, match=rf"^the offer file {empty} lists no products: give the Price List's "):
+        table_from([empty], TYPES, commercial_regions())
+    with pytest.raises(UserError, match=r"^the offer files price none of the table's 1 instance types in its 2 "
+                                        r"commercial regions: give the Price List's"):
+        table_from([OFFER], ["ml.nothing.large"], ["us-east-1", "eu-west-1"])
 
 
 def test_the_shipped_table_is_dated_sourced_and_as_the_script_writes_it():
     table = Table.read(SHIPPED)
     assert table.date and table.source
     assert SHIPPED.read_text() == dump(table)  # what scripts/update_prices.sh would write for the same prices
-    assert table.regions == commercial_regions()
+    assert {"us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-northeast-1"} <= set(table.regions)
+    assert table.regions == sorted(table.regions) and not [r for r in table.regions if r.startswith(("cn-", "us-gov-"))]
     for region, kinds in table.prices.items():
         assert region in table.regions and set(kinds) <= set(KINDS)
         for prices in kinds.values():
@@ -107,12 +120,18 @@ def test_the_shipped_table_is_dated_sourced_and_as_the_script_writes_it():
 
 
 def test_with_the_shipped_table_a_kind_it_holds_no_price_for_is_unknown_not_trainings(monkeypatch, tmp_path):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    east = Prices("us-east-1")
-    assert east.hourly("ml.m5.large", TRAINING).hourly == pricing.TABLE.hourly("us-east-1", TRAINING, "ml.m5.large")
-    for kind in (PROCESSING, TRANSFORM, HOSTING):
-        if pricing.TABLE.hourly("us-east-1", kind, "ml.m5.large") is None:
-            assert east.hourly("ml.m5.large", kind).hourly is None
+    shipped = Table.read(SHIPPED)
+    training = shipped.hourly("us-east-1", TRAINING, "ml.m5.large")
+    assert training is not None
+    for kind in (PROCESSING, TRANSFORM, HOSTING):  # the shipped table, each other kind left out in turn
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / kind))
+        prices = {region: {k: p for k, p in kinds.items() if (region, k) != ("us-east-1", kind)}
+                  for region, kinds in shipped.prices.items()}
+        monkeypatch.setattr(pricing, "TABLE", Table(shipped.source, shipped.date, shipped.instance_types,
+                                                    shipped.regions, prices))
+        east = Prices("us-east-1")
+        assert east.hourly("ml.m5.large", TRAINING).hourly == training
+        assert east.hourly("ml.m5.large", kind).hourly is None
 
 
 def test_update_prices_rewrites_the_table_from_offer_files(tmp_path):

@@ -151,7 +151,8 @@ def test_request_carries_every_setting(tmp_path, example_data):
     assert request["ResourceConfig"] == {"InstanceType": "ml.c5.2xlarge", "InstanceCount": 1, "VolumeSizeInGB": 80}
     assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 600}
     assert request["Environment"] == {"MODE": "fast", "TOKEN_FILE": "/x"}
-    assert tags(request) == {"project": "churn", "git-sha": "nogit", "git-dirty": "false", "env": "local"}
+    assert tags(request) == {"project": "churn", "git-sha": "nogit", "git-dirty": "false", "env": "local",
+                             "sagemake-image": "true"}
     assert "RoleArn" not in request  # none configured: local jobs need none
 
 
@@ -166,6 +167,7 @@ def test_with_your_own_image_hyperparameters_pass_as_strings_and_metrics_come_fr
                          METRICS="rmse r2")
     assert request["HyperParameters"] == {"alpha": "0.5", "layers": "[1,2]"}  # no schema of ours applies
     assert request["AlgorithmSpecification"]["TrainingImage"] == "theirs:1.0"
+    assert tags(request)["sagemake-image"] == "false"  # its model is served by that image alone
     assert [d["Name"] for d in request["AlgorithmSpecification"]["MetricDefinitions"]] == ["rmse", "r2"]
     with pytest.raises(UserError, match="PRIMARY_METRIC='mae' is not a declared metric: use one of rmse, r2"):
         local_plan(ROOT, example_data, TRAINING_IMAGE="theirs:1.0", METRICS="rmse r2", PRIMARY_METRIC="mae")
@@ -263,19 +265,6 @@ def test_metric_regexes_read_numbers_only(line, value):
         assert found == ["nan"]
     else:
         assert float(found[-1]) == value
-
-
-def test_metric_points_keep_every_value_with_its_step_and_time():
-    from sagemake.jobs.training import MetricPoints
-
-    points = MetricPoints(metric_definitions(["rmse", "validation:rmse"]))
-    for millis, line in enumerate(["epoch 1: rmse=0.5 loss=2", "validation:rmse=0.4", "SM_NUM_CPUS=2", "r2=0.9",
-                                   "train_rmse=9.0", "epoch 2: rmse=0.3", "validation:rmse=0.35", "r2=0.95"]):
-        points.seen(line, 1000 + millis)
-    # The definitions anywhere in a line, as SageMaker applies them; any other name as a whole name=value line.
-    assert points.points == [["rmse", 0.5, 1000, 0], ["validation:rmse", 0.4, 1001, 0], ["r2", 0.9, 1003, 0],
-                             ["train_rmse", 9.0, 1004, 0], ["rmse", 0.3, 1005, 1], ["validation:rmse", 0.35, 1006, 1],
-                             ["r2", 0.95, 1007, 1]]
 
 
 def test_a_managed_mlflow_by_arn_is_named_in_the_request(tmp_path, example_data):

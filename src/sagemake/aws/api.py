@@ -304,15 +304,38 @@ def upload_code(aws: boto3.Session, root: Path, uri: str) -> None:
         say(f"code: uploaded {uri} ({archive.stat().st_size / 1e3:.0f} kB)")
 
 
+def folder(uri: str) -> tuple[str, str]:
+    """(bucket, prefix) of the folder uri: the prefix ends with '/' (s3://b/ck is the folder ck/, never ck2/ beside
+    it), or is empty for the whole bucket."""
+    bucket, key = split(uri)
+    return bucket, key.rstrip("/") + "/" if key.strip("/") else ""
+
+
+def objects(s3, uri: str) -> tuple[str, str, list[dict]]:
+    """(bucket, prefix, objects) of the folder uri: every object below it, its folder markers left out."""
+    bucket, prefix = folder(uri)
+    pages = call(lambda: list(s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)))
+    found = [item for page in pages for item in page.get("Contents", [])]
+    return bucket, prefix, [item for item in found if not item["Key"].endswith("/")]
+
+
+def copy_prefix(s3, source: str, into: str) -> int:
+    """Every object of the folder source copied into the folder into, by its key below source, within S3 (nothing
+    passes through this machine; large objects in parts). Returns the count copied."""
+    bucket, prefix, items = objects(s3, source)
+    target_bucket, target_prefix = folder(into)
+    for item in items:
+        call(s3.copy, CopySource={"Bucket": bucket, "Key": item["Key"]}, Bucket=target_bucket,
+             Key=target_prefix + item["Key"][len(prefix):])
+    return len(items)
+
+
 def download_prefix(s3, uri: str, target: Path, what: str) -> int:
     """Every object under the prefix uri into target, by its key below the prefix; folder markers skipped. A key
     that would land outside target (../, an absolute path) fails the download before anything is written. Returns
     the count of files written."""
-    bucket, prefix = split(uri)
-    prefix = prefix.rstrip("/") + "/"
+    bucket, prefix, items = objects(s3, uri)
     root = target.resolve()
-    pages = call(lambda: list(s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)))
-    items = [item for page in pages for item in page.get("Contents", []) if not item["Key"].endswith("/")]
     paths = []
     for item in items:
         path = (root / item["Key"][len(prefix):]).resolve()

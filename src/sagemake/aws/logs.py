@@ -16,11 +16,11 @@ class LogReader:
         self.tokens: dict[str, str | None] = {}
 
     def new_lines(self) -> list[str]:
-        return [f"[{host}] {message}" for _, host, message in self.new_events()]
+        return [line for _, line in self.new_events()]
 
-    def new_events(self) -> list[tuple[int, str, str]]:
-        """New events of every stream: (time in ms, the instance's stream name after the job's, the message)."""
-        events = []
+    def new_events(self) -> list[tuple[int, str]]:
+        """New lines with the time CloudWatch gives each (milliseconds since the epoch)."""
+        lines = []
         # no log group before the first job writes to it
         streams = call(self.logs.describe_log_streams, on={"ResourceNotFoundException": {}},
                        logGroupName=self.group, logStreamNamePrefix=f"{self.job}/")
@@ -31,10 +31,11 @@ class LogReader:
                 if self.tokens.get(stream):
                     kwargs["nextToken"] = self.tokens[stream]
                 answer = call(self.logs.get_log_events, **kwargs)
-                events += [(event["timestamp"], host, event["message"].rstrip()) for event in answer.get("events", [])]
+                lines += [(event["timestamp"], f"[{host}] {event['message'].rstrip()}")
+                          for event in answer.get("events", [])]
                 token = answer.get("nextForwardToken")
                 if not answer.get("events") or token == self.tokens.get(stream):
                     self.tokens[stream] = token
                     break
                 self.tokens[stream] = token
-        return events
+        return lines

@@ -182,8 +182,8 @@ def sync_channel(s3, folder: Path, uri: str, cache: EtagCache, manifest: str, sy
             return uploaded, len(found) - uploaded, deleted, sum(sent.values())
         if attempt + 1 < ROUNDS:
             say(f"upload: {moved[0]} changed while it was uploaded: sending it again")
-    raise UserError(f"a file changed while it was uploaded: {moved[0]}; run make upload again when nothing writes to "
-                    f"DATA_DIR")
+    raise UserError(f"a file changed while it was uploaded: {moved[0]}; run the command again once nothing writes to "
+                    f"{folder}")
 
 
 def send(s3, folder: Path, uri: str, found: list[tuple[str, int, str]], remote: dict[str, str]) -> dict[str, int]:

@@ -55,6 +55,7 @@ class SyncLock:
         self.uri = s3_uri(config, MANIFESTS, NAME)
         self.bucket, self.key = split(self.uri)
         self.prefix = s3_uri(config) + "/"
+        self.again = f"make upload ENV={config.env}"  # what syncs again (only an AWS ENV syncs)
         self.owner = {"host": socket.gethostname(), "machine": machine(), "folder": str(config.root),
                       "pid": os.getpid(), "token": uuid.uuid4().hex}
         self.etag: str | None = None
@@ -92,8 +93,7 @@ class SyncLock:
             self._rewrite()  # the refresher may not have looked since (a laptop asleep): S3 says
         if self.lost:
             raise UserError(f"another sync took over the lock {self.uri} while this one ran ({describe(self.lost)}, "
-                            f"found it stale): check that nothing else syncs to {self.prefix}, then run make upload "
-                            f"again")
+                            f"found it stale): check that nothing else syncs to {self.prefix}, then run `{self.again}`")
         if self.etag:
             return
         self.owner["since"] = clock.now(timespec="seconds")
@@ -112,7 +112,7 @@ class SyncLock:
             if self.etag is None:
                 held = self._read() or held or ({}, "", 0.0)
                 raise UserError(f"another checkout is syncing to {self.prefix} ({describe(held[0])}): wait for it to "
-                                f"end, then run make upload again (a lock not refreshed for {STALE // 60} minutes is "
+                                f"end, then run `{self.again}` (a lock not refreshed for {STALE // 60} minutes is "
                                 f"taken over; it is {self.uri})")
         self.refresher = threading.Thread(target=self._refresh, name="sync lock", daemon=True)
         self.refresher.start()

@@ -12,9 +12,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from pathlib import Path
 
-from sagemake.cli import UserError
+from sagemake.cli import UserError, say
 from sagemake.config import DEFAULT_ENV, Config
 from sagemake.image import tag
+from sagemake.jobs import reason_line
+from sagemake.jobs.training import CHECKPOINT_FROM_TAG
+from sagemake.jobs.training import tags as job_tags
 
 
 class Executor(ABC):
@@ -52,9 +55,53 @@ class Executor(ABC):
         """Script mode: where sourcedir.tar.gz named by tag will be."""
 
     @abstractmethod
-    def checkpoint_uri(self, job: str) -> str:
-        """Where the job's /opt/ml/checkpoints is saved while it runs and restored from when it starts again:
-        one place per job, so a new job never resumes another's state."""
+    def checkpoint_uri(self, job: str, own: bool = False) -> str | None:
+        """CheckpointConfig.S3Uri: where the job's /opt/ml/checkpoints is saved while it runs, and what it finds there
+        when it starts (again, after a spot interruption); None when jobs here keep none. own: a place of the job's
+        own even where jobs share one (a tuning run's, whose trials run side by side)."""
+
+    @abstractmethod
+    def checkpoints_of(self, job: str) -> str:
+        """Where a job that ended kept its checkpoints (CHECKPOINT_FROM=<job>): a UserError with the fix when there is
+        no such job, it still runs, or it kept none."""
+
+    @abstractmethod
+    def checkpoint_files(self, uri: str) -> dict[str, str]:
+        """The files a checkpoint place holds, each path below it with a digest of its content (none when it does not
+        exist): two files of the same size but another content (a newer epoch) differ."""
+
+    @abstractmethod
+    def copy_checkpoints(self, source: str, into: str) -> int:
+        """Every file of one checkpoint place into another, by its path below it; the count copied."""
+
+    def start_checkpoints(self, request: dict, copy: bool = True) -> None:
+        """What the job finds in /opt/ml/checkpoints when it starts: what its CheckpointConfig's place holds, with
+        CHECKPOINT_FROM (the request's tag) that job's checkpoints copied there first, unless that is where they are
+        already. A place that holds other checkpoints is refused, never mixed (one that holds some of that job's, a
+        copy cut short, is copied into again). copy=False checks alone, before anything is spent (`make plan`, and
+        `make train` before the image and the data)."""
+        into = request.get("CheckpointConfig", {}).get("S3Uri")
+        if into is None:
+            return
+        name, source_job = request["TrainingJobName"], job_tags(request).get(CHECKPOINT_FROM_TAG)
+        held = self.checkpoint_files(into)
+        if source_job is None:
+            if held and copy:
+                say(f"job {name}: {into} holds {len(held)} checkpoint file(s): the job starts from them")
+            return
+        source = self.checkpoints_of(source_job)
+        if source.rstrip("/") == into.rstrip("/"):
+            if copy:
+                say(f"job {name}: starts from the checkpoints of job {source_job}, at {into} already")
+            return
+        if held and not held.items() <= self.checkpoint_files(source).items():
+            raise UserError(f"CHECKPOINT_FROM={source_job}: {into}, where the new job keeps its checkpoints, holds "
+                            f"{len(held)} other file(s) already, which it would start from too: set CHECKPOINT_S3_URI "
+                            f"to an empty place, or to {source} to carry on there")
+        if copy:
+            count = self.copy_checkpoints(source, into)
+            say(f"job {name}: starts from the checkpoints of job {source_job}: {count} file(s) copied from {source} "
+                f"to {into}")
 
     # --- before a job ---
     @abstractmethod
@@ -91,12 +138,17 @@ class Executor(ABC):
     def names(self, limit: int = 10) -> list[str]:
         """This project's jobs, newest first."""
 
+    @abstractmethod
+    def metric_series(self, name: str) -> dict[str, list[dict]]:
+        """Every declared metric the job printed, as its series: {name: [{"Step", "Value", "Timestamp"}]}, in the
+        order printed (jobs.training.metric_points)."""
+
     def completed(self, name: str, purpose: str) -> dict:
         """The job's record; only a Completed job has a model to fetch, serve or deploy (purpose says which)."""
         record = self.describe(name)
         status = record["TrainingJobStatus"]
         if status != "Completed":
-            why = f": {record['FailureReason']}" if record.get("FailureReason") else ""
+            why = f": {reason_line(record['FailureReason'])}" if record.get("FailureReason") else ""
             raise UserError(f"job {name} is {status}{why}; only a Completed job has a model to {purpose} "
                             f"(`make logs{self.env_flag()} JOB={name}`)")
         if "ModelArtifacts" not in record:
@@ -111,21 +163,18 @@ class Executor(ABC):
         return names[0]
 
     @abstractmethod
-    def metric_points(self, record: dict) -> list[list]:
-        """Every metric value a training or processing job's log printed, as [name, value, time in ms, step], in the
-        order printed (jobs.training.MetricPoints): the series a tracked run keeps."""
-
-    @abstractmethod
-    def print_log(self, name: str) -> bool:
-        """The job's log; while it runs, keep following it. Whether there was any to print (a job that ended
-        before it wrote a line has none)."""
+    def print_log(self, name: str, label: str = "") -> bool:
+        """The job's log, each line after label (a tuning trial's, where several trials' logs are shown); while it
+        runs, keep following it. Whether there was any to print (a job that ended before it wrote a line has
+        none)."""
 
     @abstractmethod
     def stop(self, name: str | None) -> None:
         """Ask a running job to stop (None: JOB was not given)."""
 
-    def prune(self, keep: int) -> None:
-        """Remove the folders of all but the `keep` newest jobs, never a running one, and what only they used."""
+    def prune(self, keep: int, checkpoints: bool = False) -> None:
+        """Remove the folders of all but the `keep` newest jobs, never a running one, and what only they used; their
+        checkpoints too when asked (else they stay, for CHECKPOINT_FROM)."""
         raise UserError(f"jobs run {self.where()} leave no folders on this machine: `make clean-jobs` prunes "
                         "local jobs (ENV=local)")
 
@@ -136,7 +185,7 @@ class Executor(ABC):
 
     @abstractmethod
     def tuning(self):
-        """Tuning jobs here: run, record (describe with its trials), latest, best_trials."""
+        """Tuning jobs here: run, record (describe with its trials), names, latest, best_trials."""
 
     @abstractmethod
     def transforms(self):

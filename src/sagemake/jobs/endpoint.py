@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-from pathlib import Path
 
-from sagemake.cli import UserError
-from sagemake.config import DEFAULT_ENV, Config
+from sagemake.config import Config
 from sagemake.jobs.training import TAG_PREFIX
 
 PROJECT_TAG = f"{TAG_PREFIX}project"
@@ -68,20 +65,7 @@ MANIFEST = "manifest.json"
 OUTPUT = "output"  # MODELS_DIR/<job>/output/: the job's /opt/ml/output/data/
 
 
-def fetched(config: Config, name: str | None) -> tuple[Path, dict]:
-    """MODELS_DIR/<job>/ and its manifest: the named job's, or the newest job's there."""
-    models = config.path("MODELS_DIR")
-    env = "" if config.env == DEFAULT_ENV else f" ENV={config.env}"
-    if name is None:
-        found = [(json.loads(m.read_text()).get("created") or "", m.parent) for m in models.glob(f"*/{MANIFEST}")
-                 if not m.parent.name.startswith(".")]  # .<job>.*: a fetch under way
-        if not found:
-            raise UserError(f"no fetched model in {config['MODELS_DIR']}/: run `make fetch{env}` (the latest job's "
-                            f"model) or `make train`")
-        folder = max(found)[1]
-    else:
-        folder = models / name
-        if not (folder / MANIFEST).is_file():
-            raise UserError(f"no fetched model of job {name} in {config['MODELS_DIR']}/: "
-                            f"run `make fetch{env} JOB={name}`")
-    return folder, json.loads((folder / MANIFEST).read_text())
+def sagemake_image(manifest: dict) -> bool:
+    """Whether the model's image is sagemake's own (so a process can stand in for it), as its training job recorded
+    it; a manifest from before that record says so only of a job that ran as a process."""
+    return manifest.get("sagemake_image", manifest.get("runtime") == "process")

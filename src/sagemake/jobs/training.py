@@ -15,6 +15,7 @@ import shlex
 import string
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from sagemake.data import channels
 from sagemake.tracking import experiment_name
 
 TAG_PREFIX = "sagemake:"
+CHECKPOINT_FROM_TAG = "checkpoint-from"  # the job whose checkpoints a job started from (CHECKPOINT_FROM)
+SAGEMAKE_IMAGE_TAG = "sagemake-image"  # "true" when the job ran sagemake's own image: what may serve its model
 NO_GIT = "nogit"
 METRIC_VALUE = r"([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|nan|[-+]?inf)"
 # A metric's name stands alone: `rmse` does not match `val_rmse=`, `train:rmse=` or `rmse.std=`.
@@ -226,60 +229,63 @@ def primary_metric(config: Config) -> str | None:
     return chosen or (declared[0] if declared else None)
 
 
+def main_metric(record: dict, chosen: str = "") -> str | None:
+    """The metric the ledger shows for a job, from its own record: chosen (PRIMARY_METRIC) when the job declared it,
+    else the first it declared (its MetricDefinitions, in the order declared), else the first it reported."""
+    declared = [d["Name"] for d in record.get("AlgorithmSpecification", {}).get("MetricDefinitions", [])]
+    declared = declared or list(final_metrics(record))
+    return chosen if chosen in declared else next(iter(declared), None)
+
+
+def metric_columns(records: list[dict], chosen: str = "") -> list[str]:
+    """The ledger's metric columns (`make jobs`, `make report`): each job's main metric, once, in the jobs' order."""
+    return list(dict.fromkeys(metric for metric in (main_metric(record, chosen) for record in records) if metric))
+
+
 def metric_definitions(names: list[str]) -> list[dict]:
     """Regexes matching the `name=value` lines a job prints, the name standing alone."""
     return [{"Name": name, "Regex": METRIC_START + re.escape(name) + "=" + METRIC_VALUE} for name in names]
 
 
-def metric_values(definitions: list[dict], lines: list[str]) -> dict[str, float]:
-    """Each definition applied to each log line, as SageMaker does: the last match wins."""
+def metric_points(definitions: list[dict], lines: list[str], stamps: list[str | None] | None = None
+                  ) -> dict[str, list[dict]]:
+    """The one place a log's lines become metrics: each definition applied to each line, as SageMaker does, giving
+    every metric its series {name: [{"Step", "Value", "Timestamp"}]} in the order printed. Step counts a metric's
+    values from 0 (the step early stopping reports); Timestamp is when its line was printed (stamps[i] for
+    lines[i], ISO 8601), left out where the log kept no times."""
     found = {}
     for definition in definitions:
-        series = metric_series(definition, lines)
-        if series:
-            found[definition["Name"]] = series[-1]
+        pattern, points = re.compile(definition["Regex"]), []
+        for index, line in enumerate(lines):
+            for match in pattern.finditer(line):
+                try:
+                    value = float(match.group(1) if pattern.groups else match.group(0))
+                except ValueError:  # a user's regex that matched something else: no metric, as on SageMaker
+                    continue
+                point = {"Step": len(points), "Value": value}
+                if stamps and stamps[index]:
+                    point["Timestamp"] = stamps[index]
+                points.append(point)
+        if points:
+            found[definition["Name"]] = points
     return found
 
 
+def metric_values(definitions: list[dict], lines: list[str]) -> dict[str, float]:
+    """Each metric's last value in the log lines: its final value, as SageMaker keeps it."""
+    return {name: points[-1]["Value"] for name, points in metric_points(definitions, lines).items()}
+
+
 def metric_series(definition: dict, lines: list[str]) -> list[float]:
-    """Every value of one metric in the log lines, in order: its time series, as SageMaker keeps it."""
-    pattern, values = re.compile(definition["Regex"]), []
-    for line in lines:
-        for match in pattern.finditer(line):
-            try:
-                values.append(float(match.group(1) if pattern.groups else match.group(0)))
-            except ValueError:  # a user's regex that matched something else: no metric, as on SageMaker
-                pass
-    return values
+    """Every value of one metric in the log lines, in order."""
+    return [point["Value"] for point in metric_points([definition], lines).get(definition["Name"], [])]
 
 
-class MetricPoints:
-    """Every metric value of a job's log, line by line as the lines come, each with its time and its step (how many
-    values of that metric came before it): the series SageMaker keeps of each metric definition, and of every
-    other whole `name=value` line (a job without definitions, such as processing, has only those). Kept as
-    [name, value, time in ms, step], the record's LocalMetrics."""
-
-    def __init__(self, definitions: list[dict]):
-        self.patterns = [(d["Name"], re.compile(d["Regex"])) for d in definitions]
-        self.points: list[list] = []
-        self.steps: dict[str, int] = {}
-
-    def seen(self, line: str, millis: int) -> None:
-        found = []
-        for name, pattern in self.patterns:
-            for match in pattern.finditer(line):
-                found.append((name, match.group(1) if pattern.groups else match.group(0)))
-        whole = METRIC_LINE.match(line)
-        if whole and not ENVIRONMENT.fullmatch(whole[1]) and all(whole[1] != name for name, _ in self.patterns):
-            found.append((whole[1], whole[2]))
-        for name, text in found:
-            try:
-                value = float(text)
-            except ValueError:  # a user's regex that matched something else: no metric, as on SageMaker
-                continue
-            step = self.steps.get(name, 0)
-            self.steps[name] = step + 1
-            self.points.append([name, value, millis, step])
+def printed_metrics(lines: list[str]) -> list[str]:
+    """The names of the `name=value` lines printed (a toolkit's environment, SM_NUM_CPUS=2 and the like, aside), in
+    the order first printed: the metrics of a job that declares none (a processing job's)."""
+    return list(dict.fromkeys(m.group(1) for line in lines
+                              if (m := METRIC_LINE.match(line)) and not ENVIRONMENT.fullmatch(m.group(1))))
 
 
 def metric_warnings(definitions: list[dict], found: dict, lines: list[str]) -> list[str]:
@@ -290,8 +296,7 @@ def metric_warnings(definitions: list[dict], found: dict, lines: list[str]) -> l
     if missing:
         warnings.append(f"declared metric(s) {', '.join(missing)} never printed as name=<number>: "
                         "fix METRICS (or src/trainer/metrics.py), or print them")
-    printed = {m.group(1) for line in lines if (m := METRIC_LINE.match(line)) and not ENVIRONMENT.fullmatch(m.group(1))}
-    undeclared = sorted(printed - declared)
+    undeclared = sorted(set(printed_metrics(lines)) - declared)
     if undeclared:
         warnings.append(f"printed but not declared, so not recorded: {', '.join(undeclared)}: "
                         "add them to METRICS (or src/trainer/metrics.py) to keep them")
@@ -364,6 +369,7 @@ def plan(config: Config, executor) -> dict:
             {"Key": f"{TAG_PREFIX}git-sha", "Value": git[0]},
             {"Key": f"{TAG_PREFIX}git-dirty", "Value": json.dumps(git[1])},
             {"Key": f"{TAG_PREFIX}env", "Value": config.env},
+            {"Key": f"{TAG_PREFIX}{SAGEMAKE_IMAGE_TAG}", "Value": json.dumps(config.sagemake_image)},
         ],
     }
     if config["CODE_MODE"] == "script":
@@ -379,9 +385,12 @@ def plan(config: Config, executor) -> dict:
     if config["USE_SPOT"] == "true":
         request["EnableManagedSpotTraining"] = True
         request["StoppingCondition"]["MaxWaitTimeInSeconds"] = config.int("MAX_WAIT_SECONDS")
-    if config["USE_SPOT"] == "true" or config["CHECKPOINT_S3_URI"] or config.int("SPOT_DRILL_SECONDS"):
-        request["CheckpointConfig"] = {"S3Uri": executor.checkpoint_uri(name),
+    checkpoints = executor.checkpoint_uri(name)
+    if checkpoints:
+        request["CheckpointConfig"] = {"S3Uri": checkpoints,
                                        "LocalPath": f"{layout.DEFAULT_BASE_DIR}/{layout.CHECKPOINT_DIR}"}
+    if config["CHECKPOINT_FROM"]:
+        seeded_from(config, executor, request)
     if config.int("KEEP_ALIVE_SECONDS"):
         request["ResourceConfig"]["KeepAlivePeriodInSeconds"] = config.int("KEEP_ALIVE_SECONDS")
     if config["SUBNETS"]:
@@ -392,9 +401,32 @@ def plan(config: Config, executor) -> dict:
     return request
 
 
+def seeded_from(config: Config, executor, request: dict) -> None:
+    """CHECKPOINT_FROM=<job>: the request tagged with the job it starts from, once the executor has found that job's
+    checkpoints and a place for the new job's that holds no others (nothing is copied yet: `make plan` and the
+    checks before paying come here too)."""
+    source = job_named(config["CHECKPOINT_FROM"], "CHECKPOINT_FROM")
+    if "CheckpointConfig" not in request:
+        raise UserError(f"CHECKPOINT_FROM={source}: jobs {executor.where()} keep checkpoints only with "
+                        "CHECKPOINT_S3_URI: set CHECKPOINT_S3_URI=s3://<bucket>/<prefix>/ for the new job's")
+    request["Tags"].append({"Key": TAG_PREFIX + CHECKPOINT_FROM_TAG, "Value": source})
+    executor.start_checkpoints(request, copy=False)
+
+
 def tags(request: dict) -> dict[str, str]:
-    """This tool's tags, without their prefix: project, git-sha, git-dirty, env."""
+    """This tool's tags, without their prefix: project, git-sha, git-dirty, env, sagemake-image."""
     return {t["Key"][len(TAG_PREFIX):]: t["Value"] for t in request.get("Tags", []) if t["Key"].startswith(TAG_PREFIX)}
+
+
+def duration(record: dict) -> int:
+    """Seconds a DescribeTrainingJob record says the job took: TrainingTimeInSeconds once it has one; before (still
+    running, or ended before training) from its creation to now, or to its last change when it ended."""
+    seconds = record.get("TrainingTimeInSeconds")
+    if seconds is not None:
+        return seconds
+    running = record["TrainingJobStatus"] == "InProgress"
+    end = time.time() if running else datetime.fromisoformat(record["LastModifiedTime"]).timestamp()
+    return round(end - datetime.fromisoformat(record["CreationTime"]).timestamp())
 
 
 def final_metrics(record: dict) -> dict[str, float]:

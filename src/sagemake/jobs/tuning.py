@@ -155,6 +155,9 @@ def objective(config: Config) -> dict:
 def plan(config: Config, executor) -> dict:
     """The CreateHyperParameterTuningJob request: the training job definition from the training request (the
     same image, channels, metric definitions, resources), its static hyperparameters less the tuned ones."""
+    if config["CHECKPOINT_FROM"]:
+        raise UserError(f"CHECKPOINT_FROM={config['CHECKPOINT_FROM']} starts one training job (make train) from "
+                        "another's checkpoints; a tuning run's trials start afresh: leave it out")
     limits = {"MaxNumberOfTrainingJobs": config.int("TUNE_MAX_JOBS"),
               "MaxParallelTrainingJobs": config.int("TUNE_PARALLEL")}
     if limits["MaxParallelTrainingJobs"] > limits["MaxNumberOfTrainingJobs"]:
@@ -180,7 +183,7 @@ def plan(config: Config, executor) -> dict:
     }
     if "CheckpointConfig" in training:  # per tuning run: SageMaker adds each trial's name below it
         definition["CheckpointConfig"] = {**training["CheckpointConfig"],
-                                          "S3Uri": executor.checkpoint_uri(name)}
+                                          "S3Uri": executor.checkpoint_uri(name, own=True)}
     return {
         "HyperParameterTuningJobName": name,
         "HyperParameterTuningJobConfig": {
@@ -193,6 +196,12 @@ def plan(config: Config, executor) -> dict:
         "TrainingJobDefinition": definition,
         "Tags": [*training["Tags"], {"Key": TAG_PREFIX + TUNING_TAG, "Value": name}],
     }
+
+
+def trial_number(name: str) -> int:
+    """A trial's number, from its name (<tuning job>-<3 digits>-<8 hex>, on SageMaker as here): the order the run
+    started it in."""
+    return int(name.rsplit("-", 2)[-2])
 
 
 def trial_request(config: Config, executor, tuning: dict, number: int, values: dict[str, str],
@@ -211,6 +220,29 @@ def trial_request(config: Config, executor, tuning: dict, number: int, values: d
     if "CheckpointConfig" in request:
         request["CheckpointConfig"]["S3Uri"] = executor.checkpoint_uri(name)
     return request
+
+
+TRIAL_NAME = re.compile(r"^(?P<run>.+)-(?P<number>\d{3})-[0-9a-f]{8}$")  # as trial_request names them
+
+
+def run_of(trial: str) -> str | None:
+    """The tuning run a trial's name belongs to; None for a name that is not a trial's."""
+    found = TRIAL_NAME.match(trial)
+    return found["run"] if found else None
+
+
+def unknown_run(latest: str | None, env_flag: str = "") -> str:
+    """What to do when a tuning run named is not there: the latest, when there is one; else how to start one."""
+    if latest:
+        return f"the latest is {latest} (`make tune-jobs{env_flag}` shows it)"
+    return f"there is none yet: `make tune{env_flag}` starts one"
+
+
+def trial_label(trial: str) -> str:
+    """What starts each line of a trial's log where several trials' lines meet: [trial-<number>], as hosts get
+    [algo-<number>]."""
+    found = TRIAL_NAME.match(trial)
+    return f"[trial-{int(found['number'])}] " if found else f"[{trial}] "
 
 
 def distributions(parameter_ranges: dict) -> dict:

@@ -4,7 +4,8 @@ Usage: make endpoints [ENV=...]   (python -m sagemake endpoints)
 
 The last event of each endpoint, transform and served URL in
 MODELS_DIR/deployments.jsonl; for ENV's own endpoints, their status as
-SageMaker says it now.
+SageMaker says it now. A URL of `make serve` is listed only while the server
+runs: one that was stopped, or whose `make serve` ended in any way, is not.
 """
 
 from __future__ import annotations
@@ -15,18 +16,24 @@ from sagemake.cli import Exit, UserError, print_table, run, say
 from sagemake.config import Config, resolve
 from sagemake.deployments import RECORDS, current
 from sagemake.executors import Executor, for_config
+from sagemake.executors.local.guarded import running
 
 
 def endpoints(config: Config, executor: Executor) -> None:
     rows = [("WHERE", "ENV", "EVENT", "JOB", "SHA256", "IMAGE", "SINCE")]
-    for (env, where), entry in sorted(current(config).items(), key=lambda item: item[1]["time"], reverse=True):
+    latest = current(config)
+    for (env, where), entry in sorted(latest.items(), key=lambda item: item[1]["time"], reverse=True):
         event = entry["event"]
+        if event == "serve" and not running(entry.get("executor")):
+            continue  # a local server lives as long as the `make serve` that started it: this one has stopped
         if env == config.env and event.startswith("deploy"):
             event = f"{event} ({executor.endpoints().status(where)})"
         rows.append((where, env, event, entry.get("job", "-"), (entry.get("sha256") or "-")[:12],
                      entry.get("image", "-"), entry["time"]))
     if len(rows) == 1:
-        say(f"nothing served, transformed or deployed yet (the record is {config['MODELS_DIR']}/{RECORDS})")
+        said = "no model is served now, and none was transformed or deployed" if latest else \
+            "nothing served, transformed or deployed yet"
+        say(f"{said} (the record is {config['MODELS_DIR']}/{RECORDS})")
         return
     print_table(rows)
 

@@ -6,60 +6,53 @@ The N most recent jobs (default 10): status, duration, billable seconds, $,
 spot savings, main metric, warm pool; a total; the best trial of each tuning
 run starred; then the N most recent processing jobs (`make preprocess`):
 status, duration, $. Locally, what the jobs would have cost on SageMaker.
+Each job's main metric is the one its own record declared first (PRIMARY_METRIC
+when the job declared it), never today's METRICS: jobs that declared other
+metrics show theirs, each in a column of its own.
 """
 
 from __future__ import annotations
 
 import sys
-import time
-from datetime import datetime
 
 from sagemake.cli import Exit, UserError, print_table, run, say
 from sagemake.config import Config, resolve
 from sagemake.executors import Executor, for_config
-from sagemake.jobs.training import final_metrics, primary_metric
-from sagemake.pricing import PROCESSING, Prices, cost, ledger_entry, money
+from sagemake.jobs.training import duration, final_metrics, metric_columns
+from sagemake.jobs.tuning import run_of
+from sagemake.pricing import PROCESSING, Prices, bill_cells, cost, ledger_entry, money, total_cells
 
 
 def list_jobs(config: Config, executor: Executor, limit: int) -> int:
     """The ledger: each job's status, duration, billable seconds, $ and spot savings, main metric (and its warm
     pool when it has one), then the totals; then this project's processing jobs, each with its status, duration and
     $ (none: nothing more); where the prices came from on stderr."""
-    primary = primary_metric(config) or "METRIC"
     prices = executor.prices()
-    rows, pools = [], []
-    billable, spent, saved, unknown, unsaved = 0, 0.0, 0.0, 0, 0
+    rows, pools, entries, records, values = [], [], [], [], []  # each row's record, and every metric it recorded
     for name in executor.names(limit):
         record = executor.describe(name)
-        seconds = record.get("TrainingTimeInSeconds")
-        if seconds is None:  # still running, or ended before training (then its last change is its end)
-            running = record["TrainingJobStatus"] == "InProgress"
-            end = time.time() if running else datetime.fromisoformat(record["LastModifiedTime"]).timestamp()
-            seconds = round(end - datetime.fromisoformat(record["CreationTime"]).timestamp())
-        value = final_metrics(record).get(primary)
-        entry = ledger_entry(record, prices)
-        billable += entry.billable or 0
-        spent += entry.cost or 0
-        saved += entry.saved or 0
-        unknown += entry.billable is not None and not entry.known
-        unsaved += entry.saved_unknown
-        rows.append([name, record["TrainingJobStatus"], f"{seconds}s", _seconds(entry.billable),
-                     money(entry.cost) if entry.billable is not None else "-",
-                     money(entry.saved) if entry.saved is not None else "unknown" if entry.saved_unknown else "-",
-                     "-" if value is None else f"{value:.4f}"])
+        records.append(record)
+        values.append(final_metrics(record))
+        entries.append(ledger_entry(record, prices))
+        rows.append([name, record["TrainingJobStatus"], f"{duration(record)}s", *bill_cells(entries[-1])])
         pools.append(_pool(record.get("WarmPoolStatus")))
     best = executor.tuning().best_trials()
     rows = [[row[0] + (" *" if row[0] in best else ""), *row[1:]] for row in rows]
     processed = _processing_rows(executor, limit, prices)
     if not rows:
         which = "training jobs" if processed else "jobs"
-        say(f"no {which} of {config['PROJECT_NAME']} yet ({executor.where()}): `make train` runs one")
+        say(f"no {which} of {config['PROJECT_NAME']} yet ({executor.where()}): `make train{executor.env_flag()}` "
+            "runs one")
         if not processed:
             return Exit.OK
     else:
-        header = ["JOB", "STATUS", "DURATION", "BILLABLE", "COST", "SPOT SAVED", primary]
-        total = ["TOTAL", "", "", _seconds(billable), money(spent) + (f" + {unknown} unknown" if unknown else ""),
-                 money(saved) + (f" + {unsaved} unknown" if unsaved else ""), ""]
+        header = ["JOB", "STATUS", "DURATION", "BILLABLE", "COST", "SPOT SAVED"]
+        total = ["TOTAL", "", "", *total_cells(entries)]
+        columns = metric_columns(records, config["PRIMARY_METRIC"]) or ["METRIC"]  # each job's main one
+        header += columns
+        total += [""] * len(columns)
+        rows = [row + [f"{found[column]:.4f}" if column in found else "-" for column in columns]
+                for row, found in zip(rows, values, strict=True)]
         if any(pools):  # a column only when a job has a warm pool
             header.append("WARM POOL")
             rows = [row + [pool or "-"] for row, pool in zip(rows, pools, strict=True)]
@@ -69,8 +62,10 @@ def list_jobs(config: Config, executor: Executor, limit: int) -> int:
         if rows:
             print()
         print_table([["PROCESSING JOB", "STATUS", "DURATION", "COST"], *processed])
-    if any(row[0].endswith(" *") for row in rows):
-        say("jobs: * the best trial of its tuning run (`make tune-jobs` shows the run)")
+    starred = sorted({run_of(row[0].removesuffix(" *")) for row in rows if row[0].endswith(" *")} - {None})
+    if starred:
+        shows = ", ".join(f"`make tune-jobs{executor.env_flag()} TUNING={run}`" for run in starred)
+        say(f"jobs: * the best trial of its tuning run ({shows} shows the run)")
     would = "what they would have cost on SageMaker (their instance type and count, for their duration); " \
         if prices.hypothetical else ""
     say(f"jobs: {would}{prices.sources()}")
@@ -95,10 +90,6 @@ def _processing_rows(executor: Executor, limit: int, prices: Prices) -> list[lis
                      money(cost(hourly, seconds, cluster.get("InstanceCount", 1)))])
     return rows
 
-
-
-def _seconds(value: int | None) -> str:
-    return "-" if value is None else f"{value}s"
 
 
 def _pool(status: dict | None) -> str:

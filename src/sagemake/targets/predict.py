@@ -16,9 +16,10 @@ from pathlib import Path
 from sagemake.cli import UserError, run
 from sagemake.config import Config, resolve
 from sagemake.contract import serve as serving
-from sagemake.executors.local.serving import ServerFailed, free_port, start
-from sagemake.jobs.endpoint import fetched
+from sagemake.executors import for_config
+from sagemake.executors.local.serving import ServerFailed, Serving
 from sagemake.jobs.training import job_named
+from sagemake.models import fetched
 
 CONTENT_TYPES = {".csv": serving.CSV, ".json": serving.JSON}
 REQUEST_SECONDS = serving.DEFAULT_TIMEOUT_SECONDS + 10
@@ -34,13 +35,10 @@ def predict(config: Config, file: str, name: str | None) -> int:
     if not path.is_file():
         raise UserError(f"FILE={file} does not exist")
     body = path.read_bytes()
-    folder, manifest = fetched(config, name)
+    folder, manifest = fetched(config, name, lambda: for_config(config))
     with tempfile.NamedTemporaryFile(prefix="sagemake-serve-", suffix=".log") as log:
-        server = start(config, folder, manifest, free_port(), output=log, log=Path(log.name))
-        try:
+        with Serving(config, folder, manifest, output=log, log=Path(log.name)) as server:
             status, answer = post(server.url, body, kind)
-        finally:
-            server.stop()
     if status != 200:
         raise UserError(f"the model server refused {file} ({status}): {answer.decode(errors='replace').strip()}")
     sys.stdout.buffer.write(answer)

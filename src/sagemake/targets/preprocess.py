@@ -27,6 +27,7 @@ from sagemake.cli import Exit, UserError, held_signals, run, say
 from sagemake.config import Config, resolve
 from sagemake.data import PENDING
 from sagemake.executors import Executor, for_config
+from sagemake.jobs import reason_line
 from sagemake.jobs.processing import (
     CHANNELS,
     ENTRYPOINT,
@@ -136,7 +137,7 @@ def preprocess(config: Config, executor: Executor) -> dict:
     record = place.run(request)
     if record["ProcessingJobStatus"] != "Completed":
         tracker.processing(executor, record, {INPUT: raw_digest})
-        reason = record.get("FailureReason") or "no reason given"
+        reason = reason_line(record.get("FailureReason") or "no reason given")
         last = (record.get("ExitMessage") or "").strip().splitlines()[-1:]
         if last and last[0] not in reason:  # SageMaker's reason can be a pointer to the log: its last line says more
             reason += f" (last line: {last[0]})"
@@ -145,7 +146,7 @@ def preprocess(config: Config, executor: Executor) -> dict:
     tracker.processing(executor, record, {INPUT: raw_digest, **channel_digests(config, data)})
     folders = ", ".join(f"{config['DATA_DIR']}/{c}/" for c in CHANNELS)
     say(f"preprocess {name}: Completed: {folders} written; "
-        "`make train` trains on them")
+        f"`make train{executor.env_flag()}` trains on them")
     return record
 
 

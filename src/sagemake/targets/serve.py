@@ -5,43 +5,47 @@ Usage: make serve [JOB=<job>] [SERVE_PORT=8080]   (python -m sagemake serve [JOB
 The fetched model (MODELS_DIR/<job>/) in the engine with the image its
 manifest names (`docker run IMAGE serve`), or as a process with the job's
 Python: GET /ping and POST /invocations with text/csv or application/json
-rows. Ctrl-C, SIGTERM or a closed terminal stop it (the requests in flight finish first).
+rows. Ctrl-C, SIGTERM or a closed terminal stop it (the requests in flight finish first), at
+any moment, even while it starts; it also ends with this command however that ends. A container
+is reached on its port 8080, mapped to SERVE_PORT, unless its image declares the label
+com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true (then SAGEMAKER_BIND_TO_PORT says where).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 from sagemake.cli import UserError, run, say
 from sagemake.config import Config, resolve
-from sagemake.executors.local.serving import ServerFailed, start
-from sagemake.jobs.endpoint import fetched
+from sagemake.executors import for_config
+from sagemake.executors.local.guarded import process_identity
+from sagemake.executors.local.serving import ServerFailed, Serving
 from sagemake.jobs.training import job_named
+from sagemake.models import fetched
 
 
 def serve(config: Config, name: str | None) -> int:
-    folder, manifest = fetched(config, name)
-    server = start(config, folder, manifest, config.int("SERVE_PORT"))
-    from sagemake.deployments import record
+    folder, manifest = fetched(config, name, lambda: for_config(config))
+    with Serving(config, folder, manifest, config.int("SERVE_PORT")) as server:
+        from sagemake.deployments import record
 
-    record(config, "serve", url=server.url, job=manifest["job_name"], sha256=manifest["artifact"]["sha256"],
-           image=manifest["image"])
-    say(f"serve: {server.url}  (GET /ping, POST /invocations with text/csv or application/json rows)")
-    say(f"serve: curl -s -H 'Content-Type: text/csv' --data-binary @rows.csv {server.url}/invocations")
-    say("serve: Ctrl-C stops it")
-    try:
-        code = server.process.wait()
-    except KeyboardInterrupt:
-        say("serve: stopping (SIGTERM: the requests in flight finish first)")
-        code = server.stop()
-        if code != 0:
-            raise ServerFailed(f"the model server exited {code} when stopped") from None
-        say("serve: stopped")
-        return 0
-    server.cleanup()
+        # Who serves it: `make endpoints` lists the URL while that process runs (the server ends with it).
+        record(config, "serve", url=server.url, job=manifest["job_name"], sha256=manifest["artifact"]["sha256"],
+               image=manifest["image"], executor=process_identity(os.getpid()))
+        say(f"serve: {server.url}  (GET /ping, POST /invocations with text/csv or application/json rows)")
+        say(f"serve: curl -s -H 'Content-Type: text/csv' --data-binary @rows.csv {server.url}/invocations")
+        say("serve: Ctrl-C stops it")
+        try:
+            code = server.process.wait()
+        except KeyboardInterrupt:
+            say("serve: stopping (SIGTERM: the requests in flight finish first)")
+            code = server.stop()
+            if code != 0:
+                raise ServerFailed(f"the model server exited {code} when stopped") from None
+            say("serve: stopped")
+            return 0
     raise ServerFailed(f"the model server stopped by itself (exit {code}): its output is above")
-
-
 
 
 def main(argv: list[str]) -> int:

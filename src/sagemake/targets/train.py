@@ -20,6 +20,7 @@ from sagemake import data
 from sagemake.cli import Exit, JobFailed, UserError, run
 from sagemake.config import Config, resolve
 from sagemake.executors import Executor, for_config
+from sagemake.jobs import reason_line
 from sagemake.jobs.training import data_tags, plan
 from sagemake.models import fetch
 from sagemake.tracking import Tracker
@@ -42,7 +43,7 @@ def train(config: Config, executor: Executor) -> int:
     status = record["TrainingJobStatus"]
     if status != "Completed":
         tracker.training(executor, record)
-        reason = record.get("FailureReason") or record["SecondaryStatus"]
+        reason = reason_line(record.get("FailureReason") or record["SecondaryStatus"])
         raise JobFailed(f"job {name} {status}: {reason} (log: `make logs{executor.env_flag()} JOB={name}`)")
     tracker.training(executor, record, fetch(config, executor, name))
     return Exit.OK

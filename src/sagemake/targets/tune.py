@@ -30,7 +30,7 @@ from sagemake.cli import Exit, JobFailed, UserError, print_table, run, say
 from sagemake.config import Config, resolve
 from sagemake.executors import Executor, for_config
 from sagemake.jobs.training import data_tags
-from sagemake.jobs.tuning import LEADERBOARD, PLOT, RECORD, importance, plan
+from sagemake.jobs.tuning import LEADERBOARD, PLOT, RECORD, importance, plan, trial_number
 from sagemake.models import fetch
 from sagemake.targets.tune_jobs import leaderboard, write_leaderboard
 from sagemake.tracking import Tracker
@@ -45,7 +45,7 @@ def write_plot(config: Config, record: dict, folder: Path) -> Path | None:
     goal = record["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]
     scales = {e["Name"]: e.get("ScalingType", "Linear")
               for kind in record["HyperParameterTuningJobConfig"]["ParameterRanges"].values() for e in kind}
-    trials = [{"name": s["TrainingJobName"], "created": s.get("CreationTime", ""),
+    trials = [{"name": s["TrainingJobName"], "number": trial_number(s["TrainingJobName"]),
                "value": s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"],
                "params": s["TunedHyperParameters"]}
               for s in record.get("TrainingJobSummaries", []) if "FinalHyperParameterTuningJobObjectiveMetric" in s]
@@ -70,7 +70,7 @@ def write_plot(config: Config, record: dict, folder: Path) -> Path | None:
         Path(handle.name).unlink()
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no message"])[-1]
-        say(f"tuning: no plot ({last}): matplotlib comes from docker/requirements.txt")
+        say(f"tuning: no plot ({last}): matplotlib comes from docker/requirements-sagemake.txt")
         return None
     return path
 

@@ -60,10 +60,11 @@ def ui(config: Config) -> int:
 
 
 def server_python(root: Path) -> Path:
-    """The Python of MLflow's server: a virtualenv of requirements-ui.txt, made on first use (as the job's is)."""
-    from sagemake.job_python import made_python
+    """The Python of MLflow's server: a virtualenv of requirements-ui.txt, made on first use and updated when it
+    changes (as the job's is)."""
+    from sagemake.job_python import held_python
 
-    return made_python(UI_PYTHONS, root / REQUIREMENTS, [], "MLflow's server", REQUIREMENTS, "a few minutes")
+    return held_python(UI_PYTHONS, [root / REQUIREMENTS], [], "MLflow's server")
 
 
 def server_environment() -> dict[str, str]:

@@ -11,17 +11,20 @@ shape. The image runs in Docker or podman; sagemake's own image can also run
 as a process under the same contract (runtimes.py).
 
 Job folder (JOBS_DIR/<job name>/): request.json, job.json (the record),
-train.log, ml/ (algo-1's /opt/ml tree; ml-algo-2/ ... beside it), shards/ (with
+train.log, metrics.json (each metric's series: the step and time of each value),
+ml/ (algo-1's /opt/ml tree; ml-algo-2/ ... beside it), shards/ (with
 ShardedByS3Key) and output/ (the artefacts).
 """
 
 from __future__ import annotations
 
 import collections
+import difflib
 import filecmp
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,7 +33,7 @@ import time
 from pathlib import Path
 
 from sagemake import jsonfile, sourcedir
-from sagemake.archive import pack, tree, unpack
+from sagemake.archive import pack, sha256, tree, unpack
 from sagemake.cli import UserError, interrupted_by_signals, say
 from sagemake.clock import now
 from sagemake.contract import layout
@@ -38,7 +41,15 @@ from sagemake.data import summary
 from sagemake.executors.interface import Executor
 from sagemake.executors.local import records
 from sagemake.executors.local.channels import copy_name, remove, shared_copy, unchanged, unused
-from sagemake.executors.local.guarded import GUARD, POLL_SECONDS, copy_lines, process_identity, uri_path
+from sagemake.executors.local.guarded import (
+    GUARD,
+    POLL_SECONDS,
+    SERIES,
+    copy_lines,
+    log_lines,
+    process_identity,
+    uri_path,
+)
 from sagemake.executors.local.runtimes import (
     ARN_PREFIX,
     HOST,
@@ -50,7 +61,7 @@ from sagemake.executors.local.runtimes import (
 )
 from sagemake.image import Engine
 from sagemake.job_python import job_python
-from sagemake.jobs.training import MetricPoints, metric_values, metric_warnings, tags
+from sagemake.jobs.training import metric_points, metric_warnings, tags
 from sagemake.pricing import DEFAULT_REGION, Prices
 
 RECORD = "job.json"
@@ -59,6 +70,7 @@ HOST_PREFIX = re.compile(r"^\[algo-\d+\] ")  # on each line of a job of several 
 REQUEST = "request.json"
 LOG = "train.log"
 CODE_FOLDER = "code"  # JOBS_DIR/code/<hash>/sourcedir.tar.gz: script mode's code, once per content
+CHECKPOINTS = "checkpoints"  # JOBS_DIR/checkpoints/<job>/: each job's /opt/ml/checkpoints, kept apart from its folder
 
 
 
@@ -91,8 +103,38 @@ class LocalExecutor(Executor):
     def code_uri(self, digest: str) -> str:
         return (self.jobs_dir / CODE_FOLDER / digest / sourcedir.ARCHIVE).as_uri()
 
-    def checkpoint_uri(self, job: str) -> str:
-        return (self.folder(job) / TREE / layout.CHECKPOINT_DIR).as_uri()  # kept when the job starts again
+    def checkpoint_uri(self, job: str, own: bool = False) -> str:
+        """JOBS_DIR/checkpoints/<job>/ for every job: its /opt/ml/checkpoints, kept apart from its folder, so it
+        outlives `make clean-jobs` unless CHECKPOINTS=delete."""
+        return (self.jobs_dir / CHECKPOINTS / job).as_uri()
+
+    def checkpoints_of(self, job: str) -> str:
+        """Found by the job's record, or, once `make clean-jobs` removed its folder, in JOBS_DIR/checkpoints/<job>/ (a
+        job of an earlier sagemake kept its own in its tree)."""
+        record = records.read(self.folder(job) / RECORD)
+        place = self.jobs_dir / CHECKPOINTS / job
+        if record is not None:
+            if records.running_now(record):
+                raise UserError(f"CHECKPOINT_FROM={job}: the job is still running, its checkpoints still changing: "
+                                "wait for it to end, or stop it (Ctrl-C in its terminal)")
+            uri = record.get("CheckpointConfig", {}).get("S3Uri")
+            place = uri_path(uri) if uri else self.folder(job) / TREE / layout.CHECKPOINT_DIR
+        elif not place.is_dir():
+            raise UserError(f"CHECKPOINT_FROM={job}: no local job named '{job}' in {self.config['JOBS_DIR']}/, nor "
+                            "checkpoints of one: `make jobs` lists them")
+        if not self.checkpoint_files(place.as_uri()):
+            raise UserError(f"CHECKPOINT_FROM={job}: the job kept no checkpoints (its trainer wrote nothing to "
+                            "/opt/ml/checkpoints): name a job that did")
+        return place.as_uri()
+
+    def checkpoint_files(self, uri: str) -> dict[str, str]:
+        place = uri_path(uri)
+        found = sorted(path for path in place.rglob("*") if path.is_file()) if place.is_dir() else []
+        return {path.relative_to(place).as_posix(): sha256(path) for path in found}
+
+    def copy_checkpoints(self, source: str, into: str) -> int:
+        shutil.copytree(uri_path(source), uri_path(into), symlinks=True, dirs_exist_ok=True)
+        return len(self.checkpoint_files(source))
 
     # --- before a job ---
     def ensure_image(self) -> None:
@@ -136,12 +178,14 @@ class LocalExecutor(Executor):
             return ContainerRuntime(self.engine.name, image, self.engine.run_flags), "the engine has the image"
         if config["LOCAL_RUNTIME"] == "container" or not config.sagemake_image:
             why = "" if config.sagemake_image else f" ({_whose(config)} runs only in a container)"
-            raise UserError(f"{self.engine.name} has no image {image}{why}: start the engine and run `make build`")
+            get = "pull or build it" if config["TRAINING_IMAGE"] else "run `make build`"  # a prebuilt one is not built
+            raise UserError(f"{self.engine.name} has no image {image}{why}: start the engine and {get}")
         return ProcessRuntime(config.root, job_python(config)), f"no {self.engine.name} engine with the image"
 
     # --- jobs ---
-    def run(self, request: dict, runtime: ContainerRuntime | ProcessRuntime | None = None) -> dict:
-        """The job to its end; runtime as chosen by LOCAL_RUNTIME unless given."""
+    def run(self, request: dict, runtime: ContainerRuntime | ProcessRuntime | None = None, label: str = "") -> dict:
+        """The job to its end; runtime as chosen by LOCAL_RUNTIME unless given; label starts each line of its log on
+        the terminal (a tuning trial's, where several trials run at once)."""
         runtime, why = (runtime, "given") if runtime else self.runtime(request)
         say(f"job {request['TrainingJobName']}: runtime {runtime.describe()}: {why}")
         keep = request["ResourceConfig"].get("KeepAlivePeriodInSeconds")
@@ -151,7 +195,7 @@ class LocalExecutor(Executor):
         code = request["HyperParameters"].get(sourcedir.DIRECTORY_KEY)
         if code:
             sourcedir.write(self.config.root, uri_path(code))
-        return _Job(self, request, runtime, self.config.int("STOP_GRACE_SECONDS")).run()
+        return _Job(self, request, runtime, self.config.int("STOP_GRACE_SECONDS"), label).run()
 
     def prices(self) -> Prices:
         """What these jobs would have cost on SageMaker: AWS_REGION's prices (us-east-1's when unset), from the
@@ -161,16 +205,15 @@ class LocalExecutor(Executor):
     def folder(self, name: str) -> Path:
         return self.jobs_dir / name
 
-    def metric_points(self, record: dict) -> list[list]:
-        """Kept in the record as the job's lines came (copy_lines)."""
-        return record.get("LocalMetrics", [])
-
     def describe(self, name: str) -> dict:
         """The job's record; one still InProgress whose executor and guard are gone (kill -9, a crash) is
         settled now as Failed, saying so, so nothing waits on a job that no one runs."""
         record = records.read(self.folder(name) / RECORD) if name else None
         if record is None:
-            raise UserError(f"no local job named '{name}' in {self.config['JOBS_DIR']}/: `make jobs` lists them")
+            known = [path.parent.name for path in self.jobs_dir.glob(f"*/{RECORD}")] if self.jobs_dir.is_dir() else []
+            near = difflib.get_close_matches(name, known, n=1)
+            meant = f"did you mean {near[0]}? (`make jobs` lists them)" if near else "`make jobs` lists them"
+            raise UserError(f"no local job named '{name}' in {self.config['JOBS_DIR']}/: {meant}")
         return record
 
     def tags(self, name: str) -> dict[str, str]:
@@ -184,7 +227,17 @@ class LocalExecutor(Executor):
     def log_path(self, name: str) -> Path:
         return self.folder(name) / LOG
 
-    def print_log(self, name: str) -> bool:
+    def metric_series(self, name: str) -> dict[str, list[dict]]:
+        """metrics.json, written as the job ended; for a job still running (or one older than that file), its
+        log read now, without times."""
+        saved = jsonfile.read(self.folder(name) / SERIES, None)
+        if isinstance(saved, dict):
+            return saved
+        request = jsonfile.read(self.folder(name) / REQUEST, {})
+        return metric_points(request.get("AlgorithmSpecification", {}).get("MetricDefinitions", []),
+                             [HOST_PREFIX.sub("", line) for line in log_lines(self.log_path(name))])
+
+    def print_log(self, name: str, label: str = "") -> bool:
         path = self.log_path(name)
         offset = 0
         while True:
@@ -193,7 +246,11 @@ class LocalExecutor(Executor):
                 with path.open("rb") as log:
                     log.seek(offset)
                     chunk = log.read()
+                if label and running:  # whole lines only, each after its label: the rest comes next time
+                    chunk = chunk[:chunk.rfind(b"\n") + 1]
                 offset += len(chunk)
+                if label:
+                    chunk = b"".join(label.encode() + line for line in chunk.splitlines(keepends=True))
                 sys.stdout.buffer.write(chunk)
                 sys.stdout.flush()
             if not running:
@@ -203,10 +260,11 @@ class LocalExecutor(Executor):
     def stop(self, name: str | None) -> None:
         raise UserError("local jobs stop with Ctrl-C in the terminal that runs them; `make stop` is for SageMaker")
 
-    def prune(self, keep: int) -> None:
+    def prune(self, keep: int, checkpoints: bool = False) -> None:
         """Of each kind of local job, counted apart, all folders but the `keep` newest and any running one go;
         transforms stay (their folders hold their outputs). Then the data copies that only removed jobs read: a
-        kept training job's copies and a running job's stay."""
+        kept training job's copies and a running job's stay. The checkpoints of jobs whose folders are gone stay
+        in JOBS_DIR/checkpoints/ (a new job can start from them) unless `checkpoints` says they go too."""
         if keep < 1:
             raise UserError(f"KEEP={keep}: keep at least the newest job (KEEP=1 or more)")
         by_kind: dict[str, list[tuple[Path, dict]]] = {}
@@ -227,11 +285,22 @@ class LocalExecutor(Executor):
         for entry in unused(self.jobs_dir, used):
             freed += _size(entry)
             remove(entry)
+        place = self.jobs_dir / CHECKPOINTS
+        orphans = [entry for entry in sorted(place.iterdir()) if not (self.folder(entry.name) / RECORD).is_file()] \
+            if place.is_dir() else []
+        if checkpoints:
+            for entry in orphans:
+                freed += _size(entry)
+                remove(entry)
+            left = f"removed the checkpoints of {len(orphans)} job(s) gone"
+        else:
+            left = (f"kept the checkpoints of {len(orphans)} job(s) gone in {self.config['JOBS_DIR']}/{CHECKPOINTS}/ "
+                    "(CHECKPOINT_FROM starts a job from them; CHECKPOINTS=delete removes them)")
         say(f"clean-jobs: removed {removed['Training']} job folder(s), {removed['Processing']} processing job "
             f"folder(s) and the data copies only they read, {freed / 1e6:.1f} MB; kept the {kept['Training']} newest "
             f"or running job(s) and {kept['Processing']} processing job(s) in {self.config['JOBS_DIR']}/; tuning "
             f"runs: {removed['HyperParameterTuning']} removed, {kept['HyperParameterTuning']} kept; transforms kept "
-            "(their folders hold their outputs)")
+            f"(their folders hold their outputs); {left}")
 
     # --- the other kinds ---
     def processing(self):
@@ -268,8 +337,9 @@ def _whose(config) -> str:
 
 
 class _Job:
-    def __init__(self, executor: LocalExecutor, request: dict, runtime, grace: int):
-        self.request, self.runtime, self.grace = request, runtime, grace
+    def __init__(self, executor: LocalExecutor, request: dict, runtime, grace: int, label: str = ""):
+        self.executor, self.request, self.runtime, self.grace = executor, request, runtime, grace
+        self.label = label.encode()
         self.name = request["TrainingJobName"]
         self.folder = executor.folder(self.name)
         self.hosts = hosts(request)
@@ -285,8 +355,8 @@ class _Job:
         self.stopped_by: str | None = None
         self.interrupted = False  # Ctrl-C, SIGTERM or SIGHUP reached this job (not a stop asked by a tuning run)
         self.record: dict = {}
+        self.stamps: list[str | None] = []  # when each line of train.log came (for the lines that can hold a metric)
         self.stopping, self.stop_jobs = executor.stopping, executor.stop_jobs
-        self.points = MetricPoints(request["AlgorithmSpecification"].get("MetricDefinitions", []))
 
     def run(self) -> dict:
         """The whole job; SIGTERM or SIGHUP to this process (a closed terminal, a cancelled CI run)
@@ -362,9 +432,17 @@ class _Job:
         sharded = [c["ChannelName"] for c in self.request["InputDataConfig"]
                    if c["DataSource"]["S3DataSource"].get("S3DataDistributionType") == "ShardedByS3Key"]
         shards = {name: self._shards(name) for name in sharded if len(self.hosts) > 1}
+        kept = self.request.get("CheckpointConfig", {}).get("S3Uri")
+        if kept:  # every host's checkpoints/ is the job's kept place, as every host's is saved to S3Uri
+            self.executor.start_checkpoints(self.request)
+            uri_path(kept).mkdir(parents=True, exist_ok=True)
         for host, base in self.trees.items():
-            for folder in (layout.CONFIG_DIR, layout.MODEL_DIR, layout.OUTPUT_DATA_DIR, layout.CHECKPOINT_DIR):
+            for folder in (layout.CONFIG_DIR, layout.MODEL_DIR, layout.OUTPUT_DATA_DIR):
                 (base / folder).mkdir(parents=True)
+            if kept:
+                (base / layout.CHECKPOINT_DIR).symlink_to(uri_path(kept), target_is_directory=True)
+            else:
+                (base / layout.CHECKPOINT_DIR).mkdir()
             hyperparameters = dict(self.request.get("HyperParameters", {}))
             code = hyperparameters.get(sourcedir.DIRECTORY_KEY, "")
             if code.startswith("file://"):  # script mode: the code in /opt/ml/code, as SageMaker's local mode has it
@@ -432,7 +510,7 @@ class _Job:
                                                stdin=subprocess.DEVNULL, start_new_session=True)
             prefix = f"[{host}] ".encode() if len(self.hosts) > 1 else b""
             readers.append(threading.Thread(target=copy_lines, args=(processes[host].stdout, log, prefix, lock,
-                                                                     self.points), daemon=True))
+                                                                      self.stamps, self.label), daemon=True))
             readers[-1].start()
         self.record["LocalGuards"] = [process_identity(p.pid) for p in processes.values()]
         save(self.folder, self.record)
@@ -533,9 +611,9 @@ class _Job:
             "TrainingTimeInSeconds": max(1, round(seconds)),
             "BillableTimeInSeconds": max(1, round(seconds)),
             "FinalMetricDataList": self._metrics(warn=status == "Completed"),
-            "LocalMetrics": self.points.points,  # every value with its time and step: the series (tracking.py)
         })
-        self._status(secondary, message)
+        # The reason is the record's; said once, by what ends the command (its log, above, has the traceback).
+        self._status(secondary, message, said="Training job failed" if status == "Failed" else None)
 
     def _merged(self, folder: str) -> list[tuple[str, Path]]:
         """Every host's folder as one list of archive entries, host by host, a later host's file replacing an
@@ -554,19 +632,25 @@ class _Job:
         return sorted(entries.items())
 
     def _metrics(self, warn: bool) -> list[dict]:
-        """The metric definitions applied to every host's lines, as SageMaker applies them to every log stream."""
-        log = self.folder / LOG
-        lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
+        """The metric definitions applied to every host's lines, as SageMaker applies them to every log stream: each
+        metric's series (with the step and time of each value) saved as metrics.json, its last value returned as
+        FinalMetricDataList."""
+        lines = log_lines(self.folder / LOG)
+        stamps = self.stamps if len(self.stamps) == len(lines) else None  # a line cut by another host's: no times
         if len(self.hosts) > 1:
             lines = [HOST_PREFIX.sub("", line) for line in lines]
         definitions = self.request["AlgorithmSpecification"].get("MetricDefinitions", [])
-        found = metric_values(definitions, lines)
+        series = metric_points(definitions, lines, stamps)
+        jsonfile.write(self.folder / SERIES, series, indent=None)
+        found = {name: points[-1]["Value"] for name, points in series.items()}
         for warning in metric_warnings(definitions, found, lines) if warn else []:
             say(f"job {self.name}: warning: {warning}")
         stamp = now()
-        return [{"MetricName": name, "Value": value, "Timestamp": stamp} for name, value in found.items()]
+        return [{"MetricName": name, "Value": points[-1]["Value"], "Timestamp": points[-1].get("Timestamp", stamp)}
+                for name, points in series.items()]
 
-    def _status(self, secondary: str, message: str) -> None:
+    def _status(self, secondary: str, message: str, said: str | None = None) -> None:
+        """A new secondary status with its message, in the record and on stderr (said in place of the message)."""
         stamp = now()
         transitions = self.record["SecondaryStatusTransitions"]
         if transitions:
@@ -574,7 +658,7 @@ class _Job:
         transitions.append({"Status": secondary, "StartTime": stamp, "StatusMessage": message})
         self.record.update({"SecondaryStatus": secondary, "LastModifiedTime": stamp})
         save(self.folder, self.record)
-        say(f"job {self.name}: {self.record['TrainingJobStatus']} / {secondary}: {message}")
+        say(f"job {self.name}: {self.record['TrainingJobStatus']} / {secondary}: {said or message}")
 
 
 def save(folder: Path, record: dict) -> None:

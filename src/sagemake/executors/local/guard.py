@@ -1,6 +1,7 @@
-"""Keeps a local job's training from outliving the executor that started it.
+"""Keeps a local job's training (or a served model) from outliving the executor that started it.
 
-Usage: python guard.py EXECUTOR_PID GRACE_SECONDS [--cpus N,N...] [--container ENGINE NAME] -- COMMAND...
+Usage: python guard.py EXECUTOR_PID GRACE_SECONDS [--cpus N,N...] [--container ENGINE NAME] [--scratch DIR]
+                       -- COMMAND...
 
 Runs COMMAND in a session of its own (so a terminal's Ctrl-C reaches only the
 executor, which decides) and exits with its status (128 + N when signal N
@@ -13,7 +14,8 @@ have passed, when:
 With --cpus, COMMAND runs on those cores only (its CPU affinity, which its
 children inherit). With --container, stopping also goes to the container named NAME through
 ENGINE (`kill --signal TERM`, then `rm --force`), as `docker run` alone would
-leave it running.
+leave it running. With --scratch, DIR (COMMAND's own scratch tree) is removed
+once COMMAND has ended, so an executor killed outright leaves none behind.
 
 A file of its own, standard library only: it runs as a separate process and
 imports nothing of sagemake. It writes nothing, since its output is the job's.
@@ -22,6 +24,7 @@ imports nothing of sagemake. It writes nothing, since its output is the job's.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,6 +42,9 @@ def main(argv: list[str]) -> int:
         rest = rest[2:]
     if rest[0] == "--container":
         container, rest = rest[1:3], rest[3:]
+    scratch = None
+    if rest[0] == "--scratch":
+        scratch, rest = rest[1], rest[2:]
     command = rest[1:]  # after "--"
     requests: list[int] = []
     for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -61,6 +67,8 @@ def main(argv: list[str]) -> int:
             killed = True
     if container and deadline is not None:  # a stopped container may outlive its `run` client
         _engine(container, "rm", "--force")
+    if scratch:
+        shutil.rmtree(scratch, ignore_errors=True)
     return code if code >= 0 else 128 - code
 
 

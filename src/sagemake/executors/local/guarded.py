@@ -15,11 +15,13 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from sagemake.cli import UserError, interrupted_by_signals
+from sagemake.clock import now
 
 GUARD = Path(__file__).with_name("guard.py")
 
 
 POLL_SECONDS = 0.2  # how often the hosts are looked at while they train
+SERIES = "metrics.json"  # in a job's folder: every metric it printed, as its series {name: [{Step, Value, Timestamp}]}
 
 
 def uri_path(uri: str) -> Path:
@@ -61,19 +63,19 @@ def _stat(pid: int) -> list[str] | None:
 
 
 def run_guarded(command: list[str], env: dict, guard_arguments: list[str], log: Path, limit: float,
-                grace: int, metrics=None) -> tuple[int, str | None]:
+                grace: int, stamps: list[str | None] | None = None) -> tuple[int, str | None]:
     """One command under the guard (guard.py), so it dies with this process however it ends, its output to log and
-    the terminal (and each line to metrics, a jobs.training.MetricPoints, when given): (exit status, None or why it
-    was stopped: MaxRuntimeExceeded, Stopped). MaxRuntime, Ctrl-C, SIGTERM and SIGHUP stop it (SIGTERM, SIGKILL
-    after grace; a second Ctrl-C kills it at once)."""
+    the terminal (the times of its lines in stamps, see copy_lines): (exit status, None or why it was stopped:
+    MaxRuntimeExceeded, Stopped). MaxRuntime, Ctrl-C, SIGTERM and SIGHUP stop it (SIGTERM, SIGKILL after grace; a
+    second Ctrl-C kills it at once)."""
     stopped_by = None
     with interrupted_by_signals():
         with log.open("wb") as handle:
             process = subprocess.Popen([sys.executable, str(GUARD), str(os.getpid()), str(grace), *guard_arguments,
                                         "--", *command], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, start_new_session=True)
-            reader = threading.Thread(target=copy_lines, args=(process.stdout, handle, b"", threading.Lock(),
-                                                               metrics), daemon=True)
+            reader = threading.Thread(target=copy_lines, args=(process.stdout, handle, b"", threading.Lock(), stamps),
+                                      daemon=True)
             reader.start()
             started = time.monotonic()
             try:
@@ -94,20 +96,32 @@ def run_guarded(command: list[str], env: dict, guard_arguments: list[str], log: 
     return process.returncode, stopped_by
 
 
-def copy_lines(stream, log, prefix: bytes, lock: threading.Lock, metrics=None) -> None:
+def copy_lines(stream, log, prefix: bytes, lock: threading.Lock, stamps: list[str | None] | None = None,
+               label: bytes = b"") -> None:
     """A host's output to train.log and the terminal, line by line as it comes (after prefix, its name when
-    there are several); to train.log alone once the terminal is gone, so the job never blocks on a full pipe.
-    Each line also goes to metrics (a jobs.training.MetricPoints) when given, with the time it came."""
+    there are several; on the terminal after label too, a tuning trial's where several run at once); to train.log
+    alone once the terminal is gone, so the job never blocks on a full pipe.
+    stamps, when given, gets one entry per line written: when a line that can hold a metric (`name=value`) came,
+    None for any other: the times of the metrics' series (jobs.training.metric_points)."""
     terminal = True
     for line in iter(stream.readline, b""):
         with lock:
+            if stamps is not None:
+                stamps.append(now() if b"=" in line else None)
             log.write(prefix + line)
             log.flush()
-            if metrics is not None:
-                metrics.seen(line.decode(errors="replace").rstrip(), round(time.time() * 1000))
             if terminal:
                 try:
-                    sys.stdout.buffer.write(prefix + line)
+                    sys.stdout.buffer.write(label + prefix + line)
                     sys.stdout.flush()
                 except OSError:
                     terminal = False
+
+
+def log_lines(path: Path) -> list[str]:
+    """A log's lines as they were written, one per line its job printed (split at newlines only, as they were
+    read), so each has its place in the stamps copy_lines kept."""
+    if not path.is_file():
+        return []
+    text = path.read_bytes().decode(errors="replace")
+    return text.removesuffix("\n").split("\n") if text else []

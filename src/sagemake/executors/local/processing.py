@@ -10,13 +10,14 @@ import os
 import shutil
 from pathlib import Path
 
+from sagemake import jsonfile
 from sagemake.cli import UserError, say
 from sagemake.clock import now
 from sagemake.contract import layout
 from sagemake.executors.interface import Executor
 from sagemake.executors.local import records
 from sagemake.jobs.processing import LOG, MESSAGE_LIMIT, RECORD, REQUEST, names_pattern, new_record, record_config, save
-from sagemake.jobs.training import MetricPoints
+from sagemake.jobs.training import metric_definitions, metric_points, printed_metrics
 
 
 class LocalProcessing:
@@ -40,7 +41,7 @@ class LocalProcessing:
         """The job to its end (runtime as LOCAL_RUNTIME chooses unless given); its record."""
         from sagemake.data import summary
         from sagemake.executors.local.channels import copy_name, shared_copy, unchanged
-        from sagemake.executors.local.guarded import process_identity, run_guarded, uri_path
+        from sagemake.executors.local.guarded import SERIES, log_lines, process_identity, run_guarded, uri_path
         from sagemake.executors.local.runtimes import resource_config
 
         name = request["ProcessingJobName"]
@@ -54,7 +55,7 @@ class LocalProcessing:
         record.update({"LocalRuntime": runtime.name, "LocalExecutor": process_identity(os.getpid()), "LocalLog": LOG})
         save(folder, record)
         tree, copies, code, stopped_by, reason = folder / "ml", {}, None, None, None
-        points = MetricPoints([])  # a processing job has no metric definitions: its name=value lines
+        stamps: list[str | None] = []  # when each line of the log came (copy_lines)
         try:
             sources = {i["InputName"]: uri_path(i["S3Input"]["S3Uri"]) for i in request["ProcessingInputs"]}
             digests = {n: found["digest"] for n, found in summary(self.config, sources).items()}
@@ -76,7 +77,7 @@ class LocalProcessing:
             say(f"processing {name}: InProgress")
             code, stopped_by = run_guarded(command, env, runtime.processing_guard_arguments(request), folder / LOG,
                                            request["StoppingCondition"]["MaxRuntimeInSeconds"],
-                                           self.config.int("STOP_GRACE_SECONDS"), points)
+                                           self.config.int("STOP_GRACE_SECONDS"), stamps)
         except KeyboardInterrupt:
             stopped_by = "Stopped"
         except (OSError, UserError) as err:
@@ -85,8 +86,10 @@ class LocalProcessing:
             if not unchanged(copy):
                 say(f"processing {name}: warning: the job wrote into its input {input_name}: the copy it read was "
                     "set aside and the next job gets a fresh one")
-        log = folder / LOG
-        lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
+        lines = log_lines(folder / LOG)
+        # A processing job declares no metrics: every `name=value` line it printed is one, with its series.
+        jsonfile.write(folder / SERIES, metric_points(metric_definitions(printed_metrics(lines)), lines,
+                                                      stamps if len(stamps) == len(lines) else None), indent=None)
         if lines:
             record["ExitMessage"] = "\n".join(lines[-5:])[-MESSAGE_LIMIT:]
         if stopped_by:
@@ -101,10 +104,9 @@ class LocalProcessing:
                 f"AlgorithmError: the processing container exited with code {code}: {lines[-1] if lines else ''}"
             record["FailureReason"] = reason[:MESSAGE_LIMIT]
         stamp = now()
-        record.update({"ProcessingJobStatus": status, "ProcessingEndTime": stamp, "LastModifiedTime": stamp,
-                       "LocalMetrics": points.points})
+        record.update({"ProcessingJobStatus": status, "ProcessingEndTime": stamp, "LastModifiedTime": stamp})
         save(folder, record)
-        say(f"processing {name}: {status}{': ' + record['FailureReason'] if status == 'Failed' else ''}")
+        say(f"processing {name}: {status}")  # a failure's reason is said once, by what ends the command
         if stopped_by == "Stopped":
             raise KeyboardInterrupt
         return record
@@ -116,6 +118,13 @@ class LocalProcessing:
     def describe(self, name: str) -> dict | None:
         """The job's record (None: no such job); one whose executor is gone is settled first (records.py)."""
         return records.read(self.jobs_dir / name / RECORD)
+
+    def metric_series(self, name: str) -> dict[str, list[dict]]:
+        """Every `name=value` line the job printed, as its series (metrics.json, written as it ended)."""
+        from sagemake.executors.local.guarded import SERIES
+
+        saved = jsonfile.read(self.jobs_dir / name / SERIES, None)
+        return saved if isinstance(saved, dict) else {}
 
     def download(self, request: dict, output: str, target: Path) -> None:
         from sagemake.executors.local.guarded import uri_path

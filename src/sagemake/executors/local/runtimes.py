@@ -6,8 +6,8 @@ TRAINING_JOB_NAME, TRAINING_JOB_ARN and the request's Environment; the SM_*
 variables come from the training toolkit inside the image, where there is one.
 
 A process stands in for sagemake's own images when no engine has them: it runs
-with a Python made from the image's requirements alone (docker/requirements.txt
-and the private wheels), so an import the image lacks fails here too.
+with a Python made from the image's requirements alone (docker/requirements-sagemake.txt,
+docker/requirements.txt and the private wheels), so an import the image lacks fails here too.
 """
 
 from __future__ import annotations

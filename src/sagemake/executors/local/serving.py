@@ -2,45 +2,55 @@
 
 The serving twin of runtimes.py (training). A container gets what SageMaker
 gives an inference container: `docker run IMAGE serve`, the model's own files
-read-only in /opt/ml/model, the port in SAGEMAKER_BIND_TO_PORT, SIGTERM to stop
-(SIGKILL 30 s later). A process stands in for sagemake's own image when no
-engine has it: docker/serve run by the job's Python (the image's requirements
-alone), with SAGEMAKER_BASE_DIR pointing at a tree whose model/ holds the same
-files, listening on 127.0.0.1 only.
+read-only in /opt/ml/model, SIGTERM to stop (SIGKILL 30 s later), and is
+reached on its port 8080, to which a port of this machine is mapped. Only an
+image that declares the label com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true
+is given SAGEMAKER_BIND_TO_PORT, as SageMaker gives it only to those.
+A process stands in for sagemake's own image when no engine has it: docker/serve
+run by the job's Python (the image's requirements alone), with
+SAGEMAKER_BASE_DIR pointing at a tree whose model/ holds the same files,
+listening on 127.0.0.1 only.
 
-`serving_runtime(config, image)` chooses, as LOCAL_RUNTIME says; both runtimes
-start a Server, the handle that waits for /ping and stops it. Batch transform
-is meant to start the same runtimes with SageMaker's batch variables.
+The model's manifest names the image, and whether it is sagemake's own: that,
+not the settings of the day, decides what serves it (`serving_runtime`). Both
+runtimes start the server under the guard (guard.py), so it ends with the
+command that started it however that ends; `Serving` is the with-block that
+starts it, waits for /ping, and stops it at the block's end, a Ctrl-C included.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from sagemake.cli import Exit, UserError, say
+from sagemake.cli import Exit, UserError, held_signals, say
 from sagemake.config import Config
 from sagemake.contract import layout
 from sagemake.contract import serve as serving
+from sagemake.executors.local.guarded import GUARD
 from sagemake.executors.local.runtimes import KEPT_VARIABLES
 from sagemake.image import Engine
 from sagemake.job_python import REQUIREMENTS, job_python
-from sagemake.jobs.endpoint import MANIFEST, OUTPUT
+from sagemake.jobs.endpoint import MANIFEST, OUTPUT, sagemake_image
 
 SERVE = "serve"  # what SageMaker runs: `docker run IMAGE serve`
 STOP_SECONDS = 30  # SageMaker's SIGKILL follows SIGTERM after this long
 READY_SECONDS = 120  # for the container to start and the model to load
+POLL_SECONDS = 0.1
 LOOPBACK = "127.0.0.1"
 HOST_NETWORK = {("--network", "host"), ("--net", "host"), ("--network=host",), ("--net=host",)}
+CONTAINER_PORT = serving.DEFAULT_PORT  # where SageMaker reaches an inference container
+# An image with this label set to true listens on SAGEMAKER_BIND_TO_PORT; any other listens on CONTAINER_PORT.
+BIND_LABEL = "com.amazonaws.sagemaker.capabilities.accept-bind-to-port"
 
 
 class ServerFailed(UserError):
@@ -55,14 +65,22 @@ def model_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.name not in (MANIFEST, OUTPUT))
 
 
+def guarded(command: list[str], env: dict[str, str], guard_arguments: list[str], output) -> subprocess.Popen:
+    """command under the guard, in a session of its own: a terminal's Ctrl-C reaches only this process, which
+    stops it, and the guard stops it when this process is gone, however it ended (kill -9 included)."""
+    return subprocess.Popen([sys.executable, str(GUARD), str(os.getpid()), str(STOP_SECONDS), *guard_arguments,
+                             "--", *command], env=env, stdin=subprocess.DEVNULL, stdout=output,
+                            stderr=subprocess.STDOUT if output else None, start_new_session=True)
+
+
 class Server:
-    """A started model server: its process, its URL, and how it stops."""
+    """A started model server: its guard's process, its URL, and how it stops."""
 
     def __init__(self, runtime, process: subprocess.Popen, port: int, scratch: Path | None = None,
                  container: str | None = None):
         self.runtime, self.process, self.port = runtime, process, port
         self.scratch = scratch  # a process's /opt/ml tree, removed when it stops
-        self.container = container  # a container's name, for the engine's kill
+        self.container = container  # a container's name
         self.url = f"http://{LOOPBACK}:{port}"
 
     def wait_ready(self, seconds: float = READY_SECONDS, log: Path | None = None) -> None:
@@ -71,51 +89,56 @@ class Server:
         while time.monotonic() < deadline:
             code = self.process.poll()
             if code is not None:
-                self.cleanup()
                 raise ServerFailed(f"the model server stopped before answering /ping (exit {code})"
-                                   f"{_last_line(log)}")
+                                   f"{_last_line(log, ': ')}")
             try:
                 with urllib.request.urlopen(f"{self.url}/ping", timeout=2) as answer:
                     if answer.status == 200:
                         return
             except (OSError, urllib.error.URLError):
                 pass
-            time.sleep(0.1)
-        self.stop()
-        raise ServerFailed(f"the model server did not answer /ping within {seconds:.0f} s{_last_line(log)}")
+            time.sleep(POLL_SECONDS)
+        raise ServerFailed(f"the model server did not answer /ping within {seconds:.0f} s "
+                           f"{self.runtime.reached(self.port)}{_last_line(log, '; its last line: ')}")
 
-    def stop(self, grace: float = STOP_SECONDS) -> int:
-        """SIGTERM (the server drains its requests), SIGKILL after grace (or at a second Ctrl-C); its exit code."""
-        try:
-            if self.process.poll() is None:
-                self.runtime.signal(self, kill=False)
+    def stop(self) -> int:
+        """SIGTERM through the guard (the requests in flight finish; SIGKILL STOP_SECONDS later, or at once at a
+        second Ctrl-C), then wait until the server and all it started are gone; its exit code. Signals are held
+        meanwhile: one that arrives hastens the stop instead of cutting it short, and is taken once it is done."""
+        with held_signals() as arrived:
+            asked = 0
+            while self.process.poll() is None:
+                if asked <= len(arrived):  # the first request, then one more for each signal that arrives
+                    self.process.send_signal(signal.SIGTERM)
+                    asked += 1
                 try:
-                    self.process.wait(timeout=grace)
-                except (subprocess.TimeoutExpired, KeyboardInterrupt):
-                    self.runtime.signal(self, kill=True)
-            return self.process.wait()
-        finally:
+                    self.process.wait(timeout=POLL_SECONDS)
+                except subprocess.TimeoutExpired:
+                    pass
             self.cleanup()
+        return self.process.returncode
 
     def cleanup(self) -> None:
         if self.scratch:
             shutil.rmtree(self.scratch, ignore_errors=True)
 
 
-def _last_line(log: Path | None) -> str:
+def _last_line(log: Path | None, prefix: str) -> str:
     if log is None or not log.is_file():
-        return ": its output is above"
+        return f"{prefix}its output is above"
     lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
-    return f": {lines[-1][:300]}" if lines else ""
+    return f"{prefix}{lines[-1][:300]}" if lines else ""
 
 
 class ServingContainer:
-    """The job's image in Docker or podman, started as SageMaker starts an inference container."""
+    """The job's image in Docker or podman, started and reached as SageMaker starts and reaches an inference
+    container: on its port 8080, or on the port in SAGEMAKER_BIND_TO_PORT when the image declares BIND_LABEL."""
 
     name = "container"
 
-    def __init__(self, engine: str, image: str, run_flags: list[str] | None = None):
+    def __init__(self, engine: str, image: str, run_flags: list[str] | None = None, binds_to_port: bool = False):
         self.engine, self.image, self.run_flags = engine, image, run_flags or []
+        self.binds_to_port = binds_to_port
 
     def describe(self) -> str:
         return f"container ({self.engine}, image {self.image})"
@@ -130,23 +153,48 @@ class ServingContainer:
         """The address the server takes on this machine."""
         return serving.DEFAULT_HOST if self.host_network else LOOPBACK
 
+    def _fixed(self) -> str:
+        return (f"image {self.image} listens on port {CONTAINER_PORT} only (it has no label {BIND_LABEL}=true) and "
+                "CONTAINER_RUN_FLAGS gives it this machine's network")
+
+    def reserve(self, asked: int | None) -> int:
+        """The port of this machine to serve on: asked (SERVE_PORT), or any free one. On the host's network, an
+        image without the label can only be on port 8080 of this machine."""
+        if self.host_network and not self.binds_to_port:
+            if asked not in (None, CONTAINER_PORT):
+                raise UserError(f"SERVE_PORT={asked} cannot be served: {self._fixed()}: serve on "
+                                f"SERVE_PORT={CONTAINER_PORT}, or drop --network host from CONTAINER_RUN_FLAGS")
+            check_port(self.bind_host(), CONTAINER_PORT,
+                       f"{self._fixed()}: stop what listens there, or drop --network host from CONTAINER_RUN_FLAGS "
+                       "(then any free port is mapped to it)")
+            return CONTAINER_PORT
+        return reserve(self.bind_host(), asked)
+
+    def reached(self, port: int) -> str:
+        """Where the server was looked for, why there, and what makes it answer."""
+        if self.binds_to_port:
+            where = (f"on port {port} of this machine (the container shares its network)" if self.host_network
+                     else f"on {LOOPBACK}:{port}, mapped to port {port} in the container")
+            return (f"{where}: image {self.image} declares {BIND_LABEL}=true, so it was given "
+                    f"SAGEMAKER_BIND_TO_PORT={port} and must listen there: make its server listen on "
+                    f"0.0.0.0:$SAGEMAKER_BIND_TO_PORT, or remove the label and listen on {CONTAINER_PORT}")
+        where = (f"on port {CONTAINER_PORT} of this machine (the container shares its network)"
+                 if self.host_network else f"on {LOOPBACK}:{port}, mapped to port {CONTAINER_PORT} in the container")
+        return (f"{where}: image {self.image} has no label {BIND_LABEL}=true, so it must listen on port "
+                f"{CONTAINER_PORT}, as SageMaker's contract says: make its server listen on 0.0.0.0:{CONTAINER_PORT}, "
+                "or give the image the label and listen on $SAGEMAKER_BIND_TO_PORT")
+
     def start(self, files: list[Path], port: int, environment: dict[str, str], output=None) -> Server:
-        env = {**environment, serving.PORT_VARIABLE: str(port)}
+        env = {**environment, **({serving.PORT_VARIABLE: str(port)} if self.binds_to_port else {})}
+        inside = port if self.binds_to_port else CONTAINER_PORT
         mounts = [f for path in files for f in ("-v", f"{path.resolve()}:{layout.DEFAULT_BASE_DIR}/"
                                                      f"{layout.MODEL_DIR}/{path.name}:ro")]
-        ports = [] if self.host_network else ["-p", f"{LOOPBACK}:{port}:{port}"]
+        ports = [] if self.host_network else ["-p", f"{LOOPBACK}:{port}:{inside}"]
         container = f"sagemake-serve-{os.getpid()}-{port}"
         command = [self.engine, "run", "--rm", "--name", container, *mounts, *ports, *self.run_flags,
                    *(f for key in sorted(env) for f in ("-e", key)), self.image, SERVE]
-        process = subprocess.Popen(command, env={**os.environ, **env}, stdin=subprocess.DEVNULL, stdout=output,
-                                   stderr=subprocess.STDOUT if output else None, start_new_session=True)
+        process = guarded(command, {**os.environ, **env}, ["--container", self.engine, container], output)
         return Server(self, process, port, container=container)
-
-    def signal(self, server: Server, kill: bool) -> None:
-        args = ["kill", server.container] if kill else ["kill", "--signal", "TERM", server.container]
-        answer = subprocess.run([self.engine, *args], capture_output=True, check=False)
-        if answer.returncode != 0 and server.process.poll() is None:  # not created yet: stop the client
-            server.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
 
 
 class ServingProcess:
@@ -160,8 +208,11 @@ class ServingProcess:
     def describe(self) -> str:
         return f"process (the job's Python, from {REQUIREMENTS})"
 
-    def bind_host(self) -> str:
-        return LOOPBACK
+    def reserve(self, asked: int | None) -> int:
+        return reserve(LOOPBACK, asked)
+
+    def reached(self, port: int) -> str:
+        return f"on {LOOPBACK}:{port} (sagemake's server, as a process): see its output for what held it up"
 
     def start(self, files: list[Path], port: int, environment: dict[str, str], output=None) -> Server:
         scratch = Path(tempfile.mkdtemp(prefix="sagemake-serve-"))
@@ -176,58 +227,50 @@ class ServingProcess:
                "HOME": str(home), "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
                serving.PORT_VARIABLE: str(port), serving.HOST_VARIABLE: LOOPBACK}
         try:
-            process = subprocess.Popen([str(self.python), str(self.root / "docker" / SERVE)], env=env,
-                                       stdin=subprocess.DEVNULL, stdout=output,
-                                       stderr=subprocess.STDOUT if output else None, start_new_session=True)
+            process = guarded([str(self.python), str(self.root / "docker" / SERVE)], env, ["--scratch", str(scratch)],
+                              output)
         except OSError:
             shutil.rmtree(scratch, ignore_errors=True)
             raise
         return Server(self, process, port, scratch)
 
-    def signal(self, server: Server, kill: bool) -> None:
-        try:
-            if kill:  # the whole group: gunicorn's workers too
-                os.killpg(server.process.pid, signal.SIGKILL)
-            else:  # the master alone: it tells its workers to finish and stop
-                server.process.send_signal(signal.SIGTERM)
-        except ProcessLookupError:
-            pass
 
-
-def serving_runtime(config: Config, image: str) -> tuple[ServingContainer | ServingProcess, str]:
-    """The runtime and why: LOCAL_RUNTIME=auto takes the container when the engine has the image, else (sagemake's
-    own image only) a process."""
-    engine, mode = Engine(config), config["LOCAL_RUNTIME"]
-    whose = (f"TRAINING_IMAGE={config['TRAINING_IMAGE']}" if config["TRAINING_IMAGE"]
-             else f"DOCKERFILE={config['DOCKERFILE']}")
+def serving_runtime(config: Config, manifest: dict) -> tuple[ServingContainer | ServingProcess, str]:
+    """The runtime for the model's own image (its manifest's) and why: LOCAL_RUNTIME=auto takes the container when
+    the engine has the image, else (sagemake's own image only) a process."""
+    engine, mode, image = Engine(config), config["LOCAL_RUNTIME"], manifest["image"]
+    ours = sagemake_image(manifest)
+    theirs = f"the model of {manifest['job_name']} was trained with image {image}, not sagemake's"
     if mode == "process":
-        if not config.sagemake_image:
-            raise UserError(f"LOCAL_RUNTIME=process serves only with sagemake's own image, and {whose} is not it: "
-                            "use LOCAL_RUNTIME=auto or container")
+        if not ours:
+            raise UserError(f"LOCAL_RUNTIME=process serves only models of sagemake's own image, and {theirs}: "
+                            "serve it in a container with LOCAL_RUNTIME=auto or container")
         return ServingProcess(config.root, job_python(config)), "LOCAL_RUNTIME=process"
-    if engine.has(image):
-        check_serves(engine, image, ours=config.sagemake_image)
-        return ServingContainer(engine.name, image, engine.run_flags), "the engine has the image"
-    if mode == "container" or not config.sagemake_image:
-        why = "" if config.sagemake_image else f" ({whose} serves only in a container)"
-        raise UserError(f"{engine.name} has no image {image}{why}: start the engine, and pull the image "
+    found = engine.inspect(image)
+    if found is not None:
+        check_serves(engine, image, found, ours)
+        labels = found.get("Labels") or {}
+        return (ServingContainer(engine.name, image, engine.run_flags, labels.get(BIND_LABEL) == "true"),
+                "the engine has the image")
+    if not ours:
+        raise UserError(f"{engine.name} has no image {image} ({theirs}, and it serves only in a container): start "
+                        "the engine, and pull or build that image")
+    if mode == "container":
+        raise UserError(f"{engine.name} has no image {image}: start the engine, and pull the image "
                         "(or `make build` this checkout's)")
     return ServingProcess(config.root, job_python(config)), f"no {engine.name} engine with the image"
 
 
-def check_serves(engine: Engine, image: str, ours: bool) -> None:
+def check_serves(engine: Engine, image: str, found: dict, ours: bool) -> None:
     """SageMaker starts an inference container as `docker run IMAGE serve`: `serve` on PATH, or an ENTRYPOINT."""
-    def quiet(*args: str) -> subprocess.CompletedProcess | None:
-        try:
-            return subprocess.run([engine.name, *args], capture_output=True, text=True, timeout=120, check=False)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-
-    answer = quiet("image", "inspect", "--format", "{{json .Config.Entrypoint}}", image)
-    if answer is not None and answer.returncode == 0 and json.loads(answer.stdout.strip() or "null"):
+    if found.get("Entrypoint"):
         return
-    found = quiet("run", "--rm", *engine.run_flags, "--entrypoint", "sh", image, "-c", f"command -v {SERVE}")
-    if found is not None and found.returncode == 0:
+    try:
+        answer = subprocess.run([engine.name, "run", "--rm", *engine.run_flags, "--entrypoint", "sh", image, "-c",
+                                 f"command -v {SERVE}"], capture_output=True, text=True, timeout=120, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        answer = None
+    if answer is not None and answer.returncode == 0:
         return
     if ours:
         raise UserError(f"image {image} has no '{SERVE}' (built before sagemake served models, or a script-mode "
@@ -243,31 +286,57 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def check_port(host: str, port: int) -> None:
+def check_port(host: str, port: int, fix: str) -> None:
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: TIME_WAIT is no owner
         try:
             probe.bind((host, port))
         except OSError as err:
-            raise UserError(f"port {port} is in use ({err.strerror}): stop what listens there, or serve on "
-                            f"another port with SERVE_PORT={port + 1 if port < 65535 else 8080}") from None
+            raise UserError(f"port {port} is in use ({err.strerror}): {fix}") from None
 
 
-def start(config: Config, folder: Path, manifest: dict, port: int, output=None, log: Path | None = None,
-          environment: dict[str, str] | None = None) -> Server:
-    """The model server for folder's model, answering /ping; environment adds to the server's variables (batch
-    transform's)."""
-    runtime, why = serving_runtime(config, manifest["image"])
-    check_port(runtime.bind_host(), port)
-    say(f"serve: model of {manifest['job_name']} (sha256 {manifest['artifact']['sha256'][:12]}...): "
-        f"runtime {runtime.describe()}: {why}")
-    # The server's own settings (workers, timeout, payload), as SageMaker takes them from CreateModel's Environment.
-    environment = {**{key: os.environ[key] for key in serving.SERVING_VARIABLES if key != serving.PORT_VARIABLE
-                      and os.environ.get(key)}, **(environment or {})}
-    server = runtime.start(model_files(folder), port, environment, output)
-    try:
-        server.wait_ready(log=log)
-    except KeyboardInterrupt:
-        server.stop()
-        raise
-    return server
+def reserve(host: str, asked: int | None) -> int:
+    """asked (SERVE_PORT), once it is free, or any free port."""
+    if asked is None:
+        return free_port()
+    check_port(host, asked, f"stop what listens there, or serve on another port with "
+                            f"SERVE_PORT={asked + 1 if asked < 65535 else CONTAINER_PORT}")
+    return asked
+
+
+class Serving:
+    """`with Serving(config, folder, manifest) as server:` the model server for folder's model, answering /ping,
+    for the block; stopped when the block ends, however it ends. port: SERVE_PORT, or None for any free one;
+    environment adds to the server's variables (batch transform's).
+
+    A Ctrl-C at any moment stops it: while it starts, the signal waits until there is a server to stop; from then
+    on, until the block begins, `__enter__` stops it itself; in the block, `__exit__` does. Should this process end
+    some other way, its guard stops it."""
+
+    def __init__(self, config: Config, folder: Path, manifest: dict, port: int | None = None, output=None,
+                 log: Path | None = None, environment: dict[str, str] | None = None):
+        self.config, self.folder, self.manifest, self.port = config, folder, manifest, port
+        self.output, self.log, self.environment = output, log, environment or {}
+        self.server: Server | None = None
+
+    def __enter__(self) -> Server:
+        runtime, why = serving_runtime(self.config, self.manifest)
+        port = runtime.reserve(self.port)
+        manifest = self.manifest
+        say(f"serve: model of {manifest['job_name']} (sha256 {manifest['artifact']['sha256'][:12]}...): "
+            f"runtime {runtime.describe()}: {why}")
+        # The server's own settings (workers, timeout, payload), as SageMaker takes them from CreateModel's Environment.
+        environment = {**{key: os.environ[key] for key in serving.SERVING_VARIABLES if key != serving.PORT_VARIABLE
+                          and os.environ.get(key)}, **self.environment}
+        try:
+            with held_signals():  # no server started without its handle: a signal meanwhile is taken just after
+                self.server = runtime.start(model_files(self.folder), port, environment, self.output)
+            self.server.wait_ready(log=self.log)
+            return self.server
+        except BaseException:
+            if self.server is not None:
+                self.server.stop()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.server.stop()

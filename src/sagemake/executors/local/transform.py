@@ -110,9 +110,9 @@ class LocalTransforms:
         self.executor, self.config = executor, executor.config
 
     def model(self, job: str | None) -> str:
-        from sagemake.jobs.endpoint import fetched  # the manifest's check: no fetched model is named with its fetch
+        from sagemake.models import fetched  # no fetched model: what would fetch it, when that works
 
-        self.folder, self.manifest = fetched(self.config, job)
+        self.folder, self.manifest = fetched(self.config, job, lambda: self.executor)
         return self.manifest["job_name"]
 
     def provenance(self) -> dict:
@@ -125,7 +125,7 @@ class LocalTransforms:
         return output_folder(self.config, name).resolve().as_uri()
 
     def run(self, request: dict, folder: Path, files: list[Path]) -> dict:
-        from sagemake.executors.local.serving import free_port, start
+        from sagemake.executors.local.serving import Serving
 
         name = request["TransformJobName"]
         output = uri_path(request["TransformOutput"]["S3OutputPath"])
@@ -140,18 +140,15 @@ class LocalTransforms:
         say(f"transform {name}: {len(files)} file(s) from {folder} with the model of {request['ModelName']}")
         log = job / LOG
         try:
-            with log.open("wb") as handle:
-                server = start(self.config, self.folder, self.manifest, free_port(), output=handle, log=log,
-                               environment=batch_environment(request))
+            with log.open("wb") as handle, Serving(self.config, self.folder, self.manifest, output=handle, log=log,
+                                                   environment=batch_environment(request)) as server:
                 record["TransformStartTime"] = now()
-                try:
-                    client = Client(server.url)
-                    for path in files:
-                        relative = path.relative_to(folder).as_posix()
-                        count = transform_file(client, path, relative, output / f"{relative}{OUT}", request)
-                        say(f"transform {name}: {relative}: {count} request(s) -> {relative}{OUT}")
-                finally:
-                    code = server.stop()
+                client = Client(server.url)
+                for path in files:
+                    relative = path.relative_to(folder).as_posix()
+                    count = transform_file(client, path, relative, output / f"{relative}{OUT}", request)
+                    say(f"transform {name}: {relative}: {count} request(s) -> {relative}{OUT}")
+                code = server.stop()
             if code != 0:
                 raise TransformFailed(f"the model server exited {code} when stopped: see {log}")
         except KeyboardInterrupt:

@@ -16,11 +16,12 @@ from sagemake.config import Config
 from sagemake.executors.interface import Executor
 from sagemake.executors.local import records
 from sagemake.executors.local.guarded import process_identity
+from sagemake.jobs import reason_line
 from sagemake.jobs.training import (
     final_metrics,
     metric_series,
 )
-from sagemake.jobs.tuning import RECORD, as_string, distributions, save, trial_request
+from sagemake.jobs.tuning import RECORD, as_string, distributions, save, trial_label, trial_request, unknown_run
 
 ARN = "arn:aws:sagemaker:local:000000000000:hyper-parameter-tuning-job/"
 
@@ -95,7 +96,9 @@ class LocalTuning:
                         self.trials.append(entry)
                         say(f"tuning {self.name}: trial {len(self.trials)}/{total} {entry['name']}: "
                             + " ".join(f"{k}={v}" for k, v in values.items()))
-                        pending[pool.submit(self._run_trial, request)] = entry
+                        # Trials that run side by side have their log lines told apart, as hosts do.
+                        label = trial_label(entry["name"]) if parallel > 1 else ""
+                        pending[pool.submit(self._run_trial, request, label)] = entry
                         self.save()
                     done, _ = wait(pending, timeout=1, return_when=FIRST_COMPLETED)
                     for future in done:
@@ -134,19 +137,19 @@ class LocalTuning:
             return
         values = metric_series(self.objective, lines)
         trial = entry["trial"]
-        for step in range(entry["reported"], len(values)):
-            if math.isfinite(values[step]):
-                trial.report(values[step], step)
-        if len(values) > entry["reported"] and trial.should_prune():
-            entry["pruned"] = (f"{self.goal['MetricName']}={values[-1]:.6g} at step {len(values)} is worse than the "
-                               "median of the earlier trials there")
-            self.executor.stop_jobs.add(entry["name"])
-        entry["reported"] = len(values)
+        for step in range(entry["reported"], len(values)):  # judged at each step, however many lines one read brings
+            entry["reported"] = step + 1
+            if not math.isfinite(values[step]):
+                continue
+            trial.report(values[step], step)
+            if trial.should_prune():
+                entry["pruned"] = (f"{self.goal['MetricName']}={values[step]:.6g} at step {step + 1} is worse than "
+                                   "the median of the earlier trials there")
+                self.executor.stop_jobs.add(entry["name"])
+                return
 
-    def _run_trial(self, request: dict) -> dict:
-        if self.runtime is not None:
-            return self.executor.run(request, self.runtime)
-        return self.executor.run(request)
+    def _run_trial(self, request: dict, label: str) -> dict:
+        return self.executor.run(request, self.runtime, label)
 
     def _told(self, study, entry: dict, future) -> None:
         import optuna
@@ -168,6 +171,9 @@ class LocalTuning:
             say(f"tuning {self.name}: trial {entry['name']}: stopped early: {entry['pruned']}")
             study.tell(entry["trial"], state=optuna.trial.TrialState.PRUNED)
         else:
+            if record.get("FailureReason"):  # its one line: the trial's log, above, has the rest
+                say(f"tuning {self.name}: trial {entry['name']}: {record['TrainingJobStatus']}: "
+                    f"{reason_line(record['FailureReason'])}")
             study.tell(entry["trial"], state=optuna.trial.TrialState.FAIL)
         self.save()
 
@@ -251,8 +257,7 @@ class LocalTunings:
         would answer now."""
         found = records.read(self.config.path("JOBS_DIR") / name / RECORD)
         if found is None:
-            raise UserError(f"no local tuning run {name} in {self.config['JOBS_DIR']}/: `make tune-jobs` shows the "
-                            "latest")
+            raise UserError(f"no local tuning run {name} in {self.config['JOBS_DIR']}/: {unknown_run(self.latest())}")
         if found["HyperParameterTuningJobStatus"] != "InProgress":
             for summary in found.get("TrainingJobSummaries", []):
                 if summary["TrainingJobStatus"] == "InProgress":
@@ -274,8 +279,12 @@ class LocalTunings:
                 pass
         return found
 
+    def names(self, limit: int) -> list[str]:
+        """The local tuning runs, newest first."""
+        return records.names(self.config.path("JOBS_DIR"), RECORD, limit=limit)
+
     def latest(self) -> str | None:
-        found = records.names(self.config.path("JOBS_DIR"), RECORD, limit=1)
+        found = self.names(1)
         return found[0] if found else None
 
 

@@ -8,12 +8,12 @@ IMAGE_REGISTRY), and everything a paid job needs is checked before it starts.
 
 from __future__ import annotations
 
-import collections
 import re
 import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 
@@ -32,20 +32,28 @@ from sagemake.aws.api import (
 )
 from sagemake.aws.logs import LogReader
 from sagemake.aws.s3 import split
-from sagemake.cli import UserError, say
+from sagemake.cli import AwsError, UserError, say
 from sagemake.clock import elapsed
 from sagemake.config import Config, channel_uri, s3_uri
 from sagemake.executors.interface import Executor
 from sagemake.image import Engine
 from sagemake.image import check as image_check
 from sagemake.jobs import DIGEST_TAG, request_digest
-from sagemake.jobs.training import METRIC_LINE, TAG_PREFIX, MetricPoints, metric_warnings, names_pattern, tuning_head
+from sagemake.jobs.training import (
+    METRIC_LINE,
+    TAG_PREFIX,
+    metric_definitions,
+    metric_points,
+    metric_warnings,
+    names_pattern,
+    printed_metrics,
+    tuning_head,
+)
 from sagemake.pricing import Prices
 
 TERMINAL = ("Completed", "Failed", "Stopped")
 MANIFESTS = ("application/vnd.docker.distribution.manifest.v2+json", "application/vnd.oci.image.manifest.v1+json",
              "application/vnd.docker.distribution.manifest.list.v2+json", "application/vnd.oci.image.index.v1+json")
-LAST_LINES = 20
 LOST_CONTACT = 5  # failed polls in a row before following gives up (the job itself goes on)
 ECR_HOST = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
 
@@ -98,8 +106,41 @@ class SageMakerExecutor(Executor):
     def code_uri(self, digest: str) -> str:
         return s3_uri(self.config, "code", digest, sourcedir.ARCHIVE)
 
-    def checkpoint_uri(self, job: str) -> str:
-        return f"{self.config['CHECKPOINT_S3_URI'].rstrip('/')}/{job}"
+    def checkpoint_uri(self, job: str, own: bool = False) -> str | None:
+        """CHECKPOINT_S3_URI as given, as a folder: every job with it starts from what the last left there (a spot
+        job SageMaker starts again is the same job, so it resumes either way); a tuning run's in a folder below it."""
+        given = self.config["CHECKPOINT_S3_URI"].rstrip("/")
+        if not given:
+            return None
+        return f"{given}/{job}/" if own else f"{given}/"
+
+    def checkpoints_of(self, job: str) -> str:
+        try:
+            record = self.describe(job)
+        except AwsError:
+            raise
+        except UserError as err:
+            raise UserError(f"CHECKPOINT_FROM={job}: {err}") from None
+        status = record["TrainingJobStatus"]
+        if status not in TERMINAL:
+            raise UserError(f"CHECKPOINT_FROM={job}: the job is {status}, its checkpoints still changing: wait for it "
+                            f"to end, or stop it (make stop ENV={self.config.env} JOB={job})")
+        uri = record.get("CheckpointConfig", {}).get("S3Uri")
+        if not uri:
+            raise UserError(f"CHECKPOINT_FROM={job}: the job kept no checkpoints (it ran without CHECKPOINT_S3_URI): "
+                            "name a job that had one")
+        if not self.checkpoint_files(uri):
+            raise UserError(f"CHECKPOINT_FROM={job}: nothing at {uri}, where the job kept its checkpoints (its "
+                            "trainer wrote none to /opt/ml/checkpoints, or they were deleted): name another job")
+        return uri
+
+    def checkpoint_files(self, uri: str) -> dict[str, str]:
+        """Each object's ETag, the digest S3 keeps of its content (a copy within S3 keeps it)."""
+        _, prefix, found = cloud.objects(self.aws.client("s3"), uri)
+        return {item["Key"][len(prefix):]: item["ETag"] for item in found}
+
+    def copy_checkpoints(self, source: str, into: str) -> int:
+        return cloud.copy_prefix(self.aws.client("s3"), source, into)
 
     # --- before a job ---
     def ensure_image(self) -> None:
@@ -197,6 +238,7 @@ class SageMakerExecutor(Executor):
         self.ready(request["AlgorithmSpecification"]["TrainingImage"], request["InputDataConfig"],
                    request["HyperParameters"])
         self.refuse_duplicate("TrainingJob", request, "make logs ENV={env} JOB={name}")
+        self.start_checkpoints(request)
         self.submit(request)
         return self.follow(request["TrainingJobName"], definitions=request["AlgorithmSpecification"].get(
             "MetricDefinitions", []))
@@ -277,6 +319,12 @@ class SageMakerExecutor(Executor):
         ours = names_pattern(project)
         return [s["TrainingJobName"] for s in summaries if ours.fullmatch(s["TrainingJobName"])][:limit]
 
+    def metric_series(self, name: str) -> dict[str, list[dict]]:
+        """The job's metric definitions applied to every instance's CloudWatch log, in the order CloudWatch timed
+        the lines, each value with that time."""
+        definitions = self.describe(name)["AlgorithmSpecification"].get("MetricDefinitions", [])
+        return logged_series(self.logs, name, cloud.LOG_GROUP, definitions)
+
     def submit(self, request: dict) -> None:
         name = request["TrainingJobName"]
 
@@ -308,17 +356,17 @@ class SageMakerExecutor(Executor):
         call(self.sagemaker.stop_training_job, TrainingJobName=name)
         say(f"job {name}: stop requested (SageMaker sends SIGTERM, then SIGKILL after 120 s)")
 
-    def follow(self, name: str, definitions: list[dict] | None = None) -> dict:
-        """Follow a job to its end: status transitions with elapsed time, and every instance's log."""
+    def follow(self, name: str, definitions: list[dict] | None = None, label: str = "") -> dict:
+        """Follow a job to its end: status transitions with elapsed time, and every instance's log (each line after
+        label)."""
         seen_transitions = 0
-        tail: collections.deque = collections.deque(maxlen=LAST_LINES)
         printed: list[str] = []  # the `name=value` lines, for the metric warnings
         pool_checked = False
         try:
             reader = LogReader(self.logs, name)
             for (record, lines), seconds in self.watch(
                     f"job {name}", lambda: (self.describe(name), reader.new_lines()),
-                    f"make logs ENV={self.config.env} JOB={name}, then make fetch"):
+                    f"make logs ENV={self.config.env} JOB={name}, then make fetch ENV={self.config.env} JOB={name}"):
                 transitions = record.get("SecondaryStatusTransitions", [])
                 for transition in transitions[seen_transitions:]:
                     say(f"job {name}: [{elapsed(seconds)}] {record['TrainingJobStatus']} / {transition['Status']}: "
@@ -328,8 +376,7 @@ class SageMakerExecutor(Executor):
                     pool_checked = True  # a warm pool is taken as the job starts: asked once, past Starting
                     self._say_reused_pool(name)
                 for line in lines:
-                    tail.append(line)
-                    print(line, flush=True)
+                    print(label + line, flush=True)
                     message = line.split("] ", 1)[-1]
                     if METRIC_LINE.match(message):
                         printed.append(message)
@@ -342,7 +389,7 @@ class SageMakerExecutor(Executor):
             found = {m["MetricName"]: m["Value"] for m in record.get("FinalMetricDataList", [])}
             for warning in metric_warnings(definitions, found, printed):
                 say(f"job {name}: warning: {warning}")
-        self._summarise(record, list(tail))
+        self._summarise(record)
         return record
 
     def _say_reused_pool(self, name: str) -> None:
@@ -359,7 +406,7 @@ class SageMakerExecutor(Executor):
                     "instances to wait for)")
                 return
 
-    def _summarise(self, record: dict, tail: list[str]) -> None:
+    def _summarise(self, record: dict) -> None:
         name, status = record["TrainingJobName"], record["TrainingJobStatus"]
         billable, training = record.get("BillableTimeInSeconds"), record.get("TrainingTimeInSeconds")
         if billable is not None and training:
@@ -372,12 +419,7 @@ class SageMakerExecutor(Executor):
                 "while kept): the next job with the same instance type and count, volume, role and VPC starts on them")
         if status == "Completed":
             return
-        print(f"job {name} {status}: {record.get('FailureReason', record.get('SecondaryStatus', ''))}",
-              file=sys.stderr)
-        if tail:
-            print(f"last {len(tail)} log lines:", file=sys.stderr)
-            for line in tail:
-                print(f"  {line}", file=sys.stderr)
+        # Its reason is said once, by what ends the command; its log, just followed, is above.
         print(f"console: {console_url(self.region, name)}", file=sys.stderr)
         print(f"logs:    {logs_url(self.region, name)}", file=sys.stderr)
 
@@ -414,28 +456,16 @@ class SageMakerExecutor(Executor):
             details["image_digest"] = cloud.image_digest(self.aws, record["AlgorithmSpecification"]["TrainingImage"])
         return details
 
-    def metric_points(self, record: dict) -> list[list]:
-        """Read from the job's CloudWatch streams (every instance's), in time order."""
-        if "ProcessingJobName" in record:  # a processing job has no metric definitions: its name=value lines
-            name, group, definitions = record["ProcessingJobName"], cloud.PROCESSING_LOG_GROUP, []
-        else:
-            name, group = record["TrainingJobName"], cloud.LOG_GROUP
-            definitions = record["AlgorithmSpecification"].get("MetricDefinitions", [])
-        points = MetricPoints(definitions)
-        for millis, _, message in sorted(LogReader(self.logs, name, group).new_events(), key=lambda e: e[0]):
-            points.seen(message, millis)
-        return points.points
-
-    def print_log(self, name: str) -> bool:
+    def print_log(self, name: str, label: str = "") -> bool:
         """A job's log from every instance; while the job runs, keep following it (its statuses said as they come,
         taken as having something to print)."""
         record = self.describe(name)
         if record["TrainingJobStatus"] not in TERMINAL:
-            self.follow(name)
+            self.follow(name, label=label)
             return True
         lines = LogReader(self.logs, name).new_lines()
         for line in lines:
-            print(line, flush=True)
+            print(label + line, flush=True)
         return bool(lines)
 
 
@@ -461,3 +491,15 @@ def registry_has(image: str) -> bool | None:
 
 
 
+
+
+def logged_series(logs, name: str, group: str, definitions: list[dict] | None) -> dict[str, list[dict]]:
+    """The metric series of a job's CloudWatch log (every instance's, in the order CloudWatch timed the lines, each
+    value with that time); definitions None: every `name=value` line printed is a metric (a processing job's,
+    which declares none)."""
+    events = sorted(LogReader(logs, name, group).new_events(), key=lambda event: event[0])
+    stamps = [datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds") for ms, _ in events]
+    lines = [line.split("] ", 1)[-1] for _, line in events]
+    if definitions is None:
+        definitions = metric_definitions(printed_metrics(lines))
+    return metric_points(definitions, lines, stamps)

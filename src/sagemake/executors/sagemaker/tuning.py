@@ -11,12 +11,12 @@ from pathlib import Path
 from sagemake.aws.api import call, console_url, create, plain
 from sagemake.cli import UserError, say
 from sagemake.executors.interface import Executor
-from sagemake.jobs import TERMINAL
+from sagemake.jobs import TERMINAL, reason_line
 from sagemake.jobs.training import (
     tuning_head,
     tuning_pattern,
 )
-from sagemake.jobs.tuning import save
+from sagemake.jobs.tuning import save, unknown_run
 
 
 class SageMakerTunings:
@@ -54,11 +54,12 @@ class SageMakerTunings:
         """DescribeHyperParameterTuningJob's answer with ListTrainingJobsForHyperParameterTuningJob's
         TrainingJobSummaries, as the local record holds them."""
         sagemaker = self.executor.sagemaker
-        unknown = UserError(f"no SageMaker tuning job named '{name}' in {self.executor.region}: "
-                            f"`make tune-jobs{self.executor.env_flag()}` shows the latest")
-        missing = dict.fromkeys(("ResourceNotFound", "ValidationException"), unknown)
-        record = plain(call(sagemaker.describe_hyper_parameter_tuning_job, on=missing,
-                            HyperParameterTuningJobName=name))
+        missing = dict.fromkeys(("ResourceNotFound", "ValidationException"))
+        record = call(sagemaker.describe_hyper_parameter_tuning_job, on=missing, HyperParameterTuningJobName=name)
+        if record is None:
+            raise UserError(f"no SageMaker tuning job named '{name}' in {self.executor.region}: "
+                            f"{unknown_run(self.latest(), self.executor.env_flag())}")
+        record = plain(record)
         pages = sagemaker.get_paginator("list_training_jobs_for_hyper_parameter_tuning_job").paginate(
             HyperParameterTuningJobName=name)
         record["TrainingJobSummaries"] = call(lambda: [plain(summary) for page in pages
@@ -103,7 +104,8 @@ class SageMakerTunings:
                         f"{k}={v}" for k, v in sorted(trial.get("TunedHyperParameters", {}).items())))
                 if status != seen.get(trial_name, "InProgress"):
                     value = trial.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value")
-                    said = f" {trial.get('FailureReason', '')}" if value is None else f" objective {value:.6g}"
+                    said = f" {reason_line(trial.get('FailureReason', ''))}" if value is None else \
+                        f" objective {value:.6g}"
                     say(f"tuning {name}: trial {trial_name}: {status}{said.rstrip()}")
                 seen[trial_name] = status
             leader = record.get("BestTrainingJob") or {}
