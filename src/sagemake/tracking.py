@@ -10,17 +10,21 @@ manifest.json and the plots the job wrote, or a tuning run's leaderboard and plo
 
 Where runs go is MLFLOW_TRACKING_URI: by default a SQLite file in the project (build/mlflow/, its artefacts beside
 it), a team's server by URL, SageMaker's managed MLflow by ARN (AWS's sagemaker-mlflow plugin). TRACKING=false
-writes nothing. MLflow is imported here only, in a thread started as the job starts (importing it and opening a
-store take seconds, which the job's own time hides); a store that cannot be written is one line, and the job
-stands as it ended.
+writes nothing. MLflow is imported by a writer process of its own only (`python -m sagemake.tracking`), started
+as the job starts: importing MLflow and opening a store take seconds of CPU, which the job's own time hides, and
+sagemake's process never loads MLflow, so it neither competes with it for its own work nor pays for unloading it
+at its end. A store that cannot be written is one line, and the job stands as it ended.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
+import json
 import os
-import threading
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -31,11 +35,12 @@ STATUSES = {"Completed": "FINISHED", "Failed": "FAILED", "Stopped": "KILLED"}  #
 TAG = "sagemake."  # this tool's tags on a run
 PARAM = "job."  # the settings that shape a job, beside its hyperparameters
 PLOTS = ("*.png", "*.svg")  # the plots in a fetched model's folder (its own, or its output/), kept with its run
-# MLflow's limits on one log_batch call.
-BATCH_METRICS, BATCH_PARAMS, BATCH_TAGS = 1000, 100, 100
-# An unreachable server is said after one try, not after MLflow's default of minutes of retries.
+# MLflow's limits on one log_batch call: 1000 entries in all, of which at most 100 params.
+BATCH_ENTRIES, BATCH_PARAMS = 1000, 100
+# The writer's environment unless the user's says otherwise: an unreachable server is said after one try, not after
+# MLflow's default of minutes of retries; no usage reports (their client alone costs the writer a second).
 CLIENT_ENVIRONMENT = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
-                      "MLFLOW_LOGGING_LEVEL": "WARNING"}
+                      "MLFLOW_LOGGING_LEVEL": "WARNING", "MLFLOW_DISABLE_TELEMETRY": "true"}
 
 
 def store_uri(config: Config) -> str:
@@ -82,55 +87,48 @@ def _never_failing(write):
 
 
 class Tracker:
-    """The store, opened in a thread of its own from the moment this is made; each job written when it has ended.
-    With TRACKING=false, nothing is opened or written."""
+    """The writer (this module run as a process) started as this is made, which opens the store while the job
+    runs; each job sent to it when it has ended. With TRACKING=false, nothing is started or written."""
 
     def __init__(self, config: Config):
-        self.config, self.uri, self.on = config, store_uri(config), config.flag("TRACKING")
-        self.client, self.experiment, self.error = None, None, None
-        self.thread = None
+        self.config, self.on, self.opened = config, config.flag("TRACKING"), False
+        self.writer: subprocess.Popen | None = None
         if self.on:
-            for name, value in CLIENT_ENVIRONMENT.items():
-                os.environ.setdefault(name, value)
-            self.thread = threading.Thread(target=self._open, name="tracking", daemon=True)
-            self.thread.start()
+            self.writer = subprocess.Popen(
+                [sys.executable, "-m", "sagemake.tracking", store_uri(config), experiment_name(config),
+                 artifact_root(config) or ""], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                env={**CLIENT_ENVIRONMENT, **os.environ}, start_new_session=True)  # Ctrl-C is this process's
+            atexit.register(self.close)
 
-    def _open(self) -> None:
+    def close(self) -> None:
+        """The writer stopped: every run it was sent is written by now (each was answered)."""
+        if self.writer is not None and self.writer.poll() is None:
+            self.writer.kill()
+            self.writer.wait()
+
+    def _ask(self, request: dict | None) -> dict:
+        """One request to the writer (None: only its answer to opening the store) and its answer."""
         try:
-            import mlflow  # imported here only (seconds): never by plan or upload
-            from mlflow.tracking import MlflowClient
-
-            # This process's store for the plugins too: the ARN's request headers and a server's artefact
-            # repository are found through the tracking URI in force, not the client's.
-            mlflow.set_tracking_uri(self.uri)
-            store = local_store(self.config)
-            if store:
-                store.parent.mkdir(parents=True, exist_ok=True)
-            client = MlflowClient(self.uri)
-            name = experiment_name(self.config)
-            found = client.get_experiment_by_name(name)
-            if found is None:
-                try:
-                    self.experiment = client.create_experiment(name, artifact_location=artifact_root(self.config))
-                except Exception:  # made meanwhile by another job
-                    found = client.get_experiment_by_name(name)
-                    if found is None:
-                        raise
-            self.experiment = self.experiment or found.experiment_id
-            self.client = client
-        except Exception as err:  # noqa: BLE001 - any failure of the store is said once, and the job stands
-            self.error = err
+            if request is not None:
+                self.writer.stdin.write(json.dumps(request) + "\n")
+                self.writer.stdin.flush()
+            answer = self.writer.stdout.readline()
+        except OSError:
+            answer = ""
+        return json.loads(answer) if answer else {"error": f"MLflow's writer stopped (exit {self.writer.poll()})"}
 
     def ready(self, job: str) -> bool:
         """Whether runs can be written; when not, one line naming the store, saying the job was not tracked."""
-        if not self.on:
-            return False
-        self.thread.join()
-        if self.error is not None:
-            said = " ".join(str(self.error).split())[:300] or type(self.error).__name__
-            say(f"tracking: MLFLOW_TRACKING_URI={self.config['MLFLOW_TRACKING_URI']} cannot be written ({said}): "
-                f"job {job} ran but was not tracked; fix the URI or the server (or TRACKING=false)")
+        if not self.on or self.opened:
+            return self.on
+        answer = self._ask(None)  # waits for the store to be open
+        if "error" in answer:
+            say(f"tracking: MLFLOW_TRACKING_URI={self.config['MLFLOW_TRACKING_URI']} cannot be written "
+                f"({answer['error']}): job {job} ran but was not tracked; fix the URI or the server (or "
+                "TRACKING=false)")
             self.on = False  # said once: the other jobs of this command were not tracked either
+            self.close()
+        self.opened = self.on
         return self.on
 
     # --- one kind each: what its record says, as a run ---
@@ -270,36 +268,23 @@ class Tracker:
     # --- the one writer ---
     def _write(self, name: str, record: dict, status: str, params: dict, tags: dict, points: list[list],
                artifacts: list[Path], parent: str | None = None, quiet: bool = False) -> str | None:
-        """One run: made, its params, tags and metrics written in batches, its artefacts, ended as the job ended.
-        Returns its id, or None (said in one line) when the store refused it."""
-        from mlflow.entities import Metric, Param, RunTag
-
-        client, run = self.client, None
-        try:
-            if parent:
-                tags["mlflow.parentRunId"] = parent
-            run = client.create_run(self.experiment, start_time=millis(record.get("CreationTime")),
-                                    run_name=name).info.run_id
-            params = [Param(key, str(value)) for key, value in params.items() if value not in (None, "")]
-            tags = [RunTag(key, str(value)) for key, value in tags.items() if value not in (None, "")]
-            metrics = [Metric(key, value, stamp or 0, step) for key, value, stamp, step in points]
-            for index in range(0, max(len(params), len(tags), 1), BATCH_PARAMS):
-                client.log_batch(run, params=params[index:index + BATCH_PARAMS], tags=tags[index:index + BATCH_TAGS])
-            for index in range(0, len(metrics), BATCH_METRICS):
-                client.log_batch(run, metrics=metrics[index:index + BATCH_METRICS])
-            for path in artifacts:
-                if path.is_file():
-                    folder = path.parent.relative_to(artifacts[0].parent).as_posix()
-                    client.log_artifact(run, str(path), None if folder == "." else folder)
-            client.set_terminated(run, STATUSES.get(status, "FAILED"), end_time=millis(_end(record)))
-        except Exception as err:  # noqa: BLE001 - the job stands as it ended: only its run is missing
-            said = " ".join(str(err).split())[:300] or type(err).__name__
+        """One run, sent to the writer (write_run). Returns its id, or None (said in one line) when the store
+        refused it."""
+        if parent:
+            tags["mlflow.parentRunId"] = parent
+        request = {"name": name, "start": millis(record.get("CreationTime")), "end": millis(_end(record)),
+                   "status": STATUSES.get(status, "FAILED"),
+                   "params": {key: str(value) for key, value in params.items() if value not in (None, "")},
+                   "tags": {key: str(value) for key, value in tags.items() if value not in (None, "")},
+                   "metrics": points,
+                   "artifacts": [[str(path), path.parent.relative_to(artifacts[0].parent).as_posix()]
+                                 for path in artifacts if path.is_file()]}
+        answer = self._ask(request)
+        if "error" in answer:
             say(f"tracking: MLFLOW_TRACKING_URI={self.config['MLFLOW_TRACKING_URI']} refused job {name}'s run "
-                f"({said}): it was not tracked")
-            if run is not None:  # made, then refused: ended FAILED rather than left RUNNING
-                with contextlib.suppress(Exception):
-                    client.set_terminated(run, "FAILED")
+                f"({answer['error']}): it was not tracked")
             return None
+        run = answer["run"]
         if not quiet:
             where = " (`make ui` shows it)" if local_store(self.config) else ""
             say(f"tracking: job {name} is run {run} of experiment {experiment_name(self.config)} in "
@@ -360,3 +345,89 @@ def _end(record: dict) -> str | None:
 
 def _stamp(value) -> str | None:
     return value if isinstance(value, str) else None
+
+
+# --- the writer: this module run as a process, the one place MLflow is imported ---
+def _said(err: Exception) -> str:
+    return " ".join(str(err).split())[:300] or type(err).__name__
+
+
+def open_store(uri: str, experiment: str, artifacts: str):
+    """MLflow's client on the store, and the experiment's id (made when missing, its artefacts at artifacts)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    # This process's store for the plugins too: the ARN's request headers and a server's artefact repository are
+    # found through the tracking URI in force, not the client's.
+    mlflow.set_tracking_uri(uri)
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        try:
+            return client, client.create_experiment(experiment, artifact_location=artifacts or None)
+        except Exception:  # made meanwhile by another job
+            found = client.get_experiment_by_name(experiment)
+            if found is None:
+                raise
+    return client, found.experiment_id
+
+
+def write_run(client, experiment: str, request: dict) -> str:
+    """One run: made with its tags, its params and metrics in as few log_batch calls as MLflow's limits allow, its
+    artefacts, ended as the job ended. Made, then refused: ended FAILED rather than left RUNNING."""
+    from mlflow.entities import Metric, Param
+
+    run = client.create_run(experiment, start_time=request["start"], tags=request["tags"],
+                            run_name=request["name"]).info.run_id
+    try:
+        params = [Param(key, value) for key, value in request["params"].items()]
+        metrics = [Metric(key, value, stamp or 0, step) for key, value, stamp, step in request["metrics"]]
+        while params or metrics:
+            some, params = params[:BATCH_PARAMS], params[BATCH_PARAMS:]
+            more, metrics = metrics[:BATCH_ENTRIES - len(some)], metrics[BATCH_ENTRIES - len(some):]
+            client.log_batch(run, params=some, metrics=more)
+        for path, folder in request["artifacts"]:
+            client.log_artifact(run, path, None if folder == "." else folder)
+        client.set_terminated(run, request["status"], end_time=request["end"])
+    except Exception:
+        with contextlib.suppress(Exception):
+            client.set_terminated(run, "FAILED")
+        raise
+    return run
+
+
+def serve(uri: str, experiment: str, artifacts: str) -> None:
+    """Open the store at once and answer whether it opened, then write each run read from stdin (one JSON object
+    a line), answering its id or why not, until stdin ends (the command is done, or gone). Answers go to stdout
+    alone: anything else printed goes to stderr. Ends without unloading MLflow (seconds of teardown that would
+    change nothing)."""
+    answers = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+
+    def answer(said: dict) -> None:
+        answers.write(json.dumps(said) + "\n")
+        answers.flush()
+
+    try:
+        try:
+            client, found = open_store(uri, experiment, artifacts)
+        except Exception as err:  # noqa: BLE001 - said by the command, which goes on untracked
+            answer({"error": _said(err)})
+            return
+        answer({"opened": True})
+        for line in sys.stdin:
+            try:
+                answer({"run": write_run(client, found, json.loads(line))})
+            except Exception as err:  # noqa: BLE001 - said by the command; its job stands as it ended
+                answer({"error": _said(err)})
+    except BrokenPipeError:  # the command is gone
+        pass
+    finally:
+        sys.stderr.flush()
+        os._exit(0)
+
+
+if __name__ == "__main__":
+    serve(*sys.argv[1:4])

@@ -1,14 +1,27 @@
 """`make train ENV=prod` tracked in SageMaker's managed MLflow, named by its ARN: the request carries MlflowConfig (read
 back from the emulator), and the run is written through AWS's sagemaker-mlflow plugin to an MLflow server the test
-starts on 127.0.0.1 (the plugin's SAGEMAKER_MLFLOW_CUSTOM_ENDPOINT stands for SageMaker's MLflow endpoint)."""
+starts on 127.0.0.1 (the plugin's SAGEMAKER_MLFLOW_CUSTOM_ENDPOINT stands for SageMaker's MLflow endpoint); and
+`make preprocess ENV=prod`, a run whose metric series are read from the job's CloudWatch log."""
 
 import json
 import os
 import subprocess
 
 from conftest import ROOT, mlflow_server
-from emulator import ACCOUNT, REGION, SageMakerDriver, client, make_bucket, register_image, repository_image, settings
+from emulator import (
+    ACCOUNT,
+    REGION,
+    ProcessingDriver,
+    SageMakerDriver,
+    client,
+    make_bucket,
+    register_image,
+    repository_image,
+    settings,
+)
 from mlflow.tracking import MlflowClient
+
+import trainer.raw
 
 ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:mlflow-tracking-server/team"
 
@@ -46,3 +59,30 @@ def test_a_job_on_sagemaker_is_linked_to_its_run_and_tracked_in_the_managed_mlfl
         assert [(m.step, m.value) for m in history] == [(0, 0.912345), (1, 0.987654)]
         assert history[0].timestamp <= history[1].timestamp
         assert "manifest.json" in {a.path for a in tracked.list_artifacts(run.info.run_id)}
+
+
+def test_a_processing_job_on_sagemaker_is_a_run_with_the_series_its_cloudwatch_log_printed(aws, tmp_path):
+    make_bucket()
+    register_image(repository_image({"ENV": "prod", **settings()}))
+    trainer.raw.main(tmp_path / "raw")
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    with ProcessingDriver(tmp_path / "sagemaker"):
+        done = subprocess.run(["make", "-s", "preprocess"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "ENV": "prod", **settings(), "RAW_DIR": str(tmp_path / "raw"),
+                                   "DATA_DIR": str(tmp_path / "data"), "MLFLOW_TRACKING_URI": store})
+    assert done.returncode == 0, done.stderr
+    stamp = json.loads((tmp_path / "data/.preprocessed.json").read_text())
+    (job,) = client("sagemaker").list_processing_jobs()["ProcessingJobSummaries"]
+    assert job["ProcessingJobName"] == stamp["job"]
+    tracked = MlflowClient(store)
+    (run,) = tracked.search_runs([tracked.get_experiment_by_name("sagemake-example").experiment_id],
+                                 f"attributes.run_name = '{stamp['job']}'")
+    assert run.info.status == "FINISHED" and run.data.tags["sagemake.env"] == "prod"
+    assert run.data.tags["sagemake.arn"] == job["ProcessingJobArn"]
+    # Every `name=value` line of the job's CloudWatch stream, with the time CloudWatch gave it.
+    printed = dict(line.split("] ", 1)[1].split("=") for line in done.stdout.splitlines()
+                   if line.startswith("[algo-1-1700000000] rows_"))
+    assert set(printed) == {"rows_read", "rows_dropped"}
+    assert {name: run.data.metrics[name] for name in printed} == {k: float(v) for k, v in printed.items()}
+    history = tracked.get_metric_history(run.info.run_id, "rows_read")
+    assert [m.step for m in history] == [0] and history[0].timestamp > 0
