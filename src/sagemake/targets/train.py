@@ -28,14 +28,15 @@ from sagemake.tracking import Tracker
 
 def train(config: Config, executor: Executor) -> int:
     """The whole pipeline in one process: each step with nothing to do costs next to nothing, and the request
-    is built (every check made) before anything is built, pushed or uploaded."""
+    is built (every check made) before anything is built, pushed or uploaded. The store of runs is opened from the
+    start, beside all of it."""
+    tracker = Tracker(config)
     data.ensure(config)  # the data step, when DATA_DIR holds nothing yet: the request names the channels
     request = plan(config, executor)
     executor.ensure_image()
     executor.sync_data()
     request["Tags"] += data_tags(config)
     name = request["TrainingJobName"]
-    tracker = Tracker(config)  # opens the store while the job runs
     try:
         record = executor.run(request)
     except KeyboardInterrupt:
