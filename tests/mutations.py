@@ -764,6 +764,23 @@ MUTATIONS = {
     "early stopping judges only the last step read": (
         "src/sagemake/executors/local/tuning.py", "            if trial.should_prune():",
         "            if step == len(values) - 1 and trial.should_prune():", "tests/local/test_tune.py -k many_steps"),
+    "a checkpoint place a later job took is still the first's": (
+        "src/sagemake/executors/sagemaker/executor.py", "        if later:\n", "        if False:\n",
+        "tests/aws/test_checkpoints_prod.py -k copied_within"),
+    "no near name for an unknown SageMaker job": (
+        "src/sagemake/executors/sagemaker/executor.py",
+        "near = difflib.get_close_matches(name, self.names(limit=100), n=1)", "near = []",
+        "tests/aws/test_aws.py -k unknown_job"),
+    "the trainer's import check remembered whatever its content": (
+        "src/sagemake/job_python.py", "        key.update(path.relative_to(root).as_posix().encode() + b",
+        "        (path.relative_to(root).as_posix().encode() + b",
+        "tests/local/test_job_python.py -k requirements_lack"),
+    "an absent engine socket asked anyway": (
+        "src/sagemake/image.py", "            answer = None if absent else self._quiet(",
+        "            answer = None if False else self._quiet(", "tests/unit/test_buildcontext.py -k socket"),
+    "the engine asked again each time": (
+        "src/sagemake/image.py", "        if self._reachable is None:\n", "        if True:\n",
+        "tests/unit/test_buildcontext.py -k socket"),
 }
 
 

@@ -81,8 +81,9 @@ def test_a_processing_job_on_sagemaker_is_a_run_with_the_series_its_cloudwatch_l
     assert run.data.tags["sagemake.arn"] == job["ProcessingJobArn"]
     # Every `name=value` line of the job's CloudWatch stream, with the time CloudWatch gave it.
     printed = dict(line.split("] ", 1)[1].split("=") for line in done.stdout.splitlines()
-                   if line.startswith("[algo-1-1700000000] rows_"))
-    assert set(printed) == {"rows_read", "rows_dropped"}
+                   if line.startswith("[algo-1-1700000000] preprocess:") and "=" in line)
+    assert set(printed) == {"preprocess:dropped_missing", "preprocess:dropped_duplicates", "preprocess:train_rows",
+                            "preprocess:validation_rows"}
     assert {name: run.data.metrics[name] for name in printed} == {k: float(v) for k, v in printed.items()}
-    history = tracked.get_metric_history(run.info.run_id, "rows_read")
+    history = tracked.get_metric_history(run.info.run_id, "preprocess:train_rows")
     assert [m.step for m in history] == [0] and history[0].timestamp > 0

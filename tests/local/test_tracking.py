@@ -123,7 +123,7 @@ def test_make_preprocess_is_a_run_with_its_data_digests(project):
     assert run.data.params["job.entrypoint"] == "python3 -m trainer.preprocess"
     assert run.data.tags["sagemake.data.raw"] == stamp["raw"]
     assert {c: run.data.tags[f"sagemake.data.{c}"] for c in ("train", "validation")} == stamp["channels"]
-    assert run.data.metrics["rows_read"] > 0 and "rows_dropped" in run.data.metrics
+    assert run.data.metrics["preprocess:train_rows"] > 0 and "preprocess:dropped_missing" in run.data.metrics
     cost = run.data.tags["sagemake.cost_usd"]  # processing's price may be missing from the shipped table
     assert (cost == "unknown" or float(cost) >= 0) and int(run.data.tags["sagemake.billable_seconds"]) >= 0
     assert run.data.tags["sagemake.git_commit"] == git(project, "rev-parse", "--short=7", "HEAD")
