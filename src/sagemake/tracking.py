@@ -11,7 +11,7 @@ manifest.json and the plots the job wrote, or a tuning run's leaderboard and plo
 Where runs go is MLFLOW_TRACKING_URI: by default a SQLite file in the project (build/mlflow/, its artefacts beside
 it), a team's server by URL, SageMaker's managed MLflow by ARN (AWS's sagemaker-mlflow plugin). TRACKING=false
 writes nothing. MLflow is imported by a writer process of its own only (`python -m sagemake.tracking`), started
-as the job starts: importing MLflow and opening a store take seconds of CPU, which the job's own time hides, and
+before the job: importing MLflow and opening a store take seconds of CPU, which the job's own time hides, and
 sagemake's process never loads MLflow, so it neither competes with it for its own work nor pays for unloading it
 at its end. A store that cannot be written is one line, and the job stands as it ended.
 """
@@ -38,7 +38,7 @@ PLOTS = ("*.png", "*.svg")  # the plots in a fetched model's folder (its own, or
 # MLflow's limits on one log_batch call: 1000 entries in all, of which at most 100 params.
 BATCH_ENTRIES, BATCH_PARAMS = 1000, 100
 # The writer's environment unless the user's says otherwise: an unreachable server is said after one try, not after
-# MLflow's default of minutes of retries; no usage reports (their client alone costs the writer a second).
+# MLflow's default of minutes of retries; no usage reports (their client loads the Databricks SDK).
 CLIENT_ENVIRONMENT = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
                       "MLFLOW_LOGGING_LEVEL": "WARNING", "MLFLOW_DISABLE_TELEMETRY": "true"}
 

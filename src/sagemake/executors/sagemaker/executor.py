@@ -516,9 +516,6 @@ def registry_has(image: str) -> bool | None:
         raise UserError(f"registry {host} cannot be reached ({err}): check IMAGE_REGISTRY and the network") from None
 
 
-
-
-
 def logged_series(logs, name: str, group: str, definitions: list[dict] | None) -> dict[str, list[dict]]:
     """The metric series of a job's CloudWatch log (every instance's, in the order CloudWatch timed the lines, each
     value with that time); definitions None: every `name=value` line printed is a metric (a processing job's,
