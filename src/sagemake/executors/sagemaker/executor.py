@@ -79,6 +79,14 @@ class SageMakerExecutor(Executor):
     def logs(self):
         return self._client("logs")
 
+    @cached_property
+    def autoscaling(self):
+        return self._client("application-autoscaling")
+
+    @cached_property
+    def service_quotas(self):
+        return self._client("service-quotas")
+
     def _client(self, service: str):
         return call(self.aws.client, service_name=service)
 
