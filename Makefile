@@ -154,6 +154,10 @@ undeploy: setup
 endpoints: setup
 	@$(RUN) endpoints
 
+.PHONY: ui
+ui: setup
+	@$(RUN) ui
+
 .PHONY: test
 test: $(DEV_STAMP) ## lint (shell, Python, Dockerfile, CircleCI config), then run the bats and pytest suites side by side
 	@tests/run.sh

@@ -142,10 +142,11 @@ def price_list():
 def aws(moto_endpoint, price_list, monkeypatch, tmp_path_factory):
     """A clean emulated AWS for one test, reached through AWS_ENDPOINT_URL with dummy credentials; the Price List
     API is the stand-in's, and the price cache a folder of the test's own. SageMaker's names are unique, and a
-    training job keeps its MetricDefinitions, as on AWS (emulator.refuse_taken_names, keep_metric_definitions)."""
+    training job keeps its MetricDefinitions and its MlflowConfig, as on AWS (emulator.refuse_taken_names,
+    keep_metric_definitions, keep_mlflow_config)."""
     import urllib.request
 
-    from emulator import keep_metric_definitions, refuse_taken_names
+    from emulator import keep_metric_definitions, keep_mlflow_config, refuse_taken_names
 
     urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")).read()
     price_list.reset()
@@ -158,7 +159,7 @@ def aws(moto_endpoint, price_list, monkeypatch, tmp_path_factory):
         "AWS_EC2_METADATA_DISABLED": "true",
     }.items():
         monkeypatch.setenv(name, value)
-    restores = [refuse_taken_names(), keep_metric_definitions()]
+    restores = [refuse_taken_names(), keep_metric_definitions(), keep_mlflow_config()]
     yield moto_endpoint
     for restore in reversed(restores):
         restore()
@@ -233,3 +234,44 @@ def https_server(handler, folder: Path):
         yield f"https://127.0.0.1:{server.server_port}", cert
     finally:
         server.shutdown()
+
+
+@contextlib.contextmanager
+def mlflow_server(folder: Path, *options: str):
+    """MLflow's tracking server (the Python `make ui` makes, installed on first use) on 127.0.0.1 and a free port,
+    its store a SQLite file in folder: yields its URL; stopped by its pid (its session, which holds its workers)."""
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    from sagemake.targets.ui import server_environment, server_python
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    log = (folder / "mlflow-server.log").open("wb")
+    server = subprocess.Popen([str(server_python(CHECKOUT)), "-m", "mlflow", "server", "--backend-store-uri",
+                               f"sqlite:///{folder / 'server.db'}", "--host", "127.0.0.1", "--port", str(port),
+                               "--workers", "1", *options], cwd=folder, env=server_environment(), stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert server.poll() is None, (folder / "mlflow-server.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "MLflow's server did not answer /health"
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()

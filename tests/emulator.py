@@ -145,6 +145,24 @@ def refuse_taken_names():
     return lambda: [setattr(SageMakerModelBackend, m, f) for m, f in originals.items()]
 
 
+def keep_mlflow_config():
+    """moto drops CreateTrainingJob's MlflowConfig: it is kept on the job here, so DescribeTrainingJob answers it as
+    SageMaker does; returns what puts moto back."""
+    from moto.sagemaker.responses import SageMakerResponse
+
+    original = SageMakerResponse.create_training_job
+
+    def keeping(response):
+        answer = original(response)
+        given = response._get_param("MlflowConfig")
+        if given:
+            response.sagemaker_backend.training_jobs[response._get_param("TrainingJobName")].mlflow_config = given
+        return answer
+
+    SageMakerResponse.create_training_job = keeping
+    return lambda: setattr(SageMakerResponse, "create_training_job", original)
+
+
 def keep_metric_definitions():
     """moto's training job keeps the MetricDefinitions it was created with, as SageMaker's does (moto puts a sample
     of its own in their place, in the request's own dict); returns what puts moto back."""

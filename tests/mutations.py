@@ -492,6 +492,37 @@ MUTATIONS = {
     "offer files that disagree merged silently": (
         "src/sagemake/price_list.py", "                if known.get(instance_type, hourly) != hourly:",
         "                if False:", "tests/unit/test_price_list.py -k disagree"),
+    "a run keeps final metric values only": (
+        "src/sagemake/tracking.py", "        points = _points(executor.metric_series(name), millis(_end(record)))",
+        "        points = []", "tests/local/test_tracking.py -k make_train_is_a_run"),
+    "every value of a metric at step 0": (
+        "src/sagemake/tracking.py", 'point["Step"]]', "0]", "tests/local/test_tracking.py -k make_train_is_a_run"),
+    "trials not nested under their tuning run": (
+        "src/sagemake/tracking.py", 'tags["mlflow.parentRunId"] = parent', 'tags["sagemake.parent"] = parent',
+        "tests/local/test_tracking.py -k make_tune"),
+    "a processing run without its outputs' digests": (
+        "src/sagemake/targets/preprocess.py", "{INPUT: raw_digest, **channel_digests(config, data)}",
+        "{INPUT: raw_digest}", "tests/local/test_tracking.py -k make_preprocess"),
+    "an unreachable store not said": (
+        "src/sagemake/tracking.py", "        answer = self._ask(None)  # waits for the store to be open",
+        "        answer = {}",
+        "tests/local/test_tracking.py -k unreachable"),
+    "a managed MLflow not named in the request": (
+        "src/sagemake/jobs/training.py",
+        'if config.flag("TRACKING") and config["MLFLOW_TRACKING_URI"].startswith("arn:"):', "if False:",
+        "tests/unit/test_request.py -k managed_mlflow"),
+    "a SageMaker processing job's series not read from its log": (
+        "src/sagemake/executors/sagemaker/processing.py",
+        "return logged_series(self.executor.logs, name, PROCESSING_LOG_GROUP, None)", "return {}",
+        "tests/aws/test_tracking_prod.py -k processing"),
+    "make plan loads MLflow": (
+        "src/sagemake/targets/plan.py", "from sagemake.pricing import plan_line",
+        "from sagemake.pricing import plan_line; import mlflow  # noqa", "tests/local/test_tracking.py -k plan"),
+    "make ui's server not under the guard": (
+        "src/sagemake/targets/ui.py",
+        'code, stopped = run_guarded(command, server_environment(), [], log, float("inf"), STOP_SECONDS)',
+        'code, stopped = __import__("subprocess").run(command, env=server_environment()).returncode, None',
+        "tests/local/test_tracking.py -k free_port"),
     "metric series without the times of their lines": (
         "src/sagemake/executors/local/executor.py",
         "stamps = self.stamps if len(self.stamps) == len(lines) else None", "stamps = None",
@@ -718,8 +749,8 @@ MUTATIONS = {
         "src/sagemake/image.py", 'if config.sagemake_image and config["CODE_MODE"] == "image":', "if False:",
         "tests/container/test_byo.py -k its_own_requirements"),
     "a trainer's imports not looked up before a local job": (
-        "src/sagemake/job_python.py", "            if config.sagemake_image and (root / TRAINER).is_dir():",
-        "            if False:", "tests/local/test_job_python.py -k lack"),
+        "src/sagemake/job_python.py", "        if fresh and config.sagemake_image and (root / TRAINER).is_dir():",
+        "        if False:", "tests/local/test_job_python.py -k lack"),
     "an import under try/except ImportError checked": (
         "src/sagemake/contract/imports.py",
         "if isinstance(node, ast.Try) and any(_catches_import_errors(h) for h in node.handlers):",

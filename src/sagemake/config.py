@@ -46,6 +46,7 @@ _INSTANCE_TYPE = re.compile(r"^ml\.[a-z][a-z0-9-]*\.[0-9]*(nano|micro|small|medi
 _ENDPOINT = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _URL_CREDENTIAL = re.compile(r"^[a-z+]+://[^/@]*@")
 CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+_MLFLOW_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:(mlflow-tracking-server|mlflow-app)/[\w.-]+$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 # Names make's command line may carry that are neither settings nor parameters, passed on through the environment:
 # make's own variables, a token prepare.sh reads, the model server's overrides (README, Serving), what the container
@@ -85,6 +86,9 @@ _BUILD, _LOCAL, _SERVING = "The image", "Containers and local jobs", "Serving"
 _TRANSFORM, _ENDPOINTS = "Batch transform (make transform)", "Endpoints (make deploy / undeploy, ENV other than local)"
 _PREPROCESS = "Preprocessing (make preprocess: a SageMaker processing job)"
 _TUNING, _PARAMETERS = "Hyperparameter tuning (make tune)", "Command parameters"
+_TRACKING = "Tracking (MLflow: every job a run; make ui)"
+_TRACKED = (*KINDS[:4], "ui")  # the kinds written as runs, and the target that shows them
+LOCAL_STORE = "sqlite:///build/mlflow/mlflow.db"  # MLFLOW_TRACKING_URI's default: a file in the project, no server
 
 SETTINGS = (
     Setting("PROJECT_NAME", "sagemake-example", "str", "Starts every job name (<project>-<git sha>-<time>) and "
@@ -283,6 +287,21 @@ SETTINGS = (
             "the median of the earlier trials at the same step; Off: every trial ends.", choices=("Off", "Auto"),
             applies=("tuning",), section=_TUNING, detail="SageMaker's TrainingJobEarlyStoppingType; locally "
             "optuna's median pruner on the objective lines the trial prints."),
+    Setting("TRACKING", "true", "bool", "Write every job (training, tuning trials under their tuning run, "
+            "processing, transform) as an MLflow run: true or false.", choices=("true", "false"), applies=_TRACKED,
+            section=_TRACKING, detail="Written on this machine from what the job left (its record, its log's "
+            "name=value lines, its manifest and plots), whatever its image. A store that cannot be reached is said "
+            "in one line; the job itself runs all the same."),
+    Setting("MLFLOW_TRACKING_URI", LOCAL_STORE, "str", "Where runs go: a SQLite file in the project (the "
+            "default; no server), a team's tracking server (http(s)://...), or SageMaker's managed MLflow by its "
+            "ARN.", applies=_TRACKED, section=_TRACKING,
+            detail="A relative sqlite:/// path is from this folder, and its artefacts go beside it (artifacts/). An "
+            "ARN (arn:aws:sagemaker:<region>:<account>:mlflow-tracking-server/<name> or .../mlflow-app/<id>) is "
+            "reached through AWS's sagemaker-mlflow plugin, signed with your AWS credentials, and a training job on "
+            "SageMaker names it in its MlflowConfig. MLflow's file store (./mlruns) is not taken.",
+            example="https://mlflow.example.com"),
+    Setting("MLFLOW_EXPERIMENT", "", "str", "The MLflow experiment runs go to; empty: PROJECT_NAME.",
+            applies=_TRACKED, section=_TRACKING),
     # Not settings: what make's command line passes to one command (the Makefile exports them).
     Setting("ENV", "local", "parameter", "Where jobs run: local (no AWS needed), prod, or any name with a "
             ".env.<name> file; any but local runs on SageMaker.", section=_PARAMETERS),
@@ -522,6 +541,7 @@ def _check(env: str, values: dict) -> list[str]:
     if values["USE_SPOT"] == "true" and values["KEEP_ALIVE_SECONDS"] not in ("", "0"):
         problems.append(f"KEEP_ALIVE_SECONDS={values['KEEP_ALIVE_SECONDS']} with USE_SPOT=true: SageMaker keeps no "
                         "warm pool for spot jobs: use one or the other (KEEP_ALIVE_SECONDS=0, or USE_SPOT=false)")
+    problems += _tracking_problems(values["MLFLOW_TRACKING_URI"])
     if values["TRAINING_IMAGE"] and values["DOCKERFILE"]:
         problems.append("TRAINING_IMAGE and DOCKERFILE are both set: use a prebuilt image or a Dockerfile, not both")
     if env != DEFAULT_ENV:
@@ -545,6 +565,19 @@ def _check(env: str, values: dict) -> list[str]:
                 f"SAGEMAKER_ROLE_ARN={arn!r} is not an IAM role ARN: use arn:aws:iam::<12-digit account>:role/<name>"
             )
     return problems
+
+
+def _tracking_problems(uri: str) -> list[str]:
+    """A store MLflow can write to: an ARN must name a managed MLflow (a tracking server or an MLflow App), and
+    MLflow's file store, which it no longer takes, is refused for a SQLite file."""
+    if uri.startswith("arn:"):
+        if not _MLFLOW_ARN.match(uri):
+            return [f"MLFLOW_TRACKING_URI={uri!r} is neither a SageMaker MLflow tracking server nor an MLflow App: use "
+                    "arn:aws:sagemaker:<region>:<account>:mlflow-tracking-server/<name> or .../mlflow-app/<id>"]
+    elif not re.match(r"^[a-z][a-z0-9+.-]*:", uri) or uri.startswith("file:"):
+        return [f"MLFLOW_TRACKING_URI={uri!r} is a folder, MLflow's file store, which it no longer takes: use a "
+                f"SQLite file ({LOCAL_STORE}) or a server's URL"]
+    return []
 
 
 def _positive(text: str) -> bool:

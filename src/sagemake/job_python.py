@@ -45,8 +45,8 @@ TICK = 10  # seconds: a long install says it is still going at least this often
 WAIT = 0.5  # seconds between looks while every job's Python is in use
 KEPT = {"pip", "setuptools", "wheel"}  # what venv itself puts there
 
-_guard = threading.Lock()
-_held: dict[Path, tuple[Path, object]] = {}  # the job's Pythons this process uses, each with its in-use lock
+_guard = threading.RLock()
+_held: dict[str, tuple[Path, object]] = {}  # the virtualenvs this process uses (by kind), each with its in-use lock
 
 
 def requirement_files(root: Path) -> list[Path]:
@@ -74,6 +74,18 @@ def job_python(config: Config) -> Path:
             raise UserError("the private dependencies could not be prepared (see above): fix PRIVATE_DEPS")
     check_pins(root)
     files, wheels = requirement_files(root), sorted((root / PRIVATE_WHEELS).glob("*.whl"))
+    with _guard:
+        fresh = JOB_PYTHON not in _held
+        python = held_python(JOB_PYTHON, files, wheels, "the job's Python")
+        if fresh and config.sagemake_image and (root / TRAINER).is_dir():
+            _check_trainer(python, root)
+        return python
+
+
+def held_python(kind: str, files: list[Path], wheels: list[Path], what: str) -> Path:
+    """The Python of a virtualenv of the tool's (<kind>/ in its own virtualenv: the job's, MLflow's server) with
+    the requirements of files and the wheels and nothing else, up to date with them, held by this process until it
+    ends; what names it in what is said."""
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
@@ -81,13 +93,10 @@ def job_python(config: Config) -> Path:
         digest.update(wheel.name.encode() + b"\0" + wheel.read_bytes())
     wanted = {"python": f"{sys.version} {getattr(sys, '_base_executable', sys.executable)}",
               "requirements": digest.hexdigest()}
-    base = Path(sys.prefix) / JOB_PYTHON
     with _guard:
-        if base not in _held:
-            _held[base] = _ready(base, wanted, files, wheels)
-            if config.sagemake_image and (root / TRAINER).is_dir():
-                _check_trainer(_held[base][0], root)
-        return _held[base][0]
+        if kind not in _held:
+            _held[kind] = _ready(Path(sys.prefix) / kind, wanted, files, wheels, what)
+        return _held[kind][0]
 
 
 def _check_trainer(python: Path, root: Path) -> None:
@@ -121,13 +130,14 @@ def check_imports(python: list[str], trainer: str, where: str, env: dict | None 
                     f"provides it to {REQUIREMENTS}")
 
 
-def _ready(base: Path, wanted: dict, files: list[Path], wheels: list[Path]) -> tuple[Path, object]:
+def _ready(base: Path, wanted: dict, files: list[Path], wheels: list[Path], what: str
+           ) -> tuple[Path, object]:
     """A job's Python in base as wanted, updated first if none is, and its in-use lock, which this process holds
     (shared) from now on: the file stays open until the process ends."""
     base.mkdir(parents=True, exist_ok=True)
     with (base / ".lock").open("a") as update:
         if not _lock_now(update, fcntl.LOCK_EX):  # one command looks at them or changes them at a time
-            say("setup: waiting for another sagemake command, which is setting up the job's Python")
+            say(f"setup: waiting for another sagemake command, which is setting up {what}")
             fcntl.flock(update, fcntl.LOCK_EX)
         for old in base.iterdir():
             if old.is_dir() and old.name not in SLOTS:  # an older sagemake's, one per change of requirements
@@ -139,13 +149,13 @@ def _ready(base: Path, wanted: dict, files: list[Path], wheels: list[Path]) -> t
             if chosen is None:
                 free = [home for home in homes if _lock_now(locks[home], fcntl.LOCK_EX)]
                 if not free:
-                    say("setup: the requirements changed; waiting for the other sagemake commands that use the job's "
-                        "Python to end before it is updated")
+                    say(f"setup: the requirements changed; waiting for the other sagemake commands that use {what} "
+                        "to end before it is updated")
                 while not free:  # whichever is free first
                     time.sleep(WAIT)
                     free = [home for home in homes if _lock_now(locks[home], fcntl.LOCK_EX)]
                 chosen = max(free, key=_made_at)  # the newest is the closest to what is wanted
-                _update(chosen, wanted, files, wheels)
+                _update(chosen, wanted, files, wheels, what)
             fcntl.flock(locks[chosen], fcntl.LOCK_SH)  # in use: no update changes it under this command
             for home in homes:  # prune what no command uses
                 if home != chosen and home.exists() and _lock_now(locks[home], fcntl.LOCK_EX):
@@ -179,37 +189,38 @@ def _stamp(home: Path) -> dict | None:
         return None
 
 
-def _update(home: Path, wanted: dict, files: list[Path], wheels: list[Path]) -> None:
+def _update(home: Path, wanted: dict, files: list[Path], wheels: list[Path], what: str) -> None:
     """Bring a job's Python to what is wanted: in place when it was made whole by this Python, afresh when not
     (none yet, another Python, or an update that was stopped halfway, whose packages cannot be trusted)."""
     started, stamp = time.monotonic(), home / STAMP
     found = _stamp(home)
     if found is None or found.get("python") != wanted["python"] or not (home / "bin/python").exists():
         shutil.rmtree(home, ignore_errors=True)
-        say(f"setup: making the job's Python from {', '.join(_shown(files))} (once; then only what changes installs)")
-        _run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", str(home)], home)
+        say(f"setup: making {what} from {', '.join(_shown(files))} (once; then only what changes installs)")
+        _run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", str(home)], home, what, files)
     else:
         stamp.unlink()  # not ready until the update is whole
-        say(f"setup: updating the job's Python from {', '.join(_shown(files))} (only what changed installs)")
+        say(f"setup: updating {what} from {', '.join(_shown(files))} (only what changed installs)")
     pip = [str(home / "bin/python"), "-m", "pip", "--disable-pip-version-check"]
     if files:
-        _run([*pip, "install", "--progress-bar", "off", *(f"-r{path}" for path in files)], home)
+        _run([*pip, "install", "--progress-bar", "off", *(f"-r{path}" for path in files)], home, what, files)
     if wheels:
-        _run([*pip, "install", "--progress-bar", "off", "--no-deps", *map(str, wheels)], home)
+        _run([*pip, "install", "--progress-bar", "off", "--no-deps", *map(str, wheels)], home, what, files)
     unwanted = _unwanted(home, files, wheels)
     if unwanted:
-        _run([*pip, "uninstall", "--yes", *unwanted], home)
+        _run([*pip, "uninstall", "--yes", *unwanted], home, what, files)
     partial = stamp.with_name(STAMP + ".partial")
     partial.write_text(json.dumps(wanted))
     partial.rename(stamp)
-    say(f"setup: the job's Python is ready ({time.monotonic() - started:.0f} s)")
+    say(f"setup: {what} is ready ({time.monotonic() - started:.0f} s)")
 
 
 def _shown(files: list[Path]) -> list[str]:
     return [f"{path.parent.name}/{path.name}" for path in files] or ["no requirements"]
 
 
-def _run(command: list[str], home: Path) -> None:
+def _run(command: list[str], home: Path, what: str = "the job's Python", files: tuple[Path, ...] | list[Path] = ()
+         ) -> None:
     """Run one step, showing what pip collects, installs and removes, and a line at least every TICK seconds (its
     other lines only when it fails)."""
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -236,8 +247,9 @@ def _run(command: list[str], home: Path) -> None:
         ticker.join()
     if code != 0:
         sys.stderr.writelines(lines[-30:])
-        raise UserError(f"could not make the job's Python ({' '.join(command[-2:])} failed, see above): check "
-                        f"{REQUIREMENTS} and the network to the package index (the next command starts it again)")
+        raise UserError(f"could not make {what} ({' '.join(command[-2:])} failed, see above): check "
+                        f"{', '.join(_shown(files))} and the network to the package index (the next command starts "
+                        "it again)")
 
 
 def _unwanted(home: Path, files: list[Path], wheels: list[Path]) -> list[str]:

@@ -248,6 +248,17 @@ def test_make_tune_env_prod_runs_a_tuning_job_follows_its_trials_and_fetches_the
         f"[trial-{number}] [algo-1-1700000000] training {t['TrainingJobName']} with "
         f"{json.dumps(t['TunedHyperParameters'], sort_keys=True)}" for number, t in enumerate(trials, start=1)]
 
+    # Tracked from this machine (a tuning job's request has no MlflowConfig): the run, its trials nested under it.
+    from mlflow.tracking import MlflowClient
+
+    store = MlflowClient(f"sqlite:///{ROOT / 'build/mlflow/mlflow.db'}")
+    experiment = store.get_experiment_by_name("sagemake-example").experiment_id
+    (parent,) = store.search_runs([experiment], f"attributes.run_name = '{name}'")
+    assert parent.info.status == "FINISHED" and parent.data.tags["sagemake.best_trial"] == best["TrainingJobName"]
+    nested = store.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert {run.info.run_name: run.info.status for run in nested} == {
+        t["TrainingJobName"]: "FAILED" if t["TrainingJobStatus"] == "Failed" else "FINISHED" for t in trials}
+
 
 def test_the_declared_direction_reaches_sagemaker_and_decides_the_best_trial(aws, tmp_path, example_data,
                                                                               trained_model):

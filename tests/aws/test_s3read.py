@@ -227,3 +227,14 @@ def test_a_bucket_in_another_region_is_left_to_the_sync_which_refuses_it(aws, ch
         done, sent = upload(checkout, channel, proxy, status=Exit.BAD_INPUT, AWS_REGION="us-west-2")
     assert "not in AWS_REGION=us-west-2" in done.stderr, done.stderr
     assert any(agent == "sagemake" for _, _, agent, _ in sent) and not by_sagemake(sent)
+
+
+def test_an_unchanged_upload_loads_no_mlflow(aws, checkout, channel):
+    make_bucket()
+    with FaultProxy(aws) as proxy:
+        upload(checkout, channel, proxy)
+        again, _ = upload(checkout, channel, proxy, PYTHONPROFILEIMPORTTIME="1")
+    assert "unchanged" in again.stderr
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in again.stderr.splitlines() if line.startswith("import time")}
+    assert "sagemake.aws.unchanged" in loaded  # the profile is there
+    assert not {name for name in loaded if name.split(".")[0] in ("mlflow", "boto3")}

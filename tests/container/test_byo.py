@@ -35,6 +35,16 @@ def manifest(repo, job):
     return json.loads((repo / "models" / job / "manifest.json").read_text())
 
 
+def tracked(repo, job):
+    """The job's run in the project's own MLflow store."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{repo / 'build/mlflow/mlflow.db'}")
+    experiment = client.get_experiment_by_name("sagemake-example")
+    (run,) = client.search_runs([experiment.experiment_id], f"attributes.run_name = '{job}'")
+    return run
+
+
 def latest(repo):
     return max((p for p in (repo / "jobs").iterdir() if (p / "job.json").is_file()), key=lambda p: p.name).name
 
@@ -58,6 +68,13 @@ def test_a_plain_image_trains_by_settings_alone(repo):
     assert written["rmse"] == pytest.approx(found["metrics"]["rmse"], abs=1e-5)
     assert not (repo / EXAMPLE / "data/train").exists()  # no data step of ours ran in their data folder
 
+    # Their image knows nothing of MLflow: the job is a run all the same, written from its record and log.
+    run = tracked(repo, job)
+    assert run.info.status == "FINISHED" and run.data.params["alpha"] == "0.5"
+    assert {k: run.data.metrics[k] for k in ("rmse", "mae", "r2")} == pytest.approx(found["metrics"])
+    assert "train_rmse" not in run.data.metrics  # not declared: not recorded, as the job's own record says
+    assert run.data.tags["sagemake.data.training"] == found["data"]["training"]["digest"]
+
     jobs = make(repo, "jobs", BYO)
     assert jobs.stdout.splitlines()[0].split() == ["JOB", "STATUS", "DURATION", "BILLABLE", "COST", "SPOT", "SAVED",
                                                    "rmse"]
@@ -67,6 +84,9 @@ def test_its_own_hyperparameter_errors_fail_the_job_with_its_reason(repo):
     result = make(repo, "train", BYO, "HP=colour=red")
     assert result.returncode != 0
     assert "Failed: AlgorithmError: ValueError: unknown hyperparameter(s) colour (known: " in result.stderr
+    failed = tracked(repo, latest(repo))
+    assert failed.info.status == "FAILED" and "unknown hyperparameter(s) colour" in failed.data.tags[
+        "sagemake.failure_reason"]
 
 
 def test_the_tag_follows_the_files_the_image_is_built_from(repo):

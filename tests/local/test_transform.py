@@ -121,6 +121,16 @@ def test_make_transform_as_a_process_gives_the_models_own_predictions_line_by_li
     assert listed.returncode == 0, listed.stderr
     (row,) = [line.split() for line in listed.stdout.splitlines() if line.startswith(name)]
     assert row[1:7] == ["local", "transform", "-", "-", job, manifest["artifact"]["sha256"][:12]]  # no instances
+    # And it is an MLflow run, naming the model it served.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{repo / 'build/mlflow/mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("sagemake-example").experiment_id],
+                                f"attributes.run_name = '{name}'")
+    assert run.info.status == "FINISHED" and run.data.metrics["files"] == len(files)
+    assert (run.data.tags["sagemake.model_job"], run.data.tags["sagemake.model_sha256"]) == \
+        (job, manifest["artifact"]["sha256"])
+    assert run.data.params["job.batch_strategy"] == "MultiRecord" and run.data.params["job.max_concurrent"] == "3"
 
 
 def test_single_record_sends_one_line_a_request_in_order(project, reference, tmp_path):
@@ -303,7 +313,8 @@ def test_transform_on_sagemaker_makes_the_model_runs_the_job_and_downloads_the_o
     # What it cost, at batch transform's rate (not training's) in the job's region, for the time it ran.
     resources, seconds = record["TransformResources"], ran(record, "Transform")
     assert (resources["InstanceType"], resources["InstanceCount"]) == ("ml.m5.large", 1)
-    assert capsys.readouterr().err.splitlines()[-1] == (
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "cost on SageMaker" in line]
+    assert line == (
         f"==> transform {name}: cost on SageMaker: 1 x ml.m5.large for {seconds} s at $0.618/h of batch transform = "
         f"{money(0.618 * seconds / 3600)} (prices for eu-central-1: AWS Price List API, {date.today().isoformat()})")
     assert [r[1]["Filters"][1]["Value"] for r in price_list.requests] == ["EUC1-Tsform:ml.m5.large"]

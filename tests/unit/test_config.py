@@ -88,6 +88,24 @@ def test_malformed_role_arn_is_refused(tmp_path):
         resolve(root=tmp_path, environ={"ENV": "prod"})
 
 
+@pytest.mark.parametrize("uri, refused", [
+    ("arn:aws:sagemaker:eu-west-1:123456789012:mlflow-tracking-server/team", None),
+    ("arn:aws:sagemaker:eu-west-1:123456789012:mlflow-app/app-5ABC", None),
+    ("arn:aws:sagemaker:eu-west-1:123456789012:endpoint/team", "is neither a SageMaker MLflow tracking server nor an "
+     "MLflow App: use arn:aws:sagemaker:<region>:<account>:mlflow-tracking-server/<name> or .../mlflow-app/<id>"),
+    ("arn:aws:s3:::bucket/mlflow-app/x", "is neither a SageMaker MLflow tracking server nor an MLflow App"),
+    ("mlruns", "is a folder, MLflow's file store, which it no longer takes: use a SQLite file"),
+    ("file:///srv/mlruns", "is a folder, MLflow's file store"),
+    ("sqlite:////srv/mlflow.db", None), ("https://mlflow.example.com", None),
+])
+def test_the_tracking_store_is_one_mlflow_can_write(tmp_path, uri, refused):
+    if refused is None:
+        assert resolve(root=tmp_path, environ={"MLFLOW_TRACKING_URI": uri})["MLFLOW_TRACKING_URI"] == uri
+    else:
+        with pytest.raises(UserError, match=re.escape(f"MLFLOW_TRACKING_URI={uri!r} {refused}")):
+            resolve(root=tmp_path, environ={"MLFLOW_TRACKING_URI": uri})
+
+
 def test_unreadable_file_is_a_problem_not_a_crash(tmp_path):
     dotenv = tmp_path / ".env"
     dotenv.write_bytes(b"PROJECT_NAME=\xff\xfe\n")

@@ -265,3 +265,13 @@ def test_metric_regexes_read_numbers_only(line, value):
         assert found == ["nan"]
     else:
         assert float(found[-1]) == value
+
+
+def test_a_managed_mlflow_by_arn_is_named_in_the_request(tmp_path, example_data):
+    arn = "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-app/app-5ABC"
+    root = copy_image_inputs(tmp_path)
+    request = local_plan(root, example_data, MLFLOW_TRACKING_URI=arn)
+    assert request["MlflowConfig"] == {"MlflowResourceArn": arn, "MlflowExperimentName": "sagemake-example",
+                                       "MlflowRunName": request["TrainingJobName"]}
+    assert "MlflowConfig" not in local_plan(root, example_data, MLFLOW_TRACKING_URI=arn, TRACKING="false")
+    assert "MlflowConfig" not in local_plan(root, example_data)  # the local store: nothing for SageMaker to link

@@ -24,6 +24,7 @@ from sagemake.cli import UserError
 from sagemake.config import Config
 from sagemake.contract import layout
 from sagemake.data import channels
+from sagemake.tracking import experiment_name
 
 TAG_PREFIX = "sagemake:"
 CHECKPOINT_FROM_TAG = "checkpoint-from"  # the job whose checkpoints a job started from (CHECKPOINT_FROM)
@@ -378,6 +379,9 @@ def plan(config: Config, executor) -> dict:
         check_limits(request["HyperParameters"])
     if config["SAGEMAKER_ROLE_ARN"]:
         request["RoleArn"] = config["SAGEMAKER_ROLE_ARN"]
+    if config.flag("TRACKING") and config["MLFLOW_TRACKING_URI"].startswith("arn:"):  # SageMaker's managed MLflow
+        request["MlflowConfig"] = {"MlflowResourceArn": config["MLFLOW_TRACKING_URI"],
+                                   "MlflowExperimentName": experiment_name(config), "MlflowRunName": name}
     if config["USE_SPOT"] == "true":
         request["EnableManagedSpotTraining"] = True
         request["StoppingCondition"]["MaxWaitTimeInSeconds"] = config.int("MAX_WAIT_SECONDS")

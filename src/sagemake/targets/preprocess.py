@@ -42,6 +42,7 @@ from sagemake.jobs.processing import (
     processing_request,
 )
 from sagemake.jobs.training import job_name, words
+from sagemake.tracking import Tracker
 
 STAMP = ".preprocessed.json"  # in DATA_DIR
 STAGING = ".preprocess"  # in DATA_DIR: a run's outputs, staged whole before they are swapped in
@@ -132,14 +133,17 @@ def preprocess(config: Config, executor: Executor) -> dict:
     request = processing_request(config, name, place.image(), ENTRYPOINT, arguments,
                                  {INPUT: place.input_uri(raw, INPUT, raw_digest)},
                                  {c: place.output_uri(name, c) for c in CHANNELS})
+    tracker = Tracker(config)  # opens the store while the job runs
     record = place.run(request)
     if record["ProcessingJobStatus"] != "Completed":
+        tracker.processing(executor, record, {INPUT: raw_digest})
         reason = reason_line(record.get("FailureReason") or "no reason given")
         last = (record.get("ExitMessage") or "").strip().splitlines()[-1:]
         if last and last[0] not in reason:  # SageMaker's reason can be a pointer to the log: its last line says more
             reason += f" (last line: {last[0]})"
         raise ProcessingFailed(f"processing {name} {record['ProcessingJobStatus']}: {reason}")
     install(config, place, request, data, {"key": key, "job": name, "raw": raw_digest, "arguments": arguments})
+    tracker.processing(executor, record, {INPUT: raw_digest, **channel_digests(config, data)})
     folders = ", ".join(f"{config['DATA_DIR']}/{c}/" for c in CHANNELS)
     say(f"preprocess {name}: Completed: {folders} written; "
         f"`make train{executor.env_flag()}` trains on them")

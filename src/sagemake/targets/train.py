@@ -6,7 +6,8 @@ The whole pipeline in one process: the trainer's data step only when DATA_DIR
 holds nothing yet, the image (built and pushed unless its content tag is there), the
 channels synced (AWS), the CreateTrainingJob request (what `make plan` prints)
 run where ENV says and followed to its end, then the model fetched with its
-manifest. Everything is checked before a job starts: config, hyperparameters,
+manifest, and the job written as an MLflow run (MLFLOW_TRACKING_URI; TRACKING=false
+turns it off). Everything is checked before a job starts: config, hyperparameters,
 data channels and, on AWS, credentials, the bucket's region, the image and the data.
 Exit status: 0 done, 1 the job failed or stopped, 2 bad input, 3 an AWS error, 130 interrupted.
 """
@@ -22,11 +23,14 @@ from sagemake.executors import Executor, for_config
 from sagemake.jobs import reason_line
 from sagemake.jobs.training import data_tags, plan
 from sagemake.models import fetch
+from sagemake.tracking import Tracker
 
 
 def train(config: Config, executor: Executor) -> int:
     """The whole pipeline in one process: each step with nothing to do costs next to nothing, and the request
-    is built (every check made) before anything is built, pushed or uploaded."""
+    is built (every check made) before anything is built, pushed or uploaded. The store of runs is opened from the
+    start, beside all of it."""
+    tracker = Tracker(config)
     data.ensure(config)  # the data step, when DATA_DIR holds nothing yet: the request names the channels
     request = plan(config, executor)
     executor.ensure_image()
@@ -39,9 +43,10 @@ def train(config: Config, executor: Executor) -> int:
         return Exit.INTERRUPTED
     status = record["TrainingJobStatus"]
     if status != "Completed":
+        tracker.training(executor, record)
         reason = reason_line(record.get("FailureReason") or record["SecondaryStatus"])
         raise JobFailed(f"job {name} {status}: {reason} (log: `make logs{executor.env_flag()} JOB={name}`)")
-    fetch(config, executor, name)
+    tracker.training(executor, record, fetch(config, executor, name))
     return Exit.OK
 
 

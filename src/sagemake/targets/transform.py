@@ -25,6 +25,7 @@ from sagemake.jobs import ran
 from sagemake.jobs.training import job_name, job_named
 from sagemake.jobs.transform import NAME_PART, input_files, output_folder, transform_request
 from sagemake.pricing import TRANSFORM, used_line
+from sagemake.tracking import Tracker
 
 
 def transform(config: Config, executor: Executor, given: str, job: str | None) -> dict:
@@ -34,15 +35,18 @@ def transform(config: Config, executor: Executor, given: str, job: str | None) -
     model = place.model(job)
     name = job_name(config["PROJECT_NAME"], NAME_PART)
     request = transform_request(config, name, model, place.input_uri(folder, name), place.output_uri(name))
+    tracker = Tracker(config)  # opens the store while the job runs
     record = place.run(request, folder, files)
     from sagemake.deployments import record as write_record
 
-    write_record(config, "transform", transform=name, job=model, **place.provenance(),
+    provenance = place.provenance()
+    write_record(config, "transform", transform=name, job=model, **provenance,
                  output=str(output_folder(config, name)))
     say(f"transform {name}: Completed: {len(files)} .out file(s) in {output_folder(config, name)}")
     resources = record["TransformResources"]
     say(f"transform {name}: " + used_line(TRANSFORM, resources["InstanceType"], resources["InstanceCount"],
                                           ran(record, "Transform"), executor.prices()))
+    tracker.transform(executor, record, len(files), provenance)
     return record
 
 

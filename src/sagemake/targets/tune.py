@@ -13,7 +13,8 @@ TUNE_PARALLEL, TUNE_STRATEGY (Bayesian or Random), TUNE_SEED,
 TUNE_EARLY_STOPPING; the other hyperparameters come from HP.
 Either way the run keeps JOBS_DIR/<tuning run>/: tuning.json
 (DescribeHyperParameterTuningJob's shape, with the trials' summaries),
-leaderboard.csv (with each trial's cost) and tuning.png.
+leaderboard.csv (with each trial's cost) and tuning.png, and the run is an MLflow run
+with each trial a run nested under it.
 Exit status: 0 done, 1 no trial completed, 2 bad input, 3 an AWS error, 130 interrupted.
 """
 
@@ -32,6 +33,7 @@ from sagemake.jobs.training import data_tags
 from sagemake.jobs.tuning import LEADERBOARD, PLOT, RECORD, importance, plan, trial_number
 from sagemake.models import fetch
 from sagemake.targets.tune_jobs import leaderboard, write_leaderboard
+from sagemake.tracking import Tracker
 
 PLOTTER = Path(__file__).parents[1] / "tune_plot.py"  # run with the job's Python, which has matplotlib
 
@@ -82,6 +84,7 @@ def tune(config: Config, executor: Executor, runtime=None) -> tuple[Path, dict]:
     name = request["HyperParameterTuningJobName"]
     executor.ensure_image()
     folder = config.path("JOBS_DIR") / name
+    tracker = Tracker(config)  # opens the store while the trials run
     try:
         record = executor.tuning().run(request, tags, runtime)
     finally:
@@ -90,12 +93,13 @@ def tune(config: Config, executor: Executor, runtime=None) -> tuple[Path, dict]:
     best = record.get("BestTrainingJob")
     goal = request["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]
     if record["HyperParameterTuningJobStatus"] != "Completed" or not best:
+        tracker.tuning(executor, record, folder)
         why = record.get("FailureReason") or f"no trial completed with {goal['MetricName']}"
         raise JobFailed(f"tuning {name} {record['HyperParameterTuningJobStatus']}: {why}: see {folder / LEADERBOARD} "
                         f"and `make logs{executor.env_flag()} JOB=<trial>`")
     say(f"tuning {name}: best trial {best['TrainingJobName']} "
         f"{goal['MetricName']}={best['FinalHyperParameterTuningJobObjectiveMetric']['Value']:.6g}")
-    fetch(config, executor, best["TrainingJobName"])
+    tracker.tuning(executor, record, folder, fetch(config, executor, best["TrainingJobName"]))
     return folder, record
 
 

@@ -119,6 +119,13 @@ class LocalProcessing:
         """The job's record (None: no such job); one whose executor is gone is settled first (records.py)."""
         return records.read(self.jobs_dir / name / RECORD)
 
+    def metric_series(self, name: str) -> dict[str, list[dict]]:
+        """Every `name=value` line the job printed, as its series (metrics.json, written as it ended)."""
+        from sagemake.executors.local.guarded import SERIES
+
+        saved = jsonfile.read(self.jobs_dir / name / SERIES, None)
+        return saved if isinstance(saved, dict) else {}
+
     def download(self, request: dict, output: str, target: Path) -> None:
         from sagemake.executors.local.guarded import uri_path
 

@@ -43,9 +43,11 @@ from sagemake.jobs import DIGEST_TAG, request_digest
 from sagemake.jobs.training import (
     METRIC_LINE,
     TAG_PREFIX,
+    metric_definitions,
     metric_points,
     metric_warnings,
     names_pattern,
+    printed_metrics,
     tuning_head,
 )
 from sagemake.pricing import Prices
@@ -355,10 +357,7 @@ class SageMakerExecutor(Executor):
         """The job's metric definitions applied to every instance's CloudWatch log, in the order CloudWatch timed
         the lines, each value with that time."""
         definitions = self.describe(name)["AlgorithmSpecification"].get("MetricDefinitions", [])
-        events = sorted(LogReader(self.logs, name).new_events(), key=lambda event: event[0])
-        stamps = [datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds")
-                  for ms, _ in events]
-        return metric_points(definitions, [line.split("] ", 1)[-1] for _, line in events], stamps)
+        return logged_series(self.logs, name, cloud.LOG_GROUP, definitions)
 
     def submit(self, request: dict) -> None:
         name = request["TrainingJobName"]
@@ -525,4 +524,13 @@ def registry_has(image: str) -> bool | None:
         raise UserError(f"registry {host} cannot be reached ({err}): check IMAGE_REGISTRY and the network") from None
 
 
-
+def logged_series(logs, name: str, group: str, definitions: list[dict] | None) -> dict[str, list[dict]]:
+    """The metric series of a job's CloudWatch log (every instance's, in the order CloudWatch timed the lines, each
+    value with that time); definitions None: every `name=value` line printed is a metric (a processing job's,
+    which declares none)."""
+    events = sorted(LogReader(logs, name, group).new_events(), key=lambda event: event[0])
+    stamps = [datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds") for ms, _ in events]
+    lines = [line.split("] ", 1)[-1] for _, line in events]
+    if definitions is None:
+        definitions = metric_definitions(printed_metrics(lines))
+    return metric_points(definitions, lines, stamps)

@@ -89,6 +89,12 @@ class SageMakerProcessing:
         return plain(call(self.executor.sagemaker.describe_processing_job, on={"ValidationException": None},
                           ProcessingJobName=name))
 
+    def metric_series(self, name: str) -> dict[str, list[dict]]:
+        """Every `name=value` line of the job's CloudWatch log, as its series."""
+        from sagemake.executors.sagemaker.executor import logged_series
+
+        return logged_series(self.executor.logs, name, PROCESSING_LOG_GROUP, None)
+
     def follow(self, name: str) -> dict:
         """Status changes with the time taken, and the log of every instance, to the end."""
         from sagemake.aws.logs import LogReader
