@@ -397,7 +397,7 @@ MUTATIONS = {
         "                    if any(process.returncode != 0 for process in processes.values()):  # else it had "
         "finished", "                    if True:", "tests/local/test_tune.py -k finished_is_never"),
     "the data step fills a channel set that is partly there": (
-        "src/sagemake/data.py", ' or not unfilled(config.path("DATA_DIR")):', ":",
+        "src/sagemake/job_python.py", ' or not unfilled(config.path("DATA_DIR")):', ":",
         "tests/e2e/test_channels.py -k only_when_data_dir"),
     "hidden files taken for the user's data": (
         "src/sagemake/data.py", 'all(p.name.startswith(".") and p.name != PENDING for p in data.iterdir())',

@@ -315,10 +315,9 @@ def per_channel(config: Config, setting: str, names: list[str], allowed: tuple[s
     return values
 
 
-def data_tags(config: Config) -> list[dict]:
-    """A job's data tags: each channel's digest, files and bytes (the trainer's data step run first when DATA_DIR
-    holds nothing yet), so the manifest of its model says which data made it."""
-    folders = data.ensure(config)
+def data_tags(config: Config, folders: dict[str, Path]) -> list[dict]:
+    """A job's data tags: each channel's digest, files and bytes, so the manifest of its model says which data made
+    it."""
     return [{"Key": f"{TAG_PREFIX}data:{channel}", "Value": " ".join(f"{k}={v}" for k, v in found.items())}
             for channel, found in data.summary(config, folders).items()]
 

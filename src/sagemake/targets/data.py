@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import sys
 
-from sagemake import data
 from sagemake.cli import Exit, UserError, run
 from sagemake.config import resolve
+from sagemake.job_python import data_step
 
 
 def main(argv: list[str]) -> int:
     if argv:
         raise UserError("usage: make data")
-    data.run_step(resolve())
+    data_step(resolve())
     return Exit.OK
 
 
