@@ -6,17 +6,18 @@ served on this machine by three stacks side by side, each loaded with wrk
 connections, in interleaved rounds (the median of each is printed):
 
 - sagemake's server, as `make serve` runs it without an engine (docker/serve
-  run by the job's Python under the guard: gunicorn, one worker per CPU);
+  run by the job's Python under the guard: granian, one worker per CPU);
+- gunicorn's thread worker, one worker per CPU and one thread each, running
+  sagemake's own WSGI app: sagemake's server before granian;
 - the classic stack of AWS's own sample container: nginx in front of gunicorn
   (sync workers, one per CPU, on a unix socket) running a flask app that reads
-  the CSV with numpy, as that sample does, and calls the same trainer.predict;
-- granian (a Rust HTTP server from PyPI) running sagemake's own WSGI app, one
-  worker per CPU, one thread each.
+  the CSV with numpy, as that sample does, and calls the same trainer.predict.
 
-flask and granian are installed into a scratch folder for the run (they are not
-the image's); a stack whose program is missing (nginx: Debian's `nginx`) is
-left out with the reason. Next to them, the limit: the model's own predict() on
-the same row, in the same Python, without HTTP, and the load average.
+flask and gunicorn are installed into a scratch folder for the run (they are
+not the image's); a stack whose program is missing (nginx: Debian's `nginx`)
+is left out with the reason. Next to them, the limit: the model's own
+predict() on the same row, in the same Python, without HTTP, and the load
+average.
 """
 
 import getpass
@@ -44,7 +45,7 @@ SECONDS = int(os.environ.get("BENCH_SERVE_SECONDS", "5"))
 ROUNDS = int(os.environ.get("BENCH_SERVE_ROUNDS", "3"))
 LOADS = ((1, 1), (16, 2))  # (connections, wrk threads)
 BARE_CALLS = 2000
-PEERS = ("flask==3.1.3", "granian==2.8.7")  # the peers' Python packages, installed for the run only
+PEERS = ("flask==3.1.3", "gunicorn==27.0.1")  # the peers' Python packages, installed for the run only
 READY_SECONDS = 60
 
 BARE = textwrap.dedent("""
@@ -121,8 +122,8 @@ NGINX_CONF = textwrap.dedent("""
     }}
 """)
 
-# sagemake's own WSGI app, for a server other than gunicorn
-GRANIAN_APP = textwrap.dedent("""
+# sagemake's own WSGI app, for another server
+OWN_APP = textwrap.dedent("""
     from sagemake.contract import serve
     app = serve.App(serve.load_model(), serve.payload_limit({}))
 """)
@@ -233,15 +234,16 @@ def classic(python: Path, scratch: Path, folder: Path, extra: Path, cpus: int) -
     return started
 
 
-def granian(python: Path, scratch: Path, folder: Path, extra: Path, cpus: int) -> Started:
+def gthread(python: Path, scratch: Path, folder: Path, extra: Path, cpus: int) -> Started:
+    """sagemake's app in gunicorn's thread worker, one worker per CPU, one thread each, an access log."""
     base = scratch / "base"
     base.mkdir(exist_ok=True)
     (base / "model").symlink_to(folder)
-    (scratch / "bench_granian.py").write_text(GRANIAN_APP)
-    port, log = free_port(), scratch / "granian.log"
-    process = spawn([str(python), "-m", "granian", "--interface", "wsgi", "--workers", str(cpus),
-                     "--blocking-threads", "1", "--no-ws", "--host", "127.0.0.1", "--port", str(port),
-                     "bench_granian:app"], peer_env(scratch, folder, extra), log)
+    (scratch / "bench_own.py").write_text(OWN_APP)
+    port, log = free_port(), scratch / "gthread.log"
+    process = spawn([str(python), "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(cpus),
+                     "--worker-class", "gthread", "--threads", "1", "--keep-alive", "5", "--access-logfile", "-",
+                     "bench_own:app"], peer_env(scratch, folder, extra), log)
     started = Started(f"http://127.0.0.1:{port}", [process])
     try:
         wait_ping(started.url, process, log)
@@ -279,13 +281,13 @@ def main() -> int:
             own = ServingProcess(ROOT, python).start(model_files(folder), free_port(), {}, output)
         try:
             own.wait_ready(log=log)
-            servers["sagemake (gunicorn gthread)"] = own
+            servers["sagemake (granian)"] = own
+            servers["gunicorn gthread (before)"] = gthread(python, scratch, folder, extra, cpus)
             peer = classic(python, scratch, folder, extra, cpus)
             if isinstance(peer, str):
                 left_out["nginx + gunicorn + flask"] = peer
             else:
                 servers["nginx + gunicorn + flask"] = peer
-            servers["granian (sagemake's app)"] = granian(python, scratch, folder, extra, cpus)
             for server in servers.values():
                 wrk(server.url, 1, 1, script, body, seconds=2)  # warm-up
             measured = {name: {c: [] for c, _ in LOADS} for name in servers}

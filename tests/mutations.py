@@ -712,7 +712,7 @@ MUTATIONS = {
     "sagemake's own requirements left out of the image": (
         "docker/Dockerfile",
         "RUN pip install -r /opt/program/requirements-sagemake.txt -r /opt/program/requirements.txt",
-        "RUN pip uninstall -y pydantic gunicorn matplotlib && pip install -r /opt/program/requirements.txt",
+        "RUN pip uninstall -y pydantic granian matplotlib && pip install -r /opt/program/requirements.txt",
         "tests/container/test_byo.py -k its_own_requirements"),
     "a trainer's imports not looked up in a new image": (
         "src/sagemake/image.py", 'if config.sagemake_image and config["CODE_MODE"] == "image":', "if False:",
