@@ -740,6 +740,19 @@ MUTATIONS = {
         "src/sagemake/executors/sagemaker/executor.py",
         "near = difflib.get_close_matches(name, self.names(limit=100), n=1)", "near = []",
         "tests/aws/test_aws.py -k unknown_job"),
+    "a request's rows predicted one at a time": (
+        "src/sagemake/contract/serve.py", "predictions = self.model.predict(rows)  # one predict call for them all",
+        "predictions = [p for row in rows for p in self.model.predict([row])]",
+        "tests/unit/test_serve_app.py"),
+    "serve's workers not as many as asked": (
+        "src/sagemake/contract/serve.py", 'workers=settings["workers"], blocking_threads=1',
+        "workers=1, blocking_threads=1", "tests/local/test_serve.py -k workers_asked_for"),
+    "serve's access log off": (
+        "src/sagemake/contract/serve.py", "websockets=False, log_access=True,", "websockets=False, log_access=False,",
+        "tests/local/test_serve.py -k workers_asked_for"),
+    "serve's workers not forked from the process that loaded the model": (
+        "src/sagemake/contract/serve.py", 'multiprocessing.set_start_method("fork", force=True)',
+        'multiprocessing.set_start_method("spawn", force=True)', "tests/local/test_serve.py -k workers_asked_for"),
 }
 
 
