@@ -753,6 +753,9 @@ MUTATIONS = {
     "serve's workers not forked from the process that loaded the model": (
         "src/sagemake/contract/serve.py", 'multiprocessing.set_start_method("fork", force=True)',
         'multiprocessing.set_start_method("spawn", force=True)', "tests/local/test_serve.py -k workers_asked_for"),
+    "a predict stuck past SAGEMAKER_MODEL_SERVER_TIMEOUT left running": (
+        "src/sagemake/contract/serve.py", "if since is not None and time.monotonic() - since > self.timeout:",
+        "if False:", "tests/unit/test_serve_app.py -k past_the_timeout"),
 }
 
 

@@ -17,7 +17,8 @@ list of numbers, a list of rows (lists, or objects keyed by feature name), or
 {"instances": <that list>}. A request the model cannot take gets a 4xx with one
 sentence in text/plain (415 content type, 406 Accept, 400 rows, 413 over the
 payload limit, 404 path, 405 method); the server goes on serving. SIGTERM stops
-accepting, lets the requests in flight finish (SageMaker kills 30 s later) and exits 0.
+accepting, lets the requests in flight finish (SageMaker kills 30 s later) and exits 0. A predict that runs past
+SAGEMAKER_MODEL_SERVER_TIMEOUT ends its worker, and the server starts another.
 
 Imports the standard library and granian; the model's own imports are trainer.predict's.
 """
@@ -31,6 +32,8 @@ import json
 import math
 import os
 import sys
+import threading
+import time
 import traceback
 
 from sagemake.contract import layout
@@ -57,6 +60,7 @@ CSV = "text/csv"
 JSON = "application/json"
 MEDIA_TYPES = (CSV, JSON)
 SAMPLE_NAMES = 3  # feature names quoted in a message
+
 
 class Refused(Exception):
     """A request the server will not answer with predictions: an HTTP status and one sentence."""
@@ -302,10 +306,13 @@ def answer_type(accept: str | None, default: str) -> str:
 
 
 class App:
-    """/ping and /invocations around a loaded Model; every refusal is a 4xx with one sentence."""
+    """/ping and /invocations around a loaded Model; every refusal is a 4xx with one sentence. A predict that runs
+    past the timeout ends its worker (the server starts another), as a stuck model would otherwise hold it."""
 
-    def __init__(self, model: Model, payload_limit: int):
-        self.model, self.payload_limit = model, payload_limit
+    def __init__(self, model: Model, payload_limit: int, timeout: int = DEFAULT_TIMEOUT_SECONDS):
+        self.model, self.payload_limit, self.timeout = model, payload_limit, timeout
+        self.predicting_since: float | None = None  # this worker's predict in progress
+        self.watched_by: int | None = None  # the process whose watchdog runs: a forked worker starts its own
 
     def __call__(self, environ, start_response):
         try:
@@ -337,8 +344,27 @@ class App:
             raise Refused(415, f"{what}: send {CSV} or {JSON}")
         answer = answer_type(environ.get("HTTP_ACCEPT"), kind)  # before reading: a 406 needs no body
         rows = READERS[kind](self.body(environ), self.model.features)  # all the request's rows, parsed at once
-        predictions = self.model.predict(rows)  # one predict call for them all
+        predictions = self.predict(rows)  # one predict call for them all
         return 200, [("Content-Type", answer)], WRITERS[answer](predictions)
+
+    def predict(self, rows: list[list[float]]) -> list:
+        if self.watched_by != os.getpid():
+            self.watched_by = os.getpid()
+            threading.Thread(target=self._watchdog, name="serve-timeout", daemon=True).start()
+        self.predicting_since = time.monotonic()
+        try:
+            return self.model.predict(rows)
+        finally:
+            self.predicting_since = None
+
+    def _watchdog(self) -> None:
+        while True:
+            time.sleep(min(1.0, self.timeout / 4))
+            since = self.predicting_since
+            if since is not None and time.monotonic() - since > self.timeout:
+                print(f"serve: a predict ran past {self.timeout} s ({TIMEOUT_VARIABLE}): this worker stops, its "
+                      "caller's connection is dropped, and a new worker starts", file=sys.stderr, flush=True)
+                os._exit(1)
 
     def body(self, environ) -> bytes:
         """The request body, up to the payload limit (by Content-Length, or by reading a chunked one)."""
@@ -446,7 +472,7 @@ def main() -> int:
         print(f"serve: batch transform: payloads up to {limit // MB} MB, "
               f"{os.environ.get(STRATEGY_VARIABLE, '?')}, {os.environ.get(CONCURRENCY_VARIABLE, '?')} concurrent "
               "transform(s)", file=sys.stderr, flush=True)
-    run(App(model, limit), settings)
+    run(App(model, limit, settings["timeout"]), settings)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)  # the teardown of the model's libraries is seconds for nothing
