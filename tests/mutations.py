@@ -743,7 +743,7 @@ MUTATIONS = {
     "sagemake's own requirements left out of the image": (
         "docker/Dockerfile",
         "RUN pip install -r /opt/program/requirements-sagemake.txt -r /opt/program/requirements.txt",
-        "RUN pip uninstall -y pydantic gunicorn matplotlib && pip install -r /opt/program/requirements.txt",
+        "RUN pip uninstall -y pydantic granian matplotlib && pip install -r /opt/program/requirements.txt",
         "tests/container/test_byo.py -k its_own_requirements"),
     "a trainer's imports not looked up in a new image": (
         "src/sagemake/image.py", 'if config.sagemake_image and config["CODE_MODE"] == "image":', "if False:",
@@ -826,6 +826,22 @@ MUTATIONS = {
     "credentials without autoscaling permission refused a plain deploy": (
         "src/sagemake/executors/sagemaker/scaling.py", 'on={"AccessDeniedException": {}},', "on={},",
         "tests/aws/test_scaling.py -k may_not_read"),
+    "a request's rows predicted one at a time": (
+        "src/sagemake/contract/serve.py", "predictions = self.model.predict(rows)  # one predict call for them all",
+        "predictions = [p for row in rows for p in self.model.predict([row])]",
+        "tests/unit/test_serve_app.py"),
+    "serve's workers not as many as asked": (
+        "src/sagemake/contract/serve.py", 'workers=settings["workers"], blocking_threads=1',
+        "workers=1, blocking_threads=1", "tests/local/test_serve.py -k workers_asked_for"),
+    "serve's access log off": (
+        "src/sagemake/contract/serve.py", "websockets=False, log_access=True,", "websockets=False, log_access=False,",
+        "tests/local/test_serve.py -k workers_asked_for"),
+    "serve's workers not forked from the process that loaded the model": (
+        "src/sagemake/contract/serve.py", 'multiprocessing.set_start_method("fork", force=True)',
+        'multiprocessing.set_start_method("spawn", force=True)', "tests/local/test_serve.py -k workers_asked_for"),
+    "a predict stuck past SAGEMAKER_MODEL_SERVER_TIMEOUT left running": (
+        "src/sagemake/contract/serve.py", "if since is not None and time.monotonic() - since > self.timeout:",
+        "if False:", "tests/unit/test_serve_app.py -k past_the_timeout"),
 }
 
 
