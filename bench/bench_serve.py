@@ -4,8 +4,10 @@ The example model, trained by a real `make train` into a temporary folder, is
 served as `make serve` serves it without an engine (docker/serve run by the
 job's Python: gunicorn, one worker per CPU) and loaded with wrk (Debian's
 `wrk`), POSTing one CSV row a request: requests per second and p50/p99 latency
-at 1 and at 16 concurrent connections. Next to them, the limit: the model's
-own predict() on the same row, in the same Python, without HTTP.
+at 1 and at 16 concurrent connections, straight to the model server and through
+the capturing proxy `make serve` puts in front of it (CAPTURE_PERCENT=100: every
+request and answer written in SageMaker's data capture format). Next to them, the
+limit: the model's own predict() on the same row, in the same Python, without HTTP.
 """
 
 import os
@@ -20,8 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+from sagemake.capture import Capture  # noqa: E402
 from sagemake.config import resolve  # noqa: E402
-from sagemake.executors.local.serving import ServingProcess, model_files  # noqa: E402
+from sagemake.executors.local.serving import CapturingProxy, ServingProcess, model_files  # noqa: E402
 from sagemake.job_python import job_python  # noqa: E402
 
 SECONDS = 10
@@ -98,10 +101,10 @@ def main() -> int:
         return 0
     config = resolve(root=ROOT)
     python = job_python(config)
-    row = first_row()
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         folder = trained(scratch)
+        row = first_row()  # the data step of the training wrote it, when it was missing
         body, script = scratch / "row.csv", scratch / "post.lua"
         body.write_text(row + "\n")
         script.write_text(LUA)
@@ -114,16 +117,25 @@ def main() -> int:
         try:
             server.wait_ready(log=log)
             wrk(server.url, 1, 1, script, body)  # warm-up
-            results = [(connections, wrk(server.url, connections, threads, script, body))
+            results = [("off", connections, wrk(server.url, connections, threads, script, body))
                        for connections, threads in LOADS]
+            proxy = CapturingProxy(0, server.url, Capture(scratch / "capture", 100, "bench"))
+            try:
+                wrk(proxy.url, 1, 1, script, body)
+                results += [("100%", connections, wrk(proxy.url, connections, threads, script, body))
+                            for connections, threads in LOADS]
+            finally:
+                proxy.close()
+            captured = sum(len(path.read_bytes().splitlines()) for path in (scratch / "capture").rglob("*.jsonl"))
         finally:
             server.stop()
     cpus = len(os.sched_getaffinity(0))
     print(f"serving the example model, one CSV row a request, {SECONDS} s each with wrk, "
           f"{cpus} CPU(s), gunicorn with {cpus} worker(s) (process runtime)")
-    print(f"  {'clients':>8} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8}")
-    for connections, result in results:
-        print(f"  {connections:>8} {result['rps']:>11.0f} {result['p50']:>8.2f} {result['p99']:>8.2f}")
+    print(f"  {'capture':>8} {'clients':>8} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8}")
+    for capture, connections, result in results:
+        print(f"  {capture:>8} {connections:>8} {result['rps']:>11.0f} {result['p50']:>8.2f} {result['p99']:>8.2f}")
+    print(f"  captured: {captured} request(s) and answers written (every one the proxy answered)")
     p50, p99 = (float(t) * 1e3 for t in bare)
     print(f"  the model's own predict() on the same row, no HTTP ({BARE_CALLS} calls): "
           f"p50 {p50:.3f} ms, p99 {p99:.3f} ms, so at most {1e3 / p50 * cpus:.0f}/s on {cpus} CPU(s)")

@@ -62,8 +62,7 @@ def rows(body: bytes, content_type: str, features: list[str], where: str) -> lis
     try:
         return reader(body, features)
     except serving.Refused as err:
-        raise UserError(f"{where}: its rows do not match the {len(features)} training features "
-                        f"({', '.join(features[:6])}{', ...' if len(features) > 6 else ''}): {err.sentence}") from None
+        raise UserError(f"{where}: its rows do not match the training features: {err.sentence}") from None
 
 
 def _listed(what: str, names: list[str]) -> str:
@@ -109,8 +108,9 @@ def drift(config: Config, file: str, since: str, name: str | None) -> int:
 
     stamp = datetime.now(timezone.utc)
     report = folder / DRIFT / f"drift-{stamp:%Y%m%dT%H%M%SZ}.html"
-    say(f"drift: {len(found)} row(s) from {where} against the {len(baseline['sample'])} training row(s) of "
-        f"{manifest['job_name']}'s baseline (Evidently)")
+    reference = len(baseline["sample"][features[0]])
+    say(f"drift: {len(found)} row(s) from {where} against {reference} training row(s) of {manifest['job_name']}'s "
+        "baseline (Evidently)")
     columns = {feature: [row[i] for row in found] for i, feature in enumerate(features)}
     result = compare(baseline, columns, config.int("DRIFT_THRESHOLD"), report)
     drifted = [feature for feature in result.features if feature.drifted]

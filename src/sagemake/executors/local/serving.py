@@ -340,6 +340,9 @@ class CapturingProxy(http.server.ThreadingHTTPServer):
                                         name="capturing-proxy", daemon=True)
         self._thread.start()
 
+    def handle_error(self, request, client_address) -> None:
+        """A client that hangs up mid-request is no error of the server's."""
+
     def close(self) -> None:
         """Stop taking requests, and write what the capture holds."""
         if self._thread.is_alive():
@@ -350,17 +353,22 @@ class CapturingProxy(http.server.ThreadingHTTPServer):
 
 class _Forward(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # the answer's head and body leave at once, never 40 ms apart (delayed ACK)
     server: CapturingProxy
 
     def log_message(self, *args) -> None:  # the model server logs each request already
         pass
 
+    _connection: http.client.HTTPConnection | None = None  # to the model server, kept alive with the client's
+
     def _upstream(self) -> http.client.HTTPConnection:
-        local = getattr(self, "_connection", None)
+        local = self._connection
         if local is None:
             host, port = self.server.upstream.removeprefix("http://").rsplit(":", 1)
             local = self._connection = http.client.HTTPConnection(host, int(port),
                                                                  timeout=serving.DEFAULT_TIMEOUT_SECONDS + 10)
+            local.connect()
+            local.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # the body follows its head at once
         return local
 
     def _forward(self) -> None:
@@ -370,14 +378,15 @@ class _Forward(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         headers = {key: value for key, value in self.headers.items() if key.lower() not in HOP_HEADERS}
         for attempt in (1, 2):  # a kept-alive connection the server closed meanwhile is opened again, once
-            connection = self._upstream()
             try:
+                connection = self._upstream()
                 connection.request(self.command, self.path, body, headers)
                 answer = connection.getresponse()
                 data = answer.read()
                 break
             except (OSError, http.client.HTTPException) as err:
-                connection.close()
+                if self._connection is not None:
+                    self._connection.close()
                 self._connection = None
                 if attempt == 2:
                     self.send_error(502, f"the model server did not answer ({type(err).__name__})")
@@ -388,7 +397,11 @@ class _Forward(http.server.BaseHTTPRequestHandler):
                 self.send_header(key, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.wfile.write(data)
+        except OSError:  # the client left before its answer: nothing to capture
+            self.close_connection = True
+            return
         if self.command == "POST" and self.path.split("?")[0] == "/invocations" and answer.status == 200:
             self.server.capture.add(body, self.headers.get("Content-Type") or "", data,
                                     answer.getheader("Content-Type") or "")
@@ -397,7 +410,7 @@ class _Forward(http.server.BaseHTTPRequestHandler):
 
     def finish(self) -> None:
         super().finish()
-        if getattr(self, "_connection", None) is not None:
+        if self._connection is not None:
             self._connection.close()
 
 
