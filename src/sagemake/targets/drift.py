@@ -25,12 +25,11 @@ from sagemake.cli import Exit, UserError, installed, run, say
 from sagemake.config import Config, resolve
 from sagemake.contract import serve as serving
 from sagemake.executors import for_config
+from sagemake.history import LATEST_DRIFT
 from sagemake.jobs.endpoint import BASELINE, DRIFT
 from sagemake.jobs.training import job_named
 from sagemake.models import fetched
 from sagemake.targets.predict import CONTENT_TYPES
-
-LATEST = "latest.json"  # MODELS_DIR/<job>/drift/latest.json: the last result, which `make report` shows
 
 
 def load_baseline(folder: Path) -> dict:
@@ -120,7 +119,7 @@ def drift(config: Config, file: str, since: str, name: str | None) -> int:
     summary = (f"{len(drifted)} of {len(result.features)} feature(s) drifted ({result.share:.0%}; DRIFT_THRESHOLD="
                f"{config.int('DRIFT_THRESHOLD')}%): {verdict}")
     print(f"drift: {summary}; report {report}")
-    jsonfile.write(folder / DRIFT / LATEST, {
+    jsonfile.write(folder / DRIFT / LATEST_DRIFT, {
         "job": manifest["job_name"], "when": stamp.isoformat(timespec="seconds"), "rows": len(found),
         "source": where, "share": result.share, "drifted": result.drifted, "threshold": config.int("DRIFT_THRESHOLD"),
         "report": report.name, "summary": summary,
