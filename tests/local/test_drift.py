@@ -214,3 +214,41 @@ def test_other_commands_never_import_the_drift_code_or_evidently(project, refere
         imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import")}
         assert "sagemake.capture" in imported or args[0] != "predict"
         assert not {"sagemake.drift", "evidently", "pandas"} & imported, args
+
+
+def test_make_transform_captures_each_input_file_and_its_out_file(project, reference, tmp_path):
+    repo, _ = project
+    inputs = tmp_path / "in"
+    (inputs / "more").mkdir(parents=True)
+    (inputs / "a.csv").write_bytes(reference.csv(reference.cells[:4]))
+    (inputs / "more" / "b.csv").write_bytes(reference.csv(reference.cells[4:6]))
+    with own_model(project) as name:
+        done = make(repo, "transform", f"INPUT={inputs}", f"JOB={name}", env=no_engine(tmp_path))
+        assert done.returncode == 0, done.stderr
+        assert f"transform: 2 of 2 input file(s) captured for `make drift` (models/{name}/capture/)" in done.stderr
+        records = captured(repo, name)
+        (output,) = [line.rsplit(" in ", 1)[1] for line in done.stderr.splitlines() if ".out file(s) in " in line]
+        for record, relative in zip(records, ("a.csv", "more/b.csv"), strict=True):
+            assert_documented(record)
+            assert record["captureData"]["endpointInput"]["data"] == (inputs / relative).read_text()
+            assert record["captureData"]["endpointOutput"]["data"] == (Path(output) / f"{relative}.out").read_text()
+
+
+def test_a_fetch_again_keeps_the_capture_and_the_drift_reports_and_profiles_the_data_again(project):
+    repo, job = project
+    folder = repo / "models" / job
+    (folder / "capture" / "2026/12/08/10").mkdir(parents=True, exist_ok=True)
+    (folder / "capture" / "2026/12/08/10" / "serve-1-x.jsonl").write_text("kept\n")
+    (folder / "drift").mkdir(exist_ok=True)
+    (folder / "drift" / "latest.json").write_text("{}\n")
+    (folder / "baseline.json").unlink()
+    try:
+        done = make(repo, "fetch", f"JOB={job}")
+        assert done.returncode == 0, done.stderr
+        assert (folder / "capture" / "2026/12/08/10" / "serve-1-x.jsonl").read_text() == "kept\n"
+        assert (folder / "drift" / "latest.json").read_text() == "{}\n"
+        assert f"baseline: 455 rows of channel train (CSV) profiled: 30 features in {folder / 'baseline.json'}" \
+            in done.stderr and (folder / "baseline.json").is_file()
+    finally:
+        shutil.rmtree(folder / "capture", ignore_errors=True)
+        shutil.rmtree(folder / "drift", ignore_errors=True)
