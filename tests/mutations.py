@@ -760,11 +760,13 @@ MUTATIONS = {
         "src/sagemake/models.py", '(destination / kept).rename(scratch / "new" / kept)', "pass",
         "tests/local/test_drift.py -k fetch_again"),
     "transform inputs not captured": (
-        "src/sagemake/targets/transform.py", "    captured(config, model, folder, files, output_folder(config, name))\n",
-        "", "tests/local/test_drift.py -k transform_captures"),
+        "src/sagemake/targets/transform.py",
+        "    captured(config, model, folder, files, output_folder(config, name))\n", "",
+        "tests/local/test_drift.py -k transform_captures"),
     "captured columns not checked against the training features": (
         "src/sagemake/targets/drift.py",
-        "if names and not serving.numeric(names[0]) and sorted(names) != sorted(features):", "if False:", "tests/local/test_drift.py -k bad_input"),
+        "if names and not serving.numeric(names[0]) and sorted(names) != sorted(features):", "if False:",
+        "tests/local/test_drift.py -k bad_input"),
 }
 
 
