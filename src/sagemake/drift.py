@@ -69,4 +69,4 @@ def compare(baseline: dict, current: dict[str, list], threshold_percent: int, re
                               verdicts.get(name) == "FAIL"))
     drifted = sum(feature.drifted for feature in result)
     part = drifted / len(result) if result else 0.0
-    return Result(result, part, False)
+    return Result(result, part, part >= share)
