@@ -109,12 +109,12 @@ class Server:
 
     def stop(self) -> int:
         """The capturing proxy in front (if any) closed first; then SIGTERM through the guard (the requests in flight
-        finish; SIGKILL STOP_SECONDS later, or at once at a
-        second Ctrl-C), then wait until the server and all it started are gone; its exit code. Signals are held
-        meanwhile: one that arrives hastens the stop instead of cutting it short, and is taken once it is done."""
-        if self.front is not None:
-            self.front.close()
+        finish; SIGKILL STOP_SECONDS later, or at once at a second Ctrl-C), then wait until the server and all it
+        started are gone; its exit code. Signals are held meanwhile: one that arrives hastens the stop instead of
+        cutting it short, and is taken once it is done."""
         with held_signals() as arrived:
+            if self.front is not None:
+                self.front.close()
             asked = 0
             while self.process.poll() is None:
                 if asked <= len(arrived):  # the first request, then one more for each signal that arrives
@@ -347,7 +347,7 @@ class CapturingProxy(http.server.ThreadingHTTPServer):
         """Stop taking requests, and write what the capture holds."""
         if self._thread.is_alive():
             self.shutdown()
-            self.server_close()
+        self.server_close()
         self.capture.close()
 
 
@@ -446,8 +446,9 @@ class Serving:
                 self.server = runtime.start(model_files(self.folder), port, environment, self.output)
             self.server.wait_ready(log=self.log)
             if self.capture is not None:
-                self.server.front = CapturingProxy(self.port or 0, self.server.url, self.capture)
-                self.server.url = self.server.front.url
+                with held_signals():  # no proxy listening without its handle, as for the server itself
+                    self.server.front = CapturingProxy(self.port or 0, self.server.url, self.capture)
+                    self.server.url = self.server.front.url
             return self.server
         except BaseException:
             if self.server is not None:
