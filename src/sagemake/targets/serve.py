@@ -39,9 +39,11 @@ def serve(config: Config, name: str | None) -> int:
                image=manifest["image"], executor=process_identity(os.getpid()))
         say(f"serve: {server.url}  (GET /ping, POST /invocations with text/csv or application/json rows)")
         say(f"serve: curl -s -H 'Content-Type: text/csv' --data-binary @rows.csv {server.url}/invocations")
-        say(f"serve: {capture.percent}% of the requests captured in {folder / CAPTURE}/ (`make drift` compares them "
-            "with the training data; CAPTURE_PERCENT=0 turns it off)" if capture else
-            "serve: no requests captured (CAPTURE_PERCENT=0)")
+        if server.front is not None:
+            say(f"serve: {capture.percent}% of the requests captured in {folder / CAPTURE}/ (`make drift` compares "
+                "them with the training data; CAPTURE_PERCENT=0 turns it off)")
+        elif capture is None:
+            say("serve: no requests captured (CAPTURE_PERCENT=0)")
         say("serve: Ctrl-C stops it")
         try:
             code = server.process.wait()

@@ -435,6 +435,11 @@ class Serving:
         if self.capture is not None and self.port is not None:  # the proxy takes it: said before anything starts
             check_port(LOOPBACK, self.port, another_port(self.port))
         port = runtime.reserve(None if self.capture is not None else self.port)
+        if self.capture is not None and port == self.port:  # an image on the host's network, fixed to port 8080
+            say(f"serve: requests not captured: the model server itself takes port {port} ({runtime.describe()} on "
+                "this machine's network): drop --network host from CONTAINER_RUN_FLAGS to capture them")
+            self.capture.close()
+            self.capture = None
         manifest = self.manifest
         say(f"serve: model of {manifest['job_name']} (sha256 {manifest['artifact']['sha256'][:12]}...): "
             f"runtime {runtime.describe()}: {why}")
