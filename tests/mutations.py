@@ -733,6 +733,68 @@ MUTATIONS = {
     "early stopping judges only the last step read": (
         "src/sagemake/executors/local/tuning.py", "            if trial.should_prune():",
         "            if step == len(values) - 1 and trial.should_prune():", "tests/local/test_tune.py -k many_steps"),
+    "a checkpoint place a later job took is still the first's": (
+        "src/sagemake/executors/sagemaker/executor.py", "        if later:\n", "        if False:\n",
+        "tests/aws/test_checkpoints_prod.py -k copied_within"),
+    "no near name for an unknown SageMaker job": (
+        "src/sagemake/executors/sagemaker/executor.py",
+        "near = difflib.get_close_matches(name, self.names(limit=100), n=1)", "near = []",
+        "tests/aws/test_aws.py -k unknown_job"),
+    "the trainer's import check remembered whatever its content": (
+        "src/sagemake/job_python.py", "        key.update(path.relative_to(root).as_posix().encode() + b",
+        "        (path.relative_to(root).as_posix().encode() + b",
+        "tests/local/test_job_python.py -k requirements_lack"),
+    "an absent engine socket asked anyway": (
+        "src/sagemake/image.py", "            answer = None if absent else self._quiet(",
+        "            answer = None if False else self._quiet(", "tests/unit/test_buildcontext.py -k socket"),
+    "the engine asked again each time": (
+        "src/sagemake/image.py", "        if self._reachable is None:\n", "        if True:\n",
+        "tests/unit/test_buildcontext.py -k socket"),
+    "a container run as it is made": (
+        "src/sagemake/executors/local/guard.py", '    created = bool(container) and command[1:2] == ["run"]',
+        "    created = False", "tests/container/test_container_stop.py -k makes_the_container"),
+    "an endpoint's variant not registered for autoscaling": (
+        "src/sagemake/executors/sagemaker/scaling.py",
+        "    call(executor.autoscaling.register_scalable_target, MinCapacity=fewest, MaxCapacity=most, **where)",
+        "    pass", "tests/aws/test_scaling.py -k registers"),
+    "a deploy without autoscaling keeps an earlier registration": (
+        "src/sagemake/executors/sagemaker/scaling.py", "        if remove(executor, endpoint):", "        if False:",
+        "tests/aws/test_scaling.py -k registers"),
+    "undeploy leaves the autoscaling registration": (
+        "src/sagemake/executors/sagemaker/endpoint.py", "    if scaling.remove(executor, name):  # first,",
+        "    if False:  # first,", "tests/aws/test_scaling.py -k registers"),
+    "undeploy of a gone endpoint leaves its registration": (
+        "src/sagemake/executors/sagemaker/endpoint.py", "        unscaled = scaling.remove(executor, name)",
+        "        unscaled = False", "tests/aws/test_scaling.py -k gone_endpoint"),
+    "a retried removal of autoscaling that finds nothing is an error": (
+        "src/sagemake/executors/sagemaker/scaling.py",
+        'GONE = dict.fromkeys(("ObjectNotFoundException", "ValidationException"))', "GONE = {}",
+        "tests/aws/test_scaling.py -k lost_answer"),
+    "autoscaling above the account's quota let through": (
+        "src/sagemake/executors/sagemaker/scaling.py", "        if quota is not None and most > quota:",
+        "        if False:", "tests/aws/test_scaling.py -k quota"),
+    "the account's applied quota ignored for AWS's default": (
+        "src/sagemake/executors/sagemaker/scaling.py",
+        'for operation in ("list_service_quotas", "list_aws_default_service_quotas"):',
+        'for operation in ("list_aws_default_service_quotas",):', "tests/aws/test_scaling.py -k registers"),
+    "the price at the most instances said for one": (
+        "src/sagemake/executors/sagemaker/scaling.py", "else rate(hourly * most)", "else rate(hourly)",
+        "tests/aws/test_scaling.py -k registers"),
+    "an instance type change with autoscaling registered sent as it is": (
+        "src/sagemake/executors/sagemaker/scaling.py", "    if types and types != {instance_type} and remove(",
+        "    if False and remove(", "tests/aws/test_scaling.py -k change_of_instance_type"),
+    "ENDPOINT_MAX_INSTANCES below the initial count let through": (
+        "src/sagemake/config.py", "and 0 < int(most) < int(count):", "and False:",
+        "tests/aws/test_scaling.py -k bad_autoscaling"),
+    "ENDPOINT_TARGET_INVOCATIONS not checked": (
+        "src/sagemake/config.py", '        elif row.kind == "number" and not _positive(text):', "        elif False:",
+        "tests/aws/test_scaling.py -k bad_autoscaling"),
+    "make endpoints shows the current count as the desired one": (
+        "src/sagemake/targets/endpoints.py", 'variant.get("DesiredInstanceCount", "-")',
+        'variant.get("CurrentInstanceCount", "-")', "tests/aws/test_scaling.py -k registers"),
+    "credentials without autoscaling permission refused a plain deploy": (
+        "src/sagemake/executors/sagemaker/scaling.py", 'on={"AccessDeniedException": {}},', "on={},",
+        "tests/aws/test_scaling.py -k may_not_read"),
     "a captured answer marked as input": (
         "src/sagemake/capture.py", '"endpointOutput": side(answer, answer_type, OUTPUT)}',
         '"endpointOutput": side(answer, answer_type, INPUT)}', "tests/unit/test_capture.py -k sagemakers"),

@@ -64,7 +64,7 @@ class Setting:
 
     name: str
     default: str
-    kind: str  # str, int, bool, choice, path, words, instance_type; parameter: make's command line only, not .env
+    kind: str  # str, int, number, bool, choice, path, words, instance_type; parameter: make's command line, not .env
     doc: str  # one line
     choices: tuple[str, ...] = ()
     low: int | None = None  # int's bounds
@@ -242,6 +242,17 @@ SETTINGS = (
             "INSTANCE_TYPE).", applies=("endpoint",), section=_ENDPOINTS),
     Setting("ENDPOINT_INSTANCE_COUNT", "1", "int", "Number of instances behind the endpoint.", low=1, high=100,
             applies=("endpoint",), section=_ENDPOINTS),
+    Setting("ENDPOINT_MAX_INSTANCES", "0", "int", "Autoscaling: the most instances behind the endpoint (0, or "
+            "ENDPOINT_INSTANCE_COUNT: no autoscaling).", low=0, high=100, applies=("endpoint",), section=_ENDPOINTS,
+            detail="Above ENDPOINT_INSTANCE_COUNT, `make deploy` registers the endpoint with Application Auto "
+            "Scaling, from ENDPOINT_INSTANCE_COUNT up to this many instances, with a target-tracking policy on "
+            "ENDPOINT_TARGET_INVOCATIONS; the price per hour at this many is said first, and more than the "
+            "account's quota for the instance type is refused. A deploy without it removes an earlier "
+            "registration. Local serving does not scale."),
+    Setting("ENDPOINT_TARGET_INVOCATIONS", "70", "number", "Autoscaling: the invocations per instance per minute "
+            "that the endpoint scales to keep (SageMakerVariantInvocationsPerInstance).", applies=("endpoint",),
+            section=_ENDPOINTS, detail="Measure what one instance of your model serves well under load, and set "
+            "it below that."),
     Setting("RAW_DIR", "raw", "path", "Folder of raw data, the processing job's input "
             "(/opt/ml/processing/input/raw).", applies=("processing",), section=_PREPROCESS,
             detail="When it is missing or empty, the example's raw data step (src/trainer/raw.py) writes it. The "
@@ -325,12 +336,16 @@ class Config:
         return self.values[key]
 
     def typed(self, key: str):
-        """The value as its row's kind says: int, bool, Path (from the root), a list of words, or str."""
+        """The value as its row's kind says: int, float, bool, Path (from the root), a list of words, or str."""
         text, kind = self.values[key], _ROWS[key].kind
-        return {"int": int, "bool": "true".__eq__, "path": self.root.joinpath, "words": str.split}.get(kind, str)(text)
+        kinds = {"int": int, "number": float, "bool": "true".__eq__, "path": self.root.joinpath, "words": str.split}
+        return kinds.get(kind, str)(text)
 
     def int(self, key: str) -> int:
         return self._typed(key, "int")
+
+    def number(self, key: str) -> float:
+        return self._typed(key, "number")
 
     def flag(self, key: str) -> bool:
         return self._typed(key, "bool")
@@ -500,8 +515,14 @@ def _check(env: str, values: dict) -> list[str]:
                             "ml.<family>.<size>, e.g. ml.m5.large")
         elif row.kind == "int" and not (text.isdigit() and row.low <= int(text) <= row.high):
             problems.append(f"{key}={text!r} must be a whole number from {row.low} to {row.high}")
+        elif row.kind == "number" and not _positive(text):
+            problems.append(f"{key}={text!r} must be a number above 0, e.g. {row.default}")
         elif row.choices and text not in row.choices:
             problems.append(f"{key}={text!r} must be one of: {', '.join(row.choices)}")
+    most, count = values["ENDPOINT_MAX_INSTANCES"], values["ENDPOINT_INSTANCE_COUNT"]
+    if most.isdigit() and count.isdigit() and 0 < int(most) < int(count):
+        problems.append(f"ENDPOINT_MAX_INSTANCES={most} is below ENDPOINT_INSTANCE_COUNT={count}: set it to "
+                        f"{count} or more to scale, or to 0 for no autoscaling")
     if values["ENDPOINT_NAME"] and not _ENDPOINT.match(values["ENDPOINT_NAME"]):
         problems.append(f"ENDPOINT_NAME={values['ENDPOINT_NAME']!r} is not a SageMaker endpoint name: use 1-63 "
                         "letters, digits or '-'")
@@ -536,6 +557,11 @@ def _check(env: str, values: dict) -> list[str]:
                 f"SAGEMAKER_ROLE_ARN={arn!r} is not an IAM role ARN: use arn:aws:iam::<12-digit account>:role/<name>"
             )
     return problems
+
+
+def _positive(text: str) -> bool:
+    """A finite decimal number above 0 (no inf, nan or exponent games: what a person writes)."""
+    return re.fullmatch(r"\d+(\.\d+)?|\.\d+", text) is not None and float(text) > 0
 
 
 def _sections(parameters: bool) -> dict[str, list[Setting]]:
@@ -576,6 +602,8 @@ def example() -> str:
 def _kind(row: Setting) -> str:
     if row.kind == "int":
         return f"whole number, {row.low}-{row.high}"
+    if row.kind == "number":
+        return "number above 0"
     if row.choices:
         return " or ".join(f"`{choice}`" if choice else "empty" for choice in row.choices)
     return {"str": "text", "instance_type": "instance type, `ml.<family>.<size>`"}.get(row.kind, row.kind)

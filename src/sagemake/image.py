@@ -117,6 +117,7 @@ class Engine:
         self.config = config
         self.name = config["CONTAINER_ENGINE"]
         self.run_flags = config.words("CONTAINER_RUN_FLAGS")
+        self._reachable: bool | None = None
 
     def _quiet(self, *args: str, timeout: int = 60) -> subprocess.CompletedProcess | None:
         try:
@@ -125,8 +126,15 @@ class Engine:
             return None
 
     def reachable(self) -> bool:
-        answer = self._quiet("info", timeout=20)
-        return answer is not None and answer.returncode == 0
+        """Asked once a command. No engine program, or DOCKER_HOST (podman: CONTAINER_HOST) naming a socket that does
+        not exist, answers at once: asking the engine would only wait to fail."""
+        if self._reachable is None:
+            host = os.environ.get("CONTAINER_HOST" if self.name.endswith("podman") else "DOCKER_HOST", "")
+            absent = shutil.which(self.name) is None or (host.startswith("unix://") and
+                                                         not Path(host[len("unix://"):]).exists())
+            answer = None if absent else self._quiet("info", timeout=20)
+            self._reachable = answer is not None and answer.returncode == 0
+        return self._reachable
 
     def has(self, image: str) -> bool:
         return self.inspect(image) is not None

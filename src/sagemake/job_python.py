@@ -36,6 +36,7 @@ from sagemake.config import Config
 JOB_PYTHON = "job-python"  # in the tool's virtualenv
 SLOTS = ("1", "2")  # job-python/1 and /2: the second only while a command uses the first and others are wanted
 STAMP = ".sagemake-ready"  # in the job's Python: what it was made from; absent while it changes
+CHECKED = ".trainer-imports-checked"  # in the job's Python: the digest of the trainer it last found every import of
 REQUIREMENTS = "docker/requirements.txt"  # the trainer's
 OWN_REQUIREMENTS = "docker/requirements-sagemake.txt"  # what sagemake's own code needs in the image
 PRIVATE_WHEELS = "build/wheels"
@@ -85,9 +86,24 @@ def job_python(config: Config) -> Path:
         if base not in _held:
             _held[base] = _ready(base, wanted, files, wheels)
             if config.sagemake_image and (root / TRAINER).is_dir():
-                env = {**os.environ, "PYTHONPATH": str(root / "src")}
-                check_imports([str(_held[base][0])], str(root / TRAINER), "the job's Python", env)
+                _check_trainer(_held[base][0], root)
         return _held[base][0]
+
+
+def _check_trainer(python: Path, root: Path) -> None:
+    """check_imports in the job's Python, once for each content of the trainer's modules and of that Python: a
+    passed check is remembered in it (a failed one is asked again next time)."""
+    home = python.parent.parent
+    key = hashlib.sha256((home / STAMP).read_bytes())
+    for path in sorted((root / TRAINER).rglob("*.py")):
+        key.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    key.update(Path(__file__).with_name("contract").joinpath("imports.py").read_bytes())
+    checked = home / CHECKED
+    if checked.is_file() and checked.read_text() == key.hexdigest():
+        return
+    env = {**os.environ, "PYTHONPATH": str(root / "src")}
+    check_imports([str(python)], str(root / TRAINER), "the job's Python", env)
+    checked.write_text(key.hexdigest())
 
 
 def check_imports(python: list[str], trainer: str, where: str, env: dict | None = None) -> None:

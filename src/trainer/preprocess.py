@@ -17,10 +17,9 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import os
 import sys
 from pathlib import Path
-
-from sagemake.contract import layout
 
 INPUT = "raw"
 CHANNELS = ("train", "validation")
@@ -93,15 +92,15 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if not 0 < args.validation_share < 1:
         parser.error("--validation-share must be between 0 and 1")
-    base = layout.base_dir()
-    header, rows = read(layout.processing_input(base, INPUT))
+    base = Path(os.environ.get("SAGEMAKER_BASE_DIR", "/opt/ml")) / "processing"
+    header, rows = read(base / "input" / INPUT)
     features, table, labels, dropped = clean(header, rows, args.label)
     from sklearn.model_selection import train_test_split  # about a second: once the input is known good
 
     x_train, x_val, y_train, y_val = train_test_split(table, labels, test_size=args.validation_share,
                                                       random_state=args.seed, stratify=labels)
     for channel, (x, y) in zip(CHANNELS, ((x_train, y_train), (x_val, y_val)), strict=True):
-        write(layout.processing_output(base, channel) / f"{channel}.csv", features, args.label, x, y)
+        write(base / "output" / channel / f"{channel}.csv", features, args.label, x, y)
     print(f"preprocess: read {len(rows)} rows; dropped {dropped['rows_missing']} with a missing value, "
           f"{dropped['rows_duplicate']} duplicates, text column(s) {', '.join(dropped['columns_text']) or 'none'}; "
           f"wrote train {len(y_train)} rows, validation {len(y_val)} rows", flush=True)

@@ -317,8 +317,13 @@ def test_fetch_of_a_completed_job_without_its_model_is_named(ready):
 def test_logs_and_stop_of_an_unknown_job(ready):
     executor = SageMakerExecutor(ready)
     for action in (executor.print_log, executor.stop, lambda name: fetch(ready, executor, name)):
-        with pytest.raises(UserError, match=rf"no SageMaker job named 'ghost' in {REGION}"):
+        with pytest.raises(UserError, match=rf"no SageMaker job named 'ghost' in {REGION}: `make jobs ENV=prod`"):
             action("ghost")
+    request = plan(ready, executor)
+    client("sagemaker").create_training_job(**request)
+    name = request["TrainingJobName"]
+    with pytest.raises(UserError, match=rf"no SageMaker job named '{name}x' in {REGION}: did you mean {name}\? "):
+        executor.print_log(name + "x")  # a name pasted with one character too many
 
 
 def test_logs_of_a_job_that_wrote_none_say_so_with_its_status(ready, tmp_path):

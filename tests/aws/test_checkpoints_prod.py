@@ -88,13 +88,20 @@ def test_a_job_starts_from_another_jobs_checkpoints_copied_within_s3_or_from_the
     assert re.search(r"resumed from the checkpoint at round \d+ of 300", third.stdout)
     assert sagemaker.describe_training_job(TrainingJobName=third_job)["CheckpointConfig"]["S3Uri"] == \
         f"{CHECKPOINTS}/first/"
+    # The first's place holds the third's state now: the first's checkpoints are gone, whichever place is asked for.
+    for into in (f"{CHECKPOINTS}/first", f"{CHECKPOINTS}/fourth"):
+        config = resolve(root=ROOT, environ={**environment(tmp_path, example_data), "CHECKPOINT_FROM": first_job,
+                                             "CHECKPOINT_S3_URI": into})
+        with pytest.raises(UserError, match=rf"^CHECKPOINT_FROM={first_job}: {CHECKPOINTS}/first/ holds what job "
+                                            rf"{third_job} left there, .*: CHECKPOINT_FROM={third_job} carries on"):
+            plan(config, SageMakerExecutor(config))
 
-    # Named again into a place that holds other checkpoints: refused, never mixed. (What the second job saved may
-    # equal the first's, when the first saved its last round: another run's file makes the place someone else's.)
+    # Named into a place that holds other checkpoints: refused, never mixed. (What the second job saved may equal
+    # the third's, when both saved their last round: another run's file makes the place someone else's.)
     client("s3").put_object(Bucket="train-bucket", Key="checkpoints/second/another-run.joblib", Body=b"not yours")
-    config = resolve(root=ROOT, environ={**environment(tmp_path, example_data), "CHECKPOINT_FROM": first_job,
+    config = resolve(root=ROOT, environ={**environment(tmp_path, example_data), "CHECKPOINT_FROM": third_job,
                                          "CHECKPOINT_S3_URI": f"{CHECKPOINTS}/second"})
-    with pytest.raises(UserError, match=rf"^CHECKPOINT_FROM={first_job}: {CHECKPOINTS}/second/, where the new job "
+    with pytest.raises(UserError, match=rf"^CHECKPOINT_FROM={third_job}: {CHECKPOINTS}/second/, where the new job "
                                         rf"keeps its checkpoints, holds \d other file\(s\) already"):
         plan(config, SageMakerExecutor(config))
 

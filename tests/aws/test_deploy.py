@@ -156,7 +156,7 @@ def test_deploy_then_update_in_place_then_undeploy_what_sagemake_made(prod, exam
     assert events == [("deploy", JOBS[0]), ("deploy", JOBS[1]), ("undeploy", None)]
     endpoints(config, executor(config))
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split() == ["WHERE", "ENV", "EVENT", "JOB", "SHA256", "IMAGE", "SINCE"]
+    assert out[0].split() == ["WHERE", "ENV", "EVENT", "INSTANCES", "DESIRED", "JOB", "SHA256", "IMAGE", "SINCE"]
     assert out[1].split()[:3] == ["sagemake-example", "prod", "undeploy"]
 
 

@@ -4,12 +4,16 @@ Runs where an engine answers, like test_container.py (whose image and fixtures i
 """
 
 import json
+import os
 import signal
 import subprocess
+import sys
 import time
 
 from conftest import sagemake
 from test_container import ENGINE, built_project, containers, engine  # noqa: F401 (fixtures)
+
+from sagemake.executors.local.guarded import GUARD
 
 
 def test_kill_9_of_the_executor_removes_the_container_and_settles_the_record(built_project):  # noqa: F811
@@ -41,3 +45,27 @@ def test_kill_9_of_the_executor_removes_the_container_and_settles_the_record(bui
     assert [line.split()[1] for line in listed.splitlines() if line.startswith(name)] == ["Failed"]
     record = json.loads((repo / "jobs" / name / "job.json").read_text())
     assert f"the executor (pid {executor.pid}) ended during Training" in record["FailureReason"]
+
+
+def test_a_stop_while_the_engine_makes_the_container_leaves_none(engine, tmp_path):  # noqa: F811
+    """SIGTERM to the guard while the container is being made. The engine here is the real one behind a script that
+    takes its time to create, and that makes a `run`'s container only after the `run` client is gone, as a daemon
+    finishing a create can: a guard that stopped the client and removed the container at once would leave it."""
+    slow = tmp_path / "slow-engine"
+    slow.write_text(f"""#!/bin/sh
+case "$1" in
+  run) shift; setsid sh -c 'sleep 1; exec "$0" create "$@"' {ENGINE} "$@" >/dev/null 2>&1 & sleep 60 ;;
+  create) sleep 1; exec {ENGINE} "$@" ;;
+  *) exec {ENGINE} "$@" ;;
+esac
+""")
+    slow.chmod(0o755)
+    name = f"sagemake-test-made-{time.monotonic_ns()}"
+    guard = subprocess.Popen([sys.executable, str(GUARD), str(os.getpid()), "5", "--container", str(slow),
+                              name, "--", str(slow), "run", "--rm", "--name", name, "--entrypoint", "sleep",
+                              "python:3.11-slim", "60"], start_new_session=True)
+    time.sleep(0.5)  # within the create
+    guard.send_signal(signal.SIGTERM)
+    assert guard.wait(timeout=60) == 128 + signal.SIGTERM
+    time.sleep(2)  # for whatever the engine was still making
+    assert containers(name) == []

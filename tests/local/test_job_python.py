@@ -167,8 +167,10 @@ def test_two_commands_at_once_take_turns_and_none_changes_a_python_in_use(projec
 
 
 def test_a_module_the_requirements_lack_is_named_before_anything_runs(project):
-    repo, _ = project
+    repo, tool = project
     requirements(project)
+    run(project)  # its imports found: remembered for this content of the trainer
+    assert (tool / "job-python/1/.trainer-imports-checked").is_file()
     train = repo / "src/trainer/train.py"
     lines = train.read_text().splitlines(keepends=True)
     lines.insert(12, "import yaml  # in the tool's virtualenv, not in the trainer's requirements\n")

@@ -221,7 +221,7 @@ def test_a_step_that_writes_nothing_to_an_output_is_refused_and_installs_nothing
     `make preprocess` refuses in one line naming the output, and DATA_DIR is left as it was, the other output too."""
     repo = copy_repo(tmp_path / "my project")
     step = repo / "src/trainer/preprocess.py"
-    written = '        write(layout.processing_output(base, channel) / f"{channel}.csv", features, args.label, x, y)\n'
+    written = '        write(base / "output" / channel / f"{channel}.csv", features, args.label, x, y)\n'
     assert written in step.read_text()
     step.write_text(step.read_text().replace(written, '        if channel == "train":\n    ' + written))
     trainer.raw.main(tmp_path / "raw")

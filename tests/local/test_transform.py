@@ -120,7 +120,7 @@ def test_make_transform_as_a_process_gives_the_models_own_predictions_line_by_li
     listed = make(repo, "endpoints")
     assert listed.returncode == 0, listed.stderr
     (row,) = [line.split() for line in listed.stdout.splitlines() if line.startswith(name)]
-    assert row[1:5] == ["local", "transform", job, manifest["artifact"]["sha256"][:12]]
+    assert row[1:7] == ["local", "transform", "-", "-", job, manifest["artifact"]["sha256"][:12]]  # no instances
 
 
 def test_single_record_sends_one_line_a_request_in_order(project, reference, tmp_path):

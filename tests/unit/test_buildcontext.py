@@ -410,3 +410,24 @@ def test_context_files_match_what_the_engine_copies(engine, tmp_path):
     expected = context_files(root, dockerfile=root / "Dockerfile")
     assert {"README.md", "data/keep.txt", "日本/語.txt", "a/b/c", "Dockerfile", ".dockerignore"} <= set(expected)
     assert engine_copy(engine, root) == expected
+
+
+@pytest.mark.parametrize("engine, variable", [("docker", "DOCKER_HOST"), ("podman", "CONTAINER_HOST")])
+def test_an_engine_whose_socket_is_absent_is_not_asked(engine, variable, tmp_path, monkeypatch):
+    """DOCKER_HOST (podman: CONTAINER_HOST) naming a socket that is not there: unreachable at once, the engine's
+    program never run; once it is there, the engine is asked, once a command."""
+    from sagemake.config import resolve
+    from sagemake.image import Engine
+
+    calls = tmp_path / "calls"
+    program = tmp_path / engine
+    program.write_text(f'#!/bin/sh\necho "$*" >> "{calls}"\n')
+    program.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv(variable, f"unix://{tmp_path}/engine.sock")
+    config = resolve(root=Path(__file__).resolve().parents[2], environ={"CONTAINER_ENGINE": engine})
+    assert not Engine(config).reachable() and not calls.exists()
+    (tmp_path / "engine.sock").touch()
+    there = Engine(config)
+    assert there.reachable() and there.reachable()
+    assert calls.read_text() == "info\n"

@@ -194,7 +194,7 @@ def test_every_setting_and_parameter_is_on_the_settings_page_and_only_settings_i
 
 
 def test_every_row_is_whole_and_its_example_resolves(tmp_path):
-    kinds = {"str", "int", "bool", "choice", "path", "words", "instance_type", "parameter"}
+    kinds = {"str", "int", "number", "bool", "choice", "path", "words", "instance_type", "parameter"}
     for row in SETTINGS:
         assert row.kind in kinds and row.doc and row.section, row.name
         assert (row.low is not None and row.high is not None) == (row.kind == "int"), row.name
@@ -213,6 +213,7 @@ def test_typed_access_follows_the_table(tmp_path):
     config = resolve(root=tmp_path, environ={"USE_SPOT": "false", "CHANNELS": "train validation"})
     assert config.int("INSTANCE_COUNT") == 1 and config.typed("TUNE_MAX_JOBS") == 10
     assert config.flag("USE_SPOT") is False and config.typed("USE_SPOT") is False
+    assert config.number("ENDPOINT_TARGET_INVOCATIONS") == 70.0
     assert config.words("CHANNELS") == ["train", "validation"] and config.path("DATA_DIR") == tmp_path / "data"
     assert config.typed("CODE_MODE") == "image" and config.values["INSTANCE_COUNT"] == "1"  # strings, for bash
     with pytest.raises(TypeError, match="HP is a words setting, not int"):

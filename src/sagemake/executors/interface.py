@@ -192,7 +192,7 @@ class Executor(ABC):
         """Batch transform jobs here: model, input_uri, output_uri, run, provenance."""
 
     def endpoints(self):
-        """Real-time endpoints here: deploy, undeploy, status."""
+        """Real-time endpoints here: deploy, undeploy, describe."""
         raise UserError("`make deploy` and `make undeploy` are for endpoints on SageMaker: use ENV=prod (or another "
                         "AWS ENV); on this machine `make serve` serves the model")
 

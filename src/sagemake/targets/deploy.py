@@ -6,7 +6,11 @@ The price per hour is said before anything is created. The job's SageMaker
 model (made once, tagged as sagemake's), an endpoint configuration, and the
 endpoint created (or updated in place); then a smoke request of a few
 validation rows, and the deployment recorded in MODELS_DIR/deployments.jsonl.
-An endpoint of that name that sagemake did not make is refused.
+With ENDPOINT_MAX_INSTANCES above ENDPOINT_INSTANCE_COUNT, the endpoint is
+registered with Application Auto Scaling once it serves (the account's quota
+checked and the price at the most said before anything is made); without, an
+earlier registration is removed. An endpoint of that name that sagemake did
+not make is refused.
 """
 
 from __future__ import annotations

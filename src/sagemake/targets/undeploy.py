@@ -1,6 +1,9 @@
 """Summary: delete the endpoint, its configs and models that sagemake made (ENV=prod), nothing else
 
 Usage: make undeploy ENV=prod [ENDPOINT_NAME=...]   (python -m sagemake undeploy)
+
+The endpoint's autoscaling registration goes first, also when the endpoint is
+already gone.
 """
 
 from __future__ import annotations

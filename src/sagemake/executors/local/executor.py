@@ -19,6 +19,7 @@ ShardedByS3Key) and output/ (the artefacts).
 from __future__ import annotations
 
 import collections
+import contextlib
 import difflib
 import filecmp
 import json
@@ -174,7 +175,7 @@ class LocalExecutor(Executor):
             if not config.sagemake_image:
                 raise UserError(_PROCESS_ONLY_OURS)
             return ProcessRuntime(config.root, job_python(config)), "LOCAL_RUNTIME=process"
-        if self.engine.has(image):
+        if self.engine.reachable() and self.engine.has(image):
             return ContainerRuntime(self.engine.name, image, self.engine.run_flags), "the engine has the image"
         if config["LOCAL_RUNTIME"] == "container" or not config.sagemake_image:
             why = "" if config.sagemake_image else f" ({_whose(config)} runs only in a container)"
@@ -549,8 +550,9 @@ class _Job:
                     self._stop(processes, "asked to stop")
                     if any(process.returncode != 0 for process in processes.values()):  # else it had finished
                         self.stopped_by = "Stopped"
-                else:
-                    time.sleep(POLL_SECONDS)
+                else:  # woken at once when a host ends
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        next(p for p in processes.values() if p.returncode is None).wait(timeout=POLL_SECONDS)
         except KeyboardInterrupt:
             self.stopped_by, self.interrupted = "Stopped", True
             self._stop(processes, "interrupted")

@@ -14,8 +14,9 @@ have passed, when:
 With --cpus, COMMAND runs on those cores only (its CPU affinity, which its
 children inherit). With --container, stopping also goes to the container named NAME through
 ENGINE (`kill --signal TERM`, then `rm --force`), as `docker run` alone would
-leave it running. With --scratch, DIR (COMMAND's own scratch tree) is removed
-once COMMAND has ended, so an executor killed outright leaves none behind.
+leave it running; a `run` COMMAND is split into `create` and `start --attach`,
+so that a stop never meets a container still being made. With --scratch, DIR
+(COMMAND's own scratch tree) is removed once COMMAND has ended, so an executor killed outright leaves none behind.
 
 A file of its own, standard library only: it runs as a separate process and
 imports nothing of sagemake. It writes nothing, since its output is the job's.
@@ -49,6 +50,18 @@ def main(argv: list[str]) -> int:
     requests: list[int] = []
     for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(number, lambda signum, frame: requests.append(signum))
+    created = bool(container) and command[1:2] == ["run"]
+    if created:
+        # Made whole before it starts: a stop that came while `run` was still making it would leave the engine
+        # finishing a container no one removes ("Created"). Removed here once it ended, not by --rm, so that its
+        # own exit status is read (`start` says 1 where `run` says 126 or 127: a program that cannot run).
+        arguments = command[3:] if command[2:3] == ["--rm"] else command[2:]
+        made = subprocess.run([command[0], "create", *arguments], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, start_new_session=True, check=False)
+        if made.returncode != 0 or requests:
+            _engine(container, "rm", "--force")
+            return 125 if made.returncode != 0 else 128 + requests[0]  # 125: as `run` says the engine failed
+        command = [command[0], "start", "--attach", container[1]]
     training = subprocess.Popen(command, start_new_session=True)
     deadline = None
     killed = False
@@ -65,7 +78,11 @@ def main(argv: list[str]) -> int:
         elif deadline is not None and not killed and (time.monotonic() >= deadline or len(requests) > 1):
             _stop(training, container, kill=True)
             killed = True
-    if container and deadline is not None:  # a stopped container may outlive its `run` client
+    if created:
+        state = subprocess.run([container[0], "container", "inspect", "--format", "{{.State.ExitCode}}",
+                                container[1]], capture_output=True, text=True, check=False)
+        code = int(state.stdout) if state.returncode == 0 and state.stdout.strip().isdigit() else code
+    if container and (created or deadline is not None):  # a stopped container may outlive its client
         _engine(container, "rm", "--force")
     if scratch:
         shutil.rmtree(scratch, ignore_errors=True)

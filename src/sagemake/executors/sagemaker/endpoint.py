@@ -19,6 +19,7 @@ from sagemake.cli import AwsError, JobFailed, UserError, say
 from sagemake.config import Config
 from sagemake.deployments import history, record
 from sagemake.executors.interface import Executor
+from sagemake.executors.sagemaker import scaling
 from sagemake.jobs.endpoint import (
     CONFIG_PART,
     MANIFEST,
@@ -160,23 +161,27 @@ def deploy(config: Config, executor: Executor, job: str | None) -> dict:
     training = executor.completed(job or executor.latest(), "serve")
     job = training["TrainingJobName"]
     existing = describe(sagemaker, "endpoint", name)
+    instance_type = config["ENDPOINT_INSTANCE_TYPE"] or config["INSTANCE_TYPE"]
     if existing is not None:
         check_ours(executor, existing)
         if under_way(executor, existing, job):
+            scaling.check(config, executor, instance_type, executor.prices())  # registered once it serves
             return finish(config, executor, training, heading(existing), replaced=None)
-    instance_type = config["ENDPOINT_INSTANCE_TYPE"] or config["INSTANCE_TYPE"]
     count = config.int("ENDPOINT_INSTANCE_COUNT")
     prices = executor.prices()
     hourly = prices.hourly(instance_type, HOSTING).hourly
     each = "unknown" if hourly is None else f"{rate(hourly)} per instance, {rate(hourly * count)}"
     say(f"endpoint {name}: {count} x {instance_type}, billed every hour until `make undeploy{executor.env_flag()}`; "
         f"price per hour: {each} ({prices.sources()})")
+    scaling.check(config, executor, instance_type, prices)
     sha256 = model_sha256(config, executor, training)  # before anything is made: it may download the model
     config_name = job_name(config["PROJECT_NAME"], CONFIG_PART)
     variant = {"VariantName": VARIANT, "ModelName": job, "InitialInstanceCount": count,
                "InstanceType": instance_type, "InitialVariantWeight": 1.0}
     beaten = None  # the endpoint as another deploy that got there first left it
     capture = data_capture(config)
+    if existing is not None:
+        scaling.before_update(executor, existing, instance_type)
     with recorded(config, executor, job, config_name):
         ensure_model(executor, training)
         create(sagemaker.create_endpoint_config, lambda: describe(sagemaker, "endpoint_config", config_name)
@@ -270,6 +275,7 @@ def finish(config: Config, executor: Executor, training: dict, config_name: str,
                    else None)
     if replaced is not None:  # the old configuration no longer serves: sagemake's own is deleted
         _delete(executor, "endpoint_config", replaced)
+    scaling.apply(config, executor, name)
     smoke(config, executor, name, training)
     say(f"endpoint {name}: InService with the model of {job} (sha256 {sha256[:12]}...)")
     return entry
@@ -315,8 +321,9 @@ def undeploy(config: Config, executor: Executor) -> None:
     left = [c for c in unfinished(config, executor, name)
             if not endpoint or c not in (endpoint["EndpointConfigName"], heading(endpoint))]
     if endpoint is None:
+        unscaled = scaling.remove(executor, name)  # a registration the endpoint's deletion left
         removed = [c for c in left if _delete(executor, "endpoint_config", c)]
-        if not removed:
+        if not removed and not unscaled:
             raise UserError(f"no endpoint named {name} in {executor.region}: nothing to undeploy "
                             f"(`make endpoints{executor.env_flag()}` lists what sagemake deployed)")
         record(config, "undeploy", endpoint=name, endpoint_configs=removed, region=executor.region)
@@ -329,6 +336,8 @@ def undeploy(config: Config, executor: Executor) -> None:
                                                EndpointConfigName=endpoint["EndpointConfigName"])["ProductionVariants"]]
     except UserError:
         models = []
+    if scaling.remove(executor, name):  # first, as AWS advises: DeleteEndpoint deregisters it only when allowed to
+        say(f"endpoint {name}: autoscaling removed")
     call(sagemaker.delete_endpoint, EndpointName=name)
     say(f"endpoint {name}: deleted")
     _delete(executor, "endpoint_config", endpoint["EndpointConfigName"])
@@ -350,7 +359,6 @@ class SageMakerEndpoints:
     def undeploy(self) -> None:
         undeploy(self.config, self.executor)
 
-    def status(self, name: str) -> str:
-        """DescribeEndpoint's EndpointStatus, or gone."""
-        found = describe(self.executor.sagemaker, "endpoint", name)
-        return found["EndpointStatus"] if found else "gone"
+    def describe(self, name: str) -> dict | None:
+        """DescribeEndpoint's answer (EndpointStatus, each variant's current and desired instance count), or None."""
+        return describe(self.executor.sagemaker, "endpoint", name)

@@ -8,6 +8,7 @@ IMAGE_REGISTRY), and everything a paid job needs is checked before it starts.
 
 from __future__ import annotations
 
+import difflib
 import re
 import sys
 import time
@@ -76,6 +77,14 @@ class SageMakerExecutor(Executor):
     def logs(self):
         return self._client("logs")
 
+    @cached_property
+    def autoscaling(self):
+        return self._client("application-autoscaling")
+
+    @cached_property
+    def service_quotas(self):
+        return self._client("service-quotas")
+
     def _client(self, service: str):
         return call(self.aws.client, service_name=service)
 
@@ -130,7 +139,29 @@ class SageMakerExecutor(Executor):
         if not self.checkpoint_files(uri):
             raise UserError(f"CHECKPOINT_FROM={job}: nothing at {uri}, where the job kept its checkpoints (its "
                             "trainer wrote none to /opt/ml/checkpoints, or they were deleted): name another job")
+        later = self.last_job_at(uri, record)
+        if later:
+            raise UserError(f"CHECKPOINT_FROM={job}: {uri} holds what job {later} left there, which ran with the same "
+                            f"CHECKPOINT_S3_URI after it: CHECKPOINT_FROM={later} carries on from that state")
         return uri
+
+    def last_job_at(self, uri: str, record: dict) -> str | None:
+        """The newest of this project's jobs created after the one described by record whose checkpoints went to the
+        same place: what that place holds is that job's state now, no longer the first's."""
+        newer, token = [], {}
+        while True:
+            page = call(self.sagemaker.list_training_jobs, NameContains=f"{tuning_head(self.config['PROJECT_NAME'])}-",
+                        CreationTimeAfter=record["CreationTime"], MaxResults=100, **token)
+            newer += page["TrainingJobSummaries"]
+            if not page.get("NextToken"):
+                break
+            token = {"NextToken": page["NextToken"]}
+        for summary in sorted(newer, key=lambda s: s["CreationTime"], reverse=True):
+            name = summary["TrainingJobName"]
+            if name != record["TrainingJobName"] and self.describe(name).get(
+                    "CheckpointConfig", {}).get("S3Uri", "").rstrip("/") == uri.rstrip("/"):
+                return name
+        return None
 
     def checkpoint_files(self, uri: str) -> dict[str, str]:
         """Each object's ETag, the digest S3 keeps of its content (a copy within S3 keeps it)."""
@@ -298,10 +329,13 @@ class SageMakerExecutor(Executor):
             time.sleep(poll)
 
     def describe(self, name: str) -> dict:
-        unknown = UserError(f"no SageMaker job named '{name}' in {self.region}: `make jobs ENV={self.config.env}` "
-                            "lists them")
-        return plain(call(self.sagemaker.describe_training_job, on={"ValidationException": unknown},
-                          TrainingJobName=name))
+        answer = call(self.sagemaker.describe_training_job, on={"ValidationException": None}, TrainingJobName=name)
+        if answer is None:
+            near = difflib.get_close_matches(name, self.names(limit=100), n=1)
+            listed = f"`make jobs ENV={self.config.env}` lists them"
+            raise UserError(f"no SageMaker job named '{name}' in {self.region}: "
+                            + (f"did you mean {near[0]}? ({listed})" if near else listed))
+        return plain(answer)
 
     def tags(self, name: str) -> dict[str, str]:
         arn = self.describe(name)["TrainingJobArn"]
