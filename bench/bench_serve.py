@@ -1,7 +1,7 @@
 """Benchmark behind the serving figures in bench/RESULTS.md (`make bench`); nothing is asserted.
 
 The example model, trained by a real `make train` into a temporary folder, is
-served on this machine by three stacks side by side, each loaded with wrk
+served on this machine by four stacks side by side, each loaded with wrk
 (Debian's `wrk`) POSTing the same CSV row a request, at 1 and at 16 concurrent
 connections, in interleaved rounds (the median of each is printed):
 
@@ -9,6 +9,9 @@ connections, in interleaved rounds (the median of each is printed):
   run by the job's Python under the guard: granian, one worker per CPU);
 - gunicorn's thread worker, one worker per CPU and one thread each, running
   sagemake's own WSGI app: sagemake's server before granian;
+- the same, through the capturing proxy `make serve` puts in front of it
+  (CAPTURE_PERCENT=100: every request and answer written in SageMaker's data
+  capture format);
 - the classic stack of AWS's own sample container: nginx in front of gunicorn
   (sync workers, one per CPU, on a unix socket) running a flask app that reads
   the CSV with numpy, as that sample does, and calls the same trainer.predict.
@@ -32,13 +35,15 @@ import sys
 import tempfile
 import textwrap
 import time
+import types
 import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+from sagemake.capture import Capture  # noqa: E402
 from sagemake.config import resolve  # noqa: E402
-from sagemake.executors.local.serving import ServingProcess, model_files  # noqa: E402
+from sagemake.executors.local.serving import CapturingProxy, ServingProcess, model_files  # noqa: E402
 from sagemake.job_python import job_python  # noqa: E402
 
 SECONDS = int(os.environ.get("BENCH_SERVE_SECONDS", "5"))
@@ -266,6 +271,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         folder = trained(scratch)
+        row = first_row()  # the data step of the training wrote it, when it was missing
         body, script = scratch / "row.csv", scratch / "post.lua"
         body.write_text(row + "\n")
         script.write_text(LUA)
@@ -282,6 +288,8 @@ def main() -> int:
         try:
             own.wait_ready(log=log)
             servers["sagemake (granian)"] = own
+            proxy = CapturingProxy(0, own.url, Capture(scratch / "capture", 100, "bench"))
+            servers["sagemake, every request captured"] = types.SimpleNamespace(url=proxy.url, stop=proxy.close)
             servers["gunicorn gthread (before)"] = gthread(python, scratch, folder, extra, cpus)
             peer = classic(python, scratch, folder, extra, cpus)
             if isinstance(peer, str):
@@ -298,6 +306,7 @@ def main() -> int:
         finally:
             for server in servers.values():
                 server.stop()
+        captured = sum(len(path.read_bytes().splitlines()) for path in (scratch / "capture").rglob("*.jsonl"))
     load_after = os.getloadavg()[0]
     p50, p99 = (float(t) * 1e3 for t in bare)
     limit = 1e3 / p50 * cpus
@@ -312,6 +321,8 @@ def main() -> int:
             rps, q50, q99 = (statistics.median(run[key] for run in runs) for key in ("rps", "p50", "p99"))
             print(f"  {name:<30} {connections:>7} {rps:>10.0f} {rps / limit:>8.0%} {q50:>7.2f} {q99:>7.2f} "
                   f"{q99 / q50:>7.1f} {q50 - p50:>8.2f}")
+    print(f"  captured: {captured} request(s) and answers written in SageMaker's data capture format "
+          "(CAPTURE_PERCENT=100, through the proxy `make serve` puts in front of the server)")
     for name, why in left_out.items():
         print(f"  {name}: not measured: {why}")
     return 0

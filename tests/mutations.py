@@ -85,7 +85,7 @@ MUTATIONS = {
         "member.isdev():", "                if False:", "tests/local/test_fetch.py -k without_extraction_filters"),
     "a model archive's own manifest let through": (
         "src/sagemake/models.py",
-        "        if (folder / MANIFEST).exists() or (output and (folder / OUTPUT).exists()):", "        if False:",
+        "        own = [name for name in FETCHED if (folder / name).exists()]", "        own = []",
         "tests/local/test_fetch.py -k own_manifest"),
     "manifest sha256 not of the archive": (
         "src/sagemake/archive.py", "            digest.update(block)", '            digest.update(b"")',
@@ -827,8 +827,8 @@ MUTATIONS = {
         "src/sagemake/executors/sagemaker/scaling.py", 'on={"AccessDeniedException": {}},', "on={},",
         "tests/aws/test_scaling.py -k may_not_read"),
     "a request's rows predicted one at a time": (
-        "src/sagemake/contract/serve.py", "predictions = self.model.predict(rows)  # one predict call for them all",
-        "predictions = [p for row in rows for p in self.model.predict([row])]",
+        "src/sagemake/contract/serve.py", "            return self.model.predict(rows)\n",
+        "            return [p for row in rows for p in self.model.predict([row])]\n",
         "tests/unit/test_serve_app.py"),
     "serve's workers not as many as asked": (
         "src/sagemake/contract/serve.py", 'workers=settings["workers"], blocking_threads=1',
@@ -842,6 +842,40 @@ MUTATIONS = {
     "a predict stuck past SAGEMAKER_MODEL_SERVER_TIMEOUT left running": (
         "src/sagemake/contract/serve.py", "if since is not None and time.monotonic() - since > self.timeout:",
         "if False:", "tests/unit/test_serve_app.py -k past_the_timeout"),
+    "a captured answer marked as input": (
+        "src/sagemake/capture.py", '"endpointOutput": side(answer, answer_type, OUTPUT)}',
+        '"endpointOutput": side(answer, answer_type, INPUT)}', "tests/unit/test_capture.py -k sagemakers"),
+    "capture sampling ignored": (
+        "src/sagemake/capture.py", "return self.percent >= 100 or random.random() * 100 < self.percent",
+        "return True", "tests/unit/test_capture.py -k hourly_folders"),
+    "SINCE keeps every hour": (
+        "src/sagemake/capture.py", "return hour + timedelta(hours=1) > start", "return True",
+        "tests/unit/test_capture.py -k since"),
+    "the label profiled as a feature": (
+        "src/sagemake/baseline.py", "features = [str(name) for name in row if name != label]",
+        "features = [str(name) for name in row]", "tests/unit/test_capture.py -k without_its_label"),
+    "the serving proxy captures nothing": (
+        "src/sagemake/executors/local/serving.py",
+        'self.path.split("?")[0] == "/invocations" and answer.status == 200',
+        'self.path.split("?")[0] == "/invocation" and answer.status == 200',
+        "tests/local/test_drift.py -k make_serve_captures"),
+    "an endpoint config without DataCaptureConfig": (
+        "src/sagemake/executors/sagemaker/endpoint.py", '**({"DataCaptureConfig": capture} if capture else {}))',
+        ")", "tests/aws/test_capture_prod.py -k sets_the_endpoint"),
+    "drift verdict blind to DRIFT_THRESHOLD": (
+        "src/sagemake/drift.py", "return Result(result, part, part >= share)", "return Result(result, part, False)",
+        "tests/local/test_drift.py -k flags_shifted"),
+    "a fetch again loses the capture": (
+        "src/sagemake/models.py", '(destination / kept).rename(scratch / "new" / kept)', "pass",
+        "tests/local/test_drift.py -k fetch_again"),
+    "transform inputs not captured": (
+        "src/sagemake/targets/transform.py",
+        "    captured(config, model, folder, files, output_folder(config, name))\n", "",
+        "tests/local/test_drift.py -k transform_captures"),
+    "captured columns not checked against the training features": (
+        "src/sagemake/targets/drift.py",
+        "if names and not serving.numeric(names[0]) and sorted(names) != sorted(features):", "if False:",
+        "tests/local/test_drift.py -k bad_input"),
 }
 
 

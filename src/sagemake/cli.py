@@ -18,6 +18,7 @@ class Exit(enum.IntEnum):
     JOB_FAILED = 1  # the job ran and ended Failed or Stopped: its record and log are kept
     BAD_INPUT = 2  # config, arguments, data or image refused before anything ran: fix and run again
     AWS_ERROR = 3  # AWS refused or could not be reached (credentials, permissions, network)
+    DRIFT = 4  # make drift: at least DRIFT_THRESHOLD percent of the features drifted
     INTERRUPTED = 130  # Ctrl-C, a closed terminal or SIGTERM
 
 
@@ -37,6 +38,16 @@ class AwsError(UserError):
     """An AWS error, said in one line (sagemake.aws.api.explain)."""
 
     status = Exit.AWS_ERROR
+
+
+def installed(module: str, requirements: str, command: str) -> None:
+    """A command's own library (installed by its make target the first time it runs, and needed by no other
+    command) is there, or one line says how to get it."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise UserError(f"{module} is not in this virtualenv: run `{command}`, which installs it ({requirements}) "
+                        "the first time")
 
 
 def say(message: str) -> None:

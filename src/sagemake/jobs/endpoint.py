@@ -63,6 +63,26 @@ MANIFEST = "manifest.json"
 
 
 OUTPUT = "output"  # MODELS_DIR/<job>/output/: the job's /opt/ml/output/data/
+BASELINE = "baseline.json"  # MODELS_DIR/<job>/baseline.json: the training data's profile, what drift is measured from
+CAPTURE = "capture"  # MODELS_DIR/<job>/capture/: the requests captured while it was served
+DRIFT = "drift"  # MODELS_DIR/<job>/drift/: `make drift`'s reports
+FETCHED = (MANIFEST, OUTPUT, BASELINE, CAPTURE, DRIFT)  # what sagemake keeps beside a model's own files
+KEPT = (CAPTURE, DRIFT)  # what a fetch of the model again keeps: it was gathered since, not fetched
+
+
+def data_capture(config: Config) -> dict | None:
+    """The endpoint configuration's DataCaptureConfig: both directions, CAPTURE_PERCENT of the requests, CSV and
+    JSON kept as text, to s3://S3_BUCKET/S3_PREFIX/capture/ (SageMaker adds <endpoint>/<variant>/yyyy/mm/dd/hh/);
+    None when CAPTURE_PERCENT is 0."""
+    from sagemake.capture import CSV_TYPES, JSON_TYPES
+    from sagemake.config import s3_uri
+
+    percent = config.int("CAPTURE_PERCENT")
+    if not percent:
+        return None
+    return {"EnableCapture": True, "InitialSamplingPercentage": percent, "DestinationS3Uri": s3_uri(config, CAPTURE),
+            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+            "CaptureContentTypeHeader": {"CsvContentTypes": list(CSV_TYPES), "JsonContentTypes": list(JSON_TYPES)}}
 
 
 def sagemake_image(manifest: dict) -> bool:

@@ -16,11 +16,10 @@ the page says so. The first `make report` installs Plotly into the virtualenv
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 
 from sagemake import history, jsonfile
-from sagemake.cli import Exit, UserError, run, say
+from sagemake.cli import Exit, UserError, installed, run, say
 from sagemake.config import resolve
 from sagemake.executors import for_config
 
@@ -31,9 +30,7 @@ JOBS, RUNS = 100, 20
 def main(argv: list[str]) -> int:
     if len(argv) > 1 or (argv and not argv[0].isdigit()):
         raise UserError("usage: make report (python -m sagemake report [N])")
-    if importlib.util.find_spec("plotly") is None:
-        raise UserError("plotly is not in this virtualenv: run `make report`, which installs it "
-                        "(requirements-report.txt) the first time")
+    installed("plotly", "requirements-report.txt", "make report")
     from sagemake.report import page
     from sagemake.targets.tune_jobs import leaderboard
 

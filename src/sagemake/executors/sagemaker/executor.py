@@ -484,6 +484,24 @@ class SageMakerExecutor(Executor):
         cloud.download(self.aws, uri, path)
         return path
 
+    def captured(self, model: Path, start) -> tuple[str, list[tuple[str, str]]]:
+        """The endpoint's capture files in S3 (SageMaker's key layout: <prefix>/<endpoint>/<variant>/yyyy/mm/dd/hh/),
+        from the bucket in AWS_REGION."""
+        from sagemake.capture import in_span
+        from sagemake.jobs.endpoint import CAPTURE, VARIANT, endpoint_name
+
+        s3 = self.aws.client("s3")
+        cloud.check_bucket(self.config, self.aws, s3)
+        uri = f"{s3_uri(self.config, CAPTURE)}/{endpoint_name(self.config)}/{VARIANT}/"
+        bucket, prefix, items = cloud.objects(s3, uri)
+        keys = sorted(item["Key"] for item in items if in_span(item["Key"][len(prefix):], start))
+        if not keys:
+            raise UserError(f"no capture files in {uri}{' in that span' if start else ''}: `make "
+                            f"deploy{self.env_flag()}` with CAPTURE_PERCENT above 0 makes the endpoint capture, and "
+                            "its requests are written there within minutes; or compare rows of a file: FILE=rows.csv")
+        return uri, [(f"s3://{bucket}/{key}", call(s3.get_object, Bucket=bucket, Key=key)["Body"].read().decode())
+                     for key in keys]
+
     def provenance(self, record: dict) -> dict:
         details = {"region": self.region, "billable_seconds": record.get("BillableTimeInSeconds")}
         if not self.config["IMAGE_REGISTRY"]:
