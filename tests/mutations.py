@@ -513,7 +513,7 @@ MUTATIONS = {
         "tests/unit/test_request.py -k managed_mlflow"),
     "a SageMaker processing job's series not read from its log": (
         "src/sagemake/executors/sagemaker/processing.py",
-        "return logged_series(self.executor.logs, name, PROCESSING_LOG_GROUP, None)", "return {}",
+        "return self.executor.logged_series(name, PROCESSING_LOG_GROUP, None)", "return {}",
         "tests/aws/test_tracking_prod.py -k processing"),
     "make plan loads MLflow": (
         "src/sagemake/targets/plan.py", "from sagemake.pricing import plan_line",
@@ -696,7 +696,7 @@ MUTATIONS = {
         "Makefile", '\t@$(RUN) compare "$${JOBS:-}"\n', "\t@$(RUN) compare $${JOBS:+$$JOBS}\n",
         "tests/local/test_compare.py -k refuses"),
     "compare's checkpoint from row always empty": (
-        "src/sagemake/history.py", '"checkpoint from": self.tags.get(CHECKPOINT_FROM_TAG, "-"),',
+        "src/sagemake/executors/history.py", '"checkpoint from": self.tags.get(CHECKPOINT_FROM_TAG, "-"),',
         '"checkpoint from": "-",', "tests/unit/test_report_charts.py -k checkpoints_it_started"),
     "an offer file that is not a JSON object read as one": (
         "src/sagemake/price_list.py", "        if not isinstance(offer, dict):\n            raise",

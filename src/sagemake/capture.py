@@ -31,7 +31,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from sagemake.cli import UserError
-from sagemake.config import Config
+from sagemake.config import Config, s3_uri
 from sagemake.jobs.endpoint import CAPTURE
 
 EVENT_VERSION = "0"
@@ -41,6 +41,18 @@ JSON_TYPES = ("application/json", "application/jsonlines")  # ... JsonContentTyp
 HOUR_FOLDERS = re.compile(r"(?:^|/)(\d{4})/(\d{2})/(\d{2})/(\d{2})/[^/]+\.jsonl$")  # SageMaker's key layout
 SINCE = re.compile(r"^(\d+)([mhd])$")
 UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+
+
+def data_capture(config: Config) -> dict | None:
+    """The endpoint configuration's DataCaptureConfig: both directions, CAPTURE_PERCENT of the requests, CSV and
+    JSON kept as text, to s3://S3_BUCKET/S3_PREFIX/capture/ (SageMaker adds <endpoint>/<variant>/yyyy/mm/dd/hh/);
+    None when CAPTURE_PERCENT is 0."""
+    percent = config.int("CAPTURE_PERCENT")
+    if not percent:
+        return None
+    return {"EnableCapture": True, "InitialSamplingPercentage": percent, "DestinationS3Uri": s3_uri(config, CAPTURE),
+            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+            "CaptureContentTypeHeader": {"CsvContentTypes": list(CSV_TYPES), "JsonContentTypes": list(JSON_TYPES)}}
 
 
 def encode(body: bytes, content_type: str) -> tuple[str, str]:

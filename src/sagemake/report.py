@@ -15,7 +15,7 @@ import html
 import math
 from datetime import datetime, timezone
 
-from sagemake.history import Job, cost_per_day
+from sagemake.executors.history import Job, cost_per_day
 from sagemake.jobs.training import main_metric, metric_columns
 from sagemake.jobs.tuning import trial_number
 from sagemake.pricing import bill_cells, money, total_cells

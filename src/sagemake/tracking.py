@@ -30,6 +30,7 @@ from pathlib import Path
 
 from sagemake.cli import say
 from sagemake.config import Config
+from sagemake.jobs.training import experiment_name
 
 STATUSES = {"Completed": "FINISHED", "Failed": "FAILED", "Stopped": "KILLED"}  # a job's end, in MLflow's words
 TAG = "sagemake."  # this tool's tags on a run
@@ -61,10 +62,6 @@ def artifact_root(config: Config) -> str | None:
     """Where a local store keeps artefacts: beside its file. A server keeps its own."""
     store = local_store(config)
     return (store.parent / "artifacts").as_uri() if store else None
-
-
-def experiment_name(config: Config) -> str:
-    return config["MLFLOW_EXPERIMENT"] or config["PROJECT_NAME"]
 
 
 def millis(stamp: str | None) -> int | None:

@@ -14,7 +14,6 @@ from conftest import CHECKOUT
 from sagemake import baseline, capture
 from sagemake.cli import UserError
 from sagemake.config import resolve
-from sagemake.jobs.endpoint import data_capture
 
 # The record's shape in AWS's documentation of data capture ("View collected data"): every key, nothing more.
 DOCUMENTED = {"captureData": {"endpointInput": {"observedContentType", "mode", "data", "encoding"},
@@ -89,12 +88,12 @@ def test_a_line_that_is_no_capture_record_names_its_file():
 
 def test_the_endpoint_config_captures_both_ways_to_the_projects_prefix_or_not_at_all(tmp_path):
     config = resolve(root=CHECKOUT, environ={"S3_BUCKET": "b", "S3_PREFIX": "team/p", "CAPTURE_PERCENT": "20"})
-    assert data_capture(config) == {
+    assert capture.data_capture(config) == {
         "EnableCapture": True, "InitialSamplingPercentage": 20, "DestinationS3Uri": "s3://b/team/p/capture",
         "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
         "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"],
                                      "JsonContentTypes": ["application/json", "application/jsonlines"]}}
-    assert data_capture(resolve(root=CHECKOUT, environ={"CAPTURE_PERCENT": "0"})) is None
+    assert capture.data_capture(resolve(root=CHECKOUT, environ={"CAPTURE_PERCENT": "0"})) is None
 
 
 @pytest.fixture(scope="module")

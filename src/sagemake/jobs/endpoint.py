@@ -70,21 +70,6 @@ FETCHED = (MANIFEST, OUTPUT, BASELINE, CAPTURE, DRIFT)  # what sagemake keeps be
 KEPT = (CAPTURE, DRIFT)  # what a fetch of the model again keeps: it was gathered since, not fetched
 
 
-def data_capture(config: Config) -> dict | None:
-    """The endpoint configuration's DataCaptureConfig: both directions, CAPTURE_PERCENT of the requests, CSV and
-    JSON kept as text, to s3://S3_BUCKET/S3_PREFIX/capture/ (SageMaker adds <endpoint>/<variant>/yyyy/mm/dd/hh/);
-    None when CAPTURE_PERCENT is 0."""
-    from sagemake.capture import CSV_TYPES, JSON_TYPES
-    from sagemake.config import s3_uri
-
-    percent = config.int("CAPTURE_PERCENT")
-    if not percent:
-        return None
-    return {"EnableCapture": True, "InitialSamplingPercentage": percent, "DestinationS3Uri": s3_uri(config, CAPTURE),
-            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
-            "CaptureContentTypeHeader": {"CsvContentTypes": list(CSV_TYPES), "JsonContentTypes": list(JSON_TYPES)}}
-
-
 def sagemake_image(manifest: dict) -> bool:
     """Whether the model's image is sagemake's own (so a process can stand in for it), as its training job recorded
     it; a manifest from before that record says so only of a job that ran as a process."""

@@ -10,10 +10,8 @@ MODELS_DIR/<job>/baseline.json.
 
 from __future__ import annotations
 
-import sys
-
 from sagemake.baseline import compute, described
-from sagemake.cli import Exit, UserError, run, say
+from sagemake.cli import Exit, UserError, say
 from sagemake.config import resolve
 from sagemake.executors import for_config
 from sagemake.jobs.training import job_named
@@ -29,6 +27,3 @@ def main(argv: list[str]) -> int:
     say(described(baseline, folder))
     return Exit.OK
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

@@ -9,9 +9,7 @@ yet; your own channels in DATA_DIR are never filled or overwritten by sagemake.
 
 from __future__ import annotations
 
-import sys
-
-from sagemake.cli import Exit, UserError, run
+from sagemake.cli import Exit, UserError
 from sagemake.config import resolve
 from sagemake.job_python import data_step
 
@@ -22,6 +20,3 @@ def main(argv: list[str]) -> int:
     data_step(resolve())
     return Exit.OK
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

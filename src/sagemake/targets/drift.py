@@ -16,16 +16,15 @@ The first `make drift` makes a virtualenv of its own for Evidently (requirements
 from __future__ import annotations
 
 import json
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 from sagemake import capture, jsonfile
-from sagemake.cli import Exit, UserError, installed, run, say
+from sagemake.cli import Exit, UserError, installed, say
 from sagemake.config import Config, resolve
 from sagemake.contract import serve as serving
 from sagemake.executors import for_config
-from sagemake.history import LATEST_DRIFT
+from sagemake.executors.history import LATEST_DRIFT
 from sagemake.jobs.endpoint import BASELINE, DRIFT
 from sagemake.jobs.training import job_named
 from sagemake.models import fetched
@@ -133,6 +132,3 @@ def main(argv: list[str]) -> int:
     file, since, job = (*argv, "", "", "")[:3]
     return drift(resolve(), file, since, job_named(job) if job else None)
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from sagemake.capture import capturing
-from sagemake.cli import UserError, run
+from sagemake.cli import UserError
 from sagemake.config import Config, resolve
 from sagemake.contract import serve as serving
 from sagemake.executors import for_config
@@ -67,6 +67,3 @@ def main(argv: list[str]) -> int:
         raise UserError("FILE is required: make predict FILE=rows.csv (or rows.json) [JOB=<job>]")
     return predict(resolve(), argv[0], job_named(argv[1]) if argv[1:] else None)
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

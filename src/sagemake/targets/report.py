@@ -16,12 +16,10 @@ the page says so. The first `make report` installs Plotly into the virtualenv
 
 from __future__ import annotations
 
-import sys
-
-from sagemake import history, jsonfile
-from sagemake.cli import Exit, UserError, installed, run, say
+from sagemake import jsonfile
+from sagemake.cli import Exit, UserError, installed, say
 from sagemake.config import resolve
-from sagemake.executors import for_config
+from sagemake.executors import for_config, history
 
 REPORT = "build/report.html"
 JOBS, RUNS = 100, 20
@@ -48,6 +46,3 @@ def main(argv: list[str]) -> int:
     say(f"report: {path.relative_to(config.root)} ({len(text.encode()) / 1e6:.1f} MB): {said}; open it in a browser")
     return Exit.OK
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

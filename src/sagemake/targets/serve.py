@@ -16,10 +16,9 @@ capture format, by a proxy on SERVE_PORT in front of the model server (CAPTURE_P
 from __future__ import annotations
 
 import os
-import sys
 
 from sagemake.capture import CAPTURE, capturing
-from sagemake.cli import UserError, run, say
+from sagemake.cli import UserError, say
 from sagemake.config import Config, resolve
 from sagemake.executors import for_config
 from sagemake.executors.local.guarded import process_identity
@@ -62,6 +61,3 @@ def main(argv: list[str]) -> int:
         raise UserError("usage: make serve [JOB=<job>]")
     return serve(resolve(), job_named(argv[0]) if argv else None)
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

@@ -14,9 +14,7 @@ Exit status: 0 done, 1 the job failed or stopped, 2 bad input, 3 an AWS error, 1
 
 from __future__ import annotations
 
-import sys
-
-from sagemake.cli import Exit, JobFailed, UserError, run
+from sagemake.cli import Exit, JobFailed, UserError
 from sagemake.config import Config, resolve
 from sagemake.executors import Executor, for_config
 from sagemake.job_python import ensure_channels
@@ -56,6 +54,3 @@ def main(argv: list[str]) -> int:
     config = resolve()
     return train(config, for_config(config))
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

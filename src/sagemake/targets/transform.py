@@ -15,11 +15,10 @@ Exit status: 0 done, 1 the transform failed, 2 bad input, 3 an AWS error, 130 in
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from sagemake.capture import CAPTURE, capturing
-from sagemake.cli import Exit, UserError, run, say
+from sagemake.cli import Exit, UserError, say
 from sagemake.config import Config, resolve
 from sagemake.contract import serve as serving
 from sagemake.executors import Executor, for_config
@@ -76,6 +75,3 @@ def main(argv: list[str]) -> int:
     transform(config, for_config(config), argv[0], job_named(argv[1]) if argv[1:] else None)
     return Exit.OK
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

@@ -26,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sagemake.cli import Exit, JobFailed, UserError, print_table, run, say
+from sagemake.cli import Exit, JobFailed, UserError, print_table, say
 from sagemake.config import Config, resolve
 from sagemake.executors import Executor, for_config
 from sagemake.job_python import ensure_channels
@@ -129,6 +129,3 @@ def main(argv: list[str]) -> int:
         return Exit.INTERRUPTED
     return Exit.OK
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

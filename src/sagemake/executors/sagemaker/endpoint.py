@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sagemake.aws.api import AwsUnavailable, call, create, plain
+from sagemake.capture import data_capture
 from sagemake.cli import AwsError, JobFailed, UserError, say
 from sagemake.config import Config
 from sagemake.deployments import history, record
@@ -26,7 +27,6 @@ from sagemake.jobs.endpoint import (
     PROJECT_TAG,
     VARIANT,
     WAIT_LIMIT_SECONDS,
-    data_capture,
     endpoint_name,
     hosting_tags,
     smoke_rows,

@@ -357,7 +357,19 @@ class SageMakerExecutor(Executor):
         """The job's metric definitions applied to every instance's CloudWatch log, in the order CloudWatch timed
         the lines, each value with that time."""
         definitions = self.describe(name)["AlgorithmSpecification"].get("MetricDefinitions", [])
-        return logged_series(self.logs, name, cloud.LOG_GROUP, definitions)
+        return self.logged_series(name, cloud.LOG_GROUP, definitions)
+
+    def logged_series(self, name: str, group: str, definitions: list[dict] | None) -> dict[str, list[dict]]:
+        """The metric series of a job's CloudWatch log (every instance's, in the order CloudWatch timed the lines, each
+        value with that time); definitions None: every `name=value` line printed is a metric (a processing job's,
+        which declares none)."""
+        events = sorted(LogReader(self.logs, name, group).new_events(), key=lambda event: event[0])
+        stamps = [datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds")
+                  for ms, _ in events]
+        lines = [line.split("] ", 1)[-1] for _, line in events]
+        if definitions is None:
+            definitions = metric_definitions(printed_metrics(lines))
+        return metric_points(definitions, lines, stamps)
 
     def submit(self, request: dict) -> None:
         name = request["TrainingJobName"]
@@ -540,15 +552,3 @@ def registry_has(image: str) -> bool | None:
         raise UserError(f"registry {host} answered {err.code} {err.reason} for {image}: check IMAGE_REGISTRY") from None
     except (OSError, ValueError) as err:
         raise UserError(f"registry {host} cannot be reached ({err}): check IMAGE_REGISTRY and the network") from None
-
-
-def logged_series(logs, name: str, group: str, definitions: list[dict] | None) -> dict[str, list[dict]]:
-    """The metric series of a job's CloudWatch log (every instance's, in the order CloudWatch timed the lines, each
-    value with that time); definitions None: every `name=value` line printed is a metric (a processing job's,
-    which declares none)."""
-    events = sorted(LogReader(logs, name, group).new_events(), key=lambda event: event[0])
-    stamps = [datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds") for ms, _ in events]
-    lines = [line.split("] ", 1)[-1] for _, line in events]
-    if definitions is None:
-        definitions = metric_definitions(printed_metrics(lines))
-    return metric_points(definitions, lines, stamps)
