@@ -852,8 +852,8 @@ MUTATIONS = {
         "src/sagemake/capture.py", "return hour + timedelta(hours=1) > start", "return True",
         "tests/unit/test_capture.py -k since"),
     "the label profiled as a feature": (
-        "src/sagemake/baseline.py", "features = [str(name) for name in row if name != label]",
-        "features = [str(name) for name in row]", "tests/unit/test_capture.py -k without_its_label"),
+        "src/sagemake/baseline.py", "else [str(name) for name in row if name != label]",
+        "else [str(name) for name in row]", "tests/unit/test_capture.py -k without_its_label"),
     "the serving proxy captures nothing": (
         "src/sagemake/executors/local/serving.py",
         'self.path.split("?")[0] == "/invocations" and answer.status == 200',
@@ -876,6 +876,14 @@ MUTATIONS = {
         "src/sagemake/targets/drift.py",
         "if names and not serving.numeric(names[0]) and sorted(names) != sorted(features):", "if False:",
         "tests/local/test_drift.py -k bad_input"),
+    "the baseline ignores the model's feature list": (
+        "src/sagemake/baseline.py",
+        "                label = next((str(name) for name in row if name not in taken), None)\n", "",
+        "tests/unit/test_capture.py -k own_feature_list"),
+    "a local channel's digest unchecked for its baseline": (
+        "src/sagemake/baseline.py", "    if recorded and summary(config, {channel: folder})",
+        "    if recorded and not local and summary(config, {channel: folder})",
+        "tests/unit/test_capture.py -k changed_since"),
 }
 
 

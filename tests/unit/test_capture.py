@@ -122,6 +122,41 @@ def test_a_csv_channel_is_profiled_per_feature_without_its_label(regression_data
     assert found["rows"] == len(lines) and sorted(found["sample"]["age"]) == sorted(ages)  # all fit in the sample
 
 
+def test_the_models_own_feature_list_decides_whatever_its_label_is_called(regression_data, tmp_path):
+    """A label named otherwise than target (price) is no feature when the model's features.json names its features;
+    a channel that lacks one of them is said."""
+    features = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+    channel = tmp_path / "train"
+    channel.mkdir()
+    (channel / "train.csv").write_text((regression_data / "train/train.csv").read_text().replace("target", "price", 1))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "features.json").write_text(json.dumps(features))  # as examples/regression's trainer writes it
+    taken = baseline.model_features(model)
+    found = baseline.profile(baseline.records(*baseline.channel_files(channel)), "target", taken)
+    assert found["features"] == features and found["label"] == "price"
+    (model / "features.json").write_text(json.dumps({"features": [*features, "s7"], "target": "price"}))
+    with pytest.raises(baseline.NoBaseline, match="the channel lacks the model's features s7"):
+        baseline.profile(baseline.records(*baseline.channel_files(channel)), "target", baseline.model_features(model))
+
+
+def test_a_local_channel_changed_since_its_job_is_refused(regression_data, tmp_path):
+    """The baseline is of the data the job read: a local job's folder rewritten since is refused, as a SageMaker
+    job's DATA_DIR copy is."""
+    from sagemake.data import summary
+
+    channel = tmp_path / "data/train"
+    channel.mkdir(parents=True)
+    (channel / "train.csv").write_text((regression_data / "train/train.csv").read_text())
+    config = resolve(root=CHECKOUT, environ={"DATA_DIR": str(tmp_path / "data")})
+    digest = summary(config, {"train": channel})["train"]["digest"]
+    manifest = {"job_name": "j", "data": {"train": {"uri": channel.as_uri(), "digest": digest}}}
+    assert baseline.training_channel(config, manifest) == ("train", channel)
+    (channel / "train.csv").write_text((regression_data / "train/train.csv").read_text() + "1,1,1,1,1,1,1,1,1,1,1\n")
+    with pytest.raises(baseline.NoBaseline, match=rf"^{channel} is no longer the data job j read from "):
+        baseline.training_channel(config, manifest)
+
+
 def test_json_lines_are_profiled_and_other_files_are_said_and_skipped(regression_data, tmp_path):
     kind, files = baseline.channel_files(regression_data / "train")
     rows = list(baseline.records(kind, files))
