@@ -188,3 +188,50 @@ def test_the_sample_is_bounded_and_the_same_for_the_same_data(monkeypatch):
     first, second = baseline.profile(iter(rows), "target"), baseline.profile(iter(rows), "target")
     assert len(first["sample"]["x"]) == 50 and first["sample"] == second["sample"]
     assert max(first["sample"]["x"]) > 500  # drawn from all the rows, not the first 50
+
+
+def test_the_proxy_passes_a_chunked_body_on_whole_and_captures_it(tmp_path):
+    """A client that sends its body in chunks (curl -H 'Transfer-Encoding: chunked') is served as without capture:
+    the model server gets the body whole, with its length, and the capture has it."""
+    import http.client
+    import http.server
+    import socket
+    import threading
+
+    from sagemake.executors.local.serving import CapturingProxy
+
+    seen = []
+
+    class Model(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            seen.append((self.headers.get("Content-Length"), self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/csv")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"1\n")
+
+    model = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Model)
+    threading.Thread(target=model.serve_forever, daemon=True).start()
+    proxy = CapturingProxy(0, f"http://127.0.0.1:{model.server_address[1]}", capture.Capture(tmp_path, 100, "t"))
+    try:
+        client = http.client.HTTPConnection("127.0.0.1", proxy.server_address[1], timeout=30)
+        client.request("POST", "/invocations", iter([b"1.5,2", b".5\n", b"3,4\n"]), {"Content-Type": "text/csv"},
+                       encode_chunked=True)
+        answer = client.getresponse()
+        assert (answer.status, answer.read()) == (200, b"1\n")
+        client.close()
+        with socket.create_connection(("127.0.0.1", proxy.server_address[1]), timeout=30) as raw:
+            raw.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+            assert raw.recv(1024).startswith(b"HTTP/1.1 400 ")  # a chunk size that is not hexadecimal
+    finally:
+        proxy.close()
+        model.shutdown()
+    assert seen == [("12", b"1.5,2.5\n3,4\n")]
+    (record,) = [json.loads(line) for path in tmp_path.rglob("*.jsonl") for line in path.read_text().splitlines()]
+    assert record["captureData"]["endpointInput"]["data"] == "1.5,2.5\n3,4\n"
