@@ -789,8 +789,9 @@ MUTATIONS = {
         "    call(executor.autoscaling.register_scalable_target, MinCapacity=fewest, MaxCapacity=most, **where)",
         "    pass", "tests/aws/test_scaling.py -k registers"),
     "a deploy without autoscaling keeps an earlier registration": (
-        "src/sagemake/executors/sagemaker/scaling.py", "        if remove(executor, endpoint):", "        if False:",
-        "tests/aws/test_scaling.py -k registers"),
+        "src/sagemake/executors/sagemaker/scaling.py",
+        "        _deregister(executor, endpoint)\n        say(f\"endpoint {endpoint}: autoscaling removed",
+        "        say(f\"endpoint {endpoint}: autoscaling removed", "tests/aws/test_scaling.py -k registers"),
     "undeploy leaves the autoscaling registration": (
         "src/sagemake/executors/sagemaker/endpoint.py", "    if scaling.remove(executor, name):  # first,",
         "    if False:  # first,", "tests/aws/test_scaling.py -k registers"),
@@ -812,8 +813,8 @@ MUTATIONS = {
         "src/sagemake/executors/sagemaker/scaling.py", "else rate(hourly * most)", "else rate(hourly)",
         "tests/aws/test_scaling.py -k registers"),
     "an instance type change with autoscaling registered sent as it is": (
-        "src/sagemake/executors/sagemaker/scaling.py", "    if types and types != {instance_type} and remove(",
-        "    if False and remove(", "tests/aws/test_scaling.py -k change_of_instance_type"),
+        "src/sagemake/executors/sagemaker/scaling.py", "    if types and types != {instance_type}:",
+        "    if False:", "tests/aws/test_scaling.py -k change_of_instance_type"),
     "ENDPOINT_MAX_INSTANCES below the initial count let through": (
         "src/sagemake/config.py", "and 0 < int(most) < int(count):", "and False:",
         "tests/aws/test_scaling.py -k bad_autoscaling"),
@@ -887,6 +888,12 @@ MUTATIONS = {
     "the capturing proxy refuses a chunked body": (
         "src/sagemake/executors/local/serving.py", "                body = self._chunked()\n",
         "                body = None\n", "tests/unit/test_capture.py -k chunked"),
+    "a deploy removes autoscaling set up outside sagemake": (
+        "src/sagemake/executors/sagemaker/scaling.py", "        if not ours(executor, endpoint):\n",
+        "        if False:\n", "tests/aws/test_scaling.py -k redeploy_keeps"),
+    "an update of a scaled endpoint drops to its initial count": (
+        "src/sagemake/executors/sagemaker/endpoint.py", '**({"RetainAllVariantProperties": True} if retain else {})',
+        "", "tests/aws/test_scaling.py -k redeploy_keeps"),
 }
 
 
