@@ -894,6 +894,9 @@ MUTATIONS = {
     "an update of a scaled endpoint drops to its initial count": (
         "src/sagemake/executors/sagemaker/endpoint.py", '**({"RetainAllVariantProperties": True} if retain else {})',
         "", "tests/aws/test_scaling.py -k redeploy_keeps"),
+    "make drift ENV=prod ignores what the endpoint serves": (
+        "src/sagemake/targets/drift.py", "        served = for_config(config).endpoints().serving()\n",
+        "        served = None\n", "tests/aws/test_capture_prod.py -k without_job"),
 }
 
 

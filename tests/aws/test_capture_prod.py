@@ -8,7 +8,7 @@ import csv
 import json
 import os
 import subprocess
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import boto3
 import pytest
@@ -140,3 +140,23 @@ def test_a_capture_bucket_in_another_region_is_refused(fetched_model, example_da
     done = make_drift(drift_python, "", "", JOB)
     assert done.returncode == 2
     assert "bucket far-bucket is in us-west-2, not in AWS_REGION=eu-central-1" in done.stderr
+
+
+def test_without_job_env_prod_compares_the_endpoints_model_and_what_it_captured_since(fetched_model, example_data,
+                                                                                      drift_python):
+    """No JOB: the job the endpoint serves (its configuration's model), and only the requests captured since the
+    endpoint took it; earlier hours were another model's (here: shifted rows)."""
+    sagemaker = client("sagemaker")
+    sagemaker.create_model(ModelName=JOB, ExecutionRoleArn="arn:aws:iam::123456789012:role/sagemaker-train",
+                           PrimaryContainer={"Image": "123456789012.dkr.ecr.eu-central-1.amazonaws.com/x:1"})
+    sagemaker.create_endpoint_config(EndpointConfigName="config-1", ProductionVariants=[{
+        "VariantName": "AllTraffic", "ModelName": JOB, "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}])
+    sagemaker.create_endpoint(EndpointName="sagemake-example", EndpointConfigName="config-1")
+    took = sagemaker.describe_endpoint(EndpointName="sagemake-example")["LastModifiedTime"].astimezone(timezone.utc)
+    before, after = (f"{moment:%Y/%m/%d/%H}" for moment in (took - timedelta(hours=2), took + timedelta(hours=2)))
+    put_capture(validation_rows(example_data, shift=3.0, shifted=8), hour=before, name="before.jsonl")
+    put_capture(validation_rows(example_data), hour=after, name="after.jsonl")
+    done = make_drift(drift_python, "", "", "")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"drift: endpoint sagemake-example serves the model of {JOB} since " in done.stderr
+    assert "drift: 114 row(s)" in done.stderr and ": no drift; report " in done.stdout

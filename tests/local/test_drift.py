@@ -173,6 +173,7 @@ def test_make_drift_bad_input_is_one_line_naming_the_fix(project, reference, tmp
     header = ",".join(["colour", *reference.features[1:]])
     (tmp_path / "renamed.csv").write_text(header + "\n" + reference.csv(reference.cells[:3]).decode())
     (tmp_path / "narrow.csv").write_text("1,2,3\n")
+    (tmp_path / "empty.csv").write_text("")
     with own_model(project) as name:
         folder = repo / "models" / name
         for args, sentence in (
@@ -184,6 +185,8 @@ def test_make_drift_bad_input_is_one_line_naming_the_fix(project, reference, tmp
             ((f"FILE={tmp_path / 'narrow.csv'}",), f"sagemake: FILE={tmp_path / 'narrow.csv'}: its rows do not match "
              "the training features: line 1 has 3 values; the model takes 30 ("),
             (("SINCE=soon",), "sagemake: SINCE=soon is not a span: give minutes, hours or days, as 30m, 12h or 1d"),
+            ((f"FILE={tmp_path / 'empty.csv'}",), f"sagemake: FILE={tmp_path / 'empty.csv'} holds no rows: give rows "
+             "as /invocations takes them"),
         ):
             done = make(repo, "drift", f"JOB={name}", *args)
             assert done.returncode == 2, (args, done.stdout, done.stderr)

@@ -2,7 +2,8 @@
 
 Usage: make drift [JOB=<job>] [SINCE=1d] [FILE=rows.csv] [ENV=...]   (python -m sagemake drift [FILE [SINCE [JOB]]])
 
-The rows are the inputs of the requests captured for the fetched model (JOB, default the latest):
+The rows are the inputs of the requests captured for the fetched model (JOB, default the latest; with ENV=prod,
+the model the endpoint serves, and only what it captured since it took it):
 locally those `make serve`, `make predict` and `make transform` captured in MODELS_DIR/<job>/capture/; with
 ENV=prod the endpoint's capture files in s3://S3_BUCKET/S3_PREFIX/capture/<ENDPOINT_NAME>/AllTraffic/; SINCE
 keeps those of the last 30m, 12h, 1d... FILE=rows.csv (or .json) compares that file's rows instead. They are
@@ -21,14 +22,16 @@ from pathlib import Path
 
 from sagemake import capture, jsonfile
 from sagemake.cli import Exit, UserError, installed, say
-from sagemake.config import Config, resolve
+from sagemake.config import DEFAULT_ENV, Config, resolve
 from sagemake.contract import serve as serving
 from sagemake.executors import for_config
 from sagemake.executors.history import LATEST_DRIFT
-from sagemake.jobs.endpoint import BASELINE, DRIFT
+from sagemake.jobs.endpoint import BASELINE, DRIFT, endpoint_name
 from sagemake.jobs.training import job_named
 from sagemake.models import fetched
 from sagemake.targets.predict import CONTENT_TYPES
+
+FEW_ROWS = 30  # fewer rows than this are said to be too few for a verdict
 
 
 def load_baseline(folder: Path) -> dict:
@@ -43,6 +46,8 @@ def load_baseline(folder: Path) -> dict:
 def rows(body: bytes, content_type: str, features: list[str], where: str) -> list[list[float]]:
     """The rows of a request body (as the model server reads them), in the training features' order; columns that
     differ from the training features are one line naming the difference."""
+    if not body.strip():
+        raise UserError(f"{where} holds no rows: give rows as /invocations takes them")
     media = serving.media_type(content_type)
     reader = serving.READERS.get(media)
     if reader is None:
@@ -77,8 +82,14 @@ def from_file(file: str, features: list[str]) -> list[list[float]]:
     return rows(path.read_bytes(), kind, features, f"FILE={file}")
 
 
-def from_capture(config: Config, folder: Path, since: str, features: list[str]) -> tuple[str, list[list[float]]]:
+def from_capture(config: Config, folder: Path, since: str, features: list[str],
+                 served_since: str | None = None) -> tuple[str, list[list[float]]]:
+    """The captured requests' rows since SINCE, and no earlier than served_since (when the endpoint took the model:
+    what it captured before was another model's)."""
     start = capture.since(since)
+    if served_since:
+        taken = datetime.fromisoformat(served_since).astimezone(timezone.utc)
+        start = max(start, taken) if start else taken
     where, files = for_config(config).captured(folder, start)
     found: list[list[float]] = []
     for name, text in files:
@@ -95,13 +106,20 @@ def from_capture(config: Config, folder: Path, since: str, features: list[str]) 
 
 def drift(config: Config, file: str, since: str, name: str | None) -> int:
     installed("evidently", "requirements-drift.txt", "make drift")
+    served = None
+    if not file and name is None and config.env != DEFAULT_ENV:  # the endpoint's model, and what it was sent since
+        served = for_config(config).endpoints().serving()
+        if served:
+            name = served[0]
+            say(f"drift: endpoint {endpoint_name(config)} serves the model of {name} since {served[1]}: the "
+                "requests it captured since then")
     folder, manifest = fetched(config, name, lambda: for_config(config))
     baseline = load_baseline(folder)
     features = baseline["features"]
     if file:
         where, found = f"FILE={file}", from_file(file, features)
     else:
-        where, found = from_capture(config, folder, since, features)
+        where, found = from_capture(config, folder, since, features, served[1] if served else None)
     from sagemake.drift import compare
 
     stamp = datetime.now(timezone.utc)
@@ -109,6 +127,9 @@ def drift(config: Config, file: str, since: str, name: str | None) -> int:
     reference = len(baseline["sample"][features[0]])
     say(f"drift: {len(found)} row(s) from {where} against {reference} training row(s) of {manifest['job_name']}'s "
         "baseline (Evidently)")
+    if len(found) < FEW_ROWS:
+        say(f"drift: only {len(found)} row(s): too few for a test to tell a change of distribution from chance; "
+            "a verdict needs more requests (a longer SINCE) or a larger FILE")
     columns = {feature: [row[i] for row in found] for i, feature in enumerate(features)}
     result = compare(baseline, columns, config.int("DRIFT_THRESHOLD"), report)
     drifted = [feature for feature in result.features if feature.drifted]

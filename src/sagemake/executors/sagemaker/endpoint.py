@@ -358,6 +358,16 @@ class SageMakerEndpoints:
     def undeploy(self) -> None:
         undeploy(self.config, self.executor)
 
+    def serving(self) -> tuple[str, str] | None:
+        """(the job whose model ENDPOINT_NAME serves, when it took that configuration: ISO 8601), or None when there
+        is no such endpoint."""
+        found = describe(self.executor.sagemaker, "endpoint", endpoint_name(self.config))
+        if found is None:
+            return None
+        variants = call(self.executor.sagemaker.describe_endpoint_config,
+                        EndpointConfigName=found["EndpointConfigName"])["ProductionVariants"]
+        return variants[0]["ModelName"], plain(found["LastModifiedTime"])
+
     def describe(self, name: str) -> dict | None:
         """DescribeEndpoint's answer (EndpointStatus, each variant's current and desired instance count), or None."""
         return describe(self.executor.sagemaker, "endpoint", name)
