@@ -897,6 +897,9 @@ MUTATIONS = {
     "make drift ENV=prod ignores what the endpoint serves": (
         "src/sagemake/targets/drift.py", "        served = for_config(config).endpoints().serving()\n",
         "        served = None\n", "tests/aws/test_capture_prod.py -k without_job"),
+    "make drift ENV=prod leaves out what make transform captured here": (
+        "src/sagemake/executors/sagemaker/executor.py", "        transformed = files_in(model / CAPTURE, start)\n",
+        "        transformed = []\n", "tests/aws/test_capture_prod.py -k transform_env_prod"),
 }
 
 

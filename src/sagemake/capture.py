@@ -177,6 +177,14 @@ def in_span(name: str, start: datetime | None) -> bool:
     return hour + timedelta(hours=1) > start
 
 
+def files_in(folder: Path, start: datetime | None) -> list[tuple[str, str]]:
+    """[(path, text)] of the capture files in folder (MODELS_DIR/<job>/capture/) that may hold requests since
+    start."""
+    found = sorted(path for path in folder.rglob("*.jsonl") if in_span(str(path.relative_to(folder)), start)) \
+        if folder.is_dir() else []
+    return [(str(path), path.read_text(encoding="utf-8")) for path in found]
+
+
 def events(name: str, text: str, start: datetime | None) -> Iterator[dict]:
     """The captured requests of one capture file since start; a line that is no capture record is one line naming
     the file."""

@@ -160,3 +160,19 @@ def test_without_job_env_prod_compares_the_endpoints_model_and_what_it_captured_
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"drift: endpoint sagemake-example serves the model of {JOB} since " in done.stderr
     assert "drift: 114 row(s)" in done.stderr and ": no drift; report " in done.stdout
+
+
+def test_what_make_transform_env_prod_captured_here_is_compared_too(fetched_model, example_data, drift_python,
+                                                                    tmp_path):
+    """A batch transform on SageMaker captures its input files on this machine (MODELS_DIR/<job>/capture/), where
+    the endpoint's captures are in S3: make drift ENV=prod reads both."""
+    when = datetime(2026, 12, 8, 10, 12, tzinfo=timezone.utc)
+    rows = validation_rows(example_data)
+    folder = tmp_path / "models" / JOB / "capture/2026/12/08/10"
+    folder.mkdir(parents=True)
+    (folder / "transform-1.jsonl").write_text(json.dumps(capture.event(
+        ("\n".join(rows) + "\n").encode(), "text/csv", b"0\n", "text/csv", when)) + "\n")
+    done = make_drift(drift_python, "", "", JOB)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (f"drift: 114 row(s) from s3://train-bucket/sagemake-example/capture/sagemake-example/AllTraffic/ and "
+            f"{tmp_path / 'models' / JOB / 'capture'}/ against") in done.stderr

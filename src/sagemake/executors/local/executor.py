@@ -327,18 +327,17 @@ class LocalExecutor(Executor):
         return path
 
     def captured(self, model: Path, start) -> tuple[str, list[tuple[str, str]]]:
-        from sagemake.capture import in_span
+        from sagemake.capture import files_in
         from sagemake.jobs.endpoint import CAPTURE
 
         folder = model / CAPTURE
-        found = sorted(path for path in folder.rglob("*.jsonl") if in_span(str(path.relative_to(folder)), start)) \
-            if folder.is_dir() else []
+        found = files_in(folder, start)
         if not found:
             raise UserError(f"no requests captured in {folder}/{' in that span' if start else ''} yet: `make serve "
                             f"JOB={model.name}` (then send it requests), `make predict FILE=rows.csv JOB={model.name}` "
                             "or `make transform` capture them (CAPTURE_PERCENT above 0); or compare a file of rows "
                             "with FILE=rows.csv")
-        return f"{folder}/", [(str(path), path.read_text(encoding="utf-8")) for path in found]
+        return f"{folder}/", found
 
 
 _PROCESS_ONLY_OURS = ("LOCAL_RUNTIME=process runs only sagemake's own images (docker/Dockerfile, "

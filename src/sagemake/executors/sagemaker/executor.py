@@ -498,8 +498,9 @@ class SageMakerExecutor(Executor):
 
     def captured(self, model: Path, start) -> tuple[str, list[tuple[str, str]]]:
         """The endpoint's capture files in S3 (SageMaker's key layout: <prefix>/<endpoint>/<variant>/yyyy/mm/dd/hh/),
-        from the bucket in AWS_REGION."""
-        from sagemake.capture import in_span
+        from the bucket in AWS_REGION, and what `make transform` of the model on SageMaker captured on this machine
+        (MODELS_DIR/<job>/capture/)."""
+        from sagemake.capture import files_in, in_span
         from sagemake.jobs.endpoint import CAPTURE, VARIANT, endpoint_name
 
         s3 = self.aws.client("s3")
@@ -507,12 +508,14 @@ class SageMakerExecutor(Executor):
         uri = f"{s3_uri(self.config, CAPTURE)}/{endpoint_name(self.config)}/{VARIANT}/"
         bucket, prefix, items = cloud.objects(s3, uri)
         keys = sorted(item["Key"] for item in items if in_span(item["Key"][len(prefix):], start))
-        if not keys:
+        transformed = files_in(model / CAPTURE, start)
+        if not keys and not transformed:
             raise UserError(f"no capture files in {uri}{' in that span' if start else ''}: `make "
                             f"deploy{self.env_flag()}` with CAPTURE_PERCENT above 0 makes the endpoint capture, and "
                             "its requests are written there within minutes; or compare rows of a file: FILE=rows.csv")
-        return uri, [(f"s3://{bucket}/{key}", call(s3.get_object, Bucket=bucket, Key=key)["Body"].read().decode())
-                     for key in keys]
+        where = uri + (f" and {model / CAPTURE}/" if transformed else "")
+        return where, [(f"s3://{bucket}/{key}", call(s3.get_object, Bucket=bucket, Key=key)["Body"].read().decode())
+                       for key in keys] + transformed
 
     def provenance(self, record: dict) -> dict:
         details = {"region": self.region, "billable_seconds": record.get("BillableTimeInSeconds")}
