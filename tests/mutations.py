@@ -504,8 +504,7 @@ MUTATIONS = {
         "src/sagemake/targets/preprocess.py", "{INPUT: raw_digest, **channel_digests(config, data)}",
         "{INPUT: raw_digest}", "tests/local/test_tracking.py -k make_preprocess"),
     "an unreachable store not said": (
-        "src/sagemake/tracking.py", "        answer = self._ask(None)  # waits for the store to be open",
-        "        answer = {}",
+        "src/sagemake/tracking.py", "    if failed:", "    if False:",
         "tests/local/test_tracking.py -k unreachable"),
     "a managed MLflow not named in the request": (
         "src/sagemake/jobs/training.py",
@@ -826,6 +825,17 @@ MUTATIONS = {
     "credentials without autoscaling permission refused a plain deploy": (
         "src/sagemake/executors/sagemaker/scaling.py", 'on={"AccessDeniedException": {}},', "on={},",
         "tests/aws/test_scaling.py -k may_not_read"),
+    "a run written again from its record twice": (
+        "src/sagemake/tracking.py", '    found = written(client, experiment, request["name"])', "    found = None",
+        "tests/local/test_tracking.py -k two_commands"),
+    "writers of one queue not one at a time": (
+        "src/sagemake/tracking.py", "fcntl.flock(lock, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)",
+        "lock.flush()", "tests/local/test_tracking.py -k two_commands"),
+    "the store read before its pending runs are written": (
+        "src/sagemake/tracking.py", "    if waiting:", "    if False:", "tests/local/test_tracking.py -k two_commands"),
+    "make train loads MLflow": (
+        "src/sagemake/tracking.py", "from sagemake import jsonfile",
+        "from sagemake import jsonfile; import mlflow  # noqa", "tests/local/test_tracking.py -k make_train_is_a_run"),
 }
 
 
