@@ -92,7 +92,7 @@ def drain(config: Config) -> None:
     queue = queue_folder(config)
     waiting = pending(queue)
     if waiting:
-        say(f"tracking: writing {len(waiting)} pending run(s) to {config['MLFLOW_TRACKING_URI']} first")
+        say(f"tracking: writing {len(waiting)} pending run(s) first")  # each to the store its command named
         with open(_log(queue), "a") as log:
             subprocess.run([sys.executable, "-m", "sagemake.tracking", str(queue), "--wait"],
                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
