@@ -53,6 +53,7 @@ CLIENT_ENVIRONMENT = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUE
                       "MLFLOW_LOGGING_LEVEL": "WARNING", "MLFLOW_DISABLE_TELEMETRY": "true"}
 PENDING = "*.pending.json"  # a run to write, in the queue folder
 LOCK, LOG, FAILED = "writer.lock", "writer.log", "failed.json"  # beside them: the writer's lock, output, last failure
+BACKGROUND_NICENESS = 10  # a writer nobody waits for yields the cores to the command's end and what comes next
 
 
 def store_uri(config: Config) -> str:
@@ -491,6 +492,9 @@ def _write_all(queue: Path, tried: set[str]) -> None:
 
 
 if __name__ == "__main__":
-    write_queue(Path(sys.argv[1]), wait=sys.argv[2:] == ["--wait"])
+    waited_for = sys.argv[2:] == ["--wait"]  # by a reader; else in the background, behind the user's own work
+    if not waited_for:
+        os.nice(BACKGROUND_NICENESS)
+    write_queue(Path(sys.argv[1]), wait=waited_for)
     sys.stdout.flush()
     os._exit(0)  # without unloading MLflow: seconds of teardown that would change nothing
