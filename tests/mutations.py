@@ -836,6 +836,8 @@ MUTATIONS = {
     "make train loads MLflow": (
         "src/sagemake/tracking.py", "from sagemake import jsonfile",
         "from sagemake import jsonfile; import mlflow  # noqa", "tests/local/test_tracking.py -k make_train_is_a_run"),
+    "make ui serves the store before its pending runs are written": (
+        "src/sagemake/targets/ui.py", "    drain(config)\n", "", "tests/local/test_tracking.py -k free_port"),
 }
 
 

@@ -259,9 +259,13 @@ def test_make_ui_answers_on_a_free_port_and_ctrl_c_leaves_nothing_running(projec
 
     from conftest import sigint_as_a_terminal_gives_it
 
-    if not (project / STORE).is_file():
+    lock = held(project / QUEUE)  # a run left pending: `make ui` writes it before serving the store
+    try:
         assert make(project, "train", "HP=n_estimators=10").returncode == 0
-        store(project)
+        (record,) = pending(project / QUEUE)
+        job = json.loads(record.read_text())["run"]["name"]
+    finally:
+        lock.close()
     served = subprocess.Popen([*sagemake(project), "ui"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, start_new_session=True, preexec_fn=sigint_as_a_terminal_gives_it)
     try:
@@ -272,6 +276,8 @@ def test_make_ui_answers_on_a_free_port_and_ctrl_c_leaves_nothing_running(projec
             if found:
                 break
         assert found, "".join(said[-20:])
+        assert any("tracking: writing 1 pending run(s) first" in line for line in said)
+        assert run_of(MlflowClient(f"sqlite:///{project / STORE}"), job).info.status == "FINISHED"
         url = found[1]
         with urllib.request.urlopen(f"{url}/ajax-api/2.0/mlflow/experiments/get-by-name?experiment_name="
                                     "sagemake-example", timeout=30) as answer:
