@@ -25,6 +25,9 @@ space := $(empty) $(empty)
 RUNTIME_STAMP := $(subst $(space),\$(space),$(VENV))/.installed
 DEV_STAMP := $(subst $(space),\$(space),$(VENV))/.installed-dev
 REPORT_STAMP := $(subst $(space),\$(space),$(VENV))/.installed-report
+# `make drift`'s virtualenv: Evidently pins plotly<6, `make report` plotly 7, so it cannot share VENV.
+DRIFT_VENV := $(VENV)-drift
+DRIFT_STAMP := $(subst $(space),\$(space),$(DRIFT_VENV))/.installed
 
 .PHONY: help
 help: ## list the targets (each with its Summary line) and the variables they take
@@ -41,6 +44,11 @@ $(RUNTIME_STAMP): requirements.txt pyproject.toml
 # The report's charting library, installed the first time `make report` runs (requirements-dev.txt has it too).
 $(REPORT_STAMP): requirements-report.txt $(RUNTIME_STAMP)
 	@scripts/setup_venv.sh "$(PYTHON)" requirements-report.txt
+	@touch "$@"
+
+# Evidently and sagemake's own requirements, in DRIFT_VENV, made the first time `make drift` runs.
+$(DRIFT_STAMP): requirements-drift.txt requirements.txt pyproject.toml
+	@VENV="$(DRIFT_VENV)" scripts/setup_venv.sh "$(PYTHON)" requirements-drift.txt --package
 	@touch "$@"
 
 $(DEV_STAMP): requirements-dev.txt requirements-report.txt docker/requirements-sagemake.txt docker/requirements.txt $(RUNTIME_STAMP)
@@ -150,6 +158,14 @@ deploy: setup
 undeploy: setup
 	@$(RUN) undeploy
 
+.PHONY: drift
+drift: setup $(DRIFT_STAMP)
+	@"$(DRIFT_VENV)/bin/python" -m sagemake drift "$${FILE:-}" "$${SINCE:-}" $${JOB:+"$$JOB"}
+
+.PHONY: baseline
+baseline: setup
+	@$(RUN) baseline $${JOB:+"$$JOB"}
+
 .PHONY: endpoints
 endpoints: setup
 	@$(RUN) endpoints
@@ -178,5 +194,5 @@ bench: $(DEV_STAMP) ## measure `make train` (local, against the AWS emulator), t
 
 .PHONY: clean
 clean: ## remove the virtualenv and caches (keeps data/, jobs/ and models/)
-	rm -rf "$(VENV)" .venv.lock .tools .pytest_cache
+	rm -rf "$(VENV)" "$(DRIFT_VENV)" .venv.lock .venv-drift.lock .tools .pytest_cache
 	find src tests -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -60,8 +60,10 @@ main() {
 
   ENV  where jobs run: local (default, no AWS needed) or an AWS environment (.env.<ENV>)
   HP   hyperparameters, e.g. HP='n_estimators=200 learning_rate=0.05'
-  JOB  a job name for fetch, logs, stop, serve, predict, transform and deploy (all but stop default to the latest)
-  FILE rows for predict, .csv or .json as /invocations takes them; SERVE_PORT the port of serve (8080)
+  JOB  a job name for fetch, logs, stop, serve, predict, transform, deploy, drift and baseline (all but stop default
+       to the latest)
+  FILE rows for predict (and drift), .csv or .json as /invocations takes them; SERVE_PORT the port of serve (8080)
+  SINCE the span drift takes captured requests from, e.g. SINCE=1d (30m, 12h); CAPTURE_PERCENT=0 captures none
   INPUT a folder of files for transform, one row a line; KEEP the jobs clean-jobs keeps (CHECKPOINTS=delete:
        their checkpoints go too); TUNING a tuning run; CHECKPOINT_FROM a job whose checkpoints train starts from
   JOBS two or more job names for compare, e.g. JOBS='<job> <job>'

@@ -194,6 +194,15 @@ def trained_checkout(tmp_path_factory) -> tuple[Path, str]:
     return repo, job
 
 
+@pytest.fixture(scope="session")
+def drift_python() -> Path:
+    """The Python of `make drift`'s own virtualenv (VENV-drift, with Evidently), made as make makes it."""
+    venv = tool_venv()
+    subprocess.run(["make", "-s", "-C", str(CHECKOUT), f"VENV={venv}", f"{venv}-drift/.installed"], check=True,
+                   capture_output=True, timeout=1200)
+    return Path(f"{venv}-drift") / "bin" / "python"
+
+
 def private_package(folder: Path, name: str = "acme_features", version: str = "1.0.0") -> Path:
     """A git repository holding a small Python package, tagged v<version>: a private dependency."""
     import subprocess

@@ -85,7 +85,7 @@ MUTATIONS = {
         "member.isdev():", "                if False:", "tests/local/test_fetch.py -k without_extraction_filters"),
     "a model archive's own manifest let through": (
         "src/sagemake/models.py",
-        "        if (folder / MANIFEST).exists() or (output and (folder / OUTPUT).exists()):", "        if False:",
+        "        own = [name for name in FETCHED if (folder / name).exists()]", "        own = []",
         "tests/local/test_fetch.py -k own_manifest"),
     "manifest sha256 not of the archive": (
         "src/sagemake/archive.py", "            digest.update(block)", '            digest.update(b"")',
@@ -397,7 +397,7 @@ MUTATIONS = {
         "                    if any(process.returncode != 0 for process in processes.values()):  # else it had "
         "finished", "                    if True:", "tests/local/test_tune.py -k finished_is_never"),
     "the data step fills a channel set that is partly there": (
-        "src/sagemake/data.py", ' or not unfilled(config.path("DATA_DIR")):', ":",
+        "src/sagemake/job_python.py", ' or not unfilled(config.path("DATA_DIR")):', ":",
         "tests/e2e/test_channels.py -k only_when_data_dir"),
     "hidden files taken for the user's data": (
         "src/sagemake/data.py", 'all(p.name.startswith(".") and p.name != PENDING for p in data.iterdir())',
@@ -512,7 +512,7 @@ MUTATIONS = {
         "tests/unit/test_request.py -k managed_mlflow"),
     "a SageMaker processing job's series not read from its log": (
         "src/sagemake/executors/sagemaker/processing.py",
-        "return logged_series(self.executor.logs, name, PROCESSING_LOG_GROUP, None)", "return {}",
+        "return self.executor.logged_series(name, PROCESSING_LOG_GROUP, None)", "return {}",
         "tests/aws/test_tracking_prod.py -k processing"),
     "make plan loads MLflow": (
         "src/sagemake/targets/plan.py", "from sagemake.pricing import plan_line",
@@ -695,7 +695,7 @@ MUTATIONS = {
         "Makefile", '\t@$(RUN) compare "$${JOBS:-}"\n', "\t@$(RUN) compare $${JOBS:+$$JOBS}\n",
         "tests/local/test_compare.py -k refuses"),
     "compare's checkpoint from row always empty": (
-        "src/sagemake/history.py", '"checkpoint from": self.tags.get(CHECKPOINT_FROM_TAG, "-"),',
+        "src/sagemake/executors/history.py", '"checkpoint from": self.tags.get(CHECKPOINT_FROM_TAG, "-"),',
         '"checkpoint from": "-",', "tests/unit/test_report_charts.py -k checkpoints_it_started"),
     "an offer file that is not a JSON object read as one": (
         "src/sagemake/price_list.py", "        if not isinstance(offer, dict):\n            raise",
@@ -742,7 +742,7 @@ MUTATIONS = {
     "sagemake's own requirements left out of the image": (
         "docker/Dockerfile",
         "RUN pip install -r /opt/program/requirements-sagemake.txt -r /opt/program/requirements.txt",
-        "RUN pip uninstall -y pydantic gunicorn matplotlib && pip install -r /opt/program/requirements.txt",
+        "RUN pip uninstall -y pydantic granian matplotlib && pip install -r /opt/program/requirements.txt",
         "tests/container/test_byo.py -k its_own_requirements"),
     "a trainer's imports not looked up in a new image": (
         "src/sagemake/image.py", 'if config.sagemake_image and config["CODE_MODE"] == "image":', "if False:",
@@ -825,6 +825,56 @@ MUTATIONS = {
     "credentials without autoscaling permission refused a plain deploy": (
         "src/sagemake/executors/sagemaker/scaling.py", 'on={"AccessDeniedException": {}},', "on={},",
         "tests/aws/test_scaling.py -k may_not_read"),
+    "a request's rows predicted one at a time": (
+        "src/sagemake/contract/serve.py", "            return self.model.predict(rows)\n",
+        "            return [p for row in rows for p in self.model.predict([row])]\n",
+        "tests/unit/test_serve_app.py"),
+    "serve's workers not as many as asked": (
+        "src/sagemake/contract/serve.py", 'workers=settings["workers"], blocking_threads=1',
+        "workers=1, blocking_threads=1", "tests/local/test_serve.py -k workers_asked_for"),
+    "serve's access log off": (
+        "src/sagemake/contract/serve.py", "websockets=False, log_access=True,", "websockets=False, log_access=False,",
+        "tests/local/test_serve.py -k workers_asked_for"),
+    "serve's workers not forked from the process that loaded the model": (
+        "src/sagemake/contract/serve.py", 'multiprocessing.set_start_method("fork", force=True)',
+        'multiprocessing.set_start_method("spawn", force=True)', "tests/local/test_serve.py -k workers_asked_for"),
+    "a predict stuck past SAGEMAKER_MODEL_SERVER_TIMEOUT left running": (
+        "src/sagemake/contract/serve.py", "if since is not None and time.monotonic() - since > self.timeout:",
+        "if False:", "tests/unit/test_serve_app.py -k past_the_timeout"),
+    "a captured answer marked as input": (
+        "src/sagemake/capture.py", '"endpointOutput": side(answer, answer_type, OUTPUT)}',
+        '"endpointOutput": side(answer, answer_type, INPUT)}', "tests/unit/test_capture.py -k sagemakers"),
+    "capture sampling ignored": (
+        "src/sagemake/capture.py", "return self.percent >= 100 or random.random() * 100 < self.percent",
+        "return True", "tests/unit/test_capture.py -k hourly_folders"),
+    "SINCE keeps every hour": (
+        "src/sagemake/capture.py", "return hour + timedelta(hours=1) > start", "return True",
+        "tests/unit/test_capture.py -k since"),
+    "the label profiled as a feature": (
+        "src/sagemake/baseline.py", "features = [str(name) for name in row if name != label]",
+        "features = [str(name) for name in row]", "tests/unit/test_capture.py -k without_its_label"),
+    "the serving proxy captures nothing": (
+        "src/sagemake/executors/local/serving.py",
+        'self.path.split("?")[0] == "/invocations" and answer.status == 200',
+        'self.path.split("?")[0] == "/invocation" and answer.status == 200',
+        "tests/local/test_drift.py -k make_serve_captures"),
+    "an endpoint config without DataCaptureConfig": (
+        "src/sagemake/executors/sagemaker/endpoint.py", '**({"DataCaptureConfig": capture} if capture else {}))',
+        ")", "tests/aws/test_capture_prod.py -k sets_the_endpoint"),
+    "drift verdict blind to DRIFT_THRESHOLD": (
+        "src/sagemake/drift.py", "return Result(result, part, part >= share)", "return Result(result, part, False)",
+        "tests/local/test_drift.py -k flags_shifted"),
+    "a fetch again loses the capture": (
+        "src/sagemake/models.py", '(destination / kept).rename(scratch / "new" / kept)', "pass",
+        "tests/local/test_drift.py -k fetch_again"),
+    "transform inputs not captured": (
+        "src/sagemake/targets/transform.py",
+        "    captured(config, model, folder, files, output_folder(config, name))\n", "",
+        "tests/local/test_drift.py -k transform_captures"),
+    "captured columns not checked against the training features": (
+        "src/sagemake/targets/drift.py",
+        "if names and not serving.numeric(names[0]) and sorted(names) != sorted(features):", "if False:",
+        "tests/local/test_drift.py -k bad_input"),
     "a run written again from its record twice": (
         "src/sagemake/tracking.py", '    found = written(client, experiment, request["name"])', "    found = None",
         "tests/local/test_tracking.py -k two_commands"),

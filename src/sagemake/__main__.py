@@ -6,11 +6,40 @@
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import sys
 from pathlib import Path
 
-from sagemake.cli import Exit, run
+from sagemake import debug
+from sagemake.cli import Exit, UserError, interrupted_by_signals
+
+
+def run(main, argv: list[str]) -> None:
+    """Run main(argv); -h or --help prints the docstring of main's module instead. Bad input, a failed job and an
+    AWS error end as one line on stderr, prefixed with the tool's name, and their own exit status (Exit). Ctrl-C,
+    SIGTERM and SIGHUP take one path: local work stops, a remote job is left running with how to find it again (or
+    stopped, where its results would be lost), scratch is cleaned, and the exit status is 130.
+
+    DEBUG=1 traces what the command does (each AWS call, each command it runs), DEBUG=2 adds botocore's own
+    debug log; credentials are masked in the trace and in the one-line error (sagemake.debug says how).
+    """
+    if argv[:1] in (["-h"], ["--help"]):
+        print(sys.modules[main.__module__].__doc__.strip())
+        sys.exit(Exit.OK)
+    debug.enable()
+    try:
+        with interrupted_by_signals():  # SIGTERM (a CI run cancelled) and SIGHUP (a closed terminal) as Ctrl-C
+            code = main(argv)
+    except UserError as err:
+        print(f"sagemake: {debug.mask(str(err))}", file=sys.stderr)  # an AWS message can quote a signed request
+        code = err.status
+    except KeyboardInterrupt:
+        code = Exit.INTERRUPTED
+    except BrokenPipeError:  # what reads stdout has gone (`make jobs | head`): nothing is left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = Exit.OK
+    sys.exit(int(code))
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""How every command ends: bad input becomes one line on stderr and a named exit status."""
+"""What every command shares: its exit statuses and errors, its lines on stderr, its progress and tables, and the
+signals it takes as Ctrl-C (sagemake.__main__.run ends each command with them)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ class Exit(enum.IntEnum):
     JOB_FAILED = 1  # the job ran and ended Failed or Stopped: its record and log are kept
     BAD_INPUT = 2  # config, arguments, data or image refused before anything ran: fix and run again
     AWS_ERROR = 3  # AWS refused or could not be reached (credentials, permissions, network)
+    DRIFT = 4  # make drift: at least DRIFT_THRESHOLD percent of the features drifted
     INTERRUPTED = 130  # Ctrl-C, a closed terminal or SIGTERM
 
 
@@ -37,6 +39,16 @@ class AwsError(UserError):
     """An AWS error, said in one line (sagemake.aws.api.explain)."""
 
     status = Exit.AWS_ERROR
+
+
+def installed(module: str, requirements: str, command: str) -> None:
+    """A command's own library (installed by its make target the first time it runs, and needed by no other
+    command) is there, or one line says how to get it."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise UserError(f"{module} is not in this virtualenv: run `{command}`, which installs it ({requirements}) "
+                        "the first time")
 
 
 def say(message: str) -> None:
@@ -77,35 +89,6 @@ class Progress:
 
 def _size(count: int) -> str:
     return f"{count / 1e6:.1f} MB"
-
-
-def run(main, argv: list[str]) -> None:
-    """Run main(argv); -h or --help prints the docstring of main's module instead. Bad input, a failed job and an
-    AWS error end as one line on stderr, prefixed with the tool's name, and their own exit status (Exit). Ctrl-C,
-    SIGTERM and SIGHUP take one path: local work stops, a remote job is left running with how to find it again (or
-    stopped, where its results would be lost), scratch is cleaned, and the exit status is 130.
-
-    DEBUG=1 traces what the command does (each AWS call, each command it runs), DEBUG=2 adds botocore's own
-    debug log; credentials are masked in the trace and in the one-line error (sagemake.debug says how).
-    """
-    if argv[:1] in (["-h"], ["--help"]):
-        print(sys.modules[main.__module__].__doc__.strip())
-        sys.exit(Exit.OK)
-    from sagemake import debug
-
-    debug.enable()
-    try:
-        with interrupted_by_signals():  # SIGTERM (a CI run cancelled) and SIGHUP (a closed terminal) as Ctrl-C
-            code = main(argv)
-    except UserError as err:
-        print(f"sagemake: {debug.mask(str(err))}", file=sys.stderr)  # an AWS message can quote a signed request
-        code = err.status
-    except KeyboardInterrupt:
-        code = Exit.INTERRUPTED
-    except BrokenPipeError:  # what reads stdout has gone (`make jobs | head`): nothing is left to say
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        code = Exit.OK
-    sys.exit(int(code))
 
 
 def print_table(table: list[list[str]]) -> None:

@@ -89,6 +89,7 @@ _TUNING, _PARAMETERS = "Hyperparameter tuning (make tune)", "Command parameters"
 _TRACKING = "Tracking (MLflow: every job a run; make ui)"
 _TRACKED = (*KINDS[:4], "ui")  # the kinds written as runs, and the target that shows them
 LOCAL_STORE = "sqlite:///build/mlflow/mlflow.db"  # MLFLOW_TRACKING_URI's default: a file in the project, no server
+_MONITORING = "Data capture and drift (make serve / predict / transform / deploy, make drift)"
 
 SETTINGS = (
     Setting("PROJECT_NAME", "sagemake-example", "str", "Starts every job name (<project>-<git sha>-<time>) and "
@@ -222,7 +223,7 @@ SETTINGS = (
     Setting("JOBS_DIR", "jobs", "path", "Where local jobs keep their folders (record, log, /opt/ml tree, "
             "artefacts).", applies=(*KINDS, "jobs", "logs", "stop", "clean-jobs"), section=_LOCAL),
     Setting("MODELS_DIR", "models", "path", "Where fetched models go: MODELS_DIR/<job name>/ with manifest.json.",
-            applies=("fetch", "serve", "predict", "transform", "endpoint"), section=_LOCAL),
+            applies=("fetch", "serve", "predict", "transform", "endpoint", "drift", "baseline"), section=_LOCAL),
     Setting("MAX_MODEL_BYTES", "0", "int", "Most bytes a fetched model.tar.gz (or output.tar.gz) may unpack to; "
             "0: 100 times the archive, at least 1 GB.", low=0, high=2**62, applies=("fetch",), section=_LOCAL,
             detail="An archive past it (a decompression bomb, or a model far larger than expected) is refused before "
@@ -302,11 +303,19 @@ SETTINGS = (
             example="https://mlflow.example.com"),
     Setting("MLFLOW_EXPERIMENT", "", "str", "The MLflow experiment runs go to; empty: PROJECT_NAME.",
             applies=_TRACKED, section=_TRACKING),
+    Setting("CAPTURE_PERCENT", "100", "int", "The share of requests (and their answers) captured, in percent; 0: "
+            "no capture.", low=0, high=100, applies=("serve", "predict", "transform", "endpoint"),
+            section=_MONITORING, detail="In SageMaker's data capture format: locally in MODELS_DIR/<job>/capture/, "
+            "on an endpoint (its DataCaptureConfig) in s3://S3_BUCKET/S3_PREFIX/capture/<endpoint>/AllTraffic/. "
+            "`make drift` compares them with the training data.", example="20"),
+    Setting("DRIFT_THRESHOLD", "50", "int", "`make drift` exits 4 when at least this percent of the features drift.",
+            low=1, high=100, applies=("drift",), section=_MONITORING),
     # Not settings: what make's command line passes to one command (the Makefile exports them).
     Setting("ENV", "local", "parameter", "Where jobs run: local (no AWS needed), prod, or any name with a "
             ".env.<name> file; any but local runs on SageMaker.", section=_PARAMETERS),
     Setting("JOB", "", "parameter", "A job name; empty: the latest job (stop needs one).",
-            applies=("fetch", "logs", "stop", "serve", "predict", "transform", "deploy"), section=_PARAMETERS),
+            applies=("fetch", "logs", "stop", "serve", "predict", "transform", "deploy", "drift", "baseline"),
+            section=_PARAMETERS),
     Setting("JOBS", "", "parameter", "Two or more job names, as words: the jobs `make compare` sets side by side.",
             applies=("compare",), section=_PARAMETERS),
     Setting("KEEP", "5", "parameter", "How many of the newest local job and processing job folders to keep "
@@ -316,8 +325,11 @@ SETTINGS = (
             section=_PARAMETERS),
     Setting("TUNING", "", "parameter", "A tuning run's name; empty: the latest.", applies=("tune-jobs",),
             section=_PARAMETERS),
-    Setting("FILE", "", "parameter", "Rows to predict, .csv or .json as /invocations takes them.",
-            applies=("predict",), section=_PARAMETERS),
+    Setting("FILE", "", "parameter", "Rows to predict, .csv or .json as /invocations takes them (`make drift`: "
+            "rows to compare with the training data instead of the captured ones).", applies=("predict", "drift"),
+            section=_PARAMETERS),
+    Setting("SINCE", "", "parameter", "`make drift` takes the requests captured in this span before now: 30m, "
+            "12h, 1d; empty: all.", applies=("drift",), section=_PARAMETERS),
     Setting("INPUT", "", "parameter", "A folder of files to transform, one row a line; each gets <file>.out.",
             applies=("transform",), section=_PARAMETERS),
     Setting("VENV", ".venv", "parameter", "The virtualenv `make setup` makes and every target runs in.",

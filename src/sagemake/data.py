@@ -1,11 +1,10 @@
-"""The data channels on this machine: the trainer's data step, and what each channel holds.
+"""The data channels on this machine, and what each holds.
 
-The data step is `main(data_dir)` in src/trainer/data.py, run with the job's
-Python (it may need the training requirements). `make data` runs it; `make
-train` (and `make tune`) run it only when DATA_DIR holds nothing yet: the
-channels a user put there are theirs, so one that is missing or empty is
-refused, never filled by the data step. Each channel is summed up as its file count, bytes
-and a content digest, recorded with the job and in the model's manifest.
+The channels a user put in DATA_DIR are theirs: one that is missing or empty is
+refused, never filled (the trainer's data step, job_python.ensure_channels, writes
+them only into a DATA_DIR that holds nothing yet). Each channel is summed up as its
+file count, bytes and a content digest, recorded with the job and in the model's
+manifest.
 """
 
 from __future__ import annotations
@@ -14,55 +13,16 @@ import fcntl
 import hashlib
 import os
 import re
-import subprocess
 import threading
 from pathlib import Path
 
 from sagemake import jsonfile
-from sagemake.cli import UserError, say
+from sagemake.cli import UserError
 from sagemake.config import Config
-from sagemake.job_python import job_python
 
 PART = 64 * 1024 * 1024  # S3's multipart part size as we upload: local ETags then match S3's
 CACHE = "build/etags.json"  # local files' ETags, by path and what stat says of each file
-STEP = "src/trainer/data.py"
 PENDING = ".preprocessed.pending.json"  # in DATA_DIR: the stamp of make preprocess's install under way (its swap)
-RUN_STEP = "import sys, pathlib; from trainer.data import main; main(pathlib.Path(sys.argv[1]))"
-
-
-def run_step(config: Config) -> dict[str, Path]:
-    """Run the trainer's data step; returns the channels, after checking it left each one with files."""
-    if not config.sagemake_image:
-        raise UserError(f"there is no data step with your own image: put one folder per channel in "
-                        f"{config['DATA_DIR']}/ yourself")
-    if not (config.root / STEP).is_file():
-        raise UserError(f"no data step: write {STEP} with main(data_dir), or put one folder per channel in "
-                        f"{config['DATA_DIR']}/")
-    say(f"data: running {STEP} main({config['DATA_DIR']})")
-    env = {**os.environ, "PYTHONPATH": str(config.root / "src"), "PYTHONUNBUFFERED": "1"}
-    done = subprocess.run([str(job_python(config)), "-c", RUN_STEP, str(config.path("DATA_DIR"))], env=env,
-                          cwd=config.root, check=False)
-    if done.returncode != 0:
-        raise UserError(f"the data step {STEP} failed (exit {done.returncode}, see above): fix it and run `make data`")
-    try:
-        return channels(config)
-    except UserError as err:
-        raise UserError(f"the data step {STEP} ran but left the channels unusable ({err}): make its "
-                        f"main(data_dir) write one folder per channel") from None
-
-
-def ensure(config: Config) -> dict[str, Path]:
-    """The channels; the data step runs first only when DATA_DIR holds nothing yet (unfilled)."""
-    try:
-        found = channels(config)
-    except UserError as err:
-        if not config.sagemake_image or not (config.root / STEP).is_file() or not unfilled(config.path("DATA_DIR")):
-            raise
-        say(f"data: {err}: running the data step")
-        return run_step(config)
-    else:
-        say(f"data: {config['DATA_DIR']}/ has channels {', '.join(found)}: used as they are")
-        return found
 
 
 def summary(config: Config, folders: dict[str, Path]) -> dict[str, dict]:

@@ -2,7 +2,7 @@
 
 DEBUG=1 (any value but empty or 0) turns tracing on, the same way for every step:
   - the shell scripts trace each command they run (`set -x`, lines `+ file:line: ...`; scripts/lib/common.sh);
-  - each Python command (sagemake.cli.run) prints lines `+ sagemake.<what>: ...`: each AWS call (service,
+  - each Python command (sagemake.__main__.run) prints lines `+ sagemake.<what>: ...`: each AWS call (service,
     operation and parameters), the method and URL of each HTTP request it makes and the status of each answer
     (so retries show), where botocore found the credentials, and each command it runs (docker, git, pip);
     the requests `make upload` sends without boto3 (sagemake.aws.s3read) likewise.

@@ -32,6 +32,7 @@ from packaging.utils import canonicalize_name
 
 from sagemake.cli import UserError, say
 from sagemake.config import Config
+from sagemake.data import channels, unfilled
 
 JOB_PYTHON = "job-python"  # in the tool's virtualenv
 SLOTS = ("1", "2")  # job-python/1 and /2: the second only while a command uses the first and others are wanted
@@ -41,6 +42,8 @@ REQUIREMENTS = "docker/requirements.txt"  # the trainer's
 OWN_REQUIREMENTS = "docker/requirements-sagemake.txt"  # what sagemake's own code needs in the image
 PRIVATE_WHEELS = "build/wheels"
 TRAINER = "src/trainer"
+STEP = "src/trainer/data.py"  # the trainer's data step: main(data_dir)
+RUN_STEP = "import sys, pathlib; from trainer.data import main; main(pathlib.Path(sys.argv[1]))"
 TICK = 10  # seconds: a long install says it is still going at least this often
 WAIT = 0.5  # seconds between looks while every job's Python is in use
 KEPT = {"pip", "setuptools", "wheel"}  # what venv itself puts there
@@ -316,3 +319,38 @@ def _pins(path: Path) -> dict[str, tuple[int, str]]:
             if len(exact) == 1 and not requirement.marker:
                 pins[canonicalize_name(requirement.name)] = (number, exact[0].version)
     return pins
+
+
+def data_step(config: Config) -> dict[str, Path]:
+    """Run the trainer's data step; returns the channels, after checking it left each one with files."""
+    if not config.sagemake_image:
+        raise UserError(f"there is no data step with your own image: put one folder per channel in "
+                        f"{config['DATA_DIR']}/ yourself")
+    if not (config.root / STEP).is_file():
+        raise UserError(f"no data step: write {STEP} with main(data_dir), or put one folder per channel in "
+                        f"{config['DATA_DIR']}/")
+    say(f"data: running {STEP} main({config['DATA_DIR']})")
+    env = {**os.environ, "PYTHONPATH": str(config.root / "src"), "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run([str(job_python(config)), "-c", RUN_STEP, str(config.path("DATA_DIR"))], env=env,
+                          cwd=config.root, check=False)
+    if done.returncode != 0:
+        raise UserError(f"the data step {STEP} failed (exit {done.returncode}, see above): fix it and run `make data`")
+    try:
+        return channels(config)
+    except UserError as err:
+        raise UserError(f"the data step {STEP} ran but left the channels unusable ({err}): make its "
+                        f"main(data_dir) write one folder per channel") from None
+
+
+def ensure_channels(config: Config) -> dict[str, Path]:
+    """The channels; the data step runs first only when DATA_DIR holds nothing yet (unfilled)."""
+    try:
+        found = channels(config)
+    except UserError as err:
+        if not config.sagemake_image or not (config.root / STEP).is_file() or not unfilled(config.path("DATA_DIR")):
+            raise
+        say(f"data: {err}: running the data step")
+        return data_step(config)
+    else:
+        say(f"data: {config['DATA_DIR']}/ has channels {', '.join(found)}: used as they are")
+        return found

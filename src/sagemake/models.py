@@ -24,7 +24,7 @@ from sagemake.archive import sha256, unpack
 from sagemake.cli import AwsError, UserError, held_signals, say
 from sagemake.config import Config
 from sagemake.contract import layout
-from sagemake.jobs.endpoint import MANIFEST, OUTPUT
+from sagemake.jobs.endpoint import FETCHED, KEPT, MANIFEST, OUTPUT
 from sagemake.jobs.training import CHECKPOINT_FROM_TAG, SAGEMAKE_IMAGE_TAG, final_metrics
 
 
@@ -74,9 +74,10 @@ def assemble(archive: Path, output: Path | None, folder: Path, job: str, limit: 
     unpacked; a bad archive is one line."""
     try:
         unpack(archive, folder, f"unpack {archive.name}", limit)
-        if (folder / MANIFEST).exists() or (output and (folder / OUTPUT).exists()):
-            raise UserError(f"the model archive of job {job} holds its own {MANIFEST} or {OUTPUT}/: "
-                            "rename it in your trainer")
+        own = [name for name in FETCHED if (folder / name).exists()]
+        if own:
+            raise UserError(f"the model archive of job {job} holds its own {own[0]}, a name sagemake keeps beside "
+                            f"a model ({', '.join(FETCHED)}): rename it in your trainer")
         if output:
             unpack(output, folder / OUTPUT, limit=limit)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as err:  # truncated, not gzip, a hostile member
@@ -108,11 +109,17 @@ def fetch(config: Config, executor, name: str | None = None) -> Path:
         (scratch / "new" / MANIFEST).write_text(json.dumps(details, indent=2) + "\n")
         with held_signals():  # never the old copy gone and the new one not in place
             if destination.exists():
+                for kept in KEPT:  # gathered since the last fetch (captured requests, drift reports): not lost
+                    if (destination / kept).exists():
+                        (destination / kept).rename(scratch / "new" / kept)
                 destination.rename(scratch / "old")  # removed with the scratch folder
             (scratch / "new").rename(destination)
     say(f"model of {name} in {destination} (sha256 {details['artifact']['sha256'][:12]}...)")
     for metric, value in details["metrics"].items():
         print(f"  {metric:<22} {value:.4f}")
+    from sagemake.baseline import profile_model
+
+    profile_model(config, destination, details)
     return destination
 
 

@@ -19,7 +19,7 @@ import re
 import sys
 from pathlib import Path
 
-from sagemake.cli import Exit, UserError, run, say
+from sagemake.cli import Exit, UserError, say
 from sagemake.pricing import KINDS, SHIPPED, TABLE, Table, on_demand_hourly
 
 OFFER_FILES = "the Price List's offers/v1.0/aws/AmazonSageMaker/current[/<region>]/index.json"
@@ -132,4 +132,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    from sagemake.__main__ import run
+
     run(main, sys.argv[1:])

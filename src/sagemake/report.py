@@ -15,7 +15,7 @@ import html
 import math
 from datetime import datetime, timezone
 
-from sagemake.history import Job, cost_per_day
+from sagemake.executors.history import Job, cost_per_day
 from sagemake.jobs.training import main_metric, metric_columns
 from sagemake.jobs.tuning import trial_number
 from sagemake.pricing import bill_cells, money, total_cells
@@ -63,6 +63,7 @@ def page(project: str, where: str, chosen: str, found: list[Job], runs: list[dic
         for run in runs:
             parts += _tuning(figures, run, leaderboards.get(run["HyperParameterTuningJobName"]))
         parts += _provenance(found)
+        parts += _drift(found)
         parts += _cost(figures, found)
     script = ""
     if figures:
@@ -77,9 +78,11 @@ def _e(text) -> str:
     return html.escape(str(text))
 
 
-def _table(header: list[str], rows: list[list], numeric: set[int] = frozenset(), row_id: str = "") -> str:
+def _table(header: list[str], rows: list[list], numeric: set[int] = frozenset(), row_id: str = "",
+           markup: set[int] = frozenset()) -> str:
+    """markup: the columns whose cells are HTML already (links)."""
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td{' class=n' if i in numeric else ''}>{_e(cell)}</td>"
+    body = "".join("<tr>" + "".join(f"<td{' class=n' if i in numeric else ''}>{cell if i in markup else _e(cell)}</td>"
                                     for i, cell in enumerate(row)) + "</tr>" for row in rows)
     return f"<table{f' id={row_id}' if row_id else ''}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -213,6 +216,28 @@ def _provenance(found: list[Job]) -> list[str]:
             "<p class=note>Each channel's digest covers every file's path and content: the same digest, the same "
             "data. The image digest and the model's sha256 are known once the model is fetched (`make fetch`).</p>",
             _table(header, rows, row_id="provenance")]
+
+
+def _drift(found: list[Job]) -> list[str]:
+    """Each fetched model's latest `make drift`: what it was sent against its training data."""
+    from pathlib import Path
+
+    rows = []
+    for one in found:
+        result = one.drift
+        if result:
+            drifted = [f["name"] for f in result.get("features", []) if f.get("drifted")]
+            link = f"<a href=\"{_e(Path(result['path']).as_uri())}\">{_e(result['report'])}</a>"
+            rows.append([one.name, result["when"], result["rows"], result["source"],
+                         f"{result['share']:.0%} ({', '.join(drifted[:5]) or 'none'})",
+                         "DRIFT" if result["drifted"] else "no drift", link])
+    parts = ["<h2>Drift</h2>"]
+    if not rows:
+        return [*parts, "<p class=note id=drift>No model compared with its training data yet (`make drift`).</p>"]
+    header = ["job", "compared (UTC)", "rows", "from", "features drifted", "verdict", "report"]
+    return [*parts, "<p class=note>The latest <code>make drift</code> of each model: the requests it was sent (or "
+            "a file of rows) against its training data, feature by feature.</p>",
+            _table(header, rows, {2}, "drift", markup={6})]
 
 
 def _cost(figures: list, found: list[Job]) -> list[str]:

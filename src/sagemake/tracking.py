@@ -40,6 +40,7 @@ from pathlib import Path
 from sagemake import jsonfile
 from sagemake.cli import say
 from sagemake.config import Config
+from sagemake.jobs.training import experiment_name
 
 STATUSES = {"Completed": "FINISHED", "Failed": "FAILED", "Stopped": "KILLED"}  # a job's end, in MLflow's words
 TAG = "sagemake."  # this tool's tags on a run
@@ -124,10 +125,6 @@ def start_writer(queue: Path) -> None:
         subprocess.Popen([sys.executable, "-m", "sagemake.tracking", str(queue)], stdin=subprocess.DEVNULL,
                          stdout=log, stderr=subprocess.STDOUT, env={**CLIENT_ENVIRONMENT, **os.environ},
                          start_new_session=True)
-
-
-def experiment_name(config: Config) -> str:
-    return config["MLFLOW_EXPERIMENT"] or config["PROJECT_NAME"]
 
 
 def millis(stamp: str | None) -> int | None:

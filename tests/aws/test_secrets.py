@@ -197,7 +197,7 @@ def test_credentials_from_a_profile_file_are_never_traced(aws, checkout, tmp_pat
 
 GET_TOKEN = """
 from sagemake.aws import api as aws
-from sagemake.cli import run
+from sagemake.__main__ import run
 from sagemake.config import resolve
 
 def main(argv):
@@ -221,8 +221,9 @@ def test_the_ecr_login_token_is_never_traced(credentials):
 def test_an_aws_error_quoting_a_signed_request_is_masked(monkeypatch, capsys):
     from botocore.exceptions import ClientError
 
+    from sagemake.__main__ import run
     from sagemake.aws.api import explain
-    from sagemake.cli import AwsError, run
+    from sagemake.cli import AwsError
 
     token = FAKE["AWS_SESSION_TOKEN"]
     message = ("The request signature we calculated does not match the signature you provided.\n\nThe Canonical "

@@ -216,7 +216,7 @@ def test_a_copied_file_the_ignore_file_keeps_out_is_refused_before_building(podm
 
 def test_a_trainer_with_its_own_requirements_gets_sagemakes_from_sagemakes_file(engine, tmp_path):  # noqa: F811
     """examples/regression's trainer in sagemake's image, docker/requirements.txt its own (scikit-learn, nothing of
-    sagemake's): the image has pydantic (train) and gunicorn (serve) all the same, from
+    sagemake's): the image has pydantic (train) and granian (serve) all the same, from
     docker/requirements-sagemake.txt. A module the trainer imports that its requirements lack is named in one line
     once the image is built, before it is tagged or anything runs."""
     repo = copy_repo(tmp_path / "regression", trainer=CHECKOUT / "examples/regression/trainer")
@@ -241,5 +241,5 @@ def test_a_trainer_with_its_own_requirements_gets_sagemakes_from_sagemakes_file(
     assert "runtime container (docker, image" in trained.stderr
     assert "validation:rmse=" in trained.stdout
     found = subprocess.run([ENGINE, "run", "--rm", *FLAGS.split(), "--entrypoint", "python", image_of(repo, env),
-                            "-c", "import gunicorn.app.base, pydantic, matplotlib"], capture_output=True, text=True)
+                            "-c", "import granian.server.mp, pydantic, matplotlib"], capture_output=True, text=True)
     assert found.returncode == 0, found.stderr

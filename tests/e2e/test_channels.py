@@ -90,16 +90,16 @@ def test_a_file_in_data_dir_is_the_users_data_too(repo, data):
 
 
 def test_the_data_step_runs_only_when_data_dir_holds_nothing_yet(repo, data, monkeypatch):
-    from sagemake import data as channels
+    from sagemake import job_python as channels
     from sagemake.config import resolve
 
     ran = []
-    monkeypatch.setattr(channels, "run_step", lambda config: ran.append(config) or {})
+    monkeypatch.setattr(channels, "data_step", lambda config: ran.append(config) or {})
     config = resolve(root=repo, environ={})
     with pytest.raises(UserError, match="data channel 'validation' is empty"):
-        channels.ensure(config)
+        channels.ensure_channels(config)
     subprocess.run(["rm", "-rf", str(data)], check=True)
-    assert channels.ensure(config) == {} and len(ran) == 1  # absent
+    assert channels.ensure_channels(config) == {} and len(ran) == 1  # absent
     data.mkdir()
     (data / ".DS_Store").write_text("")  # a hidden file is nobody's data
-    assert channels.ensure(config) == {} and len(ran) == 2
+    assert channels.ensure_channels(config) == {} and len(ran) == 2

@@ -64,7 +64,7 @@ def test_fetch_extracts_the_model_and_writes_the_manifest(config):
     folder = fetch(config)  # the latest job
     assert folder == config.path("MODELS_DIR") / name
     assert sorted(p.name for p in folder.iterdir()) == [
-        "features.json", "manifest.json", "model.joblib", "output", "pr.png", "roc.png"]
+        "baseline.json", "features.json", "manifest.json", "model.joblib", "output", "pr.png", "roc.png"]
     assert json.loads((folder / "output/metrics.json").read_text()) == {  # what the job wrote to output/data/
         m["MetricName"]: pytest.approx(m["Value"], abs=1e-6) for m in record["FinalMetricDataList"]}
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -160,7 +160,7 @@ def test_concurrent_fetches_of_one_job_all_end_with_the_whole_folder(config):
     assert sorted(p.name for p in config.path("MODELS_DIR").iterdir()) == [name]  # no lock file, no scratch left
     folder = config.path("MODELS_DIR") / name
     assert sorted(p.name for p in folder.iterdir()) == [
-        "features.json", "manifest.json", "model.joblib", "output", "pr.png", "roc.png"]
+        "baseline.json", "features.json", "manifest.json", "model.joblib", "output", "pr.png", "roc.png"]
     assert json.loads((folder / "manifest.json").read_text())["job_name"] == name
     assert [p.name for p in folder.parent.iterdir() if p.name.startswith(".") and p.is_dir()] == []
 
@@ -226,10 +226,10 @@ def test_without_extraction_filters_a_bad_archive_is_refused_all_the_same(job, k
     nothing_escaped(target, tmp_path)
 
 
-@pytest.mark.parametrize("own", ["manifest.json", "output/metrics.json"])
+@pytest.mark.parametrize("own", ["manifest.json", "output/metrics.json", "baseline.json", "capture/a.jsonl"])
 def test_a_model_archive_holding_its_own_manifest_or_output_is_refused(job, own, tmp_path):
-    """The manifest and output/ are what fetch writes beside the model: a model archive with its own is refused,
-    not overwritten or mixed with the job's."""
+    """The manifest, output/, the baseline and capture/ are what sagemake keeps beside the model: a model archive with
+    its own is refused, not overwritten or mixed with the job's."""
     config, name = job
     good = fetch(config, name)
     manifest = (good / "manifest.json").read_text()
@@ -240,8 +240,9 @@ def test_a_model_archive_holding_its_own_manifest_or_output_is_refused(job, own,
     (model / own).parent.mkdir(exist_ok=True)
     (model / own).write_text("{}\n")  # what a trainer writing its own manifest.json or output/ leaves in model_dir
     pack(tree(model), archive)
-    with pytest.raises(UserError, match=rf"^the model archive of job {name} holds its own manifest.json or output/: "
-                                        "rename it in your trainer$"):
+    with pytest.raises(UserError, match=rf"^the model archive of job {name} holds its own {own.split('/')[0]}, a "
+                                        r"name sagemake keeps beside a model \(manifest.json, output, baseline.json, "
+                                        r"capture, drift\): rename it in your trainer$"):
         fetch(config, name)
     assert (good / "manifest.json").read_text() == manifest  # the previous good copy, whole
     assert [p for p in good.parent.iterdir() if p.name.startswith(".") and p.is_dir()] == []

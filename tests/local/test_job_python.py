@@ -1,5 +1,5 @@
 """The job's Python on a project that is not the example: examples/regression's trainer with its own requirements
-(scikit-learn, and nothing of sagemake's: pydantic, gunicorn and matplotlib come from docker/requirements-sagemake.txt).
+(scikit-learn, and nothing of sagemake's: pydantic, granian and matplotlib come from docker/requirements-sagemake.txt).
 
 It is updated in place when the requirements change (only what changed installs, what is no longer required goes),
 one per tool virtualenv; an update stopped by kill -9 is never taken as ready; two commands at once take turns; a
@@ -88,7 +88,7 @@ def test_the_jobs_python_is_updated_in_place_and_nothing_is_left_behind(project)
     assert "making the job's Python from docker/requirements-sagemake.txt, docker/requirements.txt" in said
     assert not (tool / "job-python/0123456789ab").exists()  # an older sagemake's Pythons are pruned
     # sagemake's needs are there though the trainer's requirements do not name them
-    assert python(first, "import pydantic, gunicorn, matplotlib, sklearn").returncode == 0
+    assert python(first, "import pydantic, granian, matplotlib, sklearn").returncode == 0
     numpy = marker(first)
 
     requirements(project, EXTRA)

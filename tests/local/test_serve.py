@@ -152,9 +152,12 @@ def test_ping_answers_200_once_the_model_is_loaded_by_the_workers_asked_for(serv
     assert "serve: model loaded from /" in log and f"{WORKERS} worker(s) on port {server.port}" in log
     assert log.index("serve: model loaded") < log.index("Listening at:")  # nothing listens before the model loads
     deadline = time.monotonic() + 30
-    while server.log.read_text().count("Booting worker") < WORKERS and time.monotonic() < deadline:
+    while server.log.read_text().count("Started worker-") < WORKERS and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert server.log.read_text().count("Booting worker") == WORKERS
+    assert server.log.read_text().count("Started worker-") == WORKERS
+    while '"GET /ping HTTP/1.1" 200' not in server.log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert '"GET /ping HTTP/1.1" 200' in server.log.read_text()  # each request in the access log
 
 
 def test_a_server_with_no_model_stops_with_one_line(tmp_path):
@@ -171,11 +174,10 @@ def test_a_server_with_no_model_stops_with_one_line(tmp_path):
 def test_the_servers_settings_come_from_sagemakers_variables(monkeypatch):
     monkeypatch.setattr(serving, "cpu_count", lambda: 5)
     settings = serving.options({})
-    assert (settings["bind"], settings["workers"], settings["timeout"]) == (["0.0.0.0:8080"], 5, 60)
-    assert settings["control_socket_disable"] is True
+    assert settings == {"address": "0.0.0.0", "port": 8080, "workers": 5, "timeout": 60}
     settings = serving.options({"SAGEMAKER_BIND_TO_PORT": "9000", "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
                                 "SAGEMAKER_MODEL_SERVER_TIMEOUT": "120", "SAGEMAKE_BIND_HOST": "127.0.0.1"})
-    assert (settings["bind"], settings["workers"], settings["timeout"]) == (["127.0.0.1:9000"], 2, 120)
+    assert settings == {"address": "127.0.0.1", "port": 9000, "workers": 2, "timeout": 120}
     assert serving.payload_limit({}) == 6 * 1024 * 1024
     assert serving.payload_limit({"SAGEMAKER_MAX_PAYLOAD_IN_MB": "100"}) == 100 * 1024 * 1024
     for read, name, value in ((serving.options, "SAGEMAKER_MODEL_SERVER_WORKERS", "0"),
@@ -327,7 +329,7 @@ def test_sigterm_lets_the_request_in_flight_finish_then_stops(runtime, project, 
     server.cleanup()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
-    assert "Handling signal: term" in server.log.read_text()
+    assert "Shutting down granian" in server.log.read_text()
 
 
 # --- make serve / make predict ---------------------------------------------------------------------------------
@@ -460,7 +462,7 @@ def test_make_serve_serves_until_ctrl_c_then_drains_and_stops(project, reference
             os.killpg(serving.pid, signal.SIGKILL)
     text = output.decode()
     assert "serve: stopping (SIGTERM: the requests in flight finish first)" in text
-    assert "serve: stopped" in text and "Handling signal: term" in text
+    assert "serve: stopped" in text and "Shutting down granian" in text
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
     assert f"http://127.0.0.1:{port}" not in endpoints(repo)  # stopped: no longer listed

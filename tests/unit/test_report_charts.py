@@ -7,7 +7,7 @@ import sys
 
 from conftest import ROOT
 
-from sagemake.history import Job
+from sagemake.executors.history import Job
 from sagemake.pricing import Entry
 from sagemake.report import learning_figure, page, tuning_figure
 

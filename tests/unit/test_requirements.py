@@ -70,3 +70,21 @@ def test_a_trainer_pin_against_sagemakes_is_refused_in_one_line(tmp_path):
     assert str(refused.value) == (
         "docker/requirements.txt line 2 pins numpy==1.26.4, but sagemake's image needs numpy==2.4.6 "
         "(docker/requirements-sagemake.txt line 2): pin the same version, or drop your pin and take sagemake's")
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CHECKOUT.glob("requirements*.txt")))
+def test_a_requirements_file_pins_each_package_at_one_version_with_what_it_takes_in(name):
+    """A file that takes in others (-r) pins no package at another version than they do: pip refuses the two."""
+    import re
+
+    def pins(path):
+        found = {}
+        for line in path.read_text().splitlines():
+            if line.startswith("-r "):
+                for key, value in pins(path.parent / line[3:].strip()).items():
+                    found.setdefault(key, set()).update(value)
+            elif match := re.match(r"([A-Za-z0-9_.-]+)==(\S+)", line):
+                found.setdefault(match.group(1).lower().replace("_", "-"), set()).add(match.group(2))
+        return found
+
+    assert {key: versions for key, versions in pins(CHECKOUT / name).items() if len(versions) > 1} == {}

@@ -3,7 +3,7 @@
 SageMaker starts an inference container as `docker run IMAGE serve`, with the
 model archive's contents in /opt/ml/model ($SAGEMAKER_BASE_DIR/model, see
 sagemake.contract.layout). The model is loaded once, by trainer.predict.load, before
-anything listens; then gunicorn forks its workers (they share the loaded model)
+anything listens; then granian forks its workers (they share the loaded model)
 and answers on port 8080, or SAGEMAKER_BIND_TO_PORT:
 
   GET  /ping          200 (nothing answers before the model is loaded)
@@ -17,9 +17,10 @@ list of numbers, a list of rows (lists, or objects keyed by feature name), or
 {"instances": <that list>}. A request the model cannot take gets a 4xx with one
 sentence in text/plain (415 content type, 406 Accept, 400 rows, 413 over the
 payload limit, 404 path, 405 method); the server goes on serving. SIGTERM stops
-accepting, lets the requests in flight finish (SageMaker kills 30 s later) and exits 0.
+accepting, lets the requests in flight finish (SageMaker kills 30 s later) and exits 0. A predict that runs past
+SAGEMAKER_MODEL_SERVER_TIMEOUT ends its worker, and the server starts another.
 
-Imports the standard library and gunicorn; the model's own imports are trainer.predict's.
+Imports the standard library and granian; the model's own imports are trainer.predict's.
 """
 
 from __future__ import annotations
@@ -28,11 +29,10 @@ import csv
 import importlib
 import io
 import json
-import logging
 import math
 import os
-import signal
 import sys
+import threading
 import time
 import traceback
 
@@ -55,14 +55,11 @@ DEFAULT_PAYLOAD_MB = 6  # InvokeEndpoint's limit
 MB = 1024 * 1024
 DRAIN_LIMIT = 64 * MB  # an oversized body is read and dropped up to this, so the client reads its 413
 STOP_SECONDS = 25  # drain time after SIGTERM: SageMaker sends SIGKILL 30 s after it
-RESEND_SECONDS = 3  # SIGTERM again to workers still there (an idle worker is gone within about a second)
 
 CSV = "text/csv"
 JSON = "application/json"
 MEDIA_TYPES = (CSV, JSON)
 SAMPLE_NAMES = 3  # feature names quoted in a message
-
-log = logging.getLogger("gunicorn.error")
 
 
 class Refused(Exception):
@@ -309,10 +306,13 @@ def answer_type(accept: str | None, default: str) -> str:
 
 
 class App:
-    """/ping and /invocations around a loaded Model; every refusal is a 4xx with one sentence."""
+    """/ping and /invocations around a loaded Model; every refusal is a 4xx with one sentence. A predict that runs
+    past the timeout ends its worker (the server starts another), as a stuck model would otherwise hold it."""
 
-    def __init__(self, model: Model, payload_limit: int):
-        self.model, self.payload_limit = model, payload_limit
+    def __init__(self, model: Model, payload_limit: int, timeout: int = DEFAULT_TIMEOUT_SECONDS):
+        self.model, self.payload_limit, self.timeout = model, payload_limit, timeout
+        self.predicting_since: float | None = None  # this worker's predict in progress
+        self.watched_by: int | None = None  # the process whose watchdog runs: a forked worker starts its own
 
     def __call__(self, environ, start_response):
         try:
@@ -321,7 +321,7 @@ class App:
             status, headers, body = refused.status, refused.headers, refused.sentence.encode() + b"\n"
             headers = [("Content-Type", "text/plain; charset=utf-8"), *headers]
         except Exception:  # a fault of the model or of this server, never a stack trace to the caller
-            log.error("invocation failed:\n%s", traceback.format_exc())
+            print(f"serve: invocation failed:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
             status, body = 500, b"the model failed on these rows: the server's log has the details\n"
             headers = [("Content-Type", "text/plain; charset=utf-8")]
         start_response(f"{status} {_REASONS.get(status, 'Error')}", [*headers, ("Content-Length", str(len(body)))])
@@ -343,8 +343,28 @@ class App:
             what = f"content type {given.strip()[:80]}" if given else "no Content-Type"
             raise Refused(415, f"{what}: send {CSV} or {JSON}")
         answer = answer_type(environ.get("HTTP_ACCEPT"), kind)  # before reading: a 406 needs no body
-        rows = READERS[kind](self.body(environ), self.model.features)
-        return 200, [("Content-Type", answer)], WRITERS[answer](self.model.predict(rows))
+        rows = READERS[kind](self.body(environ), self.model.features)  # all the request's rows, parsed at once
+        predictions = self.predict(rows)  # one predict call for them all
+        return 200, [("Content-Type", answer)], WRITERS[answer](predictions)
+
+    def predict(self, rows: list[list[float]]) -> list:
+        if self.watched_by != os.getpid():
+            self.watched_by = os.getpid()
+            threading.Thread(target=self._watchdog, name="serve-timeout", daemon=True).start()
+        self.predicting_since = time.monotonic()
+        try:
+            return self.model.predict(rows)
+        finally:
+            self.predicting_since = None
+
+    def _watchdog(self) -> None:
+        while True:
+            time.sleep(min(1.0, self.timeout / 4))
+            since = self.predicting_since
+            if since is not None and time.monotonic() - since > self.timeout:
+                print(f"serve: a predict ran past {self.timeout} s ({TIMEOUT_VARIABLE}): this worker stops, its "
+                      "caller's connection is dropped, and a new worker starts", file=sys.stderr, flush=True)
+                os._exit(1)
 
     def body(self, environ) -> bytes:
         """The request body, up to the payload limit (by Content-Length, or by reading a chunked one)."""
@@ -404,38 +424,14 @@ def cpu_count() -> int:
 
 
 def options(environ) -> dict:
-    """gunicorn's settings, from SageMaker's variables."""
+    """The server's settings, from SageMaker's variables."""
     port = _setting(environ, PORT_VARIABLE, DEFAULT_PORT)
-    host = environ.get(HOST_VARIABLE) or DEFAULT_HOST
-    shm = "/dev/shm"
     return {
-        "bind": [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"],
+        "address": environ.get(HOST_VARIABLE) or DEFAULT_HOST,
+        "port": port,
         "workers": _setting(environ, WORKERS_VARIABLE, cpu_count(), highest=256),
-        # One request at a time per worker (user code need not be thread-safe); the thread worker keeps
-        # connections alive between requests, as SageMaker's front end reuses them.
-        "worker_class": "gthread",
-        "threads": 1,
-        "keepalive": 5,
         "timeout": _setting(environ, TIMEOUT_VARIABLE, DEFAULT_TIMEOUT_SECONDS, highest=3600),
-        "graceful_timeout": STOP_SECONDS,
-        "accesslog": "-",
-        "errorlog": "-",
-        "loglevel": "info",
-        "control_socket_disable": True,  # else every server shares ~/.gunicorn/gunicorn.ctl
-        "worker_tmp_dir": shm if os.path.isdir(shm) else None,
-        "proc_name": "serve",
-        "worker_exit": _exit_now,
     }
-
-
-def _exit_now(arbiter, worker) -> None:
-    """A worker that has finished its requests ends here, skipping the interpreter's teardown: a fork holding the
-    model and its libraries spends seconds of CPU there, and a stop waits for it."""
-    err = sys.exc_info()[1]  # the SystemExit the worker is ending with
-    code = err.code if isinstance(err, SystemExit) and isinstance(err.code, int) else 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
 
 
 def payload_limit(environ) -> int:
@@ -463,41 +459,6 @@ def load_model() -> Model:
 
 def main() -> int:
     """Load the model, then serve until SIGTERM; 1 when the server cannot start."""
-    from gunicorn.app.base import BaseApplication
-    from gunicorn.arbiter import Arbiter
-
-    class StoppingArbiter(Arbiter):
-        """gunicorn's arbiter, but its SIGTERM reaches every worker: one forked an instant before it still had the
-        arbiter's handlers, dropped it, and would only have been killed at the end of the grace period."""
-
-        resend_at: float | None = None
-
-        def stop(self, graceful=True):
-            self.resend_at = time.monotonic() + RESEND_SECONDS if graceful else None
-            super().stop(graceful)
-
-        def reap_workers(self):
-            super().reap_workers()
-            if self.resend_at is not None and time.monotonic() >= self.resend_at:
-                self.resend_at = time.monotonic() + RESEND_SECONDS
-                self.kill_workers(signal.SIGTERM)  # a worker still draining takes it as the same request
-
-    class Server(BaseApplication):
-        def __init__(self, app, settings):
-            self.app, self.settings = app, settings
-            super().__init__()
-
-        def load_config(self):
-            for key, value in self.settings.items():
-                if value is not None:
-                    self.cfg.set(key, value)
-
-        def load(self):
-            return self.app
-
-        def run(self):
-            StoppingArbiter(self).run()
-
     try:
         settings = options(os.environ)
         limit = payload_limit(os.environ)
@@ -506,16 +467,29 @@ def main() -> int:
         print(f"serve: {err}", file=sys.stderr, flush=True)
         return 1
     print(f"serve: model loaded from {layout.base_dir() / layout.MODEL_DIR}; {settings['workers']} worker(s) "
-          f"on port {settings['bind'][0].rsplit(':', 1)[1]}", file=sys.stderr, flush=True)
+          f"on port {settings['port']}", file=sys.stderr, flush=True)
     if os.environ.get(BATCH_VARIABLE) == "true":
         print(f"serve: batch transform: payloads up to {limit // MB} MB, "
               f"{os.environ.get(STRATEGY_VARIABLE, '?')}, {os.environ.get(CONCURRENCY_VARIABLE, '?')} concurrent "
               "transform(s)", file=sys.stderr, flush=True)
-    try:
-        Server(App(model, limit), settings).run()
-        code = 0
-    except SystemExit as stop:  # how gunicorn ends: 0 after SIGTERM
-        code = stop.code if isinstance(stop.code, int) else 1
+    run(App(model, limit, settings["timeout"]), settings)
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(code)  # as the workers do (_exit_now): the teardown of the model's libraries is seconds for nothing
+    os._exit(0)  # the teardown of the model's libraries is seconds for nothing
+
+
+def run(app: App, settings: dict) -> None:
+    """Serve app with granian until SIGTERM: its HTTP in Rust, one process per worker forked after the model is
+    loaded (they share it), one request at a time in each (user code need not be thread-safe), connections kept
+    alive between requests, as SageMaker's front end reuses them. SIGTERM stops accepting, lets the requests in
+    flight finish for up to STOP_SECONDS, and returns."""
+    import multiprocessing
+
+    from granian.constants import Interfaces
+    from granian.server.mp import MPServer
+
+    multiprocessing.set_start_method("fork", force=True)  # the workers inherit the loaded model
+    server = MPServer("serve", address=settings["address"], port=settings["port"], interface=Interfaces.WSGI,
+                      workers=settings["workers"], blocking_threads=1, websockets=False, log_access=True,
+                      respawn_failed_workers=True, workers_kill_timeout=STOP_SECONDS)
+    server.serve(target_loader=lambda *_: app)

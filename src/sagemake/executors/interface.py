@@ -205,6 +205,12 @@ class Executor(ABC):
         """What the manifest adds for this executor (region, billable time, image digest)."""
         return {}
 
+    @abstractmethod
+    def captured(self, model: Path, start) -> tuple[str, list[tuple[str, str]]]:
+        """(where, [(file's name, its text)]): the capture files of the model (its folder MODELS_DIR/<job>/) served
+        here that may hold requests since start (a datetime; None: all); no files is a UserError that says how to
+        capture some."""
+
     # --- words ---
     @abstractmethod
     def where(self) -> str:

@@ -63,6 +63,11 @@ MANIFEST = "manifest.json"
 
 
 OUTPUT = "output"  # MODELS_DIR/<job>/output/: the job's /opt/ml/output/data/
+BASELINE = "baseline.json"  # MODELS_DIR/<job>/baseline.json: the training data's profile, what drift is measured from
+CAPTURE = "capture"  # MODELS_DIR/<job>/capture/: the requests captured while it was served
+DRIFT = "drift"  # MODELS_DIR/<job>/drift/: `make drift`'s reports
+FETCHED = (MANIFEST, OUTPUT, BASELINE, CAPTURE, DRIFT)  # what sagemake keeps beside a model's own files
+KEPT = (CAPTURE, DRIFT)  # what a fetch of the model again keeps: it was gathered since, not fetched
 
 
 def sagemake_image(manifest: dict) -> bool:

@@ -24,7 +24,6 @@ from sagemake.cli import UserError
 from sagemake.config import Config
 from sagemake.contract import layout
 from sagemake.data import channels
-from sagemake.tracking import experiment_name
 
 TAG_PREFIX = "sagemake:"
 CHECKPOINT_FROM_TAG = "checkpoint-from"  # the job whose checkpoints a job started from (CHECKPOINT_FROM)
@@ -44,6 +43,11 @@ TRAINER = "trainer"  # the package in src/ that sagemake's image runs: the part 
 INPUT_MODES = ("File", "FastFile")  # Pipe streams from S3: no local twin, so it is refused before paying
 DISTRIBUTIONS = ("FullyReplicated", "ShardedByS3Key")  # S3DataDistributionType: every file on every host, or a share
 DIRECTIONS = {"max": "Maximize", "min": "Minimize"}  # a metric's direction: name:max or name:min
+
+
+def experiment_name(config: Config) -> str:
+    """The MLflow experiment a job's run goes to (and its MlflowConfig names): MLFLOW_EXPERIMENT, or the project."""
+    return config["MLFLOW_EXPERIMENT"] or config["PROJECT_NAME"]
 
 
 def git_state(root: Path) -> tuple[str, bool]:
@@ -315,10 +319,9 @@ def per_channel(config: Config, setting: str, names: list[str], allowed: tuple[s
     return values
 
 
-def data_tags(config: Config) -> list[dict]:
-    """A job's data tags: each channel's digest, files and bytes (the trainer's data step run first when DATA_DIR
-    holds nothing yet), so the manifest of its model says which data made it."""
-    folders = data.ensure(config)
+def data_tags(config: Config, folders: dict[str, Path]) -> list[dict]:
+    """A job's data tags: each channel's digest, files and bytes, so the manifest of its model says which data made
+    it."""
     return [{"Key": f"{TAG_PREFIX}data:{channel}", "Value": " ".join(f"{k}={v}" for k, v in found.items())}
             for channel, found in data.summary(config, folders).items()]
 

@@ -11,9 +11,7 @@ with a notice when no engine is reachable: jobs then run as a process.
 
 from __future__ import annotations
 
-import sys
-
-from sagemake.cli import Exit, UserError, run
+from sagemake.cli import Exit, UserError
 from sagemake.config import resolve
 from sagemake.executors import for_config
 
@@ -24,6 +22,3 @@ def main(argv: list[str]) -> int:
     for_config(resolve()).ensure_image()
     return Exit.OK
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

@@ -10,9 +10,7 @@ CHECKPOINT_FROM=<job> starts a new job from them, unless CHECKPOINTS=delete.
 
 from __future__ import annotations
 
-import sys
-
-from sagemake.cli import Exit, UserError, run
+from sagemake.cli import Exit, UserError
 from sagemake.config import resolve
 from sagemake.executors import for_config
 
@@ -31,6 +29,3 @@ def main(argv: list[str]) -> int:
     for_config(resolve()).prune(int(keep or 5), checkpoints=checkpoints == "delete")
     return Exit.OK
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

@@ -13,12 +13,9 @@ every metric's final value and the bill (billable seconds, $, spot savings).
 
 from __future__ import annotations
 
-import sys
-
-from sagemake import history
-from sagemake.cli import Exit, UserError, print_table, run
+from sagemake.cli import Exit, UserError, print_table
 from sagemake.config import resolve
-from sagemake.executors import for_config
+from sagemake.executors import for_config, history
 from sagemake.jobs.training import job_named, words
 from sagemake.pricing import bill_cells
 from sagemake.tracking import drain
@@ -77,6 +74,3 @@ def main(argv: list[str]) -> int:
                  ["SAME", *[""] * len(names)], *same])
     return Exit.OK
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

@@ -8,15 +8,9 @@ command line. An unknown setting is refused with a suggestion.
 
 from __future__ import annotations
 
-import sys
-
 from sagemake import config
-from sagemake.cli import run
 
 
 def main(argv: list[str]) -> int:
     return config.main(argv)
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

@@ -9,19 +9,14 @@ yet; your own channels in DATA_DIR are never filled or overwritten by sagemake.
 
 from __future__ import annotations
 
-import sys
-
-from sagemake import data
-from sagemake.cli import Exit, UserError, run
+from sagemake.cli import Exit, UserError
 from sagemake.config import resolve
+from sagemake.job_python import data_step
 
 
 def main(argv: list[str]) -> int:
     if argv:
         raise UserError("usage: make data")
-    data.run_step(resolve())
+    data_step(resolve())
     return Exit.OK
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

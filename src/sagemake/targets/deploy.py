@@ -15,9 +15,7 @@ not make is refused.
 
 from __future__ import annotations
 
-import sys
-
-from sagemake.cli import Exit, UserError, run
+from sagemake.cli import Exit, UserError
 from sagemake.config import resolve
 from sagemake.executors import for_config
 from sagemake.jobs.training import job_named
@@ -29,6 +27,3 @@ def main(argv: list[str]) -> int:
     for_config(resolve()).endpoints().deploy(job_named(argv[0]) if argv else None)
     return Exit.OK
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

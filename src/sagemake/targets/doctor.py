@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from sagemake.cli import Exit, UserError, run
+from sagemake.cli import Exit, UserError
 from sagemake.config import resolve
 from sagemake.executors import for_config
 
@@ -48,6 +48,3 @@ def _unreachable(err: UserError) -> bool:
 
     return isinstance(err, AwsUnavailable)
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

@@ -12,9 +12,7 @@ in any way, is not.
 
 from __future__ import annotations
 
-import sys
-
-from sagemake.cli import Exit, UserError, print_table, run, say
+from sagemake.cli import Exit, UserError, print_table, say
 from sagemake.config import Config, resolve
 from sagemake.deployments import RECORDS, current
 from sagemake.executors import Executor, for_config
@@ -51,6 +49,3 @@ def main(argv: list[str]) -> int:
     endpoints(config, for_config(config))
     return Exit.OK
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

@@ -11,9 +11,7 @@ When the latest job is a trial of a tuning run, that run's best trial is fetched
 
 from __future__ import annotations
 
-import sys
-
-from sagemake.cli import Exit, UserError, run
+from sagemake.cli import Exit, UserError
 from sagemake.config import resolve
 from sagemake.executors import for_config
 from sagemake.jobs.training import job_named
@@ -27,6 +25,3 @@ def main(argv: list[str]) -> int:
     fetch(config, for_config(config), job_named(argv[0]) if argv else None)
     return Exit.OK
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

@@ -5,9 +5,7 @@ Usage: make image [ENV=...]   (python -m sagemake image)
 
 from __future__ import annotations
 
-import sys
-
-from sagemake.cli import Exit, UserError, run
+from sagemake.cli import Exit, UserError
 from sagemake.config import resolve
 from sagemake.executors import for_config
 
@@ -18,6 +16,3 @@ def main(argv: list[str]) -> int:
     print(for_config(resolve()).image())
     return Exit.OK
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

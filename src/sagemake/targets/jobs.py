@@ -13,9 +13,7 @@ metrics show theirs, each in a column of its own.
 
 from __future__ import annotations
 
-import sys
-
-from sagemake.cli import Exit, UserError, print_table, run, say
+from sagemake.cli import Exit, UserError, print_table, say
 from sagemake.config import Config, resolve
 from sagemake.executors import Executor, for_config
 from sagemake.jobs.training import duration, final_metrics, metric_columns
@@ -110,6 +108,3 @@ def main(argv: list[str]) -> int:
     config = resolve()
     return list_jobs(config, for_config(config), int(argv[0]) if argv else 10)
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

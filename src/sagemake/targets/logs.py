@@ -8,10 +8,9 @@ trial's label ([trial-3]), until the run ends.
 
 from __future__ import annotations
 
-import sys
 import time
 
-from sagemake.cli import AwsError, Exit, UserError, run, say
+from sagemake.cli import AwsError, Exit, UserError, say
 from sagemake.config import resolve
 from sagemake.executors import Executor, for_config
 from sagemake.jobs.training import job_named
@@ -78,6 +77,3 @@ def print_trials(executor: Executor, name: str, poll: int) -> None:
         if not new:
             time.sleep(poll)
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

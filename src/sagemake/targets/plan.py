@@ -9,9 +9,8 @@ every check `make train` makes before paying; on stderr, what it would cost.
 from __future__ import annotations
 
 import json
-import sys
 
-from sagemake.cli import Exit, UserError, run, say
+from sagemake.cli import Exit, UserError, say
 from sagemake.config import resolve
 from sagemake.executors import for_config
 from sagemake.jobs.training import plan
@@ -28,6 +27,3 @@ def main(argv: list[str]) -> int:
     say(plan_line(request, executor.prices()))
     return Exit.OK
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

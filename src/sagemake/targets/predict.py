@@ -4,6 +4,7 @@ Usage: make predict FILE=rows.csv [JOB=<job>]   (python -m sagemake predict FILE
 
 The model is served as `make serve` serves it, on a free port, sent FILE as
 one POST /invocations (text/csv or application/json by its suffix), and stopped.
+The request and its answer are captured as `make serve` captures them (CAPTURE_PERCENT).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sagemake.cli import UserError, run
+from sagemake.capture import capturing
+from sagemake.cli import UserError
 from sagemake.config import Config, resolve
 from sagemake.contract import serve as serving
 from sagemake.executors import for_config
@@ -37,7 +39,8 @@ def predict(config: Config, file: str, name: str | None) -> int:
     body = path.read_bytes()
     folder, manifest = fetched(config, name, lambda: for_config(config))
     with tempfile.NamedTemporaryFile(prefix="sagemake-serve-", suffix=".log") as log:
-        with Serving(config, folder, manifest, output=log, log=Path(log.name)) as server:
+        with Serving(config, folder, manifest, output=log, log=Path(log.name),
+                     capture=capturing(config, folder, "predict")) as server:
             status, answer = post(server.url, body, kind)
     if status != 200:
         raise UserError(f"the model server refused {file} ({status}): {answer.decode(errors='replace').strip()}")
@@ -64,6 +67,3 @@ def main(argv: list[str]) -> int:
         raise UserError("FILE is required: make predict FILE=rows.csv (or rows.json) [JOB=<job>]")
     return predict(resolve(), argv[0], job_named(argv[1]) if argv[1:] else None)
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

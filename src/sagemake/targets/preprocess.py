@@ -18,12 +18,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from sagemake import jsonfile
-from sagemake.cli import Exit, UserError, held_signals, run, say
+from sagemake.cli import Exit, UserError, held_signals, say
 from sagemake.config import Config, resolve
 from sagemake.data import PENDING
 from sagemake.executors import Executor, for_config
@@ -203,6 +202,3 @@ def main(argv: list[str]) -> int:
     say(f"preprocess: done in {time.monotonic() - started:.1f} s")
     return Exit.OK
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

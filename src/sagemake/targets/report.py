@@ -16,13 +16,10 @@ the page says so. The first `make report` installs Plotly into the virtualenv
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
-from sagemake import history, jsonfile
-from sagemake.cli import Exit, UserError, run, say
+from sagemake import jsonfile
+from sagemake.cli import Exit, UserError, installed, say
 from sagemake.config import resolve
-from sagemake.executors import for_config
+from sagemake.executors import for_config, history
 from sagemake.tracking import drain
 
 REPORT = "build/report.html"
@@ -32,9 +29,7 @@ JOBS, RUNS = 100, 20
 def main(argv: list[str]) -> int:
     if len(argv) > 1 or (argv and not argv[0].isdigit()):
         raise UserError("usage: make report (python -m sagemake report [N])")
-    if importlib.util.find_spec("plotly") is None:
-        raise UserError("plotly is not in this virtualenv: run `make report`, which installs it "
-                        "(requirements-report.txt) the first time")
+    installed("plotly", "requirements-report.txt", "make report")
     from sagemake.report import page
     from sagemake.targets.tune_jobs import leaderboard
 
@@ -53,6 +48,3 @@ def main(argv: list[str]) -> int:
     say(f"report: {path.relative_to(config.root)} ({len(text.encode()) / 1e6:.1f} MB): {said}; open it in a browser")
     return Exit.OK
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

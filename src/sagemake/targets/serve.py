@@ -9,14 +9,16 @@ rows. Ctrl-C, SIGTERM or a closed terminal stop it (the requests in flight finis
 any moment, even while it starts; it also ends with this command however that ends. A container
 is reached on its port 8080, mapped to SERVE_PORT, unless its image declares the label
 com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true (then SAGEMAKER_BIND_TO_PORT says where).
+CAPTURE_PERCENT of the requests and their answers are captured in MODELS_DIR/<job>/capture/, in SageMaker's data
+capture format, by a proxy on SERVE_PORT in front of the model server (CAPTURE_PERCENT=0: none, and no proxy).
 """
 
 from __future__ import annotations
 
 import os
-import sys
 
-from sagemake.cli import UserError, run, say
+from sagemake.capture import CAPTURE, capturing
+from sagemake.cli import UserError, say
 from sagemake.config import Config, resolve
 from sagemake.executors import for_config
 from sagemake.executors.local.guarded import process_identity
@@ -27,7 +29,8 @@ from sagemake.models import fetched
 
 def serve(config: Config, name: str | None) -> int:
     folder, manifest = fetched(config, name, lambda: for_config(config))
-    with Serving(config, folder, manifest, config.int("SERVE_PORT")) as server:
+    capture = capturing(config, folder, "serve")
+    with Serving(config, folder, manifest, config.int("SERVE_PORT"), capture=capture) as server:
         from sagemake.deployments import record
 
         # Who serves it: `make endpoints` lists the URL while that process runs (the server ends with it).
@@ -35,6 +38,11 @@ def serve(config: Config, name: str | None) -> int:
                image=manifest["image"], executor=process_identity(os.getpid()))
         say(f"serve: {server.url}  (GET /ping, POST /invocations with text/csv or application/json rows)")
         say(f"serve: curl -s -H 'Content-Type: text/csv' --data-binary @rows.csv {server.url}/invocations")
+        if server.front is not None:
+            say(f"serve: {capture.percent}% of the requests captured in {folder / CAPTURE}/ (`make drift` compares "
+                "them with the training data; CAPTURE_PERCENT=0 turns it off)")
+        elif capture is None:
+            say("serve: no requests captured (CAPTURE_PERCENT=0)")
         say("serve: Ctrl-C stops it")
         try:
             code = server.process.wait()
@@ -53,6 +61,3 @@ def main(argv: list[str]) -> int:
         raise UserError("usage: make serve [JOB=<job>]")
     return serve(resolve(), job_named(argv[0]) if argv else None)
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

@@ -8,9 +8,7 @@ with Ctrl-C in the terminal that runs it.
 
 from __future__ import annotations
 
-import sys
-
-from sagemake.cli import Exit, UserError, run
+from sagemake.cli import Exit, UserError
 from sagemake.config import resolve
 from sagemake.executors import for_config
 from sagemake.jobs.training import job_named
@@ -22,6 +20,3 @@ def main(argv: list[str]) -> int:
     for_config(resolve()).stop(job_named(argv[0]) if argv else None)
     return Exit.OK
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

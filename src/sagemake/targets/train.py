@@ -14,12 +14,10 @@ Exit status: 0 done, 1 the job failed or stopped, 2 bad input, 3 an AWS error, 1
 
 from __future__ import annotations
 
-import sys
-
-from sagemake import data
-from sagemake.cli import Exit, JobFailed, UserError, run
+from sagemake.cli import Exit, JobFailed, UserError
 from sagemake.config import Config, resolve
 from sagemake.executors import Executor, for_config
+from sagemake.job_python import ensure_channels
 from sagemake.jobs import reason_line
 from sagemake.jobs.training import data_tags, plan
 from sagemake.models import fetch
@@ -31,11 +29,11 @@ def train(config: Config, executor: Executor) -> int:
     is built (every check made) before anything is built, pushed or uploaded. The job's run is queued as it ends,
     written by a writer in the background (tracking)."""
     tracker = Tracker(config)
-    data.ensure(config)  # the data step, when DATA_DIR holds nothing yet: the request names the channels
+    folders = ensure_channels(config)  # the data step, when DATA_DIR holds nothing yet: the request names them
     request = plan(config, executor)
     executor.ensure_image()
     executor.sync_data()
-    request["Tags"] += data_tags(config)
+    request["Tags"] += data_tags(config, folders)
     name = request["TrainingJobName"]
     try:
         record = executor.run(request)
@@ -56,6 +54,3 @@ def main(argv: list[str]) -> int:
     config = resolve()
     return train(config, for_config(config))
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

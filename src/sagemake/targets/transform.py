@@ -9,22 +9,24 @@ TRANSFORM_MAX_PAYLOAD_MB a request, TRANSFORM_MAX_CONCURRENT at once); on
 SageMaker the inputs are uploaded, the job created and followed, and the .out
 files downloaded. Either way they land in JOBS_DIR/<transform>/output/, and
 what the job cost on SageMaker (locally: would have) is said at batch
-transform's rate.
+transform's rate. Each input file and its .out are captured for `make drift` (CAPTURE_PERCENT).
 Exit status: 0 done, 1 the transform failed, 2 bad input, 3 an AWS error, 130 interrupted.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from sagemake.cli import Exit, UserError, run, say
+from sagemake.capture import CAPTURE, capturing
+from sagemake.cli import Exit, UserError, say
 from sagemake.config import Config, resolve
+from sagemake.contract import serve as serving
 from sagemake.executors import Executor, for_config
 from sagemake.jobs import ran
 from sagemake.jobs.training import job_name, job_named
-from sagemake.jobs.transform import NAME_PART, input_files, output_folder, transform_request
+from sagemake.jobs.transform import NAME_PART, OUT, input_files, output_folder, transform_request
 from sagemake.pricing import TRANSFORM, used_line
+from sagemake.targets.predict import CONTENT_TYPES
 from sagemake.tracking import Tracker
 
 
@@ -42,12 +44,28 @@ def transform(config: Config, executor: Executor, given: str, job: str | None) -
     provenance = place.provenance()
     write_record(config, "transform", transform=name, job=model, **provenance,
                  output=str(output_folder(config, name)))
+    captured(config, model, folder, files, output_folder(config, name))
     say(f"transform {name}: Completed: {len(files)} .out file(s) in {output_folder(config, name)}")
     resources = record["TransformResources"]
     say(f"transform {name}: " + used_line(TRANSFORM, resources["InstanceType"], resources["InstanceCount"],
                                           ran(record, "Transform"), executor.prices()))
     tracker.transform(executor, record, len(files), provenance)
     return record
+
+
+def captured(config: Config, model: str, folder: Path, files: list[Path], outputs: Path) -> None:
+    """Each input file and its .out file captured as one request and its answer of the model (CAPTURE_PERCENT), so
+    `make drift` counts what was transformed."""
+    capture = capturing(config, config.path("MODELS_DIR") / model, "transform")
+    if capture is None:
+        return
+    with capture:
+        for path in files:
+            out = outputs / f"{path.relative_to(folder)}{OUT}"
+            kind = CONTENT_TYPES.get(path.suffix.lower(), serving.CSV)
+            capture.add(path.read_bytes(), kind, out.read_bytes() if out.is_file() else b"", kind)
+    say(f"transform: {capture.count} of {len(files)} input file(s) captured for `make drift` "
+        f"({config['MODELS_DIR']}/{model}/{CAPTURE}/)")
 
 
 def main(argv: list[str]) -> int:
@@ -57,6 +75,3 @@ def main(argv: list[str]) -> int:
     transform(config, for_config(config), argv[0], job_named(argv[1]) if argv[1:] else None)
     return Exit.OK
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

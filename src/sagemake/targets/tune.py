@@ -26,9 +26,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sagemake.cli import Exit, JobFailed, UserError, print_table, run, say
+from sagemake.cli import Exit, JobFailed, UserError, print_table, say
 from sagemake.config import Config, resolve
 from sagemake.executors import Executor, for_config
+from sagemake.job_python import ensure_channels
 from sagemake.jobs.training import data_tags
 from sagemake.jobs.tuning import LEADERBOARD, PLOT, RECORD, importance, plan, trial_number
 from sagemake.models import fetch
@@ -79,7 +80,7 @@ def tune(config: Config, executor: Executor, runtime=None) -> tuple[Path, dict]:
     """The whole run where ENV says: checks, the search, the record, the leaderboard and plot, the best model
     fetched. Returns the run's folder (JOBS_DIR/<tuning run>/) and its record; KeyboardInterrupt after the record
     is kept."""
-    tags = data_tags(config)
+    tags = data_tags(config, ensure_channels(config))
     request = plan(config, executor)
     name = request["HyperParameterTuningJobName"]
     executor.ensure_image()
@@ -128,6 +129,3 @@ def main(argv: list[str]) -> int:
         return Exit.INTERRUPTED
     return Exit.OK
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

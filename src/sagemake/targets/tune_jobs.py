@@ -9,11 +9,10 @@ hyperparameters, the objective, duration, cost and status.
 from __future__ import annotations
 
 import csv
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from sagemake.cli import AwsError, Exit, UserError, print_table, run, say
+from sagemake.cli import AwsError, Exit, UserError, print_table, say
 from sagemake.config import resolve
 from sagemake.executors import Executor, for_config
 from sagemake.jobs.training import job_named
@@ -39,10 +38,6 @@ def main(argv: list[str]) -> int:
     reason = record.get("FailureReason")
     say(f"tuning {name}: {record['HyperParameterTuningJobStatus']}{f': {reason}' if reason else ''}")
     return Exit.OK
-
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])
 
 
 def leaderboard(record: dict, executor: Executor, prices: Prices) -> tuple[list[str], list[list[str]]]:

@@ -6,9 +6,8 @@ Usage: make tune-plan [ENV=...]   (python -m sagemake tune-plan)
 from __future__ import annotations
 
 import json
-import sys
 
-from sagemake.cli import Exit, UserError, run
+from sagemake.cli import Exit, UserError
 from sagemake.config import resolve
 from sagemake.executors import for_config
 from sagemake.jobs.tuning import plan
@@ -21,6 +20,3 @@ def main(argv: list[str]) -> int:
     print(json.dumps(plan(config, for_config(config)), indent=2))
     return Exit.OK
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

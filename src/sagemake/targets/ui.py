@@ -15,13 +15,12 @@ Exit status: 0 stopped by Ctrl-C, 1 the server stopped by itself, 2 bad input.
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 import urllib.request
 from pathlib import Path
 
-from sagemake.cli import Exit, JobFailed, UserError, run, say
+from sagemake.cli import Exit, JobFailed, UserError, say
 from sagemake.config import Config, resolve
 from sagemake.tracking import artifact_root, drain, local_store, store_uri
 
@@ -92,6 +91,3 @@ def main(argv: list[str]) -> int:
         raise UserError("usage: make ui (MLFLOW_TRACKING_URI names the store)")
     return ui(resolve())
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

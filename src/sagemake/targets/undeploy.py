@@ -8,9 +8,7 @@ already gone.
 
 from __future__ import annotations
 
-import sys
-
-from sagemake.cli import Exit, UserError, run
+from sagemake.cli import Exit, UserError
 from sagemake.config import resolve
 from sagemake.executors import for_config
 
@@ -21,6 +19,3 @@ def main(argv: list[str]) -> int:
     for_config(resolve()).endpoints().undeploy()
     return Exit.OK
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

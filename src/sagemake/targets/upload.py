@@ -10,10 +10,8 @@ nothing to upload: local jobs read DATA_DIR directly.
 
 from __future__ import annotations
 
-import sys
-
 from sagemake.aws import unchanged
-from sagemake.cli import Exit, UserError, run
+from sagemake.cli import Exit, UserError
 from sagemake.config import DEFAULT_ENV, resolve
 
 
@@ -28,6 +26,3 @@ def main(argv: list[str]) -> int:
     for_config(config).sync_data()
     return Exit.OK
 
-
-if __name__ == "__main__":
-    run(main, sys.argv[1:])

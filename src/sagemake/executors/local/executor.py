@@ -326,6 +326,20 @@ class LocalExecutor(Executor):
             raise UserError(f"{path} is missing: run the job again")
         return path
 
+    def captured(self, model: Path, start) -> tuple[str, list[tuple[str, str]]]:
+        from sagemake.capture import in_span
+        from sagemake.jobs.endpoint import CAPTURE
+
+        folder = model / CAPTURE
+        found = sorted(path for path in folder.rglob("*.jsonl") if in_span(str(path.relative_to(folder)), start)) \
+            if folder.is_dir() else []
+        if not found:
+            raise UserError(f"no requests captured in {folder}/{' in that span' if start else ''} yet: `make serve "
+                            f"JOB={model.name}` (then send it requests), `make predict FILE=rows.csv JOB={model.name}` "
+                            "or `make transform` capture them (CAPTURE_PERCENT above 0); or compare a file of rows "
+                            "with FILE=rows.csv")
+        return f"{folder}/", [(str(path), path.read_text(encoding="utf-8")) for path in found]
+
 
 _PROCESS_ONLY_OURS = ("LOCAL_RUNTIME=process runs only sagemake's own images (docker/Dockerfile, "
                       "docker/Dockerfile.script): use LOCAL_RUNTIME=auto or container with your DOCKERFILE or "

@@ -20,6 +20,8 @@ starts it, waits for /ping, and stops it at the block's end, a Ctrl-C included.
 
 from __future__ import annotations
 
+import http.client
+import http.server
 import os
 import shutil
 import signal
@@ -27,11 +29,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from sagemake.capture import Capture
 from sagemake.cli import Exit, UserError, held_signals, say
 from sagemake.config import Config
 from sagemake.contract import layout
@@ -40,7 +44,7 @@ from sagemake.executors.local.guarded import GUARD
 from sagemake.executors.local.runtimes import KEPT_VARIABLES
 from sagemake.image import Engine
 from sagemake.job_python import REQUIREMENTS, job_python
-from sagemake.jobs.endpoint import MANIFEST, OUTPUT, sagemake_image
+from sagemake.jobs.endpoint import FETCHED, sagemake_image
 
 SERVE = "serve"  # what SageMaker runs: `docker run IMAGE serve`
 STOP_SECONDS = 30  # SageMaker's SIGKILL follows SIGTERM after this long
@@ -60,9 +64,10 @@ class ServerFailed(UserError):
 
 
 def model_files(folder: Path) -> list[Path]:
-    """What model.tar.gz held: MODELS_DIR/<job>/ less what fetch adds (its manifest and the job's output/,
-    names fetch refuses inside a model archive, so the split is exact)."""
-    return sorted(p for p in folder.iterdir() if p.name not in (MANIFEST, OUTPUT))
+    """What model.tar.gz held: MODELS_DIR/<job>/ less what sagemake adds (FETCHED: its manifest, the job's output/,
+    the baseline, the capture, the drift reports; names fetch refuses inside a model archive, so the split is
+    exact)."""
+    return sorted(p for p in folder.iterdir() if p.name not in FETCHED)
 
 
 def guarded(command: list[str], env: dict[str, str], guard_arguments: list[str], output) -> subprocess.Popen:
@@ -82,6 +87,7 @@ class Server:
         self.scratch = scratch  # a process's /opt/ml tree, removed when it stops
         self.container = container  # a container's name
         self.url = f"http://{LOOPBACK}:{port}"
+        self.front: CapturingProxy | None = None  # what clients reach when requests are captured
 
     def wait_ready(self, seconds: float = READY_SECONDS, log: Path | None = None) -> None:
         """Until GET /ping answers 200; a server that exits first, or never answers, is a ServerFailed."""
@@ -102,10 +108,13 @@ class Server:
                            f"{self.runtime.reached(self.port)}{_last_line(log, '; its last line: ')}")
 
     def stop(self) -> int:
-        """SIGTERM through the guard (the requests in flight finish; SIGKILL STOP_SECONDS later, or at once at a
-        second Ctrl-C), then wait until the server and all it started are gone; its exit code. Signals are held
-        meanwhile: one that arrives hastens the stop instead of cutting it short, and is taken once it is done."""
+        """The capturing proxy in front (if any) closed first; then SIGTERM through the guard (the requests in flight
+        finish; SIGKILL STOP_SECONDS later, or at once at a second Ctrl-C), then wait until the server and all it
+        started are gone; its exit code. Signals are held meanwhile: one that arrives hastens the stop instead of
+        cutting it short, and is taken once it is done."""
         with held_signals() as arrived:
+            if self.front is not None:
+                self.front.close()
             asked = 0
             while self.process.poll() is None:
                 if asked <= len(arrived):  # the first request, then one more for each signal that arrives
@@ -299,29 +308,138 @@ def reserve(host: str, asked: int | None) -> int:
     """asked (SERVE_PORT), once it is free, or any free port."""
     if asked is None:
         return free_port()
-    check_port(host, asked, f"stop what listens there, or serve on another port with "
-                            f"SERVE_PORT={asked + 1 if asked < 65535 else CONTAINER_PORT}")
+    check_port(host, asked, another_port(asked))
     return asked
+
+
+def another_port(port: int) -> str:
+    other = port + 1 if port < 65535 else CONTAINER_PORT
+    return f"stop what listens there, or serve on another port with SERVE_PORT={other}"
+
+
+HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authorization",
+               "proxy-authenticate", "content-length", "server", "date"}
+
+
+class CapturingProxy(http.server.ThreadingHTTPServer):
+    """What clients reach when requests are captured, as an endpoint's data capture sits in front of its model: on
+    LOOPBACK:port, each request passed to the model server as it came (keep-alive on both sides) and its answer
+    back; each answered POST /invocations (200) handed to the capture, which writes it on a thread of its own."""
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, port: int, upstream: str, capture: Capture):
+        self.upstream, self.capture = upstream, capture
+        try:
+            super().__init__((LOOPBACK, port), _Forward)
+        except OSError as err:
+            raise UserError(f"port {port} is in use ({err.strerror}): {another_port(port)}") from None
+        self.url = f"http://{LOOPBACK}:{self.server_address[1]}"
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": POLL_SECONDS},
+                                        name="capturing-proxy", daemon=True)
+        self._thread.start()
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that hangs up mid-request is no error of the server's."""
+
+    def close(self) -> None:
+        """Stop taking requests, and write what the capture holds."""
+        if self._thread.is_alive():
+            self.shutdown()
+        self.server_close()
+        self.capture.close()
+
+
+class _Forward(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # the answer's head and body leave at once, never 40 ms apart (delayed ACK)
+    server: CapturingProxy
+
+    def log_message(self, *args) -> None:  # the model server logs each request already
+        pass
+
+    _connection: http.client.HTTPConnection | None = None  # to the model server, kept alive with the client's
+
+    def _upstream(self) -> http.client.HTTPConnection:
+        local = self._connection
+        if local is None:
+            host, port = self.server.upstream.removeprefix("http://").rsplit(":", 1)
+            local = self._connection = http.client.HTTPConnection(host, int(port),
+                                                                 timeout=serving.DEFAULT_TIMEOUT_SECONDS + 10)
+            local.connect()
+            local.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # the body follows its head at once
+        return local
+
+    def _forward(self) -> None:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            self.send_error(411, "send the body with a Content-Length")
+            return
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        headers = {key: value for key, value in self.headers.items() if key.lower() not in HOP_HEADERS}
+        for attempt in (1, 2):  # a kept-alive connection the server closed meanwhile is opened again, once
+            try:
+                connection = self._upstream()
+                connection.request(self.command, self.path, body, headers)
+                answer = connection.getresponse()
+                data = answer.read()
+                break
+            except (OSError, http.client.HTTPException) as err:
+                if self._connection is not None:
+                    self._connection.close()
+                self._connection = None
+                if attempt == 2:
+                    self.send_error(502, f"the model server did not answer ({type(err).__name__})")
+                    return
+        self.send_response(answer.status, answer.reason)
+        for key, value in answer.getheaders():
+            if key.lower() not in HOP_HEADERS:
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        try:
+            self.wfile.write(data)
+        except OSError:  # the client left before its answer: nothing to capture
+            self.close_connection = True
+            return
+        if self.command == "POST" and self.path.split("?")[0] == "/invocations" and answer.status == 200:
+            self.server.capture.add(body, self.headers.get("Content-Type") or "", data,
+                                    answer.getheader("Content-Type") or "")
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward
+
+    def finish(self) -> None:
+        super().finish()
+        if self._connection is not None:
+            self._connection.close()
 
 
 class Serving:
     """`with Serving(config, folder, manifest) as server:` the model server for folder's model, answering /ping,
     for the block; stopped when the block ends, however it ends. port: SERVE_PORT, or None for any free one;
-    environment adds to the server's variables (batch transform's).
+    environment adds to the server's variables (batch transform's). capture: requests reach the model through a
+    CapturingProxy on port (the model server then takes any free port), which hands them to the capture.
 
     A Ctrl-C at any moment stops it: while it starts, the signal waits until there is a server to stop; from then
     on, until the block begins, `__enter__` stops it itself; in the block, `__exit__` does. Should this process end
     some other way, its guard stops it."""
 
     def __init__(self, config: Config, folder: Path, manifest: dict, port: int | None = None, output=None,
-                 log: Path | None = None, environment: dict[str, str] | None = None):
+                 log: Path | None = None, environment: dict[str, str] | None = None, capture: Capture | None = None):
         self.config, self.folder, self.manifest, self.port = config, folder, manifest, port
-        self.output, self.log, self.environment = output, log, environment or {}
+        self.output, self.log, self.environment, self.capture = output, log, environment or {}, capture
         self.server: Server | None = None
 
     def __enter__(self) -> Server:
         runtime, why = serving_runtime(self.config, self.manifest)
-        port = runtime.reserve(self.port)
+        if self.capture is not None and self.port is not None:  # the proxy takes it: said before anything starts
+            check_port(LOOPBACK, self.port, another_port(self.port))
+        port = runtime.reserve(None if self.capture is not None else self.port)
+        if self.capture is not None and port == self.port:  # an image on the host's network, fixed to port 8080
+            say(f"serve: requests not captured: the model server itself takes port {port} ({runtime.describe()} on "
+                "this machine's network): drop --network host from CONTAINER_RUN_FLAGS to capture them")
+            self.capture.close()
+            self.capture = None
         manifest = self.manifest
         say(f"serve: model of {manifest['job_name']} (sha256 {manifest['artifact']['sha256'][:12]}...): "
             f"runtime {runtime.describe()}: {why}")
@@ -332,6 +450,10 @@ class Serving:
             with held_signals():  # no server started without its handle: a signal meanwhile is taken just after
                 self.server = runtime.start(model_files(self.folder), port, environment, self.output)
             self.server.wait_ready(log=self.log)
+            if self.capture is not None:
+                with held_signals():  # no proxy listening without its handle, as for the server itself
+                    self.server.front = CapturingProxy(self.port or 0, self.server.url, self.capture)
+                    self.server.url = self.server.front.url
             return self.server
         except BaseException:
             if self.server is not None:
@@ -340,3 +462,5 @@ class Serving:
 
     def __exit__(self, *exc) -> None:
         self.server.stop()
+        if self.capture is not None:
+            self.capture.close()

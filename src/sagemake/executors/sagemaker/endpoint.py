@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sagemake.aws.api import AwsUnavailable, call, create, plain
+from sagemake.capture import data_capture
 from sagemake.cli import AwsError, JobFailed, UserError, say
 from sagemake.config import Config
 from sagemake.deployments import history, record
@@ -178,14 +179,18 @@ def deploy(config: Config, executor: Executor, job: str | None) -> dict:
     variant = {"VariantName": VARIANT, "ModelName": job, "InitialInstanceCount": count,
                "InstanceType": instance_type, "InitialVariantWeight": 1.0}
     beaten = None  # the endpoint as another deploy that got there first left it
+    capture = data_capture(config)
     if existing is not None:
         scaling.before_update(executor, existing, instance_type)
     with recorded(config, executor, job, config_name):
         ensure_model(executor, training)
         create(sagemaker.create_endpoint_config, lambda: describe(sagemaker, "endpoint_config", config_name)
                is not None, f"endpoint {name}: configuration {config_name}", EndpointConfigName=config_name,
-               ProductionVariants=[variant], Tags=hosting_tags(config, job))
-        say(f"endpoint {name}: configuration {config_name} created")
+               ProductionVariants=[variant], Tags=hosting_tags(config, job),
+               **({"DataCaptureConfig": capture} if capture else {}))
+        say(f"endpoint {name}: configuration {config_name} created; " + (
+            f"it captures {capture['InitialSamplingPercentage']}% of the requests and answers to "
+            f"{capture['DestinationS3Uri']}/{name}/{VARIANT}/" if capture else "no data capture (CAPTURE_PERCENT=0)"))
 
         def asked() -> bool:  # the endpoint serves, or heads to, this deploy's configuration
             found = describe(sagemaker, "endpoint", name)
@@ -260,10 +265,14 @@ def finish(config: Config, executor: Executor, training: dict, config_name: str,
             raise JobFailed(f"endpoint {name}: the update to {config_name} failed ("
                             f"{endpoint.get('FailureReason') or 'no reason given'}) and was rolled back: it still "
                             f"serves {endpoint['EndpointConfigName']}")
-    (variant,) = describe(executor.sagemaker, "endpoint_config", config_name)["ProductionVariants"]
+    described = describe(executor.sagemaker, "endpoint_config", config_name)
+    (variant,) = described["ProductionVariants"]
+    capture = described.get("DataCaptureConfig") or {}
     entry = record(config, "deploy", endpoint=name, job=job, model=job, endpoint_config=config_name,
                    region=executor.region, sha256=sha256, image=training["AlgorithmSpecification"]["TrainingImage"],
-                   instance_type=variant["InstanceType"], instance_count=variant["InitialInstanceCount"])
+                   instance_type=variant["InstanceType"], instance_count=variant["InitialInstanceCount"],
+                   capture=f"{capture['DestinationS3Uri']}/{name}/{VARIANT}/" if capture
+                   else None)
     if replaced is not None:  # the old configuration no longer serves: sagemake's own is deleted
         _delete(executor, "endpoint_config", replaced)
     scaling.apply(config, executor, name)

@@ -357,7 +357,19 @@ class SageMakerExecutor(Executor):
         """The job's metric definitions applied to every instance's CloudWatch log, in the order CloudWatch timed
         the lines, each value with that time."""
         definitions = self.describe(name)["AlgorithmSpecification"].get("MetricDefinitions", [])
-        return logged_series(self.logs, name, cloud.LOG_GROUP, definitions)
+        return self.logged_series(name, cloud.LOG_GROUP, definitions)
+
+    def logged_series(self, name: str, group: str, definitions: list[dict] | None) -> dict[str, list[dict]]:
+        """The metric series of a job's CloudWatch log (every instance's, in the order CloudWatch timed the lines, each
+        value with that time); definitions None: every `name=value` line printed is a metric (a processing job's,
+        which declares none)."""
+        events = sorted(LogReader(self.logs, name, group).new_events(), key=lambda event: event[0])
+        stamps = [datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds")
+                  for ms, _ in events]
+        lines = [line.split("] ", 1)[-1] for _, line in events]
+        if definitions is None:
+            definitions = metric_definitions(printed_metrics(lines))
+        return metric_points(definitions, lines, stamps)
 
     def submit(self, request: dict) -> None:
         name = request["TrainingJobName"]
@@ -484,6 +496,24 @@ class SageMakerExecutor(Executor):
         cloud.download(self.aws, uri, path)
         return path
 
+    def captured(self, model: Path, start) -> tuple[str, list[tuple[str, str]]]:
+        """The endpoint's capture files in S3 (SageMaker's key layout: <prefix>/<endpoint>/<variant>/yyyy/mm/dd/hh/),
+        from the bucket in AWS_REGION."""
+        from sagemake.capture import in_span
+        from sagemake.jobs.endpoint import CAPTURE, VARIANT, endpoint_name
+
+        s3 = self.aws.client("s3")
+        cloud.check_bucket(self.config, self.aws, s3)
+        uri = f"{s3_uri(self.config, CAPTURE)}/{endpoint_name(self.config)}/{VARIANT}/"
+        bucket, prefix, items = cloud.objects(s3, uri)
+        keys = sorted(item["Key"] for item in items if in_span(item["Key"][len(prefix):], start))
+        if not keys:
+            raise UserError(f"no capture files in {uri}{' in that span' if start else ''}: `make "
+                            f"deploy{self.env_flag()}` with CAPTURE_PERCENT above 0 makes the endpoint capture, and "
+                            "its requests are written there within minutes; or compare rows of a file: FILE=rows.csv")
+        return uri, [(f"s3://{bucket}/{key}", call(s3.get_object, Bucket=bucket, Key=key)["Body"].read().decode())
+                     for key in keys]
+
     def provenance(self, record: dict) -> dict:
         details = {"region": self.region, "billable_seconds": record.get("BillableTimeInSeconds")}
         if not self.config["IMAGE_REGISTRY"]:
@@ -522,15 +552,3 @@ def registry_has(image: str) -> bool | None:
         raise UserError(f"registry {host} answered {err.code} {err.reason} for {image}: check IMAGE_REGISTRY") from None
     except (OSError, ValueError) as err:
         raise UserError(f"registry {host} cannot be reached ({err}): check IMAGE_REGISTRY and the network") from None
-
-
-def logged_series(logs, name: str, group: str, definitions: list[dict] | None) -> dict[str, list[dict]]:
-    """The metric series of a job's CloudWatch log (every instance's, in the order CloudWatch timed the lines, each
-    value with that time); definitions None: every `name=value` line printed is a metric (a processing job's,
-    which declares none)."""
-    events = sorted(LogReader(logs, name, group).new_events(), key=lambda event: event[0])
-    stamps = [datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds") for ms, _ in events]
-    lines = [line.split("] ", 1)[-1] for _, line in events]
-    if definitions is None:
-        definitions = metric_definitions(printed_metrics(lines))
-    return metric_points(definitions, lines, stamps)

@@ -91,9 +91,7 @@ class SageMakerProcessing:
 
     def metric_series(self, name: str) -> dict[str, list[dict]]:
         """Every `name=value` line of the job's CloudWatch log, as its series."""
-        from sagemake.executors.sagemaker.executor import logged_series
-
-        return logged_series(self.executor.logs, name, PROCESSING_LOG_GROUP, None)
+        return self.executor.logged_series(name, PROCESSING_LOG_GROUP, None)
 
     def follow(self, name: str) -> dict:
         """Status changes with the time taken, and the log of every instance, to the end."""

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from sagemake import jsonfile
 from sagemake.config import Config
-from sagemake.executors import Executor
-from sagemake.jobs.endpoint import MANIFEST
+from sagemake.executors.interface import Executor
+from sagemake.jobs.endpoint import DRIFT, MANIFEST
 from sagemake.jobs.training import CHECKPOINT_FROM_TAG, duration, final_metrics
 from sagemake.jobs.tuning import TUNING_TAG
 from sagemake.pricing import Entry, Prices, ledger_entry
@@ -33,6 +33,7 @@ class Job:
     bill: Entry
     manifest: dict | None = None  # MODELS_DIR/<job>/manifest.json once its model was fetched
     series: dict[str, list[dict]] = field(default_factory=dict)
+    drift: dict | None = None  # the latest `make drift` of its model (MODELS_DIR/<job>/drift/latest.json)
 
     @property
     def status(self) -> str:
@@ -115,10 +116,21 @@ def manifest(config: Config, name: str) -> dict | None:
     return found if isinstance(found, dict) else None
 
 
+LATEST_DRIFT = "latest.json"  # MODELS_DIR/<job>/drift/latest.json: what the latest `make drift` found
+
+
+def drift(config: Config, name: str) -> dict | None:
+    """The latest `make drift` of the job's model, with the path of its HTML report; None when there was none."""
+    folder = config.path("MODELS_DIR") / name / DRIFT
+    found = jsonfile.read(folder / LATEST_DRIFT, None)
+    return {**found, "path": str(folder / found["report"])} if isinstance(found, dict) and "report" in found else None
+
+
 def job(executor: Executor, name: str, prices: Prices, series: bool = False) -> Job:
     """One job's facts; a UserError naming the job when there is none of that name (`make jobs` lists them)."""
     record = executor.describe(name)
-    found = Job(name, record, executor.tags(name), ledger_entry(record, prices), manifest(executor.config, name))
+    found = Job(name, record, executor.tags(name), ledger_entry(record, prices), manifest(executor.config, name),
+                drift=drift(executor.config, name))
     if series:
         found.series = executor.metric_series(name)
     return found
