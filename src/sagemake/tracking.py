@@ -447,8 +447,10 @@ def write_queue(queue: Path, wait: bool = False) -> None:
         with open(queue / LOCK, "a") as lock:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return  # its holder writes until the queue is empty
+            except BlockingIOError:  # its holder writes until the queue is empty
+                print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} another writer holds {queue / LOCK}: the queue is "
+                      "left to it", flush=True)
+                return
             _write_all(queue, tried)
             if not pending(queue):
                 (queue / FAILED).unlink(missing_ok=True)  # every run written: an earlier failure is past

@@ -197,6 +197,12 @@ def test_two_commands_at_once_and_a_writer_killed_each_run_is_written_once(tmp_p
                 for n in (10, 20)]
         for command in both:
             assert command.wait(timeout=900) == 0, command.stderr.read()
+        deadline = time.monotonic() + 300
+        while len(said := [line for line in (queue / "writer.log").read_text().splitlines()
+                           if "the queue is left to it" in line or " is run " in line]) < 2 \
+                and time.monotonic() < deadline:  # each command's writer has found the lock held, or written
+            time.sleep(0.1)
+        assert len(said) == 2 and all("the queue is left to it" in line for line in said), said
         records = pending(queue)
         assert len(records) == 2
         kept = tmp_path / "kept"
