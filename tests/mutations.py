@@ -788,8 +788,9 @@ MUTATIONS = {
         "    call(executor.autoscaling.register_scalable_target, MinCapacity=fewest, MaxCapacity=most, **where)",
         "    pass", "tests/aws/test_scaling.py -k registers"),
     "a deploy without autoscaling keeps an earlier registration": (
-        "src/sagemake/executors/sagemaker/scaling.py", "        if remove(executor, endpoint):", "        if False:",
-        "tests/aws/test_scaling.py -k registers"),
+        "src/sagemake/executors/sagemaker/scaling.py",
+        "        _deregister(executor, endpoint)\n        say(f\"endpoint {endpoint}: autoscaling removed",
+        "        say(f\"endpoint {endpoint}: autoscaling removed", "tests/aws/test_scaling.py -k registers"),
     "undeploy leaves the autoscaling registration": (
         "src/sagemake/executors/sagemaker/endpoint.py", "    if scaling.remove(executor, name):  # first,",
         "    if False:  # first,", "tests/aws/test_scaling.py -k registers"),
@@ -811,8 +812,8 @@ MUTATIONS = {
         "src/sagemake/executors/sagemaker/scaling.py", "else rate(hourly * most)", "else rate(hourly)",
         "tests/aws/test_scaling.py -k registers"),
     "an instance type change with autoscaling registered sent as it is": (
-        "src/sagemake/executors/sagemaker/scaling.py", "    if types and types != {instance_type} and remove(",
-        "    if False and remove(", "tests/aws/test_scaling.py -k change_of_instance_type"),
+        "src/sagemake/executors/sagemaker/scaling.py", "    if types and types != {instance_type}:",
+        "    if False:", "tests/aws/test_scaling.py -k change_of_instance_type"),
     "ENDPOINT_MAX_INSTANCES below the initial count let through": (
         "src/sagemake/config.py", "and 0 < int(most) < int(count):", "and False:",
         "tests/aws/test_scaling.py -k bad_autoscaling"),
@@ -851,8 +852,8 @@ MUTATIONS = {
         "src/sagemake/capture.py", "return hour + timedelta(hours=1) > start", "return True",
         "tests/unit/test_capture.py -k since"),
     "the label profiled as a feature": (
-        "src/sagemake/baseline.py", "features = [str(name) for name in row if name != label]",
-        "features = [str(name) for name in row]", "tests/unit/test_capture.py -k without_its_label"),
+        "src/sagemake/baseline.py", "else [str(name) for name in row if name != label]",
+        "else [str(name) for name in row]", "tests/unit/test_capture.py -k without_its_label"),
     "the serving proxy captures nothing": (
         "src/sagemake/executors/local/serving.py",
         'self.path.split("?")[0] == "/invocations" and answer.status == 200',
@@ -875,6 +876,23 @@ MUTATIONS = {
         "src/sagemake/targets/drift.py",
         "if names and not serving.numeric(names[0]) and sorted(names) != sorted(features):", "if False:",
         "tests/local/test_drift.py -k bad_input"),
+    "the baseline ignores the model's feature list": (
+        "src/sagemake/baseline.py",
+        "                label = next((str(name) for name in row if name not in taken), None)\n", "",
+        "tests/unit/test_capture.py -k own_feature_list"),
+    "a local channel's digest unchecked for its baseline": (
+        "src/sagemake/baseline.py", "    if recorded and summary(config, {channel: folder})",
+        "    if recorded and not local and summary(config, {channel: folder})",
+        "tests/unit/test_capture.py -k changed_since"),
+    "the capturing proxy refuses a chunked body": (
+        "src/sagemake/executors/local/serving.py", "                body = self._chunked()\n",
+        "                body = None\n", "tests/unit/test_capture.py -k chunked"),
+    "a deploy removes autoscaling set up outside sagemake": (
+        "src/sagemake/executors/sagemaker/scaling.py", "        if not ours(executor, endpoint):\n",
+        "        if False:\n", "tests/aws/test_scaling.py -k redeploy_keeps"),
+    "an update of a scaled endpoint drops to its initial count": (
+        "src/sagemake/executors/sagemaker/endpoint.py", '**({"RetainAllVariantProperties": True} if retain else {})',
+        "", "tests/aws/test_scaling.py -k redeploy_keeps"),
     "a run written again from its record twice": (
         "src/sagemake/tracking.py", '    found = written(client, experiment, request["name"])', "    found = None",
         "tests/local/test_tracking.py -k two_commands"),

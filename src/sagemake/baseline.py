@@ -3,10 +3,11 @@
 Computed on this machine when the model is fetched, from the files of the job's training channel (the channel
 named train or training, else the first), whatever image trained it: CSV with a header line, JSON lines (one
 object a line) or Parquet (when pyarrow is installed); a channel of other files is said and skipped. The label
-(the job's `target` hyperparameter, else a column named target) is no feature. Written to
+is no feature: the model's features are the columns its features.json names, when its trainer writes one, else
+every column but the job's `target` hyperparameter (or one named target). Written to
 MODELS_DIR/<job>/baseline.json:
 
-  {"job", "channel", "format", "files", "rows", "label", "features": [names in file order],
+  {"job", "channel", "format", "files", "rows", "label", "features": [names, in the model's order],
    "profile": {feature: {"kind": "numeric", "count", "missing", "mean", "std", "min", "max"}
                         | {"kind": "categorical", "count", "missing", "values", "top": {value: count}}},
    "sample": {feature: [values]}}
@@ -34,6 +35,7 @@ from sagemake.config import Config
 from sagemake.jobs.endpoint import BASELINE
 
 SAMPLE_ROWS = 5000
+FEATURES = "features.json"  # in a model's folder: the features it takes, when its trainer writes them
 TOP_VALUES = 20
 TRAINING_CHANNELS = ("train", "training")
 SUFFIXES = {".csv": "CSV", ".jsonl": "JSON lines", ".json": "JSON lines", ".parquet": "Parquet"}
@@ -52,21 +54,17 @@ def training_channel(config: Config, manifest: dict) -> tuple[str, Path]:
     channel = next((name for name in TRAINING_CHANNELS if name in data), next(iter(data)))
     uri = data[channel]["uri"]
     parsed = urlparse(uri)
-    if parsed.scheme == "file":
-        folder = Path(unquote(parsed.path))
-    else:
-        from sagemake.data import summary
-
-        folder = config.path("DATA_DIR") / channel
-        if not folder.is_dir():
-            raise NoBaseline(f"channel {channel} ({uri}) is not in {config['DATA_DIR']}/{channel}/ on this machine")
-        recorded = data[channel].get("digest")
-        if recorded and summary(config, {channel: folder})[channel]["digest"] != recorded:
-            raise NoBaseline(f"{config['DATA_DIR']}/{channel}/ is no longer the data job {manifest['job_name']} "
-                             f"read from {uri} (its digest differs): put that data back in {config['DATA_DIR']}/"
-                             f"{channel}/")
+    local = parsed.scheme == "file"
+    folder = Path(unquote(parsed.path)) if local else config.path("DATA_DIR") / channel
     if not folder.is_dir():
-        raise NoBaseline(f"channel {channel}'s folder {folder} is gone")
+        raise NoBaseline(f"channel {channel}'s folder {folder} is gone" if local else
+                         f"channel {channel} ({uri}) is not in {config['DATA_DIR']}/{channel}/ on this machine")
+    from sagemake.data import summary
+
+    recorded = data[channel].get("digest")  # the data the job read, locally too: a folder changes after its job
+    if recorded and summary(config, {channel: folder})[channel]["digest"] != recorded:
+        raise NoBaseline(f"{folder} is no longer the data job {manifest['job_name']} read from {uri} (its digest "
+                         f"differs): put that data back in {folder}/")
     return channel, folder
 
 
@@ -137,8 +135,9 @@ def _missing(value) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def profile(rows: Iterator[dict], label: str | None) -> dict:
-    """features, profile and sample of the rows (see the module's doc)."""
+def profile(rows: Iterator[dict], label: str | None, taken: list[str] | None = None) -> dict:
+    """features, profile and sample of the rows (see the module's doc); taken: the features the model takes, when
+    it says, whatever the label is called (every other column is no feature)."""
     features: list[str] = []
     sample: list[dict] = []
     chooser = random.Random(0)
@@ -146,8 +145,13 @@ def profile(rows: Iterator[dict], label: str | None) -> dict:
     count = 0
     for row in rows:
         if not features:
+            if taken:
+                lacking = [name for name in taken if name not in row]
+                if lacking:
+                    raise NoBaseline(f"the channel lacks the model's features {', '.join(lacking[:5])}")
+                label = next((str(name) for name in row if name not in taken), None)
             label = label if label in row else None
-            features = [str(name) for name in row if name != label]
+            features = list(taken) if taken else [str(name) for name in row if name != label]
             stats = {name: {"count": 0, "missing": 0, "sum": 0.0, "squares": 0.0, "min": math.inf, "max": -math.inf,
                             "numbers": 0, "values": Counter()} for name in features}
         count += 1
@@ -190,12 +194,23 @@ def profile(rows: Iterator[dict], label: str | None) -> dict:
     return {"rows": count, "label": label, "features": features, "profile": summary, "sample": kept}
 
 
+def model_features(folder: Path) -> list[str] | None:
+    """The features the model takes, when its folder says: features.json, a list of names or {"features": [...]}
+    (as the example's and the regression example's trainers write it)."""
+    try:
+        found = json.loads((folder / FEATURES).read_text())
+    except (OSError, ValueError):
+        return None
+    names = found.get("features") if isinstance(found, dict) else found
+    return [str(name) for name in names] if isinstance(names, list) and names else None
+
+
 def compute(config: Config, folder: Path, manifest: dict) -> dict:
     """The baseline of the model in folder, written to folder/baseline.json."""
     channel, data = training_channel(config, manifest)
     kind, files = channel_files(data)
     label = (manifest.get("hyperparameters") or {}).get("target", "target")
-    found = profile(records(kind, files), label)
+    found = profile(records(kind, files), label, model_features(folder))
     baseline = {"job": manifest["job_name"], "channel": channel, "format": kind, "files": len(files), **found}
     jsonfile.write_text(folder / BASELINE, json.dumps(baseline, separators=(",", ":")) + "\n")
     return baseline

@@ -277,3 +277,40 @@ def test_a_lost_answer_while_deploy_registers_autoscaling_is_asked_again_to_the_
     monkeypatch.setenv("AWS_ENDPOINT_URL", aws)
     assert proxy.once == {}  # the answer was lost
     assert span_and_target() == (2, 3, 25.0)
+
+
+def test_a_redeploy_keeps_the_scaled_count_and_a_registration_set_up_elsewhere(  # noqa: F811
+        prod, quotas, monkeypatch, capsys):  # noqa: F811
+    """A redeploy of a registered variant asks UpdateEndpoint to keep its instance count (RetainAllVariantProperties):
+    scaled out under load, it would fall back to the initial count with the new model. A registration that is not
+    sagemake's (no sagemake policy: the console's, Terraform's) is kept by a deploy without autoscaling."""
+    from moto.sagemaker.responses import SageMakerResponse
+
+    played, asked = SageMakerResponse.update_endpoint, []
+
+    def update_endpoint(self):
+        asked.append(json.loads(self.body))
+        return played(self)
+
+    monkeypatch.setattr(SageMakerResponse, "update_endpoint", update_endpoint, raising=False)
+    config = settings(monkeypatch, ENDPOINT_MAX_INSTANCES="3")
+    deploy(config, executor(config), JOBS[0])
+    deploy(config, executor(config), JOBS[1])
+    assert [params.get("RetainAllVariantProperties") for params in asked] == [True]
+
+    autoscaling = client("application-autoscaling")
+    autoscaling.delete_scaling_policy(PolicyName="sagemake-invocations-per-instance", ServiceNamespace="sagemaker",
+                                      ResourceId=RESOURCE, ScalableDimension=DIMENSION)
+    autoscaling.put_scaling_policy(  # the team's own, on the same registration
+        PolicyName="theirs", PolicyType="TargetTrackingScaling", ServiceNamespace="sagemaker", ResourceId=RESOURCE,
+        ScalableDimension=DIMENSION, TargetTrackingScalingPolicyConfiguration={
+            "TargetValue": 10.0, "PredefinedMetricSpecification": {
+                "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"}})
+    capsys.readouterr()
+    config = settings(monkeypatch, ENDPOINT_MAX_INSTANCES=None)
+    deploy(config, executor(config), JOBS[0])
+    targets, policies = scaling()
+    assert len(targets) == 1 and [p["PolicyName"] for p in policies] == ["theirs"]
+    assert ("endpoint sagemake-example: its autoscaling was set up outside sagemake (no policy "
+            "sagemake-invocations-per-instance): kept") in capsys.readouterr().err
+    assert asked[-1].get("RetainAllVariantProperties") is True  # registered: its count kept

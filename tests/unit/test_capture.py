@@ -122,6 +122,41 @@ def test_a_csv_channel_is_profiled_per_feature_without_its_label(regression_data
     assert found["rows"] == len(lines) and sorted(found["sample"]["age"]) == sorted(ages)  # all fit in the sample
 
 
+def test_the_models_own_feature_list_decides_whatever_its_label_is_called(regression_data, tmp_path):
+    """A label named otherwise than target (price) is no feature when the model's features.json names its features;
+    a channel that lacks one of them is said."""
+    features = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+    channel = tmp_path / "train"
+    channel.mkdir()
+    (channel / "train.csv").write_text((regression_data / "train/train.csv").read_text().replace("target", "price", 1))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "features.json").write_text(json.dumps(features))  # as examples/regression's trainer writes it
+    taken = baseline.model_features(model)
+    found = baseline.profile(baseline.records(*baseline.channel_files(channel)), "target", taken)
+    assert found["features"] == features and found["label"] == "price"
+    (model / "features.json").write_text(json.dumps({"features": [*features, "s7"], "target": "price"}))
+    with pytest.raises(baseline.NoBaseline, match="the channel lacks the model's features s7"):
+        baseline.profile(baseline.records(*baseline.channel_files(channel)), "target", baseline.model_features(model))
+
+
+def test_a_local_channel_changed_since_its_job_is_refused(regression_data, tmp_path):
+    """The baseline is of the data the job read: a local job's folder rewritten since is refused, as a SageMaker
+    job's DATA_DIR copy is."""
+    from sagemake.data import summary
+
+    channel = tmp_path / "data/train"
+    channel.mkdir(parents=True)
+    (channel / "train.csv").write_text((regression_data / "train/train.csv").read_text())
+    config = resolve(root=CHECKOUT, environ={"DATA_DIR": str(tmp_path / "data")})
+    digest = summary(config, {"train": channel})["train"]["digest"]
+    manifest = {"job_name": "j", "data": {"train": {"uri": channel.as_uri(), "digest": digest}}}
+    assert baseline.training_channel(config, manifest) == ("train", channel)
+    (channel / "train.csv").write_text((regression_data / "train/train.csv").read_text() + "1,1,1,1,1,1,1,1,1,1,1\n")
+    with pytest.raises(baseline.NoBaseline, match=rf"^{channel} is no longer the data job j read from "):
+        baseline.training_channel(config, manifest)
+
+
 def test_json_lines_are_profiled_and_other_files_are_said_and_skipped(regression_data, tmp_path):
     kind, files = baseline.channel_files(regression_data / "train")
     rows = list(baseline.records(kind, files))
@@ -153,3 +188,50 @@ def test_the_sample_is_bounded_and_the_same_for_the_same_data(monkeypatch):
     first, second = baseline.profile(iter(rows), "target"), baseline.profile(iter(rows), "target")
     assert len(first["sample"]["x"]) == 50 and first["sample"] == second["sample"]
     assert max(first["sample"]["x"]) > 500  # drawn from all the rows, not the first 50
+
+
+def test_the_proxy_passes_a_chunked_body_on_whole_and_captures_it(tmp_path):
+    """A client that sends its body in chunks (curl -H 'Transfer-Encoding: chunked') is served as without capture:
+    the model server gets the body whole, with its length, and the capture has it."""
+    import http.client
+    import http.server
+    import socket
+    import threading
+
+    from sagemake.executors.local.serving import CapturingProxy
+
+    seen = []
+
+    class Model(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            seen.append((self.headers.get("Content-Length"), self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/csv")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"1\n")
+
+    model = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Model)
+    threading.Thread(target=model.serve_forever, daemon=True).start()
+    proxy = CapturingProxy(0, f"http://127.0.0.1:{model.server_address[1]}", capture.Capture(tmp_path, 100, "t"))
+    try:
+        client = http.client.HTTPConnection("127.0.0.1", proxy.server_address[1], timeout=30)
+        client.request("POST", "/invocations", iter([b"1.5,2", b".5\n", b"3,4\n"]), {"Content-Type": "text/csv"},
+                       encode_chunked=True)
+        answer = client.getresponse()
+        assert (answer.status, answer.read()) == (200, b"1\n")
+        client.close()
+        with socket.create_connection(("127.0.0.1", proxy.server_address[1]), timeout=30) as raw:
+            raw.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+            assert raw.recv(1024).startswith(b"HTTP/1.1 400 ")  # a chunk size that is not hexadecimal
+    finally:
+        proxy.close()
+        model.shutdown()
+    assert seen == [("12", b"1.5,2.5\n3,4\n")]
+    (record,) = [json.loads(line) for path in tmp_path.rglob("*.jsonl") for line in path.read_text().splitlines()]
+    assert record["captureData"]["endpointInput"]["data"] == "1.5,2.5\n3,4\n"

@@ -371,11 +371,36 @@ class _Forward(http.server.BaseHTTPRequestHandler):
             local.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # the body follows its head at once
         return local
 
+    def _chunked(self) -> bytes | None:
+        """A chunked body, whole, so that the model server gets it with its length (and applies its own limit);
+        None past serving.DRAIN_LIMIT."""
+        parts, size = [], 0
+        while length := int(self.rfile.readline(1024).split(b";")[0].strip() or b"0", 16):
+            size += length
+            if size > serving.DRAIN_LIMIT:
+                return None
+            parts.append(self.rfile.read(length))
+            self.rfile.readline(1024)  # the chunk's CRLF
+        while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):  # trailers, to the blank line
+            pass
+        return b"".join(parts)
+
     def _forward(self) -> None:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            self.send_error(411, "send the body with a Content-Length")
-            return
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            refused = None
+            try:
+                body = self._chunked()
+            except ValueError:
+                refused = (400, "a chunk's size is not a hexadecimal number")
+            else:
+                if body is None:
+                    refused = (413, f"the payload is over {serving.DRAIN_LIMIT // serving.MB} MB")
+            if refused:  # the rest of the request is unread: the connection closes after the answer
+                self.close_connection = True
+                self.send_error(*refused)
+                return
+        else:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         headers = {key: value for key, value in self.headers.items() if key.lower() not in HOP_HEADERS}
         for attempt in (1, 2):  # a kept-alive connection the server closed meanwhile is opened again, once
             try:

@@ -180,8 +180,7 @@ def deploy(config: Config, executor: Executor, job: str | None) -> dict:
                "InstanceType": instance_type, "InitialVariantWeight": 1.0}
     beaten = None  # the endpoint as another deploy that got there first left it
     capture = data_capture(config)
-    if existing is not None:
-        scaling.before_update(executor, existing, instance_type)
+    retain = existing is not None and scaling.before_update(executor, existing, instance_type)
     with recorded(config, executor, job, config_name):
         ensure_model(executor, training)
         create(sagemaker.create_endpoint_config, lambda: describe(sagemaker, "endpoint_config", config_name)
@@ -203,7 +202,7 @@ def deploy(config: Config, executor: Executor, job: str | None) -> dict:
                 say(f"endpoint {name}: created")
             else:  # not a create, but not idempotent either: a retry after a lost answer hears "in progress"
                 create(sagemaker.update_endpoint, asked, f"endpoint {name}: update", EndpointName=name,
-                       EndpointConfigName=config_name)
+                       EndpointConfigName=config_name, **({"RetainAllVariantProperties": True} if retain else {}))
                 say(f"endpoint {name}: updating in place from {existing['EndpointConfigName']} to {config_name}")
         except AwsUnavailable:  # no answer: whether it was made is unknown, so what was asked is recorded
             raise

@@ -2,7 +2,8 @@
 
 With ENDPOINT_MAX_INSTANCES above ENDPOINT_INSTANCE_COUNT, a deploy registers the variant (from the initial count
 up to the most) once the endpoint serves, with a target-tracking policy on SageMakerVariantInvocationsPerInstance
-at ENDPOINT_TARGET_INVOCATIONS; without, a registration an earlier deploy left is removed. Undeploy removes it with
+at ENDPOINT_TARGET_INVOCATIONS; without, a registration an earlier deploy left is removed (one set up outside
+sagemake, without its policy, is kept). An update keeps a registered variant's instance count. Undeploy removes it with
 the endpoint. Every step may be repeated: RegisterScalableTarget and PutScalingPolicy create or update, and a
 removal that finds nothing (a retry whose first answer was lost, an endpoint already gone) has nothing left to do.
 """
@@ -88,9 +89,13 @@ def apply(config: Config, executor, endpoint: str) -> None:
     earlier registration when they say no autoscaling."""
     scaled = span(config)
     if scaled is None:
-        if remove(executor, endpoint):
-            say(f"endpoint {endpoint}: autoscaling removed (ENDPOINT_MAX_INSTANCES is not above "
-                "ENDPOINT_INSTANCE_COUNT)")
+        if registered(executor, endpoint) is None:
+            return
+        if not ours(executor, endpoint):
+            say(f"endpoint {endpoint}: its autoscaling was set up outside sagemake (no policy {POLICY}): kept")
+            return
+        _deregister(executor, endpoint)
+        say(f"endpoint {endpoint}: autoscaling removed (ENDPOINT_MAX_INSTANCES is not above ENDPOINT_INSTANCE_COUNT)")
         return
     fewest, most = scaled
     target = config.number("ENDPOINT_TARGET_INVOCATIONS")
@@ -103,21 +108,41 @@ def apply(config: Config, executor, endpoint: str) -> None:
         "instance a minute")
 
 
+def ours(executor, endpoint: str) -> bool:
+    """Whether the variant's registration is sagemake's: it carries sagemake's policy."""
+    found = call(executor.autoscaling.describe_scaling_policies, ServiceNamespace=NAMESPACE,
+                 ResourceId=resource_id(endpoint), ScalableDimension=DIMENSION, PolicyNames=[POLICY])
+    return any(policy.get("PolicyName") == POLICY for policy in found.get("ScalingPolicies", []))
+
+
 def remove(executor, endpoint: str) -> bool:
     """Delete sagemake's policy and deregister the variant (which takes any other policy with it); True when it
     was registered."""
     if registered(executor, endpoint) is None:
         return False
-    where = {"ServiceNamespace": NAMESPACE, "ResourceId": resource_id(endpoint), "ScalableDimension": DIMENSION}
-    call(executor.autoscaling.delete_scaling_policy, on=GONE, PolicyName=POLICY, **where)
-    call(executor.autoscaling.deregister_scalable_target, on=GONE, **where)
+    _deregister(executor, endpoint)
     return True
 
 
-def before_update(executor, endpoint: dict, instance_type: str) -> None:
-    """SageMaker refuses an update that changes the instance type of a variant registered for autoscaling: the
-    registration is removed first (the deploy registers it again once the endpoint serves)."""
+def _deregister(executor, endpoint: str) -> None:
+    where = {"ServiceNamespace": NAMESPACE, "ResourceId": resource_id(endpoint), "ScalableDimension": DIMENSION}
+    call(executor.autoscaling.delete_scaling_policy, on=GONE, PolicyName=POLICY, **where)
+    call(executor.autoscaling.deregister_scalable_target, on=GONE, **where)
+
+
+def before_update(executor, endpoint: dict, instance_type: str) -> bool:
+    """Whether the update keeps the variant's instance count (RetainAllVariantProperties): while it is registered
+    for autoscaling, so that an endpoint scaled out does not fall back to its initial count with the new model.
+    SageMaker refuses an update that changes the instance type of a registered variant: then the registration is
+    removed first (the deploy registers it again once the endpoint serves)."""
+    name = endpoint["EndpointName"]
+    if registered(executor, name) is None:
+        return False
     served = call(executor.sagemaker.describe_endpoint_config, EndpointConfigName=endpoint["EndpointConfigName"])
     types = {v.get("InstanceType") for v in served["ProductionVariants"]}
-    if types and types != {instance_type} and remove(executor, endpoint["EndpointName"]):
-        say(f"endpoint {endpoint['EndpointName']}: autoscaling removed for the change to {instance_type}")
+    if types and types != {instance_type}:
+        remove(executor, name)
+        say(f"endpoint {name}: autoscaling removed for the change to {instance_type}; registered again once the "
+            "endpoint serves (a deploy that fails before leaves it off: deploy again)")
+        return False
+    return True
