@@ -5,7 +5,9 @@
    directly by the job's Python on a copy of the same prepared /opt/ml tree.
    Runs alternate, so the difference and the ratio are paired, in one run.
    Tracking (each job an MLflow run, TRACKING=true, the default) is measured the same way: runs with
-   TRACKING=false alternate with them, and the paired difference is what tracking adds.
+   TRACKING=false alternate with them, and the paired difference is what tracking adds. The run itself is written
+   in the background after the command (docs/tracking.md); the queue is written out after each tracked run, outside
+   the timings, so no writer runs beside the next measure.
 2. A cold `make train`: a fresh clone with no virtualenv, to a trained model; once tracked, once not (each in a
    fresh clone of its own: both install MLflow's client, the tracked one also makes the store).
 `--warm` measures 1 alone. Jobs, models and the store of runs go to a temporary folder; the repository's own are
@@ -28,6 +30,7 @@ from sagemake.config import resolve  # noqa: E402
 from sagemake.contract import layout  # noqa: E402
 from sagemake.executors.local.runtimes import KEPT_VARIABLES  # noqa: E402
 from sagemake.job_python import job_python  # noqa: E402
+from sagemake.tracking import drain  # noqa: E402
 
 RUNS = 7
 
@@ -62,6 +65,9 @@ def warm_against_training(scratch: Path) -> tuple[list[float], list[float], list
         subprocess.run(["make", "-s", "train"], cwd=ROOT, env={**env, "TRACKING": tracking}, check=True,
                        capture_output=True)
 
+    def written():
+        drain(resolve(root=ROOT, environ=env))
+
     def train_alone():
         job = max((scratch / "jobs").glob("sagemake-*"), key=lambda p: p.name)
         tree = scratch / "direct"
@@ -74,9 +80,11 @@ def warm_against_training(scratch: Path) -> tuple[list[float], list[float], list
         subprocess.run([str(python), str(ROOT / "docker/train")], env=direct, check=True, capture_output=True)
 
     make_train()  # warm-up: caches filled, the store made
+    written()
     whole, alone, untracked, cpu, cpu_untracked = [], [], [], [], []
     for _ in range(RUNS):
         cpu.append(cpu_of(lambda: whole.append(timed(make_train))))
+        written()
         alone.append(timed(train_alone))
         cpu_untracked.append(cpu_of(lambda: untracked.append(timed(lambda: make_train("false")))))
     return whole, alone, untracked, cpu, cpu_untracked

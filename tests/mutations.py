@@ -504,8 +504,7 @@ MUTATIONS = {
         "src/sagemake/targets/preprocess.py", "{INPUT: raw_digest, **channel_digests(config, data)}",
         "{INPUT: raw_digest}", "tests/local/test_tracking.py -k make_preprocess"),
     "an unreachable store not said": (
-        "src/sagemake/tracking.py", "        answer = self._ask(None)  # waits for the store to be open",
-        "        answer = {}",
+        "src/sagemake/tracking.py", "    if failed:", "    if False:",
         "tests/local/test_tracking.py -k unreachable"),
     "a managed MLflow not named in the request": (
         "src/sagemake/jobs/training.py",
@@ -900,6 +899,19 @@ MUTATIONS = {
     "make drift ENV=prod leaves out what make transform captured here": (
         "src/sagemake/executors/sagemaker/executor.py", "        transformed = files_in(model / CAPTURE, start)\n",
         "        transformed = []\n", "tests/aws/test_capture_prod.py -k transform_env_prod"),
+    "a run written again from its record twice": (
+        "src/sagemake/tracking.py", '    found = written(client, experiment, request["name"])', "    found = None",
+        "tests/local/test_tracking.py -k two_commands"),
+    "writers of one queue not one at a time": (
+        "src/sagemake/tracking.py", "fcntl.flock(lock, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)",
+        "lock.flush()", "tests/local/test_tracking.py -k two_commands"),
+    "the store read before its pending runs are written": (
+        "src/sagemake/tracking.py", "    if waiting:", "    if False:", "tests/local/test_tracking.py -k two_commands"),
+    "make train loads MLflow": (
+        "src/sagemake/tracking.py", "from sagemake import jsonfile",
+        "from sagemake import jsonfile; import mlflow  # noqa", "tests/local/test_tracking.py -k make_train_is_a_run"),
+    "make ui serves the store before its pending runs are written": (
+        "src/sagemake/targets/ui.py", "    drain(config)\n", "", "tests/local/test_tracking.py -k free_port"),
 }
 
 

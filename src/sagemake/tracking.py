@@ -10,24 +10,34 @@ manifest.json and the plots the job wrote, or a tuning run's leaderboard and plo
 
 Where runs go is MLFLOW_TRACKING_URI: by default a SQLite file in the project (build/mlflow/, its artefacts beside
 it), a team's server by URL, SageMaker's managed MLflow by ARN (AWS's sagemaker-mlflow plugin). TRACKING=false
-writes nothing. MLflow is imported by a writer process of its own only (`python -m sagemake.tracking`), started
-before the job: importing MLflow and opening a store take seconds of CPU, which the job's own time hides, and
-sagemake's process never loads MLflow, so it neither competes with it for its own work nor pays for unloading it
-at its end. A store that cannot be written is one line, and the job stands as it ended.
+writes nothing.
+
+The command never waits for MLflow: importing it and opening a store take seconds. It writes what a run needs as a
+pending record (JSON, whole or not at all) into a queue folder (queue/ beside a local store; build/mlflow/queue/ in
+the project for a server), and starts a writer of its own (this module run as a process: the one place MLflow is
+imported) in a session of its own, its output in the queue's writer.log, which outlives the command, Ctrl-C and a
+closed terminal. One writer at a time (a lock on the queue's writer.lock; a second one finding it held leaves the
+queue to its holder, which writes until the queue is empty). A run is written once however often its record is
+(a writer killed between writing the run and removing the record): it is looked up by its job's tag first, and a
+run left half written is remade. Whatever reads the store (make ui, make report, make compare) first waits for
+the queue to be written (drain). A record that cannot be written (the store unreachable) is kept, retried by the
+next writer, and said in one line, with the log, by the next command that drains or tracks; the job stands.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
+import fcntl
 import functools
 import json
 import os
 import subprocess
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
+from sagemake import jsonfile
 from sagemake.cli import say
 from sagemake.config import Config
 from sagemake.jobs.training import experiment_name
@@ -42,6 +52,9 @@ BATCH_ENTRIES, BATCH_PARAMS = 1000, 100
 # MLflow's default of minutes of retries; no usage reports (their client loads the Databricks SDK).
 CLIENT_ENVIRONMENT = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
                       "MLFLOW_LOGGING_LEVEL": "WARNING", "MLFLOW_DISABLE_TELEMETRY": "true"}
+PENDING = "*.pending.json"  # a run to write, in the queue folder
+LOCK, LOG, FAILED = "writer.lock", "writer.log", "failed.json"  # beside them: the writer's lock, output, last failure
+BACKGROUND_NICENESS = 10  # a writer nobody waits for yields the cores to the command's end and what comes next
 
 
 def store_uri(config: Config) -> str:
@@ -64,6 +77,56 @@ def artifact_root(config: Config) -> str | None:
     return (store.parent / "artifacts").as_uri() if store else None
 
 
+def queue_folder(config: Config) -> Path:
+    """Where runs wait to be written: beside a local store; in the project's build/mlflow/ for a server."""
+    store = local_store(config)
+    return (store.parent if store else config.root / "build" / "mlflow") / "queue"
+
+
+def pending(queue: Path) -> list[Path]:
+    """The records waiting, oldest first (a tuning run before its trials)."""
+    return sorted(path for path in queue.glob(PENDING) if not path.name.startswith("."))
+
+
+def drain(config: Config) -> None:
+    """Every pending run written, before the store is read: waits for a writer at work, then writes what is left;
+    says what could not be written."""
+    queue = queue_folder(config)
+    waiting = pending(queue)
+    if waiting:
+        say(f"tracking: writing {len(waiting)} pending run(s) first")  # each to the store its command named
+        with open(_log(queue), "a") as log:
+            subprocess.run([sys.executable, "-m", "sagemake.tracking", str(queue), "--wait"],
+                           stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                           env={**CLIENT_ENVIRONMENT, **os.environ})
+    tell_failure(queue)
+
+
+def tell_failure(queue: Path) -> None:
+    """The last writer's failure, in one line, once."""
+    failed = jsonfile.read(queue / FAILED, None)
+    if failed:
+        (queue / FAILED).unlink(missing_ok=True)
+        left = len(pending(queue))
+        say(f"tracking: job {failed['job']}'s run could not be written to MLFLOW_TRACKING_URI={failed['uri']} "
+            f"({failed['error']}); {left} run(s) wait in {queue} and are retried by the next command (log: "
+            f"{queue / LOG}); fix the URI or the server, or TRACKING=false")
+
+
+def _log(queue: Path) -> Path:
+    queue.mkdir(parents=True, exist_ok=True)
+    return queue / LOG
+
+
+def start_writer(queue: Path) -> None:
+    """A writer for the queue, detached: its own session, no terminal, its output to the log; it outlives this
+    process."""
+    with open(_log(queue), "a") as log:
+        subprocess.Popen([sys.executable, "-m", "sagemake.tracking", str(queue)], stdin=subprocess.DEVNULL,
+                         stdout=log, stderr=subprocess.STDOUT, env={**CLIENT_ENVIRONMENT, **os.environ},
+                         start_new_session=True)
+
+
 def millis(stamp: str | None) -> int | None:
     return round(datetime.fromisoformat(stamp).timestamp() * 1000) if stamp else None
 
@@ -84,49 +147,13 @@ def _never_failing(write):
 
 
 class Tracker:
-    """The writer (this module run as a process) started as this is made, which opens the store while the job
-    runs; each job sent to it when it has ended. With TRACKING=false, nothing is started or written."""
+    """Each job, once ended, queued as a run (a pending record) and a writer started for it; the last writer's
+    failure said as this is made. With TRACKING=false, nothing is queued."""
 
     def __init__(self, config: Config):
-        self.config, self.on, self.opened = config, config.flag("TRACKING"), False
-        self.writer: subprocess.Popen | None = None
+        self.config, self.on = config, config.flag("TRACKING")
         if self.on:
-            self.writer = subprocess.Popen(
-                [sys.executable, "-m", "sagemake.tracking", store_uri(config), experiment_name(config),
-                 artifact_root(config) or ""], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                env={**CLIENT_ENVIRONMENT, **os.environ}, start_new_session=True)  # Ctrl-C is this process's
-            atexit.register(self.close)
-
-    def close(self) -> None:
-        """The writer stopped: every run it was sent is written by now (each was answered)."""
-        if self.writer is not None and self.writer.poll() is None:
-            self.writer.kill()
-            self.writer.wait()
-
-    def _ask(self, request: dict | None) -> dict:
-        """One request to the writer (None: only its answer to opening the store) and its answer."""
-        try:
-            if request is not None:
-                self.writer.stdin.write(json.dumps(request) + "\n")
-                self.writer.stdin.flush()
-            answer = self.writer.stdout.readline()
-        except OSError:
-            answer = ""
-        return json.loads(answer) if answer else {"error": f"MLflow's writer stopped (exit {self.writer.poll()})"}
-
-    def ready(self, job: str) -> bool:
-        """Whether runs can be written; when not, one line naming the store, saying the job was not tracked."""
-        if not self.on or self.opened:
-            return self.on
-        answer = self._ask(None)  # waits for the store to be open
-        if "error" in answer:
-            say(f"tracking: MLFLOW_TRACKING_URI={self.config['MLFLOW_TRACKING_URI']} cannot be written "
-                f"({answer['error']}): job {job} ran but was not tracked; fix the URI or the server (or "
-                "TRACKING=false)")
-            self.on = False  # said once: the other jobs of this command were not tracked either
-            self.close()
-        self.opened = self.on
-        return self.on
+            tell_failure(queue_folder(config))
 
     # --- one kind each: what its record says, as a run ---
     @_never_failing
@@ -134,7 +161,7 @@ class Tracker:
                  quiet: bool = False) -> str | None:
         """A training job (a tuning run's trial when parent is given); model: its fetched folder (manifest, plots)."""
         name = record["TrainingJobName"]
-        if not self.ready(name):
+        if not self.on:
             return None
         from sagemake.pricing import ledger_entry
 
@@ -162,9 +189,8 @@ class Tracker:
     def tuning(self, executor, record: dict, folder: Path, model: Path | None = None) -> str | None:
         """A tuning run, with each of its trials as a run nested under it; its objective per trial as a series."""
         name = record["HyperParameterTuningJobName"]
-        if not self.ready(name):
+        if not self.on:
             return None
-        import json
 
         from sagemake.jobs.training import tags as request_tags
 
@@ -212,7 +238,7 @@ class Tracker:
     def processing(self, executor, record: dict, data: dict[str, str]) -> str | None:
         """A processing job; data: the digest of each of its inputs and outputs."""
         name = record["ProcessingJobName"]
-        if not self.ready(name):
+        if not self.on:
             return None
         from sagemake.jobs import ran
         from sagemake.pricing import PROCESSING, cost
@@ -237,7 +263,7 @@ class Tracker:
     def transform(self, executor, record: dict, files: int, model: dict) -> str | None:
         """A batch transform; files: how many it transformed; model: the provenance of the model it served."""
         name = record["TransformJobName"]
-        if not self.ready(name):
+        if not self.on:
             return None
         from sagemake.jobs import ran
         from sagemake.pricing import TRANSFORM, cost
@@ -265,28 +291,24 @@ class Tracker:
     # --- the one writer ---
     def _write(self, name: str, record: dict, status: str, params: dict, tags: dict, points: list[list],
                artifacts: list[Path], parent: str | None = None, quiet: bool = False) -> str | None:
-        """One run, sent to the writer (write_run). Returns its id, or None (said in one line) when the store
-        refused it."""
-        if parent:
-            tags["mlflow.parentRunId"] = parent
-        request = {"name": name, "start": millis(record.get("CreationTime")), "end": millis(_end(record)),
-                   "status": STATUSES.get(status, "FAILED"),
-                   "params": {key: str(value) for key, value in params.items() if value not in (None, "")},
-                   "tags": {key: str(value) for key, value in tags.items() if value not in (None, "")},
-                   "metrics": points,
-                   "artifacts": [[str(path), path.parent.relative_to(artifacts[0].parent).as_posix()]
-                                 for path in artifacts if path.is_file()]}
-        answer = self._ask(request)
-        if "error" in answer:
-            say(f"tracking: MLFLOW_TRACKING_URI={self.config['MLFLOW_TRACKING_URI']} refused job {name}'s run "
-                f"({answer['error']}): it was not tracked")
-            return None
-        run = answer["run"]
+        """One run, queued for the writer (write_run); parent: its tuning run's job. Returns the job's name."""
+        run = {"name": name, "parent": parent, "start": millis(record.get("CreationTime")), "end": millis(_end(record)),
+               "status": STATUSES.get(status, "FAILED"),
+               "params": {key: str(value) for key, value in params.items() if value not in (None, "")},
+               "tags": {key: str(value) for key, value in tags.items() if value not in (None, "")},
+               "metrics": points,
+               "artifacts": [[str(path), path.parent.relative_to(artifacts[0].parent).as_posix()]
+                             for path in artifacts if path.is_file()]}
+        queue = queue_folder(self.config)
+        jsonfile.write(queue / f"{time.time_ns()}-{name}.pending.json",
+                       {"uri": store_uri(self.config), "experiment": experiment_name(self.config),
+                        "artifacts": artifact_root(self.config) or "", "run": run}, indent=None)
+        start_writer(queue)
         if not quiet:
             where = " (`make ui` shows it)" if local_store(self.config) else ""
-            say(f"tracking: job {name} is run {run} of experiment {experiment_name(self.config)} in "
-                f"{self.config['MLFLOW_TRACKING_URI']}{where}")
-        return run
+            say(f"tracking: job {name} is written as a run of experiment {experiment_name(self.config)} in "
+                f"{self.config['MLFLOW_TRACKING_URI']} in the background{where}")
+        return name
 
 
 def _points(series: dict[str, list[dict]], end: int | None) -> list[list]:
@@ -371,12 +393,33 @@ def open_store(uri: str, experiment: str, artifacts: str):
     return client, found.experiment_id
 
 
+def written(client, experiment: str, job: str):
+    """The run of a job, when one was written whole; a run left half written (its writer killed) is deleted."""
+    whole = None
+    for run in client.search_runs([experiment], f"tags.`{TAG}job` = '{job}'"):
+        if run.info.status == "RUNNING":  # ended as the job ended when whole: never RUNNING
+            client.delete_run(run.info.run_id)
+        else:
+            whole = run.info.run_id
+    return whole
+
+
 def write_run(client, experiment: str, request: dict) -> str:
-    """One run: made with its tags, its params and metrics in as few log_batch calls as MLflow's limits allow, its
-    artefacts, ended as the job ended. Made, then refused: ended FAILED rather than left RUNNING."""
+    """One run, once: the job's run when already written; else made with its tags, its params and metrics in as few
+    log_batch calls as MLflow's limits allow, its artefacts, ended as the job ended. Made, then refused: deleted,
+    to be made again from its record."""
     from mlflow.entities import Metric, Param
 
-    run = client.create_run(experiment, start_time=request["start"], tags=request["tags"],
+    found = written(client, experiment, request["name"])
+    if found:
+        return found
+    tags = dict(request["tags"])
+    if request.get("parent"):
+        parent = written(client, experiment, request["parent"])
+        if parent is None:
+            raise LookupError(f"its tuning run {request['parent']} is not written")
+        tags["mlflow.parentRunId"] = parent
+    run = client.create_run(experiment, start_time=request["start"], tags=tags,
                             run_name=request["name"]).info.run_id
     try:
         params = [Param(key, value) for key, value in request["params"].items()]
@@ -390,41 +433,67 @@ def write_run(client, experiment: str, request: dict) -> str:
         client.set_terminated(run, request["status"], end_time=request["end"])
     except Exception:
         with contextlib.suppress(Exception):
-            client.set_terminated(run, "FAILED")
+            client.delete_run(run)
         raise
     return run
 
 
-def serve(uri: str, experiment: str, artifacts: str) -> None:
-    """Open the store at once and answer whether it opened, then write each run read from stdin (one JSON object
-    a line), answering its id or why not, until stdin ends (the command is done, or gone). Answers go to stdout
-    alone: anything else printed goes to stderr. Ends without unloading MLflow (seconds of teardown that would
-    change nothing)."""
-    answers = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)
-
-    def answer(said: dict) -> None:
-        answers.write(json.dumps(said) + "\n")
-        answers.flush()
-
-    try:
-        try:
-            client, found = open_store(uri, experiment, artifacts)
-        except Exception as err:  # noqa: BLE001 - said by the command, which goes on untracked
-            answer({"error": _said(err)})
-            return
-        answer({"opened": True})
-        for line in sys.stdin:
+def write_queue(queue: Path, wait: bool = False) -> None:
+    """Write every pending run of the queue, one writer at a time: with the lock held by another writer, leave the
+    queue to it (wait: wait for it, then write what is left). A record written is removed; one that fails is kept
+    (said in failed.json) and not tried again by this writer."""
+    tried: set[str] = set()
+    while True:
+        with open(queue / LOCK, "a") as lock:
             try:
-                answer({"run": write_run(client, found, json.loads(line))})
-            except Exception as err:  # noqa: BLE001 - said by the command; its job stands as it ended
-                answer({"error": _said(err)})
-    except BrokenPipeError:  # the command is gone
-        pass
-    finally:
-        sys.stderr.flush()
-        os._exit(0)
+                fcntl.flock(lock, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # its holder writes until the queue is empty
+                print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} another writer holds {queue / LOCK}: the queue is "
+                      "left to it", flush=True)
+                return
+            _write_all(queue, tried)
+            if not pending(queue):
+                (queue / FAILED).unlink(missing_ok=True)  # every run written: an earlier failure is past
+        # A record queued as the lock was let go: its own writer found it held.
+        if not [path for path in pending(queue) if path.name not in tried]:
+            return
+
+
+def _write_all(queue: Path, tried: set[str]) -> None:
+    stores: dict[tuple, tuple | Exception] = {}  # each store opened once (or failed once)
+    while todo := [path for path in pending(queue) if path.name not in tried]:
+        for path in todo:
+            record = jsonfile.read(path, None)
+            if record is None:
+                if path.exists():  # not JSON: never written by sagemake whole
+                    tried.add(path.name)
+                continue
+            key = (record["uri"], record["experiment"], record["artifacts"])
+            try:
+                if key not in stores:
+                    try:
+                        stores[key] = open_store(*key)
+                    except Exception as err:  # noqa: BLE001 - kept, for the records of that store
+                        stores[key] = err
+                if isinstance(stores[key], Exception):
+                    raise stores[key]
+                client, experiment = stores[key]
+                run = write_run(client, experiment, record["run"])
+                path.unlink(missing_ok=True)
+                print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} job {record['run']['name']} is run {run} of "
+                      f"experiment {record['experiment']} in {record['uri']}", flush=True)
+            except Exception as err:  # noqa: BLE001 - kept for the next writer, said by the next command
+                tried.add(path.name)
+                print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} job {record['run']['name']}: not written to "
+                      f"{record['uri']}: {type(err).__name__}: {_said(err)}", flush=True)
+                jsonfile.write(queue / FAILED, {"job": record["run"]["name"], "uri": record["uri"],
+                                                "error": _said(err)})
 
 
 if __name__ == "__main__":
-    serve(*sys.argv[1:4])
+    waited_for = sys.argv[2:] == ["--wait"]  # by a reader; else in the background, behind the user's own work
+    if not waited_for:
+        os.nice(BACKGROUND_NICENESS)
+    write_queue(Path(sys.argv[1]), wait=waited_for)
+    sys.stdout.flush()
+    os._exit(0)  # without unloading MLflow: seconds of teardown that would change nothing

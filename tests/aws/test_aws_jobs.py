@@ -251,6 +251,10 @@ def test_make_tune_env_prod_runs_a_tuning_job_follows_its_trials_and_fetches_the
     # Tracked from this machine (a tuning job's request has no MlflowConfig): the run, its trials nested under it.
     from mlflow.tracking import MlflowClient
 
+    from sagemake.config import resolve
+    from sagemake.tracking import drain
+
+    drain(resolve(root=ROOT, environ={}))  # the pending runs written, as `make ui` does before reading
     store = MlflowClient(f"sqlite:///{ROOT / 'build/mlflow/mlflow.db'}")
     experiment = store.get_experiment_by_name("sagemake-example").experiment_id
     (parent,) = store.search_runs([experiment], f"attributes.run_name = '{name}'")

@@ -1,7 +1,8 @@
 """`make train ENV=prod` tracked in SageMaker's managed MLflow, named by its ARN: the request carries MlflowConfig (read
 back from the emulator), and the run is written through AWS's sagemaker-mlflow plugin to an MLflow server the test
 starts on 127.0.0.1 (the plugin's SAGEMAKER_MLFLOW_CUSTOM_ENDPOINT stands for SageMaker's MLflow endpoint); and
-`make preprocess ENV=prod`, a run whose metric series are read from the job's CloudWatch log."""
+`make preprocess ENV=prod`, a run whose metric series are read from the job's CloudWatch log. Each read once the queue
+of pending runs is written (drain, as `make ui` does)."""
 
 import json
 import os
@@ -22,11 +23,14 @@ from emulator import (
 from mlflow.tracking import MlflowClient
 
 import trainer.raw
+from sagemake.config import resolve
+from sagemake.tracking import drain, queue_folder
 
 ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:mlflow-tracking-server/team"
 
 
-def test_a_job_on_sagemaker_is_linked_to_its_run_and_tracked_in_the_managed_mlflow(aws, tmp_path, trained_model):
+def test_a_job_on_sagemaker_is_linked_to_its_run_and_tracked_in_the_managed_mlflow(aws, tmp_path, trained_model,
+                                                                                    monkeypatch):
     make_bucket()
     env = {"ENV": "prod", **settings(), "MLFLOW_TRACKING_URI": ARN, "MLFLOW_EXPERIMENT": "team-models"}
     image = repository_image(env)
@@ -43,11 +47,16 @@ def test_a_job_on_sagemaker_is_linked_to_its_run_and_tracked_in_the_managed_mlfl
         assert described["MlflowConfig"] == {"MlflowResourceArn": ARN, "MlflowExperimentName": "team-models",
                                              "MlflowRunName": job}
 
+        monkeypatch.setenv("SAGEMAKER_MLFLOW_CUSTOM_ENDPOINT", url)  # the reader's writer reaches the server so
+        config = resolve(root=ROOT, environ={"MLFLOW_TRACKING_URI": ARN})
+        drain(config)
         tracked = MlflowClient(url)
         experiment = tracked.get_experiment_by_name("team-models")
         (run,) = tracked.search_runs([experiment.experiment_id], f"attributes.run_name = '{job}'")
         manifest = json.loads((tmp_path / "models" / job / "manifest.json").read_text())
-        assert f"tracking: job {job} is run {run.info.run_id} of experiment team-models in {ARN}" in done.stderr
+        assert f"tracking: job {job} is written as a run of experiment team-models in {ARN}" in done.stderr
+        assert f"job {job} is run {run.info.run_id} of experiment team-models" in \
+            (queue_folder(config) / "writer.log").read_text()
         assert run.info.status == "FINISHED"
         assert run.data.tags["sagemake.arn"] == described["TrainingJobArn"] and run.data.tags["sagemake.env"] == "prod"
         assert run.data.tags["sagemake.billable_seconds"] == "100"  # SageMaker's, not the 400 s of training
@@ -74,6 +83,7 @@ def test_a_processing_job_on_sagemaker_is_a_run_with_the_series_its_cloudwatch_l
     stamp = json.loads((tmp_path / "data/.preprocessed.json").read_text())
     (job,) = client("sagemaker").list_processing_jobs()["ProcessingJobSummaries"]
     assert job["ProcessingJobName"] == stamp["job"]
+    drain(resolve(root=ROOT, environ={"MLFLOW_TRACKING_URI": store}))
     tracked = MlflowClient(store)
     (run,) = tracked.search_runs([tracked.get_experiment_by_name("sagemake-example").experiment_id],
                                  f"attributes.run_name = '{stamp['job']}'")

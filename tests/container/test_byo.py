@@ -39,6 +39,10 @@ def tracked(repo, job):
     """The job's run in the project's own MLflow store."""
     from mlflow.tracking import MlflowClient
 
+    from sagemake.config import resolve
+    from sagemake.tracking import drain
+
+    drain(resolve(root=repo, environ={}))  # its run written, as `make ui` does before reading
     client = MlflowClient(f"sqlite:///{repo / 'build/mlflow/mlflow.db'}")
     experiment = client.get_experiment_by_name("sagemake-example")
     (run,) = client.search_runs([experiment.experiment_id], f"attributes.run_name = '{job}'")

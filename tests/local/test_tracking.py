@@ -1,17 +1,28 @@
 """Every job an MLflow run: `make train`, `make tune` and `make preprocess` in a copy of the checkout (the fixture
-trainer, a git repository of its own), each read back from the local SQLite store with MLflow's own client."""
+trainer, a git repository of its own), each read back from the local SQLite store with MLflow's own client once the
+queue of pending runs is written (drain, as `make ui` does); the queue's writer killed, two commands at once, and an
+unreachable server."""
 
+import fcntl
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from conftest import copy_repo, sagemake, tool_venv
 from mlflow.tracking import MlflowClient
 
+from sagemake.config import resolve
+from sagemake.tracking import drain, pending
+
 STORE = "build/mlflow/mlflow.db"
+QUEUE = "build/mlflow/queue"
 
 
 def make(repo: Path, *words: str, **env) -> subprocess.CompletedProcess:
@@ -37,7 +48,17 @@ def project(tmp_path_factory) -> Path:
 
 
 def store(repo: Path) -> MlflowClient:
+    """The project's store, its pending runs written first."""
+    drain(resolve(root=repo, environ={}))
     return MlflowClient(f"sqlite:///{repo / STORE}")
+
+
+def held(queue: Path):
+    """The queue's writer lock, held (no writer writes while it is), or waited for."""
+    queue.mkdir(parents=True, exist_ok=True)
+    lock = open(queue / "writer.lock", "a")  # noqa: SIM115 - closed by the caller
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    return lock
 
 
 def run_of(client: MlflowClient, name: str):
@@ -47,10 +68,13 @@ def run_of(client: MlflowClient, name: str):
 
 
 def test_make_train_is_a_run_with_its_params_metric_series_tags_and_artefacts(project):
-    done = make(project, "train", "HP=n_estimators=150 max_depth=2")
+    done = make(project, "train", "HP=n_estimators=150 max_depth=2", PYTHONPROFILEIMPORTTIME="1")
     assert done.returncode == 0, done.stderr
     (job,) = [p.name for p in (project / "models").iterdir()]
-    assert f"tracking: job {job} is run " in done.stderr and "(`make ui` shows it)" in done.stderr
+    assert f"tracking: job {job} is written as a run " in done.stderr and "(`make ui` shows it)" in done.stderr
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time")}
+    assert "sagemake.tracking" in loaded  # the command's profile is there (the writer's is in its log)
+    assert not {name for name in loaded if name.split(".")[0] == "mlflow"}
     manifest = json.loads((project / "models" / job / "manifest.json").read_text())
     record = json.loads((project / "jobs" / job / "job.json").read_text())
     client = store(project)
@@ -129,21 +153,84 @@ def test_make_preprocess_is_a_run_with_its_data_digests(project):
     assert run.data.tags["sagemake.git_commit"] == git(project, "rev-parse", "--short=7", "HEAD")
 
 
-def test_an_unreachable_store_is_one_line_and_the_job_still_runs(tmp_path):
+def test_an_unreachable_store_is_one_line_on_the_next_command_and_its_runs_wait(tmp_path):
     repo = copy_repo(tmp_path / "p")
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     uri = f"http://127.0.0.1:{port}"
+    queue = repo / QUEUE
     done = make(repo, "train", "HP=n_estimators=10", MLFLOW_TRACKING_URI=uri)
     assert done.returncode == 0, done.stderr
-    (line,) = [line for line in done.stderr.splitlines() if "tracking:" in line]
-    assert f"MLFLOW_TRACKING_URI={uri} cannot be written" in line and "ran but was not tracked" in line
     assert len(list((repo / "models").iterdir())) == 1  # the model was fetched all the same
+    deadline = time.monotonic() + 300
+    while not (queue / "failed.json").exists() and time.monotonic() < deadline:  # its writer, on its own
+        time.sleep(0.1)
+
+    again = make(repo, "train", "HP=n_estimators=10", MLFLOW_TRACKING_URI=uri)  # the next make train says it
+    assert again.returncode == 0, again.stderr
+    (line,) = [line for line in again.stderr.splitlines() if "could not be written" in line]
+    assert f"to MLFLOW_TRACKING_URI={uri} (" in line and f"(log: {queue / 'writer.log'})" in line
+
+    said = subprocess.run([sys.executable, "-c", "import sys; from sagemake.config import resolve; "
+                           "from sagemake.tracking import drain; drain(resolve(root=__import__('pathlib').Path("
+                           f"{str(repo)!r}), environ={{'MLFLOW_TRACKING_URI': {uri!r}}}))"],
+                          capture_output=True, text=True, check=True)  # a reader, in a process of its own
+    (line,) = [line for line in said.stderr.splitlines() if "could not be written" in line]
+    assert f"MLFLOW_TRACKING_URI={uri}" in line and "2 run(s) wait in" in line
+    assert len(pending(queue)) == 2  # both kept, for when the server answers
+    assert "not written to" in (queue / "writer.log").read_text()
 
     off = make(repo, "train", "HP=n_estimators=10", "TRACKING=false")
     assert off.returncode == 0, off.stderr
     assert "tracking:" not in off.stderr and not (repo / STORE).exists()
+
+
+def test_two_commands_at_once_and_a_writer_killed_each_run_is_written_once(tmp_path):
+    repo = copy_repo(tmp_path / "p")
+    queue = repo / QUEUE
+    lock = held(queue)  # their writers find the lock held: each leaves its record to the holder
+    try:
+        both = [subprocess.Popen(["make", "-s", "train", f"HP=n_estimators={n}"], cwd=repo, text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 env={**os.environ, "VENV": tool_venv(), "LOCAL_RUNTIME": "process"})
+                for n in (10, 20)]
+        for command in both:
+            assert command.wait(timeout=900) == 0, command.stderr.read()
+        deadline = time.monotonic() + 300
+        while len(said := [line for line in (queue / "writer.log").read_text().splitlines()
+                           if "the queue is left to it" in line or " is run " in line]) < 2 \
+                and time.monotonic() < deadline:  # each command's writer has found the lock held, or written
+            time.sleep(0.1)
+        assert len(said) == 2 and all("the queue is left to it" in line for line in said), said
+        records = pending(queue)
+        assert len(records) == 2
+        kept = tmp_path / "kept"
+        kept.mkdir()
+        for record in records:
+            shutil.copy(record, kept / record.name)
+    finally:
+        lock.close()
+    jobs = sorted(p.name for p in (repo / "models").iterdir())
+
+    writer = subprocess.Popen([sys.executable, "-m", "sagemake.tracking", str(queue)], start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while len(pending(queue)) == 2 and writer.poll() is None:  # killed once it has written one, or as it ends
+        time.sleep(0.05)
+    with_lock_free = writer.poll() is None
+    if with_lock_free:
+        os.kill(writer.pid, signal.SIGKILL)
+    writer.wait()
+    client = store(repo)  # the next reader writes what is left
+    assert not pending(queue)
+    for record in kept.iterdir():  # each record written again: a writer killed after its run, before removing it
+        shutil.copy(record, queue / record.name)
+    client = store(repo)
+    assert not pending(queue)
+    experiment = client.get_experiment_by_name("sagemake-example")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(run.info.run_name for run in runs) == jobs  # each once
+    assert {run.info.status for run in runs} == {"FINISHED"}
 
 
 def test_make_plan_loads_no_mlflow(project, example_data):
@@ -178,8 +265,13 @@ def test_make_ui_answers_on_a_free_port_and_ctrl_c_leaves_nothing_running(projec
 
     from conftest import sigint_as_a_terminal_gives_it
 
-    if not (project / STORE).is_file():
+    lock = held(project / QUEUE)  # a run left pending: `make ui` writes it before serving the store
+    try:
         assert make(project, "train", "HP=n_estimators=10").returncode == 0
+        (record,) = pending(project / QUEUE)
+        job = json.loads(record.read_text())["run"]["name"]
+    finally:
+        lock.close()
     served = subprocess.Popen([*sagemake(project), "ui"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, start_new_session=True, preexec_fn=sigint_as_a_terminal_gives_it)
     try:
@@ -190,6 +282,8 @@ def test_make_ui_answers_on_a_free_port_and_ctrl_c_leaves_nothing_running(projec
             if found:
                 break
         assert found, "".join(said[-20:])
+        assert any("tracking: writing 1 pending run(s) first" in line for line in said)
+        assert run_of(MlflowClient(f"sqlite:///{project / STORE}"), job).info.status == "FINISHED"
         url = found[1]
         with urllib.request.urlopen(f"{url}/ajax-api/2.0/mlflow/experiments/get-by-name?experiment_name="
                                     "sagemake-example", timeout=30) as answer:

@@ -124,6 +124,10 @@ def test_make_transform_as_a_process_gives_the_models_own_predictions_line_by_li
     # And it is an MLflow run, naming the model it served.
     from mlflow.tracking import MlflowClient
 
+    from sagemake.config import resolve
+    from sagemake.tracking import drain
+
+    drain(resolve(root=repo, environ={}))  # its run written, as `make ui` does before reading
     client = MlflowClient(f"sqlite:///{repo / 'build/mlflow/mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("sagemake-example").experiment_id],
                                 f"attributes.run_name = '{name}'")

@@ -132,7 +132,7 @@ def preprocess(config: Config, executor: Executor) -> dict:
     request = processing_request(config, name, place.image(), ENTRYPOINT, arguments,
                                  {INPUT: place.input_uri(raw, INPUT, raw_digest)},
                                  {c: place.output_uri(name, c) for c in CHANNELS})
-    tracker = Tracker(config)  # opens the store while the job runs
+    tracker = Tracker(config)  # says a run the last writer could not write
     record = place.run(request)
     if record["ProcessingJobStatus"] != "Completed":
         tracker.processing(executor, record, {INPUT: raw_digest})

@@ -26,8 +26,8 @@ from sagemake.tracking import Tracker
 
 def train(config: Config, executor: Executor) -> int:
     """The whole pipeline in one process: each step with nothing to do costs next to nothing, and the request
-    is built (every check made) before anything is built, pushed or uploaded. The store of runs is opened from the
-    start, beside all of it."""
+    is built (every check made) before anything is built, pushed or uploaded. The job's run is queued as it ends,
+    written by a writer in the background (tracking)."""
     tracker = Tracker(config)
     folders = ensure_channels(config)  # the data step, when DATA_DIR holds nothing yet: the request names them
     request = plan(config, executor)

@@ -37,7 +37,7 @@ def transform(config: Config, executor: Executor, given: str, job: str | None) -
     model = place.model(job)
     name = job_name(config["PROJECT_NAME"], NAME_PART)
     request = transform_request(config, name, model, place.input_uri(folder, name), place.output_uri(name))
-    tracker = Tracker(config)  # opens the store while the job runs
+    tracker = Tracker(config)  # says a run the last writer could not write
     record = place.run(request, folder, files)
     from sagemake.deployments import record as write_record
 

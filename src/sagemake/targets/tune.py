@@ -85,7 +85,7 @@ def tune(config: Config, executor: Executor, runtime=None) -> tuple[Path, dict]:
     name = request["HyperParameterTuningJobName"]
     executor.ensure_image()
     folder = config.path("JOBS_DIR") / name
-    tracker = Tracker(config)  # opens the store while the trials run
+    tracker = Tracker(config)  # says a run the last writer could not write
     try:
         record = executor.tuning().run(request, tags, runtime)
     finally:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sagemake.cli import Exit, JobFailed, UserError, say
 from sagemake.config import Config, resolve
-from sagemake.tracking import artifact_root, local_store, store_uri
+from sagemake.tracking import artifact_root, drain, local_store, store_uri
 
 REQUIREMENTS = "requirements-ui.txt"
 UI_PYTHONS = "mlflow-ui"  # in the tool's virtualenv, as job-python/ is
@@ -39,6 +39,7 @@ def ui(config: Config) -> int:
     if store is None:
         raise UserError(f"MLFLOW_TRACKING_URI={config['MLFLOW_TRACKING_URI']} is not a local store: open that "
                         "server's own UI (`make ui` serves a SQLite store, MLFLOW_TRACKING_URI=sqlite:///...)")
+    drain(config)
     if not store.is_file():
         raise UserError(f"no runs yet in {store}: `make train` (with TRACKING=true) writes the first")
     python = server_python(config.root)
