@@ -18,7 +18,6 @@ from sagemake.config import resolve
 from sagemake.executors import for_config, history
 from sagemake.jobs.training import job_named, words
 from sagemake.pricing import bill_cells
-from sagemake.tracking import drain
 
 WIDEST = 48  # characters of a value shown: a long hyperparameter or image URI is cut, marked with ...
 
@@ -64,7 +63,6 @@ def main(argv: list[str]) -> int:
         raise UserError(f"make compare takes two or more jobs{given}: make compare JOBS='<job> <job>' "
                         "(`make jobs` lists them)")
     config = resolve()
-    drain(config)  # the store of runs holds every job's run, as this shows them
     executor = for_config(config)
     prices = executor.prices()
     found = [history.job(executor, name, prices) for name in names]

@@ -20,7 +20,6 @@ from sagemake import jsonfile
 from sagemake.cli import Exit, UserError, installed, say
 from sagemake.config import resolve
 from sagemake.executors import for_config, history
-from sagemake.tracking import drain
 
 REPORT = "build/report.html"
 JOBS, RUNS = 100, 20
@@ -34,7 +33,6 @@ def main(argv: list[str]) -> int:
     from sagemake.targets.tune_jobs import leaderboard
 
     config = resolve()
-    drain(config)  # the store of runs holds every job's run, as this shows them
     executor = for_config(config)
     prices = executor.prices()
     found = history.jobs(executor, int(argv[0]) if argv else JOBS, prices, series=True)
