@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import csv
 import io
+from pathlib import Path
 
+from sagemake.cli import UserError
 from sagemake.config import Config
+from sagemake.contract import serve as serving
 from sagemake.jobs.training import TAG_PREFIX
 
 PROJECT_TAG = f"{TAG_PREFIX}project"
@@ -57,6 +60,20 @@ def smoke_rows(config: Config, hyperparameters: dict) -> bytes | None:
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerows(rows)
     return out.getvalue().encode()
+
+
+CONTENT_TYPES = {".csv": serving.CSV, ".json": serving.JSON}  # a file of rows, by its suffix, as /invocations takes it
+
+
+def request_body(file: str) -> tuple[bytes, str]:
+    """(body, content type) of a FILE of rows, sent or compared as a request to the model."""
+    path = Path(file)
+    kind = CONTENT_TYPES.get(path.suffix.lower())
+    if kind is None:
+        raise UserError(f"FILE={file} is neither .csv nor .json: give rows as /invocations takes them")
+    if not path.is_file():
+        raise UserError(f"FILE={file} does not exist")
+    return path.read_bytes(), kind
 
 
 MANIFEST = "manifest.json"

@@ -26,10 +26,9 @@ from sagemake.config import DEFAULT_ENV, Config, resolve
 from sagemake.contract import serve as serving
 from sagemake.executors import for_config
 from sagemake.executors.history import LATEST_DRIFT
-from sagemake.jobs.endpoint import BASELINE, DRIFT, endpoint_name
+from sagemake.jobs.endpoint import BASELINE, DRIFT, endpoint_name, request_body
 from sagemake.jobs.training import job_named
 from sagemake.models import fetched
-from sagemake.targets.predict import CONTENT_TYPES
 
 FEW_ROWS = 30  # fewer rows than this are said to be too few for a verdict
 
@@ -73,13 +72,7 @@ def _listed(what: str, names: list[str]) -> str:
 
 
 def from_file(file: str, features: list[str]) -> list[list[float]]:
-    path = Path(file)
-    kind = CONTENT_TYPES.get(path.suffix.lower())
-    if kind is None:
-        raise UserError(f"FILE={file} is neither .csv nor .json: give rows as /invocations takes them")
-    if not path.is_file():
-        raise UserError(f"FILE={file} does not exist")
-    return rows(path.read_bytes(), kind, features, f"FILE={file}")
+    return rows(*request_body(file), features, f"FILE={file}")
 
 
 def from_capture(config: Config, folder: Path, since: str, features: list[str],

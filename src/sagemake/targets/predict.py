@@ -20,23 +20,17 @@ from sagemake.config import Config, resolve
 from sagemake.contract import serve as serving
 from sagemake.executors import for_config
 from sagemake.executors.local.serving import ServerFailed, Serving
+from sagemake.jobs.endpoint import request_body
 from sagemake.jobs.training import job_named
 from sagemake.models import fetched
 
-CONTENT_TYPES = {".csv": serving.CSV, ".json": serving.JSON}
 REQUEST_SECONDS = serving.DEFAULT_TIMEOUT_SECONDS + 10
 
 
 def predict(config: Config, file: str, name: str | None) -> int:
     if not file:
         raise UserError("FILE is required: make predict FILE=rows.csv (or rows.json) [JOB=<job>]")
-    path = Path(file)
-    kind = CONTENT_TYPES.get(path.suffix.lower())
-    if kind is None:
-        raise UserError(f"FILE={file} is neither .csv nor .json: give rows as /invocations takes them")
-    if not path.is_file():
-        raise UserError(f"FILE={file} does not exist")
-    body = path.read_bytes()
+    body, kind = request_body(file)
     folder, manifest = fetched(config, name, lambda: for_config(config))
     with tempfile.NamedTemporaryFile(prefix="sagemake-serve-", suffix=".log") as log:
         with Serving(config, folder, manifest, output=log, log=Path(log.name),

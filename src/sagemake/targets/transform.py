@@ -23,10 +23,10 @@ from sagemake.config import Config, resolve
 from sagemake.contract import serve as serving
 from sagemake.executors import Executor, for_config
 from sagemake.jobs import ran
+from sagemake.jobs.endpoint import CONTENT_TYPES
 from sagemake.jobs.training import job_name, job_named
 from sagemake.jobs.transform import NAME_PART, OUT, input_files, output_folder, transform_request
 from sagemake.pricing import TRANSFORM, used_line
-from sagemake.targets.predict import CONTENT_TYPES
 from sagemake.tracking import Tracker
 
 
