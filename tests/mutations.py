@@ -912,6 +912,16 @@ MUTATIONS = {
         "from sagemake import jsonfile; import mlflow  # noqa", "tests/local/test_tracking.py -k make_train_is_a_run"),
     "make ui serves the store before its pending runs are written": (
         "src/sagemake/targets/ui.py", "    drain(config)\n", "", "tests/local/test_tracking.py -k free_port"),
+    "a make train stopped by Ctrl-C is no run": (
+        "src/sagemake/targets/train.py",
+        "        tracker.ended(lambda: executor.describe(name), \"TrainingJobStatus\",",
+        "        tracker.ended(lambda: {}, \"TrainingJobStatus\",", "tests/local/test_tracking.py -k cut_short"),
+    "a failed make transform is no run": (
+        "src/sagemake/targets/transform.py", "    except (TransformFailed, KeyboardInterrupt):",
+        "    except ZeroDivisionError:", "tests/local/test_tracking.py -k cut_short"),
+    "a run's params and tags unmasked": (
+        "src/sagemake/tracking.py", '"params": {key: mask(str(value))', '"params": {key: (str(value))',
+        "tests/local/test_tracking.py -k cut_short"),
 }
 
 

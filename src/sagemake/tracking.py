@@ -19,7 +19,7 @@ imported) in a session of its own, its output in the queue's writer.log, which o
 closed terminal. One writer at a time (a lock on the queue's writer.lock; a second one finding it held leaves the
 queue to its holder, which writes until the queue is empty). A run is written once however often its record is
 (a writer killed between writing the run and removing the record): it is looked up by its job's tag first, and a
-run left half written is remade. Whatever reads the store (make ui, make report, make compare) first waits for
+run left half written is remade. `make ui`, which reads the store, first waits for
 the queue to be written (drain). A record that cannot be written (the store unreachable) is kept, retried by the
 next writer, and said in one line, with the log, by the next command that drains or tracks; the job stands.
 """
@@ -38,8 +38,10 @@ from datetime import datetime
 from pathlib import Path
 
 from sagemake import jsonfile
-from sagemake.cli import say
+from sagemake.cli import UserError, say
 from sagemake.config import Config
+from sagemake.debug import mask
+from sagemake.jobs import TERMINAL
 from sagemake.jobs.training import experiment_name
 
 STATUSES = {"Completed": "FINISHED", "Failed": "FAILED", "Stopped": "KILLED"}  # a job's end, in MLflow's words
@@ -157,6 +159,20 @@ class Tracker:
 
     # --- one kind each: what its record says, as a run ---
     @_never_failing
+    def ended(self, read, status: str, write) -> None:
+        """A job a Ctrl-C or a failure cut short is a run too, once it has ended (Stopped, Failed): write(record)
+        with the record read() gives now; one still running (on SageMaker) is not one yet, and a record that cannot
+        be read is said in one line."""
+        if not self.on:
+            return
+        try:
+            record = read()
+        except (UserError, OSError, ValueError) as err:
+            say(f"tracking: a job cut short was not written as a run: its record could not be read ({err})")
+            return
+        if record.get(status) in TERMINAL:
+            write(record)
+
     def training(self, executor, record: dict, model: Path | None = None, parent: str | None = None,
                  quiet: bool = False) -> str | None:
         """A training job (a tuning run's trial when parent is given); model: its fetched folder (manifest, plots)."""
@@ -294,8 +310,9 @@ class Tracker:
         """One run, queued for the writer (write_run); parent: its tuning run's job. Returns the job's name."""
         run = {"name": name, "parent": parent, "start": millis(record.get("CreationTime")), "end": millis(_end(record)),
                "status": STATUSES.get(status, "FAILED"),
-               "params": {key: str(value) for key, value in params.items() if value not in (None, "")},
-               "tags": {key: str(value) for key, value in tags.items() if value not in (None, "")},
+               # Masked as the terminal masks them: a run may go to a team's server.
+               "params": {key: mask(str(value)) for key, value in params.items() if value not in (None, "")},
+               "tags": {key: mask(str(value)) for key, value in tags.items() if value not in (None, "")},
                "metrics": points,
                "artifacts": [[str(path), path.parent.relative_to(artifacts[0].parent).as_posix()]
                              for path in artifacts if path.is_file()]}

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import copy_repo, sagemake, tool_venv
+from conftest import copy_repo, sagemake, sigint_as_a_terminal_gives_it, tool_venv
 from mlflow.tracking import MlflowClient
 
 from sagemake.config import resolve
@@ -151,6 +151,38 @@ def test_make_preprocess_is_a_run_with_its_data_digests(project):
     cost = run.data.tags["sagemake.cost_usd"]  # processing's price may be missing from the shipped table
     assert (cost == "unknown" or float(cost) >= 0) and int(run.data.tags["sagemake.billable_seconds"]) >= 0
     assert run.data.tags["sagemake.git_commit"] == git(project, "rev-parse", "--short=7", "HEAD")
+
+
+def test_jobs_cut_short_are_runs_too_and_a_secret_in_their_settings_is_masked(project):
+    """make train stopped by Ctrl-C is a KILLED run; a failed make transform a FAILED one; an argument that looks
+    like a credential is masked in the run's params as on the terminal (a run may go to a team's server)."""
+    env = {**os.environ, "VENV": tool_venv(), "LOCAL_RUNTIME": "process", "STOP_GRACE_SECONDS": "5"}
+    train = subprocess.Popen(["make", "-s", "train", "HP=n_estimators=5000 learning_rate=0.001"], cwd=project,
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True, preexec_fn=sigint_as_a_terminal_gives_it)
+    for line in train.stderr:
+        if "/ Training:" in line:
+            break
+    stopped = line.split()[2].rstrip(":")
+    os.killpg(train.pid, signal.SIGINT)  # Ctrl-C in its terminal
+    train.communicate(timeout=120)
+    assert train.returncode != 0
+    assert make(project, "train", "HP=n_estimators=20").returncode == 0  # a model to transform with
+    rows = project / "rows"
+    rows.mkdir()
+    (rows / "bad.csv").write_text("1,2,3\n")  # too few features: the model server answers 400
+    failed = make(project, "transform", f"INPUT={rows}")
+    assert failed.returncode != 0, failed.stderr
+    transform = next(line.split()[2].rstrip(":") for line in failed.stderr.splitlines()
+                     if line.startswith("==> transform ") and "file(s) from" in line)
+    secret = make(project, "preprocess", "DATA_DIR=processed", "PREPROCESS_ARGS=--token=ghs_n0tInAnyRun1234")
+    assert secret.returncode != 0  # the example's step takes no --token
+    client = store(project)
+    assert run_of(client, stopped).info.status == "KILLED"
+    assert run_of(client, transform).info.status == "FAILED"
+    experiment = client.get_experiment_by_name("sagemake-example")
+    everything = json.dumps([(r.data.params, r.data.tags) for r in client.search_runs([experiment.experiment_id])])
+    assert "ghs_n0tInAnyRun1234" not in everything and "--token=***" in everything
 
 
 def test_an_unreachable_store_is_one_line_on_the_next_command_and_its_runs_wait(tmp_path):

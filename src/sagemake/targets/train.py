@@ -38,6 +38,8 @@ def train(config: Config, executor: Executor) -> int:
     try:
         record = executor.run(request)
     except KeyboardInterrupt:
+        tracker.ended(lambda: executor.describe(name), "TrainingJobStatus",
+                      lambda ended: tracker.training(executor, ended))
         return Exit.INTERRUPTED
     status = record["TrainingJobStatus"]
     if status != "Completed":

@@ -15,6 +15,7 @@ Exit status: 0 done, 1 the transform failed, 2 bad input, 3 an AWS error, 130 in
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from sagemake.capture import CAPTURE, capturing
@@ -25,7 +26,15 @@ from sagemake.executors import Executor, for_config
 from sagemake.jobs import ran
 from sagemake.jobs.endpoint import CONTENT_TYPES
 from sagemake.jobs.training import job_name, job_named
-from sagemake.jobs.transform import NAME_PART, OUT, input_files, output_folder, transform_request
+from sagemake.jobs.transform import (
+    NAME_PART,
+    OUT,
+    RECORD,
+    TransformFailed,
+    input_files,
+    output_folder,
+    transform_request,
+)
 from sagemake.pricing import TRANSFORM, used_line
 from sagemake.tracking import Tracker
 
@@ -38,7 +47,13 @@ def transform(config: Config, executor: Executor, given: str, job: str | None) -
     name = job_name(config["PROJECT_NAME"], NAME_PART)
     request = transform_request(config, name, model, place.input_uri(folder, name), place.output_uri(name))
     tracker = Tracker(config)  # says a run the last writer could not write
-    record = place.run(request, folder, files)
+    try:
+        record = place.run(request, folder, files)
+    except (TransformFailed, KeyboardInterrupt):  # a run too, as the record it left says it ended
+        saved = output_folder(config, name).parent / RECORD
+        tracker.ended(lambda: json.loads(saved.read_text()), "TransformJobStatus",
+                      lambda ended: tracker.transform(executor, ended, len(files), place.provenance()))
+        raise
     from sagemake.deployments import record as write_record
 
     provenance = place.provenance()

@@ -88,9 +88,14 @@ def tune(config: Config, executor: Executor, runtime=None) -> tuple[Path, dict]:
     tracker = Tracker(config)  # says a run the last writer could not write
     try:
         record = executor.tuning().run(request, tags, runtime)
-    finally:
+    except KeyboardInterrupt:
         if (folder / RECORD).is_file():
             finish(config, executor, folder)
+            tracker.ended(lambda: executor.tuning().record(name), "HyperParameterTuningJobStatus",
+                          lambda ended: tracker.tuning(executor, ended, folder))
+        raise
+    if (folder / RECORD).is_file():
+        finish(config, executor, folder)
     best = record.get("BestTrainingJob")
     goal = request["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]
     if record["HyperParameterTuningJobStatus"] != "Completed" or not best:
