@@ -553,7 +553,8 @@ def _check(env: str, values: dict) -> list[str]:
     if values["USE_SPOT"] == "true" and values["KEEP_ALIVE_SECONDS"] not in ("", "0"):
         problems.append(f"KEEP_ALIVE_SECONDS={values['KEEP_ALIVE_SECONDS']} with USE_SPOT=true: SageMaker keeps no "
                         "warm pool for spot jobs: use one or the other (KEEP_ALIVE_SECONDS=0, or USE_SPOT=false)")
-    problems += _tracking_problems(values["MLFLOW_TRACKING_URI"])
+    if values["TRACKING"] == "true":  # a store that is not used is no problem
+        problems += _tracking_problems(values["MLFLOW_TRACKING_URI"])
     if values["TRAINING_IMAGE"] and values["DOCKERFILE"]:
         problems.append("TRAINING_IMAGE and DOCKERFILE are both set: use a prebuilt image or a Dockerfile, not both")
     if env != DEFAULT_ENV:

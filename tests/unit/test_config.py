@@ -104,6 +104,7 @@ def test_the_tracking_store_is_one_mlflow_can_write(tmp_path, uri, refused):
     else:
         with pytest.raises(UserError, match=re.escape(f"MLFLOW_TRACKING_URI={uri!r} {refused}")):
             resolve(root=tmp_path, environ={"MLFLOW_TRACKING_URI": uri})
+        assert resolve(root=tmp_path, environ={"MLFLOW_TRACKING_URI": uri, "TRACKING": "false"})  # not used
 
 
 def test_unreadable_file_is_a_problem_not_a_crash(tmp_path):
