@@ -112,7 +112,8 @@ def tell_failure(queue: Path) -> None:
         left = len(pending(queue))
         say(f"tracking: job {failed['job']}'s run could not be written to MLFLOW_TRACKING_URI={failed['uri']} "
             f"({failed['error']}); {left} run(s) wait in {queue} and are retried by the next command (log: "
-            f"{queue / LOG}); fix the URI or the server, or TRACKING=false")
+            f"{queue / LOG}): once the server answers they are written; a run queued for a wrong URI keeps its "
+            f"URI: delete its file ({queue}/*-{failed['job']}.pending.json) to drop it")
 
 
 def _log(queue: Path) -> Path:
