@@ -922,6 +922,10 @@ MUTATIONS = {
     "a run's params and tags unmasked": (
         "src/sagemake/tracking.py", '"params": {key: mask(str(value))', '"params": {key: (str(value))',
         "tests/local/test_tracking.py -k cut_short"),
+    "a tuning run without the data it tuned on": (
+        "src/sagemake/tracking.py", "        if trials:  # the data it tuned on",
+        "        if False:  # the data it tuned on",
+        "tests/local/test_tracking.py -k nested"),
 }
 
 

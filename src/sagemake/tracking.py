@@ -229,6 +229,10 @@ class Tracker:
         tagged = request_tags(json.loads(requested.read_text())) if requested.is_file() else {}
         trials = sorted(record.get("TrainingJobSummaries", []), key=lambda s: (s.get("CreationTime") or "",
                                                                                 s["TrainingJobName"]))
+        if trials:  # the data it tuned on: tagged on every trial (as SageMaker puts them), not on its own request
+            with contextlib.suppress(UserError):
+                tagged = {**{key: value for key, value in executor.tags(trials[0]["TrainingJobName"]).items()
+                             if key.startswith("data:")}, **tagged}
         objective = [[goal["MetricName"], s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"],
                       millis(s.get("TrainingEndTime")) or millis(_end(record)), number]
                      for number, s in enumerate(trials, 1) if "FinalHyperParameterTuningJobObjectiveMetric" in s]

@@ -125,6 +125,10 @@ def test_make_tune_is_a_run_with_each_trial_nested_under_it(project):
     assert {"leaderboard.csv", "tuning.png"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
     objective = client.get_metric_history(parent.info.run_id, "validation:roc_auc")
     assert [m.step for m in objective] == [1, 2]  # the objective over the trials, in the order they started
+    first = run_of(client, record["TrainingJobSummaries"][0]["TrainingJobName"])
+    digests = {key: value for key, value in first.data.tags.items() if key.startswith("sagemake.data.")}
+    assert sorted(digests) == ["sagemake.data.train", "sagemake.data.validation"]
+    assert {key: parent.data.tags[key] for key in digests} == digests  # the data it tuned on
 
     trials = [s["TrainingJobName"] for s in record["TrainingJobSummaries"]]
     for trial in trials:
