@@ -926,6 +926,9 @@ MUTATIONS = {
         "src/sagemake/tracking.py", "        if trials:  # the data it tuned on",
         "        if False:  # the data it tuned on",
         "tests/local/test_tracking.py -k nested"),
+    "a make tune stopped by Ctrl-C is no run": (
+        "src/sagemake/targets/tune.py", '            tracker.ended(lambda: executor.tuning().record(name),',
+        "            tracker.ended(lambda: {},", "tests/local/test_tracking.py -k tune_stopped"),
 }
 
 

@@ -189,6 +189,28 @@ def test_jobs_cut_short_are_runs_too_and_a_secret_in_their_settings_is_masked(pr
     assert "ghs_n0tInAnyRun1234" not in everything and "--token=***" in everything
 
 
+def test_make_tune_stopped_by_ctrl_c_is_a_killed_run_with_its_trials(project):
+    env = {**os.environ, "VENV": tool_venv(), "LOCAL_RUNTIME": "process", "STOP_GRACE_SECONDS": "5"}
+    tune = subprocess.Popen(["make", "-s", "tune", "TUNE_RANGES=max_depth=2:4", "TUNE_MAX_JOBS=3",
+                             "HP=n_estimators=5000 learning_rate=0.001"], cwd=project, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=sigint_as_a_terminal_gives_it)
+    for line in tune.stderr:
+        if "/ Training:" in line:
+            break
+    os.killpg(tune.pid, signal.SIGINT)  # Ctrl-C in its terminal, while its first trial trains
+    tune.communicate(timeout=120)
+    assert tune.returncode != 0
+    (tuning,) = [p.parent.name for p in (project / "jobs").glob("*/tuning.json")
+                 if json.loads(p.read_text())["HyperParameterTuningJobStatus"] == "Stopped"]
+    client = store(project)
+    parent = run_of(client, tuning)
+    assert parent.info.status == "KILLED"
+    trials = json.loads((project / "jobs" / tuning / "tuning.json").read_text())["TrainingJobSummaries"]
+    assert trials and all(run_of(client, t["TrainingJobName"]).data.tags["mlflow.parentRunId"] == parent.info.run_id
+                          for t in trials)
+
+
 def test_an_unreachable_store_is_one_line_on_the_next_command_and_its_runs_wait(tmp_path):
     repo = copy_repo(tmp_path / "p")
     with socket.socket() as probe:  # a port nothing listens on
