@@ -132,6 +132,9 @@ def test_a_model_trained_with_training_image_is_served_by_that_image_without_rep
            "container" in result.stderr
 
 
+UNCAPTURED = {"CAPTURE_PERCENT": "0"}  # the container on SERVE_PORT itself, no capturing proxy in front
+
+
 def containers(port: int) -> list[str]:
     """The engine's serving containers for this port (sagemake-serve-<pid>-<port>), running or not."""
     listed = subprocess.run([ENGINE, "ps", "--all", "--format", "{{.Names}}", "--filter",
@@ -147,9 +150,11 @@ def listed(repo: Path) -> str:
 
 
 def test_make_serve_maps_a_port_to_8080_and_endpoints_lists_it_only_while_it_runs(trained):
+    """SERVE_PORT mapped to the container's 8080 (without capture: with it, the capturing proxy takes SERVE_PORT and
+    the container another free port)."""
     repo, job, image = trained
     port = free_port()
-    serving, _ = started_serve(repo, port, settings_only(), f"JOB={job}")
+    serving, _ = started_serve(repo, port, settings_only(UNCAPTURED), f"JOB={job}")
     try:
         (name,) = containers(port)
         inspected = json.loads(subprocess.run([ENGINE, "inspect", name], capture_output=True, text=True,
@@ -177,7 +182,7 @@ def test_make_serve_maps_a_port_to_8080_and_endpoints_lists_it_only_while_it_run
 def test_kill_9_of_make_serve_stops_its_container_and_endpoints_stops_listing_it(trained):
     repo, job, _ = trained
     port = free_port()
-    serving, _ = started_serve(repo, port, settings_only(), f"JOB={job}")
+    serving, _ = started_serve(repo, port, settings_only(UNCAPTURED), f"JOB={job}")
     try:
         assert len(containers(port)) == 1
         assert f"http://127.0.0.1:{port}" in listed(repo)
