@@ -262,6 +262,7 @@ esac
 STUB
   chmod +x "$bin/docker"
   export ENGINE_CALLS="$BATS_TEST_TMPDIR/calls" PATH="$bin:$PATH"
+  unset DOCKER_HOST # the stand-in is the engine: no socket to look for
   local image
   image="$(make -s image)"
   [[ "$image" =~ ^sagemake-example:[0-9a-f]{12}$ ]]
