@@ -49,7 +49,7 @@ WAIT = 0.5  # seconds between looks while every job's Python is in use
 KEPT = {"pip", "setuptools", "wheel"}  # what venv itself puts there
 
 _guard = threading.RLock()
-_held: dict[str, tuple[Path, object]] = {}  # the virtualenvs this process uses (by kind), each with its in-use lock
+_held: dict[Path, tuple[Path, object]] = {}  # the virtualenvs this process uses (by place), each with its in-use lock
 
 
 def requirement_files(root: Path) -> list[Path]:
@@ -78,7 +78,7 @@ def job_python(config: Config) -> Path:
     check_pins(root)
     files, wheels = requirement_files(root), sorted((root / PRIVATE_WHEELS).glob("*.whl"))
     with _guard:
-        fresh = JOB_PYTHON not in _held
+        fresh = Path(sys.prefix) / JOB_PYTHON not in _held
         python = held_python(JOB_PYTHON, files, wheels, "the job's Python")
         if fresh and config.sagemake_image and (root / TRAINER).is_dir():
             _check_trainer(python, root)
@@ -96,10 +96,11 @@ def held_python(kind: str, files: list[Path], wheels: list[Path], what: str) -> 
         digest.update(wheel.name.encode() + b"\0" + wheel.read_bytes())
     wanted = {"python": f"{sys.version} {getattr(sys, '_base_executable', sys.executable)}",
               "requirements": digest.hexdigest()}
+    base = Path(sys.prefix) / kind  # held by where it is: another tool virtualenv's is another
     with _guard:
-        if kind not in _held:
-            _held[kind] = _ready(Path(sys.prefix) / kind, wanted, files, wheels, what)
-        return _held[kind][0]
+        if base not in _held:
+            _held[base] = _ready(base, wanted, files, wheels, what)
+        return _held[base][0]
 
 
 def _check_trainer(python: Path, root: Path) -> None:
