@@ -300,9 +300,14 @@ def test_a_signal_at_any_stage_of_a_fetch_leaves_one_whole_copy_and_no_scratch(j
         monkeypatch.setattr(models, "unpack", signalled(models.unpack))
     else:
         monkeypatch.setattr(pathlib.Path, "rename", signalled(pathlib.Path.rename))  # the signal between the renames
-    with pytest.raises(KeyboardInterrupt), interrupted_by_signals():
-        fetch(config, name)
-        time.sleep(5)  # a signal not taken at once would end this instead
+    # Ctrl-C as a terminal gives it, whatever this test process inherited (a run in the background ignores it).
+    ignored = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt), interrupted_by_signals():
+            fetch(config, name)
+            time.sleep(5)  # a signal not taken at once would end this instead
+    finally:
+        signal.signal(signal.SIGINT, ignored)
     monkeypatch.undo()
     assert [p.name for p in folder.parent.iterdir()] == [name]  # no .<job>.* scratch folder
     assert (folder / "model.joblib").is_file() and (folder / "manifest.json").is_file()
