@@ -307,7 +307,7 @@ def test_a_signal_at_any_stage_of_a_fetch_leaves_one_whole_copy_and_no_scratch(j
             fetch(config, name)
             time.sleep(5)  # a signal not taken at once would end this instead
     finally:
-        signal.signal(signal.SIGINT, ignored)
+        signal.signal(signal.SIGINT, signal.SIG_DFL if ignored is None else ignored)
     monkeypatch.undo()
     assert [p.name for p in folder.parent.iterdir()] == [name]  # no .<job>.* scratch folder
     assert (folder / "model.joblib").is_file() and (folder / "manifest.json").is_file()
