@@ -24,13 +24,19 @@ from sagemake.executors.sagemaker.endpoint import deploy
 pytestmark = pytest.mark.slow  # `make drift` runs in its own virtualenv, made once (a minute or two)
 
 
-def test_deploy_sets_the_endpoint_configs_data_capture_and_records_where(prod, monkeypatch, price_list):  # noqa: F811
-    monkeypatch.setenv("CAPTURE_PERCENT", "30")
+def deployed(monkeypatch, percent: str) -> tuple:
+    """make deploy ENV=prod with CAPTURE_PERCENT=percent: (its config, its record, the endpoint configuration)."""
+    monkeypatch.setenv("CAPTURE_PERCENT", percent)
     config = resolve(env="prod")
     entry = deploy(config, executor(config), JOBS[0])
     sagemaker = client("sagemaker")
     name = sagemaker.describe_endpoint(EndpointName="sagemake-example")["EndpointConfigName"]
-    found = sagemaker.describe_endpoint_config(EndpointConfigName=name)["DataCaptureConfig"]
+    return config, entry, sagemaker.describe_endpoint_config(EndpointConfigName=name)
+
+
+def test_deploy_sets_the_endpoint_configs_data_capture_and_records_where(prod, monkeypatch, price_list):  # noqa: F811
+    config, entry, configuration = deployed(monkeypatch, "30")
+    found = configuration["DataCaptureConfig"]
     assert found == {"EnableCapture": True, "InitialSamplingPercentage": 30,
                      "DestinationS3Uri": "s3://train-bucket/sagemake-example/capture",
                      "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
@@ -42,12 +48,8 @@ def test_deploy_sets_the_endpoint_configs_data_capture_and_records_where(prod, m
 
 
 def test_deploy_with_capture_off_asks_for_none(prod, monkeypatch, price_list):  # noqa: F811
-    monkeypatch.setenv("CAPTURE_PERCENT", "0")
-    config = resolve(env="prod")
-    entry = deploy(config, executor(config), JOBS[0])
-    sagemaker = client("sagemaker")
-    name = sagemaker.describe_endpoint(EndpointName="sagemake-example")["EndpointConfigName"]
-    assert not sagemaker.describe_endpoint_config(EndpointConfigName=name).get("DataCaptureConfig")
+    _, entry, configuration = deployed(monkeypatch, "0")
+    assert not configuration.get("DataCaptureConfig")
     assert entry["capture"] is None
 
 
